@@ -1,0 +1,165 @@
+"""Events emitted by the sans-I/O sessions and the data plane.
+
+Every event is a frozen, slotted dataclass.  The control plane talks to the
+data plane only through these (``ChildSaInstalled`` / ``ChildSaDeleted``),
+the shape of strongSwan's ``kernel_ipsec`` interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .crypto.transforms import EncrAlg, IntegAlg
+from .selectors import Address, TrafficSelector
+
+
+class IpsecEvent:
+    """Base class of all events."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaEstablished(IpsecEvent):
+    spi_i: bytes
+    """Initiator's IKE SPI (8 bytes; IKEv1: initiator cookie)."""
+    spi_r: bytes
+    """Responder's IKE SPI (8 bytes; IKEv1: responder cookie)."""
+    version: int
+    """2 for IKEv2, 1 for IKEv1."""
+    initiator: bool
+    """True when this side initiated the IKE SA."""
+    local_addr: Address
+    remote_addr: Address
+    local_id: str
+    remote_id: str
+    algorithms: str
+    """Negotiated IKE proposal in strongSwan syntax, e.g. ``aes128gcm16-prfsha256-x25519``."""
+    nat_local: bool = False
+    """True when this side is behind a NAT (NAT-D mismatch for our address)."""
+    nat_remote: bool = False
+    """True when the peer is behind a NAT."""
+    rekeyed_from: bytes | None = None
+    """For an IKE rekey: the old SA's initiator SPI, else None."""
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaDeleted(IpsecEvent):
+    spi_i: bytes
+    """Initiator's IKE SPI of the deleted SA."""
+    spi_r: bytes
+    reason: str
+    """Why: ``deleted by peer``, ``deleted locally``, ``rekeyed``, ``dead peer``, ``expired``,
+    ``retransmits exhausted``, ``authentication failed``, ..."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthFailed(IpsecEvent):
+    peer: str
+    """Peer address and identity, e.g. ``192.0.2.2[hq.example]``."""
+    step: str
+    """Where it failed (``IKE_AUTH``, ``MM5``, ``MM6``, ...)."""
+    reason: str
+    """Human-readable reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class NegotiationFailed(IpsecEvent):
+    peer: str
+    """Peer address."""
+    exchange: str
+    """Exchange that failed (``IKE_SA_INIT``, ``CREATE_CHILD_SA``, ``QM``, ...)."""
+    notify: str
+    """Notify received or sent (``NO_PROPOSAL_CHOSEN``, ``TS_UNACCEPTABLE``, ...), or ``TIMEOUT``."""
+    reason: str = ""
+    """Free text."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaInstalled(IpsecEvent):
+    """Everything the data plane needs to build both directions of a Child SA."""
+
+    name: str
+    """Child configuration name."""
+    protocol: str
+    """``esp`` or ``ah``."""
+    mode: str
+    """``tunnel`` or ``transport``."""
+    spi_in: int
+    """SPI of the inbound SA (chosen by us)."""
+    spi_out: int
+    """SPI of the outbound SA (chosen by the peer)."""
+    encr: EncrAlg | None
+    """Encryption algorithm (None for AH)."""
+    integ: IntegAlg | None
+    """Integrity algorithm (None for AEAD)."""
+    encr_key_in: bytes
+    """Inbound encryption key material (key + salt)."""
+    encr_key_out: bytes
+    integ_key_in: bytes
+    integ_key_out: bytes
+    esn: bool
+    """Extended sequence numbers negotiated."""
+    local_ts: tuple[TrafficSelector, ...]
+    """Negotiated local traffic selectors."""
+    remote_ts: tuple[TrafficSelector, ...]
+    local_addr: Address
+    """Outer local address and port (port 4500 when encapsulated)."""
+    remote_addr: Address
+    encap: bool
+    """UDP encapsulation (RFC 3948) in use."""
+    initiator: bool
+    """True if this side initiated the exchange that created the SA."""
+    replay_window: int = 64
+    lifetime_soft: float | None = None
+    """Seconds until rekey (relative), None = never."""
+    lifetime_hard: float | None = None
+    """Seconds until hard expiry (relative)."""
+    life_bytes: int | None = None
+    life_packets: int | None = None
+    rekeyed_from: int | None = None
+    """spi_in of the SA this one replaces (Child rekey), else None."""
+    ike_spi_i: bytes = b""
+    """The IKE SA that owns this Child SA."""
+    unique_id: int = 0
+    """Local identifier, stable across the SA's life."""
+    algorithms: str = ""
+    """Negotiated ESP/AH proposal in strongSwan syntax."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaDeleted(IpsecEvent):
+    name: str
+    spi_in: int
+    spi_out: int
+    reason: str
+    """``deleted by peer``, ``deleted locally``, ``rekeyed``, ``expired``, ``ike sa deleted``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaExpired(IpsecEvent):
+    """Raised by the data plane: an SA hit a byte/packet limit or ran out of
+    sequence numbers; the control plane should rekey (soft) or delete (hard)."""
+
+    spi: int
+    """SPI of the SA (the outbound SPI for sequence exhaustion)."""
+    hard: bool
+    reason: str
+    """``seq-exhausted``, ``bytes`` or ``packets``."""
+
+
+@dataclass(frozen=True, slots=True)
+class DpdTimeout(IpsecEvent):
+    """The peer did not answer liveness checks; its IKE SA is being deleted."""
+
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeStep(IpsecEvent):
+    """One line of the protocol story: ``IKE_SA_INIT sent``, ``MM3 received``.
+    Also logged; the event lets a demo or UI show progress."""
+
+    text: str
+    peer: str = ""
+    details: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
