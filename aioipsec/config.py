@@ -1,0 +1,211 @@
+"""Configuration: plain dataclasses for embedders, loaded from swanctl-style TOML
+by :func:`load_config` (see ``aioipsec.config_file``).
+
+Names follow strongSwan's swanctl.conf so operators recognise them.  Durations
+are seconds (floats); the TOML loader also accepts ``"30s"``, ``"4h"``.
+Proposals are already parsed (:class:`~aioipsec.crypto.transforms.Proposal`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .crypto.transforms import Proposal, parse_proposal
+from .selectors import TrafficSelector, parse_ts
+
+DEFAULT_IKE_PROPOSALS = ("aes128gcm16-prfsha256-x25519", "aes256-sha256-modp2048")
+DEFAULT_ESP_PROPOSALS = ("aes128gcm16", "aes128-sha256")
+
+
+@dataclass
+class AuthConfig:
+    """One side's authentication (swanctl ``local``/``remote`` sections)."""
+
+    auth: str = "psk"
+    """``psk`` or ``pubkey`` (certificates / raw signatures)."""
+    id: str | None = None
+    """IKE identity: FQDN, ``user@example`` (RFC822), IP address or a DN
+    (``C=CH, O=example, CN=host``).  ``None``: the local/remote address."""
+    cert: Any = None
+    """Local: our certificate (``cryptography.x509.Certificate``)."""
+    private_key: Any = None
+    """Local: our private key (RSA, EC or Ed25519 ``cryptography`` key)."""
+    cacerts: list[Any] = field(default_factory=list)
+    """Remote: trust anchors (``x509.Certificate``) that must sign the peer's cert."""
+    intermediates: list[Any] = field(default_factory=list)
+    """Local: intermediate certificates sent along with ``cert``."""
+    rsa_pss: bool = False
+    """Use RSASSA-PSS (RFC 7427) instead of PKCS#1 v1.5 for RSA keys."""
+
+
+@dataclass
+class ChildConfig:
+    """A Child SA (swanctl ``children.<name>``)."""
+
+    name: str = "child"
+    local_ts: list[TrafficSelector] = field(default_factory=list)
+    """Local selectors; empty means ``dynamic`` (our own outer address)."""
+    remote_ts: list[TrafficSelector] = field(default_factory=list)
+    """Remote selectors; empty means ``dynamic`` (the peer's outer address)."""
+    esp_proposals: list[Proposal] = field(
+        default_factory=lambda: [parse_proposal(p, "esp") for p in DEFAULT_ESP_PROPOSALS]
+    )
+    """ESP proposals; a key exchange in a proposal means PFS."""
+    ah_proposals: list[Proposal] = field(default_factory=list)
+    """AH proposals; if set, AH is negotiated instead of ESP."""
+    mode: str = "tunnel"
+    """``tunnel`` or ``transport``."""
+    start_action: str = "none"
+    """``none``, ``trap`` (negotiate on the first matching packet) or ``start``."""
+    rekey_time: float = 3600.0
+    """Soft lifetime in seconds: rekey after this (minus jitter)."""
+    life_time: float | None = None
+    """Hard lifetime; default ``rekey_time * 1.1``."""
+    rand_time: float | None = None
+    """Jitter subtracted from ``rekey_time``; default ``life_time - rekey_time``."""
+    rekey_bytes: int = 0
+    life_bytes: int = 0
+    rekey_packets: int = 0
+    life_packets: int = 0
+    replay_window: int = 64
+    """Anti-replay window in packets (0 disables replay protection)."""
+    dpd_action: str = "clear"
+    """``clear``, ``trap`` or ``restart`` when the peer is declared dead."""
+    close_action: str = "none"
+
+    @property
+    def hard_lifetime(self) -> float:
+        return self.life_time if self.life_time is not None else self.rekey_time * 1.1
+
+    @property
+    def jitter(self) -> float:
+        return self.rand_time if self.rand_time is not None else self.hard_lifetime - self.rekey_time
+
+    @property
+    def pfs(self) -> bool:
+        return any(p.ke for p in self.esp_proposals or self.ah_proposals)
+
+
+@dataclass
+class ConnectionConfig:
+    """An IKE connection (swanctl ``connections.<name>``)."""
+
+    name: str = "conn"
+    version: int = 2
+    """2 = IKEv2, 1 = IKEv1."""
+    local_addrs: list[str] = field(default_factory=list)
+    remote_addrs: list[str] = field(default_factory=list)
+    local_port: int = 500
+    remote_port: int = 500
+    proposals: list[Proposal] = field(
+        default_factory=lambda: [parse_proposal(p, "ike") for p in DEFAULT_IKE_PROPOSALS]
+    )
+    aggressive: bool = False
+    """IKEv1 Aggressive Mode."""
+    encap: bool = False
+    """Force UDP encapsulation of ESP even without a NAT (fakes NAT-D like strongSwan)."""
+    fragmentation: bool = True
+    """IKE fragmentation (RFC 7383 / IKEv1 vendor extension) when supported by the peer."""
+    fragment_size: int = 1280
+    """Largest IKE datagram before fragmenting (bytes, IP payload)."""
+    dpd_delay: float = 30.0
+    """Liveness check interval when no traffic was seen (0 disables)."""
+    dpd_timeout: float = 150.0
+    """IKEv1: declare the peer dead after this long without R-U-THERE-ACK."""
+    rekey_time: float = 14400.0
+    """IKE SA soft lifetime (rekey)."""
+    over_time: float | None = None
+    """Hard IKE SA lifetime = rekey_time + over_time (default 10 % of rekey_time)."""
+    rand_time: float | None = None
+    """Jitter subtracted from rekey_time (default over_time)."""
+    local: AuthConfig = field(default_factory=AuthConfig)
+    remote: AuthConfig = field(default_factory=AuthConfig)
+    children: dict[str, ChildConfig] = field(default_factory=dict)
+    psk: bytes | None = None
+    """Pre-shared key (swanctl ``secrets``), resolved by the loader."""
+    legacy: bool = False
+    """Explicit opt-in to weak algorithms (3DES, DES, MD5, MODP-1024)."""
+    retransmit_timeout: float = 4.0
+    retransmit_base: float = 1.8
+    retransmit_tries: int = 5
+    retransmit_jitter: float = 0.0
+    """Fraction (0..1) by which each retransmit timeout is randomly shortened."""
+    send_certreq: bool = True
+    send_cert: str = "ifasked"
+    """``always``, ``ifasked`` or ``never``."""
+    initial_contact: bool = True
+    key_export: bool = False
+    """Allow exporting keys (Wireshark tables); never logged otherwise."""
+
+    @property
+    def hard_lifetime(self) -> float:
+        over = self.over_time if self.over_time is not None else self.rekey_time * 0.1
+        return self.rekey_time + over
+
+    @property
+    def jitter(self) -> float:
+        if self.rand_time is not None:
+            return self.rand_time
+        return self.over_time if self.over_time is not None else self.rekey_time * 0.1
+
+
+@dataclass
+class GlobalConfig:
+    """Settings of the endpoint/daemon rather than of one connection."""
+
+    cookie_threshold: int = 10
+    """Half-open IKE SAs above which IKE_SA_INIT requires a COOKIE (RFC 7296 §2.6)."""
+    half_open_max: int = 1000
+    """Hard limit on half-open IKE SAs; further IKE_SA_INITs are dropped."""
+    init_limit_per_peer: int = 20
+    """IKE_SA_INIT requests accepted per peer address per second."""
+    fragment_reassembly_max: int = 64 * 1024
+    """Largest reassembled IKE message (bytes)."""
+
+
+def child(
+    name: str = "child",
+    *,
+    local_ts: list[str] | None = None,
+    remote_ts: list[str] | None = None,
+    esp_proposals: list[str] | None = None,
+    legacy: bool = False,
+    **kw: Any,
+) -> ChildConfig:
+    """Convenience constructor taking strings: ``child("lan", local_ts=["10.1.0.0/16"], ...)``."""
+    return ChildConfig(
+        name=name,
+        local_ts=[parse_ts(t) for t in (local_ts or [])],
+        remote_ts=[parse_ts(t) for t in (remote_ts or [])],
+        esp_proposals=[parse_proposal(p, "esp", allow_legacy=legacy) for p in (esp_proposals or DEFAULT_ESP_PROPOSALS)],
+        **kw,
+    )
+
+
+def connection(
+    name: str = "conn",
+    *,
+    proposals: list[str] | None = None,
+    psk: str | bytes | None = None,
+    local_id: str | None = None,
+    remote_id: str | None = None,
+    children: list[ChildConfig] | None = None,
+    legacy: bool = False,
+    **kw: Any,
+) -> ConnectionConfig:
+    """Convenience constructor taking strings; ``psk`` may be ``str``."""
+    if isinstance(psk, str):
+        psk = psk.encode()
+    local = kw.pop("local", None) or AuthConfig(auth="psk" if psk is not None else "pubkey", id=local_id)
+    remote = kw.pop("remote", None) or AuthConfig(auth="psk" if psk is not None else "pubkey", id=remote_id)
+    return ConnectionConfig(
+        name=name,
+        proposals=[parse_proposal(p, "ike", allow_legacy=legacy) for p in (proposals or DEFAULT_IKE_PROPOSALS)],
+        psk=psk,
+        local=local,
+        remote=remote,
+        children={c.name: c for c in (children or [])},
+        legacy=legacy,
+        **kw,
+    )
