@@ -1,0 +1,399 @@
+"""TOML configuration loader with swanctl.conf names.
+
+Every error names the file, the key path and the reason, e.g.::
+
+    gw.toml: connections.hq.children.lan.mode: expected "tunnel" or "transport", got "tunel"
+
+Unknown keys are rejected with a suggestion (``did you mean "remote_ts"?``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import AuthConfig, ChildConfig, ConnectionConfig, GlobalConfig
+from .crypto.transforms import Proposal, parse_proposal
+from .errors import AlgorithmError, ConfigError
+from .selectors import TrafficSelector, parse_ts
+
+
+@dataclass
+class Configuration:
+    """A whole configuration file."""
+
+    connections: dict[str, ConnectionConfig] = field(default_factory=dict)
+    global_config: GlobalConfig = field(default_factory=GlobalConfig)
+    tun: dict[str, Any] = field(default_factory=dict)
+    """Gateway TUN settings: ``name``, ``mtu``."""
+    source: str | None = None
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class _Ctx:
+    def __init__(self, file: str | None, base: Path | None) -> None:
+        self.file = file
+        self.base = base
+
+    def err(self, path: str, reason: str) -> ConfigError:
+        return ConfigError(path, reason, file=self.file)
+
+    def check_keys(self, path: str, table: dict[str, Any], allowed: set[str]) -> None:
+        for key in table:
+            if key not in allowed:
+                hint = difflib.get_close_matches(key, sorted(allowed), n=1)
+                suggestion = f'; did you mean "{hint[0]}"?' if hint else ""
+                raise self.err(f"{path}.{key}" if path else key, f"unknown key{suggestion}")
+
+    def table(self, path: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.err(path, f"expected a table, got {_show(value)}")
+        return value
+
+    def string(self, path: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise self.err(path, f"expected a string, got {_show(value)}")
+        return value
+
+    def boolean(self, path: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.err(path, f"expected true or false, got {_show(value)}")
+        return value
+
+    def integer(self, path: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.err(path, f"expected an integer, got {_show(value)}")
+        if lo is not None and value < lo or hi is not None and value > hi:
+            raise self.err(path, f"expected an integer in {lo}..{hi}, got {value}")
+        return value
+
+    def choice(self, path: str, value: Any, choices: tuple[str, ...]) -> str:
+        if value not in choices:
+            expect = " or ".join(f'"{c}"' for c in choices) if len(choices) <= 2 else ", ".join(
+                f'"{c}"' for c in choices
+            )
+            raise self.err(path, f"expected {expect}, got {_show(value)}")
+        return value
+
+    def duration(self, path: str, value: Any) -> float:
+        if isinstance(value, bool):
+            raise self.err(path, f"expected a duration like \"30s\", \"4h\", got {_show(value)}")
+        if isinstance(value, (int, float)):
+            if value < 0:
+                raise self.err(path, f"duration must not be negative, got {value}")
+            return float(value)
+        if isinstance(value, str):
+            m = _DURATION.match(value)
+            if m:
+                return float(m.group(1)) * _UNITS[m.group(2)]
+        raise self.err(path, f"expected a duration like \"30s\", \"4h\", got {_show(value)}")
+
+    def strings(self, path: str, value: Any) -> list[str]:
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.err(path, f"expected a list of strings, got {_show(value)}")
+        return list(value)
+
+    def path(self, path: str, value: Any) -> Path:
+        p = Path(self.string(path, value))
+        if not p.is_absolute() and self.base is not None:
+            p = self.base / p
+        if not p.exists():
+            raise self.err(path, f"file not found: {p}")
+        return p
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+_CONN_KEYS = {
+    "version", "local_addrs", "remote_addrs", "local_port", "remote_port", "proposals", "aggressive",
+    "encap", "fragmentation", "fragment_size", "dpd_delay", "dpd_timeout", "rekey_time", "over_time",
+    "rand_time", "local", "remote", "children", "legacy", "retransmit_timeout", "retransmit_base",
+    "retransmit_tries", "retransmit_jitter", "send_certreq", "send_cert", "initial_contact", "key_export",
+}
+_CHILD_KEYS = {
+    "local_ts", "remote_ts", "esp_proposals", "ah_proposals", "mode", "start_action", "rekey_time",
+    "life_time", "rand_time", "rekey_bytes", "life_bytes", "rekey_packets", "life_packets",
+    "replay_window", "dpd_action", "close_action",
+}
+_AUTH_KEYS = {"auth", "id", "certs", "cert", "key", "private_key", "cacerts", "intermediates", "rsa_pss"}
+_SECRET_KEYS = {"id", "secret", "secret_file"}
+_TOP_KEYS = {"connections", "secrets", "global", "tun"}
+_GLOBAL_KEYS = {"cookie_threshold", "half_open_max", "init_limit_per_peer", "fragment_reassembly_max"}
+
+
+def load_config(path: str | Path) -> Configuration:
+    """Load and validate a TOML configuration file."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError("", f"cannot read: {exc.strerror}", file=str(p)) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError("", f"invalid TOML: {exc}", file=str(p)) from None
+    return parse_config(data, file=str(p), base=p.parent)
+
+
+def parse_config(data: dict[str, Any], *, file: str | None = None, base: Path | None = None) -> Configuration:
+    """Validate an already-parsed TOML document (see :func:`load_config`)."""
+    ctx = _Ctx(file, base)
+    ctx.check_keys("", data, _TOP_KEYS)
+    cfg = Configuration(source=file)
+    if "global" in data:
+        g = ctx.table("global", data["global"])
+        ctx.check_keys("global", g, _GLOBAL_KEYS)
+        for key in g:
+            setattr(cfg.global_config, key, ctx.integer(f"global.{key}", g[key], 0))
+    if "tun" in data:
+        t = ctx.table("tun", data["tun"])
+        ctx.check_keys("tun", t, {"name", "mtu"})
+        if "name" in t:
+            cfg.tun["name"] = ctx.string("tun.name", t["name"])
+        if "mtu" in t:
+            cfg.tun["mtu"] = ctx.integer("tun.mtu", t["mtu"], 576, 65535)
+    conns = ctx.table("connections", data.get("connections", {}))
+    secrets = _parse_secrets(ctx, data.get("secrets", {}))
+    for name, raw_conn in conns.items():
+        cfg.connections[name] = _parse_connection(ctx, name, ctx.table(f"connections.{name}", raw_conn), secrets)
+    return cfg
+
+
+def _parse_secrets(ctx: _Ctx, raw: Any) -> list[tuple[str, list[str], bytes]]:
+    out = []
+    for name, sec in ctx.table("secrets", raw).items():
+        path = f"secrets.{name}"
+        sec = ctx.table(path, sec)
+        ctx.check_keys(path, sec, _SECRET_KEYS)
+        ids = ctx.strings(f"{path}.id", sec.get("id", []))
+        if "secret" in sec and "secret_file" in sec:
+            raise ctx.err(path, 'give either "secret" or "secret_file", not both')
+        if "secret" in sec:
+            value = ctx.string(f"{path}.secret", sec["secret"])
+            secret = bytes.fromhex(value[2:]) if value.startswith("0x") else value.encode()
+        elif "secret_file" in sec:
+            secret = ctx.path(f"{path}.secret_file", sec["secret_file"]).read_bytes().strip()
+        else:
+            raise ctx.err(path, 'missing "secret" or "secret_file"')
+        if not secret:
+            raise ctx.err(f"{path}.secret", "must not be empty")
+        out.append((name, ids, secret))
+    return out
+
+
+def _proposals(ctx: _Ctx, path: str, raw: Any, protocol: str, legacy: bool) -> list[Proposal]:
+    out = []
+    for i, text in enumerate(ctx.strings(path, raw)):
+        try:
+            out.append(parse_proposal(text, protocol, allow_legacy=legacy))
+        except AlgorithmError as exc:
+            raise ctx.err(f"{path}[{i}]", exc.reason) from None
+    if not out:
+        raise ctx.err(path, "at least one proposal is needed")
+    return out
+
+
+def _selectors(ctx: _Ctx, path: str, raw: Any) -> list[TrafficSelector]:
+    out = []
+    for i, text in enumerate(ctx.strings(path, raw)):
+        if text == "dynamic":
+            continue
+        try:
+            out.append(parse_ts(text))
+        except (ValueError, KeyError) as exc:
+            raise ctx.err(f"{path}[{i}]", f'invalid traffic selector "{text}" ({exc})') from None
+    return out
+
+
+def _addrs(ctx: _Ctx, path: str, raw: Any) -> list[str]:
+    out = ctx.strings(path, raw)
+    for i, a in enumerate(out):
+        if a in ("%any", "0.0.0.0", "::"):
+            continue
+        try:
+            ipaddress.ip_address(a)
+        except ValueError:
+            raise ctx.err(f"{path}[{i}]", f'expected an IP address, got "{a}"') from None
+    return out
+
+
+def _load_cert(ctx: _Ctx, path: str, raw: Any) -> Any:
+    from cryptography import x509
+
+    p = ctx.path(path, raw)
+    data = p.read_bytes()
+    try:
+        return x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        raise ctx.err(path, f"not a certificate: {exc}") from None
+
+
+def _load_key(ctx: _Ctx, path: str, raw: Any) -> Any:
+    from cryptography.hazmat.primitives import serialization
+
+    p = ctx.path(path, raw)
+    data = p.read_bytes()
+    try:
+        if b"-----BEGIN" in data:
+            return serialization.load_pem_private_key(data, password=None)
+        return serialization.load_der_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ctx.err(path, f"not an unencrypted private key: {exc}") from None
+
+
+def _parse_auth(ctx: _Ctx, path: str, raw: Any, local: bool) -> AuthConfig:
+    raw = ctx.table(path, raw)
+    ctx.check_keys(path, raw, _AUTH_KEYS)
+    a = AuthConfig()
+    if "auth" in raw:
+        a.auth = ctx.choice(f"{path}.auth", raw["auth"], ("psk", "pubkey"))
+    if "id" in raw:
+        a.id = ctx.string(f"{path}.id", raw["id"])
+    if "rsa_pss" in raw:
+        a.rsa_pss = ctx.boolean(f"{path}.rsa_pss", raw["rsa_pss"])
+    certs = raw.get("certs", raw.get("cert"))
+    if certs is not None:
+        key = "certs" if "certs" in raw else "cert"
+        paths = ctx.strings(f"{path}.{key}", certs)
+        if paths:
+            a.cert = _load_cert(ctx, f"{path}.{key}[0]", paths[0])
+            a.intermediates = [_load_cert(ctx, f"{path}.{key}[{i}]", q) for i, q in enumerate(paths[1:], 1)]
+    keyp = raw.get("key", raw.get("private_key"))
+    if keyp is not None:
+        a.private_key = _load_key(ctx, f"{path}.key", keyp)
+    if "cacerts" in raw:
+        a.cacerts = [_load_cert(ctx, f"{path}.cacerts[{i}]", q) for i, q in enumerate(ctx.strings(f"{path}.cacerts", raw["cacerts"]))]
+    if local and a.auth == "pubkey" and (a.cert is None or a.private_key is None):
+        raise ctx.err(path, 'auth = "pubkey" needs "certs" and "key"')
+    if not local and a.auth == "pubkey" and not a.cacerts:
+        raise ctx.err(path, 'auth = "pubkey" needs "cacerts" (trust anchors for the peer\'s certificate)')
+    return a
+
+
+def _parse_child(ctx: _Ctx, path: str, name: str, raw: dict[str, Any], legacy: bool) -> ChildConfig:
+    ctx.check_keys(path, raw, _CHILD_KEYS)
+    c = ChildConfig(name=name)
+    if "local_ts" in raw:
+        c.local_ts = _selectors(ctx, f"{path}.local_ts", raw["local_ts"])
+    if "remote_ts" in raw:
+        c.remote_ts = _selectors(ctx, f"{path}.remote_ts", raw["remote_ts"])
+    if "esp_proposals" in raw:
+        c.esp_proposals = _proposals(ctx, f"{path}.esp_proposals", raw["esp_proposals"], "esp", legacy)
+    if "ah_proposals" in raw:
+        c.ah_proposals = _proposals(ctx, f"{path}.ah_proposals", raw["ah_proposals"], "ah", legacy)
+    if "mode" in raw:
+        c.mode = ctx.choice(f"{path}.mode", raw["mode"], ("tunnel", "transport"))
+    if "start_action" in raw:
+        c.start_action = ctx.choice(f"{path}.start_action", raw["start_action"], ("none", "trap", "start"))
+    if "dpd_action" in raw:
+        c.dpd_action = ctx.choice(f"{path}.dpd_action", raw["dpd_action"], ("clear", "trap", "restart"))
+    if "close_action" in raw:
+        c.close_action = ctx.choice(f"{path}.close_action", raw["close_action"], ("none", "trap", "start"))
+    for key in ("rekey_time", "life_time", "rand_time"):
+        if key in raw:
+            setattr(c, key, ctx.duration(f"{path}.{key}", raw[key]))
+    for key in ("rekey_bytes", "life_bytes", "rekey_packets", "life_packets"):
+        if key in raw:
+            setattr(c, key, ctx.integer(f"{path}.{key}", raw[key], 0))
+    if "replay_window" in raw:
+        c.replay_window = ctx.integer(f"{path}.replay_window", raw["replay_window"], 0, 1 << 20)
+    if c.life_time is not None and c.life_time < c.rekey_time:
+        raise ctx.err(f"{path}.life_time", f"must not be shorter than rekey_time ({c.rekey_time:g}s)")
+    return c
+
+
+def _parse_connection(
+    ctx: _Ctx, name: str, raw: dict[str, Any], secrets: list[tuple[str, list[str], bytes]]
+) -> ConnectionConfig:
+    path = f"connections.{name}"
+    ctx.check_keys(path, raw, _CONN_KEYS)
+    legacy = ctx.boolean(f"{path}.legacy", raw["legacy"]) if "legacy" in raw else False
+    c = ConnectionConfig(name=name, legacy=legacy)
+    if "version" in raw:
+        c.version = ctx.integer(f"{path}.version", raw["version"])
+        if c.version not in (1, 2):
+            raise ctx.err(f"{path}.version", f"expected 1 (IKEv1) or 2 (IKEv2), got {c.version}")
+    for key in ("local_addrs", "remote_addrs"):
+        if key in raw:
+            setattr(c, key, _addrs(ctx, f"{path}.{key}", raw[key]))
+    for key in ("local_port", "remote_port"):
+        if key in raw:
+            setattr(c, key, ctx.integer(f"{path}.{key}", raw[key], 1, 65535))
+    if "proposals" in raw:
+        c.proposals = _proposals(ctx, f"{path}.proposals", raw["proposals"], "ike", legacy)
+    for key in ("aggressive", "encap", "fragmentation", "send_certreq", "initial_contact", "key_export"):
+        if key in raw:
+            setattr(c, key, ctx.boolean(f"{path}.{key}", raw[key]))
+    if "send_cert" in raw:
+        c.send_cert = ctx.choice(f"{path}.send_cert", raw["send_cert"], ("always", "ifasked", "never"))
+    for key in ("dpd_delay", "dpd_timeout", "rekey_time", "over_time", "rand_time", "retransmit_timeout"):
+        if key in raw:
+            setattr(c, key, ctx.duration(f"{path}.{key}", raw[key]))
+    if "retransmit_base" in raw:
+        v = raw["retransmit_base"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 1:
+            raise ctx.err(f"{path}.retransmit_base", f"expected a number >= 1, got {_show(v)}")
+        c.retransmit_base = float(v)
+    if "retransmit_jitter" in raw:
+        v = raw["retransmit_jitter"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+            raise ctx.err(f"{path}.retransmit_jitter", f"expected a number in 0..1, got {_show(v)}")
+        c.retransmit_jitter = float(v)
+    if "retransmit_tries" in raw:
+        c.retransmit_tries = ctx.integer(f"{path}.retransmit_tries", raw["retransmit_tries"], 0, 100)
+    if "fragment_size" in raw:
+        c.fragment_size = ctx.integer(f"{path}.fragment_size", raw["fragment_size"], 576, 65535)
+    c.local = _parse_auth(ctx, f"{path}.local", raw.get("local", {}), True)
+    c.remote = _parse_auth(ctx, f"{path}.remote", raw.get("remote", {}), False)
+    if c.aggressive and c.version != 1:
+        raise ctx.err(f"{path}.aggressive", "Aggressive Mode exists only in IKEv1 (version = 1)")
+    children = ctx.table(f"{path}.children", raw.get("children", {}))
+    for cname, craw in children.items():
+        c.children[cname] = _parse_child(
+            ctx, f"{path}.children.{cname}", cname, ctx.table(f"{path}.children.{cname}", craw), legacy
+        )
+    if c.local.auth == "psk" or c.remote.auth == "psk":
+        c.psk = _find_psk(c, secrets)
+        if c.psk is None:
+            raise ctx.err(f"{path}", "uses auth = \"psk\" but no [secrets.*] entry matches its IDs or addresses")
+    return c
+
+
+def _find_psk(c: ConnectionConfig, secrets: list[tuple[str, list[str], bytes]]) -> bytes | None:
+    """swanctl semantics: the secret whose ``id`` list matches our and/or the
+    peer's identity best; a secret with no ids matches any connection."""
+    ours = {x for x in (c.local.id, *c.local_addrs) if x}
+    theirs = {x for x in (c.remote.id, *c.remote_addrs) if x}
+    best: tuple[int, bytes] | None = None
+    for _name, ids, secret in secrets:
+        if not ids:
+            score = 0
+        else:
+            hit_l = any(i in ours for i in ids)
+            hit_r = any(i in theirs for i in ids)
+            if not (hit_l or hit_r):
+                continue
+            score = hit_l + hit_r
+        if best is None or score > best[0]:
+            best = (score, secret)
+    return best[1] if best else None
