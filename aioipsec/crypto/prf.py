@@ -1,0 +1,105 @@
+"""Pseudo-random functions (IKEv2 transform type 2, IKEv1 HMAC) and prf+.
+
+``Prf(alg, key)`` is keyed once and called many times: for HMAC PRFs the
+keyed ``cryptography`` HMAC context is built once and copied per call; for
+AES-XCBC-PRF-128 the RFC 4434 key adjustment and the K1/K2/K3 subkeys are
+computed once.
+
+``prf_plus`` is RFC 7296 §2.13::
+
+    prf+ (K,S) = T1 | T2 | T3 | ...
+    T1 = prf (K, S | 0x01)
+    Tn = prf (K, Tn-1 | S | n)     n <= 255
+"""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives import hashes, hmac
+
+from ..errors import AlgorithmError
+from .transforms import PrfAlg, PrfId
+from .xcbc import AesXcbc, prf128_key
+
+__all__ = ["Prf", "hash_algorithm", "prf", "prf_plus"]
+
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "md5": hashes.MD5,
+    "sha1": hashes.SHA1,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+
+def hash_algorithm(name: str) -> hashes.HashAlgorithm:
+    """``cryptography`` hash object for a hashlib-style name (``sha1``,
+    ``sha256``, ...; ``SHA-256`` and ``sha2_256`` are accepted too)."""
+    key = name.lower().replace("-", "").replace("_", "")
+    key = {"sha2256": "sha256", "sha2384": "sha384", "sha2512": "sha512"}.get(key, key)
+    try:
+        return _HASHES[key]()
+    except KeyError:
+        raise AlgorithmError("", f"unknown hash algorithm '{name}'") from None
+
+
+class Prf:
+    """A PRF keyed once; ``prf(data)`` returns ``alg.out_len`` bytes.
+
+    HMAC PRFs take keys of any length (RFC 2104 hashes long keys);
+    AES-XCBC-PRF-128 adjusts the key per RFC 4434 (zero-pad short keys,
+    XCBC-MAC(0^128, K) for long ones)."""
+
+    __slots__ = ("alg", "_hmac", "_xcbc")
+
+    def __init__(self, alg: PrfAlg, key: bytes) -> None:
+        self.alg = alg
+        self._hmac: hmac.HMAC | None = None
+        self._xcbc: AesXcbc | None = None
+        if alg.hash_name is not None:
+            self._hmac = hmac.HMAC(bytes(key), hash_algorithm(alg.hash_name))
+        elif alg.id == PrfId.AES128_XCBC:
+            self._xcbc = AesXcbc(prf128_key(bytes(key)))
+        else:
+            raise AlgorithmError("", f"PRF '{alg.name}' is not implemented")
+
+    @property
+    def out_len(self) -> int:
+        return self.alg.out_len
+
+    def __call__(self, data: bytes) -> bytes:
+        if self._hmac is not None:
+            h = self._hmac.copy()
+            h.update(data)
+            return h.finalize()
+        assert self._xcbc is not None
+        return self._xcbc.mac(data)
+
+    def __repr__(self) -> str:  # never show key material
+        return f"Prf({self.alg.name})"
+
+
+def prf(alg: PrfAlg, key: bytes, data: bytes) -> bytes:
+    """One-shot ``prf(key, data)``."""
+    return Prf(alg, key)(data)
+
+
+def prf_plus(alg: PrfAlg, key: bytes, seed: bytes, length: int) -> bytes:
+    """RFC 7296 §2.13 prf+ truncated to ``length`` bytes.
+
+    Raises ``ValueError`` if ``length`` is negative or needs more than 255
+    PRF blocks."""
+    if length < 0:
+        raise ValueError("prf+ length must not be negative")
+    f = Prf(alg, key)
+    blocks = -(-length // f.out_len)
+    if blocks > 255:
+        raise ValueError(
+            f"prf+ with {alg.name} yields at most {255 * f.out_len} bytes, {length} requested"
+        )
+    seed = bytes(seed)
+    out = bytearray()
+    t = b""
+    for n in range(1, blocks + 1):
+        t = f(t + seed + bytes((n,)))
+        out += t
+    return bytes(out[:length])
