@@ -1,0 +1,312 @@
+"""The data plane glue: Child SAs built from ``ChildSaInstalled`` events,
+outbound policy lookup, batched seal/open, inbound selector check, trap
+policies that trigger negotiation, and delivery to the inner transport.
+
+One readiness event drains a batch; packets are grouped by SA and sealed or
+opened in one call per SA (model: wireguard-go ``device/send.go`` and
+``receive.go``).  Old inbound SAs stay installed until their delete completes
+(make-before-break), so no packet in flight is lost across a rekey.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..events import ChildSaDeleted, ChildSaExpired, ChildSaInstalled
+from ..selectors import Address, TrafficSelector
+
+if TYPE_CHECKING:
+    from .endpoint import Endpoint
+    from .protocol import SessionProtocol
+
+logger = logging.getLogger("aioipsec.esp")
+
+HOLD_QUEUE = 64
+"""Packets held per trap policy while its SA is negotiated (overflow dropped and counted)."""
+
+
+def packet_selector(pkt: bytes) -> tuple[int, int, int, int, int | None, int | None] | None:
+    """(version, src, dst, proto, sport, dport) of an IP packet, or None if malformed."""
+    if len(pkt) < 20:
+        return None
+    v = pkt[0] >> 4
+    if v == 4:
+        ihl = (pkt[0] & 0x0F) * 4
+        proto = pkt[9]
+        src = int.from_bytes(pkt[12:16], "big")
+        dst = int.from_bytes(pkt[16:20], "big")
+        off = ihl
+        frag = int.from_bytes(pkt[6:8], "big") & 0x1FFF
+        if frag:
+            return (4, src, dst, proto, None, None)
+    elif v == 6:
+        if len(pkt) < 40:
+            return None
+        proto = pkt[6]
+        src = int.from_bytes(pkt[8:24], "big")
+        dst = int.from_bytes(pkt[24:40], "big")
+        off = 40
+    else:
+        return None
+    if proto in (6, 17, 132) and len(pkt) >= off + 4:
+        return (v, src, dst, proto, int.from_bytes(pkt[off : off + 2], "big"), int.from_bytes(pkt[off + 2 : off + 4], "big"))
+    if proto in (1, 58) and len(pkt) >= off + 2:
+        # RFC 4301 §4.4.1.1: ICMP type/code take the place of the ports
+        return (v, src, dst, proto, pkt[off], pkt[off + 1])
+    return (v, src, dst, proto, None, None)
+
+
+def _ts_match(tss: Sequence[TrafficSelector], addr: int, proto: int, port: int | None) -> bool:
+    for ts in tss:
+        if ts.start <= addr <= ts.end and (not ts.proto or ts.proto == proto):
+            if port is None or ts.proto in (1, 58) or ts.start_port <= port <= ts.end_port:
+                return True
+    return False
+
+
+@dataclass
+class ChildPipeline:
+    """One installed Child SA: both directions and where to send."""
+
+    ev: ChildSaInstalled
+    sa_in: Any
+    sa_out: Any
+    owner: SessionProtocol | None
+    remote: Address
+    encap: bool
+    policy_dropped: int = 0
+    app_handler: Callable[[list[bytes]], None] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.ev.name
+
+
+@dataclass
+class TrapPolicy:
+    conn: str
+    child: str
+    local_ts: list[TrafficSelector]
+    remote_ts: list[TrafficSelector]
+    held: deque[bytes] = field(default_factory=lambda: deque())
+    held_dropped: int = 0
+    pending: bool = False
+
+
+@dataclass
+class DataPlaneStats:
+    no_policy: int = 0
+    """Outbound packets that matched no policy (bypassed or dropped)."""
+    no_sa: int = 0
+    """Inbound ESP datagrams for an unknown SPI."""
+    malformed: int = 0
+    held_dropped: int = 0
+    no_transport: int = 0
+
+
+class DataPlane:
+    def __init__(self, endpoint: Endpoint, inner: Any | None) -> None:
+        self.endpoint = endpoint
+        self.inner = inner
+        self.sad_in: dict[int, ChildPipeline] = {}
+        self.outbound: list[ChildPipeline] = []
+        self.traps: list[TrapPolicy] = []
+        self.stats = DataPlaneStats()
+        self._reader: asyncio.Task[None] | None = None
+        self.bypass_unmatched = False
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        if self.inner is not None and self._reader is None:
+            self._reader = self.endpoint.loop.create_task(self._read_inner(), name="aioipsec-inner-reader")
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            try:
+                await self._reader
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._reader = None
+
+    async def _read_inner(self) -> None:
+        assert self.inner is not None
+        while True:
+            pkts = await self.inner.recv_batch()
+            if pkts:
+                try:
+                    self.outbound_packets(pkts)
+                except Exception:
+                    logger.exception("outbound processing failed")
+
+    # ---------------------------------------------------------------- SA install
+
+    def install(self, owner: SessionProtocol | None, ev: ChildSaInstalled) -> ChildPipeline:
+        from ..esp.sa import esp_sa_pair_from_event
+
+        sa_in, sa_out = esp_sa_pair_from_event(ev)
+        remote = ev.remote_addr
+        pipe = ChildPipeline(ev, sa_in, sa_out, owner, remote, ev.encap)
+        self.sad_in[ev.spi_in] = pipe
+        if ev.rekeyed_from is not None:
+            old = self.sad_in.get(ev.rekeyed_from)
+            if old is not None:
+                pipe.app_handler = old.app_handler
+                if old in self.outbound:
+                    self.outbound.remove(old)  # new outbound SA takes over at once
+        self.outbound.insert(0, pipe)
+        for trap in self.traps:
+            if trap.child == ev.name and trap.held:
+                held = list(trap.held)
+                trap.held.clear()
+                trap.pending = False
+                self.outbound_packets(held)
+            if trap.child == ev.name:
+                trap.pending = False
+        return pipe
+
+    def remove(self, ev: ChildSaDeleted) -> None:
+        pipe = self.sad_in.pop(ev.spi_in, None)
+        if pipe is not None and pipe in self.outbound:
+            self.outbound.remove(pipe)
+
+    def remove_owner(self, owner: SessionProtocol) -> None:
+        for spi, pipe in list(self.sad_in.items()):
+            if pipe.owner is owner:
+                del self.sad_in[spi]
+                if pipe in self.outbound:
+                    self.outbound.remove(pipe)
+
+    def add_trap(self, conn: str, child: str, local_ts: list[TrafficSelector], remote_ts: list[TrafficSelector]) -> None:
+        self.traps.append(TrapPolicy(conn, child, list(local_ts), list(remote_ts)))
+
+    # ---------------------------------------------------------------- outbound
+
+    def _lookup_out(self, sel: tuple[int, int, int, int, int | None, int | None]) -> ChildPipeline | None:
+        _v, src, dst, proto, sport, dport = sel
+        for pipe in self.outbound:
+            ev = pipe.ev
+            if _ts_match(ev.remote_ts, dst, proto, dport) and _ts_match(ev.local_ts, src, proto, sport):
+                return pipe
+        return None
+
+    def outbound_packets(self, pkts: Sequence[bytes]) -> None:
+        groups: dict[int, tuple[ChildPipeline, list[bytes]]] = {}
+        for pkt in pkts:
+            sel = packet_selector(pkt)
+            if sel is None:
+                self.stats.malformed += 1
+                continue
+            pipe = self._lookup_out(sel)
+            if pipe is None:
+                if not self._trap(sel, pkt):
+                    self.stats.no_policy += 1
+                continue
+            g = groups.get(pipe.ev.spi_out)
+            if g is None:
+                groups[pipe.ev.spi_out] = (pipe, [pkt])
+            else:
+                g[1].append(pkt)
+        for pipe, batch in groups.values():
+            self.send_sealed(pipe, batch)
+
+    def send_sealed(self, pipe: ChildPipeline, batch: Sequence[bytes]) -> None:
+        sealed = [d for d in pipe.sa_out.seal_batch(batch) if d]
+        self._after_sa(pipe, pipe.sa_out)
+        if sealed:
+            self.endpoint.send_esp(sealed, pipe.remote, pipe.encap)
+
+    def _trap(self, sel: tuple[int, int, int, int, int | None, int | None], pkt: bytes) -> bool:
+        _v, src, dst, proto, sport, dport = sel
+        for trap in self.traps:
+            if _ts_match(trap.remote_ts, dst, proto, dport) and _ts_match(trap.local_ts, src, proto, sport):
+                if len(trap.held) >= HOLD_QUEUE:
+                    trap.held_dropped += 1
+                    self.stats.held_dropped += 1
+                else:
+                    trap.held.append(pkt)
+                if not trap.pending:
+                    trap.pending = True
+                    sel_ts = TrafficSelector(src, src, sel[0], 0, 0, 65535)
+                    self.endpoint.acquire(trap.conn, trap.child, sel_ts)
+                return True
+        return False
+
+    # ---------------------------------------------------------------- inbound
+
+    def inbound_datagrams(self, batch: Sequence[bytes]) -> None:
+        groups: dict[int, list[bytes]] = {}
+        for d in batch:
+            if len(d) < 8:
+                self.stats.malformed += 1
+                continue
+            spi = int.from_bytes(d[:4], "big")
+            g = groups.get(spi)
+            if g is None:
+                groups[spi] = [d]
+            else:
+                g.append(d)
+        for spi, dgs in groups.items():
+            pipe = self.sad_in.get(spi)
+            if pipe is None:
+                self.stats.no_sa += len(dgs)
+                continue
+            results = pipe.sa_in.open_batch(dgs)
+            self._after_sa(pipe, pipe.sa_in)
+            out: list[bytes] = []
+            ev = pipe.ev
+            for r in results:
+                pkt = r.packet
+                if pkt is None:
+                    continue
+                if ev.mode == "tunnel":
+                    sel = packet_selector(pkt)
+                    # the inner packet must lie inside what the peer negotiated
+                    if sel is None or not (
+                        _ts_match(ev.remote_ts, sel[1], sel[3], sel[4]) and _ts_match(ev.local_ts, sel[2], sel[3], sel[5])
+                    ):
+                        pipe.policy_dropped += 1
+                        continue
+                out.append(pkt)
+            if not out:
+                continue
+            if pipe.app_handler is not None:
+                pipe.app_handler(out)
+            elif self.inner is not None:
+                self.inner.send_batch(out)
+
+    def _after_sa(self, pipe: ChildPipeline, sa: Any) -> None:
+        nxt = getattr(sa, "next_event", None)
+        if nxt is None:
+            return
+        while True:
+            ev = nxt()
+            if ev is None:
+                break
+            if isinstance(ev, ChildSaExpired) and pipe.owner is not None:
+                pipe.owner.session.child_sa_expired(pipe.ev.spi_in, ev.hard, self.endpoint.loop.time())
+                pipe.owner.process()
+
+    # ---------------------------------------------------------------- status
+
+    def child_stats(self, spi_in: int) -> dict[str, Any]:
+        pipe = self.sad_in.get(spi_in)
+        if pipe is None:
+            return {}
+        sin, sout = pipe.sa_in.stats, pipe.sa_out.stats
+        return {
+            "packets_in": getattr(sin, "packets_in", 0),
+            "bytes_in": getattr(sin, "bytes_in", 0),
+            "packets_out": getattr(sout, "packets_out", 0),
+            "bytes_out": getattr(sout, "bytes_out", 0),
+            "replay_failed": getattr(sin, "replay_failed", 0),
+            "integrity_failed": getattr(sin, "integrity_failed", 0),
+            "malformed": getattr(sin, "malformed", 0),
+            "policy_dropped": pipe.policy_dropped,
+        }

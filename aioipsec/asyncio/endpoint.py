@@ -1,0 +1,418 @@
+"""The IKE endpoint: sockets on 500 and 4500, IKE-vs-ESP demux, routing by
+SPI, responder session creation (with COOKIE under load), and the data plane.
+
+Model: aioquic ``QuicServer`` (peek at the header only, route by connection id,
+answer stateless retries) and strongSwan's ``receiver.c`` (non-ESP marker demux
+on 4500, NAT keepalives).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..config import ConnectionConfig, GlobalConfig
+from ..events import (
+    AuthFailed,
+    ChildSaDeleted,
+    ChildSaInstalled,
+    DpdTimeout,
+    ExchangeStep,
+    IkeSaDeleted,
+    IkeSaEstablished,
+    IpsecEvent,
+    NegotiationFailed,
+)
+from ..selectors import Address, TrafficSelector
+from .dataplane import DataPlane
+from .protocol import SessionProtocol
+from .sockets import DatagramSocket, MemoryNetwork, UdpSocket
+
+logger = logging.getLogger("aioipsec.net")
+ike_logger = logging.getLogger("aioipsec.ike")
+
+NON_ESP_MARKER = b"\x00\x00\x00\x00"
+IKE_HEADER_LEN = 28
+KEEPALIVE_INTERVAL = 20.0
+
+
+def _ike_version(data: bytes) -> int:
+    return data[17] >> 4 if len(data) >= IKE_HEADER_LEN else 0
+
+
+class EndpointStats:
+    def __init__(self) -> None:
+        self.ike_in = 0
+        self.ike_out = 0
+        self.esp_in = 0
+        self.keepalives_in = 0
+        self.keepalives_out = 0
+        self.malformed = 0
+        self.unknown_spi = 0
+        self.cookies_sent = 0
+        self.rate_limited = 0
+        self.half_open_dropped = 0
+
+
+class Endpoint:
+    """Owns the sockets and every IKE session of one local address."""
+
+    def __init__(
+        self,
+        *,
+        configurations: Sequence[ConnectionConfig] | ConnectionConfig = (),
+        ike_socket: DatagramSocket,
+        natt_socket: DatagramSocket | None = None,
+        esp_socket: DatagramSocket | None = None,
+        inner: Any | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        random: Callable[[int], bytes] = os.urandom,
+        global_config: GlobalConfig | None = None,
+        respond: bool = True,
+        keepalive_interval: float = KEEPALIVE_INTERVAL,
+    ) -> None:
+        if isinstance(configurations, ConnectionConfig):
+            configurations = [configurations]
+        self.loop = loop or asyncio.get_running_loop()
+        self.configurations: dict[str, ConnectionConfig] = {c.name: c for c in configurations}
+        self.global_config = global_config or GlobalConfig()
+        self.random = random
+        self.respond = respond
+        self.ike_socket = ike_socket
+        self.natt_socket = natt_socket
+        self.esp_socket = esp_socket
+        self.local_ip = ike_socket.local_addr[0]
+        self.sessions: set[SessionProtocol] = set()
+        self._by_spi: dict[bytes, SessionProtocol] = {}
+        self._spis_of: dict[SessionProtocol, set[bytes]] = {}
+        self._by_init: dict[tuple[bytes, str], SessionProtocol] = {}
+        self._rate: dict[str, tuple[float, int]] = {}
+        self.stats = EndpointStats()
+        self.dataplane = DataPlane(self, inner)
+        self.event_listeners: list[Callable[[SessionProtocol, IpsecEvent], None]] = []
+        self._closed = False
+        self._keepalive_interval = keepalive_interval
+        self._keepalive_task: asyncio.Task[None] | None = None
+        ike_socket.set_receiver(self._on_ike_port)
+        if natt_socket is not None:
+            natt_socket.set_receiver(self._on_natt_port)
+        if esp_socket is not None:
+            esp_socket.set_receiver(self._on_esp_socket)
+        for conn in self.configurations.values():
+            for child in conn.children.values():
+                if child.start_action == "trap":
+                    self.dataplane.add_trap(conn.name, child.name, child.local_ts, child.remote_ts)
+        self.dataplane.start()
+
+    # ---------------------------------------------------------------- factory
+
+    @classmethod
+    async def create(
+        cls,
+        host: str,
+        *,
+        configurations: Sequence[ConnectionConfig] | ConnectionConfig = (),
+        network: MemoryNetwork | None = None,
+        port: int = 500,
+        natt_port: int = 4500,
+        **kw: Any,
+    ) -> Endpoint:
+        """Bind the IKE sockets on ``host`` (real UDP, or ``network`` for an
+        in-memory network) and return a running endpoint."""
+        loop = asyncio.get_running_loop()
+        esp: DatagramSocket | None
+        if network is not None:
+            ike: DatagramSocket = network.bind((host, port))
+            natt: DatagramSocket = network.bind((host, natt_port))
+            esp = network.bind((host, 0))  # stands for IP protocol 50 in memory
+        else:
+            ike = UdpSocket.bind(loop, host, port)
+            try:
+                natt = UdpSocket.bind(loop, host, natt_port)
+            except BaseException:
+                ike.close()
+                raise
+            esp = kw.pop("esp_socket", None)
+        return cls(configurations=configurations, ike_socket=ike, natt_socket=natt, esp_socket=esp, loop=loop, **kw)
+
+    # ---------------------------------------------------------------- receive
+
+    def _on_ike_port(self, batch: list[tuple[bytes, Address]]) -> None:
+        for data, addr in batch:
+            self._ike_received(data, addr, False)
+
+    def _on_natt_port(self, batch: list[tuple[bytes, Address]]) -> None:
+        esp: list[bytes] = []
+        for data, addr in batch:
+            if len(data) == 1 and data[0] == 0xFF:
+                self.stats.keepalives_in += 1  # RFC 3948 NAT keepalive: ignore
+            elif data[:4] == NON_ESP_MARKER:
+                self._ike_received(data[4:], addr, True)
+            elif len(data) >= 8:
+                esp.append(data)
+                self._note_esp_peer(addr)
+            else:
+                self.stats.malformed += 1
+        if esp:
+            self.stats.esp_in += len(esp)
+            self.dataplane.inbound_datagrams(esp)
+
+    def _on_esp_socket(self, batch: list[tuple[bytes, Address]]) -> None:
+        self.stats.esp_in += len(batch)
+        self.dataplane.inbound_datagrams([d for d, _ in batch])
+
+    def _note_esp_peer(self, addr: Address) -> None:
+        """NAT mapping change could be learned here (RFC 3948 §3.5)."""
+
+    def _ike_received(self, data: bytes, addr: Address, on_4500: bool) -> None:
+        if len(data) < IKE_HEADER_LEN:
+            self.stats.malformed += 1
+            return
+        self.stats.ike_in += 1
+        spi_i, spi_r = data[0:8], data[8:16]
+        version = _ike_version(data)
+        proto = None
+        if spi_r != bytes(8):
+            proto = self._by_spi.get(spi_r) or self._by_spi.get(spi_i)
+        else:
+            proto = self._by_init.get((spi_i, addr[0]))
+        if proto is None:
+            if spi_r != bytes(8) or not self.respond:
+                self.stats.unknown_spi += 1
+                logger.debug("IKE message for unknown SPI %s from %s dropped", spi_i.hex(), addr)
+                return
+            proto = self._new_responder(version, data, addr, on_4500)
+            if proto is None:
+                return
+            self._by_init[(spi_i, addr[0])] = proto
+        proto.datagram_received(data, addr, on_4500)
+        self._index(proto)
+
+    def _rate_ok(self, ip: str) -> bool:
+        now = time.monotonic()
+        start, count = self._rate.get(ip, (now, 0))
+        if now - start >= 1.0:
+            start, count = now, 0
+        count += 1
+        self._rate[ip] = (start, count)
+        if len(self._rate) > 4096:
+            for k in [k for k, (s, _c) in self._rate.items() if now - s >= 1.0]:
+                del self._rate[k]
+        return count <= self.global_config.init_limit_per_peer
+
+    def half_open(self) -> int:
+        return sum(1 for p in self.sessions if not getattr(p.session, "is_established", False))
+
+    def _candidates(self, version: int, addr: Address) -> list[ConnectionConfig]:
+        out = []
+        for c in self.configurations.values():
+            if c.version != version:
+                continue
+            if c.remote_addrs and not any(a in ("%any", "0.0.0.0", "::", addr[0]) for a in c.remote_addrs):
+                continue
+            out.append(c)
+        return out
+
+    def _new_responder(self, version: int, data: bytes, addr: Address, on_4500: bool) -> SessionProtocol | None:
+        if not self._rate_ok(addr[0]):
+            self.stats.rate_limited += 1
+            return None
+        if self.half_open() >= self.global_config.half_open_max:
+            self.stats.half_open_dropped += 1
+            return None
+        configs = self._candidates(version, addr)
+        if not configs:
+            logger.info("no connection configured for IKEv%d peer %s; ignored", version, addr[0])
+            return None
+        local = (self.local_ip, (self.natt_socket.local_addr[1] if on_4500 and self.natt_socket else self.ike_socket.local_addr[1]))
+        if version == 2:
+            from ..ike.v2.session import IkeSessionV2
+
+            check_cookie = getattr(IkeSessionV2, "check_cookie", None)
+            if check_cookie is not None:
+                reply = check_cookie(
+                    data, addr, self.half_open(), self.global_config, now=self.loop.time(), random=self.random,
+                    endpoint_state=self._cookie_state(),
+                )
+                if reply is not None:
+                    self.stats.cookies_sent += 1
+                    self.send_ike(reply, addr, on_4500)
+                    return None
+            session = IkeSessionV2.respond(
+                configurations=configs,
+                local_addr=local,
+                remote_addr=addr,
+                random=self.random,
+                global_config=self.global_config,
+            )
+        elif version == 1:
+            from ..ike.v1.session import IkeSessionV1
+
+            session = IkeSessionV1.respond(
+                configurations=configs,
+                local_addr=local,
+                remote_addr=addr,
+                random=self.random,
+                global_config=self.global_config,
+            )
+        else:
+            self.stats.malformed += 1
+            return None
+        proto = SessionProtocol(self, session, getattr(session, "name", None) or configs[0].name)
+        self.sessions.add(proto)
+        return proto
+
+    _cookie_secret_state: Any = None
+
+    def _cookie_state(self) -> Any:
+        if self._cookie_secret_state is None:
+            try:
+                from ..ike.cookies import CookieJar
+
+                self._cookie_secret_state = CookieJar(random=self.random)
+            except Exception:
+                self._cookie_secret_state = False
+        return self._cookie_secret_state or None
+
+    def _index(self, proto: SessionProtocol) -> None:
+        s = proto.session
+        spis = self._spis_of.setdefault(proto, set())
+        for spi in (getattr(s, "spi_i", None), getattr(s, "spi_r", None), *getattr(s, "all_spis", ())):
+            if spi and spi != bytes(8) and spi not in spis:
+                spis.add(spi)
+                self._by_spi[spi] = proto
+
+    # ---------------------------------------------------------------- send
+
+    def send_ike(self, data: bytes, addr: Address, use_4500: bool) -> None:
+        self.stats.ike_out += 1
+        if use_4500 and self.natt_socket is not None:
+            self.natt_socket.sendto(NON_ESP_MARKER + data, addr)
+        else:
+            self.ike_socket.sendto(data, addr)
+
+    def send_esp(self, datagrams: Sequence[bytes], remote: Address, encap: bool) -> None:
+        if encap and self.natt_socket is not None:
+            self.natt_socket.send_batch(datagrams, remote)
+        elif self.esp_socket is not None:
+            self.esp_socket.send_batch(datagrams, (remote[0], 0))
+        else:
+            self.dataplane.stats.no_transport += len(datagrams)
+
+    async def _keepalives(self) -> None:
+        """RFC 3948 §4: a one-byte 0xFF datagram every 20 s to each NATed peer."""
+        while True:
+            await asyncio.sleep(self._keepalive_interval)
+            peers = {p.remote for p in self.dataplane.sad_in.values() if p.encap}
+            for peer in peers:
+                if self.natt_socket is not None:
+                    self.natt_socket.sendto(b"\xff", peer)
+                    self.stats.keepalives_out += 1
+
+    # ---------------------------------------------------------------- sessions
+
+    def initiate(self, name: str, child: str | None = None, *, remote: Address | None = None) -> SessionProtocol:
+        """Start an IKE SA for connection ``name`` (and its first Child SA)."""
+        conn = self.configurations[name]
+        if remote is None:
+            if not conn.remote_addrs:
+                raise ValueError(f"connection {name} has no remote_addrs")
+            remote = (conn.remote_addrs[0], conn.remote_port)
+        local = (self.local_ip, self.ike_socket.local_addr[1])
+        if conn.version == 1:
+            from ..ike.v1.session import IkeSessionV1 as Session
+        else:
+            from ..ike.v2.session import IkeSessionV2 as Session  # type: ignore[assignment]
+        session = Session(
+            configuration=conn,
+            is_initiator=True,
+            local_addr=local,
+            remote_addr=remote,
+            random=self.random,
+        )
+        proto = SessionProtocol(self, session, name)
+        self.sessions.add(proto)
+        if child is None and conn.children:
+            child = next(iter(conn.children))
+        session.initiate(self.loop.time(), child=child)
+        self._index(proto)
+        proto.process()
+        self._index(proto)
+        return proto
+
+    def find_session(self, conn: str) -> SessionProtocol | None:
+        for p in self.sessions:
+            if p.name == conn and not getattr(p.session, "is_closed", False):
+                return p
+        return None
+
+    def acquire(self, conn: str, child: str, selector: TrafficSelector) -> None:
+        """A trap policy saw a first packet: negotiate (the seed's first ping)."""
+        ike_logger.info("acquire: %s/%s triggered by %s", conn, child, selector)
+        proto = self.find_session(conn)
+        if proto is None:
+            self.initiate(conn, child)
+        else:
+            if not any(c.name == child for c in proto.children.values()):
+                proto.session.create_child_sa(child, self.loop.time())
+                proto.process()
+
+    def handle_session_event(self, proto: SessionProtocol, ev: IpsecEvent) -> None:
+        if isinstance(ev, ChildSaInstalled):
+            self.dataplane.install(proto, ev)
+            self._index(proto)
+        elif isinstance(ev, ChildSaDeleted):
+            self.dataplane.remove(ev)
+        elif isinstance(ev, IkeSaEstablished):
+            self._index(proto)
+            if (ev.nat_local or ev.nat_remote) and self._keepalive_task is None and self.natt_socket is not None:
+                self._keepalive_task = self.loop.create_task(self._keepalives())
+        elif isinstance(ev, (AuthFailed, NegotiationFailed, DpdTimeout)):
+            for trap in self.dataplane.traps:
+                if trap.conn == proto.name:
+                    trap.pending = False
+        for listener in self.event_listeners:
+            try:
+                listener(proto, ev)
+            except Exception:
+                logger.exception("event listener failed")
+
+    def forget(self, proto: SessionProtocol) -> None:
+        self.sessions.discard(proto)
+        for spi in self._spis_of.pop(proto, set()):
+            if self._by_spi.get(spi) is proto:
+                del self._by_spi[spi]
+        for key in [k for k, v in self._by_init.items() if v is proto]:
+            del self._by_init[key]
+        self.dataplane.remove_owner(proto)
+        proto.cancel_timer()
+
+    # ---------------------------------------------------------------- close
+
+    async def close(self, *, delete: bool = True, timeout: float = 3.0) -> None:
+        """Delete every IKE SA (unless ``delete=False``), stop timers and tasks,
+        close the sockets."""
+        if self._closed:
+            return
+        self._closed = True
+        if delete:
+            pending = [p.close(timeout) for p in list(self.sessions) if getattr(p.session, "is_established", False)]
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        for p in list(self.sessions):
+            p._finish(None)
+        if self._keepalive_task is not None:
+            self._keepalive_task.cancel()
+            try:
+                await self._keepalive_task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self.dataplane.close()
+        for s in (self.ike_socket, self.natt_socket, self.esp_socket):
+            if s is not None:
+                s.close()
+

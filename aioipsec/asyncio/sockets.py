@@ -1,0 +1,237 @@
+"""Datagram sockets for the endpoint: real UDP and an in-memory network.
+
+Both deliver received datagrams in **batches** to one callback
+``on_datagrams(list[(bytes, addr)])``: the UDP socket is read with
+``loop.add_reader`` and drained until ``BlockingIOError`` (one batch per
+readiness event), which costs a fraction of asyncio's ``DatagramProtocol``
+per datagram (DESIGN.md §9).  Sockets are never connected (uvloop 0.23 stops
+calling the reader of a connected UDP socket after an ICMP error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..selectors import Address
+
+logger = logging.getLogger("aioipsec.net")
+
+Receiver = Callable[[list[tuple[bytes, Address]]], None]
+
+MAX_BATCH = 256
+
+
+class DatagramSocket:
+    """Common surface of :class:`UdpSocket` and :class:`MemorySocket`."""
+
+    local_addr: Address
+    sent: int = 0
+    received: int = 0
+    send_errors: int = 0
+
+    def set_receiver(self, receiver: Receiver) -> None:
+        raise NotImplementedError
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        raise NotImplementedError
+
+    def send_batch(self, datagrams: Sequence[bytes], addr: Address) -> None:
+        for d in datagrams:
+            self.sendto(d, addr)
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class UdpSocket(DatagramSocket):
+    """A non-blocking, unconnected UDP socket read in batches."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        self._loop = loop
+        self._sock = sock
+        self._receiver: Receiver | None = None
+        self._closed = False
+        name = sock.getsockname()
+        self.local_addr = (name[0], name[1])
+        sock.setblocking(False)
+        loop.add_reader(sock.fileno(), self._on_readable)
+
+    @classmethod
+    def bind(cls, loop: asyncio.AbstractEventLoop, host: str, port: int, *, reuse_port: bool = False) -> UdpSocket:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port and hasattr(socket, "SO_REUSEPORT"):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, opt, 4 * 1024 * 1024)
+                except OSError:
+                    pass
+            sock.bind((host, port))
+        except BaseException:
+            sock.close()
+            raise
+        return cls(loop, sock)
+
+    def set_receiver(self, receiver: Receiver) -> None:
+        self._receiver = receiver
+
+    def _on_readable(self) -> None:
+        batch: list[tuple[bytes, Address]] = []
+        recv = self._sock.recvfrom
+        try:
+            for _ in range(MAX_BATCH):
+                data, addr = recv(65535)
+                batch.append((data, (addr[0], addr[1])))
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as exc:  # ICMP errors surface here on Linux; keep reading later
+            if exc.errno not in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                logger.debug("recv error on %s: %s", self.local_addr, exc)
+        if batch:
+            self.received += len(batch)
+            if self._receiver is not None:
+                try:
+                    self._receiver(batch)
+                except Exception:  # never kill the reader
+                    logger.exception("datagram handler failed on %s", self.local_addr)
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        try:
+            self._sock.sendto(data, addr)
+            self.sent += 1
+        except (BlockingIOError, InterruptedError):
+            self.send_errors += 1
+        except OSError as exc:
+            self.send_errors += 1
+            logger.debug("send to %s failed: %s", addr, exc)
+
+    def send_batch(self, datagrams: Sequence[bytes], addr: Address) -> None:
+        send = self._sock.sendto
+        n = 0
+        for d in datagrams:
+            try:
+                send(d, addr)
+                n += 1
+            except OSError:
+                self.send_errors += 1
+        self.sent += n
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._loop.remove_reader(self._sock.fileno())
+        except Exception:
+            pass
+        self._sock.close()
+
+
+class MemoryNetwork:
+    """An in-memory IP network: sockets bind to ``(ip, port)`` and datagrams
+    are delivered to whoever bound the destination, through an optional
+    seeded :class:`~aioipsec.transports.memory.LinkModel` (loss, duplication,
+    reordering, delay, corruption) per direction.  Delivery is always
+    asynchronous (``call_soon``/``call_later``), like a real network."""
+
+    def __init__(self, *, loop: asyncio.AbstractEventLoop | None = None, **link_knobs: Any) -> None:
+        self._loop = loop
+        self._sockets: dict[Address, MemorySocket] = {}
+        self._knobs = link_knobs
+        self._models: dict[tuple[str, str], Any] = {}
+        self._seed = int(link_knobs.pop("seed", 0))
+        self.delivered = 0
+        self.dropped = 0
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def bind(self, addr: Address) -> MemorySocket:
+        if addr in self._sockets:
+            raise OSError(errno.EADDRINUSE, f"address in use: {addr}")
+        s = MemorySocket(self, addr)
+        self._sockets[addr] = s
+        return s
+
+    def _unbind(self, addr: Address) -> None:
+        self._sockets.pop(addr, None)
+
+    def set_link(self, **knobs: Any) -> None:
+        """Change the impairment knobs for all directions (e.g. mid-test)."""
+        self._knobs = knobs
+        self._models.clear()
+
+    def _model(self, src: str, dst: str) -> Any:
+        if not any(v for k, v in self._knobs.items()):
+            return None
+        key = (src, dst)
+        m = self._models.get(key)
+        if m is None:
+            from ..transports.memory import LinkModel
+
+            m = LinkModel(seed=self._seed + len(self._models), **self._knobs)
+            self._models[key] = m
+        return m
+
+    def _send(self, src: Address, data: bytes, dst: Address) -> None:
+        model = self._model(src[0], dst[0])
+        if model is None:
+            self.loop.call_soon(self._deliver, dst, [(data, src)])
+            return
+        now = self.loop.time()
+        model.send((data, src, dst), now)
+        self._pump(model)
+
+    def _pump(self, model: Any) -> None:
+        now = self.loop.time()
+        for item in model.deliver(now):
+            data, src, dst = item
+            self.loop.call_soon(self._deliver, dst, [(data, src)])
+        deadline = model.next_deadline()
+        if deadline is not None:
+            self.loop.call_at(deadline, self._pump, model)
+
+    def _deliver(self, dst: Address, batch: list[tuple[bytes, Address]]) -> None:
+        s = self._sockets.get(dst)
+        if s is None or s._receiver is None:
+            self.dropped += len(batch)
+            return
+        self.delivered += len(batch)
+        s.received += len(batch)
+        try:
+            s._receiver(batch)
+        except Exception:
+            logger.exception("datagram handler failed on %s", dst)
+
+
+class MemorySocket(DatagramSocket):
+    def __init__(self, net: MemoryNetwork, addr: Address) -> None:
+        self._net = net
+        self.local_addr = addr
+        self._receiver: Receiver | None = None
+        self._closed = False
+
+    def set_receiver(self, receiver: Receiver) -> None:
+        self._receiver = receiver
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        if self._closed:
+            return
+        self.sent += 1
+        self._net._send(self.local_addr, bytes(data), addr)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._net._unbind(self.local_addr)
