@@ -80,6 +80,7 @@ class ChildPipeline:
     remote: Address
     encap: bool
     policy_dropped: int = 0
+    installed_at: float = 0.0
     app_handler: Callable[[list[bytes]], None] | None = None
 
     @property
@@ -152,7 +153,7 @@ class DataPlane:
 
         sa_in, sa_out = esp_sa_pair_from_event(ev)
         remote = ev.remote_addr
-        pipe = ChildPipeline(ev, sa_in, sa_out, owner, remote, ev.encap)
+        pipe = ChildPipeline(ev, sa_in, sa_out, owner, remote, ev.encap, installed_at=self.endpoint.loop.time())
         self.sad_in[ev.spi_in] = pipe
         if ev.rekeyed_from is not None:
             old = self.sad_in.get(ev.rekeyed_from)

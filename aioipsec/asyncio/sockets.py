@@ -150,6 +150,8 @@ class MemoryNetwork:
         self._seed = int(link_knobs.pop("seed", 0))
         self.delivered = 0
         self.dropped = 0
+        self.tap: Callable[[Address, bytes, Address], None] | None = None
+        """Called with (src, data, dst) for every datagram sent (a capture point)."""
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -185,6 +187,8 @@ class MemoryNetwork:
         return m
 
     def _send(self, src: Address, data: bytes, dst: Address) -> None:
+        if self.tap is not None:
+            self.tap(src, data, dst)
         model = self._model(src[0], dst[0])
         if model is None:
             self.loop.call_soon(self._deliver, dst, [(data, src)])
