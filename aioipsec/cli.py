@@ -9,8 +9,16 @@ USAGE = """usage: aioipsec <command> [options]
 
 commands:
   demo      two in-memory gateways negotiate and pass traffic (what `make demo` runs)
-  daemon    run a gateway from a TOML config file (-c FILE)
+  daemon    run a gateway from a TOML config file (-c FILE [--control PATH])
   check     validate a config file and print what it defines
+
+control commands (talk to a running daemon: aioipsec --control PATH <command>):
+  up NAME [CHILD]   initiate a connection
+  down NAME         delete its IKE SA
+  status [--json]   IKE and Child SAs with counters
+  clear [NAME]      delete SAs; traffic renegotiates them (trap) or `up` does
+  reload            re-read the config file (applies to new SAs)
+  keys --wireshark DIR   write Wireshark esp_sa / ikev2_decryption_table files
 
 run `aioipsec <command> --help` for a command's options"""
 
@@ -20,7 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
+    control = None
+    if argv[0] == "--control":
+        if len(argv) < 3:
+            print(USAGE, file=sys.stderr)
+            return 2
+        control, argv = argv[1], argv[2:]
     cmd, rest = argv[0], argv[1:]
+    if control is not None or cmd in ("up", "down", "status", "clear", "reload", "keys"):
+        return _control(control or "/run/aioipsec.ctl", cmd, rest)
     if cmd == "demo":
         from .demo import main as demo_main
 
@@ -56,4 +72,46 @@ def _check(argv: list[str]) -> int:
             print(f"  {cname}: {child.mode} {', '.join(map(str, child.local_ts)) or 'dynamic'} === "
                   f"{', '.join(map(str, child.remote_ts)) or 'dynamic'} esp {', '.join(map(str, child.esp_proposals))}"
                   f" start_action={child.start_action}")
+    return 0
+
+
+def _control(path: str, cmd: str, argv: list[str]) -> int:
+    import argparse
+    import asyncio
+    import json
+
+    from .control import request
+    from .status import format_status
+
+    ap = argparse.ArgumentParser(prog=f"aioipsec --control PATH {cmd}")
+    req: dict[str, object] = {"cmd": cmd}
+    if cmd == "up":
+        ap.add_argument("name")
+        ap.add_argument("child", nargs="?")
+    elif cmd == "down":
+        ap.add_argument("name")
+    elif cmd == "clear":
+        ap.add_argument("name", nargs="?")
+    elif cmd == "status":
+        ap.add_argument("--json", action="store_true")
+    elif cmd == "keys":
+        ap.add_argument("--wireshark", required=True, metavar="DIR")
+    elif cmd != "reload":
+        print(f"aioipsec: unknown control command '{cmd}'", file=sys.stderr)
+        return 2
+    ns = ap.parse_args(argv)
+    for k in ("name", "child"):
+        if hasattr(ns, k):
+            req[k] = getattr(ns, k)
+    if cmd == "keys":
+        req["dir"] = ns.wireshark
+    try:
+        result = asyncio.run(request(path, req))
+    except (OSError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if cmd == "status":
+        print(json.dumps(result, indent=2) if ns.json else format_status(result))
+    else:
+        print(result if isinstance(result, str) else json.dumps(result, indent=2))
     return 0

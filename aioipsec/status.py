@@ -47,3 +47,102 @@ def child_rows(endpoint: Any) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def endpoint_status(endpoint: Any) -> dict[str, Any]:
+    """The whole endpoint: IKE SAs with their Child SAs (``status --json`` schema v1)."""
+    now = endpoint.loop.time()
+    rows = child_rows(endpoint)
+    by_owner: dict[int, list[dict[str, Any]]] = {}
+    for row, pipe in zip(rows, sorted(endpoint.dataplane.sad_in.values(), key=lambda p: p.ev.unique_id)):
+        by_owner.setdefault(id(pipe.owner), []).append(row)
+    ike_sas = []
+    for proto in sorted(endpoint.sessions, key=lambda p: p.name):
+        s = proto.session
+        info = proto.ike_info
+        est_at = getattr(proto, "established_at", None)
+        ike_sas.append(
+            {
+                "name": proto.name,
+                "version": getattr(s, "version", info.version if info else None),
+                "state": str(getattr(getattr(s, "state", None), "name", getattr(s, "state", "unknown"))),
+                "initiator": bool(info.initiator) if info else None,
+                "local_addr": f"{s.local_addr[0]}[{s.local_addr[1]}]" if hasattr(s, "local_addr") else None,
+                "remote_addr": f"{s.remote_addr[0]}[{s.remote_addr[1]}]" if hasattr(s, "remote_addr") else None,
+                "local_id": info.local_id if info else None,
+                "remote_id": info.remote_id if info else None,
+                "spi_i": (getattr(s, "spi_i", b"") or b"").hex(),
+                "spi_r": (getattr(s, "spi_r", b"") or b"").hex(),
+                "proposal": info.algorithms if info else None,
+                "nat_local": info.nat_local if info else None,
+                "nat_remote": info.nat_remote if info else None,
+                "established": None if est_at is None else round(now - est_at, 1),
+                "children": by_owner.pop(id(proto), []),
+            }
+        )
+    static = [r for rows_ in by_owner.values() for r in rows_]
+    return {
+        "schema": 1,
+        "ike_sas": ike_sas,
+        "static_children": static,
+        "endpoint": {
+            "ike_in": endpoint.stats.ike_in,
+            "ike_out": endpoint.stats.ike_out,
+            "esp_in": endpoint.stats.esp_in,
+            "malformed": endpoint.stats.malformed,
+            "unknown_spi": endpoint.stats.unknown_spi,
+            "cookies_sent": endpoint.stats.cookies_sent,
+            "no_sa": endpoint.dataplane.stats.no_sa,
+            "no_policy": endpoint.dataplane.stats.no_policy,
+            "held_dropped": endpoint.dataplane.stats.held_dropped,
+        },
+    }
+
+
+def format_status(st: dict[str, Any]) -> str:
+    """Text like ``swanctl --list-sas`` / ``show crypto ipsec sa``."""
+    out: list[str] = []
+
+    def child_lines(c: dict[str, Any], indent: str) -> None:
+        out.append(
+            f"{indent}{c['child']}: INSTALLED, {c['mode'].upper()}, {c['protocol'].upper()}"
+            f"{' in UDP' if c['encap'] else ''} SPIs: {c['spi_in'][2:]}_i {c['spi_out'][2:]}_o"
+        )
+        out.append(f"{indent}  {c['proposal']}")
+        when = []
+        if c.get("installed") is not None:
+            when.append(f"installed {c['installed']:g}s ago")
+        if c.get("rekey_in") is not None:
+            when.append(f"rekeying in {c['rekey_in']}s")
+        if c.get("expire_in") is not None:
+            when.append(f"expires in {c['expire_in']}s")
+        if when:
+            out.append(f"{indent}  {', '.join(when)}")
+        out.append(f"{indent}  in  {c['spi_in'][2:]}, {c['bytes_in']:>8} bytes, {c['packets_in']:>6} packets")
+        out.append(f"{indent}  out {c['spi_out'][2:]}, {c['bytes_out']:>8} bytes, {c['packets_out']:>6} packets")
+        out.append(f"{indent}  local  {', '.join(c['local_ts'])}")
+        out.append(f"{indent}  remote {', '.join(c['remote_ts'])}")
+        out.append(
+            f"{indent}  #pkts encaps: {c['packets_out']}, #pkts decaps: {c['packets_in']}, "
+            f"#replay failed: {c['replay_failed']}, #integrity failed: {c['integrity_failed']}, "
+            f"#malformed: {c['malformed']}, #policy dropped: {c['policy_dropped']}"
+        )
+
+    for sa in st["ike_sas"]:
+        out.append(
+            f"{sa['name']}: {sa['state']}, IKEv{sa['version']}, {sa['spi_i']}_i{'*' if sa['initiator'] else ''} "
+            f"{sa['spi_r']}_r{'' if sa['initiator'] else '*'}"
+        )
+        out.append(f"  local  '{sa['local_id'] or ''}' @ {sa['local_addr']}{' (NAT)' if sa['nat_local'] else ''}")
+        out.append(f"  remote '{sa['remote_id'] or ''}' @ {sa['remote_addr']}{' (NAT)' if sa['nat_remote'] else ''}")
+        if sa["proposal"]:
+            out.append(f"  {sa['proposal']}")
+        if sa["established"] is not None:
+            out.append(f"  established {sa['established']:g}s ago")
+        for c in sa["children"]:
+            child_lines(c, "  ")
+    for c in st.get("static_children", []):
+        child_lines(c, "")
+    if not out:
+        out.append("no SAs")
+    return "\n".join(out)

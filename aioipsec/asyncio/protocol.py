@@ -63,6 +63,7 @@ class SessionProtocol:
         self.children: dict[int, ChildSaInstalled] = {}
         """Installed Child SAs by inbound SPI."""
         self.ike_info: IkeSaEstablished | None = None
+        self.established_at: float | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -121,6 +122,7 @@ class SessionProtocol:
         self._endpoint.handle_session_event(self, ev)
         if isinstance(ev, IkeSaEstablished):
             self.ike_info = ev
+            self.established_at = self._loop.time()
             if not self._established.done():
                 self._established.set_result(ev)
         elif isinstance(ev, ChildSaInstalled):

@@ -1,0 +1,215 @@
+"""``aioipsec daemon -c FILE``: a site-to-site gateway from a config file.
+
+Creates the TUN device (tunnel-mode children), installs routes for the remote
+selectors through it (removed on exit), listens on 500/4500, starts children
+with ``start_action = "start"``, installs trap policies for ``"trap"``, and
+serves the control socket (:mod:`aioipsec.control`).  SIGTERM/SIGINT delete
+the SAs cleanly; SIGHUP re-reads the file (changes apply to new SAs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
+import subprocess
+import sys
+from typing import Any
+
+from .config_file import Configuration, load_config
+from .errors import ConfigError
+
+logger = logging.getLogger("aioipsec.daemon")
+
+
+def _route_source(remote: str) -> str:
+    family = socket.AF_INET6 if ":" in remote else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.connect((remote, 500))
+        return str(s.getsockname()[0])
+
+
+class Daemon:
+    def __init__(self, path: str, *, control: str | None = None, tun: bool = True, uvloop: bool | None = None) -> None:
+        self.path = path
+        self.control_path = control
+        self.use_tun = tun
+        self.config: Configuration = load_config(path)
+        self.endpoint: Any = None
+        self.tun: Any = None
+        self.routes: list[list[str]] = []
+        self.control: Any = None
+        self._stop = asyncio.Event()
+
+    def _local_host(self) -> str:
+        for conn in self.config.connections.values():
+            for a in conn.local_addrs:
+                if a not in ("%any", "0.0.0.0", "::"):
+                    return a
+        for conn in self.config.connections.values():
+            if conn.remote_addrs:
+                return _route_source(conn.remote_addrs[0])
+        return "0.0.0.0"
+
+    async def start(self) -> None:
+        from .asyncio.endpoint import Endpoint
+
+        inner = None
+        need_tun = any(
+            ch.mode == "tunnel" for c in self.config.connections.values() for ch in c.children.values()
+        )
+        if need_tun and self.use_tun:
+            from aioipsec_tun import TunTransport
+
+            name = self.config.tun.get("name", "aioipsec0")
+            self.tun = TunTransport(name, mtu=self.config.tun.get("mtu", 1400))
+            inner = self.tun
+            logger.info("TUN device %s up (mtu %d)", self.tun.name, self.tun.mtu)
+            self._install_routes()
+        host = self._local_host()
+        self.endpoint = await Endpoint.create(
+            host,
+            configurations=list(self.config.connections.values()),
+            inner=inner,
+            global_config=self.config.global_config,
+        )
+        self.endpoint.event_listeners.append(self._log_event)
+        logger.info("listening on %s:500 and %s:4500", host, host)
+        if self.control_path:
+            from .control import ControlServer
+
+            self.control = ControlServer(self, self.control_path)
+            await self.control.start()
+        for conn in self.config.connections.values():
+            for child in conn.children.values():
+                if child.start_action == "start":
+                    self.up(conn.name, child.name)
+
+    def _install_routes(self) -> None:
+        assert self.tun is not None
+        for conn in self.config.connections.values():
+            for child in conn.children.values():
+                if child.mode != "tunnel":
+                    continue
+                for ts in child.remote_ts:
+                    net = str(ts).split("[")[0]
+                    if "/" not in net:
+                        net += "/32" if ts.version == 4 else "/128"
+                    cmd = ["ip", "route", "replace", net, "dev", self.tun.name]
+                    r = subprocess.run(cmd, capture_output=True, text=True)
+                    if r.returncode == 0:
+                        self.routes.append(["ip", "route", "del", net, "dev", self.tun.name])
+                        logger.info("route %s via %s installed", net, self.tun.name)
+                    else:
+                        logger.warning("route %s via %s failed: %s", net, self.tun.name, r.stderr.strip())
+
+    def _remove_routes(self) -> None:
+        for cmd in self.routes:
+            subprocess.run(cmd, capture_output=True)
+        self.routes.clear()
+
+    def _log_event(self, proto: Any, ev: Any) -> None:
+        from .events import ExchangeStep
+
+        if not isinstance(ev, ExchangeStep):
+            logger.info("%s: %s", getattr(proto, "name", "-"), ev)
+
+    def up(self, conn: str, child: str | None = None) -> str:
+        if conn not in self.config.connections:
+            raise KeyError(f"no connection named {conn}")
+        existing = self.endpoint.find_session(conn)
+        if existing is not None and child:
+            existing.session.create_child_sa(child, self.endpoint.loop.time())
+            existing.process()
+            return f"creating CHILD_SA {child} on existing IKE SA {conn}"
+        self.endpoint.initiate(conn, child)
+        return f"initiating {conn}"
+
+    async def down(self, conn: str) -> str:
+        p = self.endpoint.find_session(conn)
+        if p is None:
+            return f"{conn}: no IKE SA"
+        await p.close()
+        return f"{conn}: IKE SA deleted"
+
+    async def clear(self, conn: str | None = None) -> str:
+        """The seed's "clear crypto session": delete and renegotiate on demand."""
+        names = [conn] if conn else list(self.config.connections)
+        done = []
+        for n in names:
+            p = self.endpoint.find_session(n)
+            if p is not None:
+                await p.close()
+                done.append(n)
+        return f"cleared: {', '.join(done) or 'nothing'}"
+
+    def reload(self) -> str:
+        try:
+            new = load_config(self.path)
+        except ConfigError as exc:
+            logger.error("reload failed, keeping the old configuration: %s", exc)
+            return f"reload failed: {exc}"
+        self.config = new
+        self.endpoint.configurations = dict(new.connections)
+        self.endpoint.global_config = new.global_config
+        logger.info("configuration reloaded: %d connections (applies to new SAs)", len(new.connections))
+        return f"reloaded {len(new.connections)} connections"
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        try:
+            await self._stop.wait()
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        logger.info("shutting down: deleting SAs")
+        if self.control is not None:
+            await self.control.close()
+        if self.endpoint is not None:
+            await self.endpoint.close()
+        self._remove_routes()
+        if self.tun is not None:
+            self.tun.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="aioipsec daemon", description="run a gateway from a config file")
+    ap.add_argument("-c", "--config", required=True, help="TOML configuration file")
+    ap.add_argument("--control", help="Unix socket path for `aioipsec --control PATH ...` commands")
+    ap.add_argument("--no-tun", action="store_true", help="do not create a TUN device")
+    ap.add_argument("--uvloop", choices=("auto", "yes", "no"), default="auto", help="event loop (default: uvloop if installed)")
+    ap.add_argument("-v", "--verbose", action="count", default=0, help="-v: info, -vv: debug")
+    ns = ap.parse_args(argv)
+    level = logging.WARNING if ns.verbose == 0 else logging.INFO if ns.verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("aioipsec.ike").setLevel(min(level, logging.INFO))
+    try:
+        daemon = Daemon(ns.config, control=ns.control, tun=not ns.no_tun)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    runner = _loop_runner(ns.uvloop)
+    runner(daemon.run())
+    return 0
+
+
+def _loop_runner(choice: str) -> Any:
+    if choice != "no":
+        try:
+            import uvloop
+
+            return uvloop.run
+        except ImportError:
+            if choice == "yes":
+                raise
+    return asyncio.run
