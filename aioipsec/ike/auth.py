@@ -1,0 +1,772 @@
+"""IKEv2 authentication: identities, AUTH payload data, certificates.
+
+* Identities (RFC 7296 §3.5): IPv4, IPv6, FQDN, RFC822 and DER DN, parsed
+  from strongSwan-style strings (``192.0.2.1``, ``host.example``,
+  ``user@example``, ``@fqdn``, ``C=CH, O=example, CN=host``).
+* The signed octets (RFC 7296 §2.15)::
+
+      InitiatorSignedOctets = RealMessage1 | NonceRData | prf(SK_pi, RestOfInitIDPayload)
+      ResponderSignedOctets = RealMessage2 | NonceIData | prf(SK_pr, RestOfRespIDPayload)
+
+* PSK: ``AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>)``.
+* Signatures: RSA PKCS#1 v1.5 and RSASSA-PSS, ECDSA P-256/384/521 and Ed25519
+  through RFC 7427 "Digital Signature" (auth method 14: an ASN.1
+  AlgorithmIdentifier in front of the signature), plus the classic methods
+  1 (RSA, SHA-1) and 9/10/11 (ECDSA, RFC 4754) for peers without RFC 7427.
+* Certificates: CERTREQ hashes (SHA-1 of the CA's SubjectPublicKeyInfo),
+  chain verification against trust anchors with ``cryptography``'s X.509
+  verification API (relaxed extension policies: IKE certificates need no
+  TLS EKU), falling back to signature + validity checks when that API is
+  missing, and identity-to-certificate matching.
+
+All comparisons of MACs use :func:`hmac.compare_digest`.  Nothing here logs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import hashlib
+import hmac
+import ipaddress
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from cryptography.x509.oid import NameOID
+
+from ..errors import AuthenticationFailed
+
+KEY_PAD = b"Key Pad for IKEv2"
+
+Prf = Callable[[bytes, bytes], bytes]
+"""``prf(key, data) -> bytes`` of the negotiated IKE PRF."""
+
+
+class IdType(enum.IntEnum):
+    IPV4_ADDR = 1
+    FQDN = 2
+    RFC822_ADDR = 3
+    IPV6_ADDR = 5
+    DER_ASN1_DN = 9
+    DER_ASN1_GN = 10
+    KEY_ID = 11
+
+
+class AuthMethod(enum.IntEnum):
+    RSA_SIG = 1
+    SHARED_KEY_MIC = 2
+    DSS_SIG = 3
+    ECDSA_256 = 9
+    ECDSA_384 = 10
+    ECDSA_521 = 11
+    DIGITAL_SIGNATURE = 14
+
+
+class HashAlgorithm(enum.IntEnum):
+    """RFC 7427 §4 hash algorithm identifiers (SIGNATURE_HASH_ALGORITHMS)."""
+
+    SHA1 = 1
+    SHA2_256 = 2
+    SHA2_384 = 3
+    SHA2_512 = 4
+    IDENTITY = 5
+
+
+SIGNATURE_HASH_ALGORITHMS = 16431
+SUPPORTED_HASHES = (HashAlgorithm.SHA2_256, HashAlgorithm.SHA2_384, HashAlgorithm.SHA2_512, HashAlgorithm.IDENTITY)
+
+CERT_X509_SIGNATURE = 4
+"""Certificate encoding of CERT and CERTREQ payloads: X.509 certificate - signature."""
+
+# --------------------------------------------------------------------------- minimal DER
+
+
+class _DerError(ValueError):
+    pass
+
+
+def _der_read(data: bytes, pos: int = 0) -> tuple[int, bytes, int]:
+    """Read one TLV at ``pos``: (tag, value, next position)."""
+    if pos + 2 > len(data):
+        raise _DerError("truncated")
+    tag = data[pos]
+    length = data[pos + 1]
+    pos += 2
+    if length & 0x80:
+        n = length & 0x7F
+        if n == 0 or n > 4 or pos + n > len(data):
+            raise _DerError("bad length")
+        length = int.from_bytes(data[pos : pos + n], "big")
+        pos += n
+    if pos + length > len(data):
+        raise _DerError("truncated value")
+    return tag, data[pos : pos + length], pos + length
+
+
+def _der_items(data: bytes) -> list[tuple[int, bytes]]:
+    out = []
+    pos = 0
+    while pos < len(data):
+        tag, value, pos = _der_read(data, pos)
+        out.append((tag, value))
+    return out
+
+
+def _der_len(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def _der(tag: int, value: bytes) -> bytes:
+    return bytes([tag]) + _der_len(len(value)) + value
+
+
+def _oid_encode(dotted: str) -> bytes:
+    parts = [int(p) for p in dotted.split(".")]
+    body = bytearray([parts[0] * 40 + parts[1]])
+    for p in parts[2:]:
+        chunk = [p & 0x7F]
+        p >>= 7
+        while p:
+            chunk.append(0x80 | (p & 0x7F))
+            p >>= 7
+        body += bytes(reversed(chunk))
+    return _der(0x06, bytes(body))
+
+
+def _oid_decode(value: bytes) -> str:
+    if not value:
+        raise _DerError("empty OID")
+    parts = [min(value[0] // 40, 2), value[0] - 40 * min(value[0] // 40, 2)]
+    n = 0
+    for b in value[1:]:
+        n = (n << 7) | (b & 0x7F)
+        if not b & 0x80:
+            parts.append(n)
+            n = 0
+    return ".".join(str(p) for p in parts)
+
+
+_SEQ, _SET, _NULL = 0x30, 0x31, b"\x05\x00"
+
+OID_SHA1 = "1.3.14.3.2.26"
+OID_SHA256 = "2.16.840.1.101.3.4.2.1"
+OID_SHA384 = "2.16.840.1.101.3.4.2.2"
+OID_SHA512 = "2.16.840.1.101.3.4.2.3"
+OID_RSA_SHA1 = "1.2.840.113549.1.1.5"
+OID_RSA_SHA256 = "1.2.840.113549.1.1.11"
+OID_RSA_SHA384 = "1.2.840.113549.1.1.12"
+OID_RSA_SHA512 = "1.2.840.113549.1.1.13"
+OID_RSA_PSS = "1.2.840.113549.1.1.10"
+OID_MGF1 = "1.2.840.113549.1.1.8"
+OID_ECDSA_SHA1 = "1.2.840.10045.4.1"
+OID_ECDSA_SHA256 = "1.2.840.10045.4.3.2"
+OID_ECDSA_SHA384 = "1.2.840.10045.4.3.3"
+OID_ECDSA_SHA512 = "1.2.840.10045.4.3.4"
+OID_ED25519 = "1.3.101.112"
+OID_ED448 = "1.3.101.113"
+
+_HASH_BY_OID: dict[str, type[hashes.HashAlgorithm]] = {
+    OID_SHA1: hashes.SHA1,
+    OID_SHA256: hashes.SHA256,
+    OID_SHA384: hashes.SHA384,
+    OID_SHA512: hashes.SHA512,
+}
+_OID_BY_HASH = {v.name: k for k, v in _HASH_BY_OID.items()}
+_RSA_OIDS = {OID_RSA_SHA1: hashes.SHA1, OID_RSA_SHA256: hashes.SHA256, OID_RSA_SHA384: hashes.SHA384, OID_RSA_SHA512: hashes.SHA512}
+_ECDSA_OIDS = {
+    OID_ECDSA_SHA1: hashes.SHA1,
+    OID_ECDSA_SHA256: hashes.SHA256,
+    OID_ECDSA_SHA384: hashes.SHA384,
+    OID_ECDSA_SHA512: hashes.SHA512,
+}
+_HASH_ALG_ID: dict[str, HashAlgorithm] = {
+    "sha1": HashAlgorithm.SHA1,
+    "sha256": HashAlgorithm.SHA2_256,
+    "sha384": HashAlgorithm.SHA2_384,
+    "sha512": HashAlgorithm.SHA2_512,
+}
+
+
+def algorithm_identifier(oid: str, params: bytes | None = None) -> bytes:
+    """DER AlgorithmIdentifier: SEQUENCE { OID, params } (params omitted if None)."""
+    return _der(_SEQ, _oid_encode(oid) + (params if params is not None else b""))
+
+
+def _hash_alg_id(h: hashes.HashAlgorithm) -> bytes:
+    return algorithm_identifier(_OID_BY_HASH[h.name], _NULL)
+
+
+def pss_algorithm_identifier(h: hashes.HashAlgorithm) -> bytes:
+    """RSASSA-PSS AlgorithmIdentifier with hash ``h``, MGF1(``h``) and a salt of
+    the hash length, encoded as strongSwan and RFC 7427 App. A.4.3 do."""
+    params = (
+        _der(0xA0, _hash_alg_id(h))
+        + _der(0xA1, algorithm_identifier(OID_MGF1, _hash_alg_id(h)))
+        + _der(0xA2, _der(0x02, bytes([h.digest_size])))
+    )
+    return algorithm_identifier(OID_RSA_PSS, _der(_SEQ, params))
+
+
+# --------------------------------------------------------------------------- identities
+
+_DN_ATTRS: dict[str, x509.ObjectIdentifier] = {
+    "C": NameOID.COUNTRY_NAME,
+    "ST": NameOID.STATE_OR_PROVINCE_NAME,
+    "L": NameOID.LOCALITY_NAME,
+    "O": NameOID.ORGANIZATION_NAME,
+    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+    "CN": NameOID.COMMON_NAME,
+    "E": NameOID.EMAIL_ADDRESS,
+    "EMAILADDRESS": NameOID.EMAIL_ADDRESS,
+    "DC": NameOID.DOMAIN_COMPONENT,
+    "SN": NameOID.SURNAME,
+    "SERIALNUMBER": NameOID.SERIAL_NUMBER,
+    "UID": NameOID.USER_ID,
+    "T": NameOID.TITLE,
+    "G": NameOID.GIVEN_NAME,
+}
+_DN_NAMES = {
+    NameOID.COUNTRY_NAME.dotted_string: "C",
+    NameOID.STATE_OR_PROVINCE_NAME.dotted_string: "ST",
+    NameOID.LOCALITY_NAME.dotted_string: "L",
+    NameOID.ORGANIZATION_NAME.dotted_string: "O",
+    NameOID.ORGANIZATIONAL_UNIT_NAME.dotted_string: "OU",
+    NameOID.COMMON_NAME.dotted_string: "CN",
+    NameOID.EMAIL_ADDRESS.dotted_string: "E",
+    NameOID.DOMAIN_COMPONENT.dotted_string: "DC",
+    NameOID.SURNAME.dotted_string: "SN",
+    NameOID.SERIAL_NUMBER.dotted_string: "serialNumber",
+    NameOID.USER_ID.dotted_string: "UID",
+    NameOID.TITLE.dotted_string: "T",
+    NameOID.GIVEN_NAME.dotted_string: "G",
+}
+
+
+def _split_dn(text: str) -> list[tuple[str, str]]:
+    """Split ``C=CH, O=ex\\, inc, CN=host`` (commas or slashes) into pairs."""
+    parts: list[str] = []
+    cur = []
+    escaped = False
+    for ch in text:
+        if escaped:
+            cur.append(ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch in ",/":
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    out = []
+    for p in parts:
+        p = p.strip()
+        if not p:
+            continue
+        key, sep, value = p.partition("=")
+        if not sep:
+            raise ValueError(f"bad DN component '{p}'")
+        out.append((key.strip(), value.strip()))
+    return out
+
+
+def dn_from_string(text: str) -> x509.Name:
+    """A DN in strongSwan order (``C=CH, O=example, CN=host``: the first
+    component is the outermost RDN) as an ``x509.Name``."""
+    attrs = []
+    for key, value in _split_dn(text):
+        oid = _DN_ATTRS.get(key.upper())
+        if oid is None:
+            try:
+                oid = x509.ObjectIdentifier(key)
+            except ValueError:
+                raise ValueError(f"unknown DN attribute '{key}'") from None
+        attrs.append(x509.NameAttribute(oid, value))
+    if not attrs:
+        raise ValueError("empty DN")
+    return x509.Name(attrs)
+
+
+def parse_dn_der(der: bytes) -> tuple[tuple[str, str], ...]:
+    """A DER Name as ((oid, value), ...) in RDN order; raises ValueError."""
+    tag, body, end = _der_read(der)
+    if tag != _SEQ or end != len(der):
+        raise _DerError("DN is not a SEQUENCE")
+    out = []
+    for set_tag, rdn in _der_items(body):
+        if set_tag != _SET:
+            raise _DerError("RDN is not a SET")
+        for seq_tag, atv in _der_items(rdn):
+            if seq_tag != _SEQ:
+                raise _DerError("bad AttributeTypeAndValue")
+            items = _der_items(atv)
+            if len(items) != 2 or items[0][0] != 0x06:
+                raise _DerError("bad AttributeTypeAndValue")
+            value = items[1][1]
+            if items[1][0] == 0x1E:  # BMPString
+                text = value.decode("utf-16-be", "replace")
+            else:
+                text = value.decode("utf-8", "replace")
+            out.append((_oid_decode(items[0][1]), text))
+    return tuple(out)
+
+
+def _name_attrs(name: x509.Name) -> tuple[tuple[str, str], ...]:
+    return tuple((a.oid.dotted_string, str(a.value)) for a in name)
+
+
+def _dn_text(attrs: Iterable[tuple[str, str]]) -> str:
+    return ", ".join(
+        f"{_DN_NAMES.get(oid, oid)}={value.replace(',', chr(92) + ',')}" for oid, value in attrs
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """An IKE identity: type and raw data of an ID payload."""
+
+    id_type: int
+    data: bytes
+
+    ANY = "%any"
+
+    @classmethod
+    def from_string(cls, text: str) -> Identity:
+        """Parse strongSwan syntax: IP address, ``@fqdn`` or ``fqdn``,
+        ``user@domain``, ``C=.., O=.., CN=..`` (DN), ``@#hex`` (KEY_ID)."""
+        text = text.strip()
+        try:
+            ip = ipaddress.ip_address(text)
+        except ValueError:
+            pass
+        else:
+            return cls(IdType.IPV4_ADDR if ip.version == 4 else IdType.IPV6_ADDR, ip.packed)
+        if text.startswith("@#"):
+            return cls(IdType.KEY_ID, bytes.fromhex(text[2:]))
+        if text.startswith("@"):
+            return cls(IdType.FQDN, text[1:].encode())
+        if "=" in text:
+            return cls(IdType.DER_ASN1_DN, dn_from_string(text).public_bytes())
+        if "@" in text:
+            return cls(IdType.RFC822_ADDR, text.encode())
+        return cls(IdType.FQDN, text.encode())
+
+    @classmethod
+    def from_address(cls, addr: str) -> Identity:
+        ip = ipaddress.ip_address(addr)
+        return cls(IdType.IPV4_ADDR if ip.version == 4 else IdType.IPV6_ADDR, ip.packed)
+
+    @classmethod
+    def from_body(cls, body: bytes) -> Identity:
+        """From RestOfIDPayload (type, 3 reserved bytes, data)."""
+        if len(body) < 4:
+            raise ValueError("ID payload too short")
+        return cls(body[0], bytes(body[4:]))
+
+    def body(self) -> bytes:
+        """RestOfIDPayload: ID type | RESERVED(3) | identification data."""
+        return bytes([self.id_type, 0, 0, 0]) + self.data
+
+    def dn_attrs(self) -> tuple[tuple[str, str], ...] | None:
+        if self.id_type != IdType.DER_ASN1_DN:
+            return None
+        try:
+            return parse_dn_der(self.data)
+        except _DerError:
+            return None
+
+    def matches(self, other: Identity) -> bool:
+        """Equality, with DNs compared attribute by attribute (string types
+        such as PrintableString vs UTF8String do not matter) and FQDN/RFC822
+        compared case-insensitively."""
+        if self.id_type != other.id_type:
+            return False
+        if self.id_type == IdType.DER_ASN1_DN:
+            a, b = self.dn_attrs(), other.dn_attrs()
+            return a is not None and a == b
+        if self.id_type in (IdType.FQDN, IdType.RFC822_ADDR):
+            return self.data.lower() == other.data.lower()
+        return self.data == other.data
+
+    def __str__(self) -> str:
+        t = self.id_type
+        try:
+            if t == IdType.IPV4_ADDR and len(self.data) == 4:
+                return str(ipaddress.IPv4Address(self.data))
+            if t == IdType.IPV6_ADDR and len(self.data) == 16:
+                return str(ipaddress.IPv6Address(self.data))
+            if t in (IdType.FQDN, IdType.RFC822_ADDR):
+                return self.data.decode("utf-8", "replace")
+            if t == IdType.DER_ASN1_DN:
+                attrs = self.dn_attrs()
+                if attrs is not None:
+                    return _dn_text(attrs)
+            if t == IdType.KEY_ID:
+                return "@#" + self.data.hex()
+        except ValueError:
+            pass
+        return f"({t}:{self.data.hex()})"
+
+
+def identity_matches_config(received: Identity, configured: str | None) -> bool:
+    """Does the peer's ID satisfy the configured remote ID (``None`` / ``%any``: anything)?"""
+    if configured is None or configured.strip() in ("%any", "%any6", ""):
+        return True
+    try:
+        want = Identity.from_string(configured)
+    except ValueError:
+        return False
+    if want.id_type == IdType.FQDN and received.id_type == IdType.FQDN and want.data.startswith(b"*."):
+        return received.data.lower().endswith(want.data[1:].lower())
+    return want.matches(received)
+
+
+# --------------------------------------------------------------------------- AUTH data
+
+
+def signed_octets(message: bytes, peer_nonce: bytes, id_body: bytes, prf: Prf, sk_p: bytes) -> bytes:
+    """``RealMessage | NonceData | prf(SK_p, RestOfIDPayload)`` (RFC 7296 §2.15).
+
+    ``message`` is our own IKE_SA_INIT message (the initiator's request or the
+    responder's response), ``peer_nonce`` the other side's nonce, ``id_body``
+    our ID payload's body and ``sk_p`` our SK_pi / SK_pr."""
+    return message + peer_nonce + prf(sk_p, id_body)
+
+
+def psk_auth_data(prf: Prf, psk: bytes, octets: bytes) -> bytes:
+    """AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>)."""
+    return prf(prf(psk, KEY_PAD), octets)
+
+
+def verify_psk(prf: Prf, psk: bytes, octets: bytes, auth_data: bytes) -> bool:
+    return hmac.compare_digest(psk_auth_data(prf, psk, octets), auth_data)
+
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
+
+_CURVE_HASH = {"secp256r1": hashes.SHA256, "secp384r1": hashes.SHA384, "secp521r1": hashes.SHA512}
+_CURVE_METHOD = {
+    "secp256r1": AuthMethod.ECDSA_256,
+    "secp384r1": AuthMethod.ECDSA_384,
+    "secp521r1": AuthMethod.ECDSA_521,
+}
+_METHOD_CURVE = {v: k for k, v in _CURVE_METHOD.items()}
+
+
+def _pick_hash(peer_hashes: Iterable[int], prefer: Sequence[type[hashes.HashAlgorithm]]) -> hashes.HashAlgorithm:
+    have = set(peer_hashes)
+    for h in prefer:
+        if _HASH_ALG_ID[h.name] in have:
+            return h()
+    return prefer[0]()
+
+
+def sign(
+    key: PrivateKey,
+    octets: bytes,
+    *,
+    peer_hashes: Iterable[int] | None = None,
+    rsa_pss: bool = False,
+) -> tuple[int, bytes]:
+    """Sign the AUTH octets; returns (auth method, auth data).
+
+    With ``peer_hashes`` (the peer's SIGNATURE_HASH_ALGORITHMS, RFC 7427)
+    method 14 is used; without, RSA falls back to method 1 (PKCS#1 v1.5 with
+    SHA-1) and ECDSA to methods 9/10/11.  Ed25519/Ed448 need RFC 7427."""
+    hashes_ = list(peer_hashes) if peer_hashes is not None else None
+    if isinstance(key, rsa.RSAPrivateKey):
+        if hashes_ is None:
+            if rsa_pss:
+                raise AuthenticationFailed("RSASSA-PSS needs RFC 7427 support by the peer")
+            return AuthMethod.RSA_SIG, key.sign(octets, padding.PKCS1v15(), hashes.SHA1())
+        h = _pick_hash(hashes_, (hashes.SHA256, hashes.SHA384, hashes.SHA512))
+        if rsa_pss:
+            sig = key.sign(octets, padding.PSS(padding.MGF1(h), h.digest_size), h)
+            alg = pss_algorithm_identifier(h)
+        else:
+            sig = key.sign(octets, padding.PKCS1v15(), h)
+            oid = {v.name: k for k, v in _RSA_OIDS.items()}[h.name]
+            alg = algorithm_identifier(oid, _NULL)
+        return AuthMethod.DIGITAL_SIGNATURE, bytes([len(alg)]) + alg + sig
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        curve = key.curve.name
+        if curve not in _CURVE_HASH:
+            raise AuthenticationFailed(f"unsupported curve {curve}")
+        h = _CURVE_HASH[curve]()
+        der_sig = key.sign(octets, ec.ECDSA(h))
+        if hashes_ is None:
+            r, s = decode_dss_signature(der_sig)
+            size = (key.curve.key_size + 7) // 8
+            return _CURVE_METHOD[curve], r.to_bytes(size, "big") + s.to_bytes(size, "big")
+        oid = {v.name: k for k, v in _ECDSA_OIDS.items()}[h.name]
+        alg = algorithm_identifier(oid)
+        return AuthMethod.DIGITAL_SIGNATURE, bytes([len(alg)]) + alg + der_sig
+    if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
+        if hashes_ is None or HashAlgorithm.IDENTITY not in hashes_:
+            raise AuthenticationFailed("EdDSA needs RFC 7427/8420 support (hash 'Identity') by the peer")
+        oid = OID_ED25519 if isinstance(key, ed25519.Ed25519PrivateKey) else OID_ED448
+        alg = algorithm_identifier(oid)
+        return AuthMethod.DIGITAL_SIGNATURE, bytes([len(alg)]) + alg + key.sign(octets)
+    raise AuthenticationFailed(f"unsupported private key type {type(key).__name__}")
+
+
+def _parse_pss(params: bytes) -> tuple[hashes.HashAlgorithm, hashes.HashAlgorithm, int]:
+    """RSASSA-PSS-params -> (hash, mgf1 hash, salt length); defaults per RFC 4055."""
+    h: hashes.HashAlgorithm = hashes.SHA1()
+    mgf: hashes.HashAlgorithm = hashes.SHA1()
+    salt = 20
+    for tag, value in _der_items(params):
+        if tag == 0xA0:
+            _, alg, _ = _der_read(value)
+            (t, oid), *_ = _der_items(alg)
+            h = _HASH_BY_OID[_oid_decode(oid)]()
+        elif tag == 0xA1:
+            _, alg, _ = _der_read(value)
+            items = _der_items(alg)
+            if _oid_decode(items[0][1]) != OID_MGF1 or len(items) < 2:
+                raise _DerError("unsupported mask generation function")
+            (t, oid), *_ = _der_items(items[1][1])
+            mgf = _HASH_BY_OID[_oid_decode(oid)]()
+        elif tag == 0xA2:
+            _, num, _ = _der_read(value)
+            salt = int.from_bytes(num, "big")
+        elif tag == 0xA3:
+            _, num, _ = _der_read(value)
+            if int.from_bytes(num, "big") != 1:
+                raise _DerError("unsupported trailer field")
+    return h, mgf, salt
+
+
+def verify_signature(public_key: PublicKey, method: int, auth_data: bytes, octets: bytes) -> str:
+    """Verify a signature AUTH payload; returns a short description of the
+    scheme (``RSA_EMSA_PSS_SHA2_256``, ``ECDSA_WITH_SHA384_DER``, ...).
+
+    Raises :class:`AuthenticationFailed` on any mismatch or malformed data."""
+    try:
+        if method == AuthMethod.RSA_SIG:
+            if not isinstance(public_key, rsa.RSAPublicKey):
+                raise AuthenticationFailed("auth method RSA but the key is not RSA")
+            public_key.verify(auth_data, octets, padding.PKCS1v15(), hashes.SHA1())
+            return "RSA_EMSA_PKCS1_SHA1"
+        if method in _METHOD_CURVE:
+            if not isinstance(public_key, ec.EllipticCurvePublicKey) or public_key.curve.name != _METHOD_CURVE[
+                AuthMethod(method)
+            ]:
+                raise AuthenticationFailed("ECDSA auth method does not match the key's curve")
+            size = (public_key.curve.key_size + 7) // 8
+            if len(auth_data) != 2 * size:
+                raise AuthenticationFailed("ECDSA signature has the wrong length")
+            r = int.from_bytes(auth_data[:size], "big")
+            s = int.from_bytes(auth_data[size:], "big")
+            h = _CURVE_HASH[public_key.curve.name]()
+            public_key.verify(encode_dss_signature(r, s), octets, ec.ECDSA(h))
+            return f"ECDSA_WITH_{h.name.upper()}"
+        if method != AuthMethod.DIGITAL_SIGNATURE:
+            raise AuthenticationFailed(f"unsupported auth method {method}")
+        if not auth_data:
+            raise AuthenticationFailed("empty signature")
+        alg_len = auth_data[0]
+        alg = auth_data[1 : 1 + alg_len]
+        sig = auth_data[1 + alg_len :]
+        if len(alg) != alg_len:
+            raise AuthenticationFailed("truncated AlgorithmIdentifier")
+        tag, body, end = _der_read(alg)
+        if tag != _SEQ or end != len(alg):
+            raise AuthenticationFailed("malformed AlgorithmIdentifier")
+        items = _der_items(body)
+        if not items or items[0][0] != 0x06:
+            raise AuthenticationFailed("malformed AlgorithmIdentifier")
+        oid = _oid_decode(items[0][1])
+        params = items[1] if len(items) > 1 else None
+        if oid in _RSA_OIDS:
+            if not isinstance(public_key, rsa.RSAPublicKey):
+                raise AuthenticationFailed("RSA signature but the key is not RSA")
+            h = _RSA_OIDS[oid]()
+            public_key.verify(sig, octets, padding.PKCS1v15(), h)
+            return f"RSA_EMSA_PKCS1_{h.name.upper()}"
+        if oid == OID_RSA_PSS:
+            if not isinstance(public_key, rsa.RSAPublicKey):
+                raise AuthenticationFailed("RSA-PSS signature but the key is not RSA")
+            if params is None or params[0] != _SEQ:
+                raise AuthenticationFailed("RSA-PSS without parameters")
+            h, mgf, salt = _parse_pss(params[1])
+            public_key.verify(sig, octets, padding.PSS(padding.MGF1(mgf), salt), h)
+            return f"RSA_EMSA_PSS_{h.name.upper()}"
+        if oid in _ECDSA_OIDS:
+            if not isinstance(public_key, ec.EllipticCurvePublicKey):
+                raise AuthenticationFailed("ECDSA signature but the key is not EC")
+            h = _ECDSA_OIDS[oid]()
+            public_key.verify(sig, octets, ec.ECDSA(h))
+            return f"ECDSA_WITH_{h.name.upper()}_DER"
+        if oid == OID_ED25519:
+            if not isinstance(public_key, ed25519.Ed25519PublicKey):
+                raise AuthenticationFailed("Ed25519 signature but the key is not Ed25519")
+            public_key.verify(sig, octets)
+            return "ED25519"
+        if oid == OID_ED448:
+            if not isinstance(public_key, ed448.Ed448PublicKey):
+                raise AuthenticationFailed("Ed448 signature but the key is not Ed448")
+            public_key.verify(sig, octets)
+            return "ED448"
+        raise AuthenticationFailed(f"unsupported signature algorithm {oid}")
+    except InvalidSignature:
+        raise AuthenticationFailed("signature verification failed") from None
+    except (_DerError, KeyError, IndexError, ValueError, TypeError) as exc:
+        if isinstance(exc, AuthenticationFailed):
+            raise
+        raise AuthenticationFailed(f"malformed signature data: {exc}") from None
+
+
+# --------------------------------------------------------------------------- certificates
+
+
+def spki_sha1(cert: x509.Certificate) -> bytes:
+    """SHA-1 of the certificate's SubjectPublicKeyInfo (CERTREQ authority hash)."""
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha1(spki).digest()
+
+
+def certreq_data(cacerts: Iterable[x509.Certificate]) -> bytes:
+    """Certification Authority field of a CERTREQ: concatenated SHA-1 hashes."""
+    return b"".join(spki_sha1(c) for c in cacerts)
+
+
+def certreq_matches(data: bytes, cacerts: Iterable[x509.Certificate]) -> bool:
+    """Does a received CERTREQ (possibly empty: "any") name one of ``cacerts``?"""
+    if not data:
+        return True
+    wanted = {data[i : i + 20] for i in range(0, len(data) - len(data) % 20, 20)}
+    return any(spki_sha1(c) in wanted for c in cacerts)
+
+
+def load_der_certificate(data: bytes) -> x509.Certificate:
+    try:
+        return x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        raise AuthenticationFailed(f"unparsable certificate: {exc}") from None
+
+
+def cert_der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def cert_matches_identity(cert: x509.Certificate, identity: Identity) -> bool:
+    """Is ``identity`` the certificate's subject DN or one of its subjectAltNames?"""
+    if identity.id_type == IdType.DER_ASN1_DN:
+        attrs = identity.dn_attrs()
+        return attrs is not None and attrs == _name_attrs(cert.subject)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = None
+    if identity.id_type == IdType.FQDN:
+        name = identity.data.decode("utf-8", "replace").lower()
+        if san is not None and any(d.lower() == name for d in san.get_values_for_type(x509.DNSName)):
+            return True
+        # strongSwan also accepts an FQDN equal to the subject CN only if the
+        # SAN is absent; we follow the stricter SAN rule but allow that case.
+        if san is None:
+            return any(str(a.value).lower() == name for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME))
+        return False
+    if identity.id_type == IdType.RFC822_ADDR:
+        mail = identity.data.decode("utf-8", "replace").lower()
+        return san is not None and any(m.lower() == mail for m in san.get_values_for_type(x509.RFC822Name))
+    if identity.id_type in (IdType.IPV4_ADDR, IdType.IPV6_ADDR):
+        try:
+            ip = ipaddress.ip_address(identity.data)
+        except ValueError:
+            return False
+        return san is not None and ip in san.get_values_for_type(x509.IPAddress)
+    return False
+
+
+def verify_chain(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    anchors: Sequence[x509.Certificate],
+    at: datetime.datetime,
+) -> list[x509.Certificate]:
+    """Verify ``leaf`` up to one of ``anchors`` at time ``at``; returns the chain.
+
+    Uses ``cryptography.x509.verification`` with a permissive end-entity
+    policy (IKE certificates carry no TLS EKU and may have no SAN) and a CA
+    policy that only insists on basicConstraints.  Without that API (old
+    ``cryptography``), checks signatures and validity periods along the
+    issuer chain by hand.  Raises :class:`AuthenticationFailed`."""
+    if not anchors:
+        raise AuthenticationFailed("no trust anchors configured")
+    try:
+        from cryptography.x509.verification import (
+            Criticality,
+            ExtensionPolicy,
+            PolicyBuilder,
+            Store,
+            VerificationError,
+        )
+    except ImportError:  # pragma: no cover - old cryptography
+        return _verify_chain_manually(leaf, intermediates, anchors, at)
+    ca_policy = ExtensionPolicy.permit_all().require_present(x509.BasicConstraints, Criticality.AGNOSTIC, None)
+    verifier = (
+        PolicyBuilder()
+        .store(Store(list(anchors)))
+        .time(at)
+        .extension_policies(ca_policy=ca_policy, ee_policy=ExtensionPolicy.permit_all())
+        .build_client_verifier()
+    )
+    try:
+        verified = verifier.verify(leaf, list(intermediates))
+    except VerificationError as exc:
+        raise AuthenticationFailed(f"certificate chain not trusted: {exc}") from None
+    return list(verified.chain)
+
+
+def _verify_issued(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _verify_chain_manually(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    anchors: Sequence[x509.Certificate],
+    at: datetime.datetime,
+) -> list[x509.Certificate]:
+    chain = [leaf]
+    current = leaf
+    pool = list(intermediates)
+    for _ in range(8):
+        if not (current.not_valid_before_utc <= at <= current.not_valid_after_utc):
+            raise AuthenticationFailed(f"certificate {current.subject.rfc4514_string()} not valid now")
+        for anchor in anchors:
+            if anchor.subject == current.issuer and _verify_issued(current, anchor):
+                if not (anchor.not_valid_before_utc <= at <= anchor.not_valid_after_utc):
+                    raise AuthenticationFailed("trust anchor not valid now")
+                return chain + [anchor]
+        for inter in pool:
+            if inter.subject == current.issuer and _verify_issued(current, inter):
+                try:
+                    bc = inter.extensions.get_extension_for_class(x509.BasicConstraints).value
+                except x509.ExtensionNotFound:
+                    bc = None
+                if bc is None or not bc.ca:
+                    raise AuthenticationFailed("intermediate is not a CA")
+                chain.append(inter)
+                pool.remove(inter)
+                current = inter
+                break
+        else:
+            raise AuthenticationFailed("certificate chain not trusted: issuer not found")
+    raise AuthenticationFailed("certificate chain too long")

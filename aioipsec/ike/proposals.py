@@ -1,0 +1,303 @@
+"""Proposal offering and selection (RFC 7296 §2.7, §3.3), shared by IKEv2 and IKEv1.
+
+Configured proposals are :class:`~aioipsec.crypto.transforms.Proposal`
+objects (lists of acceptable algorithms per transform type).  On the wire a
+proposal is a numbered list of transforms; :class:`WireProposal` is that
+form, independent of the payload codec.
+
+Selection follows strongSwan's defaults: configured proposals are tried in
+order (``prefer_configured_proposals = yes``), against each offered
+proposal in order; inside a transform type the first configured algorithm
+the peer offered wins.  Unknown transforms in an offer are ignored.  The
+responder answers with the offered proposal's number and one transform of
+each type (RFC 7296 §3.3.1).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from ..crypto.transforms import (
+    Alg,
+    EncrAlg,
+    EsnAlg,
+    IntegAlg,
+    IntegId,
+    KeAlg,
+    KeId,
+    PrfAlg,
+    Proposal,
+    TransformType,
+    by_id,
+)
+from ..errors import NoProposalChosen
+
+
+class ProtocolId(enum.IntEnum):
+    IKE = 1
+    AH = 2
+    ESP = 3
+
+
+PROTOCOL_BY_NAME = {"ike": ProtocolId.IKE, "ah": ProtocolId.AH, "esp": ProtocolId.ESP}
+
+
+@dataclass(frozen=True, slots=True)
+class WireTransform:
+    """One transform substructure: type, IANA ID, Key Length attribute (bits)."""
+
+    type: int
+    id: int
+    key_length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WireProposal:
+    """One proposal substructure as on the wire."""
+
+    number: int
+    protocol: int
+    spi: bytes = b""
+    transforms: tuple[WireTransform, ...] = ()
+
+    def of_type(self, ttype: TransformType) -> list[WireTransform]:
+        return [t for t in self.transforms if t.type == ttype]
+
+
+def _wire(ttype: TransformType, alg: Alg) -> WireTransform:
+    key_length = None
+    if isinstance(alg, EncrAlg) and alg.has_key_length_attr:
+        key_length = alg.key_bits
+    return WireTransform(int(ttype), int(alg.id), key_length)
+
+
+def to_wire(
+    proposals: Sequence[Proposal],
+    *,
+    spi: bytes = b"",
+    strip_ke: bool = False,
+    ke_first: KeAlg | None = None,
+) -> list[WireProposal]:
+    """Configured proposals as numbered wire proposals (numbers 1, 2, ...).
+
+    ``strip_ke`` drops key exchange transforms (Child SA proposals in
+    IKE_AUTH, RFC 7296 §1.2); ``ke_first`` moves that group to the front of
+    each proposal that contains it (the group our KE payload uses, e.g. after
+    INVALID_KE_PAYLOAD)."""
+    out = []
+    for number, prop in enumerate(proposals, start=1):
+        kes: Iterable[KeAlg] = () if strip_ke else prop.ke
+        if ke_first is not None and ke_first in kes:
+            kes = [ke_first] + [k for k in kes if k != ke_first]
+        transforms: list[WireTransform] = []
+        transforms += [_wire(TransformType.ENCR, a) for a in prop.encr]
+        transforms += [_wire(TransformType.PRF, a) for a in prop.prf]
+        transforms += [_wire(TransformType.INTEG, a) for a in prop.integ]
+        transforms += [_wire(TransformType.KE, a) for a in kes]
+        transforms += [_wire(TransformType.ESN, a) for a in prop.esn]
+        out.append(WireProposal(number, PROTOCOL_BY_NAME[prop.protocol], spi, tuple(transforms)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Selected:
+    """A negotiated proposal: one algorithm per transform type."""
+
+    number: int
+    protocol: int
+    spi: bytes = b""
+    encr: EncrAlg | None = None
+    integ: IntegAlg | None = None
+    prf: PrfAlg | None = None
+    ke: KeAlg | None = None
+    esn: EsnAlg | None = None
+    extra_ke: tuple[KeAlg, ...] = field(default=())
+
+    def to_wire(self, *, spi: bytes | None = None, number: int | None = None) -> WireProposal:
+        """The single-transform-per-type answer (responder) for this proposal."""
+        transforms: list[WireTransform] = []
+        if self.encr is not None:
+            transforms.append(_wire(TransformType.ENCR, self.encr))
+        if self.prf is not None:
+            transforms.append(_wire(TransformType.PRF, self.prf))
+        if self.integ is not None:
+            transforms.append(_wire(TransformType.INTEG, self.integ))
+        if self.ke is not None:
+            transforms.append(_wire(TransformType.KE, self.ke))
+        if self.esn is not None:
+            transforms.append(_wire(TransformType.ESN, self.esn))
+        return WireProposal(
+            self.number if number is None else number,
+            self.protocol,
+            self.spi if spi is None else spi,
+            tuple(transforms),
+        )
+
+    @property
+    def esn_enabled(self) -> bool:
+        return self.esn is not None and self.esn.name == "esn"
+
+    def __str__(self) -> str:
+        """strongSwan proposal syntax: ``aes128gcm16-prfsha256-x25519``."""
+        names = [a.name for a in (self.encr, self.integ, self.prf, self.ke) if a is not None]
+        if self.esn is not None and self.esn.name == "esn":
+            names.append("esn")
+        return "-".join(names)
+
+
+def _pick(
+    configured: Sequence[Alg], offered: Sequence[WireTransform], ttype: TransformType
+) -> Alg | None:
+    for alg in configured:
+        want = _wire(ttype, alg)
+        for t in offered:
+            if t.id == want.id and (t.key_length or None) == (want.key_length or None):
+                return alg
+    return None
+
+
+def _match(prop: Proposal, offer: WireProposal, *, strip_ke: bool) -> Selected | None:
+    encr = integ = prf = ke = esn = None
+    if prop.encr:
+        encr = _pick(prop.encr, offer.of_type(TransformType.ENCR), TransformType.ENCR)
+        if encr is None:
+            return None
+    elif offer.of_type(TransformType.ENCR):
+        return None
+    offered_integ = offer.of_type(TransformType.INTEG)
+    if prop.integ:
+        integ = _pick(prop.integ, offered_integ, TransformType.INTEG)
+        if integ is None:
+            return None
+    elif offered_integ and not any(t.id == IntegId.NONE for t in offered_integ):
+        return None
+    if prop.protocol == "ike":
+        prf = _pick(prop.prf, offer.of_type(TransformType.PRF), TransformType.PRF)
+        if prf is None:
+            return None
+    offered_ke = offer.of_type(TransformType.KE)
+    if not strip_ke:
+        if prop.ke:
+            ke = _pick(prop.ke, offered_ke, TransformType.KE)
+            if ke is None:
+                return None
+        elif offered_ke and not any(t.id == KeId.NONE for t in offered_ke):
+            return None
+    if prop.protocol != "ike":
+        offered_esn = offer.of_type(TransformType.ESN)
+        if offered_esn:
+            esn = _pick(prop.esn, offered_esn, TransformType.ESN)
+            if esn is None:
+                return None
+        else:
+            # No ESN transform offered: only "no ESN" can be assumed.
+            esn = next((e for e in prop.esn if e.name == "noesn"), None)
+            if esn is None:
+                return None
+    return Selected(
+        offer.number,
+        offer.protocol,
+        offer.spi,
+        encr,  # type: ignore[arg-type]
+        integ,  # type: ignore[arg-type]
+        prf,  # type: ignore[arg-type]
+        ke,  # type: ignore[arg-type]
+        esn,  # type: ignore[arg-type]
+    )
+
+
+def select(
+    offered: Sequence[WireProposal],
+    configured: Sequence[Proposal],
+    *,
+    strip_ke: bool = False,
+) -> Selected:
+    """Responder: pick the first configured proposal any offer satisfies.
+
+    Raises :class:`NoProposalChosen` when nothing matches.  ``strip_ke``
+    ignores key exchange transforms on both sides (Child SA in IKE_AUTH)."""
+    for prop in configured:
+        proto = PROTOCOL_BY_NAME[prop.protocol]
+        for offer in offered:
+            if offer.protocol != proto:
+                continue
+            sel = _match(prop, offer, strip_ke=strip_ke)
+            if sel is not None:
+                return sel
+    raise NoProposalChosen("no acceptable proposal")
+
+
+def accept_response(
+    sent: Sequence[WireProposal],
+    received: Sequence[WireProposal],
+    configured: Sequence[Proposal],
+    *,
+    strip_ke: bool = False,
+) -> Selected:
+    """Initiator: check the responder's choice against what we offered.
+
+    The answer must be one proposal carrying the number of one of ours, with
+    exactly one transform of each type we offered, each one we offered.
+    Raises :class:`NoProposalChosen` if not."""
+    if len(received) != 1:
+        raise NoProposalChosen(f"responder returned {len(received)} proposals")
+    answer = received[0]
+    ours = next((p for p in sent if p.number == answer.number and p.protocol == answer.protocol), None)
+    if ours is None:
+        raise NoProposalChosen(f"responder chose proposal #{answer.number} that we did not offer")
+    for t in answer.transforms:
+        if t not in ours.transforms and not (t.type == TransformType.INTEG and t.id == IntegId.NONE):
+            raise NoProposalChosen(f"responder chose transform {t} that we did not offer")
+    for ttype in TransformType:
+        if len(answer.of_type(ttype)) > 1:
+            raise NoProposalChosen(f"responder returned several {ttype.name} transforms")
+        if ours.of_type(ttype) and not answer.of_type(ttype):
+            if ttype == TransformType.KE and strip_ke:
+                continue
+            if ttype == TransformType.ESN:
+                continue  # treated as "no ESN" below
+            raise NoProposalChosen(f"responder returned no {ttype.name} transform")
+    prop = configured[answer.number - 1] if 0 < answer.number <= len(configured) else None
+    if prop is None:
+        raise NoProposalChosen("proposal number out of range")
+    sel = _match(prop, answer, strip_ke=strip_ke)
+    if sel is None:
+        raise NoProposalChosen("responder's choice does not match our proposal")
+    return sel
+
+
+def selected_from_wire(answer: WireProposal) -> Selected | None:
+    """Decode a single-transform proposal without a configuration (for logging)."""
+    kw: dict[str, Alg | None] = {}
+    for t in answer.transforms:
+        try:
+            ttype = TransformType(t.type)
+        except ValueError:
+            continue
+        alg = by_id(ttype, t.id, t.key_length)
+        if alg is None:
+            return None
+        kw[ttype.name.lower()] = alg
+    return Selected(answer.number, answer.protocol, answer.spi, **kw)  # type: ignore[arg-type]
+
+
+def ke_groups(configured: Sequence[Proposal]) -> list[KeAlg]:
+    """All key exchange methods of the configured proposals, in preference order."""
+    out: list[KeAlg] = []
+    for prop in configured:
+        for k in prop.ke:
+            if k not in out:
+                out.append(k)
+    return out
+
+
+def first_ke(configured: Sequence[Proposal]) -> KeAlg | None:
+    groups = ke_groups(configured)
+    return groups[0] if groups else None
+
+
+def ke_group_acceptable(configured: Sequence[Proposal], group: int) -> KeAlg | None:
+    """The configured KE method with IANA ID ``group`` (INVALID_KE_PAYLOAD retry), or None."""
+    return next((k for k in ke_groups(configured) if int(k.id) == group), None)
