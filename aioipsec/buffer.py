@@ -1,0 +1,162 @@
+"""A byte buffer with ``pull_*`` / ``push_*`` for big-endian integers and
+bytes (model: aioquic ``buffer.py``).
+
+One class serves both directions: ``Buffer(data=...)`` reads, ``Buffer()``
+writes (it grows as needed).  :meth:`Buffer.push_block` reserves a length
+field, lets the caller write the block, then back-patches the length, which is
+exactly what the IKE generic payload header needs::
+
+    start = buf.tell()
+    buf.push_uint8(next_payload)
+    buf.push_uint8(flags)
+    with buf.push_block(2, start=start):   # length counts from the header's first octet
+        buf.push_bytes(body)
+
+Reading past the end raises :class:`BufferReadError`, a
+:class:`~aioipsec.errors.ParseError`, so wire parsers need no bounds checks of
+their own.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .errors import LocalProtocolError, ParseError
+
+__all__ = ["Buffer", "BufferReadError", "BufferWriteError"]
+
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!L")
+_U64 = struct.Struct("!Q")
+
+
+class BufferReadError(ParseError):
+    """Tried to read (or seek) past the end of the data."""
+
+
+class BufferWriteError(LocalProtocolError, ValueError):
+    """A value does not fit its field (caller error, never peer input)."""
+
+
+class Buffer:
+    """Read or write big-endian fields at a cursor."""
+
+    __slots__ = ("_data", "_pos")
+
+    def __init__(self, data: bytes | bytearray | memoryview | None = None) -> None:
+        self._data: bytes | bytearray = bytearray() if data is None else bytes(data)
+        self._pos = 0
+
+    # ------------------------------------------------------------------ cursor
+
+    @property
+    def data(self) -> bytes:
+        """All bytes of the buffer (written so far, or given)."""
+        return bytes(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int) -> None:
+        if not 0 <= pos <= len(self._data):
+            raise BufferReadError(f"seek to {pos} outside 0..{len(self._data)}")
+        self._pos = pos
+
+    def eof(self) -> bool:
+        return self._pos >= len(self._data)
+
+    def remaining(self) -> int:
+        """Bytes left after the cursor."""
+        return len(self._data) - self._pos
+
+    # ------------------------------------------------------------------ pull
+
+    def _need(self, n: int) -> int:
+        pos = self._pos
+        if n < 0 or pos + n > len(self._data):
+            raise BufferReadError(f"need {n} bytes at offset {pos}, have {len(self._data) - pos}")
+        self._pos = pos + n
+        return pos
+
+    def pull_bytes(self, n: int) -> bytes:
+        pos = self._need(n)
+        return bytes(self._data[pos : pos + n])
+
+    def pull_rest(self) -> bytes:
+        """Everything after the cursor."""
+        return self.pull_bytes(len(self._data) - self._pos)
+
+    def pull_buffer(self, n: int) -> Buffer:
+        """The next ``n`` bytes as a buffer of their own (for nested structures)."""
+        return Buffer(self.pull_bytes(n))
+
+    def pull_uint8(self) -> int:
+        pos = self._need(1)
+        return self._data[pos]
+
+    def pull_uint16(self) -> int:
+        pos = self._need(2)
+        return _U16.unpack_from(self._data, pos)[0]  # type: ignore[no-any-return]
+
+    def pull_uint32(self) -> int:
+        pos = self._need(4)
+        return _U32.unpack_from(self._data, pos)[0]  # type: ignore[no-any-return]
+
+    def pull_uint64(self) -> int:
+        pos = self._need(8)
+        return _U64.unpack_from(self._data, pos)[0]  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ push
+
+    def _writable(self) -> bytearray:
+        if not isinstance(self._data, bytearray):
+            self._data = bytearray(self._data)
+        return self._data
+
+    def push_bytes(self, value: bytes | bytearray | memoryview) -> None:
+        data = self._writable()
+        pos = self._pos
+        n = len(value)
+        data[pos : pos + n] = value
+        self._pos = pos + n
+
+    def _push_int(self, value: int, size: int) -> None:
+        if not 0 <= value < 1 << (8 * size):
+            raise BufferWriteError(f"{value} does not fit in {size} bytes")
+        self.push_bytes(value.to_bytes(size, "big"))
+
+    def push_uint8(self, value: int) -> None:
+        self._push_int(value, 1)
+
+    def push_uint16(self, value: int) -> None:
+        self._push_int(value, 2)
+
+    def push_uint32(self, value: int) -> None:
+        self._push_int(value, 4)
+
+    def push_uint64(self, value: int) -> None:
+        self._push_int(value, 8)
+
+    @contextmanager
+    def push_block(self, length_size: int, *, start: int | None = None) -> Iterator[None]:
+        """Reserve a ``length_size``-byte length field here, run the body,
+        then write the number of bytes from ``start`` to the end of the block.
+
+        ``start`` defaults to the first byte after the length field (TLS
+        style); IKE headers pass the offset of the header's first octet so
+        the length includes the header.
+        """
+        at = self._pos
+        self.push_bytes(bytes(length_size))
+        begin = self._pos if start is None else start
+        yield
+        end = self._pos
+        length = end - begin
+        if not 0 <= length < 1 << (8 * length_size):
+            raise BufferWriteError(f"block of {length} bytes does not fit a {length_size}-byte length")
+        self._writable()[at : at + length_size] = length.to_bytes(length_size, "big")

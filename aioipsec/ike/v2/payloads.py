@@ -1,0 +1,973 @@
+"""IKEv2 payloads (RFC 7296 §3.2-§3.16, RFC 7383 §2.5): one frozen dataclass
+per payload type, each with ``encode_body(buf)`` and ``decode_body(buf)``
+for the part after the 4-octet generic payload header::
+
+                         1                   2                   3
+     0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    | Next Payload  |C|  RESERVED   |         Payload Length        |
+    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+
+The chain itself (next-payload links, the critical bit, unknown payloads) is
+handled by :func:`encode_payloads` / :func:`decode_payloads`.  The SK and SKF
+payloads appear here only in their raw, still encrypted form; encryption is
+:mod:`aioipsec.ike.v2.message`'s business.
+
+Helpers map SA payload proposals to and from the transform registry
+(:func:`proposal_to_sa`, :func:`sa_to_proposals`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Protocol, TypeVar
+
+from ...buffer import Buffer, BufferReadError
+from ...crypto.transforms import (
+    EncrAlg,
+    EsnAlg,
+    IntegAlg,
+    KeAlg,
+    PrfAlg,
+    Proposal,
+    TransformType,
+    by_id,
+)
+from ...errors import InvalidSyntax, ParseError, UnsupportedCriticalPayload
+from ...selectors import TrafficSelector
+from ..constants import (
+    GENERIC_PAYLOAD_HEADER_LEN,
+    IdType,
+    NotifyType,
+    PayloadType,
+    ProtocolId,
+    TransformAttr,
+    TsType,
+    enum_or_int,
+)
+
+__all__ = [
+    "MalformedMessage",
+    "Payload",
+    "TransformAttribute",
+    "Transform",
+    "SaProposal",
+    "SaPayload",
+    "KePayload",
+    "IdiPayload",
+    "IdrPayload",
+    "CertPayload",
+    "CertReqPayload",
+    "AuthPayload",
+    "NoncePayload",
+    "NotifyPayload",
+    "DeletePayload",
+    "VendorPayload",
+    "TsiPayload",
+    "TsrPayload",
+    "SkPayload",
+    "CpAttribute",
+    "CpPayload",
+    "EapPayload",
+    "SkfPayload",
+    "UnknownPayload",
+    "PAYLOAD_CLASSES",
+    "encode_payloads",
+    "decode_payloads",
+    "payload_type_of",
+    "payload_body",
+    "proposal_to_sa",
+    "sa_to_proposals",
+    "sa_proposal_to_proposal",
+    "make_id",
+    "id_to_str",
+    "MIN_NONCE_LEN",
+    "MAX_NONCE_LEN",
+]
+
+
+class MalformedMessage(ParseError, InvalidSyntax):
+    """The bytes do not form a valid IKEv2 message or payload.
+
+    It is both a :class:`~aioipsec.errors.ParseError` (drop it when it came
+    before authentication) and an :class:`~aioipsec.errors.InvalidSyntax`
+    (``notify_type`` 7, the answer to an authenticated malformed request)."""
+
+
+MIN_NONCE_LEN = 16
+MAX_NONCE_LEN = 256
+
+_P = TypeVar("_P", bound="Payload")
+
+
+class Payload(Protocol):
+    """What every payload class provides."""
+
+    payload_type: ClassVar[int]
+
+    def encode_body(self, buf: Buffer) -> None: ...
+
+
+def _bad(what: str) -> MalformedMessage:
+    return MalformedMessage(what)
+
+
+# =========================================================================== SA
+#
+#  Proposal substructure:
+#    | Last Substruc |   RESERVED    |         Proposal Length       |
+#    | Proposal Num  |  Protocol ID  |    SPI Size   |Num  Transforms|
+#    ~                        SPI (variable)                         ~
+#    ~                        <Transforms>                           ~
+#  Transform substructure:
+#    | Last Substruc |   RESERVED    |        Transform Length       |
+#    |Transform Type |   RESERVED    |          Transform ID         |
+#    ~                      Transform Attributes                     ~
+#  Attribute:
+#    |A|       Attribute Type        |    AF=0  Attribute Length     |
+#    |                               |    AF=1  Attribute Value      |
+#    |                   AF=0  Attribute Value (variable)            |
+
+_LAST = 0
+_MORE_PROPOSALS = 2
+_MORE_TRANSFORMS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class TransformAttribute:
+    """One transform attribute: ``value`` is an ``int`` for the short (TV)
+    format, ``bytes`` for the variable (TLV) format."""
+
+    attr_type: int
+    value: int | bytes
+
+    def encode(self, buf: Buffer) -> None:
+        if isinstance(self.value, int):
+            buf.push_uint16(0x8000 | self.attr_type)
+            buf.push_uint16(self.value)
+        else:
+            buf.push_uint16(self.attr_type)
+            buf.push_uint16(len(self.value))
+            buf.push_bytes(self.value)
+
+    @classmethod
+    def decode(cls, buf: Buffer) -> TransformAttribute:
+        t = buf.pull_uint16()
+        if t & 0x8000:
+            return cls(t & 0x7FFF, buf.pull_uint16())
+        n = buf.pull_uint16()
+        return cls(t, buf.pull_bytes(n))
+
+
+@dataclass(frozen=True, slots=True)
+class Transform:
+    transform_type: int
+    """:class:`~aioipsec.crypto.transforms.TransformType` value."""
+    transform_id: int
+    attributes: tuple[TransformAttribute, ...] = ()
+
+    @property
+    def key_length(self) -> int | None:
+        """The Key Length attribute (bits), if present."""
+        for a in self.attributes:
+            if a.attr_type == TransformAttr.KEY_LENGTH and isinstance(a.value, int):
+                return a.value
+        return None
+
+    def encode(self, buf: Buffer, last: bool) -> None:
+        start = buf.tell()
+        buf.push_uint8(_LAST if last else _MORE_TRANSFORMS)
+        buf.push_uint8(0)
+        with buf.push_block(2, start=start):
+            buf.push_uint8(self.transform_type)
+            buf.push_uint8(0)
+            buf.push_uint16(self.transform_id)
+            for a in self.attributes:
+                a.encode(buf)
+
+    @classmethod
+    def decode(cls, buf: Buffer) -> tuple[Transform, bool]:
+        """Returns the transform and whether it was marked last."""
+        more = buf.pull_uint8()
+        if more not in (_LAST, _MORE_TRANSFORMS):
+            raise _bad(f"transform substructure type {more}")
+        buf.pull_uint8()
+        length = buf.pull_uint16()
+        if length < 8:
+            raise _bad(f"transform length {length}")
+        body = buf.pull_buffer(length - 4)
+        ttype = body.pull_uint8()
+        body.pull_uint8()
+        tid = body.pull_uint16()
+        attrs: list[TransformAttribute] = []
+        while not body.eof():
+            attrs.append(TransformAttribute.decode(body))
+        return cls(ttype, tid, tuple(attrs)), more == _LAST
+
+
+@dataclass(frozen=True, slots=True)
+class SaProposal:
+    num: int
+    """Proposal number (1-based; the responder echoes the chosen one)."""
+    protocol: int
+    """:class:`~aioipsec.ike.constants.ProtocolId`."""
+    spi: bytes = b""
+    """8 octets for an IKE rekey, 4 for ESP/AH, empty in IKE_SA_INIT."""
+    transforms: tuple[Transform, ...] = ()
+
+    def encode(self, buf: Buffer, last: bool) -> None:
+        start = buf.tell()
+        buf.push_uint8(_LAST if last else _MORE_PROPOSALS)
+        buf.push_uint8(0)
+        with buf.push_block(2, start=start):
+            buf.push_uint8(self.num)
+            buf.push_uint8(self.protocol)
+            buf.push_uint8(len(self.spi))
+            buf.push_uint8(len(self.transforms))
+            buf.push_bytes(self.spi)
+            for i, t in enumerate(self.transforms):
+                t.encode(buf, i == len(self.transforms) - 1)
+
+    @classmethod
+    def decode(cls, buf: Buffer) -> tuple[SaProposal, bool]:
+        more = buf.pull_uint8()
+        if more not in (_LAST, _MORE_PROPOSALS):
+            raise _bad(f"proposal substructure type {more}")
+        buf.pull_uint8()
+        length = buf.pull_uint16()
+        if length < 8:
+            raise _bad(f"proposal length {length}")
+        body = buf.pull_buffer(length - 4)
+        num = body.pull_uint8()
+        protocol = body.pull_uint8()
+        spi_size = body.pull_uint8()
+        count = body.pull_uint8()
+        spi = body.pull_bytes(spi_size)
+        transforms: list[Transform] = []
+        last = count == 0
+        while not body.eof():
+            if last:
+                raise _bad("data after the last transform")
+            t, last = Transform.decode(body)
+            transforms.append(t)
+        if len(transforms) != count or not last:
+            raise _bad(f"proposal says {count} transforms, found {len(transforms)}")
+        return cls(num, protocol, spi, tuple(transforms)), more == _LAST
+
+
+@dataclass(frozen=True, slots=True)
+class SaPayload:
+    payload_type: ClassVar[int] = PayloadType.SA
+    proposals: tuple[SaProposal, ...] = ()
+
+    def encode_body(self, buf: Buffer) -> None:
+        for i, p in enumerate(self.proposals):
+            p.encode(buf, i == len(self.proposals) - 1)
+
+    @classmethod
+    def decode_body(cls, buf: Buffer) -> SaPayload:
+        proposals: list[SaProposal] = []
+        last = False
+        while not buf.eof():
+            if last:
+                raise _bad("data after the last proposal")
+            p, last = SaProposal.decode(buf)
+            proposals.append(p)
+        if not proposals:
+            raise _bad("SA payload without proposals")
+        if not last:
+            raise _bad("last proposal not marked last")
+        return cls(tuple(proposals))
+
+
+# =========================================================================== KE
+#    |   Key Exchange Method Num     |           RESERVED            |
+#    ~                       Key Exchange Data                       ~
+
+
+@dataclass(frozen=True, slots=True)
+class KePayload:
+    payload_type: ClassVar[int] = PayloadType.KE
+    group: int
+    """Key exchange method (:class:`~aioipsec.crypto.transforms.KeId`)."""
+    data: bytes
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_uint16(self.group)
+        buf.push_uint16(0)
+        buf.push_bytes(self.data)
+
+    @classmethod
+    def decode_body(cls, buf: Buffer) -> KePayload:
+        group = buf.pull_uint16()
+        buf.pull_uint16()
+        return cls(group, buf.pull_rest())
+
+
+# =========================================================================== ID
+#    |   ID Type     |                 RESERVED                      |
+#    ~                   Identification Data                         ~
+#
+# The AUTH computation signs "RestOfInitIDPayload" = the body: use payload_body().
+
+
+@dataclass(frozen=True, slots=True)
+class _IdPayload:
+    id_type: int
+    """:class:`~aioipsec.ike.constants.IdType`."""
+    data: bytes
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_uint8(self.id_type)
+        buf.push_bytes(b"\x00\x00\x00")
+        buf.push_bytes(self.data)
+
+    @classmethod
+    def decode_body(cls: type[_P], buf: Buffer) -> _P:
+        id_type = buf.pull_uint8()
+        buf.pull_bytes(3)
+        return cls(id_type, buf.pull_rest())  # type: ignore[call-arg]
+
+    def __str__(self) -> str:
+        return id_to_str(self.id_type, self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class IdiPayload(_IdPayload):
+    payload_type: ClassVar[int] = PayloadType.IDi
+
+
+@dataclass(frozen=True, slots=True)
+class IdrPayload(_IdPayload):
+    payload_type: ClassVar[int] = PayloadType.IDr
+
+
+def make_id(text: str) -> tuple[int, bytes]:
+    """A strongSwan-style identity string to ``(id_type, data)``: an IP
+    address, ``user@example`` (RFC822), ``@fqdn`` or ``host.example`` (FQDN),
+    ``@#hex`` (KEY_ID).  DER distinguished names are handled by
+    :mod:`aioipsec.ike.auth`."""
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    else:
+        return (IdType.IPV4_ADDR if ip.version == 4 else IdType.IPV6_ADDR), ip.packed
+    if text.startswith("@#"):
+        return IdType.KEY_ID, bytes.fromhex(text[2:])
+    if text.startswith("@"):
+        return IdType.FQDN, text[1:].encode()
+    if "@" in text:
+        return IdType.RFC822_ADDR, text.encode()
+    return IdType.FQDN, text.encode()
+
+
+def id_to_str(id_type: int, data: bytes) -> str:
+    """Printable form of an identity (for logs and events)."""
+    if id_type == IdType.IPV4_ADDR and len(data) == 4:
+        return str(ipaddress.IPv4Address(data))
+    if id_type == IdType.IPV6_ADDR and len(data) == 16:
+        return str(ipaddress.IPv6Address(data))
+    if id_type in (IdType.FQDN, IdType.RFC822_ADDR):
+        return data.decode("utf-8", "replace")
+    if id_type == IdType.KEY_ID:
+        return "@#" + data.hex()
+    if id_type == IdType.NULL:
+        return "%null"
+    return f"{id_type}:{data.hex()}"
+
+
+# =========================================================================== CERT / CERTREQ
+#    | Cert Encoding |                                               |
+#    +-+-+-+-+-+-+-+-+                                               |
+#    ~                Certificate Data / Certification Authority     ~
+
+
+@dataclass(frozen=True, slots=True)
+class CertPayload:
+    payload_type: ClassVar[int] = PayloadType.CERT
+    encoding: int
+    """:class:`~aioipsec.ike.constants.CertEncoding`."""
+    data: bytes
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_uint8(self.encoding)
+        buf.push_bytes(self.data)
+
+    @classmethod
+    def decode_body(cls, buf: Buffer) -> CertPayload:
+        return cls(buf.pull_uint8(), buf.pull_rest())
+
+
+@dataclass(frozen=True, slots=True)
+class CertReqPayload:
+    payload_type: ClassVar[int] = PayloadType.CERTREQ
+    encoding: int
+    data: bytes = b""
+    """For X.509: concatenated SHA-1 hashes of trusted CAs' public keys."""
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_uint8(self.encoding)
+        buf.push_bytes(self.data)
+
+    @classmethod
+    def decode_body(cls, buf: Buffer) -> CertReqPayload:
+        return cls(buf.pull_uint8(), buf.pull_rest())
+
+
+# =========================================================================== AUTH
+#    | Auth Method   |                RESERVED                       |
+#    ~                      Authentication Data                      ~
+
+
+@dataclass(frozen=True, slots=True)
+class AuthPayload:
+    payload_type: ClassVar[int] = PayloadType.AUTH
+    method: int
+    """:class:`~aioipsec.ike.constants.AuthMethod`."""
+    data: bytes
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_uint8(self.method)
+        buf.push_bytes(b"\x00\x00\x00")
+        buf.push_bytes(self.data)
+
+    @classmethod
+    def decode_body(cls, buf: Buffer) -> AuthPayload:
+        method = buf.pull_uint8()
+        buf.pull_bytes(3)
+        return cls(method, buf.pull_rest())
+
+
+# =========================================================================== Nonce
+
+
+@dataclass(frozen=True, slots=True)
+class NoncePayload:
+    """Ni / Nr.  The decoder enforces 16..256 octets (RFC 7296 §3.9) and raises
+    :class:`MalformedMessage` (INVALID_SYNTAX) otherwise."""
+
+    payload_type: ClassVar[int] = PayloadType.NONCE
+    data: bytes
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_bytes(self.data)
+
+    @classmethod
+    def decode_body(cls, buf: Buffer) -> NoncePayload:
+        data = buf.pull_rest()
+        if not MIN_NONCE_LEN <= len(data) <= MAX_NONCE_LEN:
+            raise _bad(f"nonce of {len(data)} octets (16..256 allowed)")
+        return cls(data)
+
+
+# =========================================================================== Notify
+#    |  Protocol ID  |   SPI Size    |      Notify Message Type      |
+#    ~                Security Parameter Index (SPI)                 ~
+#    ~                       Notification Data                       ~
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyPayload:
+    payload_type: ClassVar[int] = PayloadType.NOTIFY
+    notify_type: int
+    """:class:`~aioipsec.ike.constants.NotifyType` (unknown types stay ``int``)."""
+    data: bytes = b""
+    protocol: int = 0
+    """:class:`~aioipsec.ike.constants.ProtocolId`; 0 when no SPI."""
+    spi: bytes = b""
+
+    @property
+    def is_error(self) -> bool:
+        return self.notify_type < 16384
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_uint8(self.protocol)
+        buf.push_uint8(len(self.spi))
+        buf.push_uint16(self.notify_type)
+        buf.push_bytes(self.spi)
+        buf.push_bytes(self.data)
+
+    @classmethod
+    def decode_body(cls, buf: Buffer) -> NotifyPayload:
+        protocol = buf.pull_uint8()
+        spi_size = buf.pull_uint8()
+        ntype = buf.pull_uint16()
+        spi = buf.pull_bytes(spi_size)
+        return cls(enum_or_int(NotifyType, ntype), buf.pull_rest(), protocol, spi)
+
+
+# =========================================================================== Delete
+#    | Protocol ID   |   SPI Size    |          Num of SPIs          |
+#    ~               Security Parameter Index(es) (SPI)              ~
+
+
+@dataclass(frozen=True, slots=True)
+class DeletePayload:
+    """``DeletePayload(ProtocolId.IKE)`` deletes the IKE SA (no SPIs);
+    ``DeletePayload(ProtocolId.ESP, (spi1, spi2))`` deletes Child SAs by
+    their inbound SPIs (4 octets each)."""
+
+    payload_type: ClassVar[int] = PayloadType.DELETE
+    protocol: int
+    spis: tuple[bytes, ...] = ()
+
+    def encode_body(self, buf: Buffer) -> None:
+        if self.spis:
+            size = len(self.spis[0])
+            if any(len(s) != size for s in self.spis):
+                raise ValueError("all SPIs of a Delete payload must have the same size")
+        else:
+            size = 0 if self.protocol == ProtocolId.IKE else 4
+        buf.push_uint8(self.protocol)
+        buf.push_uint8(size)
+        buf.push_uint16(len(self.spis))
+        for s in self.spis:
+            buf.push_bytes(s)
+
+    @classmethod
+    def decode_body(cls, buf: Buffer) -> DeletePayload:
+        protocol = buf.pull_uint8()
+        size = buf.pull_uint8()
+        count = buf.pull_uint16()
+        if count and not size:
+            raise _bad("Delete payload with SPIs of size 0")
+        spis = tuple(buf.pull_bytes(size) for _ in range(count))
+        if not buf.eof():
+            raise _bad("trailing data in Delete payload")
+        return cls(protocol, spis)
+
+
+# =========================================================================== Vendor ID
+
+
+@dataclass(frozen=True, slots=True)
+class VendorPayload:
+    payload_type: ClassVar[int] = PayloadType.VENDOR
+    data: bytes
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_bytes(self.data)
+
+    @classmethod
+    def decode_body(cls, buf: Buffer) -> VendorPayload:
+        return cls(buf.pull_rest())
+
+
+# =========================================================================== TS
+#    | Number of TSs |                 RESERVED                      |
+#  Selector:
+#    |   TS Type     |IP Protocol ID*|       Selector Length         |
+#    |           Start Port*         |           End Port*           |
+#    ~                         Starting Address*                     ~
+#    ~                         Ending Address*                       ~
+
+
+@dataclass(frozen=True, slots=True)
+class _TsPayload:
+    selectors: tuple[TrafficSelector, ...] = ()
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_uint8(len(self.selectors))
+        buf.push_bytes(b"\x00\x00\x00")
+        for ts in self.selectors:
+            alen = 4 if ts.version == 4 else 16
+            buf.push_uint8(TsType.IPV4_ADDR_RANGE if ts.version == 4 else TsType.IPV6_ADDR_RANGE)
+            buf.push_uint8(ts.proto)
+            buf.push_uint16(8 + 2 * alen)
+            buf.push_uint16(ts.start_port)
+            buf.push_uint16(ts.end_port)
+            buf.push_bytes(ts.start.to_bytes(alen, "big"))
+            buf.push_bytes(ts.end.to_bytes(alen, "big"))
+
+    @classmethod
+    def decode_body(cls: type[_P], buf: Buffer) -> _P:
+        count = buf.pull_uint8()
+        buf.pull_bytes(3)
+        selectors: list[TrafficSelector] = []
+        for _ in range(count):
+            ts_type = buf.pull_uint8()
+            proto = buf.pull_uint8()
+            length = buf.pull_uint16()
+            if ts_type == TsType.IPV4_ADDR_RANGE:
+                alen, version = 4, 4
+            elif ts_type == TsType.IPV6_ADDR_RANGE:
+                alen, version = 16, 6
+            else:
+                raise _bad(f"unsupported traffic selector type {ts_type}")
+            if length != 8 + 2 * alen:
+                raise _bad(f"traffic selector length {length} for type {ts_type}")
+            sp = buf.pull_uint16()
+            ep = buf.pull_uint16()
+            start = int.from_bytes(buf.pull_bytes(alen), "big")
+            end = int.from_bytes(buf.pull_bytes(alen), "big")
+            selectors.append(TrafficSelector(start, end, version, proto, sp, ep))
+        if not buf.eof():
+            raise _bad("trailing data in TS payload")
+        return cls(tuple(selectors))  # type: ignore[call-arg]
+
+
+@dataclass(frozen=True, slots=True)
+class TsiPayload(_TsPayload):
+    payload_type: ClassVar[int] = PayloadType.TSi
+
+
+@dataclass(frozen=True, slots=True)
+class TsrPayload(_TsPayload):
+    payload_type: ClassVar[int] = PayloadType.TSr
+
+
+# =========================================================================== SK / SKF (raw)
+#  SK:   generic header (Next Payload = first inner payload) | IV | ciphertext | ICV
+#  SKF:  generic header | Fragment Number (2) | Total Fragments (2) | IV | ciphertext | ICV
+
+
+@dataclass(frozen=True, slots=True)
+class SkPayload:
+    """The Encrypted payload as it is on the wire (IV || ciphertext || ICV).
+
+    Only seen when a message is decoded without an SK context; otherwise
+    :func:`~aioipsec.ike.v2.message.decode_message` replaces it by the
+    decrypted inner payloads."""
+
+    payload_type: ClassVar[int] = PayloadType.SK
+    next_payload: int
+    """Type of the first inner payload."""
+    data: bytes
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_bytes(self.data)
+
+    @classmethod
+    def decode_body(cls, buf: Buffer, next_payload: int = 0) -> SkPayload:
+        return cls(next_payload, buf.pull_rest())
+
+
+@dataclass(frozen=True, slots=True)
+class SkfPayload:
+    """One Encrypted Fragment payload (RFC 7383 §2.5), still encrypted."""
+
+    payload_type: ClassVar[int] = PayloadType.SKF
+    next_payload: int
+    """First inner payload type in fragment 1, 0 in the others."""
+    fragment_number: int
+    total_fragments: int
+    data: bytes
+    """IV || ciphertext || ICV."""
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_uint16(self.fragment_number)
+        buf.push_uint16(self.total_fragments)
+        buf.push_bytes(self.data)
+
+    @classmethod
+    def decode_body(cls, buf: Buffer, next_payload: int = 0) -> SkfPayload:
+        num = buf.pull_uint16()
+        total = buf.pull_uint16()
+        if not 1 <= num <= total:
+            raise _bad(f"fragment {num} of {total}")
+        return cls(next_payload, num, total, buf.pull_rest())
+
+
+# =========================================================================== CP
+#    |   CFG Type    |                    RESERVED                   |
+#    ~                   Configuration Attributes                    ~
+#  Attribute:
+#    |R|         Attribute Type      |            Length             |
+#    ~                             Value                             ~
+
+
+@dataclass(frozen=True, slots=True)
+class CpAttribute:
+    attr_type: int
+    """:class:`~aioipsec.ike.constants.CfgAttr`."""
+    value: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class CpPayload:
+    payload_type: ClassVar[int] = PayloadType.CP
+    cfg_type: int
+    """:class:`~aioipsec.ike.constants.CfgType`."""
+    attributes: tuple[CpAttribute, ...] = ()
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_uint8(self.cfg_type)
+        buf.push_bytes(b"\x00\x00\x00")
+        for a in self.attributes:
+            buf.push_uint16(a.attr_type & 0x7FFF)
+            buf.push_uint16(len(a.value))
+            buf.push_bytes(a.value)
+
+    @classmethod
+    def decode_body(cls, buf: Buffer) -> CpPayload:
+        cfg_type = buf.pull_uint8()
+        buf.pull_bytes(3)
+        attrs: list[CpAttribute] = []
+        while not buf.eof():
+            t = buf.pull_uint16() & 0x7FFF
+            n = buf.pull_uint16()
+            attrs.append(CpAttribute(t, buf.pull_bytes(n)))
+        return cls(cfg_type, tuple(attrs))
+
+
+# =========================================================================== EAP
+#    |     Code      | Identifier    |           Length              |
+#    |     Type      | Type_Data...
+
+
+@dataclass(frozen=True, slots=True)
+class EapPayload:
+    """An EAP message (RFC 3748) carried opaque: the header plus ``data``
+    (Type and Type-Data; empty for Success/Failure)."""
+
+    payload_type: ClassVar[int] = PayloadType.EAP
+    code: int
+    """:class:`~aioipsec.ike.constants.EapCode`."""
+    identifier: int
+    data: bytes = b""
+
+    @property
+    def eap_type(self) -> int | None:
+        return self.data[0] if self.data else None
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_uint8(self.code)
+        buf.push_uint8(self.identifier)
+        buf.push_uint16(4 + len(self.data))
+        buf.push_bytes(self.data)
+
+    @classmethod
+    def decode_body(cls, buf: Buffer) -> EapPayload:
+        code = buf.pull_uint8()
+        ident = buf.pull_uint8()
+        length = buf.pull_uint16()
+        data = buf.pull_rest()
+        if length != 4 + len(data):
+            raise _bad(f"EAP length {length} in a payload of {4 + len(data)} octets")
+        return cls(code, ident, data)
+
+
+# =========================================================================== unknown
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownPayload:
+    """A payload type this codec does not know (kept, never acted upon).
+
+    A message with an unknown payload whose critical bit is set is rejected
+    with :class:`~aioipsec.errors.UnsupportedCriticalPayload` instead."""
+
+    type: int
+    critical: bool
+    data: bytes
+
+    def encode_body(self, buf: Buffer) -> None:
+        buf.push_bytes(self.data)
+
+
+AnyPayload = (
+    SaPayload
+    | KePayload
+    | IdiPayload
+    | IdrPayload
+    | CertPayload
+    | CertReqPayload
+    | AuthPayload
+    | NoncePayload
+    | NotifyPayload
+    | DeletePayload
+    | VendorPayload
+    | TsiPayload
+    | TsrPayload
+    | SkPayload
+    | CpPayload
+    | EapPayload
+    | SkfPayload
+    | UnknownPayload
+)
+
+PAYLOAD_CLASSES: dict[int, type] = {
+    cls.payload_type: cls  # type: ignore[attr-defined]
+    for cls in (
+        SaPayload,
+        KePayload,
+        IdiPayload,
+        IdrPayload,
+        CertPayload,
+        CertReqPayload,
+        AuthPayload,
+        NoncePayload,
+        NotifyPayload,
+        DeletePayload,
+        VendorPayload,
+        TsiPayload,
+        TsrPayload,
+        SkPayload,
+        CpPayload,
+        EapPayload,
+        SkfPayload,
+    )
+}
+"""Known payload type -> class."""
+
+_ENCRYPTED_TYPES = (PayloadType.SK, PayloadType.SKF)
+
+
+# =========================================================================== chains
+
+
+def payload_type_of(p: AnyPayload) -> int:
+    return p.type if isinstance(p, UnknownPayload) else p.payload_type
+
+
+def payload_body(p: AnyPayload) -> bytes:
+    """The payload's body (what follows the generic header), e.g. the
+    "RestOfInitIDPayload" that AUTH signs."""
+    buf = Buffer()
+    p.encode_body(buf)
+    return buf.data
+
+
+def encode_payloads(payloads: Sequence[AnyPayload], buf: Buffer | None = None) -> tuple[int, bytes]:
+    """Encode a payload chain.  Returns ``(type of the first payload, bytes)``;
+    the first type goes into the enclosing header's Next Payload field.
+
+    An SK/SKF payload must be last: its Next Payload field names the first
+    *inner* payload (``SkPayload.next_payload``)."""
+    out = Buffer() if buf is None else buf
+    base = out.tell()
+    for i, p in enumerate(payloads):
+        ptype = payload_type_of(p)
+        if ptype in _ENCRYPTED_TYPES:
+            if i != len(payloads) - 1:
+                raise ValueError("an SK/SKF payload must be the last payload")
+            nxt = p.next_payload  # type: ignore[union-attr]
+        else:
+            nxt = payload_type_of(payloads[i + 1]) if i + 1 < len(payloads) else PayloadType.NONE
+        start = out.tell()
+        out.push_uint8(nxt)
+        out.push_uint8(0x80 if isinstance(p, UnknownPayload) and p.critical else 0)
+        with out.push_block(2, start=start):
+            p.encode_body(out)
+    first = payload_type_of(payloads[0]) if payloads else PayloadType.NONE
+    return first, out.data[base:]
+
+
+def decode_payloads(first_type: int, data: bytes, *, inner: bool = False) -> list[AnyPayload]:
+    """Decode a payload chain starting with ``first_type``.
+
+    Raises :class:`MalformedMessage` for a structural error (lengths,
+    trailing bytes, an SK payload that is not last or inside another SK),
+    :class:`~aioipsec.errors.UnsupportedCriticalPayload` (data = the payload
+    type octet) for an unknown payload with the critical bit; unknown
+    non-critical payloads become :class:`UnknownPayload`."""
+    buf = Buffer(data)
+    out: list[AnyPayload] = []
+    ptype = first_type
+    try:
+        while ptype != PayloadType.NONE:
+            nxt = buf.pull_uint8()
+            critical = bool(buf.pull_uint8() & 0x80)
+            length = buf.pull_uint16()
+            if length < GENERIC_PAYLOAD_HEADER_LEN:
+                raise _bad(f"payload length {length}")
+            body = buf.pull_buffer(length - GENERIC_PAYLOAD_HEADER_LEN)
+            cls = PAYLOAD_CLASSES.get(ptype)
+            if ptype in _ENCRYPTED_TYPES:
+                if inner:
+                    raise _bad("encrypted payload inside an encrypted payload")
+                if not buf.eof():
+                    raise _bad("the encrypted payload is not the last payload")
+                out.append(cls.decode_body(body, nxt))  # type: ignore[union-attr]
+                return out
+            if cls is None:
+                if critical:
+                    raise UnsupportedCriticalPayload(f"unknown critical payload type {ptype}", bytes([ptype]))
+                out.append(UnknownPayload(ptype, critical, body.pull_rest()))
+            else:
+                out.append(cls.decode_body(body))
+            ptype = nxt
+    except BufferReadError as exc:
+        raise _bad(f"truncated payload: {exc}") from None
+    if not buf.eof():
+        raise _bad(f"{buf.remaining()} octets after the last payload")
+    return out
+
+
+# =========================================================================== proposals <-> registry
+
+_PROTOCOL_IDS = {"ike": ProtocolId.IKE, "ah": ProtocolId.AH, "esp": ProtocolId.ESP}
+_PROTOCOL_NAMES = {v: k for k, v in _PROTOCOL_IDS.items()}
+
+
+def proposal_to_sa(proposal: Proposal, num: int, spi: bytes = b"") -> SaProposal:
+    """One configured proposal as an SA payload proposal (transforms in the
+    registry's wire order, ENCR with a Key Length attribute when it has one)."""
+    transforms: list[Transform] = []
+    for ttype, alg in proposal.transforms():
+        attrs: tuple[TransformAttribute, ...] = ()
+        if isinstance(alg, EncrAlg) and alg.has_key_length_attr:
+            attrs = (TransformAttribute(TransformAttr.KEY_LENGTH, alg.key_bits),)
+        transforms.append(Transform(int(ttype), int(alg.id), attrs))
+    return SaProposal(num, _PROTOCOL_IDS[proposal.protocol], spi, tuple(transforms))
+
+
+def sa_proposal_to_proposal(sap: SaProposal) -> Proposal | None:
+    """The algorithms of a received proposal that the registry knows, as a
+    :class:`Proposal`; ``None`` when the protocol is unknown, a transform
+    type is unknown (RFC 7296 §3.3.6: the proposal cannot be accepted) or a
+    transform type lists only unknown algorithms.  Transforms with
+    attributes other than Key Length are skipped as unknown."""
+    protocol = _PROTOCOL_NAMES.get(sap.protocol)  # type: ignore[call-overload]
+    if protocol is None:
+        return None
+    found: dict[int, list[object]] = {}
+    seen_types: set[int] = set()
+    for t in sap.transforms:
+        try:
+            ttype = TransformType(t.transform_type)
+        except ValueError:
+            return None
+        seen_types.add(ttype)
+        if any(a.attr_type != TransformAttr.KEY_LENGTH for a in t.attributes):
+            continue
+        alg = by_id(ttype, t.transform_id, t.key_length)
+        if alg is None:
+            continue
+        if ttype != TransformType.ENCR and t.key_length is not None:
+            continue
+        if isinstance(alg, EncrAlg) and not alg.has_key_length_attr and t.key_length is not None:
+            continue
+        lst = found.setdefault(ttype, [])
+        if alg not in lst:
+            lst.append(alg)
+    for ttype in seen_types:
+        if ttype not in found:
+            # e.g. only KE "NONE" (0) listed: no key exchange, fine; anything else unusable
+            if ttype == TransformType.KE and all(
+                t.transform_id == 0 for t in sap.transforms if t.transform_type == TransformType.KE
+            ):
+                continue
+            return None
+
+    def typed(ttype: TransformType, kind: type) -> tuple:  # type: ignore[type-arg]
+        return tuple(a for a in found.get(ttype, []) if isinstance(a, kind))
+
+    return Proposal(
+        protocol,
+        typed(TransformType.ENCR, EncrAlg),
+        typed(TransformType.INTEG, IntegAlg),
+        typed(TransformType.PRF, PrfAlg),
+        typed(TransformType.KE, KeAlg),
+        typed(TransformType.ESN, EsnAlg),
+    )
+
+
+def sa_to_proposals(sa: SaPayload | Iterable[SaProposal]) -> list[tuple[SaProposal, Proposal | None]]:
+    """Each proposal of an SA payload with its registry form (see
+    :func:`sa_proposal_to_proposal`), in the peer's order of preference."""
+    props = sa.proposals if isinstance(sa, SaPayload) else tuple(sa)
+    return [(p, sa_proposal_to_proposal(p)) for p in props]
