@@ -309,24 +309,25 @@ class ModpKeyExchange(KeyExchange):
         self._len = (self._p.bit_length() + 7) // 8
         self._key: Any = None  # cryptography DHPrivateKey
         self._x = 0  # pow() fallback only
+        x: int | None = None
         if private is not None:
             x = int.from_bytes(private, "big")
             if not 1 < x < self._p - 1:
                 raise LocalProtocolError(f"{alg.name}: private value out of range")
         if _use_cryptography_dh():
+            assert _dh is not None
             params = _dh_parameters(group)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-                if private is None:
+                if x is None:
                     self._key = params.generate_private_key()
-                else:
-                    assert _dh is not None
+                else:  # pinned (vectors): cryptography wants the public half too
                     pn = params.parameter_numbers()
-                    y = pow(_MODP_GENERATOR, x, self._p)
-                    self._key = _dh.DHPrivateNumbers(x, _dh.DHPublicNumbers(y, pn)).private_key()
+                    pub = _dh.DHPublicNumbers(pow(_MODP_GENERATOR, x, self._p), pn)
+                    self._key = _dh.DHPrivateNumbers(x, pub).private_key()
             y = self._key.public_key().public_numbers().y
         else:
-            if private is None:
+            if x is None:
                 bits = _MODP_EXPONENT_BITS[group]
                 x = secrets.randbits(bits) | (1 << (bits - 1))
             self._x = x

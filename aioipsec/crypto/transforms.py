@@ -423,6 +423,10 @@ def parse_proposal(text: str, protocol: str = "ike", *, allow_legacy: bool = Fal
     if protocol == "ike":
         if esns:
             raise AlgorithmError("", f"in proposal '{text}': ESN is a Child SA transform")
+        for e in encrs:
+            # IANA "Transform Type 1": ENCR_NULL and ENCR_NULL_AUTH_AES_GMAC are not allowed for IKEv2
+            if e.id in (EncrId.NULL, EncrId.NULL_AUTH_AES_GMAC):
+                raise AlgorithmError("", f"in proposal '{text}': '{e.name}' is not allowed for IKE")
         if not prfs:
             if not integs:
                 raise AlgorithmError("", f"in proposal '{text}': AEAD IKE proposal needs a PRF (e.g. prfsha256)")
