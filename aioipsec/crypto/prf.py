@@ -47,7 +47,8 @@ class Prf:
 
     HMAC PRFs take keys of any length (RFC 2104 hashes long keys);
     AES-XCBC-PRF-128 adjusts the key per RFC 4434 (zero-pad short keys,
-    XCBC-MAC(0^128, K) for long ones)."""
+    XCBC-MAC(0^128, K) for long ones).  Like :class:`~.xcbc.AesXcbc`, an
+    instance is for one thread at a time."""
 
     __slots__ = ("alg", "_hmac", "_xcbc")
 
