@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from ...errors import LocalProtocolError, ParseError
 from ..constants import IKE_HEADER_LEN, IKEV2_MAJOR_VERSION, PayloadType
-from .message import MalformedHeader, Message, SkContext, peek_header
+from .message import Header, MalformedHeader, Message, SkContext, peek_header
 from .payloads import MalformedMessage, SkfPayload, decode_payloads, encode_payloads
 
 __all__ = [
@@ -74,6 +74,20 @@ def fragment_message(msg: Message, sk: SkContext, max_size: int) -> list[bytes]:
         )
         out.append(prefix + sk.seal(prefix, chunk))
     return out
+
+
+def _parse_fragment(data: bytes) -> tuple[Header, SkfPayload]:
+    hdr = peek_header(data)
+    if hdr.major_version != IKEV2_MAJOR_VERSION:
+        raise MalformedHeader(f"major version {hdr.major_version}")
+    if hdr.length != len(data):
+        raise MalformedHeader(f"length field {hdr.length}, datagram {len(data)}")
+    if hdr.next_payload != PayloadType.SKF:
+        raise MalformedHeader("not an SKF message")
+    payloads = decode_payloads(hdr.next_payload, data[IKE_HEADER_LEN:])
+    if len(payloads) != 1 or not isinstance(payloads[0], SkfPayload):
+        raise MalformedMessage("SKF message with other payloads")
+    return hdr, payloads[0]
 
 
 @dataclass(slots=True)
@@ -127,18 +141,15 @@ class Reassembler:
     def clear(self) -> None:
         self._partial.clear()
 
+    def open_fragment(self, data: bytes) -> tuple[Header, SkfPayload, bytes]:
+        """Parse, verify and decrypt one SKF datagram on its own, without
+        touching the reassembly state.  Returns the header, the raw SKF
+        payload and the decrypted piece of the inner payload chain."""
+        hdr, skf = _parse_fragment(data)
+        return hdr, skf, self.sk.open(data[: len(data) - len(skf.data)], skf.data)
+
     def add(self, data: bytes) -> Message | None:
-        hdr = peek_header(data)
-        if hdr.major_version != IKEV2_MAJOR_VERSION:
-            raise MalformedHeader(f"major version {hdr.major_version}")
-        if hdr.length != len(data):
-            raise MalformedHeader(f"length field {hdr.length}, datagram {len(data)}")
-        if hdr.next_payload != PayloadType.SKF:
-            raise MalformedHeader("not an SKF message")
-        payloads = decode_payloads(hdr.next_payload, data[IKE_HEADER_LEN:])
-        if len(payloads) != 1 or not isinstance(payloads[0], SkfPayload):
-            raise MalformedMessage("SKF message with other payloads")
-        skf = payloads[0]
+        hdr, skf = _parse_fragment(data)
         if skf.total_fragments > self.max_fragments:
             raise ReassemblyLimitError(f"{skf.total_fragments} fragments (limit {self.max_fragments})")
         key = (hdr.message_id, hdr.response)

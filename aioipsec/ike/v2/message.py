@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from ...crypto.transforms import EncrAlg, IntegAlg
+from ...crypto.transforms import EncrAlg, EncrId, IntegAlg
 from ...errors import (
     IntegrityError,
     InvalidMajorVersion,
@@ -83,6 +83,7 @@ __all__ = [
 ]
 
 _HEADER = struct.Struct("!8s8sBBBBLL")
+_CBC_IDS = frozenset({EncrId.AES_CBC, EncrId.TRIPLE_DES, EncrId.DES})
 _T = TypeVar("_T")
 
 
@@ -298,7 +299,9 @@ class SkContext:
         self.aead = encr.aead
         self.iv_len = encr.iv_len
         self.icv_len = encr.icv_len if encr.aead else integ.icv_len  # type: ignore[union-attr]
-        self.block_size = max(encr.block_size, 1)
+        # CBC pads to the cipher block; AEAD and counter modes need no
+        # alignment in IKE (RFC 5282 §3, RFC 7634 App. B: block size 1)
+        self.block_size = encr.block_size if encr.id in _CBC_IDS else 1
 
     @classmethod
     def from_keys(
