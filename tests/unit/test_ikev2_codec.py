@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from aioipsec.crypto import transforms as T
+from aioipsec.crypto.cipher import make_encr
 from aioipsec.errors import (
     IntegrityError,
     InvalidMajorVersion,
@@ -35,6 +36,7 @@ from aioipsec.ike.v2.message import (
     SkContext,
     check_rules,
     decode_message,
+    is_authenticated,
     encode_message,
     peek_header,
 )
@@ -162,11 +164,15 @@ SUITES = [("aes128gcm16", None), ("aes256", "sha256"), ("chacha20poly1305", None
           ("aes192ccm12", None), ("aes128", "aesxcbc")]
 
 
+KEYS: dict[tuple[str, str | None], tuple[bytes, bytes]] = {}
+
+
 def sk_pair(encr_name: str, integ_name: str | None) -> tuple[SkContext, SkContext]:
     encr = T.encr(encr_name)
     integ = T.integ(integ_name) if integ_name else None
     rnd = os.urandom
     ei, er = rnd(encr.key_len), rnd(encr.key_len)
+    KEYS[(encr_name, integ_name)] = (ei, er)
     ai, ar = (rnd(integ.key_len), rnd(integ.key_len)) if integ else (b"", b"")
     return (
         SkContext(encr, integ, ei, er, ai, ar, is_initiator=True),
@@ -280,6 +286,7 @@ def test_unknown_critical_payload_raises() -> None:
     data = encode_message(msg)
     with pytest.raises(UnsupportedCriticalPayload) as exc:
         decode_message(data)
+    assert not is_authenticated(exc.value)
     assert exc.value.notify_type == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD
     assert exc.value.data == bytes([200])
 
@@ -288,8 +295,9 @@ def test_unknown_critical_payload_inside_sk() -> None:
     init, resp = PAIRS[("aes128gcm16", None)]
     msg = Message(ExchangeType.INFORMATIONAL, bytes(8), bytes(8), 3, True, False,
                   [UnknownPayload(99, True, b"x")], encrypted=True)  # fmt: skip
-    with pytest.raises(UnsupportedCriticalPayload):
+    with pytest.raises(UnsupportedCriticalPayload) as exc:
         decode_message(encode_message(msg, init), resp)
+    assert is_authenticated(exc.value) and exc.value.data == bytes([99])
 
 
 def test_critical_bit_on_known_payload_is_ignored() -> None:
@@ -406,7 +414,12 @@ def test_authenticated_malformed_inner_payload() -> None:
                   [NoncePayload(bytes(3))], encrypted=True)  # fmt: skip
     with pytest.raises(MalformedMessage) as exc:
         decode_message(encode_message(msg, init), resp)
-    assert getattr(exc.value, "authenticated", False) is True
+    assert is_authenticated(exc.value)
+    # the same defect in a cleartext message is not authenticated
+    plain = Message(ExchangeType.IKE_SA_INIT, bytes(8), bytes(8), 0, payloads=[NoncePayload(bytes(3))])
+    with pytest.raises(MalformedMessage) as exc2:
+        decode_message(encode_message(plain))
+    assert not is_authenticated(exc2.value)
 
 
 def test_bad_padding_after_valid_icv_is_malformed() -> None:
@@ -416,7 +429,8 @@ def test_bad_padding_after_valid_icv_is_malformed() -> None:
     hdr = msg.header(PayloadType.SK, 28 + 4 + init.sealed_len(0) + 4)  # one extra octet
     prefix = hdr.encode() + struct.pack("!BBH", 0, 0, 4 + init.sealed_len(0) + 4)
     iv = bytes(8)
-    body = iv + init._enc_out.encrypt(iv, b"\x00\x00\x00\x09\x09", prefix)  # pad length 9 > 4
+    encr = make_encr(init.encr_alg, KEYS[("aes128gcm16", None)][0])  # the initiator's SK_ei
+    body = iv + encr.encrypt(iv, b"\x00\x00\x00\x09\x09", prefix)  # pad length 9 > 4
     with pytest.raises(MalformedMessage):
         decode_message(prefix + body, resp)
 
@@ -738,3 +752,16 @@ def test_any_single_bit_flip_in_encrypted_message_is_rejected(msg: Message) -> N
     assume(pos != 17)  # the version octet: InvalidMajorVersion instead
     with pytest.raises(ALLOWED):
         decode_message(bytes(bad), receiver)
+
+
+def test_codec_imports_no_io() -> None:
+    """Sans-I/O: the codec pulls in neither asyncio nor socket."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, aioipsec.buffer, aioipsec.ike.v2.message, aioipsec.ike.v2.fragment;"
+        "bad = [m for m in ('asyncio', 'socket') if m in sys.modules];"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

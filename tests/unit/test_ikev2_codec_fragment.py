@@ -17,8 +17,16 @@ from aioipsec.ike.v2.fragment import (
     Reassembler,
     ReassemblyLimitError,
     fragment_message,
+    max_message_size,
 )
-from aioipsec.ike.v2.message import Message, SkContext, decode_message, encode_message, peek_header
+from aioipsec.ike.v2.message import (
+    Message,
+    SkContext,
+    decode_message,
+    encode_message,
+    is_authenticated,
+    peek_header,
+)
 from aioipsec.ike.v2.payloads import (
     AuthPayload,
     CertPayload,
@@ -239,8 +247,15 @@ def test_fragment_mismatching_its_message() -> None:
     fb = fragment_message(b, init, 576)
     re = Reassembler(resp)
     re.add(fa[0])
-    with pytest.raises(MalformedMessage):
+    with pytest.raises(MalformedMessage) as exc:
         re.add(fb[1])
+    assert is_authenticated(exc.value)
+    assert re.pending() == 1
+
+
+def test_max_message_size() -> None:
+    assert max_message_size(1280, ipv6=True, non_esp_marker=True) == 1280 - 40 - 8 - 4
+    assert max_message_size(576, ipv6=False, non_esp_marker=False) == 548
 
 
 def test_sender_errors() -> None:

@@ -25,13 +25,14 @@ import struct
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from ...errors import LocalProtocolError, ParseError
+from ...errors import LocalProtocolError, NotifyError, ParseError
 from ..constants import IKE_HEADER_LEN, IKEV2_MAJOR_VERSION, PayloadType
-from .message import Header, MalformedHeader, Message, SkContext, peek_header
+from .message import Header, MalformedHeader, Message, SkContext, _authenticated, peek_header
 from .payloads import MalformedMessage, SkfPayload, decode_payloads, encode_payloads
 
 __all__ = [
     "SKF_HEADER_LEN",
+    "max_message_size",
     "ReassemblyLimitError",
     "fragment_message",
     "Reassembler",
@@ -47,6 +48,14 @@ _SKF = struct.Struct("!BBHHH")
 class ReassemblyLimitError(ParseError):
     """A fragment would exceed the reassembly limits; it (and for the byte
     limit, the partial message) was discarded."""
+
+
+def max_message_size(mtu: int, *, ipv6: bool, non_esp_marker: bool) -> int:
+    """The IKE message size that fits one IP packet of ``mtu`` octets: minus
+    the IP header (20 or 40), UDP (8) and, on port 4500, the non-ESP marker
+    (4).  RFC 7383 §2.5.1 suggests an MTU of 1280 (IPv6) / 576 (IPv4) when
+    the path MTU is unknown."""
+    return mtu - (40 if ipv6 else 20) - 8 - (4 if non_esp_marker else 0)
 
 
 def fragment_message(msg: Message, sk: SkContext, max_size: int) -> list[bytes]:
@@ -167,7 +176,7 @@ class Reassembler:
             or part.initiator != hdr.initiator
             or (part.spi_i, part.spi_r) != (hdr.spi_i, hdr.spi_r)
         ):
-            raise MalformedMessage("fragment does not match the others of its message")
+            raise _authenticated(MalformedMessage("fragment does not match the others of its message"))
         if part is None or skf.total_fragments > part.total:
             if part is None and len(self._partial) >= self.max_messages:
                 self._partial.popitem(last=False)
@@ -188,9 +197,8 @@ class Reassembler:
         chain = b"".join(part.pieces[i] for i in range(1, part.total + 1))
         try:
             inner = decode_payloads(part.first_payload, chain, inner=True)
-        except MalformedMessage as exc:
-            exc.authenticated = True  # type: ignore[attr-defined]
-            raise
+        except NotifyError as exc:  # MalformedMessage, UnsupportedCriticalPayload
+            raise _authenticated(exc) from None
         return Message(
             part.exchange_type,
             part.spi_i,

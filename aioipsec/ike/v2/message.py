@@ -22,10 +22,11 @@ Errors raised by :func:`decode_message` (never anything else):
 * :class:`~aioipsec.errors.IntegrityError` - the SK payload's ICV/tag does not
   verify: drop and count, silently on the wire.
 * :class:`~aioipsec.ike.v2.payloads.MalformedMessage` (both ``ParseError``
-  and ``InvalidSyntax``) - a payload is malformed; ``exc.authenticated`` is
-  True when it was inside a verified SK payload (answer INVALID_SYNTAX).
+  and ``InvalidSyntax``) - a payload is malformed; :func:`is_authenticated`
+  is True when it was inside a verified SK payload (answer INVALID_SYNTAX).
 * :class:`~aioipsec.errors.UnsupportedCriticalPayload` - unknown payload
-  with the critical bit (``exc.data`` = the payload type octet).
+  with the critical bit (``exc.data`` = the payload type octet);
+  :func:`is_authenticated` tells whether it was inside a verified SK payload.
 
 :func:`check_rules` (InvalidSyntax) is separate: the session runs it on every
 decoded message before any task sees it.
@@ -45,6 +46,7 @@ from ...errors import (
     InvalidMajorVersion,
     InvalidSyntax,
     LocalProtocolError,
+    NotifyError,
     ParseError,
 )
 from ..constants import (
@@ -80,6 +82,7 @@ __all__ = [
     "encode_message",
     "decode_message",
     "check_rules",
+    "is_authenticated",
 ]
 
 _HEADER = struct.Struct("!8s8sBBBBLL")
@@ -384,9 +387,21 @@ class SkContext:
         return padded[: len(padded) - pad - 1]
 
 
-def _authenticated(exc: MalformedMessage) -> MalformedMessage:
+_E = TypeVar("_E", bound=Exception)
+
+
+def _authenticated(exc: _E) -> _E:
+    """Mark an error found inside a verified SK payload: the peer proved it
+    holds the keys, so the session may answer it (INVALID_SYNTAX,
+    UNSUPPORTED_CRITICAL_PAYLOAD) inside the IKE SA.  Read it with
+    :func:`is_authenticated`."""
     exc.authenticated = True  # type: ignore[attr-defined]
     return exc
+
+
+def is_authenticated(exc: BaseException) -> bool:
+    """True when ``exc`` was raised after the message's ICV verified."""
+    return bool(getattr(exc, "authenticated", False))
 
 
 # =========================================================================== encode / decode
@@ -442,7 +457,7 @@ def decode_message(data: bytes, sk: SkContext | None = None) -> Message:
     plain = sk.open(prefix, skp.data)
     try:
         msg.payloads = decode_payloads(skp.next_payload, plain, inner=True)
-    except MalformedMessage as exc:
+    except NotifyError as exc:  # MalformedMessage, UnsupportedCriticalPayload
         raise _authenticated(exc) from None
     msg.encrypted = True
     return msg
