@@ -1,0 +1,147 @@
+"""A test PKI for certificate-authenticated interop profiles, made with ``cryptography``.
+
+For each kind (``ecdsa``: P-256, ``rsa``: RSA-3072) one self-signed CA and two host
+certificates, ``left`` and ``right``, whose subjectAltName carries the IKE identity
+(``left.interop.example`` / ``right.interop.example``, as dNSName) and the side's outer
+IPv4 address of the direct topology.  Files (PEM; keys as unencrypted PKCS#8)::
+
+    ca-<kind>.crt.pem   ca-<kind>.key.pem
+    <side>-<kind>.crt.pem   <side>-<kind>.key.pem      side in left, right
+
+:meth:`TestPki.install_swanctl` copies what one charon side needs into its swanctl
+directory (``x509ca/``, ``x509/``, ``private/``).  RSA-3072 key generation takes a
+second or two, so the session fixture makes one PKI per run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+KINDS = ("ecdsa", "rsa")
+SIDES = {"left": ("left.interop.example", "192.0.2.1"),
+         "right": ("right.interop.example", "192.0.2.2")}
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+def _new_key(kind: str) -> PrivateKey:
+    if kind == "ecdsa":
+        return ec.generate_private_key(ec.SECP256R1())
+    if kind == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    raise ValueError(f"unknown key kind {kind!r} (one of {KINDS})")
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "XX"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "aioipsec interop"),
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+    ])
+
+
+def _key_pem(key: PrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+@dataclass(frozen=True)
+class TestPki:
+    """Where the generated PKI lives."""
+
+    __test__ = False  # not a pytest test class
+
+    directory: Path
+
+    def ca_cert(self, kind: str) -> Path:
+        return self.directory / f"ca-{kind}.crt.pem"
+
+    def cert(self, side: str, kind: str) -> Path:
+        return self.directory / f"{side}-{kind}.crt.pem"
+
+    def key(self, side: str, kind: str) -> Path:
+        return self.directory / f"{side}-{kind}.key.pem"
+
+    def install_swanctl(self, swanctl_dir: Path, side: str, kind: str) -> None:
+        """Copy the CA, ``side``'s certificate and key into a swanctl directory."""
+        for sub, src in (("x509ca", self.ca_cert(kind)), ("x509", self.cert(side, kind)),
+                         ("private", self.key(side, kind))):
+            (swanctl_dir / sub).mkdir(parents=True, exist_ok=True)
+            dst = swanctl_dir / sub / src.name
+            shutil.copyfile(src, dst)
+            if sub == "private":
+                dst.chmod(0o600)
+
+
+def generate_pki(directory: Path, kinds: tuple[str, ...] = KINDS) -> TestPki:
+    """Write a CA and left/right host certificates for each kind into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    not_before = now - datetime.timedelta(days=1)
+    not_after = now + datetime.timedelta(days=30)
+    for kind in kinds:
+        ca_key = _new_key(kind)
+        ca_name = _name(f"aioipsec interop {kind} CA")
+        ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+        ca_cert = (
+            x509.CertificateBuilder()
+            .subject_name(ca_name).issuer_name(ca_name)
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before).not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(ca_ski, critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        _write(directory / f"ca-{kind}.crt.pem", ca_cert.public_bytes(serialization.Encoding.PEM))
+        _write(directory / f"ca-{kind}.key.pem", _key_pem(ca_key), secret=True)
+        for side, (fqdn, ip) in SIDES.items():
+            key = _new_key(kind)
+            cert = (
+                x509.CertificateBuilder()
+                .subject_name(_name(fqdn)).issuer_name(ca_name)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(not_before).not_valid_after(not_after)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.SubjectAlternativeName([
+                    x509.DNSName(fqdn), x509.IPAddress(ipaddress.ip_address(ip))]),
+                    critical=False)
+                .add_extension(x509.KeyUsage(
+                    digital_signature=True, content_commitment=False,
+                    key_encipherment=(kind == "rsa"), data_encipherment=False,
+                    key_agreement=False, key_cert_sign=False, crl_sign=False,
+                    encipher_only=False, decipher_only=False), critical=True)
+                .add_extension(x509.ExtendedKeyUsage([
+                    ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH,
+                    ExtendedKeyUsageOID.IPSEC_IKE]),  # id-kp-ipsecIKE, RFC 4945
+                    critical=False)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                               critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                    ca_ski), critical=False)
+                .sign(ca_key, hashes.SHA256())
+            )
+            _write(directory / f"{side}-{kind}.crt.pem",
+                   cert.public_bytes(serialization.Encoding.PEM))
+            _write(directory / f"{side}-{kind}.key.pem", _key_pem(key), secret=True)
+    return TestPki(directory)
+
+
+def _write(path: Path, data: bytes, *, secret: bool = False) -> None:
+    path.write_bytes(data)
+    if secret:
+        path.chmod(0o600)

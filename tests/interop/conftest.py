@@ -1,0 +1,158 @@
+"""Fixtures for the interop tests: test beds in network namespaces, charon peers, a PKI.
+
+Tests marked ``interop`` (every test of a module with ``pytestmark =
+pytest.mark.interop``) are skipped with the reason when this machine cannot run them:
+not root, ``ip netns`` unusable, or strongSwan missing (``make test`` runs
+``scripts/install-system-deps.sh`` first, which installs it as root).  Each of them
+gets a pytest-timeout of :data:`INTEROP_TIMEOUT` seconds, and every wait inside the
+harness is bounded on its own.
+
+Fixtures:
+
+* ``interop_run_dir`` (session): this run's state directory (configs, logs, pid
+  records); what dead earlier runs left behind is removed first.  Kept after the
+  session if a test failed or ``AIOIPSEC_INTEROP_KEEP=1``.
+* ``direct_topology`` / ``nat_topology`` (session): shared test beds; each test starts
+  its own peers in them and the ``strongswan`` fixture stops those afterwards.
+* ``interop_pki`` (session): CA + left/right certificates (ECDSA P-256, RSA-3072).
+* ``strongswan`` (function): a factory ``strongswan(topology, side, connection,
+  log_keys=False)`` that configures and starts a charon; all are stopped (by PID) at
+  the end of the test, and on failure their log tails are printed.
+* ``process_peer`` (function): a factory ``process_peer(topology, side, args,
+  ready=REGEX)`` that starts ``<venv python> ARGS`` in the side's namespace (e.g. an
+  aioipsec daemon) and waits for REGEX in its output; stopped by PID after the test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .certs import TestPki, generate_pki
+from .netns import Topology, cleanup_stale_runs, create_topology, make_run_dir, netns_usable
+from .peer import ProcessPeer
+from .strongswan import Connection, StrongSwanPeer, charon_available
+
+INTEROP_TIMEOUT = 60
+_reason_cache: list[str | None] = []
+
+
+def interop_unavailable() -> str | None:
+    """Why interop tests cannot run here (None if they can).  Probed once per session."""
+    if not _reason_cache:
+        reason = netns_usable()
+        if reason is None:
+            reason = charon_available()
+        _reason_cache.append(reason)
+    return _reason_cache[0]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    has_timeout = config.pluginmanager.hasplugin("timeout")
+    for item in items:
+        if item.get_closest_marker("interop") is None:
+            continue
+        if has_timeout and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(INTEROP_TIMEOUT))
+        reason = interop_unavailable()
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"interop_rep_{report.when}", report)
+    return report
+
+
+def _failed(request: pytest.FixtureRequest) -> bool:
+    rep = getattr(request.node, "interop_rep_call", None)
+    return rep is None or rep.failed
+
+
+@pytest.fixture(scope="session")
+def interop_run_dir(request: pytest.FixtureRequest) -> Iterator[Path]:
+    reason = interop_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    cleanup_stale_runs()
+    run_dir = make_run_dir()
+    yield run_dir
+    keep = os.environ.get("AIOIPSEC_INTEROP_KEEP") == "1" or request.session.testsfailed
+    if keep:
+        print(f"\ninterop state kept in {run_dir}")
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _topology(kind: str, run_dir: Path) -> Iterator[Topology]:
+    topology = create_topology(kind, run_dir=run_dir)
+    try:
+        yield topology
+    finally:
+        topology.destroy()
+
+
+@pytest.fixture(scope="session")
+def direct_topology(interop_run_dir: Path) -> Iterator[Topology]:
+    yield from _topology("direct", interop_run_dir)
+
+
+@pytest.fixture(scope="session")
+def nat_topology(interop_run_dir: Path) -> Iterator[Topology]:
+    yield from _topology("nat", interop_run_dir)
+
+
+@pytest.fixture(scope="session")
+def interop_pki(interop_run_dir: Path) -> TestPki:
+    return generate_pki(interop_run_dir / "pki")
+
+
+StrongSwanFactory = Callable[..., StrongSwanPeer]
+
+
+@pytest.fixture
+def strongswan(request: pytest.FixtureRequest, interop_pki: TestPki
+               ) -> Iterator[StrongSwanFactory]:
+    peers: list[StrongSwanPeer] = []
+
+    def start(topology: Topology, side: str, connection: Connection, *,
+              log_keys: bool = False, **kwargs: Any) -> StrongSwanPeer:
+        peer = StrongSwanPeer(topology, side, log_keys=log_keys, **kwargs)
+        peers.append(peer)
+        peer.configure(connection, interop_pki)
+        peer.start()
+        return peer
+
+    yield start
+    for peer in reversed(peers):
+        peer.stop()
+    if _failed(request):
+        for peer in peers:
+            tail = "\n".join(peer.logs().splitlines()[-60:])
+            print(f"\n----- {peer.name} ({peer.dir}) charon.log tail -----\n{tail}")
+
+
+@pytest.fixture
+def process_peer(request: pytest.FixtureRequest) -> Iterator[Callable[..., ProcessPeer]]:
+    peers: list[ProcessPeer] = []
+
+    def start(topology: Topology, side: str, args: list[str], *, ready: str | None = None,
+              timeout: float = 10.0, **kwargs: Any) -> ProcessPeer:
+        peer = ProcessPeer(topology, side, args, ready=ready, **kwargs)
+        peers.append(peer)
+        peer.start(timeout)
+        return peer
+
+    yield start
+    for peer in reversed(peers):
+        peer.stop()
+    if _failed(request):
+        for peer in peers:
+            print(f"\n----- {peer.name} output -----\n{peer.logs()[-4000:]}")
