@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(PY) -m aioipsec demo $(ARGS)
 
 test: $(STAMP)
+	bash scripts/install-system-deps.sh
 	$(PY) -m pytest -q $(ARGS)
 
 bench: $(STAMP)
