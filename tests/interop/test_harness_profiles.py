@@ -87,3 +87,17 @@ def test_short_lifetimes_rekey_child_and_ike(strongswan, direct_topology: Topolo
     assert "rekeying" in left.logs() or "rekeying" in right.logs()
     sent, received = ping(topo)
     assert (sent, received) == (PING_COUNT, PING_COUNT)
+
+
+def test_ipv6_outer_and_inner(strongswan, direct_topology: Topology) -> None:
+    topo = direct_topology
+    conn = Connection.named("ikev2-psk-gcm", family=6)
+    right = strongswan(topo, "right", conn)
+    left = strongswan(topo, "left", conn)
+    left.initiate()
+    lchild, _ = wait_both(left, right)
+    (ike,) = left.list_sas()
+    assert ike.raw["remote-host"] == "2001:db8:1::2"
+    assert lchild.raw["remote-ts"] == ["2001:db8:b::/64"]
+    sent, received = ping(topo, family=6)
+    assert (sent, received) == (PING_COUNT, PING_COUNT)
