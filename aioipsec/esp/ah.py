@@ -1,0 +1,182 @@
+"""Authentication Header (RFC 4302): header layout, mutable-field zeroing and
+ICV computation.  The SA object (sequence numbers, replay, counters) is
+:class:`aioipsec.esp.sa.AhSa`; this module is the packet work it uses.
+
+AH layout::
+
+    next header(1) | payload len(1) | reserved(2) | SPI(4) | seq(4) | [IV(8)] | ICV | padding
+
+``payload len`` is the AH length in 32-bit words minus 2; the whole header
+is a multiple of 4 bytes over IPv4 and 8 bytes over IPv6 (zero padding after
+the ICV, RFC 4302 §2.6).
+
+ICV input (RFC 4302 §3.3.3): the IP header with its mutable fields zeroed,
+the AH header with the ICV zeroed, then the payload, then (ESN) the
+high-order 32 bits of the sequence number.  Mutable fields:
+
+- IPv4: TOS, flags + fragment offset, TTL, header checksum, and every option
+  other than EOL, NOP, Security (130), Extended Security (133), Commercial
+  Security (134), Router Alert (148) and SDB (149) (the whole option is
+  zeroed, §3.3.3.1.1.2);
+- IPv6: traffic class, flow label, hop limit, and the data of Hop-by-Hop and
+  Destination options whose type has the "may change en route" bit (0x20)
+  set (§3.3.3.1.2).
+
+Not handled: source-routing options (IPv4 LSRR/SSRR and IPv6 Routing
+headers would need the final destination address substituted).
+
+AES-GMAC (RFC 4543 §3.2): an 8-byte IV follows the sequence number; the ICV
+is the GMAC (nonce = salt || IV) over the same zeroed packet with the IV in it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import struct
+
+from ..crypto.cipher import GmacEncr, Integ
+
+__all__ = ["AhCodec", "mute_ipv4_header", "mute_ipv6_headers", "AH_HEADER_LEN"]
+
+AH_HEADER_LEN = 12
+_AH = struct.Struct("!BBHII")
+_IMMUTABLE_V4_OPTIONS = frozenset({0, 1, 130, 133, 134, 148, 149})
+
+
+def mute_ipv4_header(hdr: bytes | bytearray) -> bytes | None:
+    """``hdr`` (the IPv4 header with options) with mutable fields zeroed;
+    ``None`` if the options are malformed."""
+    h = bytearray(hdr)
+    h[1] = 0  # TOS
+    h[6] = h[7] = 0  # flags, fragment offset
+    h[8] = 0  # TTL
+    h[10] = h[11] = 0  # checksum
+    i, end = 20, len(h)
+    while i < end:
+        t = h[i]
+        if t == 0:  # end of option list
+            break
+        if t == 1:  # NOP
+            i += 1
+            continue
+        if i + 1 >= end:
+            return None
+        olen = h[i + 1]
+        if olen < 2 or i + olen > end:
+            return None
+        if t not in _IMMUTABLE_V4_OPTIONS:
+            h[i : i + olen] = bytes(olen)
+        i += olen
+    return bytes(h)
+
+
+def _mute_tlv_options(h: bytearray, start: int, end: int) -> bool:
+    i = start
+    while i < end:
+        t = h[i]
+        if t == 0:  # Pad1
+            i += 1
+            continue
+        if i + 1 >= end:
+            return False
+        olen = h[i + 1]
+        if i + 2 + olen > end:
+            return False
+        if t & 0x20:  # option data may change en route
+            h[i + 2 : i + 2 + olen] = bytes(olen)
+        i += 2 + olen
+    return True
+
+
+def mute_ipv6_headers(hdr: bytes | bytearray) -> bytes | None:
+    """``hdr`` (fixed IPv6 header plus the extension headers in front of AH)
+    with mutable fields zeroed; ``None`` if malformed."""
+    h = bytearray(hdr)
+    h[0] &= 0xF0  # traffic class (low nibble of byte 0, high nibble of byte 1)
+    h[1] = 0
+    h[2] = h[3] = 0  # flow label
+    h[7] = 0  # hop limit
+    nh, off = h[6], 40
+    while off < len(h):
+        if off + 2 > len(h):
+            return None
+        if nh == 44:  # fragment header: fixed 8 bytes, immutable
+            hlen = 8
+        else:
+            hlen = (h[off + 1] + 1) * 8
+        if off + hlen > len(h):
+            return None
+        if nh in (0, 60) and not _mute_tlv_options(h, off + 2, off + hlen):
+            return None
+        nh, off = h[off], off + hlen
+    return bytes(h)
+
+
+class AhCodec:
+    """AH framing and ICV for one SA direction."""
+
+    __slots__ = ("spi", "auth", "esn", "iv_len", "icv_len", "_gmac")
+
+    def __init__(self, spi: int, auth: Integ | GmacEncr, esn: bool) -> None:
+        self.spi = spi
+        self.auth = auth
+        self.esn = esn
+        self._gmac = isinstance(auth, GmacEncr)
+        self.iv_len = 8 if self._gmac else 0
+        self.icv_len = 16 if self._gmac else auth.icv_len  # type: ignore[union-attr]
+
+    def ah_len(self, version: int) -> int:
+        """Total AH length with padding for the IP version."""
+        n = AH_HEADER_LEN + self.iv_len + self.icv_len
+        align = 4 if version == 4 else 8
+        return n + (-n) % align
+
+    def _icv(self, data: bytes, iv: bytes, seq: int) -> bytes:
+        if self.esn:
+            data += (seq >> 32).to_bytes(4, "big")
+        if self._gmac:
+            return self.auth.mac(iv, data)  # type: ignore[union-attr]
+        return self.auth.sign(data)  # type: ignore[union-attr]
+
+    @staticmethod
+    def _mute(hdr: bytes, version: int) -> bytes | None:
+        return mute_ipv4_header(hdr) if version == 4 else mute_ipv6_headers(hdr)
+
+    def seal(self, hdr: bytes, version: int, next_header: int, payload: bytes, seq: int, iv: bytes | None) -> bytes | None:
+        """``hdr`` (IP header part, already naming AH with lengths fixed) +
+        AH + ``payload``; ``None`` if the IP header is malformed."""
+        muted = self._mute(hdr, version)
+        if muted is None:
+            return None
+        ah_len = self.ah_len(version)
+        if self.iv_len:
+            iv = iv if iv is not None else seq.to_bytes(8, "big")
+        else:
+            iv = b""
+        fixed = _AH.pack(next_header, ah_len // 4 - 2, 0, self.spi, seq & 0xFFFFFFFF) + iv
+        pad = bytes(ah_len - len(fixed) - self.icv_len)
+        icv = self._icv(muted + fixed + bytes(self.icv_len) + pad + payload, iv, seq)
+        return hdr + fixed + icv + pad + payload
+
+    def parse(self, pkt: bytes, ah_off: int, total: int, version: int) -> tuple[int, int, int, int] | None:
+        """``(spi, seq_low, next_header, ah_len)`` of the AH at ``ah_off``."""
+        if ah_off + AH_HEADER_LEN > total:
+            return None
+        nh, plen, _res, spi, lo = _AH.unpack_from(pkt, ah_off)
+        ah_len = (plen + 2) * 4
+        if ah_len < AH_HEADER_LEN + self.iv_len + self.icv_len or ah_off + ah_len > total:
+            return None
+        if version == 6 and ah_len % 8:
+            return None
+        return spi, lo, nh, ah_len
+
+    def verify(self, pkt: bytes, ah_off: int, total: int, version: int, ah_len: int, seq: int) -> bool:
+        muted = self._mute(pkt[:ah_off], version)
+        if muted is None:
+            return False
+        ah = pkt[ah_off : ah_off + ah_len]
+        at = AH_HEADER_LEN + self.iv_len
+        icv = ah[at : at + self.icv_len]
+        iv = ah[AH_HEADER_LEN:at]
+        data = muted + ah[:at] + bytes(self.icv_len) + ah[at + self.icv_len :] + pkt[ah_off + ah_len : total]
+        return hmac.compare_digest(self._icv(data, iv, seq), icv)

@@ -1,0 +1,200 @@
+"""Minimal IPv4/IPv6 header work for ESP and AH: checksum, header build and
+parse, and the extension-header walk that finds where a transport-mode
+ESP/AH header goes (RFC 4303 §3.1.1, RFC 4302 §3.1.1).
+
+Everything works on ``bytes``; addresses are accepted as text
+(``"192.0.2.1"``), packed bytes (4 or 16) or integers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+
+__all__ = [
+    "PROTO_ICMP",
+    "PROTO_IPV4",
+    "PROTO_TCP",
+    "PROTO_UDP",
+    "PROTO_IPV6",
+    "PROTO_ESP",
+    "PROTO_AH",
+    "PROTO_NONE",
+    "checksum",
+    "pack_addr",
+    "ipv4_header",
+    "ipv6_header",
+    "ip_version",
+    "header_info",
+    "HeaderInfo",
+    "set_ipv4_proto_and_length",
+]
+
+PROTO_HOPOPT = 0
+PROTO_ICMP = 1
+PROTO_IPV4 = 4
+PROTO_TCP = 6
+PROTO_UDP = 17
+PROTO_IPV6 = 41
+PROTO_ROUTING = 43
+PROTO_FRAGMENT = 44
+PROTO_ESP = 50
+PROTO_AH = 51
+PROTO_ICMPV6 = 58
+PROTO_NONE = 59
+PROTO_DSTOPTS = 60
+
+_V4 = struct.Struct("!BBHHHBBH4s4s")
+_V6 = struct.Struct("!IHBB16s16s")
+
+
+def checksum(data: bytes | bytearray | memoryview) -> int:
+    """RFC 1071 Internet checksum of ``data``."""
+    if len(data) % 2:
+        data = bytes(data) + b"\x00"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def pack_addr(addr: str | bytes | int | ipaddress.IPv4Address | ipaddress.IPv6Address, version: int | None = None) -> bytes:
+    """Packed 4- or 16-byte form of an address."""
+    if isinstance(addr, (bytes, bytearray)):
+        if len(addr) not in (4, 16):
+            raise ValueError(f"packed address must be 4 or 16 bytes, not {len(addr)}")
+        return bytes(addr)
+    if isinstance(addr, int):
+        return addr.to_bytes(16 if version == 6 or addr > 0xFFFFFFFF else 4, "big")
+    return ipaddress.ip_address(addr).packed
+
+
+def ip_version(packet: bytes) -> int:
+    """4, 6, or 0 for anything else (including an empty packet)."""
+    if not packet:
+        return 0
+    v = packet[0] >> 4
+    return v if v in (4, 6) else 0
+
+
+def ipv4_header(
+    src: str | bytes | int,
+    dst: str | bytes | int,
+    proto: int,
+    payload_len: int,
+    *,
+    ttl: int = 64,
+    ident: int = 0,
+    tos: int = 0,
+    flags_frag: int = 0,
+    options: bytes = b"",
+) -> bytes:
+    """An IPv4 header with a correct checksum for ``payload_len`` bytes of payload."""
+    if len(options) % 4:
+        raise ValueError("IPv4 options must be a multiple of 4 bytes")
+    ihl = 5 + len(options) // 4
+    hdr = bytearray(
+        _V4.pack(
+            0x40 | ihl,
+            tos,
+            ihl * 4 + payload_len,
+            ident & 0xFFFF,
+            flags_frag,
+            ttl,
+            proto,
+            0,
+            pack_addr(src, 4),
+            pack_addr(dst, 4),
+        )
+        + options
+    )
+    struct.pack_into("!H", hdr, 10, checksum(hdr))
+    return bytes(hdr)
+
+
+def ipv6_header(
+    src: str | bytes | int,
+    dst: str | bytes | int,
+    next_header: int,
+    payload_len: int,
+    *,
+    hop_limit: int = 64,
+    traffic_class: int = 0,
+    flow_label: int = 0,
+) -> bytes:
+    """A fixed IPv6 header (no extension headers)."""
+    first = (6 << 28) | ((traffic_class & 0xFF) << 20) | (flow_label & 0xFFFFF)
+    return _V6.pack(first, payload_len, next_header, hop_limit, pack_addr(src, 6), pack_addr(dst, 6))
+
+
+def set_ipv4_proto_and_length(header: bytes | bytearray, proto: int, total_len: int) -> bytes:
+    """Copy of an IPv4 header with protocol, total length and checksum set."""
+    hdr = bytearray(header)
+    struct.pack_into("!H", hdr, 2, total_len)
+    hdr[9] = proto
+    struct.pack_into("!H", hdr, 10, 0)
+    struct.pack_into("!H", hdr, 10, checksum(hdr))
+    return bytes(hdr)
+
+
+class HeaderInfo:
+    """Where the transport-layer payload starts, and how to patch the header.
+
+    ``insert_at``: offset where ESP/AH is inserted in transport mode (end of
+    the IPv4 header; for IPv6, after Hop-by-Hop, Routing, Fragment and any
+    Destination Options header that precedes a Routing header).
+    ``nh_offset``: offset of the byte that holds the protocol/next-header
+    value naming what starts at ``insert_at``.  ``next_header``: that value.
+    ``total_len``: length the header claims for the whole packet."""
+
+    __slots__ = ("version", "insert_at", "nh_offset", "next_header", "total_len")
+
+    def __init__(self, version: int, insert_at: int, nh_offset: int, next_header: int, total_len: int) -> None:
+        self.version = version
+        self.insert_at = insert_at
+        self.nh_offset = nh_offset
+        self.next_header = next_header
+        self.total_len = total_len
+
+    def __repr__(self) -> str:
+        return (
+            f"HeaderInfo(v{self.version}, insert_at={self.insert_at}, nh_offset={self.nh_offset}, "
+            f"next_header={self.next_header}, total_len={self.total_len})"
+        )
+
+
+def header_info(packet: bytes | bytearray | memoryview) -> HeaderInfo | None:
+    """Parse the IP header(s) of ``packet``; ``None`` if malformed."""
+    n = len(packet)
+    if n < 1:
+        return None
+    v = packet[0] >> 4
+    if v == 4:
+        if n < 20:
+            return None
+        ihl = (packet[0] & 0x0F) * 4
+        total = (packet[2] << 8) | packet[3]
+        if ihl < 20 or n < ihl or total < ihl or total > n:
+            return None
+        return HeaderInfo(4, ihl, 9, packet[9], total)
+    if v == 6:
+        if n < 40:
+            return None
+        total = 40 + ((packet[4] << 8) | packet[5])
+        if total > n:
+            return None
+        nh, nh_off, off = packet[6], 6, 40
+        # walk the headers that must stay in front of ESP/AH
+        while nh in (PROTO_HOPOPT, PROTO_ROUTING, PROTO_FRAGMENT, PROTO_DSTOPTS):
+            if off + 8 > total:
+                return None
+            if nh == PROTO_DSTOPTS:
+                # Destination Options stay in front only if a Routing header follows
+                if packet[off] != PROTO_ROUTING:
+                    break
+            hlen = 8 if nh == PROTO_FRAGMENT else (packet[off + 1] + 1) * 8
+            if off + hlen > total:
+                return None
+            nh, nh_off, off = packet[off], off, off + hlen
+        return HeaderInfo(6, off, nh_off, nh, total)
+    return None

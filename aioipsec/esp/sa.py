@@ -1,0 +1,981 @@
+"""ESP and AH security associations: one object per direction, built once
+from keys; sequence numbers (ESN), anti-replay, counters and lifetimes.
+
+Outbound::
+
+    sa = EspSa(spi=0x1234, encr=transforms.encr("aes128gcm16"), encr_key=keymat, inbound=False)
+    datagrams = sa.seal_batch(ip_packets)      # SPI .. ICV each; the transport adds IP/UDP
+
+Inbound::
+
+    sa = EspSa(spi=0x1234, encr=..., encr_key=keymat, inbound=True)
+    for r in sa.open_batch(datagrams):
+        if r.packet is not None: deliver(r.packet)  # else r.drop says why
+
+Nothing here raises per packet: bad bytes become an :class:`OpenResult`
+with a :class:`DropReason` and a counter increment (model: boringtun
+``TunnResult``).  Replay is checked before decryption and committed after the
+ICV verified (model: strongSwan libipsec ``esp_packet.c``).  Counters and
+lifetimes are updated once per batch; lifetime and sequence-number
+exhaustion are reported as :class:`~aioipsec.events.ChildSaExpired` events
+through :meth:`next_event`.
+
+The batch paths have a lean variant for AEAD transforms with 16-byte tags
+(AES-GCM-16, AES-CCM, ChaCha20-Poly1305) without ESN or TFC padding: nonce,
+AAD and header come from ``struct`` packs of the sequence number, the
+trailer from a table, and the replay window is inlined.  Everything else
+runs through :class:`~aioipsec.esp.packet.EspCodec` one packet at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from cryptography.exceptions import InvalidTag
+
+from ..crypto import transforms
+from ..crypto.cipher import AeadEncr, GmacEncr, Integ, make_encr, make_integ
+from ..crypto.transforms import EncrAlg, EncrId, IntegAlg
+from ..errors import AlgorithmError, LocalProtocolError
+from ..events import ChildSaExpired, ChildSaInstalled
+from . import ah as _ah
+from .ip import PROTO_AH, PROTO_ESP, checksum, header_info, ipv4_header, ipv6_header, pack_addr
+from .packet import (
+    NH_IPV4,
+    NH_IPV6,
+    NH_NONE,
+    PAD_BYTES,
+    DropReason,
+    EspCodec,
+    OpenResult,
+    drop_result,
+    nh_for_first_byte,
+    ok_result,
+)
+from .replay import ReplayWindow
+
+if TYPE_CHECKING:
+    from ..selectors import Address
+
+__all__ = [
+    "EspSa",
+    "AhSa",
+    "SaCounters",
+    "DropReason",
+    "OpenResult",
+    "esp_sa_pair_from_event",
+]
+
+logger = logging.getLogger("aioipsec.esp")
+
+_U32 = 0xFFFFFFFF
+_HDR16 = struct.Struct("!IIQ")  # SPI | seq | 64-bit IV (= sequence number)
+_AAD8 = struct.Struct("!II")
+_NONCE_I = struct.Struct("!IQ")  # 4-byte salt as int | 64-bit IV
+_SPI_SEQ = struct.Struct("!II")
+_new = tuple.__new__
+
+_DROP = {r: drop_result(r) for r in DropReason}
+
+SOFT_FRACTION = 0.9
+"""Soft byte/packet limit derived from a hard one (``esp_sa_pair_from_event``)."""
+
+
+@dataclass(slots=True)
+class SaCounters:
+    """Per-SA counters (what ``swanctl --list-sas`` and ``show crypto ipsec sa``
+    show).  Bytes are inner-packet bytes (payload for transport mode)."""
+
+    packets_in: int = 0
+    bytes_in: int = 0
+    packets_out: int = 0
+    bytes_out: int = 0
+    replay_failed: int = 0
+    integrity_failed: int = 0
+    malformed: int = 0
+    padding_failed: int = 0
+    dummy: int = 0
+    drops: dict[DropReason, int] = field(default_factory=dict)
+    """Every drop by reason (also SPI, POLICY, EXPIRED)."""
+
+    def as_dict(self) -> dict[str, int]:
+        d = {k: getattr(self, k) for k in self.__slots__ if k != "drops"}  # type: ignore[attr-defined]
+        d.update({f"drop_{r}": n for r, n in self.drops.items()})
+        return d
+
+
+_NAMED = {
+    DropReason.REPLAY: "replay_failed",
+    DropReason.INTEGRITY: "integrity_failed",
+    DropReason.MALFORMED: "malformed",
+    DropReason.PADDING: "padding_failed",
+    DropReason.DUMMY: "dummy",
+}
+
+
+class _SaBase:
+    """Sequence numbers, replay window, counters, lifetimes and events."""
+
+    def __init__(
+        self,
+        *,
+        spi: int,
+        mode: str,
+        esn: bool,
+        replay_window: int,
+        inbound: bool,
+        soft_bytes: int | None,
+        hard_bytes: int | None,
+        soft_packets: int | None,
+        hard_packets: int | None,
+        name: str,
+    ) -> None:
+        if mode not in ("tunnel", "transport"):
+            raise LocalProtocolError(f"mode must be 'tunnel' or 'transport', not {mode!r}")
+        if not 0 <= spi <= _U32:
+            raise LocalProtocolError(f"SPI out of range: {spi}")
+        self.spi = spi
+        self.mode = mode
+        self.tunnel = mode == "tunnel"
+        self.esn = esn
+        self.inbound = inbound
+        self.name = name
+        self.stats = SaCounters()
+        self.replay = ReplayWindow(replay_window, esn=esn)
+        """Inbound anti-replay window (also tracks the ESN high bits)."""
+        self.seq = 0
+        """Outbound: last sequence number used (the next packet gets seq + 1)."""
+        self.max_seq = (1 << 64) - 1 if esn else _U32
+        self.soft_bytes, self.hard_bytes = soft_bytes, hard_bytes
+        self.soft_packets, self.hard_packets = soft_packets, hard_packets
+        self.expired = False
+        """Hard expired (lifetime or sequence numbers): every packet is dropped."""
+        self._soft_done = False
+        self._events: deque[ChildSaExpired] = deque()
+        self._replay_burst = False
+        self._replay_logged_at: float | None = None
+        self._ident = 0
+
+    # ------------------------------------------------------------------ events
+
+    def next_event(self) -> ChildSaExpired | None:
+        """Pop the next :class:`ChildSaExpired` event, or ``None``."""
+        return self._events.popleft() if self._events else None
+
+    def _expire(self, hard: bool, reason: str) -> None:
+        if hard:
+            if self.expired:
+                return
+            self.expired = True
+            self._soft_done = True
+        else:
+            if self._soft_done:
+                return
+            self._soft_done = True
+        self._events.append(ChildSaExpired(self.spi, hard, reason))
+        logger.info("CHILD_SA %s spi=0x%08x %s expired (%s)", self.name, self.spi, "hard" if hard else "soft", reason)
+
+    def _check_lifetime(self) -> None:
+        st = self.stats
+        if self.inbound:
+            p, b = st.packets_in, st.bytes_in
+        else:
+            p, b = st.packets_out, st.bytes_out
+        if not self.expired:
+            if self.hard_packets is not None and p >= self.hard_packets:
+                self._expire(True, "packets")
+            elif self.hard_bytes is not None and b >= self.hard_bytes:
+                self._expire(True, "bytes")
+        if not self._soft_done:
+            if self.soft_packets is not None and p >= self.soft_packets:
+                self._expire(False, "packets")
+            elif self.soft_bytes is not None and b >= self.soft_bytes:
+                self._expire(False, "bytes")
+
+    def _packet_room(self, n: int) -> int:
+        """How many of ``n`` packets may still be processed (hard packet limit)."""
+        if self.hard_packets is None:
+            return n
+        done = self.stats.packets_in if self.inbound else self.stats.packets_out
+        return max(0, min(n, self.hard_packets - done))
+
+    # ------------------------------------------------------------------ drops
+
+    def _drop(self, reason: DropReason, n: int = 1) -> None:
+        st = self.stats
+        st.drops[reason] = st.drops.get(reason, 0) + n
+        attr = _NAMED.get(reason)
+        if attr is not None:
+            setattr(st, attr, getattr(st, attr) + n)
+
+    def _note_replays(self, first_seq: int, count: int, now: float | None) -> None:
+        """Log ``PKT_REPLAY_ERR`` once per burst (a run of batches with replay
+        drops), and at most once per second when a clock is given."""
+        if count:
+            last = self._replay_logged_at
+            if not self._replay_burst or (now is not None and (last is None or now - last >= 1.0)):
+                logger.warning("PKT_REPLAY_ERR spi=0x%08x seq=%d count=%d", self.spi, first_seq, count)
+                self._replay_logged_at = now
+            self._replay_burst = True
+        else:
+            self._replay_burst = False
+
+    def _need(self, inbound: bool) -> None:
+        if self.inbound != inbound:
+            raise LocalProtocolError(f"this is an {'inbound' if self.inbound else 'outbound'} SA")
+
+    def _take_seqs(self, n: int) -> int:
+        """How many sequence numbers can be handed out (exhaustion ends the SA)."""
+        room = self.max_seq - self.seq
+        if room >= n:
+            return n
+        return max(0, room)
+
+    def __repr__(self) -> str:
+        d = "in" if self.inbound else "out"
+        return f"<{type(self).__name__} {self.name or ''} spi=0x{self.spi:08x} {d} {self.mode}>"
+
+
+class EspSa(_SaBase):
+    """One direction of an ESP SA.
+
+    ``encr`` is the encryption transform (``None`` means ENCR_NULL), with
+    ``encr_key`` = key || salt; ``integ`` the integrity transform (``None``
+    for AEAD).  Legacy transforms (DES, 3DES, NULL, HMAC-MD5) and
+    encryption-only SAs need ``allow_legacy=True``.  ``tfc_pad`` pads tunnel
+    mode inner packets up to that many bytes (RFC 4303 §2.7).  ``random``
+    supplies CBC IVs.  ``check`` is an optional inbound policy hook: the
+    decrypted packet is dropped as ``POLICY`` when it returns False."""
+
+    def __init__(
+        self,
+        *,
+        spi: int,
+        encr: EncrAlg | None,
+        encr_key: bytes = b"",
+        integ: IntegAlg | None = None,
+        integ_key: bytes = b"",
+        mode: str = "tunnel",
+        esn: bool = False,
+        replay_window: int = 64,
+        inbound: bool,
+        tfc_pad: int = 0,
+        random: Callable[[int], bytes] = os.urandom,
+        allow_legacy: bool = False,
+        soft_bytes: int | None = None,
+        hard_bytes: int | None = None,
+        soft_packets: int | None = None,
+        hard_packets: int | None = None,
+        check: Callable[[bytes], bool] | None = None,
+        name: str = "",
+    ) -> None:
+        super().__init__(
+            spi=spi,
+            mode=mode,
+            esn=esn,
+            replay_window=replay_window,
+            inbound=inbound,
+            soft_bytes=soft_bytes,
+            hard_bytes=hard_bytes,
+            soft_packets=soft_packets,
+            hard_packets=hard_packets,
+            name=name,
+        )
+        if encr is None:
+            encr = transforms.ENCR["null"]
+        if encr.aead and integ is not None:
+            raise AlgorithmError("", f"AEAD cipher {encr.name} takes no integrity algorithm")
+        legacy = [a.name for a in (encr, integ) if a is not None and a.legacy]
+        if not encr.aead and integ is None:
+            legacy.append("encryption without integrity")
+        if encr.id == EncrId.NULL and integ is None:
+            raise AlgorithmError("", "ESP with neither encryption nor integrity")
+        if legacy and not allow_legacy:
+            raise AlgorithmError("", f"legacy ESP transform refused ({', '.join(legacy)}); pass allow_legacy=True")
+        self.encr_alg = encr
+        self.integ_alg = integ
+        self.codec = EspCodec(
+            spi,
+            make_encr(encr, encr_key),
+            make_integ(integ, integ_key) if integ is not None else None,
+            esn,
+        )
+        self.tfc_pad = tfc_pad if self.tunnel else 0
+        self.random = random
+        self.check = check
+        self._fast = isinstance(self.codec.encr, AeadEncr) and not esn and not self.tfc_pad
+        if self._fast:
+            enc = self.codec.encr
+            assert isinstance(enc, AeadEncr)
+            salt = enc.salt
+            if len(salt) == 4:
+                salt_i = int.from_bytes(salt, "big")
+                pack_nonce = _NONCE_I.pack
+                self._nonce = lambda s: pack_nonce(salt_i, s)
+            else:  # CCM: 3-byte salt
+                nonce3 = struct.Struct(f"!{len(salt)}sQ").pack
+                self._nonce = lambda s: nonce3(salt, s)
+
+    # ================================================================= outbound
+
+    def seal(
+        self, packet: bytes, next_header: int | None = None, *, seq: int | None = None, iv: bytes | None = None
+    ) -> bytes | None:
+        """Seal one packet; ``None`` if it cannot be sent (expired SA or, in
+        tunnel mode, not an IP packet).  ``seq``/``iv`` pin the sequence
+        number and IV (test vectors); a pinned ``seq`` also moves the SA's
+        counter there."""
+        if seq is not None:
+            self._need(False)
+            if not 0 < seq <= self.max_seq:
+                raise LocalProtocolError(f"sequence number out of range: {seq}")
+            self.seq = seq - 1
+        if iv is not None:
+            self._need(False)
+            if self.expired or self._take_seqs(1) < 1:
+                self._exhausted(1)
+                return None
+            out = self._seal_slow([packet], next_header, iv)
+            self._check_lifetime()
+            return out[0] if out else None
+        res = self.seal_batch([packet], next_header)
+        return res[0] if res else None
+
+    def seal_batch(self, packets: Sequence[bytes], next_header: int | None = None) -> list[bytes]:
+        """Seal a batch; returns the ESP packets (SPI .. ICV) of those that
+        could be sent, in order.  ``next_header`` is required in transport
+        mode (the payload's protocol); in tunnel mode it comes from each
+        packet's IP version."""
+        self._need(False)
+        n = len(packets)
+        if not n:
+            return []
+        if not self.tunnel and next_header is None:
+            raise LocalProtocolError("transport mode needs next_header (the payload's IP protocol)")
+        if self.expired:
+            self._drop(DropReason.EXPIRED, n)
+            return []
+        room = min(self._take_seqs(n), self._packet_room(n))
+        batch = packets if room == n else packets[:room]
+        out: list[bytes] | None = None
+        if self._fast and room:
+            try:
+                out = self._seal_fast(batch, next_header)
+            except (IndexError, TypeError):
+                out = None  # a packet that is not IP: redo carefully below
+            else:
+                self.seq += room
+                st = self.stats
+                st.packets_out += room
+                st.bytes_out += sum(map(len, batch))
+        if out is None:
+            out = self._seal_slow(batch, next_header, None)
+        if room < n:
+            self._exhausted(n - room)
+        self._check_lifetime()
+        return out
+
+    def _seal_fast(self, batch: Sequence[bytes], nh: int | None) -> list[bytes]:
+        enc = self.codec.encr.aead_obj.encrypt  # type: ignore[attr-defined]
+        spi, hdr, aad, nonce = self.spi, _HDR16.pack, _AAD8.pack, self._nonce
+        m = self.codec.block - 1
+        s0 = self.seq + 1
+        seqs = range(s0, s0 + len(batch))
+        if nh is None:
+            tt = self.codec.tunnel_trailers()
+            return [
+                hdr(spi, s, s) + enc(nonce(s), p + tt[p[0]][len(p) & m], aad(spi, s))  # type: ignore[index]
+                for p, s in zip(batch, seqs)
+            ]
+        tr = self.codec.trailer_table(nh)
+        return [hdr(spi, s, s) + enc(nonce(s), p + tr[len(p) & m], aad(spi, s)) for p, s in zip(batch, seqs)]
+
+    def _seal_slow(self, batch: Sequence[bytes], nh_fixed: int | None, iv: bytes | None) -> list[bytes]:
+        codec, rnd, tfc = self.codec, self.random, self.tfc_pad
+        out: list[bytes] = []
+        seq, nbytes = self.seq, 0
+        for p in batch:
+            nh = nh_fixed if nh_fixed is not None else (nh_for_first_byte(p[0]) if p else None)
+            if nh is None:
+                self._drop(DropReason.MALFORMED)
+                continue
+            nbytes += len(p)
+            if tfc and len(p) < tfc:
+                p = p + bytes(tfc - len(p))
+            seq += 1
+            out.append(codec.seal(p, nh, seq, iv, rnd))
+        self.seq = seq
+        st = self.stats
+        st.packets_out += len(out)
+        st.bytes_out += nbytes
+        return out
+
+    def _exhausted(self, rest: int) -> None:
+        """Packets beyond the sequence space or the hard packet limit."""
+        if self.seq >= self.max_seq:
+            self._expire(True, "seq-exhausted")
+        else:
+            self._expire(True, "packets")
+        self._drop(DropReason.EXPIRED, rest)
+
+    def make_dummy(self, size: int = 0) -> bytes | None:
+        """A dummy packet (next header 59, RFC 4303 §2.6) with ``size``
+        random payload bytes, for traffic-flow confidentiality."""
+        self._need(False)
+        if self.expired or self._take_seqs(1) < 1:
+            self._exhausted(1)
+            return None
+        self.seq += 1
+        return self.codec.seal(self.random(size) if size else b"", NH_NONE, self.seq, None, self.random)
+
+    # ================================================================= inbound
+
+    def open(self, data: bytes, now: float | None = None) -> OpenResult:
+        """Open one ESP packet (SPI .. ICV)."""
+        return self.open_batch([data], now)[0]
+
+    def open_batch(self, datagrams: Sequence[bytes], now: float | None = None) -> list[OpenResult]:
+        """Open a batch of ESP packets; one :class:`OpenResult` per datagram,
+        in order.  ``now`` (optional) rate-limits replay logging to once a
+        second; without it a burst of replays logs once."""
+        self._need(True)
+        n = len(datagrams)
+        if not n:
+            return []
+        if self.expired:
+            self._drop(DropReason.EXPIRED, n)
+            return [_DROP[DropReason.EXPIRED]] * n
+        room = self._packet_room(n)
+        batch = datagrams if room == n else datagrams[:room]
+        if self._fast:
+            res = self._open_fast(batch, now)
+        else:
+            res = self._open_slow(batch, now)
+        if room < n:
+            self._expire(True, "packets")
+            self._drop(DropReason.EXPIRED, n - room)
+            res.extend([_DROP[DropReason.EXPIRED]] * (n - room))
+        self._check_lifetime()
+        return res
+
+    def _unwrap(self, pt: bytes, seq: int) -> OpenResult:
+        """Check the trailer of an authenticated plaintext and cut the packet."""
+        n = len(pt)
+        padlen, nh = pt[n - 2], pt[n - 1]
+        end = n - 2 - padlen
+        if end < 0 or (padlen and pt[end : n - 2] != PAD_BYTES[padlen]):
+            return drop_result(DropReason.PADDING, seq)
+        if nh == NH_NONE:
+            return drop_result(DropReason.DUMMY, seq)
+        if self.tunnel:
+            if nh == NH_IPV4:
+                if end < 20 or pt[0] >> 4 != 4:
+                    return drop_result(DropReason.MALFORMED, seq)
+                tl = (pt[2] << 8) | pt[3]
+                if tl < 20 or tl > end:
+                    return drop_result(DropReason.MALFORMED, seq)
+            elif nh == NH_IPV6:
+                if end < 40 or pt[0] >> 4 != 6:
+                    return drop_result(DropReason.MALFORMED, seq)
+                tl = 40 + ((pt[4] << 8) | pt[5])
+                if tl == 40:  # jumbogram or empty payload: keep what we have
+                    tl = end
+                if tl > end:
+                    return drop_result(DropReason.MALFORMED, seq)
+            else:
+                return drop_result(DropReason.MALFORMED, seq)
+            end = tl  # cuts TFC padding too
+        pkt = pt[:end]
+        if self.check is not None and not self.check(pkt):
+            return drop_result(DropReason.POLICY, seq)
+        return ok_result(pkt, nh, seq)
+
+    def _open_slow(self, batch: Sequence[bytes], now: float | None) -> list[OpenResult]:
+        codec, win, spi = self.codec, self.replay, self.spi
+        minlen = codec.min_len
+        out: list[OpenResult] = []
+        npk = nby = replays = first_replay = 0
+        for d in batch:
+            if len(d) < minlen:
+                r = _DROP[DropReason.MALFORMED]
+            else:
+                dspi, lo = _SPI_SEQ.unpack_from(d)
+                if dspi != spi:
+                    r = _DROP[DropReason.SPI]
+                else:
+                    seq = win.infer(lo)
+                    if not win.check(seq):
+                        if not replays:
+                            first_replay = seq
+                        replays += 1
+                        r = drop_result(DropReason.REPLAY, seq)
+                    else:
+                        pt = codec.open(d, seq)
+                        if isinstance(pt, DropReason):
+                            r = drop_result(pt, seq)
+                        else:
+                            win.commit(seq)  # authenticated: the number is used up
+                            r = self._unwrap(pt, seq)
+                            if r.packet is not None:
+                                npk += 1
+                                nby += len(r.packet)
+            if r.drop is not None:
+                self._drop(r.drop)
+            out.append(r)
+        st = self.stats
+        st.packets_in += npk
+        st.bytes_in += nby
+        self._note_replays(first_replay, replays, now)
+        return out
+
+    def _open_fast(self, batch: Sequence[bytes], now: float | None) -> list[OpenResult]:
+        """AEAD, no ESN: the replay window and trailer checks inlined (the
+        same rules as ReplayWindow.check/commit and _unwrap)."""
+        enc = self.codec.encr
+        dec = enc.aead_obj.decrypt  # type: ignore[attr-defined]
+        salt = enc.salt  # type: ignore[attr-defined]
+        spi, minlen, tunnel, check = self.spi, self.codec.min_len, self.tunnel, self.check
+        win = self.replay
+        size, top, bm, limit, mask = win.size, win.top, win.bitmap, win._limit, win._mask
+        unpack = _SPI_SEQ.unpack_from
+        pads = PAD_BYTES
+        drops = _DROP
+        out: list[OpenResult] = []
+        app = out.append
+        npk = nby = replays = first_replay = 0
+        for d in batch:
+            if len(d) < minlen:
+                self._drop(DropReason.MALFORMED)
+                app(drops[DropReason.MALFORMED])
+                continue
+            dspi, seq = unpack(d)
+            if dspi != spi:
+                self._drop(DropReason.SPI)
+                app(drops[DropReason.SPI])
+                continue
+            if seq <= top and (seq == 0 or (size and (top - seq >= size or (bm >> (top - seq)) & 1))):
+                if not replays:
+                    first_replay = seq
+                replays += 1
+                self._drop(DropReason.REPLAY)
+                app(drop_result(DropReason.REPLAY, seq))
+                continue
+            try:
+                pt = dec(salt + d[8:16], d[16:], d[:8])
+            except InvalidTag:
+                self._drop(DropReason.INTEGRITY)
+                app(drop_result(DropReason.INTEGRITY, seq))
+                continue
+            # authenticated: commit the sequence number
+            if seq > top:
+                shift = seq - top
+                top = seq
+                if shift >= limit:
+                    bm = 1
+                else:
+                    bm = (bm << shift) | 1
+                    if bm.bit_length() > limit:
+                        bm &= mask
+            elif top - seq < limit:
+                bm |= 1 << (top - seq)
+            n = len(pt)
+            padlen = pt[n - 2]
+            nh = pt[n - 1]
+            end = n - 2 - padlen
+            if end < 0 or (padlen and pt[end : n - 2] != pads[padlen]):
+                bad = DropReason.PADDING
+            elif nh == NH_NONE:
+                bad = DropReason.DUMMY
+            elif tunnel:
+                # the inner packet must be IP of the version the next header names;
+                # its own length field cuts any TFC padding (RFC 4303 §2.7)
+                bad = None
+                if nh == 4:
+                    tl = (pt[2] << 8) | pt[3] if end >= 20 and pt[0] >> 4 == 4 else 0
+                    if tl < 20 or tl > end:
+                        bad = DropReason.MALFORMED
+                elif nh == 41 and end >= 40 and pt[0] >> 4 == 6:
+                    tl = 40 + ((pt[4] << 8) | pt[5])
+                    if tl == 40:
+                        tl = end
+                    elif tl > end:
+                        bad = DropReason.MALFORMED
+                else:
+                    bad = DropReason.MALFORMED
+                if bad is None:
+                    end = tl
+            else:
+                bad = None
+            if bad is not None:
+                self._drop(bad)
+                app(drop_result(bad, seq))
+                continue
+            pkt = pt[:end]
+            if check is not None and not check(pkt):
+                self._drop(DropReason.POLICY)
+                app(drop_result(DropReason.POLICY, seq))
+                continue
+            app(_new(OpenResult, (pkt, nh, None, seq)))
+            npk += 1
+            nby += len(pkt)  # type: ignore[arg-type]
+        win.top, win.bitmap = top, bm
+        st = self.stats
+        st.packets_in += npk
+        st.bytes_in += nby
+        self._note_replays(first_replay, replays, now)
+        return out
+
+    # ================================================================= whole packets
+
+    def seal_packet(
+        self,
+        ip_packet: bytes,
+        outer_src: str | bytes | int | None = None,
+        outer_dst: str | bytes | int | None = None,
+        *,
+        ttl: int = 64,
+        ident: int | None = None,
+        tos: int | None = None,
+        df: bool | None = None,
+        flow_label: int = 0,
+        seq: int | None = None,
+        iv: bytes | None = None,
+    ) -> bytes | None:
+        """Raw ESP (IP protocol 50) around a whole IP packet.
+
+        Tunnel mode: a new outer IPv4/IPv6 header from ``outer_src`` to
+        ``outer_dst`` (TOS/traffic class and DF copied from the inner packet
+        unless given; ``ttl`` is also the IPv6 hop limit; ``ident`` defaults
+        to a per-SA counter).  Transport mode: ESP is inserted after the IP
+        header (and IPv6 extension headers that must precede it) and
+        protocol, lengths and checksum are fixed.  ``None`` if the packet is
+        malformed (or a fragment, in transport mode) or the SA expired."""
+        if self.tunnel:
+            if outer_src is None or outer_dst is None:
+                raise LocalProtocolError("tunnel mode needs outer_src and outer_dst")
+            esp = self.seal(ip_packet, seq=seq, iv=iv)
+            if esp is None:
+                return None
+            return _outer_header(self, ip_packet, outer_src, outer_dst, PROTO_ESP, len(esp), ttl, ident, tos, df, flow_label) + esp
+        info = header_info(ip_packet)
+        if info is None or (info.version == 4 and int.from_bytes(ip_packet[6:8], "big") & 0x3FFF):
+            self._drop(DropReason.MALFORMED)
+            return None
+        payload = ip_packet[info.insert_at : info.total_len]
+        esp = self.seal(payload, info.next_header, seq=seq, iv=iv)
+        if esp is None:
+            return None
+        return _rebuild_header(ip_packet, info.version, info.insert_at, info.nh_offset, PROTO_ESP, len(esp)) + esp
+
+    def open_packet(self, ip_packet: bytes, now: float | None = None) -> OpenResult:
+        """Open raw ESP inside an IP packet.  Tunnel mode: the inner packet;
+        transport mode: the IP packet rebuilt without ESP."""
+        self._need(True)
+        info = header_info(ip_packet)
+        if info is None or info.next_header != PROTO_ESP:
+            self._drop(DropReason.MALFORMED)
+            return _DROP[DropReason.MALFORMED]
+        r = self.open(ip_packet[info.insert_at : info.total_len], now)
+        if r.packet is None or self.tunnel:
+            return r
+        hdr = _rebuild_header(ip_packet, info.version, info.insert_at, info.nh_offset, r.next_header, len(r.packet))
+        return ok_result(hdr + r.packet, r.next_header, r.seq)
+
+
+# --------------------------------------------------------------------------- header helpers
+
+
+def _outer_header(
+    sa: _SaBase,
+    inner: bytes,
+    src: str | bytes | int,
+    dst: str | bytes | int,
+    proto: int,
+    payload_len: int,
+    ttl: int,
+    ident: int | None,
+    tos: int | None,
+    df: bool | None,
+    flow_label: int,
+) -> bytes:
+    """Tunnel-mode outer header (RFC 4301 §5.1.2: DSCP/ECN copied from the
+    inner header, DF copied from an inner IPv4 header, fresh TTL and ID)."""
+    iv = inner[0] >> 4 if inner else 0
+    if tos is None:
+        if iv == 4:
+            tos = inner[1]
+        elif iv == 6:
+            tos = ((inner[0] & 0x0F) << 4) | (inner[1] >> 4)
+        else:
+            tos = 0
+    if df is None:
+        df = iv == 4 and bool(inner[6] & 0x40)
+    src_b = pack_addr(src)
+    if len(src_b) == 4:
+        if ident is None:
+            sa._ident = ident = (sa._ident + 1) & 0xFFFF
+        return ipv4_header(src_b, dst, proto, payload_len, ttl=ttl, ident=ident, tos=tos, flags_frag=0x4000 if df else 0)
+    return ipv6_header(src_b, dst, proto, payload_len, hop_limit=ttl, traffic_class=tos, flow_label=flow_label)
+
+
+def _rebuild_header(packet: bytes, version: int, insert_at: int, nh_offset: int, nh: int, payload_len: int) -> bytes:
+    """The IP header part ``packet[:insert_at]`` with the next-header byte at
+    ``nh_offset`` set to ``nh`` and lengths (and the IPv4 checksum) fixed for
+    ``payload_len`` bytes after it."""
+    hdr = bytearray(packet[:insert_at])
+    hdr[nh_offset] = nh
+    if version == 4:
+        struct.pack_into("!H", hdr, 2, insert_at + payload_len)
+        struct.pack_into("!H", hdr, 10, 0)
+        struct.pack_into("!H", hdr, 10, checksum(hdr))
+    else:
+        struct.pack_into("!H", hdr, 4, insert_at - 40 + payload_len)
+    return bytes(hdr)
+
+
+# --------------------------------------------------------------------------- AH
+
+
+class AhSa(_SaBase):
+    """One direction of an AH SA (RFC 4302).  AH authenticates the IP header,
+    so its unit is the whole IP packet: :meth:`seal` returns the protected
+    IP packet (tunnel mode: with a new outer header from ``outer_src`` to
+    ``outer_dst``) and :meth:`open` takes one.  ``integ`` is an integrity
+    transform (HMAC-SHA1/SHA2, AES-XCBC) or the GMAC encryption transform
+    (``aes128gmac`` etc.: AUTH_AES_*_GMAC, RFC 4543) with key || salt."""
+
+    def __init__(
+        self,
+        *,
+        spi: int,
+        integ: IntegAlg | EncrAlg,
+        integ_key: bytes,
+        mode: str = "tunnel",
+        esn: bool = False,
+        replay_window: int = 64,
+        inbound: bool,
+        outer_src: str | bytes | int | None = None,
+        outer_dst: str | bytes | int | None = None,
+        random: Callable[[int], bytes] = os.urandom,
+        allow_legacy: bool = False,
+        soft_bytes: int | None = None,
+        hard_bytes: int | None = None,
+        soft_packets: int | None = None,
+        hard_packets: int | None = None,
+        name: str = "",
+    ) -> None:
+        super().__init__(
+            spi=spi,
+            mode=mode,
+            esn=esn,
+            replay_window=replay_window,
+            inbound=inbound,
+            soft_bytes=soft_bytes,
+            hard_bytes=hard_bytes,
+            soft_packets=soft_packets,
+            hard_packets=hard_packets,
+            name=name,
+        )
+        if integ.legacy and not allow_legacy:
+            raise AlgorithmError("", f"legacy AH transform refused ({integ.name}); pass allow_legacy=True")
+        auth: Integ | GmacEncr
+        if isinstance(integ, EncrAlg):
+            if integ.id != EncrId.NULL_AUTH_AES_GMAC:
+                raise AlgorithmError("", f"{integ.name} cannot authenticate AH")
+            enc = make_encr(integ, integ_key)
+            assert isinstance(enc, GmacEncr)
+            auth = enc
+        else:
+            auth = make_integ(integ, integ_key)
+        self.integ_alg = integ
+        self.codec = _ah.AhCodec(spi, auth, esn)
+        self.outer_src, self.outer_dst = outer_src, outer_dst
+        self.random = random
+
+    def seal_packet(
+        self,
+        ip_packet: bytes,
+        outer_src: str | bytes | int | None = None,
+        outer_dst: str | bytes | int | None = None,
+        *,
+        ttl: int = 64,
+        ident: int | None = None,
+        tos: int | None = None,
+        df: bool | None = None,
+        flow_label: int = 0,
+        seq: int | None = None,
+        iv: bytes | None = None,
+    ) -> bytes | None:
+        """Protect one IP packet; ``None`` if malformed or the SA expired."""
+        self._need(False)
+        if seq is not None:
+            if not 0 < seq <= self.max_seq:
+                raise LocalProtocolError(f"sequence number out of range: {seq}")
+            self.seq = seq - 1
+        if self.expired:
+            self._drop(DropReason.EXPIRED)
+            return None
+        if self._take_seqs(1) < 1 or self._packet_room(1) < 1:
+            self._exhausted_ah()
+            return None
+        codec = self.codec
+        if self.tunnel:
+            src = outer_src if outer_src is not None else self.outer_src
+            dst = outer_dst if outer_dst is not None else self.outer_dst
+            if src is None or dst is None:
+                raise LocalProtocolError("tunnel mode needs outer_src and outer_dst")
+            nh = nh_for_first_byte(ip_packet[0]) if ip_packet else None
+            if nh is None:
+                self._drop(DropReason.MALFORMED)
+                return None
+            version = 4 if len(pack_addr(src)) == 4 else 6
+            ah_len = codec.ah_len(version)
+            seqn = self.seq + 1
+            outer = _outer_header(self, ip_packet, src, dst, PROTO_AH, ah_len + len(ip_packet), ttl, ident, tos, df, flow_label)
+            out = codec.seal(outer, version, nh, ip_packet, seqn, iv)
+        else:
+            info = header_info(ip_packet)
+            if info is None or (info.version == 4 and int.from_bytes(ip_packet[6:8], "big") & 0x3FFF):
+                self._drop(DropReason.MALFORMED)
+                return None
+            payload = ip_packet[info.insert_at : info.total_len]
+            ah_len = codec.ah_len(info.version)
+            hdr = _rebuild_header(ip_packet, info.version, info.insert_at, info.nh_offset, PROTO_AH, ah_len + len(payload))
+            seqn = self.seq + 1
+            out = codec.seal(hdr, info.version, info.next_header, payload, seqn, iv)
+        if out is None:
+            self._drop(DropReason.MALFORMED)
+            return None
+        self.seq = seqn
+        self.stats.packets_out += 1
+        self.stats.bytes_out += len(ip_packet)
+        self._check_lifetime()
+        return out
+
+    def _exhausted_ah(self) -> None:
+        self._expire(True, "seq-exhausted" if self.seq >= self.max_seq else "packets")
+        self._drop(DropReason.EXPIRED)
+
+    def seal(self, packet: bytes) -> bytes | None:
+        return self.seal_packet(packet)
+
+    def seal_batch(self, packets: Sequence[bytes]) -> list[bytes]:
+        out = []
+        for p in packets:
+            r = self.seal_packet(p)
+            if r is not None:
+                out.append(r)
+        return out
+
+    def open_packet(self, ip_packet: bytes, now: float | None = None) -> OpenResult:
+        """Verify one AH-protected IP packet.  Tunnel mode: the inner packet;
+        transport mode: the packet rebuilt without AH."""
+        self._need(True)
+        if self.expired:
+            self._drop(DropReason.EXPIRED)
+            return _DROP[DropReason.EXPIRED]
+        if self._packet_room(1) < 1:
+            self._expire(True, "packets")
+            self._drop(DropReason.EXPIRED)
+            return _DROP[DropReason.EXPIRED]
+        r = self._open_one(ip_packet)
+        if r.drop is not None:
+            self._drop(r.drop)
+            self._note_replays(r.seq, 1 if r.drop == DropReason.REPLAY else 0, now)
+        else:
+            self._note_replays(0, 0, now)
+            self.stats.packets_in += 1
+            self.stats.bytes_in += len(r.packet)  # type: ignore[arg-type]
+            self._check_lifetime()
+        return r
+
+    def _open_one(self, pkt: bytes) -> OpenResult:
+        info = header_info(pkt)
+        if info is None or info.next_header != PROTO_AH:
+            return _DROP[DropReason.MALFORMED]
+        parsed = self.codec.parse(pkt, info.insert_at, info.total_len, info.version)
+        if parsed is None:
+            return _DROP[DropReason.MALFORMED]
+        spi, lo, nh, ah_len = parsed
+        if spi != self.spi:
+            return _DROP[DropReason.SPI]
+        win = self.replay
+        seq = win.infer(lo)
+        if not win.check(seq):
+            return drop_result(DropReason.REPLAY, seq)
+        if not self.codec.verify(pkt, info.insert_at, info.total_len, info.version, ah_len, seq):
+            return drop_result(DropReason.INTEGRITY, seq)
+        win.commit(seq)
+        payload = pkt[info.insert_at + ah_len : info.total_len]
+        if self.tunnel:
+            if nh == NH_IPV4:
+                ok = len(payload) >= 20 and payload[0] >> 4 == 4 and 20 <= (payload[2] << 8 | payload[3]) <= len(payload)
+                if ok:
+                    payload = payload[: payload[2] << 8 | payload[3]]
+            elif nh == NH_IPV6:
+                ok = len(payload) >= 40 and payload[0] >> 4 == 6 and 40 + (payload[4] << 8 | payload[5]) <= len(payload)
+            else:
+                ok = False
+            if not ok:
+                return drop_result(DropReason.MALFORMED, seq)
+            return ok_result(payload, nh, seq)
+        hdr = _rebuild_header(pkt, info.version, info.insert_at, info.nh_offset, nh, len(payload))
+        return ok_result(hdr + payload, nh, seq)
+
+    def open(self, packet: bytes, now: float | None = None) -> OpenResult:
+        return self.open_packet(packet, now)
+
+    def open_batch(self, packets: Sequence[bytes], now: float | None = None) -> list[OpenResult]:
+        return [self.open_packet(p, now) for p in packets]
+
+
+# --------------------------------------------------------------------------- from events
+
+
+def _soft(hard: int | None) -> int | None:
+    return None if hard is None else max(1, int(hard * SOFT_FRACTION))
+
+
+def esp_sa_pair_from_event(ev: ChildSaInstalled) -> tuple[EspSa | AhSa, EspSa | AhSa]:
+    """Build ``(inbound, outbound)`` SAs from a negotiated Child SA.  The
+    proposal was already policed by the configuration (legacy opt-in), so
+    legacy transforms are accepted here.  Soft byte/packet limits are
+    ``SOFT_FRACTION`` of the hard ones."""
+    limits = dict(
+        soft_bytes=_soft(ev.life_bytes),
+        hard_bytes=ev.life_bytes,
+        soft_packets=_soft(ev.life_packets),
+        hard_packets=ev.life_packets,
+    )
+    if ev.protocol == "ah":
+        if ev.integ is None:
+            raise LocalProtocolError("AH Child SA without an integrity algorithm")
+        local: Address = ev.local_addr
+        remote: Address = ev.remote_addr
+        ah_in = AhSa(
+            spi=ev.spi_in, integ=ev.integ, integ_key=ev.integ_key_in, mode=ev.mode, esn=ev.esn,
+            replay_window=ev.replay_window, inbound=True, allow_legacy=True, name=ev.name, **limits,
+        )
+        ah_out = AhSa(
+            spi=ev.spi_out, integ=ev.integ, integ_key=ev.integ_key_out, mode=ev.mode, esn=ev.esn,
+            replay_window=ev.replay_window, inbound=False, outer_src=local[0], outer_dst=remote[0],
+            allow_legacy=True, name=ev.name, **limits,
+        )
+        return ah_in, ah_out
+    esp_in = EspSa(
+        spi=ev.spi_in, encr=ev.encr, encr_key=ev.encr_key_in, integ=ev.integ, integ_key=ev.integ_key_in,
+        mode=ev.mode, esn=ev.esn, replay_window=ev.replay_window, inbound=True, allow_legacy=True,
+        name=ev.name, **limits,
+    )
+    esp_out = EspSa(
+        spi=ev.spi_out, encr=ev.encr, encr_key=ev.encr_key_out, integ=ev.integ, integ_key=ev.integ_key_out,
+        mode=ev.mode, esn=ev.esn, replay_window=ev.replay_window, inbound=False, allow_legacy=True,
+        name=ev.name, **limits,
+    )
+    return esp_in, esp_out
