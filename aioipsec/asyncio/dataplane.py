@@ -69,6 +69,19 @@ def _ts_match(tss: Sequence[TrafficSelector], addr: int, proto: int, port: int |
     return False
 
 
+def _rebuild_transport(pipe: ChildPipeline, payload: bytes, nh: int) -> bytes | None:
+    """The IP packet a transport-mode SA delivers: the outer addresses with
+    the decrypted payload (UDP/TCP checksums cover those addresses)."""
+    from ..netutil import ipv4_header, ipv6_header
+
+    src, dst = pipe.remote[0], pipe.ev.local_addr[0]
+    if ":" in src:
+        return ipv6_header(src, dst, nh, len(payload)) + payload
+    if len(payload) > 65515:
+        return None
+    return ipv4_header(src, dst, nh, len(payload)) + payload
+
+
 @dataclass
 class ChildPipeline:
     """One installed Child SA: both directions and where to send."""
@@ -218,10 +231,26 @@ class DataPlane:
             self.send_sealed(pipe, batch)
 
     def send_sealed(self, pipe: ChildPipeline, batch: Sequence[bytes]) -> None:
-        sealed = [d for d in pipe.sa_out.seal_batch(batch) if d]
+        if pipe.ev.mode == "transport":
+            sealed = self._seal_transport(pipe, batch)
+        else:
+            sealed = [d for d in pipe.sa_out.seal_batch(batch) if d]
         self._after_sa(pipe, pipe.sa_out)
         if sealed:
             self.endpoint.send_esp(sealed, pipe.remote, pipe.encap)
+
+    def _seal_transport(self, pipe: ChildPipeline, batch: Sequence[bytes]) -> list[bytes]:
+        """Transport mode: ESP carries the IP payload; the outer header is the
+        UDP/IP header the socket adds (RFC 3948 transport mode)."""
+        out: list[bytes] = []
+        for pkt in batch:
+            v = pkt[0] >> 4
+            if v == 4:
+                off, nh = (pkt[0] & 0x0F) * 4, pkt[9]
+            else:
+                off, nh = 40, pkt[6]
+            out += [d for d in pipe.sa_out.seal_batch([pkt[off:]], nh) if d]
+        return out
 
     def _trap(self, sel: tuple[int, int, int, int, int | None, int | None], pkt: bytes) -> bool:
         _v, src, dst, proto, sport, dport = sel
@@ -266,6 +295,11 @@ class DataPlane:
                 pkt = r.packet
                 if pkt is None:
                     continue
+                if ev.mode == "transport":
+                    pkt = _rebuild_transport(pipe, pkt, r.next_header)
+                    if pkt is None:
+                        pipe.policy_dropped += 1
+                        continue
                 if ev.mode == "tunnel":
                     sel = packet_selector(pkt)
                     # the inner packet must lie inside what the peer negotiated

@@ -228,6 +228,23 @@ class SessionProtocol:
         except (asyncio.TimeoutError, TimeoutError):
             self._finish(None)
 
+    def open_datagram(self, port: int, *, local_ip: str | None = None, remote_ip: str | None = None) -> Any:
+        """A UDP "socket" on ``port`` whose traffic to the peer is protected by
+        this IKE SA's Child SAs (transport mode: the outer addresses; tunnel
+        mode: give inner ``local_ip``/``remote_ip`` inside the selectors).
+        Needs an endpoint without another inner transport (no TUN)."""
+        from .datagram import DatagramHub, SecureDatagram
+
+        dp = self._endpoint.dataplane
+        if dp.inner is None:
+            dp.inner = DatagramHub()
+        if not isinstance(dp.inner, DatagramHub):
+            raise RuntimeError("this endpoint delivers to another inner transport (e.g. TUN)")
+        return SecureDatagram(
+            self._endpoint, dp.inner, port,
+            local_ip or self.session.local_addr[0], remote_ip or self.session.remote_addr[0],
+        )
+
     async def wait_closed(self) -> None:
         await asyncio.shield(self._closed)
 
