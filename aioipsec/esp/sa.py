@@ -187,16 +187,16 @@ class _SaBase:
             p, b = st.packets_in, st.bytes_in
         else:
             p, b = st.packets_out, st.bytes_out
+        if not self._soft_done:  # soft first, so a batch crossing both reports both
+            if self.soft_packets is not None and p >= self.soft_packets:
+                self._expire(False, "packets")
+            elif self.soft_bytes is not None and b >= self.soft_bytes:
+                self._expire(False, "bytes")
         if not self.expired:
             if self.hard_packets is not None and p >= self.hard_packets:
                 self._expire(True, "packets")
             elif self.hard_bytes is not None and b >= self.hard_bytes:
                 self._expire(True, "bytes")
-        if not self._soft_done:
-            if self.soft_packets is not None and p >= self.soft_packets:
-                self._expire(False, "packets")
-            elif self.soft_bytes is not None and b >= self.soft_bytes:
-                self._expire(False, "bytes")
 
     def _packet_room(self, n: int) -> int:
         """How many of ``n`` packets may still be processed (hard packet limit)."""
@@ -376,9 +376,9 @@ class EspSa(_SaBase):
                 st.bytes_out += sum(map(len, batch))
         if out is None:
             out = self._seal_slow(batch, next_header, None)
+        self._check_lifetime()
         if room < n:
             self._exhausted(n - room)
-        self._check_lifetime()
         return out
 
     def _seal_fast(self, batch: Sequence[bytes], nh: int | None) -> list[bytes]:
@@ -457,11 +457,11 @@ class EspSa(_SaBase):
             res = self._open_fast(batch, now)
         else:
             res = self._open_slow(batch, now)
+        self._check_lifetime()
         if room < n:
             self._expire(True, "packets")
             self._drop(DropReason.EXPIRED, n - room)
             res.extend([_DROP[DropReason.EXPIRED]] * (n - room))
-        self._check_lifetime()
         return res
 
     def _unwrap(self, pt: bytes, seq: int) -> OpenResult:
