@@ -111,10 +111,21 @@ class Daemon:
         self.routes.clear()
 
     def _log_event(self, proto: Any, ev: Any) -> None:
-        from .events import ExchangeStep
+        from .events import ChildSaInstalled, ExchangeStep
 
-        if not isinstance(ev, ExchangeStep):
-            logger.info("%s: %s", getattr(proto, "name", "-"), ev)
+        if isinstance(ev, ExchangeStep):
+            return
+        if isinstance(ev, ChildSaInstalled):
+            # the event carries the ESP keys: never log its repr
+            logger.info(
+                "%s: ChildSaInstalled(name=%r, spi_in=0x%08x, spi_out=0x%08x, algorithms=%r, mode=%s, encap=%s, "
+                "local_ts=%s, remote_ts=%s, rekeyed_from=%s)",
+                getattr(proto, "name", "-"), ev.name, ev.spi_in, ev.spi_out, ev.algorithms, ev.mode, ev.encap,
+                [str(t) for t in ev.local_ts], [str(t) for t in ev.remote_ts],
+                None if ev.rekeyed_from is None else f"0x{ev.rekeyed_from:08x}",
+            )
+            return
+        logger.info("%s: %s", getattr(proto, "name", "-"), ev)
 
     def up(self, conn: str, child: str | None = None) -> str:
         if conn not in self.config.connections:
