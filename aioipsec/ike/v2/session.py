@@ -1,0 +1,1477 @@
+"""The IKEv2 session: a sans-I/O IKE SA with its Child SAs (model: aioquic
+``QuicConnection``; tasks from strongSwan libcharon).
+
+Bytes and time in, bytes, deadlines and events out::
+
+    s = IkeSessionV2(configuration=conn, is_initiator=True,
+                     local_addr=("192.0.2.1", 500), remote_addr=("192.0.2.2", 500),
+                     random=os.urandom)
+    s.initiate(now, child="lan")
+    s.receive_datagram(data, addr, now); s.handle_timer(now)
+    s.datagrams_to_send(now) -> [(bytes, addr)]; s.get_timer(); s.next_event()
+
+One object follows one connection across IKE SA rekeys: :attr:`sa` is the
+current IKE SA (keys, SPIs, message IDs, task manager); SAs being replaced
+or deleted live on in :attr:`old_sas` until their delete exchange ends.
+Child SAs belong to the session, so an IKE rekey needs no migration.
+
+Peer input never raises: undecodable datagrams are dropped and counted in
+:attr:`stats`, requests that deserve an answer get the notify named by the
+:class:`~aioipsec.errors.NotifyError` a task raised.  Every exchange step is
+logged on ``aioipsec.ike`` (``IKE_SA_INIT sent``, ``IKE_AUTH received``, ...)
+with peer and SPIs, and emitted as an :class:`~aioipsec.events.ExchangeStep`.
+No key material is ever logged.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import hashlib
+import ipaddress
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...config import ChildConfig, ConnectionConfig, GlobalConfig
+from ...crypto.kdf import IkeV2Keys
+from ...crypto.prf import Prf
+from ...crypto.transforms import PrfAlg
+from ...errors import (
+    AuthenticationFailed,
+    IntegrityError,
+    InvalidKePayload,
+    InvalidSyntax,
+    LocalProtocolError,
+    NotifyError,
+    ParseError,
+    RemoteProtocolError,
+    UnsupportedCriticalPayload,
+)
+from ...events import (
+    AuthFailed,
+    ChildSaDeleted,
+    DpdTimeout,
+    ExchangeStep,
+    IkeSaDeleted,
+    IkeSaEstablished,
+    IpsecEvent,
+    NegotiationFailed,
+)
+from ...selectors import Address, TrafficSelector
+from ..auth import Identity
+from ..constants import ExchangeType, NotifyType, PayloadType, ProtocolId, enum_or_int
+from ..natd import NATT_PORT
+from ..proposals import Selected
+from .fragment import Reassembler, ReassemblyLimitError, fragment_message
+from .message import Message, SkContext, check_rules, decode_message, encode_message, peek_header
+from .payloads import DeletePayload, MalformedMessage, NotifyPayload, SkfPayload
+from .task_manager import RetransmitPolicy, TaskManagerV2, random_fraction
+from .tasks.base import Task, TaskStatus
+
+logger = logging.getLogger("aioipsec.ike")
+
+HALF_OPEN_TIMEOUT = 30.0
+"""Seconds a responder waits for IKE_AUTH after IKE_SA_INIT (strongSwan half_open_timeout)."""
+RETRY_DELAY = (2.0, 10.0)
+"""Random delay range before retrying an exchange refused with TEMPORARY_FAILURE."""
+NONCE_LEN = 32
+MAX_COOKIE_RETRIES = 3
+MAX_KE_RETRIES = 3
+_INF = float("inf")
+
+
+class IkeState(enum.Enum):
+    CREATED = "created"
+    """Nothing sent or received yet."""
+    CONNECTING = "connecting"
+    """IKE_SA_INIT / IKE_AUTH in progress."""
+    ESTABLISHED = "established"
+    REKEYING = "rekeying"
+    """Established; an IKE rekey is in progress."""
+    DELETING = "deleting"
+    """Our delete of the IKE SA is outstanding."""
+    CLOSED = "closed"
+    """Gone: no input is processed any more."""
+
+
+class ChildState(enum.Enum):
+    INSTALLED = "installed"
+    REKEYING = "rekeying"
+    """We sent a rekey request for it."""
+    REKEYED = "rekeyed"
+    """Replaced by a newer SA; waiting for its delete exchange."""
+    DELETING = "deleting"
+    """We sent a delete for it."""
+    DELETED = "deleted"
+
+
+@dataclass
+class SessionStats:
+    """Counters of one session (never reset)."""
+
+    received: int = 0
+    sent: int = 0
+    malformed: int = 0
+    """Undecodable datagrams dropped (before authentication)."""
+    integrity_failed: int = 0
+    """Encrypted messages whose ICV/tag did not verify (dropped silently)."""
+    unknown_spi: int = 0
+    invalid_mid: int = 0
+    """Requests with a message ID outside the window (dropped)."""
+    unexpected_response: int = 0
+    retransmits: int = 0
+    responses_resent: int = 0
+    fragments_sent: int = 0
+    fragments_received: int = 0
+    errors_answered: int = 0
+    """Requests answered with an error notify."""
+    dropped_closed: int = 0
+    internal_errors: int = 0
+
+
+@dataclass(eq=False)
+class ChildSa:
+    """One Child SA (both directions).  ``repr`` never shows keys."""
+
+    name: str
+    config: ChildConfig
+    unique_id: int
+    protocol: str
+    spi_in: int
+    spi_out: int
+    mode: str
+    proposal: Selected
+    local_ts: tuple[TrafficSelector, ...]
+    remote_ts: tuple[TrafficSelector, ...]
+    initiator: bool
+    """We initiated the exchange that created it."""
+    encap: bool
+    installed_at: float
+    rekey_at: float = _INF
+    expire_at: float = _INF
+    state: ChildState = ChildState.INSTALLED
+    rekeyed_from: int | None = None
+    nonces: tuple[bytes, bytes] = (b"", b"")
+    """(Ni, Nr) of the exchange that created it (rekey collisions)."""
+    keys: tuple[bytes, bytes, bytes, bytes] = field(default=(b"", b"", b"", b""), repr=False)
+    """encr_in, encr_out, integ_in, integ_out."""
+    replaced_by: int | None = None
+    delete_reason: str = ""
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in (ChildState.INSTALLED, ChildState.REKEYING)
+
+
+class IkeSa:
+    """One IKE SA: SPIs, keys, nonces, message IDs (its task manager)."""
+
+    def __init__(self, session: IkeSessionV2, *, initiator: bool, spi_i: bytes | None, spi_r: bytes = bytes(8)) -> None:
+        self.session = session
+        self.initiator = initiator
+        """Original initiator of *this* IKE SA (after a rekey: who rekeyed)."""
+        self.spi_i: bytes | None = spi_i
+        self.spi_r = spi_r
+        self.tm = TaskManagerV2(policy=session.retransmit_policy, random=session.random)
+        self.state = IkeState.CREATED
+        self.proposal: Selected | None = None
+        self.prf_alg: PrfAlg | None = None
+        self.keys: IkeV2Keys | None = None
+        self.sk: SkContext | None = None
+        self.reassembler: Reassembler | None = None
+        self.ni = b""
+        self.nr = b""
+        self.init_request = b""
+        """Our / the peer's IKE_SA_INIT request as sent (signed by the initiator)."""
+        self.init_response = b""
+        self.last_init_request = b""
+        """Raw bytes of the last IKE_SA_INIT request processed (responder)."""
+        self.frag_local = False
+        """We announced IKEV2_FRAGMENTATION_SUPPORTED."""
+        self.frag_peer = False
+        self.peer_hashes: list[int] | None = None
+        """Peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427), None if not sent."""
+        self.peer_certreq: list[bytes] | None = None
+        """CA hashes of the peer's CERTREQ payloads (None: no CERTREQ)."""
+        self.natd_supported = False
+        self.nat_local = False
+        self.nat_remote = False
+        self.nat_forced = False
+        self.local_id: Identity | None = None
+        self.remote_id: Identity | None = None
+        self.established_at: float | None = None
+        self.rekey_at = _INF
+        self.expire_at = _INF
+        self.last_inbound = 0.0
+        self.rekeyed_from: bytes | None = None
+        self.rekeyed_away = False
+        """Replaced by a newer IKE SA (its delete is underway)."""
+        self.delete_reason = ""
+        self.created_at = 0.0
+
+    @property
+    def established(self) -> bool:
+        return self.state in (IkeState.ESTABLISHED, IkeState.REKEYING)
+
+    @property
+    def use_fragmentation(self) -> bool:
+        return self.frag_local and self.frag_peer
+
+    def prf(self, key: bytes, data: bytes) -> bytes:
+        assert self.prf_alg is not None
+        return Prf(self.prf_alg, key)(data)
+
+    def set_keys(self, proposal: Selected, keys: IkeV2Keys) -> None:
+        assert proposal.encr is not None and proposal.prf is not None
+        self.proposal = proposal
+        self.prf_alg = proposal.prf
+        self.keys = keys
+        self.sk = SkContext.from_keys(
+            proposal.encr, proposal.integ, keys, is_initiator=self.initiator, random=self.session.random
+        )
+        self.reassembler = Reassembler(self.sk, max_bytes=self.session.global_config.fragment_reassembly_max)
+
+    def spis(self) -> str:
+        return f"{(self.spi_i or bytes(8)).hex()}_i {self.spi_r.hex()}_r"
+
+    def __repr__(self) -> str:
+        return f"<IkeSa {self.spis()} {self.state.value} {'initiator' if self.initiator else 'responder'}>"
+
+
+def _peer_str(addr: Address | None) -> str:
+    if addr is None:
+        return "?"
+    return f"{addr[0]}[{addr[1]}]"
+
+
+def _exchange_name(exchange_type: int) -> str:
+    e = enum_or_int(ExchangeType, exchange_type)
+    return e.name if isinstance(e, ExchangeType) else f"EXCHANGE({exchange_type})"
+
+
+def _notify_name(notify_type: int) -> str:
+    n = enum_or_int(NotifyType, notify_type)
+    return n.name if isinstance(n, NotifyType) else str(notify_type)
+
+
+class IkeSessionV2:
+    """A sans-I/O IKEv2 session (one connection, one current IKE SA).
+
+    Constructor arguments are keyword-only.  ``random(n)`` supplies every
+    random byte the protocol needs (SPIs, nonces, IVs, jitter), so tests can
+    pin them; key exchange private values come from ``cryptography``.
+    ``wall_clock`` (default :func:`datetime.datetime.now` in UTC) is only
+    used to check certificate validity periods."""
+
+    def __init__(
+        self,
+        *,
+        configuration: ConnectionConfig,
+        is_initiator: bool,
+        local_addr: Address = ("0.0.0.0", 500),
+        remote_addr: Address | None = None,
+        random: Callable[[int], bytes] = os.urandom,
+        global_config: GlobalConfig | None = None,
+        configurations: Sequence[ConnectionConfig] | None = None,
+        wall_clock: Callable[[], datetime.datetime] | None = None,
+    ) -> None:
+        self.config = configuration
+        self.candidates: list[ConnectionConfig] = list(configurations or [configuration])
+        """Responder: configurations still possible (narrowed by proposal, then by ID)."""
+        self.is_initiator = is_initiator
+        """True when we initiated the (first) IKE SA of this session."""
+        self.random = random
+        self.global_config = global_config or GlobalConfig()
+        self.wall_clock = wall_clock or (lambda: datetime.datetime.now(datetime.timezone.utc))
+        if remote_addr is None:
+            if not configuration.remote_addrs:
+                raise LocalProtocolError("remote_addr is required when the configuration has no remote_addrs")
+            remote_addr = (configuration.remote_addrs[0], configuration.remote_port)
+        self.local_addr: Address = (local_addr[0], local_addr[1])
+        self.remote_addr: Address = (remote_addr[0], remote_addr[1])
+        self.retransmit_policy = RetransmitPolicy(
+            configuration.retransmit_timeout,
+            configuration.retransmit_base,
+            configuration.retransmit_tries,
+            configuration.retransmit_jitter,
+        )
+        self.stats = SessionStats()
+        self.children: dict[int, ChildSa] = {}
+        """Child SAs by inbound SPI (including ones being replaced or deleted)."""
+        self.old_sas: list[IkeSa] = []
+        self.sa = IkeSa(self, initiator=is_initiator, spi_i=self._new_ike_spi() if is_initiator else None)
+        self._events: deque[IpsecEvent] = deque()
+        self._out: list[tuple[bytes, Address]] = []
+        self._deferred: list[tuple[float, Callable[[float], None]]] = []
+        self._next_unique = 1
+        self._closed_reason = ""
+        self.nat_t = False
+        """UDP encapsulation / port 4500 in use (NAT detected or forced)."""
+        self._initiated = False
+        self._pending_acquires: set[str] = set()
+        self.reserved_spis: set[int] = set()
+        """Inbound Child SPIs handed out to exchanges still in progress."""
+        self.now = 0.0
+        """Time of the current input (set by every entry point)."""
+
+    # ================================================================== construction helpers
+
+    @classmethod
+    def respond(
+        cls,
+        *,
+        configurations: Sequence[ConnectionConfig],
+        local_addr: Address,
+        remote_addr: Address,
+        random: Callable[[int], bytes] = os.urandom,
+        global_config: GlobalConfig | None = None,
+        wall_clock: Callable[[], datetime.datetime] | None = None,
+    ) -> IkeSessionV2:
+        """A responder session for an incoming IKE_SA_INIT.  The configuration
+        is chosen among ``configurations``: first by the IKE proposal in
+        IKE_SA_INIT, then by the identities in IKE_AUTH."""
+        if not configurations:
+            raise LocalProtocolError("respond() needs at least one configuration")
+        return cls(
+            configuration=configurations[0],
+            is_initiator=False,
+            local_addr=local_addr,
+            remote_addr=remote_addr,
+            random=random,
+            global_config=global_config,
+            configurations=configurations,
+            wall_clock=wall_clock,
+        )
+
+    @staticmethod
+    def check_cookie(
+        data: bytes,
+        addr: Address,
+        half_open: int,
+        global_config: GlobalConfig | None = None,
+        *,
+        now: float,
+        random: Callable[[int], bytes] = os.urandom,
+        endpoint_state: Any = None,
+    ) -> bytes | None:
+        """Endpoint helper for a raw IKE_SA_INIT request (RFC 7296 §2.6).
+
+        Returns ``None`` when a session should be created, the bytes of a
+        stateless N(COOKIE) response to send back, or ``b""`` when the request
+        must be dropped (malformed, wrong cookie, hard half-open limit).
+        ``endpoint_state`` is the endpoint's :class:`~aioipsec.ike.cookies.CookieJar`."""
+        from ..cookies import CookieJar, InitDecision, decide_ike_sa_init
+
+        gc = global_config or GlobalConfig()
+        jar = endpoint_state if isinstance(endpoint_state, CookieJar) else None
+        if jar is None:
+            jar = CookieJar(random=random, now=now)
+        verdict = decide_ike_sa_init(
+            data, addr, half_open, jar, threshold=gc.cookie_threshold, half_open_max=gc.half_open_max, now=now
+        )
+        if verdict.decision is InitDecision.CREATE:
+            return None
+        if verdict.decision is InitDecision.COOKIE:
+            return verdict.reply
+        return b""
+
+    # ================================================================== properties
+
+    @property
+    def spi_i(self) -> bytes:
+        return self.sa.spi_i or bytes(8)
+
+    @property
+    def spi_r(self) -> bytes:
+        return self.sa.spi_r
+
+    @property
+    def all_spis(self) -> list[bytes]:
+        """Every IKE SPI pair member of the current and old IKE SAs (for routing)."""
+        out = []
+        for sa in (self.sa, *self.old_sas):
+            for spi in (sa.spi_i, sa.spi_r):
+                if spi and spi != bytes(8):
+                    out.append(spi)
+        return out
+
+    @property
+    def state(self) -> IkeState:
+        return self.sa.state
+
+    @property
+    def is_established(self) -> bool:
+        return self.sa.established
+
+    @property
+    def is_closed(self) -> bool:
+        return self.sa.state is IkeState.CLOSED
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def child_sas(self) -> list[ChildSa]:
+        return list(self.children.values())
+
+    @property
+    def peer(self) -> str:
+        return _peer_str(self.remote_addr)
+
+    # ================================================================== public API
+
+    def initiate(self, now: float, child: str | None = None) -> None:
+        """Start IKE_SA_INIT and IKE_AUTH with the Child SA ``child`` (default:
+        the configuration's first child; none configured: a childless IKE_AUTH)."""
+        from .tasks import ChildCreate, IkeAuth, IkeInit, IkeNatd
+
+        if not self.is_initiator or self._initiated:
+            raise LocalProtocolError("initiate() can only be called once, on an initiator session")
+        self.now = now
+        self._initiated = True
+        sa = self.sa
+        sa.created_at = now
+        sa.state = IkeState.CONNECTING
+        sa.tm.queue(IkeInit(self, sa, True))
+        sa.tm.queue(IkeNatd(self, sa, True))
+        sa.tm.queue(IkeAuth(self, sa, True))
+        cfg = self._child_config(child)
+        if cfg is not None:
+            sa.tm.queue(ChildCreate(self, sa, True, config=cfg))
+        self._kick(now)
+
+    def create_child_sa(
+        self, child_name: str, now: float, selector: TrafficSelector | tuple[TrafficSelector, TrafficSelector] | None = None
+    ) -> None:
+        """Negotiate another Child SA from the configuration ``child_name``
+        (CREATE_CHILD_SA).  ``selector`` (a remote selector, or a (local,
+        remote) pair) is proposed first, as for a trap policy's packet."""
+        from .tasks import ChildCreate
+
+        self.now = now
+        cfg = self._child_config(child_name)
+        if cfg is None:
+            raise LocalProtocolError(f"no child configuration '{child_name}'")
+        if self.is_closed:
+            raise LocalProtocolError("the IKE SA is closed")
+        packet_ts = self._packet_ts(selector)
+        if not self._initiated and self.is_initiator:
+            # not connected yet: the first Child SA rides on IKE_AUTH
+            self.initiate(now, child=child_name)
+            task = self.sa.tm.queued[-1] if self.sa.tm.queued else None
+            if isinstance(task, ChildCreate):
+                task.packet_ts = packet_ts
+            return
+        self.sa.tm.queue(ChildCreate(self, self.sa, True, config=cfg, packet_ts=packet_ts))
+        self._kick(now)
+
+    def rekey_child_sa(self, spi_in: int, now: float) -> None:
+        """Rekey the Child SA with inbound SPI ``spi_in`` (CREATE_CHILD_SA with REKEY_SA)."""
+        self.now = now
+        child = self.children.get(spi_in)
+        if child is None or not child.is_active:
+            raise LocalProtocolError(f"no active Child SA with inbound SPI {spi_in:#010x}")
+        self._queue_child_rekey(child, now)
+
+    def rekey_ike_sa(self, now: float) -> None:
+        """Rekey the IKE SA (CREATE_CHILD_SA with an IKE proposal)."""
+        self.now = now
+        if not self.is_established:
+            raise LocalProtocolError("the IKE SA is not established")
+        self._queue_ike_rekey(now)
+
+    def delete_child_sa(self, spi_in: int, now: float) -> None:
+        """Delete one Child SA (INFORMATIONAL with a Delete payload)."""
+        self.now = now
+        child = self.children.get(spi_in)
+        if child is None or child.state in (ChildState.DELETING, ChildState.DELETED):
+            raise LocalProtocolError(f"no Child SA with inbound SPI {spi_in:#010x}")
+        self._queue_child_delete(child, "deleted locally", now)
+
+    def delete(self, now: float) -> None:
+        """Delete the IKE SA and all its Child SAs."""
+        from .tasks import IkeDelete
+
+        self.now = now
+        if self.is_closed:
+            return
+        if not self.sa.established:
+            self._close("deleted locally", now)
+            return
+        if self.sa.tm.is_active(IkeDelete) or self.sa.tm.has_queued(IkeDelete):
+            return
+        self.sa.tm.queue(IkeDelete(self, self.sa, True, reason="deleted locally"), first=True)
+        self._kick(now)
+
+    def dpd(self, now: float) -> None:
+        """Send a liveness check (empty INFORMATIONAL) now."""
+        from .tasks import IkeDpd
+
+        self.now = now
+        if not self.is_established:
+            raise LocalProtocolError("the IKE SA is not established")
+        if not self.sa.tm.has_queued(IkeDpd) and not self.sa.tm.is_active(IkeDpd):
+            self.sa.tm.queue(IkeDpd(self, self.sa, True))
+        self._kick(now)
+
+    def acquire(self, selector: TrafficSelector | tuple[TrafficSelector, TrafficSelector], now: float) -> None:
+        """The data plane saw a first packet for a trap policy: negotiate the
+        Child SA whose remote selectors cover it (RFC 7296 §2.9: the packet's
+        own selectors go first in TSi/TSr)."""
+        self.now = now
+        local, remote = self._split_selector(selector)
+        for cfg in self.config.children.values():
+            rts = cfg.remote_ts or [self._dynamic_ts(self.remote_addr)]
+            if not any(remote.intersect(t) == remote for t in rts):
+                continue
+            if local is not None:
+                lts = cfg.local_ts or [self._dynamic_ts(self.local_addr)]
+                if not any(local.intersect(t) == local for t in lts):
+                    continue
+            if cfg.name in self._pending_acquires or any(
+                c.name == cfg.name and c.is_active for c in self.children.values()
+            ):
+                return
+            self._pending_acquires.add(cfg.name)
+            self.create_child_sa(cfg.name, now, selector)
+            return
+        logger.info("acquire for %s matches no child of %s; ignored", remote, self.config.name)
+
+    def child_sa_expired(self, spi: int, hard: bool, now: float) -> None:
+        """The data plane hit a byte/packet/sequence limit of the SA with
+        ``spi`` (inbound or outbound): rekey (soft) or delete (hard)."""
+        self.now = now
+        child = self.children.get(spi) or next((c for c in self.children.values() if c.spi_out == spi), None)
+        if child is None or not child.is_active:
+            return
+        if hard:
+            self._expire_child(child, now)
+        elif child.state is ChildState.INSTALLED:
+            self._queue_child_rekey(child, now)
+        self._kick(now)
+
+    # ================================================================== sans-I/O surface
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self) -> IpsecEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        if self.is_closed:
+            return None
+        times: list[float] = []
+        for sa in (self.sa, *self.old_sas):
+            t = sa.tm.timer()
+            if t is not None:
+                times.append(t)
+        sa = self.sa
+        if sa.established:
+            times += [sa.rekey_at, sa.expire_at]
+            if self.config.dpd_delay > 0:
+                times.append(sa.last_inbound + self.config.dpd_delay)
+            for c in self.children.values():
+                if c.state is not ChildState.DELETED:
+                    times += [c.rekey_at, c.expire_at]
+        elif not self.is_initiator and sa.state is IkeState.CONNECTING:
+            times.append(sa.created_at + HALF_OPEN_TIMEOUT)
+        times += [t for t, _ in self._deferred]
+        finite = [t for t in times if t != _INF]
+        return min(finite) if finite else None
+
+    def handle_timer(self, now: float) -> None:
+        if self.is_closed:
+            return
+        self.now = now
+        try:
+            self._handle_timer(now)
+        except Exception:  # pragma: no cover - defensive: never let a bug kill the caller
+            self.stats.internal_errors += 1
+            logger.exception("IKE session %s: internal error in timer handling", self.config.name)
+        self._kick(now)
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        """Process one IKE datagram (without non-ESP marker).  Never raises."""
+        if self.is_closed:
+            self.stats.dropped_closed += 1
+            return
+        self.stats.received += 1
+        self.now = now
+        try:
+            self._receive(bytes(data), (addr[0], addr[1]), now)
+        except Exception:  # pragma: no cover - defensive
+            self.stats.internal_errors += 1
+            logger.exception("IKE session %s: internal error on input from %s", self.config.name, _peer_str(addr))
+        if not self.is_closed:
+            self._kick(now)
+
+    # ================================================================== helpers for tasks
+
+    def emit(self, event: IpsecEvent) -> None:
+        self._events.append(event)
+
+    def step(self, text: str, sa: IkeSa | None = None, *, spis: tuple[bytes, bytes] | None = None, **details: str) -> None:
+        """Log one exchange step and emit it as an ExchangeStep event."""
+        sa = sa or self.sa
+        spi_i, spi_r = spis if spis is not None else (sa.spi_i or bytes(8), sa.spi_r)
+        info = {"spi_i": spi_i.hex(), "spi_r": spi_r.hex(), **details}
+        extra = " ".join(f"{k}={v}" for k, v in details.items())
+        logger.info("%s %s %s_i %s_r %s", text, self.peer, spi_i.hex(), spi_r.hex(), extra)
+        self.emit(ExchangeStep(text, self.peer, info))
+
+    def new_nonce(self) -> bytes:
+        return self.random(NONCE_LEN)
+
+    def _new_ike_spi(self) -> bytes:
+        for _ in range(16):
+            spi = self.random(8)
+            if spi != bytes(8):
+                return spi
+        raise LocalProtocolError("random source returns only zeros")
+
+    def new_ike_spi(self) -> bytes:
+        return self._new_ike_spi()
+
+    def new_child_spi(self) -> int:
+        for _ in range(64):
+            spi = int.from_bytes(self.random(4), "big")
+            if spi >= 256 and spi not in self.children and spi not in self.reserved_spis:
+                return spi
+        raise LocalProtocolError("cannot allocate a Child SA SPI")
+
+    def new_unique_id(self) -> int:
+        uid = self._next_unique
+        self._next_unique += 1
+        return uid
+
+    def jitter(self, amount: float) -> float:
+        return amount * random_fraction(self.random) if amount > 0 else 0.0
+
+    def peer_label(self, identity: Identity | None = None) -> str:
+        ident = identity or self.sa.remote_id
+        return f"{self.remote_addr[0]}[{ident}]" if ident is not None else self.remote_addr[0]
+
+    def local_identity(self) -> Identity:
+        ident = self.config.local.id
+        if ident and ident.strip() not in ("%any", "%any6"):
+            return Identity.from_string(ident)
+        return Identity.from_address(self.local_addr[0])
+
+    def _child_config(self, name: str | None) -> ChildConfig | None:
+        if name is None:
+            return next(iter(self.config.children.values()), None)
+        return self.config.children.get(name)
+
+    @staticmethod
+    def _dynamic_ts(addr: Address) -> TrafficSelector:
+        ip = ipaddress.ip_address(addr[0])
+        return TrafficSelector.from_cidr(f"{ip}/{ip.max_prefixlen}")
+
+    def dynamic_local_ts(self) -> TrafficSelector:
+        return self._dynamic_ts(self.local_addr)
+
+    def dynamic_remote_ts(self) -> TrafficSelector:
+        return self._dynamic_ts(self.remote_addr)
+
+    @staticmethod
+    def _split_selector(
+        selector: TrafficSelector | tuple[TrafficSelector, TrafficSelector],
+    ) -> tuple[TrafficSelector | None, TrafficSelector]:
+        if isinstance(selector, TrafficSelector):
+            return None, selector
+        return selector[0], selector[1]
+
+    def _packet_ts(
+        self, selector: TrafficSelector | tuple[TrafficSelector, TrafficSelector] | None
+    ) -> tuple[TrafficSelector | None, TrafficSelector | None]:
+        if selector is None:
+            return None, None
+        return self._split_selector(selector)
+
+    def max_ike_size(self) -> int:
+        """Largest IKE message before fragmenting: ``fragment_size`` (IP
+        payload) minus the UDP header and, on port 4500, the non-ESP marker."""
+        return max(self.config.fragment_size - 8 - (4 if self.nat_t else 0), 128)
+
+    def switch_to_natt(self) -> None:
+        """Float to port 4500 (RFC 7296 §2.23) after NAT detection."""
+        if self.nat_t:
+            return
+        self.nat_t = True
+        if self.remote_addr[1] == 500:
+            self.remote_addr = (self.remote_addr[0], NATT_PORT)
+        if self.local_addr[1] == 500:
+            self.local_addr = (self.local_addr[0], NATT_PORT)
+
+    # ================================================================== sending
+
+    def new_message(self, sa: IkeSa, exchange_type: int, *, response: bool, mid: int) -> Message:
+        return Message(
+            exchange_type,
+            sa.spi_i or bytes(8),
+            sa.spi_r,
+            mid,
+            initiator=sa.initiator,
+            response=response,
+            encrypted=exchange_type != ExchangeType.IKE_SA_INIT,
+        )
+
+    def encode(self, sa: IkeSa, msg: Message) -> list[bytes]:
+        data = encode_message(msg, sa.sk if msg.encrypted else None)
+        limit = self.max_ike_size()
+        if msg.encrypted and sa.use_fragmentation and len(data) > limit and sa.sk is not None:
+            packets = fragment_message(msg, sa.sk, limit)
+            self.stats.fragments_sent += len(packets)
+            return packets
+        return [data]
+
+    def transmit(self, packets: Sequence[bytes]) -> None:
+        for p in packets:
+            self._out.append((p, self.remote_addr))
+            self.stats.sent += 1
+
+    def _log_message(self, sa: IkeSa, msg: Message, direction: str, packets: int = 1) -> None:
+        text = f"{_exchange_name(msg.exchange_type)} {direction}"
+        details = {
+            "kind": "response" if msg.response else "request",
+            "mid": str(msg.message_id),
+            "payloads": str(msg).split("[", 1)[-1].rstrip("]").strip(),
+        }
+        if packets > 1:
+            details["fragments"] = str(packets)
+        self.step(text, sa, spis=(msg.spi_i, msg.spi_r), **details)
+
+    def send_one_shot(self, sa: IkeSa, msg: Message) -> None:
+        """Send a request that is not retransmitted (e.g. an AUTHENTICATION_FAILED
+        INFORMATIONAL before closing)."""
+        packets = self.encode(sa, msg)
+        self.transmit(packets)
+        self._log_message(sa, msg, "sent", len(packets))
+
+    def _kick(self, now: float) -> None:
+        """Start the next queued exchange on every IKE SA that has none outstanding."""
+        if self.is_closed:
+            return
+        for sa in (self.sa, *self.old_sas):
+            if sa.state is IkeState.CLOSED:
+                continue
+            while sa.tm.active is None and sa.tm.queued:
+                if sa is self.sa and not self._may_initiate(sa):
+                    break
+                tasks = sa.tm.next_exchange()
+                if not tasks:
+                    break
+                self._send_request(sa, tasks, now)
+                if self.is_closed:
+                    return
+
+    def _may_initiate(self, sa: IkeSa) -> bool:
+        """While IKE_SA_INIT/IKE_AUTH run, only their tasks go out; while an IKE
+        rekey runs (or the SA is being replaced), nothing else starts."""
+        from .tasks import IkeDelete, IkeInit
+
+        head = sa.tm.queued[0]
+        if sa.state in (IkeState.CREATED, IkeState.CONNECTING):
+            return sa.tm.exchange_started or isinstance(head, IkeInit)
+        if sa.state is IkeState.REKEYING:
+            return isinstance(head, IkeDelete)
+        return True
+
+    def _send_request(self, sa: IkeSa, tasks: list[Task], now: float) -> None:
+        exchange = tasks[0].exchange_type
+        msg = self.new_message(sa, exchange, response=False, mid=sa.tm.my_mid)
+        kept: list[Task] = []
+        for t in tasks:
+            st = t.build(msg)
+            if st is TaskStatus.SKIP:
+                continue
+            if st is TaskStatus.FAILED:
+                self._close(getattr(t, "failure_reason", "") or "failed", now)
+                return
+            kept.append(t)
+        if not kept:
+            return
+        packets = self.encode(sa, msg)
+        if exchange == ExchangeType.IKE_SA_INIT:
+            sa.init_request = packets[0]
+        sa.tm.exchange_started = True
+        sa.tm.start(exchange, kept, packets, now)
+        self.transmit(packets)
+        self._log_message(sa, msg, "sent", len(packets))
+
+    def _restart_request(self, sa: IkeSa, now: float) -> None:
+        """Re-send the active exchange rebuilt from its tasks (IKE_SA_INIT retry)."""
+        act = sa.tm.active
+        assert act is not None
+        msg = self.new_message(sa, act.exchange_type, response=False, mid=act.mid)
+        for t in act.tasks:
+            t.build(msg)
+        packets = self.encode(sa, msg)
+        if act.exchange_type == ExchangeType.IKE_SA_INIT:
+            sa.init_request = packets[0]
+        sa.tm.restart(packets, now)
+        self.transmit(packets)
+        self._log_message(sa, msg, "sent", len(packets))
+
+    # ================================================================== receiving
+
+    def _find_sa(self, spi_i: bytes, spi_r: bytes, exchange: int, response: bool) -> IkeSa | None:
+        for sa in (self.sa, *self.old_sas):
+            if sa.state is IkeState.CLOSED:
+                continue
+            if sa.spi_i is None:
+                # fresh responder: adopt the initiator's SPI from its IKE_SA_INIT
+                if exchange == ExchangeType.IKE_SA_INIT and not response and spi_r == bytes(8):
+                    sa.spi_i = spi_i
+                    return sa
+                continue
+            if spi_i != sa.spi_i:
+                continue
+            if spi_r == sa.spi_r:
+                return sa
+            if exchange == ExchangeType.IKE_SA_INIT:
+                if response and sa.initiator and sa.keys is None:
+                    return sa
+                if not response and not sa.initiator and spi_r == bytes(8):
+                    return sa
+        return None
+
+    def _receive(self, data: bytes, addr: Address, now: float) -> None:
+        try:
+            hdr = peek_header(data)
+        except ParseError:
+            self.stats.malformed += 1
+            return
+        if hdr.major_version != 2 or hdr.length != len(data):
+            self.stats.malformed += 1
+            return
+        sa = self._find_sa(hdr.spi_i, hdr.spi_r, hdr.exchange_type, hdr.response)
+        if sa is None:
+            self.stats.unknown_spi += 1
+            logger.debug("IKE message with unknown SPIs %s/%s from %s dropped", hdr.spi_i.hex(), hdr.spi_r.hex(), addr)
+            return
+        if hdr.initiator == sa.initiator:
+            # the I flag names the peer's role; ours means a reflected message
+            self.stats.malformed += 1
+            return
+        if hdr.response:
+            self._on_response(sa, hdr, data, addr, now)
+        else:
+            self._on_request(sa, hdr, data, addr, now)
+
+    def _decode(self, sa: IkeSa, data: bytes, hdr: Any, *, fragment_mid_ok: bool) -> Message | None:
+        """Decode (verify, decrypt, reassemble).  Returns None when the datagram
+        was dropped or a fragment is still missing; raises NotifyError for an
+        authenticated request that deserves an error answer."""
+        try:
+            if hdr.exchange_type == ExchangeType.IKE_SA_INIT:
+                return decode_message(data)
+            if sa.sk is None:
+                self.stats.unexpected_response += 0
+                self.stats.malformed += 1
+                return None
+            if hdr.next_payload == PayloadType.SKF:
+                self.stats.fragments_received += 1
+                if not fragment_mid_ok:
+                    return None
+                assert sa.reassembler is not None
+                return sa.reassembler.add(data)
+            return decode_message(data, sa.sk)
+        except IntegrityError:
+            self.stats.integrity_failed += 1
+            logger.debug("integrity check failed on message from %s; dropped", self.peer)
+            return None
+        except ReassemblyLimitError:
+            self.stats.malformed += 1
+            return None
+        except UnsupportedCriticalPayload:
+            if hdr.response:
+                self.stats.malformed += 1
+                return None
+            raise
+        except MalformedMessage as exc:
+            if not hdr.response and (getattr(exc, "authenticated", False) or hdr.exchange_type == ExchangeType.IKE_SA_INIT):
+                raise InvalidSyntax(str(exc)) from None
+            self.stats.malformed += 1
+            return None
+        except RemoteProtocolError:
+            self.stats.malformed += 1
+            return None
+
+    def _is_first_fragment_of(self, sa: IkeSa, data: bytes) -> bool:
+        """Verify one SKF datagram of a retransmitted request; True for fragment 1."""
+        try:
+            msg = decode_message(data)
+            skf = msg.payloads[0] if msg.payloads else None
+            if not isinstance(skf, SkfPayload) or sa.sk is None:
+                return False
+            sa.sk.open(data[: len(data) - len(skf.data)], skf.data)
+        except (RemoteProtocolError, ValueError):
+            return False
+        return skf.fragment_number == 1
+
+    def _on_request(self, sa: IkeSa, hdr: Any, data: bytes, addr: Address, now: float) -> None:
+        kind = sa.tm.classify_request(hdr.message_id)
+        if hdr.exchange_type == ExchangeType.IKE_SA_INIT:
+            if sa.keys is not None or kind != "new":
+                if data == sa.last_init_request and sa.tm.last_response is not None:
+                    self._resend_response(sa)
+                else:
+                    self.stats.invalid_mid += 1
+                return
+        elif kind == "retransmit":
+            if hdr.next_payload == PayloadType.SKF:
+                if self._is_first_fragment_of(sa, data):
+                    self._resend_response(sa)
+                return
+            try:
+                decode_message(data, sa.sk)
+            except RemoteProtocolError:
+                self.stats.integrity_failed += 1
+                return
+            self._resend_response(sa)
+            return
+        elif kind == "invalid":
+            self.stats.invalid_mid += 1
+            return
+        try:
+            msg = self._decode(sa, data, hdr, fragment_mid_ok=True)
+        except NotifyError as exc:
+            self._answer_error(sa, hdr, exc, now)
+            return
+        if msg is None:
+            return
+        if msg.encrypted:
+            sa.last_inbound = now
+            if addr != self.remote_addr:
+                self._peer_moved(addr)
+        else:
+            sa.last_init_request = data
+            sa.init_request = data
+        self._process_request(sa, msg, now)
+
+    def _peer_moved(self, addr: Address) -> None:
+        if addr[1] == NATT_PORT and not self.nat_t:
+            self.switch_to_natt()
+        if addr != self.remote_addr:
+            logger.info("peer %s now at %s", self.peer, _peer_str(addr))
+            self.remote_addr = addr
+
+    def _resend_response(self, sa: IkeSa) -> None:
+        packets = sa.tm.cached_response()
+        self.stats.responses_resent += 1
+        self.transmit(packets)
+        logger.debug("retransmitted response to %s for message %d", self.peer, sa.tm.last_response.mid if sa.tm.last_response else -1)
+
+    def _answer_error(self, sa: IkeSa, hdr: Any, exc: NotifyError, now: float) -> None:
+        """Answer a request we could not even decode (INVALID_SYNTAX,
+        UNSUPPORTED_CRITICAL_PAYLOAD) with the matching notify."""
+        resp = self.new_message(sa, hdr.exchange_type, response=True, mid=hdr.message_id)
+        if hdr.exchange_type == ExchangeType.IKE_SA_INIT:
+            resp.spi_r = bytes(8)
+        resp.payloads = [NotifyPayload(exc.notify_type, exc.data)]
+        packets = self.encode(sa, resp)
+        self.transmit(packets)
+        self.stats.errors_answered += 1
+        self._log_message(sa, resp, "sent")
+        if hdr.exchange_type in (ExchangeType.IKE_SA_INIT, ExchangeType.IKE_AUTH):
+            self.emit(
+                NegotiationFailed(self.peer, _exchange_name(hdr.exchange_type), _notify_name(exc.notify_type), str(exc))
+            )
+            self._close(f"{_notify_name(exc.notify_type)} sent", now)
+        else:
+            sa.tm.responded(hdr.message_id, packets)
+
+    def _passive_tasks(self, sa: IkeSa, msg: Message) -> list[Task]:
+        from .tasks import (
+            ChildCreate,
+            ChildDelete,
+            ChildRekey,
+            IkeAuth,
+            IkeDelete,
+            IkeInit,
+            IkeNatd,
+            IkeRekey,
+            Informational,
+        )
+        from .payloads import SaPayload
+
+        ex = msg.exchange_type
+        if ex == ExchangeType.IKE_SA_INIT:
+            return [IkeInit(self, sa, False), IkeNatd(self, sa, False)]
+        if ex == ExchangeType.IKE_AUTH:
+            return [IkeAuth(self, sa, False), ChildCreate(self, sa, False)]
+        if ex == ExchangeType.CREATE_CHILD_SA:
+            if msg.has_notify(NotifyType.REKEY_SA):
+                return [ChildRekey(self, sa, False)]
+            sa_payload = msg.get(SaPayload)
+            if sa_payload is not None and any(p.protocol == ProtocolId.IKE for p in sa_payload.proposals):
+                return [IkeRekey(self, sa, False)]
+            return [ChildCreate(self, sa, False)]
+        if ex == ExchangeType.INFORMATIONAL:
+            tasks: list[Task] = []
+            deletes = msg.get_all(DeletePayload)
+            if any(d.protocol == ProtocolId.IKE for d in deletes):
+                return [IkeDelete(self, sa, False)]
+            if any(d.protocol in (ProtocolId.ESP, ProtocolId.AH) for d in deletes):
+                tasks.append(ChildDelete(self, sa, False))
+            tasks.append(Informational(self, sa, False))
+            return tasks
+        raise UnsupportedExchange(f"exchange type {ex} not supported")
+
+    def _process_request(self, sa: IkeSa, msg: Message, now: float) -> None:
+        self._log_message(sa, msg, "received")
+        error: NotifyError | None = None
+        tasks: list[Task] = []
+        failed = False
+        resp = self.new_message(sa, msg.exchange_type, response=True, mid=msg.message_id)
+        try:
+            check_rules(msg)
+            tasks = self._passive_tasks(sa, msg)
+            for t in tasks:
+                if t.process(msg) is TaskStatus.FAILED:
+                    failed = True
+            # the SPIs may have been set while processing (IKE_SA_INIT)
+            resp = self.new_message(sa, msg.exchange_type, response=True, mid=msg.message_id)
+            for t in tasks:
+                t.build(resp)
+        except NotifyError as exc:
+            error = exc
+            resp.payloads = [NotifyPayload(exc.notify_type, exc.data)]
+        except UnsupportedExchange:
+            error = InvalidSyntax("unsupported exchange")
+            resp.payloads = [NotifyPayload(InvalidSyntax.notify_type)]
+        is_init = msg.exchange_type == ExchangeType.IKE_SA_INIT
+        if is_init and error is not None:
+            resp.spi_r = bytes(8)
+        packets = self.encode(sa, resp)
+        if is_init and error is None:
+            sa.init_response = packets[0]
+        if not (is_init and isinstance(error, InvalidKePayload)):
+            sa.tm.responded(msg.message_id, packets)
+        self.transmit(packets)
+        self._log_message(sa, resp, "sent", len(packets))
+        if error is not None:
+            self.stats.errors_answered += 1
+            self._request_failed(sa, msg, error, now)
+            return
+        for t in tasks:
+            t.after_response_sent(now)
+        if failed and not self.is_closed:
+            reason = next((getattr(t, "failure_reason", "") for t in tasks if getattr(t, "failure_reason", "")), "failed")
+            self._close(reason, now)
+
+    def _request_failed(self, sa: IkeSa, msg: Message, error: NotifyError, now: float) -> None:
+        notify = _notify_name(error.notify_type)
+        ex = msg.exchange_type
+        if ex == ExchangeType.IKE_SA_INIT:
+            if isinstance(error, InvalidKePayload):
+                self.step("INVALID_KE_PAYLOAD sent", sa, group=str(error.group))
+                return
+            self.emit(NegotiationFailed(self.peer, "IKE_SA_INIT", notify, str(error)))
+            self._close(f"{notify} sent", now)
+        elif ex == ExchangeType.IKE_AUTH:
+            if isinstance(error, AuthenticationFailed):
+                self.auth_failed(sa, "IKE_AUTH", str(error))
+            else:
+                self.emit(NegotiationFailed(self.peer, "IKE_AUTH", notify, str(error)))
+            self._close("authentication failed" if isinstance(error, AuthenticationFailed) else f"{notify} sent", now)
+
+    def auth_failed(self, sa: IkeSa, step: str, reason: str) -> None:
+        """Log the AUTHENTICATION_FAILED line and emit :class:`AuthFailed`."""
+        peer = self.peer_label(sa.remote_id)
+        logger.warning("AUTHENTICATION_FAILED %s peer=%s %s: %s", step, peer, sa.spis(), reason)
+        self.emit(AuthFailed(peer, step, reason))
+
+    def _on_response(self, sa: IkeSa, hdr: Any, data: bytes, addr: Address, now: float) -> None:
+        act = sa.tm.active
+        if act is None or hdr.message_id != act.mid or hdr.exchange_type != act.exchange_type:
+            self.stats.unexpected_response += 1
+            return
+        try:
+            msg = self._decode(sa, data, hdr, fragment_mid_ok=True)
+        except NotifyError:
+            self.stats.malformed += 1
+            return
+        if msg is None:
+            return
+        if msg.encrypted:
+            sa.last_inbound = now
+            if addr != self.remote_addr:
+                self._peer_moved(addr)
+        elif msg.exchange_type == ExchangeType.IKE_SA_INIT:
+            sa.init_response = data
+        self._log_message(sa, msg, "received")
+        try:
+            check_rules(msg)
+        except InvalidSyntax as exc:
+            self.stats.malformed += 1
+            logger.info("invalid %s response from %s: %s", _exchange_name(msg.exchange_type), self.peer, exc)
+            if msg.exchange_type in (ExchangeType.IKE_SA_INIT, ExchangeType.IKE_AUTH):
+                self.emit(NegotiationFailed(self.peer, _exchange_name(msg.exchange_type), "INVALID_SYNTAX", str(exc)))
+                self._close("invalid response", now)
+            return
+        statuses: list[TaskStatus] = []
+        try:
+            for t in act.tasks:
+                statuses.append(t.process(msg))
+        except NotifyError as exc:
+            self._response_failed(sa, msg, exc, now)
+            return
+        if TaskStatus.RETRY in statuses:
+            self._restart_request(sa, now)
+            return
+        sa.tm.complete()
+        for t, st in zip(act.tasks, statuses):
+            if st is TaskStatus.REQUEUE:
+                sa.tm.queue(t, first=True)
+        if TaskStatus.FAILED in statuses and not self.is_closed:
+            reason = next(
+                (getattr(t, "failure_reason", "") for t, st in zip(act.tasks, statuses) if st is TaskStatus.FAILED),
+                "",
+            )
+            self._close(reason or "failed", now)
+
+    def _response_failed(self, sa: IkeSa, msg: Message, error: NotifyError, now: float) -> None:
+        """A task found the peer's response unacceptable (initiator side)."""
+        sa.tm.complete()
+        notify = _notify_name(error.notify_type)
+        if msg.exchange_type == ExchangeType.IKE_AUTH and isinstance(error, AuthenticationFailed):
+            self.auth_failed(sa, "IKE_AUTH", str(error))
+            # RFC 7296 §2.21.2: tell the peer in a separate INFORMATIONAL, then go
+            info = self.new_message(sa, ExchangeType.INFORMATIONAL, response=False, mid=sa.tm.my_mid)
+            info.payloads = [NotifyPayload(NotifyType.AUTHENTICATION_FAILED)]
+            self.send_one_shot(sa, info)
+            self._close("authentication failed", now)
+            return
+        if msg.exchange_type in (ExchangeType.IKE_SA_INIT, ExchangeType.IKE_AUTH):
+            self.emit(NegotiationFailed(self.peer, _exchange_name(msg.exchange_type), notify, str(error)))
+            self._close(f"{notify}: {error}", now)
+            return
+        logger.info("%s response from %s rejected: %s", _exchange_name(msg.exchange_type), self.peer, error)
+
+    # ================================================================== IKE SA life
+
+    def ike_established(self, sa: IkeSa, now: float, rekeyed_from: bytes | None = None) -> None:
+        """Mark ``sa`` established: lifetimes, DPD clock, event."""
+        sa.state = IkeState.ESTABLISHED
+        sa.established_at = now
+        sa.last_inbound = now
+        cfg = self.config
+        sa.rekey_at = now + cfg.rekey_time - self.jitter(cfg.jitter) if cfg.rekey_time > 0 else _INF
+        sa.expire_at = now + cfg.hard_lifetime if cfg.rekey_time > 0 else _INF
+        sa.rekeyed_from = rekeyed_from
+        self.emit(
+            IkeSaEstablished(
+                spi_i=sa.spi_i or bytes(8),
+                spi_r=sa.spi_r,
+                version=2,
+                initiator=sa.initiator,
+                local_addr=self.local_addr,
+                remote_addr=self.remote_addr,
+                local_id=str(sa.local_id) if sa.local_id else "",
+                remote_id=str(sa.remote_id) if sa.remote_id else "",
+                algorithms=str(sa.proposal) if sa.proposal else "",
+                nat_local=sa.nat_local,
+                nat_remote=sa.nat_remote,
+                rekeyed_from=rekeyed_from,
+            )
+        )
+        logger.info(
+            "IKE_SA %s established %s %s[%s]...%s[%s] %s",
+            self.config.name,
+            sa.spis(),
+            self.local_addr[0],
+            sa.local_id,
+            self.remote_addr[0],
+            sa.remote_id,
+            sa.proposal,
+        )
+
+    def replace_sa(self, new: IkeSa, now: float) -> None:
+        """Make ``new`` the current IKE SA (IKE rekey); the old one stays in
+        :attr:`old_sas` until its delete completes.  Queued tasks move over."""
+        old = self.sa
+        if new is old:
+            return
+        if old not in self.old_sas:
+            self.old_sas.append(old)
+        if new in self.old_sas:
+            self.old_sas.remove(new)
+        self.sa = new
+        for t in old.tm.queued:
+            if not _sa_bound(t):
+                t.migrate(new)
+                new.tm.queue(t)
+        old.tm.queued = [t for t in old.tm.queued if _sa_bound(t)]
+
+    def retire_sa(self, sa: IkeSa, reason: str) -> None:
+        """An old (rekeyed or redundant) IKE SA is gone."""
+        if sa.state is IkeState.CLOSED:
+            return
+        sa.state = IkeState.CLOSED
+        if sa in self.old_sas:
+            self.old_sas.remove(sa)
+        act = sa.tm.abandon()
+        if act is not None:
+            for t in act.tasks:
+                t.abort(reason)
+        for t in sa.tm.queued:
+            t.abort(reason)
+        sa.tm.queued = []
+        self.emit(IkeSaDeleted(sa.spi_i or bytes(8), sa.spi_r, reason))
+        logger.info("IKE_SA %s %s deleted: %s", self.config.name, sa.spis(), reason)
+
+    def _close(self, reason: str, now: float) -> None:
+        """Tear everything down (no message is sent here)."""
+        if self.is_closed:
+            return
+        self._closed_reason = reason
+        for c in list(self.children.values()):
+            if c.state is not ChildState.DELETED:
+                self.remove_child(c, "ike sa deleted")
+        for old in list(self.old_sas):
+            self.retire_sa(old, reason)
+        sa = self.sa
+        act = sa.tm.abandon()
+        if act is not None:
+            for t in act.tasks:
+                t.abort(reason)
+        for t in sa.tm.queued:
+            t.abort(reason)
+        sa.tm.queued = []
+        sa.state = IkeState.CLOSED
+        self._deferred.clear()
+        self.emit(IkeSaDeleted(sa.spi_i or bytes(8), sa.spi_r, reason))
+        logger.info("IKE_SA %s %s closed: %s", self.config.name, sa.spis(), reason)
+
+    close = _close
+
+    # ================================================================== Child SA life
+
+    def add_child(self, child: ChildSa, now: float) -> None:
+        from ...events import ChildSaInstalled
+
+        cfg = child.config
+        self.children[child.spi_in] = child
+        self._pending_acquires.discard(child.name)
+        if cfg.rekey_time > 0:
+            child.rekey_at = now + cfg.rekey_time - self.jitter(cfg.jitter)
+            child.expire_at = now + cfg.hard_lifetime
+        encr_in, encr_out, integ_in, integ_out = child.keys
+        p = child.proposal
+        self.emit(
+            ChildSaInstalled(
+                name=child.name,
+                protocol=child.protocol,
+                mode=child.mode,
+                spi_in=child.spi_in,
+                spi_out=child.spi_out,
+                encr=p.encr,
+                integ=p.integ,
+                encr_key_in=encr_in,
+                encr_key_out=encr_out,
+                integ_key_in=integ_in,
+                integ_key_out=integ_out,
+                esn=p.esn_enabled,
+                local_ts=child.local_ts,
+                remote_ts=child.remote_ts,
+                local_addr=self.local_addr,
+                remote_addr=self.remote_addr,
+                encap=child.encap,
+                initiator=child.initiator,
+                replay_window=cfg.replay_window,
+                lifetime_soft=(child.rekey_at - now) if child.rekey_at != _INF else None,
+                lifetime_hard=(child.expire_at - now) if child.expire_at != _INF else None,
+                life_bytes=cfg.life_bytes or None,
+                life_packets=cfg.life_packets or None,
+                rekeyed_from=child.rekeyed_from,
+                ike_spi_i=self.spi_i,
+                unique_id=child.unique_id,
+                algorithms=str(p),
+            )
+        )
+        logger.info(
+            "CHILD_SA %s{%d} established with SPIs %08x_i %08x_o and TS %s === %s%s",
+            child.name,
+            child.unique_id,
+            child.spi_in,
+            child.spi_out,
+            ", ".join(map(str, child.local_ts)),
+            ", ".join(map(str, child.remote_ts)),
+            f" (rekeyed {child.rekeyed_from:08x})" if child.rekeyed_from is not None else "",
+        )
+
+    def remove_child(self, child: ChildSa, reason: str) -> None:
+        if child.state is ChildState.DELETED:
+            return
+        child.state = ChildState.DELETED
+        self.children.pop(child.spi_in, None)
+        self.emit(ChildSaDeleted(child.name, child.spi_in, child.spi_out, reason))
+        logger.info("CHILD_SA %s{%d} %08x_i %08x_o deleted: %s", child.name, child.unique_id, child.spi_in, child.spi_out, reason)
+
+    def child_by_spi_out(self, spi: int) -> ChildSa | None:
+        return next((c for c in self.children.values() if c.spi_out == spi), None)
+
+    def _queue_child_rekey(self, child: ChildSa, now: float) -> None:
+        from .tasks import ChildRekey
+
+        if child.state is not ChildState.INSTALLED:
+            return
+        if any(isinstance(t, ChildRekey) and t.old is child for t in self._all_tasks()):
+            return
+        child.rekey_at = _INF
+        self.sa.tm.queue(ChildRekey(self, self.sa, True, old=child))
+        self._kick(now)
+
+    def _queue_child_delete(self, child: ChildSa, reason: str, now: float) -> None:
+        from .tasks import ChildDelete
+
+        if any(isinstance(t, ChildDelete) and child in t.children for t in self._all_tasks()):
+            return
+        self.sa.tm.queue(ChildDelete(self, self.sa, True, children=[child], reason=reason))
+        self._kick(now)
+
+    def queue_child_delete(self, child: ChildSa, reason: str, now: float) -> None:
+        self._queue_child_delete(child, reason, now)
+
+    def queue_raw_child_delete(self, protocol: str, spis: list[int]) -> None:
+        """Delete SAs the peer installed but we did not (failed creation)."""
+        from .tasks import ChildDelete
+
+        self.sa.tm.queue(ChildDelete(self, self.sa, True, raw=(protocol, spis), reason="creation failed"))
+
+    def _queue_ike_rekey(self, now: float) -> None:
+        from .tasks import IkeRekey
+
+        if self.sa.tm.is_active(IkeRekey) or self.sa.tm.has_queued(IkeRekey):
+            return
+        self.sa.rekey_at = _INF
+        self.sa.tm.queue(IkeRekey(self, self.sa, True))
+        self._kick(now)
+
+    def _expire_child(self, child: ChildSa, now: float) -> None:
+        """Hard lifetime: the SA must not be used any more; tell the peer."""
+        self._queue_child_delete(child, "expired", now)
+        self.remove_child(child, "expired")
+
+    def _all_tasks(self) -> list[Task]:
+        out: list[Task] = []
+        for sa in (self.sa, *self.old_sas):
+            out += sa.tm.queued
+            if sa.tm.active is not None:
+                out += sa.tm.active.tasks
+        return out
+
+    def defer(self, at: float, action: Callable[[float], None]) -> None:
+        self._deferred.append((at, action))
+
+    def retry_delay(self) -> float:
+        lo, hi = RETRY_DELAY
+        return lo + (hi - lo) * random_fraction(self.random)
+
+    # ================================================================== timers
+
+    def _handle_timer(self, now: float) -> None:
+        from .tasks import IkeDpd
+
+        for sa in (self.sa, *self.old_sas):
+            if sa.state is IkeState.CLOSED:
+                continue
+            what, packets = sa.tm.on_timer(now)
+            if what == "retransmit":
+                self.stats.retransmits += 1
+                act = sa.tm.active
+                assert act is not None
+                self.transmit(packets)
+                self.step(
+                    f"{_exchange_name(act.exchange_type)} retransmit",
+                    sa,
+                    mid=str(act.mid),
+                    attempt=str(act.attempt),
+                )
+            elif what == "give-up":
+                self._exchange_timeout(sa, now)
+                if self.is_closed:
+                    return
+        sa = self.sa
+        if not sa.established:
+            if not self.is_initiator and sa.state is IkeState.CONNECTING and now >= sa.created_at + HALF_OPEN_TIMEOUT:
+                self.emit(NegotiationFailed(self.peer, "IKE_AUTH", "TIMEOUT", "half-open IKE SA timed out"))
+                self._close("half-open timeout", now)
+            return
+        # deferred retries
+        due = [(t, a) for t, a in self._deferred if t <= now]
+        if due:
+            self._deferred = [(t, a) for t, a in self._deferred if t > now]
+            for _, action in due:
+                action(now)
+        # IKE SA lifetime
+        if now >= sa.expire_at:
+            self._ike_hard_expire(now)
+            return
+        if now >= sa.rekey_at:
+            self._queue_ike_rekey(now)
+        # Child SA lifetimes
+        for child in list(self.children.values()):
+            if child.state is ChildState.DELETED:
+                continue
+            if now >= child.expire_at:
+                self._expire_child(child, now)
+            elif now >= child.rekey_at and child.state is ChildState.INSTALLED:
+                self._queue_child_rekey(child, now)
+        # liveness
+        if (
+            self.config.dpd_delay > 0
+            and now >= sa.last_inbound + self.config.dpd_delay
+            and sa.tm.active is None
+            and not sa.tm.queued
+        ):
+            sa.tm.queue(IkeDpd(self, sa, True))
+        elif self.config.dpd_delay > 0 and now >= sa.last_inbound + self.config.dpd_delay:
+            # something is queued or outstanding; its response will count as liveness
+            sa.last_inbound = now
+
+    def _ike_hard_expire(self, now: float) -> None:
+        sa = self.sa
+        msg = self.new_message(sa, ExchangeType.INFORMATIONAL, response=False, mid=sa.tm.my_mid)
+        msg.payloads = [DeletePayload(ProtocolId.IKE)]
+        self.send_one_shot(sa, msg)
+        self._close("expired", now)
+
+    def _exchange_timeout(self, sa: IkeSa, now: float) -> None:
+        from .tasks import IkeDpd
+
+        act = sa.tm.abandon()
+        if sa is not self.sa:
+            self.retire_sa(sa, "retransmits exhausted")
+            return
+        exchange = _exchange_name(act.exchange_type) if act else "?"
+        logger.info("giving up on %s with %s after %d retransmits", exchange, self.peer, self.retransmit_policy.tries)
+        if act is not None and any(isinstance(t, IkeDpd) for t in act.tasks):
+            self.emit(DpdTimeout(self.peer))
+            self._close("dead peer", now)
+            return
+        if not sa.established:
+            self.emit(NegotiationFailed(self.peer, exchange, "TIMEOUT", "no response"))
+        self._close("retransmits exhausted", now)
+
+
+class UnsupportedExchange(RemoteProtocolError):
+    """An exchange type we do not implement (answered with INVALID_SYNTAX)."""
+
+
+def _sa_bound(task: Task) -> bool:
+    """Tasks that must stay on their IKE SA (deleting that very SA)."""
+    return bool(getattr(task, "sa_bound", False))
+
+
+def request_hash(data: bytes) -> bytes:
+    return hashlib.sha1(data).digest()

@@ -1,0 +1,191 @@
+"""IKE_AUTH: identities, certificates, CERTREQ, AUTH (PSK and signatures),
+configuration selection by identity (RFC 7296 §1.2, §2.15, §3.5-3.8;
+RFC 7427).  Models: strongSwan ``ike_auth.c``, ``ike_cert_pre/post.c``."""
+
+from __future__ import annotations
+
+from cryptography import x509
+
+from ....config import ConnectionConfig
+from ....errors import AuthenticationFailed
+from ....events import NegotiationFailed
+from ... import auth as A
+from ...auth import Identity
+from ...constants import AuthMethod, CertEncoding, ExchangeType, NotifyType
+from ..message import Message
+from ..payloads import AuthPayload, CertPayload, CertReqPayload, IdiPayload, IdrPayload
+from .base import Task, TaskStatus
+from .common import notify
+
+
+def _configured_id(text: str | None) -> Identity | None:
+    if text is None or text.strip() in ("", "%any", "%any6"):
+        return None
+    return Identity.from_string(text)
+
+
+class IkeAuth(Task):
+    exchange_type = ExchangeType.IKE_AUTH
+    combinable = True
+    name = "ike_auth"
+
+    def __init__(self, session, sa, initiator: bool) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(session, sa, initiator)
+        self.failure_reason = ""
+        self.peer_certreq = False
+
+    # ------------------------------------------------------------------ shared
+
+    def _certs_to_send(self, cfg: ConnectionConfig, peer_asked: bool) -> list[CertPayload]:
+        if cfg.local.auth != "pubkey" or cfg.local.cert is None or cfg.send_cert == "never":
+            return []
+        if cfg.send_cert == "ifasked" and not peer_asked:
+            return []
+        certs = [cfg.local.cert, *cfg.local.intermediates]
+        return [CertPayload(CertEncoding.X509_SIGNATURE, A.cert_der(c)) for c in certs]
+
+    def _auth_payload(self, cfg: ConnectionConfig, octets: bytes) -> AuthPayload:
+        if cfg.local.auth == "psk":
+            if cfg.psk is None:
+                raise AuthenticationFailed("no pre-shared key configured")
+            return AuthPayload(AuthMethod.PSK, A.psk_auth_data(self.sa.prf, cfg.psk, octets))
+        if cfg.local.private_key is None:
+            raise AuthenticationFailed("no private key configured")
+        method, data = A.sign(cfg.local.private_key, octets, peer_hashes=self.sa.peer_hashes, rsa_pss=cfg.local.rsa_pss)
+        return AuthPayload(method, data)
+
+    def _verify(self, cfg: ConnectionConfig, msg: Message, peer_id: Identity, auth: AuthPayload, octets: bytes) -> str:
+        """Verify the peer's AUTH; returns a description, raises AuthenticationFailed."""
+        if cfg.remote.auth == "psk":
+            if auth.method != AuthMethod.PSK:
+                raise AuthenticationFailed(f"peer used auth method {auth.method}, PSK expected")
+            if cfg.psk is None:
+                raise AuthenticationFailed("no pre-shared key configured")
+            if not A.verify_psk(self.sa.prf, cfg.psk, octets, auth.data):
+                raise AuthenticationFailed("pre-shared key AUTH mismatch")
+            return "pre-shared key"
+        if auth.method == AuthMethod.PSK:
+            raise AuthenticationFailed("peer used a pre-shared key, a signature is required")
+        certs = [
+            A.load_der_certificate(c.data)
+            for c in msg.get_all(CertPayload)
+            if c.encoding == CertEncoding.X509_SIGNATURE
+        ]
+        pinned: x509.Certificate | None = cfg.remote.cert
+        if not certs:
+            if pinned is None:
+                raise AuthenticationFailed("peer sent no certificate")
+            certs = [pinned]
+        leaf, inters = certs[0], certs[1:]
+        if pinned is not None and leaf == pinned:
+            pass
+        else:
+            A.verify_chain(leaf, inters, cfg.remote.cacerts, self.session.wall_clock())
+        if not A.cert_matches_identity(leaf, peer_id):
+            raise AuthenticationFailed(f"identity '{peer_id}' is not confirmed by the certificate")
+        scheme = A.verify_signature(leaf.public_key(), auth.method, auth.data, octets)
+        return f"{scheme} signature of '{leaf.subject.rfc4514_string()}'"
+
+    # ------------------------------------------------------------------ initiator
+
+    def build_i(self, msg: Message) -> TaskStatus:
+        s, sa, cfg = self.session, self.sa, self.session.config
+        assert sa.keys is not None
+        ident = s.local_identity()
+        sa.local_id = ident
+        msg.add(IdiPayload(ident.id_type, ident.data))
+        for c in self._certs_to_send(cfg, sa.peer_certreq is not None):
+            msg.add(c)
+        if cfg.remote.auth == "pubkey" and cfg.send_certreq and cfg.remote.cacerts:
+            msg.add(CertReqPayload(CertEncoding.X509_SIGNATURE, A.certreq_data(cfg.remote.cacerts)))
+        want = _configured_id(cfg.remote.id)
+        if want is not None:
+            msg.add(IdrPayload(want.id_type, want.data))
+        octets = A.signed_octets(sa.init_request, sa.nr, ident.body(), sa.prf, sa.keys.sk_pi)
+        try:
+            msg.add(self._auth_payload(cfg, octets))
+        except AuthenticationFailed as exc:
+            self.failure_reason = f"cannot authenticate: {exc}"
+            self.session.emit(NegotiationFailed(s.peer, "IKE_AUTH", "", self.failure_reason))
+            return TaskStatus.FAILED
+        if cfg.initial_contact:
+            msg.add(notify(NotifyType.INITIAL_CONTACT))
+        return TaskStatus.SUCCESS
+
+    def process_i(self, msg: Message) -> TaskStatus:
+        s, sa, cfg = self.session, self.sa, self.session.config
+        assert sa.keys is not None
+        if msg.has_notify(NotifyType.AUTHENTICATION_FAILED):
+            s.auth_failed(sa, "IKE_AUTH", "peer answered AUTHENTICATION_FAILED")
+            self.failure_reason = "authentication failed"
+            return TaskStatus.FAILED
+        idr = msg.get(IdrPayload)
+        auth = msg.get(AuthPayload)
+        if idr is None or auth is None:
+            err = msg.error_notify()
+            name = NotifyType(err.notify_type).name if err and err.notify_type in NotifyType._value2member_map_ else (
+                str(err.notify_type) if err else "INVALID_SYNTAX"
+            )
+            s.emit(NegotiationFailed(s.peer, "IKE_AUTH", name, "IKE_AUTH refused"))
+            self.failure_reason = f"{name} received"
+            return TaskStatus.FAILED
+        peer_id = Identity(idr.id_type, idr.data)
+        sa.remote_id = peer_id
+        if not A.identity_matches_config(peer_id, cfg.remote.id):
+            raise AuthenticationFailed(f"peer identity '{peer_id}' does not match '{cfg.remote.id}'")
+        octets = A.signed_octets(sa.init_response, sa.ni, peer_id.body(), sa.prf, sa.keys.sk_pr)
+        how = self._verify(cfg, msg, peer_id, auth, octets)
+        s.step("IKE_AUTH authenticated", sa, peer_id=str(peer_id), method=how)
+        s.ike_established(sa, s.now)
+        return TaskStatus.SUCCESS
+
+    # ------------------------------------------------------------------ responder
+
+    def process_r(self, msg: Message) -> TaskStatus:
+        s, sa = self.session, self.sa
+        assert sa.keys is not None
+        idi = msg.get(IdiPayload)
+        auth = msg.get(AuthPayload)
+        if idi is None:
+            raise AuthenticationFailed("IKE_AUTH request without IDi")
+        peer_id = Identity(idi.id_type, idi.data)
+        sa.remote_id = peer_id
+        if auth is None:
+            raise AuthenticationFailed("IKE_AUTH without AUTH payload (EAP is not supported)")
+        idr = msg.get(IdrPayload)
+        wanted = Identity(idr.id_type, idr.data) if idr is not None else None
+        chosen = None
+        for cfg in s.candidates:
+            if not A.identity_matches_config(peer_id, cfg.remote.id):
+                continue
+            if wanted is not None:
+                mine = _configured_id(cfg.local.id)
+                if mine is not None and not mine.matches(wanted):
+                    continue
+            if (auth.method == AuthMethod.PSK) != (cfg.remote.auth == "psk"):
+                continue
+            chosen = cfg
+            break
+        if chosen is None:
+            raise AuthenticationFailed(f"no configuration matches peer identity '{peer_id}'")
+        s.config = chosen
+        octets = A.signed_octets(sa.init_request, sa.nr, peer_id.body(), sa.prf, sa.keys.sk_pi)
+        how = self._verify(chosen, msg, peer_id, auth, octets)
+        self.peer_certreq = bool(msg.get_all(CertReqPayload))
+        s.step("IKE_AUTH authenticated", sa, peer_id=str(peer_id), method=how)
+        return TaskStatus.SUCCESS
+
+    def build_r(self, msg: Message) -> TaskStatus:
+        s, sa, cfg = self.session, self.sa, self.session.config
+        assert sa.keys is not None
+        ident = s.local_identity()
+        sa.local_id = ident
+        msg.add(IdrPayload(ident.id_type, ident.data))
+        for c in self._certs_to_send(cfg, self.peer_certreq):
+            msg.add(c)
+        octets = A.signed_octets(sa.init_response, sa.ni, ident.body(), sa.prf, sa.keys.sk_pr)
+        msg.add(self._auth_payload(cfg, octets))
+        return TaskStatus.SUCCESS
+
+    def after_response_sent(self, now: float) -> None:
+        self.session.ike_established(self.sa, now)

@@ -1,0 +1,186 @@
+"""IKE_SA_INIT: proposals, key exchange, nonces, COOKIE and INVALID_KE_PAYLOAD
+retries, fragmentation and RFC 7427 support, IKE SA key derivation (RFC 7296
+§1.2, §2.6, §2.7; model: strongSwan ``ike_init.c``)."""
+
+from __future__ import annotations
+
+from ....crypto.kex import KeyExchange, create_key_exchange
+from ....crypto.transforms import KeAlg
+from ....errors import InvalidKePayload, InvalidSyntax, NoProposalChosen
+from ....events import NegotiationFailed
+from ...auth import SUPPORTED_HASHES, certreq_data
+from ...constants import CertEncoding, ExchangeType, NotifyType
+from ...proposals import WireProposal, accept_response, first_ke, ke_group_acceptable, to_wire
+from ..message import Message
+from ..payloads import CertReqPayload, KePayload, NoncePayload, SaPayload
+from .base import Task, TaskStatus
+from .common import from_sa, initial_ike_keys, notify, notify_group, offered, sa_payload, select_with_ke, set_peer_ke
+
+MAX_COOKIE_RETRIES = 3
+MAX_KE_RETRIES = 3
+
+
+def _hash_notify() -> bytes:
+    return b"".join(int(h).to_bytes(2, "big") for h in SUPPORTED_HASHES)
+
+
+def _parse_hashes(data: bytes) -> list[int]:
+    return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data) - 1, 2)]
+
+
+class IkeInit(Task):
+    exchange_type = ExchangeType.IKE_SA_INIT
+    combinable = True
+    name = "ike_init"
+
+    def __init__(self, session, sa, initiator: bool) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(session, sa, initiator)
+        self.ke: KeyExchange | None = None
+        self.ke_alg: KeAlg | None = None
+        self.cookie: bytes | None = None
+        self.sent: list[WireProposal] = []
+        self.cookie_retries = 0
+        self.ke_retries = 0
+        self.failure_reason = ""
+        self.selected = None
+
+    # ------------------------------------------------------------------ initiator
+
+    def build_i(self, msg: Message) -> TaskStatus:
+        sa, cfg = self.sa, self.session.config
+        if self.ke is None:
+            self.ke_alg = first_ke(cfg.proposals)
+            if self.ke_alg is None:
+                self.failure_reason = "no key exchange method configured"
+                return TaskStatus.FAILED
+            self.ke = create_key_exchange(self.ke_alg)
+        if not sa.ni:
+            sa.ni = self.session.new_nonce()
+        if self.cookie is not None:
+            msg.add(notify(NotifyType.COOKIE, self.cookie))
+        self.sent = to_wire(cfg.proposals, ke_first=self.ke_alg)
+        msg.add(sa_payload(self.sent))
+        msg.add(KePayload(self.ke.group, self.ke.public_value))
+        msg.add(NoncePayload(sa.ni))
+        if cfg.fragmentation:
+            msg.add(notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+            sa.frag_local = True
+        msg.add(notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, _hash_notify()))
+        return TaskStatus.SUCCESS
+
+    def process_i(self, msg: Message) -> TaskStatus:
+        sa, cfg, session = self.sa, self.session.config, self.session
+        cookie = msg.get_notify(NotifyType.COOKIE)
+        if cookie is not None and msg.get(SaPayload) is None:
+            if self.cookie_retries >= MAX_COOKIE_RETRIES or not 1 <= len(cookie.data) <= 64:
+                return self._fail("COOKIE", "too many cookie requests")
+            self.cookie = cookie.data
+            self.cookie_retries += 1
+            session.step("COOKIE received", sa, length=str(len(cookie.data)))
+            return TaskStatus.RETRY
+        invalid_ke = msg.get_notify(NotifyType.INVALID_KE_PAYLOAD)
+        if invalid_ke is not None:
+            group = notify_group(invalid_ke)
+            alg = ke_group_acceptable(cfg.proposals, group)
+            if alg is None or alg == self.ke_alg or self.ke_retries >= MAX_KE_RETRIES:
+                return self._fail("INVALID_KE_PAYLOAD", f"peer wants key exchange method {group}, not acceptable")
+            session.step("INVALID_KE_PAYLOAD received", sa, group=str(group))
+            self.ke_alg = alg
+            self.ke = create_key_exchange(alg)
+            self.ke_retries += 1
+            return TaskStatus.RETRY
+        err = msg.error_notify()
+        if err is not None:
+            name = NotifyType(err.notify_type).name if err.notify_type in NotifyType._value2member_map_ else str(err.notify_type)
+            return self._fail(name, "IKE_SA_INIT refused by peer")
+        assert self.ke is not None
+        sel = accept_response(self.sent, offered(msg), cfg.proposals)
+        kep = msg.get(KePayload)
+        if kep is None or sel.ke is None or kep.group != self.ke.group or int(sel.ke.id) != self.ke.group:
+            raise NoProposalChosen("responder's KE payload does not match the selected group")
+        if msg.spi_r == bytes(8):
+            raise InvalidSyntax("responder SPI is zero")
+        set_peer_ke(self.ke, kep.data)
+        nonce = msg.get(NoncePayload)
+        assert nonce is not None
+        sa.nr = nonce.data
+        sa.spi_r = msg.spi_r
+        sa.frag_peer = msg.has_notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)
+        hashes = msg.get_notify(NotifyType.SIGNATURE_HASH_ALGORITHMS)
+        sa.peer_hashes = _parse_hashes(hashes.data) if hashes is not None else None
+        reqs = [c for c in msg.get_all(CertReqPayload) if c.encoding == CertEncoding.X509_SIGNATURE]
+        sa.peer_certreq = [c.data for c in reqs] if reqs else None
+        assert sa.spi_i is not None
+        keys = initial_ike_keys(sel, self.ke.shared_secret, sa.ni, sa.nr, sa.spi_i, sa.spi_r)
+        sa.set_keys(sel, keys)
+        self.ke = None  # the private value is no longer needed
+        return TaskStatus.SUCCESS
+
+    def _fail(self, notify_name: str, reason: str) -> TaskStatus:
+        self.session.emit(NegotiationFailed(self.session.peer, "IKE_SA_INIT", notify_name, reason))
+        self.failure_reason = f"{notify_name}: {reason}"
+        return TaskStatus.FAILED
+
+    # ------------------------------------------------------------------ responder
+
+    def process_r(self, msg: Message) -> TaskStatus:
+        session, sa = self.session, self.sa
+        offers = offered(msg)
+        kep = msg.get(KePayload)
+        assert kep is not None
+        matches = []
+        for cfg in session.candidates:
+            try:
+                matches.append((cfg, select_with_ke(offers, cfg.proposals, kep.group)))
+            except NoProposalChosen:
+                continue
+        if not matches:
+            raise NoProposalChosen("no acceptable IKE proposal")
+        session.candidates = [c for c, _ in matches]
+        session.config = matches[0][0]
+        sel = matches[0][1]
+        if sel.ke is None:
+            raise NoProposalChosen("selected proposal has no key exchange")
+        if kep.group != int(sel.ke.id):
+            raise InvalidKePayload(f"KE payload uses group {kep.group}, we want {int(sel.ke.id)}", group=int(sel.ke.id))
+        ke = create_key_exchange(sel.ke, responder=True)
+        set_peer_ke(ke, kep.data)
+        nonce = msg.get(NoncePayload)
+        assert nonce is not None
+        sa.ni = nonce.data
+        sa.nr = session.new_nonce()
+        sa.spi_r = session.new_ike_spi()
+        sa.frag_peer = msg.has_notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)
+        hashes = msg.get_notify(NotifyType.SIGNATURE_HASH_ALGORITHMS)
+        sa.peer_hashes = _parse_hashes(hashes.data) if hashes is not None else None
+        self.selected = sel
+        self.ke = ke
+        return TaskStatus.SUCCESS
+
+    def build_r(self, msg: Message) -> TaskStatus:
+        session, sa, cfg = self.session, self.sa, self.session.config
+        sel, ke = self.selected, self.ke
+        assert sel is not None and ke is not None and sa.spi_i is not None
+        msg.add(sa_payload([sel.to_wire()]))
+        msg.add(KePayload(ke.group, ke.public_value))
+        msg.add(NoncePayload(sa.nr))
+        if cfg.fragmentation and sa.frag_peer:
+            msg.add(notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+            sa.frag_local = True
+        msg.add(notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, _hash_notify()))
+        if cfg.remote.auth == "pubkey" and cfg.send_certreq and cfg.remote.cacerts:
+            msg.add(CertReqPayload(CertEncoding.X509_SIGNATURE, certreq_data(cfg.remote.cacerts)))
+        keys = initial_ike_keys(sel, ke.shared_secret, sa.ni, sa.nr, sa.spi_i, sa.spi_r)
+        sa.set_keys(sel, keys)
+        self.ke = None
+        _ = session
+        return TaskStatus.SUCCESS
+
+    def after_response_sent(self, now: float) -> None:
+        from ..session import IkeState
+
+        self.sa.state = IkeState.CONNECTING
+        self.sa.created_at = now
+
+
+_ = from_sa

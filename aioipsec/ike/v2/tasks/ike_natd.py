@@ -1,0 +1,71 @@
+"""NAT detection in IKE_SA_INIT (RFC 7296 §2.23; model: strongSwan
+``ike_natd.c``).  ``encap = true`` fakes our source hash so that both sides
+believe we are behind a NAT and encapsulate ESP in UDP."""
+
+from __future__ import annotations
+
+from ...constants import ExchangeType, NotifyType
+from ...natd import check_natd, fake_natd, natd_hash
+from ..message import Message
+from ..payloads import SaPayload
+from .base import Task, TaskStatus
+from .common import notify
+
+
+class IkeNatd(Task):
+    exchange_type = ExchangeType.IKE_SA_INIT
+    combinable = True
+    name = "ike_natd"
+
+    def _hashes(self, msg: Message) -> tuple[list[bytes], list[bytes]]:
+        src = [n.data for n in msg.notifies if n.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP]
+        dst = [n.data for n in msg.notifies if n.notify_type == NotifyType.NAT_DETECTION_DESTINATION_IP]
+        return src, dst
+
+    def _add(self, msg: Message, spi_r: bytes) -> None:
+        s = self.session
+        src = fake_natd(s.random) if s.config.encap else natd_hash(msg.spi_i, spi_r, s.local_addr)
+        msg.add(notify(NotifyType.NAT_DETECTION_SOURCE_IP, src))
+        msg.add(notify(NotifyType.NAT_DETECTION_DESTINATION_IP, natd_hash(msg.spi_i, spi_r, s.remote_addr)))
+
+    def _check(self, msg: Message, spi_r: bytes) -> None:
+        s, sa = self.session, self.sa
+        src, dst = self._hashes(msg)
+        res = check_natd(msg.spi_i, spi_r, src, dst, s.local_addr, s.remote_addr)
+        sa.natd_supported = res.supported
+        sa.nat_forced = s.config.encap
+        sa.nat_local = res.local_behind_nat or (res.supported and s.config.encap)
+        sa.nat_remote = res.remote_behind_nat
+        if res.supported and (sa.nat_local or sa.nat_remote):
+            s.step(
+                "NAT detected",
+                sa,
+                local=str(sa.nat_local).lower(),
+                remote=str(sa.nat_remote).lower(),
+                forced=str(s.config.encap).lower(),
+            )
+
+    def build_i(self, msg: Message) -> TaskStatus:
+        self._add(msg, bytes(8))
+        return TaskStatus.SUCCESS
+
+    def process_i(self, msg: Message) -> TaskStatus:
+        if msg.get(SaPayload) is None:
+            return TaskStatus.SUCCESS  # COOKIE / error response: nothing to check
+        self._check(msg, msg.spi_r)
+        if self.sa.nat_local or self.sa.nat_remote:
+            self.session.switch_to_natt()
+        return TaskStatus.SUCCESS
+
+    def process_r(self, msg: Message) -> TaskStatus:
+        self._check(msg, bytes(8))
+        return TaskStatus.SUCCESS
+
+    def build_r(self, msg: Message) -> TaskStatus:
+        if self.sa.natd_supported:
+            self._add(msg, self.sa.spi_r)
+        return TaskStatus.SUCCESS
+
+    def after_response_sent(self, now: float) -> None:
+        if self.sa.nat_local or self.sa.nat_remote:
+            self.session.switch_to_natt()
