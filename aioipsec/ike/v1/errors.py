@@ -1,0 +1,51 @@
+"""IKEv1 peer errors.  The class attribute ``notify_type`` is the ISAKMP notify
+(RFC 2408 §3.14.1) sent back when the error is answered (model: h2's
+``error_code``).  ISAKMP numbers differ from IKEv2's above 14, hence a
+hierarchy of its own under :class:`~aioipsec.errors.RemoteProtocolError`."""
+
+from __future__ import annotations
+
+from ...errors import RemoteProtocolError
+from .constants import NotifyType
+
+
+class Ikev1Error(RemoteProtocolError):
+    """A peer problem answered with ``notify_type`` (or silently dropped)."""
+
+    notify_type: int = NotifyType.PAYLOAD_MALFORMED
+
+
+class InvalidPayloadType(Ikev1Error):
+    notify_type = NotifyType.INVALID_PAYLOAD_TYPE
+
+
+class PayloadMalformed(Ikev1Error):
+    notify_type = NotifyType.PAYLOAD_MALFORMED
+
+
+class NoProposalChosen(Ikev1Error):
+    notify_type = NotifyType.NO_PROPOSAL_CHOSEN
+
+
+class InvalidKeyInformation(Ikev1Error):
+    notify_type = NotifyType.INVALID_KEY_INFORMATION
+
+
+class InvalidIdInformation(Ikev1Error):
+    notify_type = NotifyType.INVALID_ID_INFORMATION
+
+
+class InvalidHashInformation(Ikev1Error):
+    notify_type = NotifyType.INVALID_HASH_INFORMATION
+
+
+class AuthenticationFailed(Ikev1Error):
+    notify_type = NotifyType.AUTHENTICATION_FAILED
+
+
+class InvalidCertificate(Ikev1Error):
+    notify_type = NotifyType.INVALID_CERTIFICATE
+
+
+class InvalidExchangeType(Ikev1Error):
+    notify_type = NotifyType.INVALID_EXCHANGE_TYPE

@@ -1,0 +1,1081 @@
+"""The IKEv1 session: a sans-I/O state machine for one peer (bytes and time
+in, bytes, deadlines and events out), the IKEv1 sibling of ``IkeSessionV2``.
+
+A session owns the ISAKMP SA(s) with its peer (normally one; two while a
+Phase 1 is being re-authenticated) and the IPsec SAs negotiated over them.
+IPsec SAs belong to the session, not to one ISAKMP SA, so they survive a
+Phase 1 renewal, as in IKEv1 they may.
+
+Log lines (logger ``aioipsec.ike``) and :class:`~aioipsec.events.ExchangeStep`
+events name each step: ``MM1 sent`` ... ``MM6 received``, ``AM1 sent`` ...,
+``QM1 sent`` ... ``QM3 received``, ``IKE Phase 1 complete`` and ``IPsec SA
+established``, with the peer and the cookies.
+
+Nothing here reads a clock or opens a socket; ``now`` and ``random`` come in.
+The one exception is certificate validity, which needs calendar time: pass
+``wall_clock=`` (a callable returning an aware ``datetime``) to pin it; by
+default the system UTC time is read only when a certificate is verified.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import logging
+import os
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ...config import ChildConfig, ConnectionConfig, GlobalConfig
+from ...crypto.kex import KeyExchange, create_key_exchange
+from ...crypto.transforms import KeAlg
+from ...errors import LocalProtocolError, ParseError, RemoteProtocolError
+from ...events import (
+    AuthFailed,
+    ChildSaDeleted,
+    ChildSaInstalled,
+    DpdTimeout,
+    ExchangeStep,
+    IkeSaDeleted,
+    IkeSaEstablished,
+    IpsecEvent,
+    NegotiationFailed,
+)
+from ...selectors import Address, TrafficSelector
+from ..auth import Identity
+from .constants import (
+    ISAKMP_HEADER_LEN,
+    ExchangeType,
+    NotifyType,
+    PayloadType,
+    ProtocolId,
+    notify_name,
+)
+from .errors import AuthenticationFailed, Ikev1Error, InvalidCertificate, NoProposalChosen
+from .message import Message, encode_message
+from .payloads import FragmentPayload, IsakmpHeader, NotifyPayload, Proposal, SaPayload, Transform, decode_chain
+from .phase1 import Phase1Suite, auth_method_for, select_suite, suites_from_config
+from .sa import ChildSa, IsakmpSa, State
+from .task_manager import Task, TaskManagerV1
+from .tasks import dpd
+from .tasks.aggressive_mode import AggressiveModeTask
+from .tasks.informational import (
+    build_informational,
+    delete_ipsec,
+    delete_isakmp,
+    isakmp_notify,
+    process_informational,
+)
+from .tasks.main_mode import MainModeTask
+from .tasks.natd import nat_any
+from .tasks.quick_mode import QuickModeTask, host_ts
+
+logger = logging.getLogger("aioipsec.ike")
+
+__all__ = ["IkeSessionV1"]
+
+NATT_PORT = 4500
+HALF_OPEN_TIMEOUT = 30.0
+"""A Phase 1 we answer must complete within this many seconds."""
+MAX_CONNECTING = 2
+"""Phase 1 negotiations with the peer at the same time (ours and theirs)."""
+SUPERSEDED_GRACE = 30.0
+"""An ISAKMP SA replaced by the peer's reauthentication goes after this long
+if the peer does not delete it."""
+MAX_FRAGMENTS = 32
+
+_MODP_EXPONENT_BITS = {1: 160, 2: 160, 5: 192, 14: 256, 15: 256, 16: 304, 17: 352, 18: 400}
+
+
+class IkeSessionV1:
+    """One IKEv1 peer: Phase 1 (Main or Aggressive Mode), Quick Mode,
+    Informational exchanges, DPD, NAT-T, retransmission and rekeying."""
+
+    version = 1
+
+    def __init__(
+        self,
+        *,
+        configuration: ConnectionConfig | None = None,
+        is_initiator: bool = True,
+        local_addr: Address = ("0.0.0.0", 500),
+        remote_addr: Address = ("0.0.0.0", 500),
+        random: Callable[[int], bytes] = os.urandom,
+        configurations: Sequence[ConnectionConfig] | None = None,
+        global_config: GlobalConfig | None = None,
+        wall_clock: Callable[[], datetime.datetime] | None = None,
+    ) -> None:
+        if configuration is None and not configurations:
+            raise LocalProtocolError("IkeSessionV1 needs a configuration")
+        self.candidates: list[ConnectionConfig] = list(configurations or [])
+        if configuration is None:
+            configuration = self.candidates[0]
+        elif configuration not in self.candidates:
+            self.candidates.insert(0, configuration)
+        if configuration.version != 1:
+            raise LocalProtocolError(f"connection {configuration.name} is IKEv{configuration.version}, not IKEv1")
+        self.cfg = configuration
+        self.is_initiator = is_initiator
+        self.local_addr: Address = tuple(local_addr)  # type: ignore[assignment]
+        self.remote_addr: Address = tuple(remote_addr)  # type: ignore[assignment]
+        self.random = random
+        self.global_config = global_config or GlobalConfig()
+        self._wall_clock = wall_clock
+        self.sas: list[IsakmpSa] = []
+        self.children: dict[int, ChildSa] = {}
+        self._pending: list[tuple[str, ChildSa | None]] = []
+        self._out: list[tuple[bytes, Address]] = []
+        self._events: deque[IpsecEvent] = deque()
+        self._closed = False
+        self._had_contact = False
+        self._unique = itertools.count(1)
+        self._frags: dict[tuple[bytes, int], dict[int, bytes]] = {}
+        self._frag_last: dict[tuple[bytes, int], int] = {}
+        self.stats: Counter[str] = Counter()
+        self.now = 0.0
+        self._prefloat_remote: Address | None = None
+
+    @classmethod
+    def respond(
+        cls,
+        *,
+        configurations: Sequence[ConnectionConfig],
+        local_addr: Address,
+        remote_addr: Address,
+        random: Callable[[int], bytes] = os.urandom,
+        global_config: GlobalConfig | None = None,
+        **kw: Any,
+    ) -> IkeSessionV1:
+        """A responder session for a peer whose first message is about to be
+        fed in; the configuration is chosen from ``configurations`` by the
+        proposals (and, in Aggressive Mode, the identity) the peer sends."""
+        return cls(
+            configurations=configurations,
+            is_initiator=False,
+            local_addr=local_addr,
+            remote_addr=remote_addr,
+            random=random,
+            global_config=global_config,
+            **kw,
+        )
+
+    # ================================================================== properties
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    @property
+    def sa(self) -> IsakmpSa | None:
+        """The current ISAKMP SA: the newest established one, else the newest."""
+        live = [s for s in self.sas if s.state is not State.DELETED]
+        est = [s for s in live if s.established and not s.superseded]
+        if est:
+            return est[-1]
+        return live[-1] if live else None
+
+    @property
+    def spi_i(self) -> bytes:
+        sa = self.sa
+        return sa.spi_i if sa is not None else bytes(8)
+
+    @property
+    def spi_r(self) -> bytes:
+        sa = self.sa
+        return sa.spi_r if sa is not None else bytes(8)
+
+    @property
+    def all_spis(self) -> list[bytes]:
+        """Cookies of every live ISAKMP SA (for routing by the endpoint)."""
+        out = []
+        for s in self.sas:
+            out.append(s.spi_i)
+            if s.spi_r != bytes(8):
+                out.append(s.spi_r)
+        return out
+
+    @property
+    def is_established(self) -> bool:
+        sa = self.sa
+        return sa is not None and sa.established
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    @property
+    def nat_t(self) -> bool:
+        sa = self.sa
+        return sa is not None and sa.nat_t
+
+    @property
+    def peer(self) -> str:
+        """``192.0.2.2`` or ``192.0.2.2[hq.example]`` once the identity is known."""
+        sa = self.sa
+        ident = sa.remote_id if sa is not None else None
+        return f"{self.remote_addr[0]}[{ident}]" if ident is not None else self.remote_addr[0]
+
+    # ================================================================== API
+
+    def initiate(self, now: float, child: str | None = None) -> None:
+        """Start Phase 1 (Main or Aggressive Mode per the configuration) and,
+        with ``child``, a Quick Mode for that child once it is up."""
+        self.now = now
+        self._closed = False
+        if child is not None:
+            self._want_child(child, None)
+        if self.sa is None or self.sa.state is State.DELETED:
+            self._start_phase1(now)
+        elif self.sa.established:
+            self._flush_pending(now)
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        """Feed one datagram from the peer (without the non-ESP marker)."""
+        self.now = now
+        try:
+            self._receive(bytes(data), tuple(addr), now)  # type: ignore[arg-type]
+        except RemoteProtocolError as exc:
+            self._dropped(None, "?", exc)
+
+    def handle_timer(self, now: float) -> None:
+        self.now = now
+        for sa in list(self.sas):
+            if sa.state is State.DELETED:
+                continue
+            tm: TaskManagerV1 = sa.tm  # type: ignore[assignment]
+            tm.on_timer(now)
+            if sa.state is State.DELETED:
+                continue
+            if not sa.established and not sa.initiator and now >= sa.started_at + HALF_OPEN_TIMEOUT:
+                logger.info("half-open ISAKMP SA with %s timed out (cookies %s)", self.peer, sa.cookies)
+                self._remove_sa(sa, "half-open timeout", now, notify_peer=False)
+                continue
+            if sa.established:
+                if sa.hard_at is not None and now >= sa.hard_at:
+                    self._expire_sa(sa, now)
+                    continue
+                if sa.soft_at is not None and now >= sa.soft_at and not sa.superseded:
+                    sa.soft_at = None
+                    self._reauth(sa, now)
+                if dpd.enabled(sa) and sa is self.sa:
+                    if dpd.is_dead(sa, now):
+                        self._dead_peer(sa, now)
+                        continue
+                    if dpd.due(sa, now):
+                        self._send_dpd(sa, now)
+        for child in list(self.children.values()):
+            if child.hard_at is not None and now >= child.hard_at:
+                self._delete_child(child, "expired", now, send=True)
+            elif child.soft_at is not None and now >= child.soft_at and not child.rekeying and not child.rekeyed:
+                child.soft_at = None
+                self._rekey_child(child, now)
+
+    def get_timer(self) -> float | None:
+        times: list[float] = []
+        for sa in self.sas:
+            if sa.state is State.DELETED:
+                continue
+            t = sa.tm.next_timer()  # type: ignore[attr-defined]
+            if t is not None:
+                times.append(t)
+            if not sa.established and not sa.initiator:
+                times.append(sa.started_at + HALF_OPEN_TIMEOUT)
+            if sa.established:
+                for x in (sa.hard_at, None if sa.superseded else sa.soft_at):
+                    if x is not None:
+                        times.append(x)
+                if sa is self.sa:
+                    d = dpd.next_time(sa)
+                    if d is not None:
+                        times.append(d)
+        for c in self.children.values():
+            if c.hard_at is not None:
+                times.append(c.hard_at)
+            if c.soft_at is not None and not c.rekeying and not c.rekeyed:
+                times.append(c.soft_at)
+        return min(times) if times else None
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self) -> IpsecEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def create_child_sa(self, name: str, now: float) -> None:
+        """Negotiate (another) IPsec SA for child configuration ``name``."""
+        self.now = now
+        if name not in self.cfg.children:
+            raise LocalProtocolError(f"connection {self.cfg.name} has no child {name!r}")
+        self._want_child(name, None)
+        sa = self.sa
+        if sa is None or sa.state is State.DELETED or self._closed:
+            self._closed = False
+            self._start_phase1(now)
+        elif sa.established:
+            self._flush_pending(now)
+
+    def rekey_child_sa(self, spi_in: int, now: float) -> None:
+        self.now = now
+        child = self.children.get(spi_in)
+        if child is None:
+            raise LocalProtocolError(f"no IPsec SA with inbound SPI {spi_in:#010x}")
+        self._rekey_child(child, now)
+
+    def delete_child_sa(self, spi_in: int, now: float) -> None:
+        self.now = now
+        child = self.children.get(spi_in)
+        if child is None:
+            raise LocalProtocolError(f"no IPsec SA with inbound SPI {spi_in:#010x}")
+        self._delete_child(child, "deleted locally", now, send=True)
+
+    def delete(self, now: float) -> None:
+        """Delete every IPsec SA and the ISAKMP SA, telling the peer with
+        Informational deletes (the operator's ``clear crypto isakmp``)."""
+        self.now = now
+        for child in list(self.children.values()):
+            self._delete_child(child, "deleted locally", now, send=True)
+        for sa in list(self.sas):
+            if sa.state is not State.DELETED:
+                self._remove_sa(sa, "deleted locally", now, notify_peer=True)
+        self._close()
+
+    def dpd(self, now: float) -> None:
+        """Send an R-U-THERE now."""
+        self.now = now
+        sa = self.sa
+        if sa is None or not sa.established:
+            raise LocalProtocolError("no established ISAKMP SA")
+        self._send_dpd(sa, now)
+
+    def acquire(self, selector: TrafficSelector, now: float) -> None:
+        """The data plane saw a packet for ``selector`` without an SA:
+        negotiate the matching child (and Phase 1 first when needed)."""
+        self.now = now
+        name = self._child_for_selector(selector)
+        if name is None:
+            logger.info("acquire for %s matches no child of %s; ignored", selector, self.cfg.name)
+            return
+        if any(c.name == name and not c.rekeyed for c in self.children.values()):
+            return
+        if any(n == name for n, _ in self._pending) or self._qm_running(name):
+            return
+        logger.info("acquire: %s/%s triggered by %s", self.cfg.name, name, selector)
+        self.create_child_sa(name, now)
+
+    def child_sa_expired(self, spi: int, hard: bool, now: float) -> None:
+        """The data plane hit a byte/packet limit (or sequence exhaustion)."""
+        self.now = now
+        child = self.children.get(spi) or next((c for c in self.children.values() if c.spi_out == spi), None)
+        if child is None:
+            return
+        if hard:
+            self._delete_child(child, "expired", now, send=True)
+        elif not child.rekeying and not child.rekeyed:
+            self._rekey_child(child, now)
+
+    def rekey_ike_sa(self, now: float) -> None:
+        """Renew Phase 1 now (IKEv1 has no rekey: a new Phase 1 replaces it)."""
+        self.now = now
+        sa = self.sa
+        if sa is None or not sa.established:
+            raise LocalProtocolError("no established ISAKMP SA")
+        self._reauth(sa, now)
+
+    # ================================================================== receiving
+
+    def _find_sa(self, header: IsakmpHeader) -> IsakmpSa | None:
+        for sa in self.sas:
+            if sa.state is State.DELETED or sa.spi_i != header.spi_i:
+                continue
+            if sa.spi_r == header.spi_r or header.spi_r == bytes(8):
+                return sa
+            if sa.spi_r == bytes(8) and sa.initiator:
+                return sa
+        return None
+
+    def _receive(self, data: bytes, addr: Address, now: float) -> None:
+        try:
+            header = IsakmpHeader.decode(data)
+        except ParseError as exc:
+            self._dropped(None, "?", exc)
+            return
+        sa = self._find_sa(header)
+        if sa is None:
+            sa = self._maybe_new_responder(header, addr, now)
+            if sa is None:
+                self.stats["unknown_spi"] += 1
+                logger.debug("ISAKMP message for unknown cookies %s/%s dropped", header.spi_i.hex(), header.spi_r.hex())
+                return
+        if header.next_payload == PayloadType.FRAGMENT:
+            whole = self._reassemble(sa, data, header)
+            if whole is None:
+                return
+            data = whole
+            header = IsakmpHeader.decode(data)
+            if header.spi_i != sa.spi_i:
+                self._dropped(sa, "?", ParseError("reassembled message of another SA"))
+                return
+        sa.tm.handle(data, header, addr, now)  # type: ignore[attr-defined]
+
+    def _maybe_new_responder(self, header: IsakmpHeader, addr: Address, now: float) -> IsakmpSa | None:
+        """A Phase 1 request with new cookies: the first message to a
+        responder, the peer's reauthentication, or a new start after a delete."""
+        if header.spi_r != bytes(8) or header.message_id != 0 or header.next_payload != PayloadType.SA:
+            return None
+        if header.exchange not in (ExchangeType.IDENTITY_PROTECTION, ExchangeType.AGGRESSIVE):
+            return None
+        connecting = [s for s in self.sas if s.state is State.CONNECTING]
+        if len(connecting) >= MAX_CONNECTING:
+            return None
+        sa = IsakmpSa(cfg=self.cfg, initiator=False, spi_i=header.spi_i, spi_r=self._new_cookie(), started_at=now)
+        sa.aggressive = header.exchange == ExchangeType.AGGRESSIVE
+        sa.candidates = list(self.candidates) or [self.cfg]
+        est = self.sa
+        if est is not None and est.established:
+            sa.rekeyed_from = est.spi_i
+        sa.tm = TaskManagerV1(self, sa)
+        sa.last_inbound = now
+        self.sas.append(sa)
+        self._closed = False
+        if self.remote_addr[0] in ("0.0.0.0", "::"):
+            self.remote_addr = addr
+        return sa
+
+    def _new_passive(self, sa: IsakmpSa, header: IsakmpHeader, addr: Address, now: float) -> Task | None:
+        ex = header.exchange
+        if ex in (ExchangeType.IDENTITY_PROTECTION, ExchangeType.AGGRESSIVE):
+            if sa.initiator or sa.established or header.message_id != 0 or sa.tm.passive:  # type: ignore[attr-defined]
+                self.stats["dropped"] += 1
+                return None
+            if ex == ExchangeType.AGGRESSIVE:
+                return AggressiveModeTask(self, sa, initiator=False)
+            return MainModeTask(self, sa, initiator=False)
+        if ex == ExchangeType.QUICK_MODE:
+            if not sa.established or sa.keys is None or header.message_id == 0:
+                self.stats["dropped"] += 1
+                logger.debug("Quick Mode on an unestablished ISAKMP SA ignored")
+                return None
+            return QuickModeTask(self, sa, initiator=False, mid=header.message_id)
+        logger.info("%s exchange from %s not supported; ignored", _exchange_name(ex), self.peer)
+        self.stats["unsupported"] += 1
+        return None
+
+    def _informational(self, sa: IsakmpSa, data: bytes, header: IsakmpHeader, addr: Address, now: float) -> None:
+        process_informational(self, sa, data, header, addr, now)
+
+    def _reassemble(self, sa: IsakmpSa, data: bytes, header: IsakmpHeader) -> bytes | None:
+        try:
+            chain = decode_chain(header.next_payload, data[ISAKMP_HEADER_LEN : header.length])
+        except ParseError as exc:
+            self._dropped(sa, "fragment", exc)
+            return None
+        frag = chain.payloads[0] if chain.payloads else None
+        if not isinstance(frag, FragmentPayload) or len(chain.payloads) != 1:
+            self._dropped(sa, "fragment", ParseError("fragment message with other payloads"))
+            return None
+        key = (sa.spi_i, frag.fragment_id)
+        parts = self._frags.setdefault(key, {})
+        if frag.number == 0 or frag.number > MAX_FRAGMENTS:
+            self._frags.pop(key, None)
+            return None
+        parts[frag.number] = frag.data
+        if frag.last:
+            self._frag_last[key] = frag.number
+        if sum(len(p) for p in parts.values()) > self.global_config.fragment_reassembly_max:
+            self._frags.pop(key, None)
+            self._dropped(sa, "fragment", ParseError("reassembled message too large"))
+            return None
+        last = self._frag_last.get(key)
+        if last is None or any(n not in parts for n in range(1, last + 1)):
+            return None
+        whole = b"".join(parts[n] for n in range(1, last + 1))
+        self._frags.pop(key, None)
+        self._frag_last.pop(key, None)
+        self.stats["reassembled"] += 1
+        return whole
+
+    # ================================================================== sending
+
+    def _send(self, sa: IsakmpSa, msg: Message, now: float, step: str = "") -> list[bytes]:
+        keys = sa.keys
+        if msg.flags & 1 and keys is not None:
+            iv = keys.iv.get_iv(msg.message_id)
+            data, last = encode_message(msg, keys.encr, iv)
+            if msg.exchange != ExchangeType.INFORMATIONAL:
+                keys.iv.update_iv(msg.message_id, last)
+                keys.iv.confirm_iv(msg.message_id)
+        else:
+            msg.flags &= ~1
+            data, _ = encode_message(msg)
+        packets = self._fragment(sa, data, msg)
+        for p in packets:
+            self._out.append((p, self.remote_addr))
+        if step:
+            self._step(sa, f"{step} sent")
+        return packets
+
+    def _fragment(self, sa: IsakmpSa, data: bytes, msg: Message) -> list[bytes]:
+        limit = sa.cfg.fragment_size
+        if (
+            not sa.cfg.fragmentation
+            or not sa.features.fragmentation
+            or len(data) <= limit
+            or msg.exchange not in (ExchangeType.IDENTITY_PROTECTION, ExchangeType.AGGRESSIVE)
+        ):
+            return [data]
+        room = max(limit - ISAKMP_HEADER_LEN - 8, 64)
+        pieces = [data[i : i + room] for i in range(0, len(data), room)]
+        out = []
+        for n, piece in enumerate(pieces, 1):
+            frag = Message(
+                msg.exchange, 0, sa.spi_i, sa.spi_r,
+                [FragmentPayload(fragment_id=1, number=n, last=n == len(pieces), data=piece)],
+            )
+            out.append(encode_message(frag)[0])
+        self.stats["fragmented"] += 1
+        return out
+
+    def _resend(self, packets: list[bytes], now: float) -> None:
+        for p in packets:
+            self._out.append((p, self.remote_addr))
+
+    def _send_info(self, sa: IsakmpSa, payloads: list, now: float, protect: bool = True) -> None:
+        mid = self._new_mid()
+        msg = build_informational(sa, payloads, mid, protect)
+        self._send(sa, msg, now)
+
+    # ================================================================== helpers for tasks
+
+    def _random_fraction(self) -> float:
+        return int.from_bytes(self.random(2), "big") / 65536.0
+
+    def _new_cookie(self) -> bytes:
+        while True:
+            c = self.random(8)
+            if any(c):
+                return c
+
+    def _new_mid(self) -> int:
+        while True:
+            mid = int.from_bytes(self.random(4), "big")
+            if mid:
+                return mid
+
+    def _alloc_spi(self) -> int:
+        used = {c.spi_in for c in self.children.values()}
+        while True:
+            spi = int.from_bytes(self.random(4), "big")
+            if spi >= 256 and spi not in used:
+                return spi
+
+    def _new_kex(self, alg: KeAlg) -> KeyExchange:
+        """A key exchange whose private value comes from the injected random."""
+        for _ in range(8):
+            if alg.kind == "modp":
+                bits = _MODP_EXPONENT_BITS.get(int(alg.id), 256)
+                x = int.from_bytes(self.random((bits + 7) // 8), "big") | (1 << (bits - 1))
+                private = x.to_bytes((bits + 7) // 8, "big")
+            elif alg.kind == "ecx":
+                private = self.random(32 if alg.name == "x25519" else 56)
+            elif alg.kind == "ecp":
+                private = self.random(alg.public_len // 2)
+            else:
+                return create_key_exchange(alg)
+            try:
+                return create_key_exchange(alg, private=private)
+            except LocalProtocolError:
+                continue
+        return create_key_exchange(alg)
+
+    def _wall_time(self) -> datetime.datetime:
+        if self._wall_clock is not None:
+            return self._wall_clock()
+        return datetime.datetime.now(datetime.timezone.utc)
+
+    def _step(self, sa: IsakmpSa, text: str) -> None:
+        logger.info("%s peer=%s cookies=%s", text, self.peer, sa.cookies)
+        self._events.append(ExchangeStep(text, self.peer, {"cookies": sa.cookies}))
+
+    def _dropped(self, sa: IsakmpSa | None, step: str, exc: Exception) -> None:
+        self.stats["dropped"] += 1
+        logger.debug("dropped %s from %s: %s", step, self.remote_addr[0], exc)
+
+    def _peer_seen(self, sa: IsakmpSa, addr: Address, now: float) -> None:
+        dpd.alive(sa, now)
+        if addr == self.remote_addr:
+            return
+        if sa.nat_t and addr == self._prefloat_remote:
+            return  # a straggler from before the float
+        logger.info("peer %s now at %s:%d", self.remote_addr[0], addr[0], addr[1])
+        self.remote_addr = addr
+
+    def _peer_known(self, sa: IsakmpSa) -> None:
+        pass
+
+    def _initial_contact(self, sa: IsakmpSa) -> None:
+        logger.info("INITIAL-CONTACT from %s (cookies %s)", self.peer, sa.cookies)
+
+    def _nat_detected(self, sa: IsakmpSa) -> None:
+        sa.nat_t = nat_any(sa)
+        if sa.nat_local or sa.nat_remote:
+            logger.info(
+                "NAT detected: %s%s (cookies %s)",
+                "local host behind NAT " if sa.nat_local else "",
+                "remote host behind NAT" if sa.nat_remote else "",
+                sa.cookies,
+            )
+
+    def _float(self, sa: IsakmpSa) -> None:
+        """Move IKE to port 4500 (RFC 3947 §4)."""
+        sa.nat_t = True
+        if self._prefloat_remote is None:
+            self._prefloat_remote = self.remote_addr
+        if self.local_addr[1] != NATT_PORT:
+            self.local_addr = (self.local_addr[0], NATT_PORT)
+        if sa.initiator and self.remote_addr[1] == 500:
+            self.remote_addr = (self.remote_addr[0], NATT_PORT)
+
+    def _child_ts(self, cfg: ChildConfig) -> tuple[TrafficSelector, TrafficSelector]:
+        local = cfg.local_ts[0] if cfg.local_ts else host_ts(self.local_addr[0])
+        remote = cfg.remote_ts[0] if cfg.remote_ts else host_ts(self.remote_addr[0])
+        return local, remote
+
+    def _select_child(self, sa: IsakmpSa, tsi: TrafficSelector, tsr: TrafficSelector) -> ChildConfig | None:
+        """Responder: the child whose selectors contain the initiator's
+        (``tsi`` is the peer's side, ``tsr`` ours)."""
+        for child in sa.cfg.children.values():
+            local = child.local_ts or [host_ts(self.local_addr[0])]
+            remote = child.remote_ts or [host_ts(self.remote_addr[0])]
+            if any(tsr.is_subset_of(x) for x in local) and any(tsi.is_subset_of(x) for x in remote):
+                return child
+        return None
+
+    def _child_for_selector(self, selector: TrafficSelector) -> str | None:
+        for child in self.cfg.children.values():
+            remote = child.remote_ts or [host_ts(self.remote_addr[0])]
+            if any(selector.intersect(x) is not None for x in remote):
+                return child.name
+        if len(self.cfg.children) == 1:
+            return next(iter(self.cfg.children))
+        return None
+
+    def _select_phase1(
+        self, sa: IsakmpSa, offer: SaPayload, *, aggressive: bool, peer_id: Identity | None
+    ) -> tuple[Proposal, Transform, Phase1Suite]:
+        """Responder: pick the configuration and ISAKMP suite for a peer's offer."""
+        reasons = []
+        configs = [c for c in sa.candidates if c.aggressive == aggressive] or sa.candidates
+        if peer_id is not None:
+            from .phase1 import peer_matches
+
+            configs = [c for c in configs if peer_matches(c, peer_id)] or configs
+        for cfg in configs:
+            try:
+                method = auth_method_for(cfg)
+            except LocalProtocolError as exc:
+                reasons.append(str(exc))
+                continue
+            suites = suites_from_config(cfg.proposals, method, int(cfg.hard_lifetime))
+            try:
+                prop, t, suite = select_suite(suites, offer)
+            except NoProposalChosen as exc:
+                reasons.append(str(exc))
+                continue
+            if cfg is not self.cfg:
+                self.cfg = cfg
+            sa.cfg = cfg
+            return prop, t, suite
+        raise NoProposalChosen("; ".join(reasons) or "no configuration")
+
+    # ================================================================== Phase 1
+
+    def _start_phase1(self, now: float, rekeyed_from: IsakmpSa | None = None) -> IsakmpSa:
+        sa = IsakmpSa(cfg=self.cfg, initiator=True, spi_i=self._new_cookie(), started_at=now)
+        sa.aggressive = self.cfg.aggressive
+        sa.last_inbound = now
+        if rekeyed_from is not None:
+            sa.rekeyed_from = rekeyed_from.spi_i
+            sa.nat_t = False
+        sa.tm = TaskManagerV1(self, sa)
+        self.sas.append(sa)
+        if self.local_addr[1] == NATT_PORT and rekeyed_from is None:
+            pass
+        task: Task = AggressiveModeTask(self, sa, True) if self.cfg.aggressive else MainModeTask(self, sa, True)
+        sa.tm.queue(task, now)  # type: ignore[attr-defined]
+        return sa
+
+    def _phase1_done(self, sa: IsakmpSa, now: float) -> None:
+        assert sa.suite is not None
+        sa.state = State.ESTABLISHED
+        sa.established_at = now
+        life = float(sa.suite.lifetime)
+        sa.hard_at = now + life
+        if sa.initiator:
+            jitter = sa.cfg.jitter * self._random_fraction()
+            soft = min(sa.cfg.rekey_time, life) - jitter
+        else:
+            soft = (min(sa.cfg.rekey_time, life) + life) / 2
+        sa.soft_at = now + max(soft, 1.0) if sa.cfg.rekey_time > 0 else None
+        self._had_contact = True
+        self._step(sa, "IKE Phase 1 complete")
+        self._events.append(
+            IkeSaEstablished(
+                spi_i=sa.spi_i,
+                spi_r=sa.spi_r,
+                version=1,
+                initiator=sa.initiator,
+                local_addr=self.local_addr,
+                remote_addr=self.remote_addr,
+                local_id=str(sa.local_id) if sa.local_id else self.local_addr[0],
+                remote_id=str(sa.remote_id) if sa.remote_id else self.remote_addr[0],
+                algorithms=sa.suite.name,
+                nat_local=sa.nat_local,
+                nat_remote=sa.nat_remote,
+                rekeyed_from=sa.rekeyed_from,
+            )
+        )
+        for old in self.sas:
+            if old is sa or old.state is State.DELETED:
+                continue
+            if old.established:
+                old.superseded = True
+                if sa.initiator:
+                    self._remove_sa(old, "rekeyed", now, notify_peer=True)
+                else:
+                    old.hard_at = min(old.hard_at or now + SUPERSEDED_GRACE, now + SUPERSEDED_GRACE)
+        self._flush_pending(now)
+
+    def _phase1_failed(self, sa: IsakmpSa, task: Task, notify: str, reason: str, now: float) -> None:
+        """Retransmits exhausted (or a Phase 1 error notify)."""
+        self._events.append(NegotiationFailed(self.peer, _mode_name(sa), notify, reason))
+        logger.warning("%s with %s failed: %s %s (cookies %s)", _mode_name(sa), self.peer, notify, reason, sa.cookies)
+        self._remove_sa(sa, "retransmits exhausted" if notify == "TIMEOUT" else "negotiation failed", now, notify_peer=False)
+
+    def _reauth(self, sa: IsakmpSa, now: float) -> None:
+        if any(s.state is State.CONNECTING and s.initiator for s in self.sas):
+            return
+        logger.info("renewing Phase 1 with %s (cookies %s)", self.peer, sa.cookies)
+        self._start_phase1(now, rekeyed_from=sa)
+
+    def _expire_sa(self, sa: IsakmpSa, now: float) -> None:
+        others = [s for s in self.sas if s is not sa and s.established and s.state is not State.DELETED]
+        if not others:
+            for child in list(self.children.values()):
+                self._delete_child(child, "expired", now, send=True)
+        self._remove_sa(sa, "expired", now, notify_peer=True)
+
+    def _remove_sa(self, sa: IsakmpSa, reason: str, now: float, *, notify_peer: bool) -> None:
+        if sa.state is State.DELETED:
+            return
+        if notify_peer and sa.keys is not None and sa.established:
+            self._send_info(sa, [delete_isakmp(sa)], now)
+        sa.state = State.DELETED
+        sa.tm.flush()  # type: ignore[attr-defined]
+        self.sas.remove(sa)
+        self._events.append(IkeSaDeleted(sa.spi_i, sa.spi_r, reason))
+        logger.info("ISAKMP SA with %s deleted: %s (cookies %s)", self.peer, reason, sa.cookies)
+        if not self.sas:
+            self._close()
+
+    def _close(self) -> None:
+        self._closed = True
+        self._pending.clear()
+        self._had_contact = False
+
+    def _abandon_new(self, sa: IsakmpSa, now: float) -> None:
+        """The first message of a new responder SA was malformed."""
+        sa.state = State.DELETED
+        sa.tm.flush()  # type: ignore[attr-defined]
+        if sa in self.sas:
+            self.sas.remove(sa)
+        if not self.sas:
+            self._close()
+
+    # ================================================================== errors
+
+    def _task_error(self, sa: IsakmpSa, task: Task, exc: Ikev1Error, now: float, *, answered: bool) -> None:
+        """A task rejected a message (``answered``: it was the peer's answer
+        to our request, else the peer's request)."""
+        reason = str(exc)
+        nname = notify_name(exc.notify_type)
+        if task.phase1:
+            if isinstance(exc, (AuthenticationFailed, InvalidCertificate)):
+                step = task.step or "MM5"
+                self._events.append(AuthFailed(self.peer, step, reason))
+                logger.warning("%s authentication failed with %s: %s (cookies %s)", step, self.peer, reason, sa.cookies)
+                gone = "authentication failed"
+            else:
+                self._events.append(NegotiationFailed(self.peer, _mode_name(sa), nname, reason))
+                logger.warning("%s with %s failed: %s: %s (cookies %s)", _mode_name(sa), self.peer, nname, reason, sa.cookies)
+                gone = "negotiation failed"
+            if sa.spi_r != bytes(8):
+                notify = isakmp_notify(sa, exc.notify_type)
+                self._send(sa, build_informational(sa, [notify], self._new_mid(), protect=False), now)
+            self._remove_sa(sa, gone, now, notify_peer=False)
+            return
+        # Quick Mode: tell the peer (protected), give up this exchange only
+        assert isinstance(task, QuickModeTask)
+        spi = (task.spi_i or 0).to_bytes(4, "big")
+        self._send_info(sa, [NotifyPayload(notify_type=exc.notify_type, protocol=task.protocol, spi=spi)], now)
+        self._qm_failed(sa, task, nname, reason, now)
+
+    def _qm_failed(self, sa: IsakmpSa, task: QuickModeTask, notify: str, reason: str, now: float) -> None:
+        name = task.child.name if task.child is not None else "?"
+        self._events.append(NegotiationFailed(self.peer, "QM", notify, f"child {name}: {reason}"))
+        logger.warning("QM with %s failed: %s %s (cookies %s)", self.peer, notify, reason, sa.cookies)
+        if task.rekey is not None:
+            task.rekey.rekeying = False
+        tm: TaskManagerV1 = sa.tm  # type: ignore[assignment]
+        if tm.active is task:
+            tm.active = None
+            tm.initiating = None
+        tm.passive.pop(task.mid, None)
+        if notify == "TIMEOUT":
+            # strongSwan gives up the ISAKMP SA when the peer stops answering
+            for child in list(self.children.values()):
+                self._delete_child(child, "ike sa deleted", now, send=False)
+            self._remove_sa(sa, "retransmits exhausted", now, notify_peer=False)
+            return
+        tm.initiate(now)
+
+    def _error_notify(self, sa: IsakmpSa, n: Any, protected: bool, now: float) -> None:
+        """An error notify arrived in an Informational."""
+        name = notify_name(n.notify_type)
+        tm: TaskManagerV1 = sa.tm  # type: ignore[assignment]
+        if not sa.established:
+            task = tm.active or next(iter(tm.passive.values()), None)
+            if task is None:
+                return
+            step = getattr(task, "step_sent", "") or task.step
+            if n.notify_type in (
+                NotifyType.AUTHENTICATION_FAILED,
+                NotifyType.INVALID_HASH_INFORMATION,
+                NotifyType.INVALID_SIGNATURE,
+                NotifyType.INVALID_CERTIFICATE,
+                NotifyType.PAYLOAD_MALFORMED,
+            ) and sa.keys is not None:
+                reason = f"peer rejected {step} ({name}): pre-shared key or credentials mismatch?"
+                self._events.append(AuthFailed(self.peer, step, reason))
+                logger.warning("%s authentication failed with %s: %s (cookies %s)", step, self.peer, reason, sa.cookies)
+                gone = "authentication failed"
+            else:
+                reason = f"peer answered {step} with {name}"
+                self._events.append(NegotiationFailed(self.peer, _mode_name(sa), name, reason))
+                logger.warning("%s with %s failed: %s (cookies %s)", _mode_name(sa), self.peer, reason, sa.cookies)
+                gone = "negotiation failed"
+            self._remove_sa(sa, gone, now, notify_peer=False)
+            return
+        if not protected:
+            return
+        task = tm.active if isinstance(tm.active, QuickModeTask) else None
+        if task is None:
+            spi = int.from_bytes(n.spi, "big") if len(n.spi) == 4 else None
+            task = next(
+                (t for t in tm.passive.values() if isinstance(t, QuickModeTask) and spi in (t.spi_i, t.spi_r)), None
+            )
+        if task is not None:
+            self._qm_failed(sa, task, name, f"peer sent {name}", now)
+        else:
+            logger.info("%s notify from %s (cookies %s)", name, self.peer, sa.cookies)
+
+    # ================================================================== tasks finished
+
+    def _task_done(self, sa: IsakmpSa, task: Task, now: float) -> None:
+        if task.phase1:
+            self._phase1_done(sa, now)
+
+    # ================================================================== IPsec SAs
+
+    def _want_child(self, name: str, rekey: ChildSa | None) -> None:
+        if name not in self.cfg.children:
+            raise LocalProtocolError(f"connection {self.cfg.name} has no child {name!r}")
+        self._pending.append((name, rekey))
+
+    def _flush_pending(self, now: float) -> None:
+        sa = self.sa
+        if sa is None or not sa.established:
+            return
+        pending, self._pending = self._pending, []
+        for name, rekey in pending:
+            if rekey is not None and rekey.spi_in not in self.children:
+                continue
+            task = QuickModeTask(self, sa, True, self._new_mid(), child=self.cfg.children[name], rekey=rekey)
+            sa.tm.queue(task, now)  # type: ignore[attr-defined]
+
+    def _qm_running(self, name: str) -> bool:
+        for sa in self.sas:
+            for t in sa.tm.tasks():  # type: ignore[attr-defined]
+                if isinstance(t, QuickModeTask) and t.child is not None and t.child.name == name:
+                    return True
+        return False
+
+    def _rekey_child(self, child: ChildSa, now: float) -> None:
+        child.rekeying = True
+        logger.info("rekeying IPsec SA %s %08x_i with %s", child.name, child.spi_in, self.peer)
+        self._want_child(child.name, child)
+        self._flush_pending(now)
+
+    def _install_child(
+        self,
+        sa: IsakmpSa,
+        task: QuickModeTask,
+        *,
+        spi_in: int,
+        spi_out: int,
+        local_ts: TrafficSelector,
+        remote_ts: TrafficSelector,
+        keys: tuple[bytes, bytes, bytes, bytes],
+        now: float,
+    ) -> None:
+        cfg = task.child
+        suite = task.suite
+        assert cfg is not None and suite is not None
+        old = task.rekey
+        if old is None:
+            old = next(
+                (
+                    c
+                    for c in self.children.values()
+                    if c.name == cfg.name and not c.rekeyed and c.local_ts == local_ts and c.remote_ts == remote_ts
+                ),
+                None,
+            )
+        life = float(task.lifetime) if task.lifetime else None
+        if life is not None:
+            if task.initiator:
+                soft = min(cfg.rekey_time, life) - cfg.jitter * self._random_fraction()
+            else:
+                soft = (min(cfg.rekey_time, life) + life) / 2
+            soft_at: float | None = now + max(soft, 1.0) if cfg.rekey_time > 0 else None
+            hard_at: float | None = now + life
+        else:
+            soft_at = hard_at = None
+        protocol = "ah" if task.protocol == ProtocolId.AH else "esp"
+        ein, eout, iin, iout = keys
+        uid = next(self._unique)
+        ev = ChildSaInstalled(
+            name=cfg.name,
+            protocol=protocol,
+            mode=task.mode,
+            spi_in=spi_in,
+            spi_out=spi_out,
+            encr=suite.encr,
+            integ=suite.integ,
+            encr_key_in=ein,
+            encr_key_out=eout,
+            integ_key_in=iin,
+            integ_key_out=iout,
+            esn=False,
+            local_ts=(local_ts,),
+            remote_ts=(remote_ts,),
+            local_addr=self.local_addr,
+            remote_addr=self.remote_addr,
+            encap=task.udp,
+            initiator=task.initiator,
+            replay_window=cfg.replay_window,
+            lifetime_soft=(soft_at - now) if soft_at is not None else None,
+            lifetime_hard=life,
+            life_bytes=task.life_kb * 1000 if task.life_kb else None,
+            life_packets=cfg.life_packets or None,
+            rekeyed_from=old.spi_in if old is not None else None,
+            ike_spi_i=sa.spi_i,
+            unique_id=uid,
+            algorithms=suite.name,
+        )
+        child = ChildSa(
+            name=cfg.name,
+            cfg=cfg,
+            protocol=protocol,
+            mode=task.mode,
+            spi_in=spi_in,
+            spi_out=spi_out,
+            initiator=task.initiator,
+            local_ts=local_ts,
+            remote_ts=remote_ts,
+            event=ev,
+            installed_at=now,
+            soft_at=soft_at,
+            hard_at=hard_at,
+            unique_id=uid,
+        )
+        self.children[spi_in] = child
+        self._step(sa, "IPsec SA established")
+        logger.info(
+            "IPsec SA %s{%d} %s with SPIs %08x_i %08x_o and TS %s === %s%s",
+            cfg.name, uid, suite.name, spi_in, spi_out, local_ts, remote_ts, " (UDP-encapsulated)" if task.udp else "",
+        )
+        self._events.append(ev)
+        if old is not None:
+            old.rekeyed = True
+            old.rekeying = False
+            old.soft_at = None
+            if task.initiator:
+                self._delete_child(old, "rekeyed", now, send=True)
+
+    def _delete_child(self, child: ChildSa, reason: str, now: float, *, send: bool) -> None:
+        if self.children.pop(child.spi_in, None) is None:
+            return
+        sa = self.sa
+        if send and sa is not None and sa.established:
+            proto = ProtocolId.AH if child.protocol == "ah" else ProtocolId.ESP
+            self._send_info(sa, [delete_ipsec(proto, [child.spi_in])], now)
+        self._events.append(ChildSaDeleted(child.name, child.spi_in, child.spi_out, reason))
+        logger.info("IPsec SA %s %08x_i/%08x_o deleted: %s", child.name, child.spi_in, child.spi_out, reason)
+
+    def _peer_deleted_child(self, spi: int, now: float) -> None:
+        child = next((c for c in self.children.values() if c.spi_out == spi), None)
+        if child is None:
+            return
+        self._delete_child(child, "rekeyed" if child.rekeyed else "deleted by peer", now, send=False)
+
+    def _peer_deleted_isakmp(self, sa: IsakmpSa, spi: bytes, now: float) -> None:
+        target = next((s for s in self.sas if s.spi_i + s.spi_r == spi), None)
+        if target is None:
+            return
+        newer = [s for s in self.sas if s is not target and s.established and not s.superseded]
+        if not newer:
+            for child in list(self.children.values()):
+                self._delete_child(child, "ike sa deleted", now, send=False)
+        self._remove_sa(target, "rekeyed" if newer else "deleted by peer", now, notify_peer=False)
+
+    # ================================================================== DPD
+
+    def _send_dpd(self, sa: IsakmpSa, now: float) -> None:
+        if sa.dpd_seq == 0:
+            sa.dpd_seq = int.from_bytes(self.random(4), "big") & 0x7FFFFFFF or 1
+        else:
+            sa.dpd_seq = (sa.dpd_seq + 1) & 0xFFFFFFFF
+        logger.info("R-U-THERE %d to %s (cookies %s)", sa.dpd_seq, self.peer, sa.cookies)
+        self._send_info(sa, [dpd.r_u_there(sa, sa.dpd_seq)], now)
+        dpd.sent(sa, now)
+
+    def _dpd_request(self, sa: IsakmpSa, seq: int, now: float) -> None:
+        self._send_info(sa, [dpd.r_u_there_ack(sa, seq)], now)
+
+    def _dpd_ack(self, sa: IsakmpSa, seq: int, now: float) -> None:
+        if seq != sa.dpd_seq:
+            logger.info("R-U-THERE-ACK with sequence %d (expected %d) ignored", seq, sa.dpd_seq)
+            return
+        dpd.alive(sa, now)
+
+    def _dead_peer(self, sa: IsakmpSa, now: float) -> None:
+        logger.warning("peer %s did not answer DPD for %.0fs: declared dead (cookies %s)", self.peer, sa.cfg.dpd_timeout, sa.cookies)
+        self._events.append(DpdTimeout(self.peer))
+        for child in list(self.children.values()):
+            self._delete_child(child, "dead peer", now, send=False)
+        for s in list(self.sas):
+            self._remove_sa(s, "dead peer", now, notify_peer=False)
+        self._close()
+
+
+def _mode_name(sa: IsakmpSa) -> str:
+    return "AM" if sa.aggressive else "MM"
+
+
+def _exchange_name(ex: int) -> str:
+    try:
+        return ExchangeType(ex).name
+    except ValueError:
+        return str(ex)

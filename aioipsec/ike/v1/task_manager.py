@@ -1,0 +1,356 @@
+"""The IKEv1 task manager of one ISAKMP SA (model: strongSwan
+``sa/ikev1/task_manager_v1.c``).
+
+* One exchange we initiate at a time (``active``; Informational exchanges are
+  one-shot and bypass it), a queue of waiting tasks, and the exchanges the
+  peer initiated (``passive``, by message ID; IKEv1 message IDs are random,
+  Phase 1 uses 0).
+* Retransmission on both sides: our requests are resent on a timer
+  (``timeout * base**n``, ``tries`` times, optional jitter); a responder that
+  waits for the third message of Aggressive or Quick Mode resends its answer
+  on a timer too, and every responder answers a duplicate request with its
+  cached answer (the same bytes).  The last message of a three-message
+  exchange we initiated is kept, and resent when the peer resends the
+  message it answers.
+* Every incoming message: duplicate check, decryption with the CBC IV of its
+  exchange, the payload rules of the step it must be (checked centrally,
+  before the task sees it), then the task.  The IV chain moves on only once
+  the task accepted the message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+from ...errors import IntegrityError, ParseError, RemoteProtocolError
+from ...selectors import Address
+from .constants import ExchangeType, Flag
+from .errors import AuthenticationFailed, Ikev1Error
+from .message import Message, check_rules, decode_message
+from .payloads import IsakmpHeader
+
+if TYPE_CHECKING:
+    from .sa import IsakmpSa
+    from .session import IkeSessionV1
+
+logger = logging.getLogger("aioipsec.ike")
+
+__all__ = ["Flight", "Task", "TaskManagerV1"]
+
+
+class Task:
+    """One exchange seen from one side; role-bound (strongSwan ``task_t``).
+
+    ``initiate()`` builds the first message (initiator only); ``process()``
+    takes the next message of the exchange and returns the message to send
+    next (or ``None``).  ``step`` names the message the task expects next
+    (``MM3``...), which selects the payload rule checked before ``process``."""
+
+    name: ClassVar[str] = ""
+    exchange: ClassVar[int] = 0
+    responder_retransmits: ClassVar[bool] = False
+    """A responder resends its answer on a timer (3-message exchanges)."""
+    phase1: ClassVar[bool] = False
+
+    def __init__(self, session: IkeSessionV1, sa: IsakmpSa, initiator: bool, mid: int = 0) -> None:
+        self.session = session
+        self.sa = sa
+        self.initiator = initiator
+        self.mid = mid
+        self.done = False
+        self.step = ""
+
+    def initiate(self, now: float) -> Message:
+        raise NotImplementedError
+
+    def process(self, msg: Message, now: float) -> Message | None:
+        raise NotImplementedError
+
+    def failed(self, reason: str, notify: str, now: float) -> None:
+        """The exchange was abandoned (retransmits exhausted, error notify)."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} mid={self.mid:#x} step={self.step} done={self.done}>"
+
+
+@dataclass(eq=False)
+class Flight:
+    """Packets of one message we sent, for retransmission."""
+
+    mid: int
+    exchange: int
+    packets: list[bytes]
+    addr: Address
+    step: str
+    retransmit: bool
+    next_at: float | None = None
+    tries: int = 0
+    request: bytes = b""
+    """For a cached answer: the request datagram it answers."""
+    task: Task | None = field(default=None, repr=False)
+
+
+class TaskManagerV1:
+    """Exchanges, retransmissions and message dispatch of one ISAKMP SA."""
+
+    MAX_RESPONSES = 8
+
+    def __init__(self, session: IkeSessionV1, sa: IsakmpSa) -> None:
+        self.session = session
+        self.sa = sa
+        self.active: Task | None = None
+        self.queued: deque[Task] = deque()
+        self.passive: dict[int, Task] = {}
+        self.initiating: Flight | None = None
+        self.kept: Flight | None = None
+        self.old_responses: deque[bytes] = deque(maxlen=4)
+        self.responding: OrderedDict[int, Flight] = OrderedDict()
+
+    # ------------------------------------------------------------------ queueing
+
+    def queue(self, task: Task, now: float) -> None:
+        self.queued.append(task)
+        self.initiate(now)
+
+    def initiate(self, now: float) -> None:
+        """Start the next queued exchange if none is in flight and the SA allows it."""
+        while self.active is None and self.queued:
+            task = self.queued[0]
+            if not task.phase1 and not self.sa.established:
+                return
+            self.queued.popleft()
+            self.active = task
+            try:
+                msg = task.initiate(now)
+            except RemoteProtocolError as exc:  # pragma: no cover - defensive
+                self.active = None
+                task.failed(str(exc), "ERROR", now)
+                continue
+            self._send_request(task, msg, now)
+
+    def has_task(self, cls: type[Task]) -> bool:
+        return any(isinstance(t, cls) for t in (self.active, *self.queued, *self.passive.values()) if t is not None)
+
+    def tasks(self) -> list[Task]:
+        return [t for t in (self.active, *self.queued, *self.passive.values()) if t is not None]
+
+    def flush(self) -> None:
+        """Cancel every exchange and retransmission (the SA is going away)."""
+        self.active = None
+        self.queued.clear()
+        self.passive.clear()
+        self.initiating = None
+        self.kept = None
+        self.responding.clear()
+
+    # ------------------------------------------------------------------ sending
+
+    def _timeout(self, tries: int) -> float:
+        cfg = self.sa.cfg
+        t = cfg.retransmit_timeout * cfg.retransmit_base**tries
+        if cfg.retransmit_jitter > 0:
+            t -= t * cfg.retransmit_jitter * self.session._random_fraction()
+        return t
+
+    def _send_request(self, task: Task, msg: Message, now: float) -> None:
+        packets = self.session._send(self.sa, msg, now, task.step_sent)  # type: ignore[attr-defined]
+        if task.done:
+            # last message of a 3-message exchange: keep it for duplicates of the answer
+            self.kept = Flight(task.mid, task.exchange, packets, self.session.remote_addr, task.step_sent, False)  # type: ignore[attr-defined]
+            self.initiating = None
+        else:
+            self.initiating = Flight(
+                task.mid, task.exchange, packets, self.session.remote_addr, task.step_sent, True,  # type: ignore[attr-defined]
+                next_at=now + self._timeout(0), task=task,
+            )
+
+    def _send_response(self, task: Task, msg: Message, request: bytes, now: float) -> None:
+        packets = self.session._send(self.sa, msg, now, task.step_sent)  # type: ignore[attr-defined]
+        retransmit = task.responder_retransmits and not task.done
+        flight = Flight(
+            task.mid, task.exchange, packets, self.session.remote_addr, task.step_sent, retransmit,  # type: ignore[attr-defined]
+            next_at=now + self._timeout(0) if retransmit else None, request=request, task=task,
+        )
+        self.responding[task.mid] = flight
+        self.responding.move_to_end(task.mid)
+        while len(self.responding) > self.MAX_RESPONSES:
+            self.responding.popitem(last=False)
+
+    def _finished(self, task: Task) -> None:
+        self.sa.finished_mids.append(task.mid)
+
+    # ------------------------------------------------------------------ timers
+
+    def next_timer(self) -> float | None:
+        times = []
+        if self.initiating is not None and self.initiating.next_at is not None:
+            times.append(self.initiating.next_at)
+        for f in self.responding.values():
+            if f.retransmit and f.next_at is not None:
+                times.append(f.next_at)
+        return min(times) if times else None
+
+    def on_timer(self, now: float) -> None:
+        f = self.initiating
+        if f is not None and f.next_at is not None and now >= f.next_at:
+            self._retransmit(f, now, request=True)
+        for f in list(self.responding.values()):
+            if f.retransmit and f.next_at is not None and now >= f.next_at:
+                self._retransmit(f, now, request=False)
+
+    def _retransmit(self, f: Flight, now: float, request: bool) -> None:
+        if f.tries >= self.sa.cfg.retransmit_tries:
+            f.next_at = None
+            f.retransmit = False
+            task = f.task
+            what = f"no answer to {f.step} after {f.tries} retransmits"
+            logger.info("%s: %s (peer %s, cookies %s)", f.step, what, self.session.peer, self.sa.cookies)
+            if request:
+                self.initiating = None
+                self.active = None
+            else:
+                self.responding.pop(f.mid, None)
+                if task is not None:
+                    self.passive.pop(task.mid, None)
+            if task is not None:
+                task.failed(what, "TIMEOUT", now)
+            return
+        f.tries += 1
+        f.next_at = now + self._timeout(f.tries)
+        logger.debug("%s retransmit %d to %s (cookies %s)", f.step, f.tries, f.addr, self.sa.cookies)
+        self.session._resend(f.packets, now)  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------------ receiving
+
+    def handle(self, data: bytes, header: IsakmpHeader, addr: Address, now: float) -> None:
+        """Dispatch one (reassembled) datagram of this SA."""
+        if data in self.old_responses:
+            kept = self.kept
+            if kept is not None and data == self.old_responses[-1]:
+                logger.debug("%s resent: peer repeated its answer", kept.step)
+                self.session._resend(kept.packets, now)  # type: ignore[attr-defined]
+            return
+        for f in self.responding.values():
+            if f.request == data:
+                logger.debug("duplicate request, %s resent", f.step)
+                self.session._resend(f.packets, now)  # type: ignore[attr-defined]
+                return
+        mid, exchange = header.message_id, header.exchange
+        act = self.active
+        if exchange == ExchangeType.INFORMATIONAL:
+            self.session._informational(self.sa, data, header, addr, now)  # type: ignore[attr-defined]
+            return
+        if act is not None and mid == act.mid and exchange == act.exchange and not act.done:
+            self._response(act, data, header, addr, now)
+            return
+        task = self.passive.get(mid)
+        if task is None:
+            if mid in self.sa.finished_mids and mid != 0:
+                self.session.stats["late"] += 1  # type: ignore[attr-defined]
+                return
+            task = self.session._new_passive(self.sa, header, addr, now)  # type: ignore[attr-defined]
+            if task is None:
+                return
+            self.passive[mid] = task
+        elif task.exchange != exchange:
+            self.session.stats["dropped"] += 1  # type: ignore[attr-defined]
+            return
+        self._request(task, data, header, addr, now)
+
+    def _decode(self, task: Task, data: bytes, header: IsakmpHeader, addr: Address) -> tuple[Message, bytes] | None:
+        keys = self.sa.keys
+        encrypted = bool(header.flags & Flag.ENCRYPTION)
+        try:
+            if encrypted:
+                if keys is None:
+                    raise ParseError("encrypted message before keys exist")
+                msg, last = decode_message(data, keys.encr, keys.iv.get_iv(header.message_id), header)
+            else:
+                msg, last = decode_message(data, header=header)
+            check_rules(task.step, msg.payloads)
+            msg.src = addr
+        except (ParseError, Ikev1Error) as exc:
+            if encrypted and task.phase1:
+                # garbage after decryption in MM5/MM6/AM3: the keys differ, i.e.
+                # the pre-shared keys do not match
+                raise AuthenticationFailed(
+                    f"{task.step} from {self.session.peer} could not be decrypted and verified "
+                    f"({exc}): pre-shared key mismatch?"
+                ) from None
+            raise
+        return msg, last
+
+    def _response(self, task: Task, data: bytes, header: IsakmpHeader, addr: Address, now: float) -> None:
+        try:
+            decoded = self._decode(task, data, header, addr)
+            if decoded is None:
+                return
+            msg, last = decoded
+            self.session._step(self.sa, f"{task.step} received")  # type: ignore[attr-defined]
+            reply = task.process(msg, now)
+        except (ParseError, IntegrityError) as exc:
+            self.session._dropped(self.sa, task.step, exc)  # type: ignore[attr-defined]
+            return
+        except Ikev1Error as exc:
+            self.initiating = None
+            self.active = None
+            self.session._task_error(self.sa, task, exc, now, answered=True)  # type: ignore[attr-defined]
+            return
+        self._accepted(msg, last, addr, now)
+        self.initiating = None
+        self.old_responses.append(data)
+        self.kept = None
+        if reply is not None:
+            self._send_request(task, reply, now)
+        if task.done:
+            if self.active is task:
+                self.active = None
+            self._finished(task)
+            self.session._task_done(self.sa, task, now)  # type: ignore[attr-defined]
+        self.initiate(now)
+
+    def _request(self, task: Task, data: bytes, header: IsakmpHeader, addr: Address, now: float) -> None:
+        try:
+            decoded = self._decode(task, data, header, addr)
+            if decoded is None:
+                return
+            msg, last = decoded
+            self.session._step(self.sa, f"{task.step} received")  # type: ignore[attr-defined]
+            reply = task.process(msg, now)
+        except (ParseError, IntegrityError) as exc:
+            self.session._dropped(self.sa, task.step, exc)  # type: ignore[attr-defined]
+            if not task.phase1 or self.sa.keys is not None or task.step not in ("MM1", "AM1"):
+                return
+            self.passive.pop(task.mid, None)
+            self.session._abandon_new(self.sa, now)  # type: ignore[attr-defined]
+            return
+        except Ikev1Error as exc:
+            self.passive.pop(task.mid, None)
+            self.responding.pop(task.mid, None)
+            self.session._task_error(self.sa, task, exc, now, answered=False)  # type: ignore[attr-defined]
+            return
+        self._accepted(msg, last, addr, now)
+        # the answer to the previous message of this exchange is no longer needed
+        old = self.responding.get(task.mid)
+        if old is not None:
+            old.retransmit = False
+            old.next_at = None
+        if reply is not None:
+            self._send_response(task, reply, data, now)
+        if task.done:
+            self.passive.pop(task.mid, None)
+            self._finished(task)
+            self.session._task_done(self.sa, task, now)  # type: ignore[attr-defined]
+        self.initiate(now)
+
+    def _accepted(self, msg: Message, last_block: bytes, addr: Address, now: float) -> None:
+        """A message passed all checks: move its IV chain on, note liveness."""
+        keys = self.sa.keys
+        if msg.encrypted and keys is not None and last_block:
+            keys.iv.update_iv(msg.message_id, last_block)
+            keys.iv.confirm_iv(msg.message_id)
+        self.sa.last_inbound = now
+        self.session._peer_seen(self.sa, addr, now)  # type: ignore[attr-defined]
