@@ -93,7 +93,12 @@ class SessionProtocol:
     def transmit(self) -> None:
         now = self._loop.time()
         for data, addr in self.session.datagrams_to_send(now):
-            if addr[1] == 4500 or getattr(self.session, "nat_t", False):
+            # Float to 4500 when sending to the peer's 4500 (initiator) or once the
+            # peer reached our 4500 (datagram_received).  Not on the session's nat_t:
+            # a responder sets it while answering IKE_SA_INIT / MM4, and that answer
+            # must leave from 500, where the request came in (RFC 7296 §2.23);
+            # through a NAT, a reply from 4500 never reaches the initiator.
+            if addr[1] == 4500:
                 self.use_4500 = True
             self._endpoint.send_ike(data, addr, self.use_4500)
         self._arm_timer()
