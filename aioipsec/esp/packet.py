@@ -126,6 +126,7 @@ class EspCodec:
         "counter_iv",
         "trailers",
         "_spi_b",
+        "_tunnel_tt",
     )
 
     def __init__(self, spi: int, encr: Encr, integ: Integ | None, esn: bool) -> None:
@@ -148,6 +149,7 @@ class EspCodec:
         """IV is the 64-bit sequence number (unique per key) rather than random."""
         self._spi_b = spi.to_bytes(4, "big")
         self.trailers: dict[int, tuple[bytes, ...]] = {}
+        self._tunnel_tt: tuple[tuple[bytes, ...] | None, ...] | None = None
 
     # ----------------------------------------------------------- trailer tables
 
@@ -162,8 +164,11 @@ class EspCodec:
 
     def tunnel_trailers(self) -> tuple[tuple[bytes, ...] | None, ...]:
         """256 entries indexed by the inner packet's first byte (None: not IP)."""
-        t4, t6 = self.trailer_table(NH_IPV4), self.trailer_table(NH_IPV6)
-        return tuple(t4 if nh == NH_IPV4 else t6 if nh == NH_IPV6 else None for nh in _FIRST_BYTE_NH)
+        tt = self._tunnel_tt
+        if tt is None:
+            t4, t6 = self.trailer_table(NH_IPV4), self.trailer_table(NH_IPV6)
+            tt = self._tunnel_tt = tuple(t4 if nh == NH_IPV4 else t6 if nh == NH_IPV6 else None for nh in _FIRST_BYTE_NH)
+        return tt
 
     # ----------------------------------------------------------- one packet
 

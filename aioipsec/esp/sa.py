@@ -82,6 +82,8 @@ _SPI_SEQ = struct.Struct("!II")
 _new = tuple.__new__
 
 _DROP = {r: drop_result(r) for r in DropReason}
+_PAD_TAIL = tuple(PAD_BYTES[n] + bytes((n,)) for n in range(256))
+"""Padding 1..n followed by the pad-length byte n: what precedes next header."""
 
 SOFT_FRACTION = 0.9
 """Soft byte/packet limit derived from a hard one (``esp_sa_pair_from_event``)."""
@@ -313,14 +315,14 @@ class EspSa(_SaBase):
         if self._fast:
             enc = self.codec.encr
             assert isinstance(enc, AeadEncr)
+            # nonce = salt || 64-bit sequence number, packed in one C call
             salt = enc.salt
             if len(salt) == 4:
-                salt_i = int.from_bytes(salt, "big")
-                pack_nonce = _NONCE_I.pack
-                self._nonce = lambda s: pack_nonce(salt_i, s)
+                self._nonce_salt: int | bytes = int.from_bytes(salt, "big")
+                self._nonce_pack = _NONCE_I.pack
             else:  # CCM: 3-byte salt
-                nonce3 = struct.Struct(f"!{len(salt)}sQ").pack
-                self._nonce = lambda s: nonce3(salt, s)
+                self._nonce_salt = salt
+                self._nonce_pack = struct.Struct(f"!{len(salt)}sQ").pack
 
     # ================================================================= outbound
 
@@ -383,18 +385,18 @@ class EspSa(_SaBase):
 
     def _seal_fast(self, batch: Sequence[bytes], nh: int | None) -> list[bytes]:
         enc = self.codec.encr.aead_obj.encrypt  # type: ignore[attr-defined]
-        spi, hdr, aad, nonce = self.spi, _HDR16.pack, _AAD8.pack, self._nonce
+        spi, hdr, aad = self.spi, _HDR16.pack, _AAD8.pack
+        nonce, salt = self._nonce_pack, self._nonce_salt
         m = self.codec.block - 1
         s0 = self.seq + 1
-        seqs = range(s0, s0 + len(batch))
         if nh is None:
             tt = self.codec.tunnel_trailers()
             return [
-                hdr(spi, s, s) + enc(nonce(s), p + tt[p[0]][len(p) & m], aad(spi, s))  # type: ignore[index]
-                for p, s in zip(batch, seqs)
+                hdr(spi, s, s) + enc(nonce(salt, s), p + tt[p[0]][len(p) & m], aad(spi, s))  # type: ignore[index]
+                for s, p in enumerate(batch, s0)
             ]
         tr = self.codec.trailer_table(nh)
-        return [hdr(spi, s, s) + enc(nonce(s), p + tr[len(p) & m], aad(spi, s)) for p, s in zip(batch, seqs)]
+        return [hdr(spi, s, s) + enc(nonce(salt, s), p + tr[len(p) & m], aad(spi, s)) for s, p in enumerate(batch, s0)]
 
     def _seal_slow(self, batch: Sequence[bytes], nh_fixed: int | None, iv: bytes | None) -> list[bytes]:
         codec, rnd, tfc = self.codec, self.random, self.tfc_pad
@@ -536,41 +538,44 @@ class EspSa(_SaBase):
 
     def _open_fast(self, batch: Sequence[bytes], now: float | None) -> list[OpenResult]:
         """AEAD, no ESN: the replay window and trailer checks inlined (the
-        same rules as ReplayWindow.check/commit and _unwrap)."""
+        same rules as ReplayWindow.check/commit and _unwrap).  Drops leave
+        the loop through ``_drop_one``; the success path touches only locals."""
         enc = self.codec.encr
         dec = enc.aead_obj.decrypt  # type: ignore[attr-defined]
         salt = enc.salt  # type: ignore[attr-defined]
         spi, minlen, tunnel, check = self.spi, self.codec.min_len, self.tunnel, self.check
         win = self.replay
         size, top, bm, limit, mask = win.size, win.top, win.bitmap, win._limit, win._mask
+        bm_max = (1 << limit) - 1  # "bm.bit_length() > limit" without a method call
         unpack = _SPI_SEQ.unpack_from
-        pads = PAD_BYTES
-        drops = _DROP
+        padtail = _PAD_TAIL
+        new, result_cls = _new, OpenResult
         out: list[OpenResult] = []
         app = out.append
-        npk = nby = replays = first_replay = 0
+        drop = self._drop_one
+        nby = ndrop = replays = first_replay = 0
         for d in batch:
             if len(d) < minlen:
-                self._drop(DropReason.MALFORMED)
-                app(drops[DropReason.MALFORMED])
+                app(drop(DropReason.MALFORMED, 0))
+                ndrop += 1
                 continue
             dspi, seq = unpack(d)
             if dspi != spi:
-                self._drop(DropReason.SPI)
-                app(drops[DropReason.SPI])
+                app(drop(DropReason.SPI, 0))
+                ndrop += 1
                 continue
             if seq <= top and (seq == 0 or (size and (top - seq >= size or (bm >> (top - seq)) & 1))):
                 if not replays:
                     first_replay = seq
                 replays += 1
-                self._drop(DropReason.REPLAY)
-                app(drop_result(DropReason.REPLAY, seq))
+                app(drop(DropReason.REPLAY, seq))
+                ndrop += 1
                 continue
             try:
                 pt = dec(salt + d[8:16], d[16:], d[:8])
             except InvalidTag:
-                self._drop(DropReason.INTEGRITY)
-                app(drop_result(DropReason.INTEGRITY, seq))
+                app(drop(DropReason.INTEGRITY, seq))
+                ndrop += 1
                 continue
             # authenticated: commit the sequence number
             if seq > top:
@@ -580,56 +585,61 @@ class EspSa(_SaBase):
                     bm = 1
                 else:
                     bm = (bm << shift) | 1
-                    if bm.bit_length() > limit:
+                    if bm > bm_max:
                         bm &= mask
             elif top - seq < limit:
                 bm |= 1 << (top - seq)
             n = len(pt)
             padlen = pt[n - 2]
+            # padding 1, 2, ..., padlen followed by padlen itself, checked in place
+            if not pt.endswith(padtail[padlen], 0, n - 1):
+                app(drop(DropReason.PADDING, seq))
+                ndrop += 1
+                continue
             nh = pt[n - 1]
             end = n - 2 - padlen
-            if end < 0 or (padlen and pt[end : n - 2] != pads[padlen]):
-                bad = DropReason.PADDING
-            elif nh == NH_NONE:
-                bad = DropReason.DUMMY
-            elif tunnel:
-                # the inner packet must be IP of the version the next header names;
-                # its own length field cuts any TFC padding (RFC 4303 §2.7)
-                bad = None
-                if nh == 4:
-                    tl = (pt[2] << 8) | pt[3] if end >= 20 and pt[0] >> 4 == 4 else 0
+            if tunnel:
+                # the inner packet must be IP of the version the next header
+                # names; its length field also cuts TFC padding (RFC 4303 §2.7)
+                if nh == 4 and end >= 20 and pt[0] >> 4 == 4:
+                    tl = (pt[2] << 8) | pt[3]
                     if tl < 20 or tl > end:
-                        bad = DropReason.MALFORMED
+                        tl = -1
                 elif nh == 41 and end >= 40 and pt[0] >> 4 == 6:
                     tl = 40 + ((pt[4] << 8) | pt[5])
-                    if tl == 40:
+                    if tl == 40:  # jumbogram or no payload: keep what we have
                         tl = end
                     elif tl > end:
-                        bad = DropReason.MALFORMED
+                        tl = -1
                 else:
-                    bad = DropReason.MALFORMED
-                if bad is None:
-                    end = tl
+                    tl = -1
+                if tl < 0:
+                    app(drop(DropReason.DUMMY if nh == 59 else DropReason.MALFORMED, seq))
+                    ndrop += 1
+                    continue
+                pkt = pt[:tl]
+            elif nh == 59:
+                app(drop(DropReason.DUMMY, seq))
+                ndrop += 1
+                continue
             else:
-                bad = None
-            if bad is not None:
-                self._drop(bad)
-                app(drop_result(bad, seq))
-                continue
-            pkt = pt[:end]
+                pkt = pt[:end]
             if check is not None and not check(pkt):
-                self._drop(DropReason.POLICY)
-                app(drop_result(DropReason.POLICY, seq))
+                app(drop(DropReason.POLICY, seq))
+                ndrop += 1
                 continue
-            app(_new(OpenResult, (pkt, nh, None, seq)))
-            npk += 1
-            nby += len(pkt)  # type: ignore[arg-type]
+            app(new(result_cls, (pkt, nh, None, seq)))
+            nby += len(pkt)
         win.top, win.bitmap = top, bm
         st = self.stats
-        st.packets_in += npk
+        st.packets_in += len(batch) - ndrop
         st.bytes_in += nby
         self._note_replays(first_replay, replays, now)
         return out
+
+    def _drop_one(self, reason: DropReason, seq: int) -> OpenResult:
+        self._drop(reason)
+        return _DROP[reason] if not seq else drop_result(reason, seq)
 
     # ================================================================= whole packets
 
