@@ -143,6 +143,9 @@ class SessionProtocol:
         elif isinstance(ev, (AuthFailed, NegotiationFailed)):
             if not self._established.done():
                 self._established.set_exception(IkeError(ev))
+                # mark it retrieved: the daemon never awaits it, and asyncio would log
+                # "Future exception was never retrieved" at ERROR (awaiters still get it)
+                self._established.exception()
             for name, fut in self._child_waiters:
                 if not fut.done():
                     fut.set_exception(IkeError(ev))
