@@ -91,6 +91,7 @@ class _InFlight:
     src: Address = field(compare=False)
     dst: Address = field(compare=False)
     data: bytes = field(compare=False)
+    esp: bool = field(default=False, compare=False)
 
 
 class Pair:
@@ -143,6 +144,10 @@ class Pair:
         self.sent_r = 0
         self.on_deliver: Callable[[str, bytes], bytes | None] | None = None
         """Hook (direction "i>r"/"r>i", data) -> data to deliver or None to drop."""
+        self.on_event: Callable[[str, IpsecEvent], None] | None = None
+        """Called for every event as soon as it is produced (side "i"/"r")."""
+        self.on_esp: Callable[[str, bytes], None] | None = None
+        """Receives ESP datagrams sent with :meth:`send_esp` (receiving side, data)."""
 
     # ------------------------------------------------------------------ addresses / NAT
 
@@ -223,11 +228,24 @@ class Pair:
         return self._pending_cookie_replies()
 
     def _drain_events(self) -> None:
-        for s, bucket in ((self.i, self.ev_i), (self.r, self.ev_r)):
+        for side, s, bucket in (("i", self.i, self.ev_i), ("r", self.r, self.ev_r)):
             if s is None:
                 continue
             while (ev := s.next_event()) is not None:
                 bucket.append(ev)
+                if self.on_event is not None:
+                    self.on_event(side, ev)
+
+    def send_esp(self, side: str, data: bytes) -> None:
+        """Put an ESP datagram on the simulated wire (same link as IKE)."""
+        if side == "i":
+            src, dst = self._nat_out(self.i.local_addr), self.r_addr
+        else:
+            src, dst = self.r_addr, self._nat_out(self.i.local_addr)
+        times = self.link.schedule(self.now) if self.link is not None else [self.now]
+        for at in times:
+            self._seq += 1
+            self.wire.append(_InFlight(at, self._seq, src, dst, data, True))
 
     def roundtrip(self) -> tuple[int, int]:
         """One flight each way: i -> r, then r -> i.  Returns the counts."""
@@ -322,6 +340,10 @@ class Pair:
             for f in due:
                 data = f.data
                 to_r = f.dst[0] == self.r_addr[0]
+                if f.esp:
+                    if self.on_esp is not None:
+                        self.on_esp("r" if to_r else "i", data)
+                    continue
                 if self.on_deliver is not None:
                     res = self.on_deliver("i>r" if to_r else "r>i", data)
                     if res is None:
@@ -332,6 +354,7 @@ class Pair:
                 else:
                     src = f.src
                     self.i.receive_datagram(data, src, self.now)
+                self._drain_events()
             self.fire_timers()
         raise AssertionError("simulation did not end")
 
@@ -346,3 +369,153 @@ class Pair:
         self._drain_events()
         self.ev_i.clear()
         self.ev_r.clear()
+
+
+# --------------------------------------------------------------------------- configurations
+
+def psk_pair_configs(
+    *,
+    psk: str = "correct horse battery staple",
+    i_proposals: list[str] | None = None,
+    r_proposals: list[str] | None = None,
+    i_esp: list[str] | None = None,
+    r_esp: list[str] | None = None,
+    i_local_ts: list[str] | None = None,
+    i_remote_ts: list[str] | None = None,
+    r_local_ts: list[str] | None = None,
+    r_remote_ts: list[str] | None = None,
+    i_kw: dict | None = None,
+    r_kw: dict | None = None,
+    i_child_kw: dict | None = None,
+    r_child_kw: dict | None = None,
+) -> tuple[ConnectionConfig, ConnectionConfig]:
+    """A matching initiator/responder PSK configuration with one child "lan"."""
+    from aioipsec.config import child, connection
+
+    ic = child(
+        "lan",
+        local_ts=i_local_ts if i_local_ts is not None else ["198.51.100.0/24"],
+        remote_ts=i_remote_ts if i_remote_ts is not None else ["203.0.113.0/24"],
+        esp_proposals=i_esp,
+        **(i_child_kw or {}),
+    )
+    rc = child(
+        "lan",
+        local_ts=r_local_ts if r_local_ts is not None else ["203.0.113.0/24"],
+        remote_ts=r_remote_ts if r_remote_ts is not None else ["198.51.100.0/24"],
+        esp_proposals=r_esp,
+        **(r_child_kw or {}),
+    )
+    i = connection("site-a", psk=psk, local_id="site-a.example", remote_id="hq.example", proposals=i_proposals,
+                   children=[ic], **(i_kw or {}))
+    r = connection("hq", psk=psk, local_id="hq.example", remote_id="site-a.example", proposals=r_proposals,
+                   children=[rc], **(r_kw or {}))
+    return i, r
+
+
+@dataclass
+class Pki:
+    """A test CA and, per key type, a host certificate + key for each side."""
+
+    ca: object
+    ca_key: object
+    hosts: dict[str, tuple[object, object]]
+    """name -> (certificate, private key)."""
+
+
+def make_pki(key_types: tuple[str, ...] = ("rsa", "p256", "p384", "ed25519")) -> Pki:
+    """CA (ECDSA P-256) plus host certificates ``<kind>-a`` / ``<kind>-b``
+    with SANs ``site-a.example`` / ``hq.example``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+    from cryptography.x509.oid import NameOID
+
+    def gen(kind: str):  # type: ignore[no-untyped-def]
+        if kind == "rsa":
+            return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if kind == "p256":
+            return ec.generate_private_key(ec.SECP256R1())
+        if kind == "p384":
+            return ec.generate_private_key(ec.SECP384R1())
+        if kind == "ed25519":
+            return ed25519.Ed25519PrivateKey.generate()
+        raise ValueError(kind)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CH"), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "aioipsec test"), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    start = WALL - datetime.timedelta(days=1)
+    end = WALL + datetime.timedelta(days=365)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("aioipsec test CA"))
+        .issuer_name(name("aioipsec test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    hosts = {}
+    serial = 2
+    for kind in key_types:
+        for side, fqdn in (("a", "site-a.example"), ("b", "hq.example")):
+            key = gen(kind)
+            cert = (
+                x509.CertificateBuilder()
+                .subject_name(name(fqdn))
+                .issuer_name(ca.subject)
+                .public_key(key.public_key())
+                .serial_number(serial)
+                .not_valid_before(start)
+                .not_valid_after(end)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(fqdn)]), critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+                .sign(ca_key, hashes.SHA256())
+            )
+            serial += 1
+            hosts[f"{kind}-{side}"] = (cert, key)
+    return Pki(ca, ca_key, hosts)
+
+
+def cert_pair_configs(
+    pki: Pki, kind: str, *, rsa_pss: bool = False, i_kind: str | None = None, r_kind: str | None = None, **kw
+) -> tuple[ConnectionConfig, ConnectionConfig]:
+    """Certificate-authenticated configurations (both sides trust ``pki.ca``)."""
+    from aioipsec.config import AuthConfig
+
+    i, r = psk_pair_configs(**kw)
+    ca, ik, rk = pki.ca, i_kind or kind, r_kind or kind
+    icert, ikey = pki.hosts[f"{ik}-a"]
+    rcert, rkey = pki.hosts[f"{rk}-b"]
+    i.psk = r.psk = None
+    i.local = AuthConfig(auth="pubkey", id="site-a.example", cert=icert, private_key=ikey, rsa_pss=rsa_pss)
+    i.remote = AuthConfig(auth="pubkey", id="hq.example", cacerts=[ca])
+    r.local = AuthConfig(auth="pubkey", id="hq.example", cert=rcert, private_key=rkey, rsa_pss=rsa_pss)
+    r.remote = AuthConfig(auth="pubkey", id="site-a.example", cacerts=[ca])
+    return i, r
+
+
+def mirror(ev_a, ev_b) -> bool:  # type: ignore[no-untyped-def]
+    """Two ChildSaInstalled events describe the same SA pair from both ends."""
+    return (
+        ev_a.spi_in == ev_b.spi_out
+        and ev_a.spi_out == ev_b.spi_in
+        and ev_a.encr_key_in == ev_b.encr_key_out
+        and ev_a.encr_key_out == ev_b.encr_key_in
+        and ev_a.integ_key_in == ev_b.integ_key_out
+        and ev_a.integ_key_out == ev_b.integ_key_in
+        and ev_a.local_ts == ev_b.remote_ts
+        and ev_a.remote_ts == ev_b.local_ts
+        and ev_a.encr == ev_b.encr
+        and ev_a.integ == ev_b.integ
+        and ev_a.esn == ev_b.esn
+        and ev_a.mode == ev_b.mode
+        and ev_a.encap == ev_b.encap
+    )

@@ -1125,6 +1125,8 @@ class IkeSessionV2:
         except NotifyError as exc:
             self._response_failed(sa, msg, exc, now)
             return
+        if sa.tm.active is not act:
+            return  # a task closed or retired this SA
         if TaskStatus.RETRY in statuses:
             self._restart_request(sa, now)
             return
@@ -1141,7 +1143,8 @@ class IkeSessionV2:
 
     def _response_failed(self, sa: IkeSa, msg: Message, error: NotifyError, now: float) -> None:
         """A task found the peer's response unacceptable (initiator side)."""
-        sa.tm.complete()
+        if sa.tm.active is not None:
+            sa.tm.complete()
         notify = _notify_name(error.notify_type)
         if msg.exchange_type == ExchangeType.IKE_AUTH and isinstance(error, AuthenticationFailed):
             self.auth_failed(sa, "IKE_AUTH", str(error))

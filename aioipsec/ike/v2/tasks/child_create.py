@@ -249,10 +249,13 @@ class ChildCreate(Task):
         tsi, tsr = msg.get(TsiPayload), msg.get(TsrPayload)
         if tsi is None or tsr is None:
             raise TsUnacceptable("response without traffic selectors")
-        self.local_ts = narrow(self.offered_tsi, tsi.selectors)
-        self.remote_ts = narrow(self.offered_tsr, tsr.selectors)
-        if not self.local_ts or not self.remote_ts:
-            raise TsUnacceptable("responder's traffic selectors are outside what we proposed")
+        # the responder may only narrow (RFC 7296 §2.9): every selector it
+        # returns must lie inside one we proposed
+        for got, ours in ((tsi.selectors, self.offered_tsi), (tsr.selectors, self.offered_tsr)):
+            if not got or not all(any(t.is_subset_of(o) for o in ours) for t in got):
+                raise TsUnacceptable("responder's traffic selectors are not inside what we proposed")
+        self.local_ts = list(tsi.selectors)
+        self.remote_ts = list(tsr.selectors)
         self.mode = "transport" if cfg.mode == "transport" and msg.has_notify(NotifyType.USE_TRANSPORT_MODE) else "tunnel"
         child = self._make_child(initiator=True, ni=ni, nr=nr, shared=shared)
         self.child = child
