@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import struct
 
-from .ip import PROTO_TCP, PROTO_UDP, checksum, header_info
+from .ip import PROTO_TCP, PROTO_UDP, checksum, header_info, ipv4_header, ipv6_header, pack_addr
 
 __all__ = [
     "NON_ESP_MARKER",
@@ -27,6 +27,7 @@ __all__ = [
     "strip_non_esp_marker",
     "udp_header",
     "fix_transport_checksum",
+    "transport_packet",
 ]
 
 NATT_PORT = 4500
@@ -108,3 +109,18 @@ def fix_transport_checksum(packet: bytes) -> bytes:
         ck = 0xFFFF
     struct.pack_into("!H", seg, ck_at, ck)
     return bytes(packet[:off]) + bytes(seg) + bytes(packet[end:])
+
+
+def transport_packet(
+    payload: bytes, next_header: int, src: str | bytes | int, dst: str | bytes | int, *, ttl: int = 64
+) -> bytes:
+    """Rebuild the IP packet of a transport-mode payload received over UDP
+    encapsulation (the outer header is gone): a fresh IPv4/IPv6 header from
+    ``src`` to ``dst`` and, for TCP/UDP, the checksum recomputed for these
+    addresses (RFC 3948 §3.1.2; the peer's NAT may have changed them)."""
+    s = pack_addr(src)
+    if len(s) == 4:
+        pkt = ipv4_header(s, dst, next_header, len(payload), ttl=ttl) + payload
+    else:
+        pkt = ipv6_header(s, dst, next_header, len(payload), hop_limit=ttl) + payload
+    return fix_transport_checksum(pkt)

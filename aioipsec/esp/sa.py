@@ -351,22 +351,23 @@ class EspSa(_SaBase):
 
     def seal_batch(self, packets: Sequence[bytes], next_header: int | None = None) -> list[bytes]:
         """Seal a batch; returns the ESP packets (SPI .. ICV) of those that
-        could be sent, in order.  ``next_header`` is required in transport
-        mode (the payload's protocol); in tunnel mode it comes from each
-        packet's IP version."""
+        could be sent, in order.  Tunnel mode: each packet is an IP packet
+        and the next header comes from its version.  Transport mode: with
+        ``next_header`` the packets are payloads of that protocol; without
+        it they are whole IP packets whose payload is protected (fragments
+        and malformed packets are dropped as MALFORMED); the receiver gets
+        payload and protocol back (see :func:`aioipsec.esp.natt.transport_packet`)."""
         self._need(False)
         n = len(packets)
         if not n:
             return []
-        if not self.tunnel and next_header is None:
-            raise LocalProtocolError("transport mode needs next_header (the payload's IP protocol)")
         if self.expired:
             self._drop(DropReason.EXPIRED, n)
             return []
         room = min(self._take_seqs(n), self._packet_room(n))
         batch = packets if room == n else packets[:room]
         out: list[bytes] | None = None
-        if self._fast and room:
+        if self._fast and room and (self.tunnel or next_header is not None):
             try:
                 out = self._seal_fast(batch, next_header)
             except (IndexError, TypeError):
@@ -402,8 +403,18 @@ class EspSa(_SaBase):
         codec, rnd, tfc = self.codec, self.random, self.tfc_pad
         out: list[bytes] = []
         seq, nbytes = self.seq, 0
+        tunnel = self.tunnel
         for p in batch:
-            nh = nh_fixed if nh_fixed is not None else (nh_for_first_byte(p[0]) if p else None)
+            if nh_fixed is not None:
+                nh: int | None = nh_fixed
+            elif tunnel:
+                nh = nh_for_first_byte(p[0]) if p else None
+            else:  # transport mode, whole IP packet: protect its payload
+                info = header_info(p)
+                if info is None or (info.version == 4 and int.from_bytes(p[6:8], "big") & 0x3FFF):
+                    nh = None
+                else:
+                    nh, p = info.next_header, p[info.insert_at : info.total_len]
             if nh is None:
                 self._drop(DropReason.MALFORMED)
                 continue

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from aioipsec.crypto import transforms as T
 from aioipsec.errors import AlgorithmError, LocalProtocolError
-from aioipsec.esp import AhSa, DropReason, EspSa, OpenResult, esp_sa_pair_from_event
+from aioipsec.esp import AhSa, DropReason, EspSa, OpenResult, esp_sa_pair_from_event, natt
 from aioipsec.esp.ip import checksum, ipv4_header, ipv6_header
 from aioipsec.events import ChildSaExpired, ChildSaInstalled
 from aioipsec.selectors import TrafficSelector
@@ -117,10 +117,15 @@ def test_transport_ipv6_extension_headers_stay_in_front() -> None:
 @pytest.mark.parametrize("suite", MAIN)
 def test_transport_payload_api(suite: str) -> None:
     out, inb = pair(suite, mode="transport")
-    with pytest.raises(LocalProtocolError):
-        out.seal_batch([b"x"])  # transport mode needs the payload's protocol
     sealed = out.seal_batch([b"", b"a" * 33, b"b" * 1400], next_header=6)
     assert [(r.packet, r.next_header) for r in inb.open_batch(sealed)] == [(b"", 6), (b"a" * 33, 6), (b"b" * 1400, 6)]
+    # without next_header: whole IP packets, their payload is protected
+    pkts = [v4(b"four"), v6(b"six"), b"x"]
+    res = inb.open_batch(out.seal_batch(pkts))
+    assert [(r.packet, r.next_header) for r in res] == [(pkts[0][20:], 17), (pkts[1][40:], 17)]
+    assert out.stats.malformed == 1
+    back = natt.transport_packet(res[0].packet, 17, "198.51.100.1", "203.0.113.9")
+    assert back[20:] == pkts[0][20:] and back[9] == 17 and checksum(back[:20]) == 0
 
 
 # ----------------------------------------------------------------- AH round trips
