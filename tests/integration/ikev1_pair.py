@@ -45,9 +45,17 @@ def psk_configs(
     (site-to-site tunnel 10.1.0.0/16 <-> 10.2.0.0/16)."""
     child_kw = {k[6:]: v for k, v in kw.items() if k.startswith("child_")}
     conn_kw = {k: v for k, v in kw.items() if not k.startswith("child_")}
-    ci = child("net", local_ts=["10.1.0.0/16"], remote_ts=["10.2.0.0/16"], esp_proposals=esp or ["aes128-sha1"], **child_kw)
+    legacy = bool(conn_kw.get("legacy", False))
+    ci = child(
+        "net", local_ts=["10.1.0.0/16"], remote_ts=["10.2.0.0/16"], esp_proposals=esp or ["aes128-sha1"], legacy=legacy, **child_kw
+    )
     cr = child(
-        "net", local_ts=["10.2.0.0/16"], remote_ts=["10.1.0.0/16"], esp_proposals=esp_r or esp or ["aes128-sha1"], **child_kw
+        "net",
+        local_ts=["10.2.0.0/16"],
+        remote_ts=["10.1.0.0/16"],
+        esp_proposals=esp_r or esp or ["aes128-sha1"],
+        legacy=legacy,
+        **child_kw,
     )
     i = connection(
         "ikev1",

@@ -810,7 +810,10 @@ class IkeSessionV1:
                 self._events.append(NegotiationFailed(self.peer, _mode_name(sa), nname, reason))
                 logger.warning("%s with %s failed: %s: %s (cookies %s)", _mode_name(sa), self.peer, nname, reason, sa.cookies)
                 gone = "negotiation failed"
-            if sa.spi_r != bytes(8):
+            if answered and task.step == "MM6" and sa.keys is not None:
+                # the responder thinks the SA is up: delete it, protected (strongSwan does so)
+                self._send_info(sa, [delete_isakmp(sa)], now)
+            elif sa.spi_r != bytes(8):
                 notify = isakmp_notify(sa, exc.notify_type)
                 self._send(sa, build_informational(sa, [notify], self._new_mid(), protect=False), now)
             self._remove_sa(sa, gone, now, notify_peer=False)
@@ -823,7 +826,9 @@ class IkeSessionV1:
 
     def _qm_failed(self, sa: IsakmpSa, task: QuickModeTask, notify: str, reason: str, now: float) -> None:
         name = task.child.name if task.child is not None else "?"
-        self._events.append(NegotiationFailed(self.peer, "QM", notify, f"child {name}: {reason}"))
+        if not reason.startswith("child "):
+            reason = f"child {name}: {reason}"
+        self._events.append(NegotiationFailed(self.peer, "QM", notify, reason))
         logger.warning("QM with %s failed: %s %s (cookies %s)", self.peer, notify, reason, sa.cookies)
         if task.rekey is not None:
             task.rekey.rekeying = False
@@ -885,6 +890,8 @@ class IkeSessionV1:
     def _task_done(self, sa: IsakmpSa, task: Task, now: float) -> None:
         if task.phase1:
             self._phase1_done(sa, now)
+        elif isinstance(task, QuickModeTask) and task.replaced is not None:
+            self._delete_child(task.replaced, "rekeyed", now, send=True)
 
     # ================================================================== IPsec SAs
 
@@ -933,7 +940,9 @@ class IkeSessionV1:
         suite = task.suite
         assert cfg is not None and suite is not None
         old = task.rekey
-        if old is None:
+        if old is None and not task.initiator:
+            # IKEv1 has no rekey marker: a Quick Mode for the same child and
+            # selectors replaces the SA (strongSwan's "detected rekeying")
             old = next(
                 (
                     c
@@ -1012,7 +1021,7 @@ class IkeSessionV1:
             old.rekeying = False
             old.soft_at = None
             if task.initiator:
-                self._delete_child(old, "rekeyed", now, send=True)
+                task.replaced = old  # deleted once QM3 is out (see _task_done)
 
     def _delete_child(self, child: ChildSa, reason: str, now: float, *, send: bool) -> None:
         if self.children.pop(child.spi_in, None) is None:

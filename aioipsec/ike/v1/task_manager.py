@@ -276,14 +276,16 @@ class TaskManagerV1:
             if encrypted and task.phase1:
                 # garbage after decryption in MM5/MM6/AM3: the keys differ, i.e.
                 # the pre-shared keys do not match
+                logger.debug("%s: %s", task.step, exc)
                 raise AuthenticationFailed(
-                    f"{task.step} from {self.session.peer} could not be decrypted and verified "
-                    f"({exc}): pre-shared key mismatch?"
+                    f"{task.step} from {self.session.peer} could not be decrypted and verified: "
+                    "pre-shared key mismatch?"
                 ) from None
             raise
         return msg, last
 
     def _response(self, task: Task, data: bytes, header: IsakmpHeader, addr: Address, now: float) -> None:
+        decoded = None
         try:
             decoded = self._decode(task, data, header, addr)
             if decoded is None:
@@ -297,6 +299,10 @@ class TaskManagerV1:
         except Ikev1Error as exc:
             self.initiating = None
             self.active = None
+            if decoded is not None and decoded[0].encrypted and task.phase1:
+                # decrypted fine (e.g. MM6 with an unacceptable identity): keep the
+                # IV chain in step so the protected delete that follows decrypts
+                self._accepted(decoded[0], decoded[1], addr, now)
             self.session._task_error(self.sa, task, exc, now, answered=True)  # type: ignore[attr-defined]
             return
         self._accepted(msg, last, addr, now)

@@ -378,6 +378,8 @@ class QuickModeTask(Task):
         self.tsi: TrafficSelector | None = None
         self.tsr: TrafficSelector | None = None
         self.ids: list[IdPayload] = []
+        self.replaced: ChildSa | None = None
+        """Initiator of a rekey: the SA to delete once QM3 is sent."""
 
     @property
     def mid_bytes(self) -> bytes:
