@@ -18,6 +18,10 @@ Fixtures:
 * ``strongswan`` (function): a factory ``strongswan(topology, side, connection,
   log_keys=False)`` that configures and starts a charon; all are stopped (by PID) at
   the end of the test, and on failure their log tails are printed.
+* ``aioipsec`` (function): a factory ``aioipsec(topology, side, connection)`` that
+  configures and starts an aioipsec daemon (:class:`~.aioipsec_peer.AioipsecPeer`);
+  all are stopped (SIGTERM, then SIGKILL, by PID) at the end of the test, and on
+  failure their log tails are printed.
 * ``process_peer`` (function): a factory ``process_peer(topology, side, args,
   ready=REGEX)`` that starts ``<venv python> ARGS`` in the side's namespace (e.g. an
   aioipsec daemon) and waits for REGEX in its output; stopped by PID after the test.
@@ -34,6 +38,7 @@ from typing import Any
 import pytest
 
 from .certs import TestPki, generate_pki
+from .aioipsec_peer import AioipsecPeer
 from .netns import Topology, cleanup_stale_runs, create_topology, make_run_dir, netns_usable
 from .peer import ProcessPeer
 from .strongswan import Connection, StrongSwanPeer, charon_available
@@ -156,3 +161,28 @@ def process_peer(request: pytest.FixtureRequest) -> Iterator[Callable[..., Proce
     if _failed(request):
         for peer in peers:
             print(f"\n----- {peer.name} output -----\n{peer.logs()[-4000:]}")
+
+
+AioipsecFactory = Callable[..., AioipsecPeer]
+
+
+@pytest.fixture
+def aioipsec(request: pytest.FixtureRequest, interop_pki: TestPki
+             ) -> Iterator[AioipsecFactory]:
+    peers: list[AioipsecPeer] = []
+
+    def start(topology: Topology, side: str, connection: Connection, **kwargs: Any
+              ) -> AioipsecPeer:
+        peer = AioipsecPeer(topology, side, **kwargs)
+        peers.append(peer)
+        peer.configure(connection, interop_pki)
+        peer.start()
+        return peer
+
+    yield start
+    for peer in reversed(peers):
+        peer.stop()
+    if _failed(request):
+        for peer in peers:
+            tail = "\n".join(peer.logs().splitlines()[-80:])
+            print(f"\n----- {peer.name} ({peer.dir}) aioipsec.log tail -----\n{tail}")
