@@ -198,8 +198,8 @@ async def run_demo(opts: Options, out: TextIO = sys.stdout) -> int:
         while len(bob.replies) < opts.count and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         p.line()
-        p.line(f"ping {LIMA} from {BOB}: {opts.count} sent, {len(set(bob.replies))} replies "
-               f"(held while negotiating, then delivered)")
+        p.line(f"ping {LIMA} from {BOB}: {opts.count} sent, {len(set(bob.replies))} replies"
+               + ("" if opts.static else " (the first ones held while negotiating, then delivered)"))
         esp = [(s, d, t) for s, d, t in captured if t[1] in (0, 4500) and d[:4] != b"\x00\x00\x00\x00" and len(d) > 8]
         if not esp:
             p.line("no ESP packet was captured")
@@ -208,17 +208,34 @@ async def run_demo(opts: Options, out: TextIO = sys.stdout) -> int:
         p.line(f"replay: re-sending a captured ESP packet (spi 0x{data[:4].hex()}, seq {int.from_bytes(data[4:8], 'big')}) to {dst[0]}")
         net._send(src, data, dst)
         await asyncio.sleep(0.05)
-        src, data, dst = esp[-1]
-        bad = bytearray(data)
-        bad[-1] ^= 0x01
-        p.line(f"tamper: flipping one bit of an ESP packet's ICV (spi 0x{data[:4].hex()})")
-        net._send(src, bytes(bad), dst)
+        tampered: list[bytes] = []
+
+        def flip_icv(src: Any, data: bytes, dst: Any) -> bytes:
+            if not tampered and dst[1] in (0, 4500) and data[:4] != b"\x00\x00\x00\x00" and len(data) > 8:
+                bad = bytearray(data)
+                bad[-1] ^= 0x01
+                tampered.append(bytes(bad))
+                return bytes(bad)
+            return data
+
+        net.mangle = flip_icv
+        bob.ping(LIMA, opts.count + 1)
+        await asyncio.sleep(0.05)
+        net.mangle = None
+        if tampered:
+            p.line(f"tamper: an on-path attacker flips one bit of the next ESP packet's ICV "
+                   f"(spi 0x{tampered[0][:4].hex()}, seq {int.from_bytes(tampered[0][4:8], 'big')}); that ping is lost")
         await asyncio.sleep(0.05)
         p.line()
         p.line("Security Associations (counters as 'show crypto ipsec sa' would report them):")
         for line in sa_table([("site-a", ep_a), ("hq", ep_h)]):
             p.line("  " + line)
-        ok = len(set(bob.replies)) == opts.count
+        from .status import child_rows
+
+        rows = child_rows(ep_a) + child_rows(ep_h)
+        replays = sum(r["replay_failed"] for r in rows)
+        integ = sum(r["integrity_failed"] for r in rows)
+        ok = len(set(bob.replies) & set(range(1, opts.count + 1))) == opts.count and replays >= 1 and integ >= 1
         p.line()
         p.line("result: " + ("tunnel up, all pings answered, replay and tamper dropped and counted" if ok else "FAILED"))
         return 0 if ok else 1

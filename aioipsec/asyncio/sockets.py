@@ -152,6 +152,8 @@ class MemoryNetwork:
         self.dropped = 0
         self.tap: Callable[[Address, bytes, Address], None] | None = None
         """Called with (src, data, dst) for every datagram sent (a capture point)."""
+        self.mangle: Callable[[Address, bytes, Address], bytes | None] | None = None
+        """Rewrites (or drops, by returning None) datagrams in flight: an on-path attacker."""
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -189,6 +191,12 @@ class MemoryNetwork:
     def _send(self, src: Address, data: bytes, dst: Address) -> None:
         if self.tap is not None:
             self.tap(src, data, dst)
+        if self.mangle is not None:
+            mangled = self.mangle(src, data, dst)
+            if mangled is None:
+                self.dropped += 1
+                return
+            data = mangled
         model = self._model(src[0], dst[0])
         if model is None:
             self.loop.call_soon(self._deliver, dst, [(data, src)])
