@@ -71,15 +71,14 @@ def _ts_match(tss: Sequence[TrafficSelector], addr: int, proto: int, port: int |
 
 def _rebuild_transport(pipe: ChildPipeline, payload: bytes, nh: int) -> bytes | None:
     """The IP packet a transport-mode SA delivers: the outer addresses with
-    the decrypted payload (UDP/TCP checksums cover those addresses)."""
-    from ..netutil import ipv4_header, ipv6_header
+    the decrypted payload, TCP/UDP checksums recomputed for them (RFC 3948
+    §3.1.2: the peer's NAT may have changed the addresses it summed over)."""
+    from ..esp.natt import transport_packet
 
-    src, dst = pipe.remote[0], pipe.ev.local_addr[0]
-    if ":" in src:
-        return ipv6_header(src, dst, nh, len(payload)) + payload
-    if len(payload) > 65515:
+    try:
+        return transport_packet(payload, nh, pipe.remote[0], pipe.ev.local_addr[0])
+    except Exception:
         return None
-    return ipv4_header(src, dst, nh, len(payload)) + payload
 
 
 @dataclass
