@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from .config import AuthConfig, ChildConfig, ConnectionConfig
 from .crypto.transforms import parse_proposal
-from .events import ChildSaInstalled, ExchangeStep
+from .events import ChildSaInstalled, ExchangeStep, IkeSaEstablished
 from .netutil import echo_reply_for, icmp_echo, parse_icmp_echo
 from .selectors import parse_ts
 
@@ -168,6 +168,9 @@ async def run_demo(opts: Options, out: TextIO = sys.stdout) -> int:
         def on_event(proto: Any, ev: Any) -> None:
             if isinstance(ev, ExchangeStep):
                 p.step(who, ev.text)
+            elif isinstance(ev, IkeSaEstablished):
+                p.step(who, f"IKE SA established: IKEv{ev.version} {ev.algorithms}, "
+                       f"{ev.local_id} <-> {ev.remote_id}, SPIs {ev.spi_i.hex()}_i {ev.spi_r.hex()}_r")
             elif isinstance(ev, ChildSaInstalled):
                 p.step(who, f"CHILD_SA {ev.name} installed: SPIs in 0x{ev.spi_in:08x} out 0x{ev.spi_out:08x}, "
                        f"{' === '.join([', '.join(map(str, ev.local_ts)), ', '.join(map(str, ev.remote_ts))])}")
@@ -238,6 +241,9 @@ async def run_demo(opts: Options, out: TextIO = sys.stdout) -> int:
         ok = len(set(bob.replies) & set(range(1, opts.count + 1))) == opts.count and replays >= 1 and integ >= 1
         p.line()
         p.line("result: " + ("tunnel up, all pings answered, replay and tamper dropped and counted" if ok else "FAILED"))
+        if not opts.static:
+            p.line()
+            p.line("shutting down: site-a deletes the IKE SA")
         return 0 if ok else 1
     finally:
         await bob.stop()

@@ -83,12 +83,20 @@ class SessionProtocol:
     def process(self) -> None:
         """Drain events, transmit, re-arm the timer."""
         s = self.session
+        events = []
         while True:
             ev = s.next_event()
             if ev is None:
                 break
-            self._handle_event(ev)
+            events.append(ev)
+        # IKE messages produced by this input leave before any ESP packet the
+        # events release (e.g. IKEv1 QM3 before the held first ping, so the
+        # responder has installed its SA when the ping arrives)
         self.transmit()
+        for ev in events:
+            self._handle_event(ev)
+        if events:
+            self.transmit()
 
     def transmit(self) -> None:
         now = self._loop.time()
