@@ -125,6 +125,11 @@ class ChildSaInstalled(IpsecEvent):
     """Local identifier, stable across the SA's life."""
     algorithms: str = ""
     """Negotiated ESP/AH proposal in strongSwan syntax."""
+    outbound: bool = True
+    """Route outbound traffic into this SA now.  False for the redundant SA
+    of a lost rekey collision (RFC 7296 §2.8.1): only its inbound half is
+    used until its delete completes, so no packet is sent into an SA the
+    peer is about to remove."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1259,7 +1259,10 @@ class IkeSessionV2:
 
     # ================================================================== Child SA life
 
-    def add_child(self, child: ChildSa, now: float) -> None:
+    def add_child(self, child: ChildSa, now: float, *, outbound: bool = True) -> None:
+        """Register a negotiated Child SA and emit ChildSaInstalled.
+        ``outbound=False``: the data plane must not send into it (redundant
+        SA of a lost rekey collision)."""
         from ...events import ChildSaInstalled
 
         cfg = child.config
@@ -1299,6 +1302,7 @@ class IkeSessionV2:
                 ike_spi_i=self.spi_i,
                 unique_id=child.unique_id,
                 algorithms=str(p),
+                outbound=outbound,
             )
         )
         logger.info(

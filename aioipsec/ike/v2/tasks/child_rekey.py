@@ -58,17 +58,22 @@ class ChildRekey(ChildCreate):
 
         s, old = self.session, self.old
         assert old is not None
-        s.add_child(child, s.now)
         if self.collision is not None and self.collision.child is not None:
             theirs = self.collision.child.nonces
             if lowest_nonce_loses((self.ni, self.nr), theirs):
+                # inbound only: the peer may still send into it until it has
+                # installed its own SA; we delete it right away
+                s.add_child(child, s.now, outbound=False)
                 s.step("CHILD_SA rekey collision lost", self.sa, child=child.name, spi=f"{child.spi_in:08x}")
                 if old.state is not ChildState.DELETED:
                     old.state = ChildState.REKEYED
                     old.replaced_by = self.collision.child.spi_in
                 s.queue_child_delete(child, "rekey collision", s.now)
                 return
+            s.add_child(child, s.now)
             s.step("CHILD_SA rekey collision won", self.sa, child=child.name, spi=f"{child.spi_in:08x}")
+        else:
+            s.add_child(child, s.now)
         if old.state is ChildState.DELETED:
             return  # the peer deleted it meanwhile
         old.state = ChildState.REKEYED
