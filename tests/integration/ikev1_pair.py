@@ -89,6 +89,8 @@ class Datagram:
     data: bytes
     sender: str
     """``i`` or ``r``."""
+    at: float = 0.0
+    """Time it was sent."""
 
     @property
     def exchange(self) -> int:
@@ -174,7 +176,7 @@ class Pair:
             src = s.local_addr
             if who == "i" and self.nat is not None:
                 src = self.nat.map(src)
-            out.append(Datagram(src, dst, data, who))
+            out.append(Datagram(src, dst, data, who, self.now))
         return out
 
     def deliver(self, d: Datagram) -> bool:

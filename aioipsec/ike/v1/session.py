@@ -713,8 +713,8 @@ class IkeSessionV1:
         life = float(sa.suite.lifetime)
         sa.hard_at = now + life
         if sa.initiator:
-            jitter = sa.cfg.jitter * self._random_fraction()
-            soft = min(sa.cfg.rekey_time, life) - jitter
+            scale = min(1.0, life / sa.cfg.hard_lifetime) if sa.cfg.hard_lifetime > 0 else 1.0
+            soft = (sa.cfg.rekey_time - sa.cfg.jitter * self._random_fraction()) * scale
         else:
             soft = (min(sa.cfg.rekey_time, life) + life) / 2
         sa.soft_at = now + max(soft, 1.0) if sa.cfg.rekey_time > 0 else None
@@ -954,7 +954,9 @@ class IkeSessionV1:
         life = float(task.lifetime) if task.lifetime else None
         if life is not None:
             if task.initiator:
-                soft = min(cfg.rekey_time, life) - cfg.jitter * self._random_fraction()
+                # a lifetime shortened by the responder scales the rekey point
+                scale = min(1.0, life / cfg.hard_lifetime) if cfg.hard_lifetime > 0 else 1.0
+                soft = (cfg.rekey_time - cfg.jitter * self._random_fraction()) * scale
             else:
                 soft = (min(cfg.rekey_time, life) + life) / 2
             soft_at: float | None = now + max(soft, 1.0) if cfg.rekey_time > 0 else None
