@@ -237,6 +237,9 @@ class IkeSessionV1:
             self._receive(bytes(data), tuple(addr), now)  # type: ignore[arg-type]
         except RemoteProtocolError as exc:
             self._dropped(None, "?", exc)
+        except ValueError as exc:  # e.g. an algorithm this build lacks: never escape
+            logger.warning("datagram from %s dropped: %s", addr[0], exc, exc_info=True)
+            self.stats["dropped"] += 1
 
     def handle_timer(self, now: float) -> None:
         self.now = now

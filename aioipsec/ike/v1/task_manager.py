@@ -261,6 +261,11 @@ class TaskManagerV1:
         self._request(task, data, header, addr, now)
 
     def _decode(self, task: Task, data: bytes, header: IsakmpHeader, addr: Address) -> tuple[Message, bytes] | None:
+        """Decrypt and check against the payload rules of the step the task
+        expects.  A message that does not fit is dropped like a malformed
+        one (ParseError), so a stray or corrupted copy of an earlier message
+        cannot abort the exchange; garbage after decrypting MM5/MM6/AM3 is
+        the symptom of different keys, i.e. a pre-shared key mismatch."""
         keys = self.sa.keys
         encrypted = bool(header.flags & Flag.ENCRYPTION)
         try:
@@ -271,17 +276,17 @@ class TaskManagerV1:
             else:
                 msg, last = decode_message(data, header=header)
             check_rules(task.step, msg.payloads)
-            msg.src = addr
         except (ParseError, Ikev1Error) as exc:
-            if encrypted and task.phase1:
-                # garbage after decryption in MM5/MM6/AM3: the keys differ, i.e.
-                # the pre-shared keys do not match
+            if encrypted and task.phase1 and keys is not None:
                 logger.debug("%s: %s", task.step, exc)
                 raise AuthenticationFailed(
                     f"{task.step} from {self.session.peer} could not be decrypted and verified: "
                     "pre-shared key mismatch?"
                 ) from None
+            if isinstance(exc, Ikev1Error):
+                raise ParseError(f"not a valid {task.step}: {exc}") from None
             raise
+        msg.src = addr
         return msg, last
 
     def _response(self, task: Task, data: bytes, header: IsakmpHeader, addr: Address, now: float) -> None:
