@@ -336,3 +336,88 @@ def test_proposal_spi_size_errors_answered() -> None:
     [resp] = p.out_r()
     assert notifies(resp, p.i.sa.sk) == [NotifyType.INVALID_SYNTAX]
     _ = SaPayload
+
+
+def _mutations(data: bytes, rng) -> list[bytes]:  # type: ignore[no-untyped-def]
+    out = []
+    for _ in range(6):
+        b = bytearray(data)
+        for _ in range(rng.randint(1, 3)):
+            pos = rng.randrange(len(b))
+            b[pos] ^= 1 << rng.randrange(8)
+        out.append(bytes(b))
+    out.append(data[: rng.randrange(len(data))])
+    out.append(data + bytes(rng.randrange(1, 9)))
+    hdr_only = bytearray(data[:28]) + bytes(rng.randbytes(rng.randrange(0, 64)))
+    hdr_only[24:28] = len(hdr_only).to_bytes(4, "big")
+    out.append(bytes(hdr_only))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mutated_copies_of_every_message_never_break_a_session(seed: int) -> None:
+    """Before each real datagram of a full life (establish, Child rekey, IKE
+    rekey, delete), both sessions get mutated copies of it.  Nothing may
+    raise or count as an internal error, and the real exchange still works
+    once past IKE_SA_INIT (whose unauthenticated copies may legitimately win)."""
+    import random
+
+    rng = random.Random(seed)
+    i_cfg, r_cfg = psk_pair_configs(i_kw={"dpd_delay": 0}, r_kw={"dpd_delay": 0})
+    p = Pair(i_cfg, r_cfg, seed=seed)
+
+    def noisy_deliver(direction: str, data: bytes) -> bytes:
+        authenticated = peek_header(data).exchange_type != ExchangeType.IKE_SA_INIT
+        if authenticated:
+            for m in _mutations(data, rng):
+                if direction == "i>r" and p.r is not None:
+                    p.r.receive_datagram(m, p.i.local_addr, p.now)
+                elif direction == "r>i":
+                    p.i.receive_datagram(m, p.r_addr, p.now)
+        return data
+
+    p.on_deliver = noisy_deliver
+    p.initiate()
+    assert p.run(lambda: p.r is not None and p.r.is_established and p.i.is_established and bool(p.i.child_sas), max_time=120)
+    c = p.i.child_sas[0]
+    p.i.rekey_child_sa(c.spi_in, p.now)
+    assert p.run(lambda: len(p.r.child_sas) == 1 and p.r.child_sas[0].spi_out != c.spi_in, max_time=120)
+    p.r.rekey_ike_sa(p.now)
+    assert p.run(lambda: len(p.events("i", IkeSaEstablished)) == 2 and not p.i.old_sas, max_time=120)
+    p.i.delete(p.now)
+    assert p.run(lambda: p.i.is_closed and p.r.is_closed, max_time=120)
+    for s in (p.i, p.r):
+        assert s.stats.internal_errors == 0
+        assert s.stats.integrity_failed > 0
+    # IKE_SA_INIT: mutated copies straight to a fresh responder each
+    q = Pair(i_cfg, r_cfg, seed=seed)
+    q.initiate()
+    [init] = q.out_i()
+    for m in _mutations(init, rng) * 3:
+        fresh = Pair(i_cfg, r_cfg, seed=seed)
+        fresh.to_r([m])
+        if fresh.r is not None:
+            assert fresh.r.stats.internal_errors == 0
+            for out in fresh.out_r():
+                fresh.to_i([out])
+                assert fresh.i.stats.internal_errors == 0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_mutated_ike_sa_init_responses(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    i_cfg, r_cfg = psk_pair_configs()
+    for _ in range(20):
+        p = Pair(i_cfg, r_cfg, seed=seed)
+        p.initiate()
+        p.to_r(p.out_i())
+        [resp] = p.out_r()
+        for m in _mutations(resp, rng):
+            p.i.receive_datagram(m, p.r_addr, p.now)
+            assert p.i.stats.internal_errors == 0
+        p.to_r(p.out_i())
+        p.to_i(p.out_r())
+        assert p.i.stats.internal_errors == 0
+        assert p.r is not None and p.r.stats.internal_errors == 0

@@ -1448,7 +1448,9 @@ class IkeSessionV2:
 
     def _ike_hard_expire(self, now: float) -> None:
         sa = self.sa
-        msg = self.new_message(sa, ExchangeType.INFORMATIONAL, response=False, mid=sa.tm.my_mid)
+        # one shot, not retransmitted; past an outstanding request if there is one
+        mid = sa.tm.active.mid + 1 if sa.tm.active is not None else sa.tm.my_mid
+        msg = self.new_message(sa, ExchangeType.INFORMATIONAL, response=False, mid=mid)
         msg.payloads = [DeletePayload(ProtocolId.IKE)]
         self.send_one_shot(sa, msg)
         self._close("expired", now)
