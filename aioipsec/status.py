@@ -49,6 +49,18 @@ def child_rows(endpoint: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def _ike_state(s: Any) -> str:
+    """The session's state name; sessions without a ``state`` (IKEv1) from their flags."""
+    state = getattr(s, "state", None)
+    if state is not None:
+        return str(getattr(state, "name", state))
+    if getattr(s, "is_closed", False):
+        return "CLOSED"
+    if getattr(s, "is_established", False):
+        return "ESTABLISHED"
+    return "CONNECTING"
+
+
 def endpoint_status(endpoint: Any) -> dict[str, Any]:
     """The whole endpoint: IKE SAs with their Child SAs (``status --json`` schema v1)."""
     now = endpoint.loop.time()
@@ -65,7 +77,7 @@ def endpoint_status(endpoint: Any) -> dict[str, Any]:
             {
                 "name": proto.name,
                 "version": getattr(s, "version", info.version if info else None),
-                "state": str(getattr(getattr(s, "state", None), "name", getattr(s, "state", "unknown"))),
+                "state": _ike_state(s),
                 "initiator": bool(info.initiator) if info else None,
                 "local_addr": f"{s.local_addr[0]}[{s.local_addr[1]}]" if hasattr(s, "local_addr") else None,
                 "remote_addr": f"{s.remote_addr[0]}[{s.remote_addr[1]}]" if hasattr(s, "remote_addr") else None,
