@@ -198,6 +198,12 @@ def test_rekey_child_and_ike_under_traffic(aioipsec, strongswan, direct_topology
             for sa in ss.list_sas() if sa.state == "ESTABLISHED")
         time.sleep(0.2)
     sent, received = _ping_result(pinger, timeout=5)
+    print(f"\nrekey (initiator {initiator}, rekeyer {rekeyer}): {received}/{sent} pings, "
+          f"{len(child_spis) - 1} Child SA rekeys")
+    # the end with the short lifetimes started the CREATE_CHILD_SA exchanges
+    direction = "sent" if rekeyer == "aioipsec" else "received"
+    rekeys = re.findall(rf"CREATE_CHILD_SA {direction} .* kind=request", aio.logs())
+    assert len(rekeys) >= 3, f"{len(rekeys)} CREATE_CHILD_SA requests {direction} by aioipsec"
     assert len(child_spis) >= 3, f"Child SA rekeyed {len(child_spis) - 1} times in 9 s, not >= 2"
     assert ike_rekeyed, "IKE SA not rekeyed (rekey_time 5 s)"
     assert sent == count and received >= count - 2, f"{received}/{sent} pings through rekeys"
