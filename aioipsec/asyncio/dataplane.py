@@ -167,13 +167,16 @@ class DataPlane:
         remote = ev.remote_addr
         pipe = ChildPipeline(ev, sa_in, sa_out, owner, remote, ev.encap, installed_at=self.endpoint.loop.time())
         self.sad_in[ev.spi_in] = pipe
+        outbound = getattr(ev, "outbound", True)
         if ev.rekeyed_from is not None:
             old = self.sad_in.get(ev.rekeyed_from)
             if old is not None:
                 pipe.app_handler = old.app_handler
-                if old in self.outbound:
+                if outbound and old in self.outbound:
                     self.outbound.remove(old)  # new outbound SA takes over at once
-        self.outbound.insert(0, pipe)
+        if outbound:
+            # a lost rekey collision's redundant SA (outbound=False) only receives
+            self.outbound.insert(0, pipe)
         for trap in self.traps:
             if trap.child == ev.name and trap.held:
                 held = list(trap.held)
