@@ -303,15 +303,27 @@ class Endpoint:
         else:
             self.dataplane.stats.no_transport += len(datagrams)
 
+    def keepalive_peers(self) -> set[Address]:
+        """Where NAT keepalives go: the peers of encapsulating Child SAs whose
+        IKE SA found *this* end behind a NAT (RFC 3948 §4: the NATed peer
+        keeps its mapping alive)."""
+        peers = set()
+        for p in self.dataplane.sad_in.values():
+            info = p.owner.ike_info if p.owner is not None else None
+            if p.encap and info is not None and info.nat_local:
+                peers.add(p.remote)
+        return peers
+
     async def _keepalives(self) -> None:
-        """RFC 3948 §4: a one-byte 0xFF datagram every 20 s to each NATed peer."""
+        """RFC 3948 §4: a one-byte 0xFF datagram every 20 s (by default) to
+        each peer while we are behind a NAT; received ones are ignored."""
         while True:
             await asyncio.sleep(self._keepalive_interval)
-            peers = {p.remote for p in self.dataplane.sad_in.values() if p.encap}
-            for peer in peers:
-                if self.natt_socket is not None:
-                    self.natt_socket.sendto(b"\xff", peer)
-                    self.stats.keepalives_out += 1
+            if self.natt_socket is None:
+                continue
+            for peer in self.keepalive_peers():
+                self.natt_socket.sendto(b"\xff", peer)
+                self.stats.keepalives_out += 1
 
     # ---------------------------------------------------------------- sessions
 
@@ -369,7 +381,7 @@ class Endpoint:
             self.dataplane.remove(ev)
         elif isinstance(ev, IkeSaEstablished):
             self._index(proto)
-            if (ev.nat_local or ev.nat_remote) and self._keepalive_task is None and self.natt_socket is not None:
+            if ev.nat_local and self._keepalive_task is None and self.natt_socket is not None:
                 self._keepalive_task = self.loop.create_task(self._keepalives())
         elif isinstance(ev, (AuthFailed, NegotiationFailed, DpdTimeout)):
             for trap in self.dataplane.traps:
