@@ -31,15 +31,20 @@ import hmac
 import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
-from cryptography.x509.oid import NameOID
 
 from ..errors import AuthenticationFailed
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+# ``cryptography.x509`` is imported lazily: it pulls in ``email`` and with it
+# ``socket``, which the sans-I/O core must not import (DESIGN.md §1).
 
 KEY_PAD = b"Key Pad for IKEv2"
 
@@ -217,36 +222,38 @@ def pss_algorithm_identifier(h: hashes.HashAlgorithm) -> bytes:
 
 # --------------------------------------------------------------------------- identities
 
-_DN_ATTRS: dict[str, x509.ObjectIdentifier] = {
-    "C": NameOID.COUNTRY_NAME,
-    "ST": NameOID.STATE_OR_PROVINCE_NAME,
-    "L": NameOID.LOCALITY_NAME,
-    "O": NameOID.ORGANIZATION_NAME,
-    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
-    "CN": NameOID.COMMON_NAME,
-    "E": NameOID.EMAIL_ADDRESS,
-    "EMAILADDRESS": NameOID.EMAIL_ADDRESS,
-    "DC": NameOID.DOMAIN_COMPONENT,
-    "SN": NameOID.SURNAME,
-    "SERIALNUMBER": NameOID.SERIAL_NUMBER,
-    "UID": NameOID.USER_ID,
-    "T": NameOID.TITLE,
-    "G": NameOID.GIVEN_NAME,
+OID_COMMON_NAME = "2.5.4.3"
+_DN_ATTRS: dict[str, str] = {
+    "C": "2.5.4.6",
+    "ST": "2.5.4.8",
+    "L": "2.5.4.7",
+    "O": "2.5.4.10",
+    "OU": "2.5.4.11",
+    "CN": OID_COMMON_NAME,
+    "E": "1.2.840.113549.1.9.1",
+    "EMAILADDRESS": "1.2.840.113549.1.9.1",
+    "DC": "0.9.2342.19200300.100.1.25",
+    "SN": "2.5.4.4",
+    "SERIALNUMBER": "2.5.4.5",
+    "UID": "0.9.2342.19200300.100.1.1",
+    "T": "2.5.4.12",
+    "G": "2.5.4.42",
 }
+"""strongSwan DN attribute names -> dotted OIDs."""
 _DN_NAMES = {
-    NameOID.COUNTRY_NAME.dotted_string: "C",
-    NameOID.STATE_OR_PROVINCE_NAME.dotted_string: "ST",
-    NameOID.LOCALITY_NAME.dotted_string: "L",
-    NameOID.ORGANIZATION_NAME.dotted_string: "O",
-    NameOID.ORGANIZATIONAL_UNIT_NAME.dotted_string: "OU",
-    NameOID.COMMON_NAME.dotted_string: "CN",
-    NameOID.EMAIL_ADDRESS.dotted_string: "E",
-    NameOID.DOMAIN_COMPONENT.dotted_string: "DC",
-    NameOID.SURNAME.dotted_string: "SN",
-    NameOID.SERIAL_NUMBER.dotted_string: "serialNumber",
-    NameOID.USER_ID.dotted_string: "UID",
-    NameOID.TITLE.dotted_string: "T",
-    NameOID.GIVEN_NAME.dotted_string: "G",
+    "2.5.4.6": "C",
+    "2.5.4.8": "ST",
+    "2.5.4.7": "L",
+    "2.5.4.10": "O",
+    "2.5.4.11": "OU",
+    OID_COMMON_NAME: "CN",
+    "1.2.840.113549.1.9.1": "E",
+    "0.9.2342.19200300.100.1.25": "DC",
+    "2.5.4.4": "SN",
+    "2.5.4.5": "serialNumber",
+    "0.9.2342.19200300.100.1.1": "UID",
+    "2.5.4.12": "T",
+    "2.5.4.42": "G",
 }
 
 
@@ -282,14 +289,15 @@ def _split_dn(text: str) -> list[tuple[str, str]]:
 def dn_from_string(text: str) -> x509.Name:
     """A DN in strongSwan order (``C=CH, O=example, CN=host``: the first
     component is the outermost RDN) as an ``x509.Name``."""
+    from cryptography import x509
+
     attrs = []
     for key, value in _split_dn(text):
-        oid = _DN_ATTRS.get(key.upper())
-        if oid is None:
-            try:
-                oid = x509.ObjectIdentifier(key)
-            except ValueError:
-                raise ValueError(f"unknown DN attribute '{key}'") from None
+        dotted = _DN_ATTRS.get(key.upper(), key)
+        try:
+            oid = x509.ObjectIdentifier(dotted)
+        except ValueError:
+            raise ValueError(f"unknown DN attribute '{key}'") from None
         attrs.append(x509.NameAttribute(oid, value))
     if not attrs:
         raise ValueError("empty DN")
@@ -650,6 +658,8 @@ def certreq_matches(data: bytes, cacerts: Iterable[x509.Certificate]) -> bool:
 
 
 def load_der_certificate(data: bytes) -> x509.Certificate:
+    from cryptography import x509
+
     try:
         return x509.load_der_x509_certificate(data)
     except ValueError as exc:
@@ -662,6 +672,8 @@ def cert_der(cert: x509.Certificate) -> bytes:
 
 def cert_matches_identity(cert: x509.Certificate, identity: Identity) -> bool:
     """Is ``identity`` the certificate's subject DN or one of its subjectAltNames?"""
+    from cryptography import x509
+
     if identity.id_type == IdType.DER_ASN1_DN:
         attrs = identity.dn_attrs()
         return attrs is not None and attrs == _name_attrs(cert.subject)
@@ -676,7 +688,9 @@ def cert_matches_identity(cert: x509.Certificate, identity: Identity) -> bool:
         # strongSwan also accepts an FQDN equal to the subject CN only if the
         # SAN is absent; we follow the stricter SAN rule but allow that case.
         if san is None:
-            return any(str(a.value).lower() == name for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME))
+            return any(
+                a.oid.dotted_string == OID_COMMON_NAME and str(a.value).lower() == name for a in cert.subject
+            )
         return False
     if identity.id_type == IdType.RFC822_ADDR:
         mail = identity.data.decode("utf-8", "replace").lower()
@@ -703,6 +717,8 @@ def verify_chain(
     policy that only insists on basicConstraints.  Without that API (old
     ``cryptography``), checks signatures and validity periods along the
     issuer chain by hand.  Raises :class:`AuthenticationFailed`."""
+    from cryptography import x509
+
     if not anchors:
         raise AuthenticationFailed("no trust anchors configured")
     try:
@@ -744,6 +760,8 @@ def _verify_chain_manually(
     anchors: Sequence[x509.Certificate],
     at: datetime.datetime,
 ) -> list[x509.Certificate]:
+    from cryptography import x509
+
     chain = [leaf]
     current = leaf
     pool = list(intermediates)

@@ -13,7 +13,7 @@ from ikev2_pair import Pair, psk_pair_configs
 from aioipsec.events import ChildSaInstalled, IkeSaEstablished, NegotiationFailed
 from aioipsec.ike.constants import ExchangeType, NotifyType
 from aioipsec.ike.v2.message import Message, decode_message, encode_message, peek_header
-from aioipsec.ike.v2.payloads import KePayload, NotifyPayload, SaPayload, TsiPayload, TsrPayload, UnknownPayload
+from aioipsec.ike.v2.payloads import KePayload, NotifyPayload, TsiPayload, TsrPayload, UnknownPayload
 
 
 def notifies(data: bytes, sk=None) -> list[int]:  # type: ignore[no-untyped-def]
@@ -335,7 +335,6 @@ def test_proposal_spi_size_errors_answered() -> None:
     p.to_r([encode_message(msg, p.i.sa.sk)])
     [resp] = p.out_r()
     assert notifies(resp, p.i.sa.sk) == [NotifyType.INVALID_SYNTAX]
-    _ = SaPayload
 
 
 def _mutations(data: bytes, rng) -> list[bytes]:  # type: ignore[no-untyped-def]

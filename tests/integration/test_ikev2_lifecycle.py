@@ -139,3 +139,34 @@ def test_child_sa_repr_hides_keys() -> None:
     for k in c.keys:
         if k:
             assert k.hex() not in repr(c) and repr(k) not in repr(c)
+
+
+def test_responder_picks_configuration_by_proposal_then_identity() -> None:
+    from aioipsec.crypto.transforms import parse_proposal
+
+    i_cfg, r_cfg = psk_pair_configs(i_proposals=["aes256-sha256-modp2048"])
+    gcm_only = psk_pair_configs(psk="x")[1]
+    gcm_only.name = "gcm-only"
+    gcm_only.proposals = [parse_proposal("aes128gcm16-prfsha256-x25519", "ike")]
+    r_cfg.proposals = [parse_proposal("aes256-sha256-modp2048", "ike")]
+    p = Pair(i_cfg, [gcm_only, r_cfg])
+    p.initiate()
+    p.roundtrip()
+    assert p.r is not None and p.r.config.name == "hq" and [c.name for c in p.r.candidates] == ["hq"]
+    p.roundtrip()
+    assert p.i.is_established and p.r.is_established
+
+
+def test_core_does_not_import_io() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import aioipsec.ike.v2.session, aioipsec.ike.v2.tasks, aioipsec.ike.auth, aioipsec.ike.cookies\n"
+        "import aioipsec.ike.natd, aioipsec.ike.proposals, aioipsec.ike.v2.task_manager\n"
+        "bad = [m for m in ('asyncio', 'socket', 'selectors', 'aioipsec.transports', 'aioipsec.asyncio') if m in sys.modules]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime
 import enum
-import hashlib
 import ipaddress
 import logging
 import os
@@ -79,8 +78,6 @@ HALF_OPEN_TIMEOUT = 30.0
 RETRY_DELAY = (2.0, 10.0)
 """Random delay range before retrying an exchange refused with TEMPORARY_FAILURE."""
 NONCE_LEN = 32
-MAX_COOKIE_RETRIES = 3
-MAX_KE_RETRIES = 3
 _INF = float("inf")
 
 
@@ -308,7 +305,8 @@ class IkeSessionV2:
         self._out: list[tuple[bytes, Address]] = []
         self._deferred: list[tuple[float, Callable[[float], None]]] = []
         self._next_unique = 1
-        self._closed_reason = ""
+        self.closed_reason = ""
+        """Why the session closed (empty while open)."""
         self.nat_t = False
         """UDP encapsulation / port 4500 in use (NAT detected or forced)."""
         self._initiated = False
@@ -874,7 +872,6 @@ class IkeSessionV2:
             if hdr.exchange_type == ExchangeType.IKE_SA_INIT:
                 return decode_message(data)
             if sa.sk is None:
-                self.stats.unexpected_response += 0
                 self.stats.malformed += 1
                 return None
             if hdr.next_payload == PayloadType.SKF:
@@ -1236,7 +1233,7 @@ class IkeSessionV2:
         """Tear everything down (no message is sent here)."""
         if self.is_closed:
             return
-        self._closed_reason = reason
+        self.closed_reason = reason
         for c in list(self.children.values()):
             if c.state is not ChildState.DELETED:
                 self.remove_child(c, "ike sa deleted")
@@ -1480,7 +1477,3 @@ class UnsupportedExchange(RemoteProtocolError):
 def _sa_bound(task: Task) -> bool:
     """Tasks that must stay on their IKE SA (deleting that very SA)."""
     return bool(getattr(task, "sa_bound", False))
-
-
-def request_hash(data: bytes) -> bytes:
-    return hashlib.sha1(data).digest()

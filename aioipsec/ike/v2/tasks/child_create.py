@@ -18,7 +18,7 @@ from ....errors import (
 )
 from ....events import NegotiationFailed
 from ....selectors import TrafficSelector
-from ...constants import ExchangeType, NotifyType, ProtocolId
+from ...constants import ExchangeType, NotifyType
 from ...proposals import Selected, WireProposal, accept_response, first_ke, ke_group_acceptable, select, to_wire
 from ..message import Message
 from ..payloads import KePayload, NoncePayload, SaPayload, TsiPayload, TsrPayload
@@ -393,5 +393,3 @@ class ChildCreate(Task):
         if self.config is not None:
             self.session._pending_acquires.discard(self.config.name)
 
-
-_ = ProtocolId

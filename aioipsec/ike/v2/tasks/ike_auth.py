@@ -4,7 +4,7 @@ RFC 7427).  Models: strongSwan ``ike_auth.c``, ``ike_cert_pre/post.c``."""
 
 from __future__ import annotations
 
-from cryptography import x509
+from typing import TYPE_CHECKING
 
 from ....config import ConnectionConfig
 from ....errors import AuthenticationFailed
@@ -16,6 +16,9 @@ from ..message import Message
 from ..payloads import AuthPayload, CertPayload, CertReqPayload, IdiPayload, IdrPayload
 from .base import Task, TaskStatus
 from .common import notify
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 
 def _configured_id(text: str | None) -> Identity | None:

@@ -10,14 +10,22 @@ from ....errors import InvalidKePayload, InvalidSyntax, NoProposalChosen
 from ....events import NegotiationFailed
 from ...auth import SUPPORTED_HASHES, certreq_data
 from ...constants import CertEncoding, ExchangeType, NotifyType
-from ...proposals import WireProposal, accept_response, first_ke, ke_group_acceptable, to_wire
+from ...proposals import WireProposal, accept_response, first_ke, ke_group_acceptable, select, to_wire
 from ..message import Message
 from ..payloads import CertReqPayload, KePayload, NoncePayload, SaPayload
 from .base import Task, TaskStatus
-from .common import from_sa, initial_ike_keys, notify, notify_group, offered, sa_payload, select_with_ke, set_peer_ke
+from .common import initial_ike_keys, notify, notify_group, offered, sa_payload, select_with_ke, set_peer_ke
 
 MAX_COOKIE_RETRIES = 3
 MAX_KE_RETRIES = 3
+
+
+def _accepts(proposals, sel) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        select([sel.to_wire()], proposals)
+    except NoProposalChosen:
+        return False
+    return True
 
 
 def _hash_notify() -> bytes:
@@ -136,9 +144,11 @@ class IkeInit(Task):
                 continue
         if not matches:
             raise NoProposalChosen("no acceptable IKE proposal")
-        session.candidates = [c for c, _ in matches]
         session.config = matches[0][0]
         sel = matches[0][1]
+        # IKE_AUTH may still switch configuration by identity, but only to one
+        # that accepts the algorithms chosen here
+        session.candidates = [c for c, _ in matches if _accepts(c.proposals, sel)]
         if sel.ke is None:
             raise NoProposalChosen("selected proposal has no key exchange")
         if kep.group != int(sel.ke.id):
@@ -158,7 +168,7 @@ class IkeInit(Task):
         return TaskStatus.SUCCESS
 
     def build_r(self, msg: Message) -> TaskStatus:
-        session, sa, cfg = self.session, self.sa, self.session.config
+        sa, cfg = self.sa, self.session.config
         sel, ke = self.selected, self.ke
         assert sel is not None and ke is not None and sa.spi_i is not None
         msg.add(sa_payload([sel.to_wire()]))
@@ -173,7 +183,6 @@ class IkeInit(Task):
         keys = initial_ike_keys(sel, ke.shared_secret, sa.ni, sa.nr, sa.spi_i, sa.spi_r)
         sa.set_keys(sel, keys)
         self.ke = None
-        _ = session
         return TaskStatus.SUCCESS
 
     def after_response_sent(self, now: float) -> None:
@@ -182,5 +191,3 @@ class IkeInit(Task):
         self.sa.state = IkeState.CONNECTING
         self.sa.created_at = now
 
-
-_ = from_sa
