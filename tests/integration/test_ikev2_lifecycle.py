@@ -170,3 +170,35 @@ def test_core_does_not_import_io() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_child_requested_before_establishment_waits_for_ike_auth() -> None:
+    """create_child_sa() while IKE_AUTH is pending (either side): a separate
+    CREATE_CHILD_SA after the IKE SA is up, never a second SA in IKE_AUTH."""
+    from aioipsec.config import child
+    from aioipsec.events import ChildSaInstalled
+    from aioipsec.ike.v2.message import peek_header
+    from aioipsec.ike.v2.payloads import SaPayload
+
+    i_cfg, r_cfg = psk_pair_configs(i_kw={"dpd_delay": 0}, r_kw={"dpd_delay": 0})
+    for cfg, (l, r) in ((i_cfg, ("198.51.100.0/24", "192.0.2.128/25")), (r_cfg, ("192.0.2.128/25", "198.51.100.0/24"))):
+        cfg.children["dmz"] = child("dmz", local_ts=[l], remote_ts=[r])
+    p = Pair(i_cfg, r_cfg)
+    p.initiate()
+    p.to_r(p.out_i())
+    assert p.r is not None
+    p.r.create_child_sa("dmz", p.now)  # responder, not established yet
+    [init_resp] = p.out_r()  # nothing but the IKE_SA_INIT response
+    p.i.create_child_sa("dmz", p.now)  # initiator, before the IKE_SA_INIT response
+    p.to_i([init_resp])
+    [auth] = p.out_i()
+    assert peek_header(auth).exchange_type == ExchangeType.IKE_AUTH
+    assert len(decode_message(auth, p.r.sa.sk).get_all(SaPayload)) == 1
+    p.to_r([auth])
+    out = p.out_r()
+    assert [peek_header(d).exchange_type for d in out] == [ExchangeType.IKE_AUTH, ExchangeType.CREATE_CHILD_SA]
+    p.to_i(out)
+    p.settle()
+    ci, cr = p.events("i", ChildSaInstalled), p.events("r", ChildSaInstalled)
+    assert sorted(c.name for c in ci) == ["dmz", "dmz", "lan"] and len(cr) == 3
+    assert p.i.stats.internal_errors == p.r.stats.internal_errors == 0

@@ -440,7 +440,7 @@ class IkeSessionV2:
         sa.tm.queue(IkeAuth(self, sa, True))
         cfg = self._child_config(child)
         if cfg is not None:
-            sa.tm.queue(ChildCreate(self, sa, True, config=cfg))
+            sa.tm.queue(ChildCreate(self, sa, True, config=cfg, in_auth=True))
         self._kick(now)
 
     def create_child_sa(
@@ -1004,7 +1004,7 @@ class IkeSessionV2:
         if ex == ExchangeType.IKE_SA_INIT:
             return [IkeInit(self, sa, False), IkeNatd(self, sa, False)]
         if ex == ExchangeType.IKE_AUTH:
-            return [IkeAuth(self, sa, False), ChildCreate(self, sa, False)]
+            return [IkeAuth(self, sa, False), ChildCreate(self, sa, False, in_auth=True)]
         if ex == ExchangeType.CREATE_CHILD_SA:
             if msg.has_notify(NotifyType.REKEY_SA):
                 return [ChildRekey(self, sa, False)]

@@ -49,9 +49,9 @@ class ChildCreate(Task):
         *,
         config: ChildConfig | None = None,
         packet_ts: tuple[TrafficSelector | None, TrafficSelector | None] = (None, None),
+        in_auth: bool = False,
     ) -> None:
         super().__init__(session, sa, initiator)
-        in_auth = not sa.established
         self.exchange_type = ExchangeType.IKE_AUTH if in_auth else ExchangeType.CREATE_CHILD_SA
         self.combinable = in_auth
         self.config = config
@@ -215,7 +215,7 @@ class ChildCreate(Task):
 
         def again(now: float) -> None:
             if not s.is_closed and s.is_established:
-                s.sa.tm.queue(type(self)(s, s.sa, True, config=cfg, packet_ts=packet_ts))
+                s.sa.tm.queue(ChildCreate(s, s.sa, True, config=cfg, packet_ts=packet_ts))
 
         s.defer(s.now + s.retry_delay(), again)
 
@@ -270,6 +270,7 @@ class ChildCreate(Task):
 
     def process_r(self, msg: Message) -> TaskStatus:
         self.exchange_type = msg.exchange_type
+        self.combinable = self.in_auth
         try:
             self._process_r(msg)
         except NotifyError as exc:

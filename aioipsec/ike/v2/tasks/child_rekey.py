@@ -12,7 +12,7 @@ delete is underway) gets TEMPORARY_FAILURE (§2.25)."""
 from __future__ import annotations
 
 from ....errors import ChildSaNotFound, InvalidSyntax, TemporaryFailure
-from ...constants import ExchangeType, NotifyType, ProtocolId
+from ...constants import NotifyType, ProtocolId
 from ..message import Message
 from .base import TaskStatus
 from .child_create import ChildCreate
@@ -24,8 +24,6 @@ class ChildRekey(ChildCreate):
 
     def __init__(self, session, sa, initiator: bool, *, old=None) -> None:  # type: ignore[no-untyped-def]
         super().__init__(session, sa, initiator, config=old.config if old is not None else None)
-        self.exchange_type = ExchangeType.CREATE_CHILD_SA
-        self.combinable = False
         self.old = old
         self.rekeyed_from = old.spi_in if old is not None else None
         self.collision: ChildRekey | None = None
