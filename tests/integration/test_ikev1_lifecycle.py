@@ -172,3 +172,39 @@ def test_responder_lifetime_notify() -> None:
     assert cr.lifetime_hard == 1000.0 and ci.lifetime_hard == 1000.0
     # the initiator's rekey point scales with the shortened lifetime
     assert ci.lifetime_soft is not None and 1000 * (3240 / 3960) <= ci.lifetime_soft <= 1000 * (3600 / 3960)
+
+
+def test_initial_contact_from_a_restarted_peer_drops_stale_sas() -> None:
+    from ikev1_pair import seeded
+
+    from aioipsec.ike.v1 import IkeSessionV1
+
+    p = up()
+    (stale,) = p.r.children.values()
+    old_cookie = p.r.spi_i
+    # the initiator restarts: a new session (new cookies) to the same responder
+    p.i = IkeSessionV1(
+        configuration=p.i.cfg, is_initiator=True, local_addr=p.i.local_addr, remote_addr=p.i.remote_addr, random=seeded(77)
+    )
+    p.start()
+    (est,) = p.of("r", IkeSaEstablished)
+    assert est.spi_i != old_cookie and est.rekeyed_from is None
+    assert [(e.spi_in, e.reason) for e in p.of("r", ChildSaDeleted)] == [(stale.spi_in, "initial contact")]
+    assert [e.reason for e in p.of("r", IkeSaDeleted)] == ["initial contact"]
+    assert len(p.r.sas) == 1 and len(p.r.children) == 1 and stale.spi_in not in p.r.children
+
+
+def test_phase1_renewal_by_both_ends_at_once() -> None:
+    """Both ends renew Phase 1 at the same moment: the two new ISAKMP SAs
+    settle on the same survivor, IPsec SAs stay."""
+    p = up()
+    p.i.rekey_ike_sa(p.now)
+    p.r.rekey_ike_sa(p.now)
+    p.pump()
+    p.advance(p.now + 60)
+    assert len(p.i.sas) == len(p.r.sas) == 1
+    assert p.i.spi_i == p.r.spi_i and p.i.is_established and p.r.is_established
+    assert len(p.i.children) == len(p.r.children) == 1 and not p.of("i", ChildSaDeleted)
+    p.i.create_child_sa("net", p.now)
+    p.pump()
+    assert len(p.of("r", ChildSaInstalled)) == 1

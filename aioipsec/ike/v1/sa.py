@@ -49,6 +49,11 @@ class IsakmpSa:
     """spi_i of the SA this one replaces (Phase 1 reauthentication)."""
     superseded: bool = False
     """A newer ISAKMP SA replaced this one; it only lingers for its delete."""
+    initial_contact: bool = False
+    """The peer sent INITIAL-CONTACT over this SA."""
+    created_no: int = 0
+    established_no: int = 0
+    """Order of creation/establishment within the session (times may be equal)."""
     candidates: list[ConnectionConfig] = field(default_factory=list)
     """Responder: configurations that could still apply."""
     last_inbound: float = 0.0
@@ -87,6 +92,7 @@ class ChildSa:
     soft_at: float | None
     hard_at: float | None
     unique_id: int
+    created_no: int = 0
     rekeying: bool = False
     rekeyed: bool = False
     """Replaced by a newer SA (kept until deleted)."""

@@ -130,6 +130,7 @@ class IkeSessionV1:
         self._closed = False
         self._had_contact = False
         self._unique = itertools.count(1)
+        self._order = itertools.count(1)
         self._frags: dict[tuple[bytes, int], dict[int, bytes]] = {}
         self._frag_last: dict[tuple[bytes, int], int] = {}
         self.stats: Counter[str] = Counter()
@@ -434,6 +435,7 @@ class IkeSessionV1:
             return None
         sa = IsakmpSa(cfg=self.cfg, initiator=False, spi_i=header.spi_i, spi_r=self._new_cookie(), started_at=now)
         sa.aggressive = header.exchange == ExchangeType.AGGRESSIVE
+        sa.created_no = next(self._order)
         sa.candidates = list(self.candidates) or [self.cfg]
         est = self.sa
         if est is not None and est.established:
@@ -618,7 +620,20 @@ class IkeSessionV1:
         pass
 
     def _initial_contact(self, sa: IsakmpSa) -> None:
+        """The peer says it holds no other SAs with us (it restarted): what
+        we still hold from before this ISAKMP SA is stale."""
         logger.info("INITIAL-CONTACT from %s (cookies %s)", self.peer, sa.cookies)
+        sa.initial_contact = True
+        if sa.established:
+            self._drop_stale(sa, self.now)
+
+    def _drop_stale(self, sa: IsakmpSa, now: float) -> None:
+        for child in list(self.children.values()):
+            if child.created_no < sa.created_no:
+                self._delete_child(child, "initial contact", now, send=False)
+        for old in list(self.sas):
+            if old is not sa and old.state is not State.DELETED and old.created_no < sa.created_no:
+                self._remove_sa(old, "initial contact", now, notify_peer=False)
 
     def _nat_detected(self, sa: IsakmpSa) -> None:
         sa.nat_t = nat_any(sa)
@@ -697,6 +712,7 @@ class IkeSessionV1:
     def _start_phase1(self, now: float, rekeyed_from: IsakmpSa | None = None) -> IsakmpSa:
         sa = IsakmpSa(cfg=self.cfg, initiator=True, spi_i=self._new_cookie(), started_at=now)
         sa.aggressive = self.cfg.aggressive
+        sa.created_no = next(self._order)
         sa.last_inbound = now
         if rekeyed_from is not None:
             sa.rekeyed_from = rekeyed_from.spi_i
@@ -713,6 +729,7 @@ class IkeSessionV1:
         assert sa.suite is not None
         sa.state = State.ESTABLISHED
         sa.established_at = now
+        sa.established_no = next(self._order)
         life = float(sa.suite.lifetime)
         sa.hard_at = now + life
         if sa.initiator:
@@ -722,6 +739,8 @@ class IkeSessionV1:
             soft = (min(sa.cfg.rekey_time, life) + life) / 2
         sa.soft_at = now + max(soft, 1.0) if sa.cfg.rekey_time > 0 else None
         self._had_contact = True
+        if sa.initial_contact:
+            sa.rekeyed_from = None  # a restarted peer, not a renewal
         self._step(sa, "IKE Phase 1 complete")
         self._events.append(
             IkeSaEstablished(
@@ -739,15 +758,25 @@ class IkeSessionV1:
                 rekeyed_from=sa.rekeyed_from,
             )
         )
-        for old in self.sas:
-            if old is sa or old.state is State.DELETED:
+        if sa.initial_contact:
+            self._drop_stale(sa, now)
+        for old in list(self.sas):
+            if old is sa or old.state is State.DELETED or not old.established:
                 continue
-            if old.established:
+            if old.established_no < sa.created_no:
+                # the SA this negotiation renews: its initiator deletes it
                 old.superseded = True
                 if sa.initiator:
                     self._remove_sa(old, "rekeyed", now, notify_peer=True)
                 else:
                     old.hard_at = min(old.hard_at or now + SUPERSEDED_GRACE, now + SUPERSEDED_GRACE)
+            else:
+                # both ends renewed at once: keep the SA with the higher
+                # initiator cookie (the same choice on both sides), let the
+                # other one go after the grace period
+                loser = old if old.spi_i < sa.spi_i else sa
+                loser.superseded = True
+                loser.hard_at = min(loser.hard_at or now + SUPERSEDED_GRACE, now + SUPERSEDED_GRACE)
         self._flush_pending(now)
 
     def _phase1_failed(self, sa: IsakmpSa, task: Task, notify: str, reason: str, now: float) -> None:
@@ -767,7 +796,7 @@ class IkeSessionV1:
         if not others:
             for child in list(self.children.values()):
                 self._delete_child(child, "expired", now, send=True)
-        self._remove_sa(sa, "expired", now, notify_peer=True)
+        self._remove_sa(sa, "rekeyed" if sa.superseded and others else "expired", now, notify_peer=True)
 
     def _remove_sa(self, sa: IsakmpSa, reason: str, now: float, *, notify_peer: bool) -> None:
         if sa.state is State.DELETED:
@@ -1013,6 +1042,7 @@ class IkeSessionV1:
             soft_at=soft_at,
             hard_at=hard_at,
             unique_id=uid,
+            created_no=next(self._order),
         )
         self.children[spi_in] = child
         self._step(sa, "IPsec SA established")
