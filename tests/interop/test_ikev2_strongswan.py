@@ -9,6 +9,7 @@ also checks that aioipsec floated to 4500 and speaks ESP-in-UDP.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -130,6 +131,16 @@ def test_tunnel(aioipsec, strongswan, direct_topology: Topology, profile: str,
                 "message verification failed", "integrity check failed", "ICV"):
         assert bad not in ss.logs(), bad
 
+    if profile == "ikev2-psk-gcm":
+        # the command line shows the same SAs as the control socket
+        st = json.loads(aio.cli("status", "--json"))
+        (row,) = st["ike_sas"][0]["children"]
+        assert (row["spi_in"], row["spi_out"]) == (f"0x{aio_child.spi_in:08x}",
+                                                   f"0x{aio_child.spi_out:08x}")
+        text = aio.cli("status")
+        assert "INSTALLED" in text and "aes128gcm16" in text
+        assert f"{aio_child.spi_in:08x}" in text and f"{aio_child.spi_out:08x}" in text
+
     # the daemon deletes its SAs when stopped (SIGTERM)
     aio.stop()
     ss.wait_log(r"received DELETE for IKE_SA ih\[\d+\]", timeout=5)
@@ -227,7 +238,7 @@ def test_delete(aioipsec, strongswan, direct_topology: Topology, initiator: str,
     establish(aio, ss, initiator)
     ping_both_ways(topo, "left", count=1)
     if deleter == "aioipsec":
-        aio.terminate()
+        assert "IKE SA deleted" in aio.cli("down", "ih")        # the command line's `down`
         aio.wait_gone(timeout=5)
         ss.wait_log(r"received DELETE for IKE_SA ih\[\d+\]", timeout=5)
         deadline = time.monotonic() + 5
