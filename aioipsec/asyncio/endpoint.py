@@ -40,6 +40,27 @@ IKE_HEADER_LEN = 28
 KEEPALIVE_INTERVAL = 20.0
 
 
+def _open_raw_esp(host: str, *, required: bool) -> DatagramSocket | None:
+    """A raw protocol-50 socket bound to ``host`` (``aioipsec_rawesp``), or
+    None when the plugin is missing or the process lacks CAP_NET_RAW (unless
+    ``required``)."""
+    try:
+        from aioipsec_rawesp import RawEspSocket
+    except ImportError:
+        if required:
+            raise
+        return None
+    try:
+        sock = RawEspSocket.open(host)
+    except OSError as exc:
+        if required:
+            raise
+        logger.debug("no raw ESP socket on %s (%s): plain ESP cannot be sent", host, exc)
+        return None
+    logger.info("plain ESP (IP protocol 50) on a raw socket bound to %s", host)
+    return sock  # type: ignore[return-value]
+
+
 def _ike_version(data: bytes) -> int:
     return data[17] >> 4 if len(data) >= IKE_HEADER_LEN else 0
 
@@ -122,7 +143,13 @@ class Endpoint:
         **kw: Any,
     ) -> Endpoint:
         """Bind the IKE sockets on ``host`` (real UDP, or ``network`` for an
-        in-memory network) and return a running endpoint."""
+        in-memory network) and return a running endpoint.
+
+        Plain ESP (no NAT, ``encap = false``) needs a raw IP protocol 50
+        socket: pass ``esp_socket=``, or let ``raw_esp`` decide (None: open
+        one with the ``rawesp`` plugin when the process may, else send no
+        plain ESP and count it as ``no_transport``; True: must open one;
+        False: never)."""
         loop = asyncio.get_running_loop()
         esp: DatagramSocket | None
         if network is not None:
@@ -137,6 +164,9 @@ class Endpoint:
                 ike.close()
                 raise
             esp = kw.pop("esp_socket", None)
+            raw_esp = kw.pop("raw_esp", None)
+            if esp is None and raw_esp is not False:
+                esp = _open_raw_esp(host, required=bool(raw_esp))
         return cls(configurations=configurations, ike_socket=ike, natt_socket=natt, esp_socket=esp, loop=loop, **kw)
 
     # ---------------------------------------------------------------- receive
