@@ -31,7 +31,23 @@ class Configuration:
     global_config: GlobalConfig = field(default_factory=GlobalConfig)
     tun: dict[str, Any] = field(default_factory=dict)
     """Gateway TUN settings: ``name``, ``mtu``."""
+    daemon: DaemonConfig = field(default_factory=lambda: DaemonConfig())
+    """Where the daemon listens (``[daemon]``)."""
     source: str | None = None
+
+
+@dataclass
+class DaemonConfig:
+    """``[daemon]``: the gateway's sockets (strongswan.conf's ``charon.port``,
+    ``charon.port_nat_t``)."""
+
+    address: str | None = None
+    """Local address to bind; default: the first ``local_addrs`` of a
+    connection, else the source address towards the first peer."""
+    port: int = 500
+    """IKE port."""
+    port_nat_t: int = 4500
+    """NAT-T port (IKE with the non-ESP marker, and ESP in UDP)."""
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -137,8 +153,19 @@ _CHILD_KEYS = {
 }
 _AUTH_KEYS = {"auth", "id", "certs", "cert", "key", "private_key", "cacerts", "intermediates", "rsa_pss"}
 _SECRET_KEYS = {"id", "secret", "secret_file"}
-_TOP_KEYS = {"connections", "secrets", "global", "tun"}
+_TOP_KEYS = {"connections", "secrets", "global", "tun", "daemon"}
+_DAEMON_KEYS = {"address", "port", "port_nat_t"}
 _GLOBAL_KEYS = {"cookie_threshold", "half_open_max", "init_limit_per_peer", "fragment_reassembly_max"}
+
+
+def loads_config(text: str, *, file: str | None = None, base: str | Path | None = None) -> Configuration:
+    """Load and validate TOML text (``file`` names it in errors; relative
+    certificate and secret paths resolve against ``base``)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"invalid TOML: {exc}", file=file) from None
+    return parse_config(data, file=file, base=Path(base) if base is not None else None)
 
 
 def load_config(path: str | Path) -> Configuration:
@@ -172,6 +199,16 @@ def parse_config(data: dict[str, Any], *, file: str | None = None, base: Path | 
             cfg.tun["name"] = ctx.string("tun.name", t["name"])
         if "mtu" in t:
             cfg.tun["mtu"] = ctx.integer("tun.mtu", t["mtu"], 576, 65535)
+    if "daemon" in data:
+        d = ctx.table("daemon", data["daemon"])
+        ctx.check_keys("daemon", d, _DAEMON_KEYS)
+        if "address" in d:
+            cfg.daemon.address = _addrs(ctx, "daemon.address", [ctx.string("daemon.address", d["address"])])[0]
+        for key in ("port", "port_nat_t"):
+            if key in d:
+                setattr(cfg.daemon, key, ctx.integer(f"daemon.{key}", d[key], 1, 65535))
+        if cfg.daemon.port == cfg.daemon.port_nat_t:
+            raise ctx.err("daemon.port_nat_t", f"must differ from daemon.port ({cfg.daemon.port})")
     conns = ctx.table("connections", data.get("connections", {}))
     secrets = _parse_secrets(ctx, data.get("secrets", {}))
     for name, raw_conn in conns.items():
@@ -190,7 +227,13 @@ def _parse_secrets(ctx: _Ctx, raw: Any) -> list[tuple[str, list[str], bytes]]:
             raise ctx.err(path, 'give either "secret" or "secret_file", not both')
         if "secret" in sec:
             value = ctx.string(f"{path}.secret", sec["secret"])
-            secret = bytes.fromhex(value[2:]) if value.startswith("0x") else value.encode()
+            if value.startswith("0x"):
+                try:
+                    secret = bytes.fromhex(value[2:])
+                except ValueError:
+                    raise ctx.err(f"{path}.secret", "a secret starting with 0x must be hex digits") from None
+            else:
+                secret = value.encode()
         elif "secret_file" in sec:
             secret = ctx.path(f"{path}.secret_file", sec["secret_file"]).read_bytes().strip()
         else:
@@ -269,6 +312,8 @@ def _parse_auth(ctx: _Ctx, path: str, raw: Any, local: bool) -> AuthConfig:
         a.auth = ctx.choice(f"{path}.auth", raw["auth"], ("psk", "pubkey"))
     if "id" in raw:
         a.id = ctx.string(f"{path}.id", raw["id"])
+        if not a.id.strip():
+            raise ctx.err(f"{path}.id", "must not be empty (leave it out to use the address)")
     if "rsa_pss" in raw:
         a.rsa_pss = ctx.boolean(f"{path}.rsa_pss", raw["rsa_pss"])
     certs = raw.get("certs", raw.get("cert"))
@@ -285,9 +330,23 @@ def _parse_auth(ctx: _Ctx, path: str, raw: Any, local: bool) -> AuthConfig:
         a.cacerts = [_load_cert(ctx, f"{path}.cacerts[{i}]", q) for i, q in enumerate(ctx.strings(f"{path}.cacerts", raw["cacerts"]))]
     if local and a.auth == "pubkey" and (a.cert is None or a.private_key is None):
         raise ctx.err(path, 'auth = "pubkey" needs "certs" and "key"')
+    if a.cert is not None and a.private_key is not None and not _key_matches(a.cert, a.private_key):
+        key = "key" if "key" in raw else "private_key"
+        raise ctx.err(f"{path}.{key}", "does not match the public key of the certificate")
     if not local and a.auth == "pubkey" and not a.cacerts:
         raise ctx.err(path, 'auth = "pubkey" needs "cacerts" (trust anchors for the peer\'s certificate)')
     return a
+
+
+def _key_matches(cert: Any, key: Any) -> bool:
+    from cryptography.hazmat.primitives import serialization
+
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    try:
+        return bool(cert.public_key().public_bytes(der, spki) == key.public_key().public_bytes(der, spki))
+    except Exception:
+        return False
 
 
 def _parse_child(ctx: _Ctx, path: str, name: str, raw: dict[str, Any], legacy: bool) -> ChildConfig:
@@ -300,6 +359,8 @@ def _parse_child(ctx: _Ctx, path: str, name: str, raw: dict[str, Any], legacy: b
     if "esp_proposals" in raw:
         c.esp_proposals = _proposals(ctx, f"{path}.esp_proposals", raw["esp_proposals"], "esp", legacy)
     if "ah_proposals" in raw:
+        if "esp_proposals" in raw:
+            raise ctx.err(f"{path}.ah_proposals", 'give either "esp_proposals" or "ah_proposals", not both')
         c.ah_proposals = _proposals(ctx, f"{path}.ah_proposals", raw["ah_proposals"], "ah", legacy)
     if "mode" in raw:
         c.mode = ctx.choice(f"{path}.mode", raw["mode"], ("tunnel", "transport"))

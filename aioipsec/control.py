@@ -1,18 +1,37 @@
 """The daemon's control socket: one JSON request per line, one JSON answer
-per line, over a Unix socket (like charon's vici, much smaller).
+per line, over a Unix socket (mode 0600; like charon's vici, much smaller).
 
-Requests: ``{"cmd": "status"}``, ``{"cmd": "up", "name": "hq"}``,
-``{"cmd": "down", "name": "hq"}``, ``{"cmd": "clear", "name": null}``,
-``{"cmd": "reload"}``, ``{"cmd": "keys", "dir": "/path"}``.
+Requests::
+
+    {"cmd": "status"}                         -> the status document (aioipsec.status, schema 1)
+    {"cmd": "status", "name": "hq"}           -> the same, only connection hq's IKE SAs
+    {"cmd": "up", "name": "hq", "child": null, "wait": true, "timeout": 30}
+                                              -> initiate; with wait: answer once the Child SA is up
+    {"cmd": "down", "name": "hq"}             -> delete the IKE SA and its Child SAs
+    {"cmd": "clear", "name": null}            -> delete (all / one) and renegotiate
+    {"cmd": "reload"}                         -> re-read the config file (applies to new SAs)
+    {"cmd": "keys", "dir": "/path"}           -> Wireshark tables of connections with key_export = true
+    {"cmd": "list-conns"}                     -> the loaded connections
+
 Answers: ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``.
+A bad request is answered with an error; it never stops the daemon.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from typing import Any
+
+logger = logging.getLogger("aioipsec.control")
+
+MAX_REQUEST = 64 * 1024
+
+
+class ControlError(Exception):
+    """A request the daemon refuses (unknown connection, key export off, ...)."""
 
 
 class ControlServer:
@@ -20,16 +39,23 @@ class ControlServer:
         self.daemon = daemon
         self.path = path
         self._server: asyncio.AbstractServer | None = None
+        self._clients: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         if os.path.exists(self.path):
             os.unlink(self.path)
-        self._server = await asyncio.start_unix_server(self._client, path=self.path)
+        old = os.umask(0o177)  # no window in which others may connect
+        try:
+            self._server = await asyncio.start_unix_server(self._client, path=self.path, limit=MAX_REQUEST)
+        finally:
+            os.umask(old)
         os.chmod(self.path, 0o600)
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+            for t in list(self._clients):
+                t.cancel()
             await self._server.wait_closed()
             self._server = None
         try:
@@ -38,20 +64,35 @@ class ControlServer:
             pass
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._clients.add(task)
         try:
             while True:
-                line = await reader.readline()
+                try:
+                    line = await reader.readline()
+                except (ValueError, asyncio.LimitOverrunError):
+                    answer: dict[str, Any] = {"ok": False, "error": f"request longer than {MAX_REQUEST} bytes"}
+                    writer.write(json.dumps(answer).encode() + b"\n")
+                    break
                 if not line:
                     break
                 try:
                     req = json.loads(line)
+                    if not isinstance(req, dict):
+                        raise ControlError("a request is a JSON object")
                     result = await self.handle(req)
                     answer = {"ok": True, "result": result}
                 except Exception as exc:  # report, never kill the daemon
-                    answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+                    answer = {"ok": False, "error": _message(exc)}
+                    logger.info("control: %s failed: %s", _cmd_of(line), answer["error"])
                 writer.write(json.dumps(answer).encode() + b"\n")
                 await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
         finally:
+            if task is not None:
+                self._clients.discard(task)
             writer.close()
 
     async def handle(self, req: dict[str, Any]) -> Any:
@@ -59,33 +100,144 @@ class ControlServer:
 
         d = self.daemon
         cmd = req.get("cmd")
+        name = req.get("name")
+        if name is not None and not isinstance(name, str):
+            raise ControlError("name must be a string")
+        if cmd != "status":
+            logger.info("control: %s%s", cmd, f" {name}" if name else "")
         if cmd == "status":
-            return endpoint_status(d.endpoint)
+            st = endpoint_status(d.endpoint)
+            if name is not None:
+                _known(d, name)
+                st["ike_sas"] = [sa for sa in st["ike_sas"] if sa["name"] == name]
+            return st
+        if cmd == "list-conns":
+            return _list_conns(d.config)
         if cmd == "up":
-            return d.up(req["name"], req.get("child"))
+            return await self._up(req)
         if cmd == "down":
-            return await d.down(req["name"])
+            _known(d, _required(name))
+            return await d.down(name)
         if cmd == "clear":
-            return await d.clear(req.get("name"))
+            if name is not None:
+                _known(d, name)
+            return await d.clear(name)
         if cmd == "reload":
             return d.reload()
         if cmd == "keys":
             from .keyexport import export_wireshark
 
-            if not any(c.key_export for c in d.config.connections.values()):
-                raise PermissionError("key export is not enabled (set key_export = true in the connection)")
-            return export_wireshark(d.endpoint, req["dir"])
-        raise ValueError(f"unknown command {cmd!r}")
+            allowed = {n for n, c in d.config.connections.items() if c.key_export}
+            if not allowed:
+                raise ControlError("key export is not enabled (set key_export = true in a connection)")
+            directory = req.get("dir")
+            if not isinstance(directory, str) or not directory:
+                raise ControlError("keys needs a directory")
+            result = export_wireshark(d.endpoint, directory, allowed)
+            logger.warning("control: keys of %s exported to %s", ", ".join(sorted(allowed)), directory)
+            return result
+        raise ControlError(f"unknown command {cmd!r}")
+
+    async def _up(self, req: dict[str, Any]) -> str:
+        d = self.daemon
+        name = _required(req.get("name"))
+        child = req.get("child")
+        conn = _known(d, name)
+        if child is not None and child not in conn.children:
+            raise ControlError(f"connection {name} has no child named {child}")
+        msg = d.up(name, child)
+        if not req.get("wait"):
+            return str(msg)
+        proto = d.endpoint.find_session(name)
+        if proto is None:
+            raise ControlError(f"{name}: no IKE SA was started")
+        timeout = float(req.get("timeout", 30.0))
+        ike = await asyncio.wait_for(proto.wait_established(), timeout)
+        lines = [f"{name}: IKE SA established, IKEv{ike.version} {ike.algorithms}, "
+                 f"{ike.local_id} <-> {ike.remote_id}, SPIs {ike.spi_i.hex()}_i {ike.spi_r.hex()}_r"]
+        if child is not None or conn.children:
+            ev = await asyncio.wait_for(proto.wait_child(child), timeout)
+            lines.append(
+                f"{name}: CHILD_SA {ev.name} installed, {ev.mode} {ev.protocol} {ev.algorithms}, "
+                f"SPIs 0x{ev.spi_in:08x}_i 0x{ev.spi_out:08x}_o, "
+                f"{', '.join(map(str, ev.local_ts))} === {', '.join(map(str, ev.remote_ts))}"
+            )
+        return "\n".join(lines)
+
+
+def _required(name: Any) -> str:
+    if not isinstance(name, str) or not name:
+        raise ControlError("this command needs a connection name")
+    return name
+
+
+def _known(d: Any, name: str) -> Any:
+    conn = d.config.connections.get(name)
+    if conn is None:
+        known = ", ".join(sorted(d.config.connections)) or "none"
+        raise ControlError(f"no connection named {name!r} (loaded: {known})")
+    return conn
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, ControlError):
+        return str(exc)
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return "timed out"
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _cmd_of(line: bytes) -> str:
+    try:
+        return str(json.loads(line).get("cmd"))
+    except Exception:
+        return "request"
+
+
+def _list_conns(config: Any) -> list[dict[str, Any]]:
+    out = []
+    for name, c in config.connections.items():
+        out.append(
+            {
+                "name": name,
+                "version": c.version,
+                "local_addrs": list(c.local_addrs),
+                "remote_addrs": list(c.remote_addrs),
+                "proposals": [str(p) for p in c.proposals],
+                "local_id": c.local.id,
+                "remote_id": c.remote.id,
+                "auth": [c.local.auth, c.remote.auth],
+                "key_export": c.key_export,
+                "children": [
+                    {
+                        "name": ch.name,
+                        "mode": ch.mode,
+                        "start_action": ch.start_action,
+                        "local_ts": [str(t) for t in ch.local_ts],
+                        "remote_ts": [str(t) for t in ch.remote_ts],
+                        "esp_proposals": [str(p) for p in (ch.ah_proposals or ch.esp_proposals)],
+                    }
+                    for ch in c.children.values()
+                ],
+            }
+        )
+    return out
 
 
 async def request(path: str, req: dict[str, Any], timeout: float = 10.0) -> Any:
-    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), timeout)
+    """Send one request to the daemon at ``path``; return its result or raise
+    ``RuntimeError`` with the daemon's error message."""
+    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path, limit=1 << 24), timeout)
     try:
         writer.write(json.dumps(req).encode() + b"\n")
         await writer.drain()
         line = await asyncio.wait_for(reader.readline(), timeout)
     finally:
         writer.close()
+    if not line:
+        raise RuntimeError("the daemon closed the connection")
     answer = json.loads(line)
     if not answer.get("ok"):
         raise RuntimeError(answer.get("error", "unknown error"))

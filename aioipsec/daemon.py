@@ -5,6 +5,10 @@ selectors through it (removed on exit), listens on 500/4500, starts children
 with ``start_action = "start"``, installs trap policies for ``"trap"``, and
 serves the control socket (:mod:`aioipsec.control`).  SIGTERM/SIGINT delete
 the SAs cleanly; SIGHUP re-reads the file (changes apply to new SAs).
+
+Logging (:mod:`aioipsec.logging`): ``-v`` one line per exchange step for every
+group, ``-vv`` details, ``--debug ike=2,esp=1`` per group like charon's
+``--debug-ike``; default: IKE steps and daemon events, warnings otherwise.
 """
 
 from __future__ import annotations
@@ -32,10 +36,24 @@ def _route_source(remote: str) -> str:
 
 
 class Daemon:
-    def __init__(self, path: str, *, control: str | None = None, tun: bool = True, uvloop: bool | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        control: str | None = None,
+        tun: bool = True,
+        uvloop: bool | None = None,
+        network: Any = None,
+        inner: Any = None,
+    ) -> None:
+        """``network`` (a :class:`~aioipsec.asyncio.sockets.MemoryNetwork`)
+        and ``inner`` (an inner transport) replace real sockets and the TUN
+        device: a daemon inside a test."""
         self.path = path
         self.control_path = control
         self.use_tun = tun
+        self.network = network
+        self.inner = inner
         self.config: Configuration = load_config(path)
         self.endpoint: Any = None
         self.tun: Any = None
@@ -44,6 +62,8 @@ class Daemon:
         self._stop = asyncio.Event()
 
     def _local_host(self) -> str:
+        if self.config.daemon.address:
+            return self.config.daemon.address
         for conn in self.config.connections.values():
             for a in conn.local_addrs:
                 if a not in ("%any", "0.0.0.0", "::"):
@@ -56,11 +76,11 @@ class Daemon:
     async def start(self) -> None:
         from .asyncio.endpoint import Endpoint
 
-        inner = None
+        inner = self.inner
         need_tun = any(
             ch.mode == "tunnel" for c in self.config.connections.values() for ch in c.children.values()
         )
-        if need_tun and self.use_tun:
+        if need_tun and self.use_tun and inner is None:
             from aioipsec_tun import TunTransport
 
             name = self.config.tun.get("name", "aioipsec0")
@@ -69,14 +89,18 @@ class Daemon:
             logger.info("TUN device %s up (mtu %d)", self.tun.name, self.tun.mtu)
             self._install_routes()
         host = self._local_host()
+        dc = self.config.daemon
         self.endpoint = await Endpoint.create(
             host,
             configurations=list(self.config.connections.values()),
             inner=inner,
             global_config=self.config.global_config,
+            network=self.network,
+            port=dc.port,
+            natt_port=dc.port_nat_t,
         )
         self.endpoint.event_listeners.append(self._log_event)
-        logger.info("listening on %s:500 and %s:4500", host, host)
+        logger.info("listening on %s:%d and %s:%d", host, dc.port, host, dc.port_nat_t)
         if self.control_path:
             from .control import ControlServer
 
@@ -131,6 +155,9 @@ class Daemon:
         if conn not in self.config.connections:
             raise KeyError(f"no connection named {conn}")
         existing = self.endpoint.find_session(conn)
+        if existing is not None and not child:
+            # `up NAME` on a connection that is up (or coming up): nothing new
+            return f"{conn}: already {'up' if getattr(existing.session, 'is_established', False) else 'connecting'}"
         if existing is not None and child:
             existing.session.create_child_sa(child, self.endpoint.loop.time())
             existing.process()
@@ -146,15 +173,27 @@ class Daemon:
         return f"{conn}: IKE SA deleted"
 
     async def clear(self, conn: str | None = None) -> str:
-        """The seed's "clear crypto session": delete and renegotiate on demand."""
+        """The seed's "clear crypto session": delete the IKE SAs (all, or
+        ``conn``'s) and renegotiate: at once for children with
+        ``start_action = "start"``, on the next packet for ``"trap"``."""
+        if conn is not None and conn not in self.config.connections:
+            raise KeyError(f"no connection named {conn}")
         names = [conn] if conn else list(self.config.connections)
-        done = []
+        done, restarted = [], []
         for n in names:
             p = self.endpoint.find_session(n)
             if p is not None:
                 await p.close()
                 done.append(n)
-        return f"cleared: {', '.join(done) or 'nothing'}"
+                cfg = self.config.connections[n]
+                for child in cfg.children.values():
+                    if child.start_action == "start":
+                        self.up(n, child.name)
+                        restarted.append(n)
+                        break
+        logger.info("cleared %s%s", ", ".join(done) or "nothing",
+                    f"; renegotiating {', '.join(restarted)}" if restarted else "")
+        return f"cleared: {', '.join(done) or 'nothing'}" + (f"; renegotiating: {', '.join(restarted)}" if restarted else "")
 
     def reload(self) -> str:
         try:
@@ -162,11 +201,31 @@ class Daemon:
         except ConfigError as exc:
             logger.error("reload failed, keeping the old configuration: %s", exc)
             return f"reload failed: {exc}"
+        old = self.config
         self.config = new
         self.endpoint.configurations = dict(new.connections)
         self.endpoint.global_config = new.global_config
-        logger.info("configuration reloaded: %d connections (applies to new SAs)", len(new.connections))
-        return f"reloaded {len(new.connections)} connections"
+        # trap policies follow the file; held packets of a kept trap stay held
+        dp = self.endpoint.dataplane
+        kept = {(t.conn, t.child): t for t in dp.traps}
+        dp.traps = []
+        for conn in new.connections.values():
+            for child in conn.children.values():
+                if child.start_action != "trap":
+                    continue
+                t = kept.get((conn.name, child.name))
+                if t is not None and list(t.local_ts) == list(child.local_ts) and list(t.remote_ts) == list(child.remote_ts):
+                    dp.traps.append(t)
+                else:
+                    dp.add_trap(conn.name, child.name, child.local_ts, child.remote_ts)
+        added = sorted(set(new.connections) - set(old.connections))
+        removed = sorted(set(old.connections) - set(new.connections))
+        logger.info(
+            "configuration reloaded: %d connections%s%s (applies to new SAs)", len(new.connections),
+            f", added {', '.join(added)}" if added else "", f", removed {', '.join(removed)}" if removed else "",
+        )
+        return f"reloaded {len(new.connections)} connections" + (f"; added: {', '.join(added)}" if added else "") + (
+            f"; removed: {', '.join(removed)}" if removed else "")
 
     def stop(self) -> None:
         self._stop.set()
@@ -176,14 +235,21 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGHUP, self._sighup)
         try:
             await self._stop.wait()
         finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
             await self.shutdown()
 
+    def _sighup(self) -> None:
+        logger.info("SIGHUP: reloading %s", self.path)
+        self.reload()
+
     async def shutdown(self) -> None:
-        logger.info("shutting down: deleting SAs")
+        n = len(self.endpoint.sessions) if self.endpoint is not None else 0
+        logger.info("shutting down: deleting %d IKE SA%s", n, "" if n == 1 else "s")
         if self.control is not None:
             await self.control.close()
         if self.endpoint is not None:
@@ -199,11 +265,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--control", help="Unix socket path for `aioipsec --control PATH ...` commands")
     ap.add_argument("--no-tun", action="store_true", help="do not create a TUN device")
     ap.add_argument("--uvloop", choices=("auto", "yes", "no"), default="auto", help="event loop (default: uvloop if installed)")
-    ap.add_argument("-v", "--verbose", action="count", default=0, help="-v: info, -vv: debug")
+    ap.add_argument("-v", "--verbose", action="count", default=0,
+                    help="-v: one line per exchange step in every group, -vv: details")
+    ap.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    ap.add_argument("--debug", metavar="GROUP=LEVEL,...", default="",
+                    help="per-group levels like charon's (-1..4), groups: ike esp net cfg dmn ctl tnl")
     ns = ap.parse_args(argv)
-    level = logging.WARNING if ns.verbose == 0 else logging.INFO if ns.verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("aioipsec.ike").setLevel(min(level, logging.INFO))
+    from . import logging as aiolog
+
+    try:
+        groups = aiolog.parse_debug(ns.debug)
+    except ValueError as exc:
+        ap.error(str(exc))
+    verbosity = 0 if ns.quiet else ns.verbose
+    if not ns.quiet and not ns.verbose:
+        groups = {"ike": 1, "dmn": 1, **groups}  # charon's default: exchange steps are logged
+    aiolog.configure(verbosity, groups)
     try:
         daemon = Daemon(ns.config, control=ns.control, tun=not ns.no_tun)
     except ConfigError as exc:

@@ -1,13 +1,23 @@
 """Key export for Wireshark, only when a connection sets ``key_export = true``.
 
 Writes ``esp_sa`` (ESP SA UAT) and ``ikev2_decryption_table`` /
-``ikev1_decryption_table`` files into a directory; put them in a Wireshark
-profile, or pass the ``esp_sa`` lines with ``tshark -o uat:esp_sa:<line>``.
+``ikev1_decryption_table`` files into a directory (mode 0600).  Use them as a
+Wireshark profile: copy them into ``~/.config/wireshark/`` (or point
+``XDG_CONFIG_HOME`` at a directory whose ``wireshark/`` holds them) and run
+``tshark -o esp.enable_encryption_decode:TRUE -r capture.pcap``, or pass single
+records with ``tshark -o "uat:esp_sa:<record>"``.
+
+The sessions' IKE keys come from ``session.export_keys()`` when a session
+has it: a dict with ``version``, ``spi_i``, ``spi_r`` and, for IKEv2,
+``sk_ei``, ``sk_er``, ``sk_ai``, ``sk_ar``, ``encr``, ``integ`` (strongSwan
+names), for IKEv1 ``enc_key``.  Otherwise they are read from the session's
+current IKE SA (``session.sa.keys``).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +67,17 @@ _WS_IKE_INTEG = {
 }
 
 
-def esp_sa_lines(endpoint: Any) -> list[str]:
-    """One UAT record per direction of every installed Child SA."""
+def _allowed(name: str | None, allowed: Collection[str] | None) -> bool:
+    return allowed is None or name in allowed
+
+
+def esp_sa_lines(endpoint: Any, allowed: Collection[str] | None = None) -> list[str]:
+    """One UAT record per direction of every installed Child SA (of the
+    connections named in ``allowed``, default all)."""
     lines = []
     for pipe in endpoint.dataplane.sad_in.values():
+        if pipe.owner is not None and not _allowed(pipe.owner.name, allowed):
+            continue
         ev = pipe.ev
         if ev.protocol != "esp" or ev.encr is None:
             continue
@@ -78,33 +95,71 @@ def esp_sa_lines(endpoint: Any) -> list[str]:
     return lines
 
 
-def ike_lines(endpoint: Any) -> tuple[list[str], list[str]]:
-    """(ikev2_decryption_table, ikev1_decryption_table) records for sessions
-    that expose their keys (``session.export_keys()``)."""
-    v2, v1 = [], []
-    for proto in endpoint.sessions:
-        export = getattr(proto.session, "export_keys", None)
-        if export is None:
-            continue
+def session_keys(session: Any) -> list[dict[str, Any]]:
+    """The IKE keys of a session's IKE SAs (current and not yet deleted old
+    ones) as ``export_keys()`` dicts; empty before keys exist."""
+    export = getattr(session, "export_keys", None)
+    if export is not None:
         k = export()
         if not k:
+            return []
+        return list(k) if isinstance(k, list) else [k]
+    out: list[dict[str, Any]] = []
+    if getattr(session, "version", 2) == 1:
+        for sa in getattr(session, "sas", None) or [getattr(session, "sa", None)]:
+            keys = getattr(sa, "keys", None)
+            algo = getattr(getattr(keys, "encr", None), "_algo", None)
+            key = getattr(algo, "key", None)
+            if key is None:
+                continue
+            out.append({"version": 1, "spi_i": sa.spi_i, "spi_r": sa.spi_r, "enc_key": bytes(key)})
+        return out
+    sas = [getattr(session, "sa", None), *getattr(session, "old_sas", [])]
+    for sa in sas:
+        keys = getattr(sa, "keys", None)
+        prop = getattr(sa, "proposal", None)
+        if keys is None or prop is None or prop.encr is None or not sa.spi_i:
             continue
-        if k.get("version") == 1:
-            v1.append(f'"{k["spi_i"].hex()}","{k["enc_key"].hex()}"')
-        else:
-            v2.append(
-                f'"{k["spi_i"].hex()}","{k["spi_r"].hex()}","{k["sk_ei"].hex()}","{k["sk_er"].hex()}",'
-                f'"{_WS_IKE_ENCR.get(k["encr"], k["encr"])}","{k["sk_ai"].hex()}","{k["sk_ar"].hex()}",'
-                f'"{_WS_IKE_INTEG.get(k.get("integ"), "NONE [RFC4306]")}"'
-            )
+        out.append(
+            {
+                "version": 2, "spi_i": sa.spi_i, "spi_r": sa.spi_r,
+                "sk_ei": keys.sk_ei, "sk_er": keys.sk_er, "sk_ai": keys.sk_ai, "sk_ar": keys.sk_ar,
+                "encr": prop.encr.name, "integ": prop.integ.name if prop.integ else None,
+            }
+        )
+    return out
+
+
+def ike_lines(endpoint: Any, allowed: Collection[str] | None = None) -> tuple[list[str], list[str]]:
+    """(ikev2_decryption_table, ikev1_decryption_table) records."""
+    v2, v1 = [], []
+    for proto in endpoint.sessions:
+        if not _allowed(proto.name, allowed):
+            continue
+        for k in session_keys(proto.session):
+            _ike_record(k, v2, v1)
     return v2, v1
 
 
-def export_wireshark(endpoint: Any, directory: str) -> dict[str, Any]:
+def _ike_record(k: dict[str, Any], v2: list[str], v1: list[str]) -> None:
+    # Wireshark UAT files: hex byte fields unquoted, strings quoted
+    if k.get("version") == 1:
+        v1.append(f'{k["spi_i"].hex()},{k["enc_key"].hex()}')
+        return
+    v2.append(
+        f'{k["spi_i"].hex()},{k["spi_r"].hex()},{k["sk_ei"].hex()},{k["sk_er"].hex()},'
+        f'"{_WS_IKE_ENCR.get(k["encr"], k["encr"])}",{k["sk_ai"].hex()},{k["sk_ar"].hex()},'
+        f'"{_WS_IKE_INTEG.get(k.get("integ"), "NONE [RFC4306]")}"'
+    )
+
+
+def export_wireshark(endpoint: Any, directory: str, allowed: Collection[str] | None = None) -> dict[str, Any]:
+    """Write the three tables into ``directory`` (created, files 0600) for the
+    connections in ``allowed`` (default all); returns the record counts."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    esp = esp_sa_lines(endpoint)
-    v2, v1 = ike_lines(endpoint)
+    esp = esp_sa_lines(endpoint, allowed)
+    v2, v1 = ike_lines(endpoint, allowed)
     written = {}
     for name, lines in (("esp_sa", esp), ("ikev2_decryption_table", v2), ("ikev1_decryption_table", v1)):
         p = d / name

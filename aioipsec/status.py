@@ -1,52 +1,169 @@
 """Status of an endpoint as data: what ``aioipsec status`` prints and
-``status --json`` returns (stable schema), like ``swanctl --list-sas`` and
-``show crypto ipsec sa``."""
+``status --json`` returns, like ``swanctl --list-sas`` and ``show crypto ipsec sa``.
+
+``status --json`` schema, version 1.  Keys may be added without a version
+change; removing a key or changing its type bumps ``schema``::
+
+    {
+      "schema": 1,
+      "ike_sas": [IKE_SA, ...],          # sorted by name
+      "static_children": [CHILD, ...],   # SAs installed without IKE (static keys)
+      "endpoint": ENDPOINT
+    }
+
+    IKE_SA = {
+      "name": str,                 # connection name
+      "version": int,              # 2 = IKEv2, 1 = IKEv1
+      "state": str,                # CONNECTING, ESTABLISHED, REKEYING, DELETING, CLOSED, ...
+      "initiator": bool | null,    # we initiated this IKE SA (null before it is established)
+      "local_addr": str,           # "192.0.2.1[500]"
+      "remote_addr": str,
+      "local_id": str | null,      # identities (null before IKE_AUTH / MM5)
+      "remote_id": str | null,
+      "spi_i": str,                # 16 hex digits (IKEv1: initiator cookie)
+      "spi_r": str,
+      "proposal": str | null,      # strongSwan syntax: "aes128gcm16-prfsha256-x25519"
+      "nat_local": bool | null,    # we are behind a NAT
+      "nat_remote": bool | null,   # the peer is behind a NAT
+      "established": float | null, # seconds since established
+      "rekey_in": int | null,      # seconds until rekey / reauthentication (null: never)
+      "expire_in": int | null,     # seconds until hard expiry (null: never)
+      "children": [CHILD, ...]     # its Child SAs (IKEv1: its IPsec SAs), by unique id
+    }
+
+    CHILD = {
+      "child": str,                # child name
+      "unique_id": int,            # local id, stable over the SA's life (swanctl's #N)
+      "mode": str,                 # "tunnel" | "transport"
+      "protocol": str,             # "esp" | "ah"
+      "spi_in": str,               # "0xc1a2b3c4"
+      "spi_out": str,
+      "proposal": str,             # strongSwan syntax: "aes128gcm16", "aes256-sha256-modp2048"
+      "encap": bool,               # ESP in UDP (NAT traversal)
+      "esn": bool,                 # extended sequence numbers
+      "replay_window": int,        # packets (0: replay protection off)
+      "local_ts": [str, ...],      # negotiated selectors: "198.51.100.0/24", "10.0.0.1/32[udp/53]"
+      "remote_ts": [str, ...],
+      "local_addr": str,           # outer addresses "ip[port]"
+      "remote_addr": str,
+      "installed": float,          # seconds since installed
+      "rekey_in": int | null,      # seconds until rekey (null: never, or rekey already started)
+      "expire_in": int | null,     # seconds until hard expiry: the lifetime left
+      "packets_in": int,           # decapsulated packets (Cisco "#pkts decaps")
+      "bytes_in": int,             # inner bytes
+      "packets_out": int,          # encapsulated packets (Cisco "#pkts encaps")
+      "bytes_out": int,
+      "replay_failed": int,        # inbound drops: replayed or outside the window
+      "integrity_failed": int,     # inbound drops: ICV/tag mismatch
+      "malformed": int,            # inbound drops: bad length, bad padding
+      "policy_dropped": int,       # decrypted but outside the negotiated selectors
+      "drops": {str: int}          # every drop by reason: replay, integrity, padding,
+                                   # malformed, spi, dummy, policy, expired (zero reasons left out)
+    }
+
+    ENDPOINT = {"ike_in", "ike_out", "esp_in", "malformed", "unknown_spi", "cookies_sent",
+                "no_sa", "no_policy", "held_dropped": int}
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+SCHEMA_VERSION = 1
 
 
 def _spi(v: int) -> str:
     return f"0x{v:08x}"
 
 
+def _addr(a: Any) -> str | None:
+    if not a:
+        return None
+    return f"{a[0]}[{a[1]}]"
+
+
+def _left(at: float | None, now: float) -> int | None:
+    """Seconds from ``now`` until the absolute time ``at`` (None: never)."""
+    if at is None or not math.isfinite(at):
+        return None
+    return max(0, round(at - now))
+
+
+def _drops(pipe: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for sa in (pipe.sa_in, pipe.sa_out):
+        for reason, n in getattr(getattr(sa, "stats", None), "drops", {}).items():
+            if n:
+                key = str(reason)
+                out[key] = out.get(key, 0) + n
+    if pipe.policy_dropped:
+        out["policy"] = out.get("policy", 0) + pipe.policy_dropped
+    return dict(sorted(out.items()))
+
+
+def _child_times(pipe: Any, now: float) -> tuple[int | None, int | None]:
+    """(rekey_in, expire_in): from the session's Child SA when it keeps the
+    deadlines (IKEv2), else from the lifetimes in the install event."""
+    ev = pipe.ev
+    owner = pipe.owner
+    children = getattr(getattr(owner, "session", None), "children", None)
+    child = children.get(ev.spi_in) if isinstance(children, dict) else None
+    if child is not None and hasattr(child, "rekey_at") and hasattr(child, "expire_at"):
+        return _left(child.rekey_at, now), _left(child.expire_at, now)
+    installed_at = getattr(pipe, "installed_at", now)
+    soft = None if ev.lifetime_soft is None else installed_at + ev.lifetime_soft
+    hard = None if ev.lifetime_hard is None else installed_at + ev.lifetime_hard
+    return _left(soft, now), _left(hard, now)
+
+
+def child_row(pipe: Any, now: float) -> dict[str, Any]:
+    """One Child SA (both directions) as a ``CHILD`` record."""
+    ev = pipe.ev
+    sin, sout = pipe.sa_in.stats, pipe.sa_out.stats
+    installed_at = getattr(pipe, "installed_at", now)
+    rekey_in, expire_in = _child_times(pipe, now)
+    proposal = ev.algorithms or (
+        (ev.encr.name if ev.encr else "") + (f"-{ev.integ.name}" if ev.integ else "")
+    ).strip("-")
+    return {
+        "child": ev.name,
+        "unique_id": ev.unique_id,
+        "mode": ev.mode,
+        "protocol": ev.protocol,
+        "spi_in": _spi(ev.spi_in),
+        "spi_out": _spi(ev.spi_out),
+        "proposal": proposal,
+        "encap": bool(pipe.encap),
+        "esn": bool(ev.esn),
+        "replay_window": ev.replay_window,
+        "local_ts": [str(t) for t in ev.local_ts],
+        "remote_ts": [str(t) for t in ev.remote_ts],
+        "local_addr": _addr(ev.local_addr),
+        "remote_addr": _addr(pipe.remote),
+        "installed": round(now - installed_at, 1),
+        "rekey_in": rekey_in,
+        "expire_in": expire_in,
+        "packets_in": getattr(sin, "packets_in", 0),
+        "bytes_in": getattr(sin, "bytes_in", 0),
+        "packets_out": getattr(sout, "packets_out", 0),
+        "bytes_out": getattr(sout, "bytes_out", 0),
+        "replay_failed": getattr(sin, "replay_failed", 0),
+        "integrity_failed": getattr(sin, "integrity_failed", 0),
+        "malformed": getattr(sin, "malformed", 0) + getattr(sin, "padding_failed", 0),
+        "policy_dropped": pipe.policy_dropped,
+        "drops": _drops(pipe),
+    }
+
+
+def _pipes(endpoint: Any) -> list[Any]:
+    return sorted(endpoint.dataplane.sad_in.values(), key=lambda p: (p.ev.unique_id, p.ev.spi_in))
+
+
 def child_rows(endpoint: Any) -> list[dict[str, Any]]:
     """One row per installed Child SA with both directions' counters."""
-    rows = []
     now = endpoint.loop.time()
-    for spi_in, pipe in sorted(endpoint.dataplane.sad_in.items(), key=lambda kv: kv[1].ev.unique_id):
-        ev = pipe.ev
-        st = endpoint.dataplane.child_stats(spi_in)
-        installed_at = getattr(pipe, "installed_at", now)
-        rows.append(
-            {
-                "child": ev.name,
-                "mode": ev.mode,
-                "protocol": ev.protocol,
-                "spi_in": _spi(ev.spi_in),
-                "spi_out": _spi(ev.spi_out),
-                "proposal": ev.algorithms or (ev.encr.name if ev.encr else "") + (f"-{ev.integ.name}" if ev.integ else ""),
-                "encap": ev.encap,
-                "local_ts": [str(t) for t in ev.local_ts],
-                "remote_ts": [str(t) for t in ev.remote_ts],
-                "local_addr": f"{ev.local_addr[0]}[{ev.local_addr[1]}]",
-                "remote_addr": f"{pipe.remote[0]}[{pipe.remote[1]}]",
-                "installed": round(now - installed_at, 1),
-                "rekey_in": None if ev.lifetime_soft is None else max(0, round(installed_at + ev.lifetime_soft - now)),
-                "expire_in": None if ev.lifetime_hard is None else max(0, round(installed_at + ev.lifetime_hard - now)),
-                "packets_in": st.get("packets_in", 0),
-                "bytes_in": st.get("bytes_in", 0),
-                "packets_out": st.get("packets_out", 0),
-                "bytes_out": st.get("bytes_out", 0),
-                "replay_failed": st.get("replay_failed", 0),
-                "integrity_failed": st.get("integrity_failed", 0),
-                "malformed": st.get("malformed", 0),
-                "policy_dropped": st.get("policy_dropped", 0),
-                "drops": st.get("drops", {}),
-            }
-        )
-    return rows
+    return [child_row(p, now) for p in _pipes(endpoint)]
 
 
 def _ike_state(s: Any) -> str:
@@ -61,100 +178,145 @@ def _ike_state(s: Any) -> str:
     return "CONNECTING"
 
 
+def _ike_times(s: Any, now: float) -> tuple[int | None, int | None]:
+    """(rekey_in, expire_in) of the session's current IKE SA: IKEv2 keeps
+    ``rekey_at``/``expire_at``, IKEv1 ``soft_at``/``hard_at``."""
+    sa = getattr(s, "sa", None)
+    if sa is None:
+        return None, None
+    soft = getattr(sa, "rekey_at", getattr(sa, "soft_at", None))
+    hard = getattr(sa, "expire_at", getattr(sa, "hard_at", None))
+    return _left(soft, now), _left(hard, now)
+
+
+def ike_row(proto: Any, now: float, children: list[dict[str, Any]]) -> dict[str, Any]:
+    """One IKE SA as an ``IKE_SA`` record."""
+    s = proto.session
+    info = proto.ike_info
+    est_at = getattr(proto, "established_at", None)
+    rekey_in, expire_in = _ike_times(s, now) if getattr(s, "is_established", False) else (None, None)
+    version = getattr(s, "version", None) or (info.version if info else None)
+    if version is None:
+        version = 1 if type(s).__name__.endswith("V1") else 2
+    return {
+        "name": proto.name,
+        "version": int(version),
+        "state": _ike_state(s),
+        "initiator": bool(info.initiator) if info else None,
+        "local_addr": _addr(getattr(s, "local_addr", None)),
+        "remote_addr": _addr(getattr(s, "remote_addr", None)),
+        "local_id": info.local_id if info else None,
+        "remote_id": info.remote_id if info else None,
+        "spi_i": (getattr(s, "spi_i", b"") or bytes(8)).hex(),
+        "spi_r": (getattr(s, "spi_r", b"") or bytes(8)).hex(),
+        "proposal": info.algorithms if info else None,
+        "nat_local": info.nat_local if info else None,
+        "nat_remote": info.nat_remote if info else None,
+        "established": None if est_at is None else round(now - est_at, 1),
+        "rekey_in": rekey_in,
+        "expire_in": expire_in,
+        "children": children,
+    }
+
+
 def endpoint_status(endpoint: Any) -> dict[str, Any]:
     """The whole endpoint: IKE SAs with their Child SAs (``status --json`` schema v1)."""
     now = endpoint.loop.time()
-    rows = child_rows(endpoint)
     by_owner: dict[int, list[dict[str, Any]]] = {}
-    for row, pipe in zip(rows, sorted(endpoint.dataplane.sad_in.values(), key=lambda p: p.ev.unique_id)):
-        by_owner.setdefault(id(pipe.owner), []).append(row)
+    for pipe in _pipes(endpoint):
+        by_owner.setdefault(id(pipe.owner), []).append(child_row(pipe, now))
     ike_sas = []
-    for proto in sorted(endpoint.sessions, key=lambda p: p.name):
-        s = proto.session
-        info = proto.ike_info
-        est_at = getattr(proto, "established_at", None)
-        ike_sas.append(
-            {
-                "name": proto.name,
-                "version": getattr(s, "version", info.version if info else None),
-                "state": _ike_state(s),
-                "initiator": bool(info.initiator) if info else None,
-                "local_addr": f"{s.local_addr[0]}[{s.local_addr[1]}]" if hasattr(s, "local_addr") else None,
-                "remote_addr": f"{s.remote_addr[0]}[{s.remote_addr[1]}]" if hasattr(s, "remote_addr") else None,
-                "local_id": info.local_id if info else None,
-                "remote_id": info.remote_id if info else None,
-                "spi_i": (getattr(s, "spi_i", b"") or b"").hex(),
-                "spi_r": (getattr(s, "spi_r", b"") or b"").hex(),
-                "proposal": info.algorithms if info else None,
-                "nat_local": info.nat_local if info else None,
-                "nat_remote": info.nat_remote if info else None,
-                "established": None if est_at is None else round(now - est_at, 1),
-                "children": by_owner.pop(id(proto), []),
-            }
-        )
-    static = [r for rows_ in by_owner.values() for r in rows_]
+    for proto in sorted(endpoint.sessions, key=lambda p: (p.name, getattr(p, "established_at", None) or 0.0)):
+        ike_sas.append(ike_row(proto, now, by_owner.pop(id(proto), [])))
+    static = [r for rows in by_owner.values() for r in rows]
+    es, ds = endpoint.stats, endpoint.dataplane.stats
     return {
-        "schema": 1,
+        "schema": SCHEMA_VERSION,
         "ike_sas": ike_sas,
         "static_children": static,
         "endpoint": {
-            "ike_in": endpoint.stats.ike_in,
-            "ike_out": endpoint.stats.ike_out,
-            "esp_in": endpoint.stats.esp_in,
-            "malformed": endpoint.stats.malformed,
-            "unknown_spi": endpoint.stats.unknown_spi,
-            "cookies_sent": endpoint.stats.cookies_sent,
-            "no_sa": endpoint.dataplane.stats.no_sa,
-            "no_policy": endpoint.dataplane.stats.no_policy,
-            "held_dropped": endpoint.dataplane.stats.held_dropped,
+            "ike_in": es.ike_in,
+            "ike_out": es.ike_out,
+            "esp_in": es.esp_in,
+            "malformed": es.malformed + ds.malformed,
+            "unknown_spi": es.unknown_spi,
+            "cookies_sent": es.cookies_sent,
+            "no_sa": ds.no_sa,
+            "no_policy": ds.no_policy,
+            "held_dropped": ds.held_dropped,
         },
     }
+
+
+# ---------------------------------------------------------------------------- text
+
+
+def _ago(seconds: float) -> str:
+    return f"{seconds:g}s ago" if seconds < 120 else f"{_dur(seconds)} ago"
+
+
+def _dur(seconds: float) -> str:
+    s = int(round(seconds))
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+def format_child(c: dict[str, Any], indent: str = "  ") -> list[str]:
+    """A Child SA as ``swanctl --list-sas`` prints it, with Cisco-style counters."""
+    out = [
+        f"{indent}{c['child']}: #{c.get('unique_id', 0)}, INSTALLED, {c['mode'].upper()}"
+        f"{'-in-UDP' if c['encap'] else ''}, {c['protocol'].upper()}:{c['proposal']}"
+        f"{', ESN' if c.get('esn') else ''}",
+    ]
+    when = [f"installed {_ago(c['installed'])}"]
+    if c.get("rekey_in") is not None:
+        when.append(f"rekeying in {_dur(c['rekey_in'])}")
+    if c.get("expire_in") is not None:
+        when.append(f"expires in {_dur(c['expire_in'])}")
+    out.append(f"{indent}  {', '.join(when)}")
+    out.append(f"{indent}  in  {c['spi_in'][2:]}, {c['bytes_in']:>10} bytes, {c['packets_in']:>8} packets")
+    out.append(f"{indent}  out {c['spi_out'][2:]}, {c['bytes_out']:>10} bytes, {c['packets_out']:>8} packets")
+    out.append(f"{indent}  local  {', '.join(c['local_ts']) or 'dynamic'}")
+    out.append(f"{indent}  remote {', '.join(c['remote_ts']) or 'dynamic'}")
+    out.append(
+        f"{indent}  #pkts encaps: {c['packets_out']}, #pkts decaps: {c['packets_in']}, "
+        f"#replay failed: {c['replay_failed']}, #integrity failed: {c['integrity_failed']}"
+    )
+    drops = c.get("drops") or {}
+    out.append(
+        f"{indent}  drops: " + (", ".join(f"{k} {v}" for k, v in drops.items()) if drops else "none")
+        + f"; replay window {c.get('replay_window', 0)}"
+    )
+    return out
 
 
 def format_status(st: dict[str, Any]) -> str:
     """Text like ``swanctl --list-sas`` / ``show crypto ipsec sa``."""
     out: list[str] = []
-
-    def child_lines(c: dict[str, Any], indent: str) -> None:
-        out.append(
-            f"{indent}{c['child']}: INSTALLED, {c['mode'].upper()}, {c['protocol'].upper()}"
-            f"{' in UDP' if c['encap'] else ''} SPIs: {c['spi_in'][2:]}_i {c['spi_out'][2:]}_o"
-        )
-        out.append(f"{indent}  {c['proposal']}")
-        when = []
-        if c.get("installed") is not None:
-            when.append(f"installed {c['installed']:g}s ago")
-        if c.get("rekey_in") is not None:
-            when.append(f"rekeying in {c['rekey_in']}s")
-        if c.get("expire_in") is not None:
-            when.append(f"expires in {c['expire_in']}s")
-        if when:
-            out.append(f"{indent}  {', '.join(when)}")
-        out.append(f"{indent}  in  {c['spi_in'][2:]}, {c['bytes_in']:>8} bytes, {c['packets_in']:>6} packets")
-        out.append(f"{indent}  out {c['spi_out'][2:]}, {c['bytes_out']:>8} bytes, {c['packets_out']:>6} packets")
-        out.append(f"{indent}  local  {', '.join(c['local_ts'])}")
-        out.append(f"{indent}  remote {', '.join(c['remote_ts'])}")
-        out.append(
-            f"{indent}  #pkts encaps: {c['packets_out']}, #pkts decaps: {c['packets_in']}, "
-            f"#replay failed: {c['replay_failed']}, #integrity failed: {c['integrity_failed']}, "
-            f"#malformed: {c['malformed']}, #policy dropped: {c['policy_dropped']}"
-        )
-
     for sa in st["ike_sas"]:
+        init = sa["initiator"]
         out.append(
-            f"{sa['name']}: {sa['state']}, IKEv{sa['version']}, {sa['spi_i']}_i{'*' if sa['initiator'] else ''} "
-            f"{sa['spi_r']}_r{'' if sa['initiator'] else '*'}"
+            f"{sa['name']}: {sa['state']}, IKEv{sa['version']}, {sa['spi_i']}_i{'*' if init else ''} "
+            f"{sa['spi_r']}_r{'*' if init is False else ''}"
         )
         out.append(f"  local  '{sa['local_id'] or ''}' @ {sa['local_addr']}{' (NAT)' if sa['nat_local'] else ''}")
         out.append(f"  remote '{sa['remote_id'] or ''}' @ {sa['remote_addr']}{' (NAT)' if sa['nat_remote'] else ''}")
         if sa["proposal"]:
             out.append(f"  {sa['proposal']}")
         if sa["established"] is not None:
-            out.append(f"  established {sa['established']:g}s ago")
+            when = [f"established {_ago(sa['established'])}"]
+            if sa.get("rekey_in") is not None:
+                when.append(f"rekeying in {_dur(sa['rekey_in'])}")
+            if sa.get("expire_in") is not None:
+                when.append(f"expires in {_dur(sa['expire_in'])}")
+            out.append(f"  {', '.join(when)}")
         for c in sa["children"]:
-            child_lines(c, "  ")
+            out += format_child(c, "  ")
     for c in st.get("static_children", []):
-        child_lines(c, "")
+        out += format_child(c, "")
     if not out:
         out.append("no SAs")
     return "\n".join(out)
