@@ -5,12 +5,16 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ...config import ChildConfig, ConnectionConfig
 from ...events import ChildSaInstalled
 from ...selectors import TrafficSelector
 from ..auth import Identity
 from .phase1 import PeerFeatures, Phase1Keys, Phase1Suite
+
+if TYPE_CHECKING:
+    from .task_manager import TaskManagerV1
 
 
 class State(enum.Enum):
@@ -61,7 +65,8 @@ class IsakmpSa:
     dpd_pending_since: float | None = None
     dpd_next_at: float | None = None
     finished_mids: deque[int] = field(default_factory=lambda: deque(maxlen=32))
-    tm: object = None  # TaskManagerV1 (set by the session; avoids an import cycle)
+    tm: TaskManagerV1 = field(default=None, repr=False)  # type: ignore[assignment]
+    """Set by the session right after creation."""
 
     @property
     def established(self) -> bool:

@@ -47,6 +47,7 @@ from ..auth import Identity
 from .constants import (
     ISAKMP_HEADER_LEN,
     ExchangeType,
+    Flag,
     NotifyType,
     PayloadType,
     ProtocolId,
@@ -247,7 +248,7 @@ class IkeSessionV1:
         for sa in list(self.sas):
             if sa.state is State.DELETED:
                 continue
-            tm: TaskManagerV1 = sa.tm  # type: ignore[assignment]
+            tm = sa.tm
             tm.on_timer(now)
             if sa.state is State.DELETED:
                 continue
@@ -280,7 +281,7 @@ class IkeSessionV1:
         for sa in self.sas:
             if sa.state is State.DELETED:
                 continue
-            t = sa.tm.next_timer()  # type: ignore[attr-defined]
+            t = sa.tm.next_timer()
             if t is not None:
                 times.append(t)
             if not sa.established and not sa.initiator:
@@ -421,7 +422,7 @@ class IkeSessionV1:
             if header.spi_i != sa.spi_i:
                 self._dropped(sa, "?", ParseError("reassembled message of another SA"))
                 return
-        sa.tm.handle(data, header, addr, now)  # type: ignore[attr-defined]
+        sa.tm.handle(data, header, addr, now)
 
     def _maybe_new_responder(self, header: IsakmpHeader, addr: Address, now: float) -> IsakmpSa | None:
         """A Phase 1 request with new cookies: the first message to a
@@ -451,7 +452,7 @@ class IkeSessionV1:
     def _new_passive(self, sa: IsakmpSa, header: IsakmpHeader, addr: Address, now: float) -> Task | None:
         ex = header.exchange
         if ex in (ExchangeType.IDENTITY_PROTECTION, ExchangeType.AGGRESSIVE):
-            if sa.initiator or sa.established or header.message_id != 0 or sa.tm.passive:  # type: ignore[attr-defined]
+            if sa.initiator or sa.established or header.message_id != 0 or sa.tm.passive:
                 self.stats["dropped"] += 1
                 return None
             if ex == ExchangeType.AGGRESSIVE:
@@ -505,14 +506,14 @@ class IkeSessionV1:
 
     def _send(self, sa: IsakmpSa, msg: Message, now: float, step: str = "") -> list[bytes]:
         keys = sa.keys
-        if msg.flags & 1 and keys is not None:
+        if msg.flags & Flag.ENCRYPTION and keys is not None:
             iv = keys.iv.get_iv(msg.message_id)
             data, last = encode_message(msg, keys.encr, iv)
             if msg.exchange != ExchangeType.INFORMATIONAL:
                 keys.iv.update_iv(msg.message_id, last)
                 keys.iv.confirm_iv(msg.message_id)
         else:
-            msg.flags &= ~1
+            msg.flags &= ~Flag.ENCRYPTION
             data, _ = encode_message(msg)
         packets = self._fragment(sa, data, msg)
         for p in packets:
@@ -617,7 +618,7 @@ class IkeSessionV1:
         self.remote_addr = addr
 
     def _peer_known(self, sa: IsakmpSa) -> None:
-        pass
+        """The peer's identity arrived (it now shows in ``peer``)."""
 
     def _initial_contact(self, sa: IsakmpSa) -> None:
         """The peer says it holds no other SAs with us (it restarted): what
@@ -719,10 +720,8 @@ class IkeSessionV1:
             sa.nat_t = False
         sa.tm = TaskManagerV1(self, sa)
         self.sas.append(sa)
-        if self.local_addr[1] == NATT_PORT and rekeyed_from is None:
-            pass
         task: Task = AggressiveModeTask(self, sa, True) if self.cfg.aggressive else MainModeTask(self, sa, True)
-        sa.tm.queue(task, now)  # type: ignore[attr-defined]
+        sa.tm.queue(task, now)
         return sa
 
     def _phase1_done(self, sa: IsakmpSa, now: float) -> None:
@@ -804,7 +803,7 @@ class IkeSessionV1:
         if notify_peer and sa.keys is not None and sa.established:
             self._send_info(sa, [delete_isakmp(sa)], now)
         sa.state = State.DELETED
-        sa.tm.flush()  # type: ignore[attr-defined]
+        sa.tm.flush()
         self.sas.remove(sa)
         self._events.append(IkeSaDeleted(sa.spi_i, sa.spi_r, reason))
         logger.info("ISAKMP SA with %s deleted: %s (cookies %s)", self.peer, reason, sa.cookies)
@@ -819,7 +818,7 @@ class IkeSessionV1:
     def _abandon_new(self, sa: IsakmpSa, now: float) -> None:
         """The first message of a new responder SA was malformed."""
         sa.state = State.DELETED
-        sa.tm.flush()  # type: ignore[attr-defined]
+        sa.tm.flush()
         if sa in self.sas:
             self.sas.remove(sa)
         if not self.sas:
@@ -864,7 +863,7 @@ class IkeSessionV1:
         logger.warning("QM with %s failed: %s %s (cookies %s)", self.peer, notify, reason, sa.cookies)
         if task.rekey is not None:
             task.rekey.rekeying = False
-        tm: TaskManagerV1 = sa.tm  # type: ignore[assignment]
+        tm = sa.tm
         if tm.active is task:
             tm.active = None
             tm.initiating = None
@@ -880,7 +879,7 @@ class IkeSessionV1:
     def _error_notify(self, sa: IsakmpSa, n: Any, protected: bool, now: float) -> None:
         """An error notify arrived in an Informational."""
         name = notify_name(n.notify_type)
-        tm: TaskManagerV1 = sa.tm  # type: ignore[assignment]
+        tm = sa.tm
         if not sa.established:
             task = tm.active or next(iter(tm.passive.values()), None)
             if task is None:
@@ -941,11 +940,11 @@ class IkeSessionV1:
             if rekey is not None and rekey.spi_in not in self.children:
                 continue
             task = QuickModeTask(self, sa, True, self._new_mid(), child=self.cfg.children[name], rekey=rekey)
-            sa.tm.queue(task, now)  # type: ignore[attr-defined]
+            sa.tm.queue(task, now)
 
     def _qm_running(self, name: str) -> bool:
         for sa in self.sas:
-            for t in sa.tm.tasks():  # type: ignore[attr-defined]
+            for t in sa.tm.tasks():
                 if isinstance(t, QuickModeTask) and t.child is not None and t.child.name == name:
                     return True
         return False

@@ -62,6 +62,9 @@ class Task:
         self.mid = mid
         self.done = False
         self.step = ""
+        """The message expected next (``MM3``, ``QM2``...): selects the payload rule."""
+        self.step_sent = ""
+        """The message built last, for logs."""
 
     def initiate(self, now: float) -> Message:
         raise NotImplementedError
@@ -156,22 +159,22 @@ class TaskManagerV1:
         return t
 
     def _send_request(self, task: Task, msg: Message, now: float) -> None:
-        packets = self.session._send(self.sa, msg, now, task.step_sent)  # type: ignore[attr-defined]
+        packets = self.session._send(self.sa, msg, now, task.step_sent)
         if task.done:
             # last message of a 3-message exchange: keep it for duplicates of the answer
-            self.kept = Flight(task.mid, task.exchange, packets, self.session.remote_addr, task.step_sent, False)  # type: ignore[attr-defined]
+            self.kept = Flight(task.mid, task.exchange, packets, self.session.remote_addr, task.step_sent, False)
             self.initiating = None
         else:
             self.initiating = Flight(
-                task.mid, task.exchange, packets, self.session.remote_addr, task.step_sent, True,  # type: ignore[attr-defined]
+                task.mid, task.exchange, packets, self.session.remote_addr, task.step_sent, True,
                 next_at=now + self._timeout(0), task=task,
             )
 
     def _send_response(self, task: Task, msg: Message, request: bytes, now: float) -> None:
-        packets = self.session._send(self.sa, msg, now, task.step_sent)  # type: ignore[attr-defined]
+        packets = self.session._send(self.sa, msg, now, task.step_sent)
         retransmit = task.responder_retransmits and not task.done
         flight = Flight(
-            task.mid, task.exchange, packets, self.session.remote_addr, task.step_sent, retransmit,  # type: ignore[attr-defined]
+            task.mid, task.exchange, packets, self.session.remote_addr, task.step_sent, retransmit,
             next_at=now + self._timeout(0) if retransmit else None, request=request, task=task,
         )
         self.responding[task.mid] = flight
@@ -221,7 +224,7 @@ class TaskManagerV1:
         f.tries += 1
         f.next_at = now + self._timeout(f.tries)
         logger.debug("%s retransmit %d to %s (cookies %s)", f.step, f.tries, f.addr, self.sa.cookies)
-        self.session._resend(f.packets, now)  # type: ignore[attr-defined]
+        self.session._resend(f.packets, now)
 
     # ------------------------------------------------------------------ receiving
 
@@ -231,17 +234,17 @@ class TaskManagerV1:
             kept = self.kept
             if kept is not None and data == self.old_responses[-1]:
                 logger.debug("%s resent: peer repeated its answer", kept.step)
-                self.session._resend(kept.packets, now)  # type: ignore[attr-defined]
+                self.session._resend(kept.packets, now)
             return
         for f in self.responding.values():
             if f.request == data:
                 logger.debug("duplicate request, %s resent", f.step)
-                self.session._resend(f.packets, now)  # type: ignore[attr-defined]
+                self.session._resend(f.packets, now)
                 return
         mid, exchange = header.message_id, header.exchange
         act = self.active
         if exchange == ExchangeType.INFORMATIONAL:
-            self.session._informational(self.sa, data, header, addr, now)  # type: ignore[attr-defined]
+            self.session._informational(self.sa, data, header, addr, now)
             return
         if act is not None and mid == act.mid and exchange == act.exchange and not act.done:
             self._response(act, data, header, addr, now)
@@ -249,14 +252,14 @@ class TaskManagerV1:
         task = self.passive.get(mid)
         if task is None:
             if mid in self.sa.finished_mids and mid != 0:
-                self.session.stats["late"] += 1  # type: ignore[attr-defined]
+                self.session.stats["late"] += 1
                 return
-            task = self.session._new_passive(self.sa, header, addr, now)  # type: ignore[attr-defined]
+            task = self.session._new_passive(self.sa, header, addr, now)
             if task is None:
                 return
             self.passive[mid] = task
         elif task.exchange != exchange:
-            self.session.stats["dropped"] += 1  # type: ignore[attr-defined]
+            self.session.stats["dropped"] += 1
             return
         self._request(task, data, header, addr, now)
 
@@ -296,10 +299,10 @@ class TaskManagerV1:
             if decoded is None:
                 return
             msg, last = decoded
-            self.session._step(self.sa, f"{task.step} received")  # type: ignore[attr-defined]
+            self.session._step(self.sa, f"{task.step} received")
             reply = task.process(msg, now)
         except (ParseError, IntegrityError) as exc:
-            self.session._dropped(self.sa, task.step, exc)  # type: ignore[attr-defined]
+            self.session._dropped(self.sa, task.step, exc)
             return
         except Ikev1Error as exc:
             self.initiating = None
@@ -308,7 +311,7 @@ class TaskManagerV1:
                 # decrypted fine (e.g. MM6 with an unacceptable identity): keep the
                 # IV chain in step so the protected delete that follows decrypts
                 self._accepted(decoded[0], decoded[1], addr, now)
-            self.session._task_error(self.sa, task, exc, now, answered=True)  # type: ignore[attr-defined]
+            self.session._task_error(self.sa, task, exc, now, answered=True)
             return
         self._accepted(msg, last, addr, now)
         self.initiating = None
@@ -320,7 +323,7 @@ class TaskManagerV1:
             if self.active is task:
                 self.active = None
             self._finished(task)
-            self.session._task_done(self.sa, task, now)  # type: ignore[attr-defined]
+            self.session._task_done(self.sa, task, now)
         self.initiate(now)
 
     def _request(self, task: Task, data: bytes, header: IsakmpHeader, addr: Address, now: float) -> None:
@@ -329,19 +332,19 @@ class TaskManagerV1:
             if decoded is None:
                 return
             msg, last = decoded
-            self.session._step(self.sa, f"{task.step} received")  # type: ignore[attr-defined]
+            self.session._step(self.sa, f"{task.step} received")
             reply = task.process(msg, now)
         except (ParseError, IntegrityError) as exc:
-            self.session._dropped(self.sa, task.step, exc)  # type: ignore[attr-defined]
+            self.session._dropped(self.sa, task.step, exc)
             if not task.phase1 or self.sa.keys is not None or task.step not in ("MM1", "AM1"):
                 return
             self.passive.pop(task.mid, None)
-            self.session._abandon_new(self.sa, now)  # type: ignore[attr-defined]
+            self.session._abandon_new(self.sa, now)
             return
         except Ikev1Error as exc:
             self.passive.pop(task.mid, None)
             self.responding.pop(task.mid, None)
-            self.session._task_error(self.sa, task, exc, now, answered=False)  # type: ignore[attr-defined]
+            self.session._task_error(self.sa, task, exc, now, answered=False)
             return
         self._accepted(msg, last, addr, now)
         # the answer to the previous message of this exchange is no longer needed
@@ -354,7 +357,7 @@ class TaskManagerV1:
         if task.done:
             self.passive.pop(task.mid, None)
             self._finished(task)
-            self.session._task_done(self.sa, task, now)  # type: ignore[attr-defined]
+            self.session._task_done(self.sa, task, now)
         self.initiate(now)
 
     def _accepted(self, msg: Message, last_block: bytes, addr: Address, now: float) -> None:
@@ -364,4 +367,4 @@ class TaskManagerV1:
             keys.iv.update_iv(msg.message_id, last_block)
             keys.iv.confirm_iv(msg.message_id)
         self.sa.last_inbound = now
-        self.session._peer_seen(self.sa, addr, now)  # type: ignore[attr-defined]
+        self.session._peer_seen(self.sa, addr, now)

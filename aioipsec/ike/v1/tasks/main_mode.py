@@ -19,7 +19,7 @@ from ..constants import ExchangeType, Flag, ProtocolId
 from ..errors import NoProposalChosen
 from ..message import Message
 from ..payloads import KePayload, NoncePayload, Payload, Proposal, SaPayload
-from ..phase1 import accept_reply, build_sa_payload, select_suite
+from ..phase1 import accept_reply, build_sa_payload
 from .phase1_task import Phase1Task
 
 if TYPE_CHECKING:

@@ -57,7 +57,6 @@ class Phase1Task(Task):
         self.idii_b = b""
         self.idir_b = b""
         self.peer_wants_cert = False
-        self.step_sent = ""
 
     # ------------------------------------------------------------------ config
 

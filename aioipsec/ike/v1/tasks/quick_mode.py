@@ -361,7 +361,6 @@ class QuickModeTask(Task):
         self.child = child
         self.rekey = rekey
         self.step = "QM2" if initiator else "QM1"
-        self.step_sent = ""
         self.protocol = ProtocolId.ESP
         self.offers: list[QmSuite] = []
         self.suite: QmSuite | None = None
