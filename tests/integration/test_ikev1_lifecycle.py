@@ -208,3 +208,30 @@ def test_phase1_renewal_by_both_ends_at_once() -> None:
     p.i.create_child_sa("net", p.now)
     p.pump()
     assert len(p.of("r", ChildSaInstalled)) == 1
+
+
+def test_quick_mode_rekey_interrupted_by_phase1_renewal_moves_to_the_new_sa() -> None:
+    """A Quick Mode still in flight when its ISAKMP SA is replaced (its QM1
+    was lost) is restarted over the new ISAKMP SA."""
+    p = up()
+    (child,) = p.i.children.values()
+    old_cookie = p.i.spi_i
+    first_qm = [True]
+
+    def drop(d) -> bool:  # type: ignore[no-untyped-def]
+        if first_qm[0] and d.exchange == QM:
+            first_qm[0] = False
+            return True
+        return False
+
+    p.drop = drop
+    p.i.rekey_child_sa(child.spi_in, p.now)
+    p.i.rekey_ike_sa(p.now)
+    p.pump()
+    (est,) = p.of("i", IkeSaEstablished)
+    (new,) = p.of("i", ChildSaInstalled)
+    assert new.rekeyed_from == child.spi_in and new.ike_spi_i == est.spi_i != old_cookie
+    assert len(p.i.children) == len(p.r.children) == 1 and len(p.i.sas) == len(p.r.sas) == 1
+    assert not any(c.rekeying for c in p.i.children.values())
+    p.advance(p.now + 60)
+    assert len(p.of("i", ChildSaInstalled)) == 1  # no stale retransmission revived it

@@ -802,13 +802,23 @@ class IkeSessionV1:
             return
         if notify_peer and sa.keys is not None and sa.established:
             self._send_info(sa, [delete_isakmp(sa)], now)
+        # our Quick Modes still running over this SA move to the next one
+        orphans = [t for t in sa.tm.tasks() if isinstance(t, QuickModeTask) and t.initiator and not t.done]
         sa.state = State.DELETED
         sa.tm.flush()
         self.sas.remove(sa)
         self._events.append(IkeSaDeleted(sa.spi_i, sa.spi_r, reason))
         logger.info("ISAKMP SA with %s deleted: %s (cookies %s)", self.peer, reason, sa.cookies)
         if not self.sas:
+            for t in orphans:
+                if t.rekey is not None:
+                    t.rekey.rekeying = False
             self._close()
+            return
+        for t in orphans:
+            if t.child is not None and (t.rekey is None or t.rekey.spi_in in self.children):
+                self._pending.append((t.child.name, t.rekey))
+        self._flush_pending(now)
 
     def _close(self) -> None:
         self._closed = True
@@ -953,7 +963,11 @@ class IkeSessionV1:
         child.rekeying = True
         logger.info("rekeying IPsec SA %s %08x_i with %s", child.name, child.spi_in, self.peer)
         self._want_child(child.name, child)
-        self._flush_pending(now)
+        if not any(s.state is not State.DELETED for s in self.sas):
+            self._closed = False
+            self._start_phase1(now)  # no ISAKMP SA left to run Quick Mode over
+        else:
+            self._flush_pending(now)
 
     def _install_child(
         self,
