@@ -273,6 +273,7 @@ async def open_pair(
     link: dict[str, Any] | None = None,
     random: Callable[[int], bytes] | None = None,
     timeout: float = 10.0,
+    pcap: str | Path | None = None,
     **options: Any,
 ) -> AsyncIterator[IpsecPair]:
     """Two peers on an in-memory network with an established tunnel.
@@ -283,7 +284,9 @@ async def open_pair(
     ``link`` impairments for the network (``loss``, ``duplicate``,
     ``reorder``, ``delay``, ``seed``, ... of
     :class:`~aioipsec.transports.memory.LinkModel`); ``random`` pins SPIs and
-    nonces.  Other keywords go to :func:`pair_configs`."""
+    nonces; ``pcap`` a file that receives every datagram from the first
+    IKE message to the last delete (see :meth:`IpsecPair.capture`).  Other
+    keywords go to :func:`pair_configs`."""
     import asyncio
     import os
 
@@ -324,6 +327,7 @@ async def open_pair(
 
     right_ep.event_listeners.append(on_right)
     pair = IpsecPair(net, left, right)
+    writer = pair.capture(pcap) if pcap is not None else None
     try:
         proto = left_ep.initiate(left_cfg.name, "app")
         left.session = proto
@@ -335,6 +339,8 @@ async def open_pair(
         yield pair
     finally:
         await pair.close()
+        if writer is not None:
+            writer.close()
 
 
 @asynccontextmanager
