@@ -196,3 +196,32 @@ def test_esp_packets_through_negotiated_sas(esp: list[str]) -> None:
         assert sealed is not None
         res = in_i.open(sealed)
         assert res.ok and res.packet == back
+
+
+def test_ipv6_outer_and_inner() -> None:
+    from aioipsec.config import child
+
+    i, r = psk_configs(dpd_delay=0)
+    i.children = {"net": child("net", local_ts=["2001:db8:a::/64"], remote_ts=["2001:db8:b::/64"])}
+    r.children = {"net": child("net", local_ts=["2001:db8:b::/64"], remote_ts=["2001:db8:a::/64"])}
+    p = Pair(i, r, addr_i=("2001:db8::1", 500), addr_r=("2001:db8::2", 500))
+    p.start()
+    assert len(p.wire) == 9
+    ci, cr = _established(p)
+    assert p.of("i", IkeSaEstablished)[0].remote_id == "2001:db8::2"
+    assert str(cr.local_ts[0]) == "2001:db8:b::/64" and ci.remote_addr == ("2001:db8::2", 500)
+
+
+def test_transport_mode_host_to_host() -> None:
+    """Transport mode with dynamic selectors: the outer addresses."""
+    from aioipsec.config import child
+
+    i, r = psk_configs(dpd_delay=0)
+    i.children = {"h": child("h", mode="transport")}
+    r.children = {"h": child("h", mode="transport")}
+    p = Pair(i, r)
+    p.i.initiate(p.now, child="h")
+    p.pump()
+    ci, cr = _established(p)
+    assert ci.mode == cr.mode == "transport" and not ci.encap
+    assert str(ci.local_ts[0]) == "192.0.2.1/32" and str(ci.remote_ts[0]) == "198.51.100.2/32"

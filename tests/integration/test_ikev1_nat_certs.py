@@ -246,3 +246,32 @@ def test_lost_fragment_is_recovered(pki: dict) -> None:
     p.start()
     p.advance(p.now + 10)
     assert len(p.of("r", ChildSaInstalled)) == 1
+
+
+def test_transport_mode_behind_nat() -> None:
+    """Transport mode through a NAT: UDP-Encapsulated-Transport (4) with
+    NAT-OA payloads; the responder maps the peer's private host selector to
+    the address it sees, as strongSwan does."""
+    from aioipsec.ike.v1.constants import PayloadType
+
+    i, r = psk_configs(dpd_delay=0)
+    i.children = {"h": child("h", mode="transport")}
+    r.children = {"h": child("h", mode="transport")}
+    p = Pair(i, r, nat=Nat())
+    p.i.initiate(p.now, child="h")
+    p.pump()
+    (ci,) = p.of("i", ChildSaInstalled)
+    (cr,) = p.of("r", ChildSaInstalled)
+    assert ci.encap and cr.encap and ci.mode == "transport"
+    assert str(cr.remote_ts[0]) == "203.0.113.7/32" and str(ci.local_ts[0]) == "192.0.2.1/32"
+    assert _qm1_encap_mode(p) == EncapMode.UDP_TRANSPORT
+    keys = p.i.sas[0].keys
+    assert keys is not None
+    from aioipsec.crypto.kdf import ikev1_phase2_iv
+
+    last = [d.data for d in p.wire if peek_header(d.data).exchange == MM][-1]
+    qm1 = next(d.data for d in p.wire if peek_header(d.data).exchange == QM)
+    iv = ikev1_phase2_iv("sha1", last[-16:], peek_header(qm1).message_id.to_bytes(4, "big"), 16)
+    msg, _ = decode_message(qm1, keys.encr, iv)
+    oas = [x for x in msg.payloads if x.type == PayloadType.NAT_OA]
+    assert [bytes(x.data) for x in oas] == [bytes([192, 0, 2, 1]), bytes([198, 51, 100, 2])]  # type: ignore[attr-defined]

@@ -503,6 +503,9 @@ class QuickModeTask(Task):
         if ids:
             tsi, tsr = id_to_ts(ids[0]), id_to_ts(ids[1])
             assert self.tsi is not None and self.tsr is not None
+            if self.mode == "transport" and self.udp:
+                # a NATed peer answers with the addresses it sees (strongSwan)
+                tsi, tsr = _nat_hosts(tsi, self.tsi), _nat_hosts(tsr, self.tsr)
             if not (tsi.is_subset_of(self.tsi) and tsr.is_subset_of(self.tsr)):
                 raise InvalidIdInformation(f"responder answered with selectors {tsi} === {tsr}, not within ours")
             self.tsi, self.tsr = tsi, tsr
@@ -525,6 +528,12 @@ class QuickModeTask(Task):
             self.tsi, self.tsr = id_to_ts(self.ids[0]), id_to_ts(self.ids[1])
         else:
             self.tsi, self.tsr = host_ts(session.remote_addr[0]), host_ts(session.local_addr[0])
+        first_mode = _first_mode(offers[0])
+        if first_mode == ("transport", True):
+            # transport mode through a NAT: the peer's selectors name its private
+            # address; the SA is between the outer addresses (strongSwan does so)
+            self.tsi = _nat_hosts(self.tsi, host_ts(session.remote_addr[0]))
+            self.tsr = _nat_hosts(self.tsr, host_ts(session.local_addr[0]))
         child = session._select_child(sa, self.tsi, self.tsr)
         if child is None:
             raise InvalidIdInformation(f"no child configuration matches {self.tsi} === {self.tsr}")
@@ -631,6 +640,21 @@ class QuickModeTask(Task):
 
     def failed(self, reason: str, notify: str, now: float) -> None:
         self.session._qm_failed(self.sa, self, notify, reason, now)
+
+
+def _first_mode(offer: SaPayload) -> tuple[str, bool] | None:
+    """The encapsulation mode of the first transform (what strongSwan reads)."""
+    for prop in offer.proposals:
+        for t in prop.transforms:
+            return decode_mode(t.get(Phase2Attr.ENCAPSULATION_MODE))
+    return None
+
+
+def _nat_hosts(got: TrafficSelector, host: TrafficSelector) -> TrafficSelector:
+    """A single-host selector replaced by ``host`` (protocol and ports kept)."""
+    if got.start != got.end or got.version != host.version:
+        return got
+    return TrafficSelector(host.start, host.end, host.version, got.proto, got.start_port, got.end_port)
 
 
 def _packed(ip: str) -> bytes:
