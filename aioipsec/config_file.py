@@ -127,6 +127,15 @@ class _Ctx:
             raise self.err(path, f"file not found: {p}")
         return p
 
+    def read(self, path: str, value: Any) -> bytes:
+        """The bytes of the file named at ``path`` (a directory or an
+        unreadable file is a ConfigError, never a bare OSError)."""
+        p = self.path(path, value)
+        try:
+            return p.read_bytes()
+        except OSError as exc:
+            raise self.err(path, f"cannot read {p}: {exc.strerror or exc}") from None
+
 
 def _show(value: Any) -> str:
     if isinstance(value, str):
@@ -235,7 +244,7 @@ def _parse_secrets(ctx: _Ctx, raw: Any) -> list[tuple[str, list[str], bytes]]:
             else:
                 secret = value.encode()
         elif "secret_file" in sec:
-            secret = ctx.path(f"{path}.secret_file", sec["secret_file"]).read_bytes().strip()
+            secret = ctx.read(f"{path}.secret_file", sec["secret_file"]).strip()
         else:
             raise ctx.err(path, 'missing "secret" or "secret_file"')
         if not secret:
@@ -283,8 +292,7 @@ def _addrs(ctx: _Ctx, path: str, raw: Any) -> list[str]:
 def _load_cert(ctx: _Ctx, path: str, raw: Any) -> Any:
     from cryptography import x509
 
-    p = ctx.path(path, raw)
-    data = p.read_bytes()
+    data = ctx.read(path, raw)
     try:
         return x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
     except ValueError as exc:
@@ -294,8 +302,7 @@ def _load_cert(ctx: _Ctx, path: str, raw: Any) -> Any:
 def _load_key(ctx: _Ctx, path: str, raw: Any) -> Any:
     from cryptography.hazmat.primitives import serialization
 
-    p = ctx.path(path, raw)
-    data = p.read_bytes()
+    data = ctx.read(path, raw)
     try:
         if b"-----BEGIN" in data:
             return serialization.load_pem_private_key(data, password=None)
