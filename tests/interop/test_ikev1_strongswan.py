@@ -15,6 +15,7 @@ import pytest
 
 from .netns import Topology
 from .strongswan import Connection, short_lifetimes
+from .test_harness_smoke import ping
 from .test_harness_profiles import EXPECTED
 from .test_ikev2_strongswan import (
     INITIATORS, PINGS, _background_ping, _ping_result, assert_clean_log, assert_counters_agree,
@@ -109,3 +110,26 @@ def test_quick_mode_rekey_under_traffic(aioipsec, strongswan, direct_topology: T
     aio_now, ss_now = aio.wait_established(), ss.wait_established()
     assert (aio_now.spi_in, aio_now.spi_out) == (ss_now.spi_out, ss_now.spi_in)
     ping_both_ways(topo, "left")
+
+
+@pytest.mark.parametrize("deleter", INITIATORS)
+def test_delete(aioipsec, strongswan, direct_topology: Topology, deleter: str) -> None:
+    """The end that did not initiate deletes the ISAKMP SA; the other forgets it too."""
+    topo = direct_topology
+    aio, ss = start_pair(aioipsec, strongswan, topo, Connection.named("ikev1-main-psk-aes128-sha1"))
+    establish(aio, ss, "strongswan" if deleter == "aioipsec" else "aioipsec")
+    ping_both_ways(topo, "left", count=1)
+    if deleter == "aioipsec":
+        aio.terminate()
+        aio.wait_gone(timeout=5)
+        ss.wait_log(r"received DELETE for IKE_SA ih\[\d+\]", timeout=5)
+        deadline = time.monotonic() + 5
+        while ss.list_sas() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ss.list_sas() == []
+    else:
+        ss.terminate()
+        assert ss.list_sas() == []
+        aio.wait_gone(timeout=5)
+    sent, received = ping(topo, "left", count=1)
+    assert received == 0, "traffic still flows after the delete"

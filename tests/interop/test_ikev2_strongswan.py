@@ -316,3 +316,47 @@ def test_nat(aioipsec, strongswan, nat_topology: Topology, aio_side: str) -> Non
     sent, received = ping(topo, "left", count=PINGS)
     assert (sent, received) == (PINGS, PINGS)
     assert_counters_agree(aio, ss, PINGS)
+
+
+# ---------------------------------------------------------------------------
+# IPv6 outside and inside; near-MTU packets
+
+def ping_sized(topo: Topology, src: str, size: int, count: int = 2, family: int = 4
+               ) -> tuple[int, int]:
+    me, peer = topo.side(src), topo.other(src)
+    source, dest = (me.inner4, peer.inner4) if family == 4 else (me.inner6, peer.inner6)
+    proc = me.ns.run(["ping", f"-{family}", "-c", str(count), "-s", str(size), "-M", "do",
+                      "-i", "0.2", "-W", "1", "-I", source, dest], timeout=count + 5,
+                     check=False)
+    m = re.search(r"(\d+) packets transmitted, (\d+) received", proc.stdout)
+    assert m is not None, proc.stdout + proc.stderr
+    return int(m.group(1)), int(m.group(2))
+
+
+@pytest.mark.parametrize("initiator", INITIATORS)
+def test_ipv6(aioipsec, strongswan, direct_topology: Topology, initiator: str) -> None:
+    topo = direct_topology
+    conn = Connection.named("ikev2-psk-gcm", family=6)
+    aio, ss = start_pair(aioipsec, strongswan, topo, conn)
+    aio_child, _ = establish(aio, ss, initiator)
+    (aio_ike,) = aio.list_sas()
+    assert aio_ike.raw["remote_addr"].startswith("2001:db8:1::2")
+    assert aio_child.raw["remote_ts"] == [topo.right.inner_net6]
+    for src in ("left", "right"):
+        sent, received = ping(topo, src, count=PINGS, family=6)
+        assert (sent, received) == (PINGS, PINGS), f"ping -6 from {src}"
+    assert_counters_agree(aio, ss, 2 * PINGS)
+
+
+@pytest.mark.parametrize("profile", ["ikev2-psk-gcm", "ikev2-psk-aescbc-sha256"])
+def test_large_packets(aioipsec, strongswan, direct_topology: Topology, profile: str) -> None:
+    """Inner packets up to the TUN MTU (1400) cross both ways unfragmented (-M do)."""
+    topo = direct_topology
+    aio, ss = start_pair(aioipsec, strongswan, topo, Connection.named(profile))
+    establish(aio, ss, "aioipsec")
+    for size in (1, 1000, 1372):                         # 1372 + 28 = 1400 bytes of IP
+        for src in ("left", "right"):
+            sent, received = ping_sized(topo, src, size)
+            assert (sent, received) == (2, 2), f"{size}-byte ping from {src}"
+    a = only_child(aio)
+    assert a.raw["integrity_failed"] == 0 and a.raw["malformed"] == 0
