@@ -105,3 +105,129 @@ def test_legacy_opt_in_allows_weak_algorithms(tmp_path: Path, caplog: pytest.Log
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config("/nonexistent/aioipsec.toml")
+
+
+# ------------------------------------------------------------------ exact messages
+
+EXACT = [
+    ("[connections.hq]\nversion = 2\nlocal = { auth = \"psk\" }\n[secrets.x]\nsecret = \"0xzz\"\n",
+     "secrets.x.secret: a secret starting with 0x must be hex digits"),
+    ("[connections.hq]\nlocal = { auth = \"psk\", id = \" \" }\n[secrets.x]\nsecret = \"s\"\n",
+     "connections.hq.local.id: must not be empty (leave it out to use the address)"),
+    ("[connections.hq.children.c]\nesp_proposals = [\"aes128gcm16\"]\nah_proposals = [\"sha256\"]\n"
+     "[secrets.x]\nsecret = \"s\"\n",
+     'connections.hq.children.c.ah_proposals: give either "esp_proposals" or "ah_proposals", not both'),
+    ("[daemon]\nport = 4500\n", "daemon.port_nat_t: must differ from daemon.port (4500)"),
+    ("[daemon]\nport = 70000\n", "daemon.port: expected an integer in 1..65535, got 70000"),
+    ("[daemon]\nadress = \"192.0.2.1\"\n", 'daemon.adress: unknown key; did you mean "address"?'),
+    ("[daemon]\naddress = \"gw.example\"\n", 'daemon.address[0]: expected an IP address, got "gw.example"'),
+    ("[tun]\nmtu = 100\n", "tun.mtu: expected an integer in 576..65535, got 100"),
+    ("[global]\ncookie_treshold = 5\n", 'global.cookie_treshold: unknown key; did you mean "cookie_threshold"?'),
+    ("[connections.hq]\nrekey_time = -5\n", "connections.hq.rekey_time: duration must not be negative, got -5"),
+    ("[connections.hq]\nencap = \"yes\"\n", 'connections.hq.encap: expected true or false, got "yes"'),
+    ("[connections.hq]\nlocal_addrs = 5\n", "connections.hq.local_addrs: expected a list of strings, got 5"),
+    ("[connections.hq]\nproposals = []\n", "connections.hq.proposals: at least one proposal is needed"),
+    ("[connections.hq]\nsend_cert = \"sometimes\"\n",
+     'connections.hq.send_cert: expected "always", "ifasked", "never", got "sometimes"'),
+    ("[connections.hq]\nretransmit_jitter = 2\n", "connections.hq.retransmit_jitter: expected a number in 0..1, got 2"),
+    ("[connections.hq]\nlocal = { auth = \"eap\" }\n", 'connections.hq.local.auth: expected "psk" or "pubkey", got "eap"'),
+    ("[connections.hq]\nlocal = { auth = \"pubkey\" }\nremote = { auth = \"pubkey\", cacerts = [] }\n",
+     'connections.hq.local: auth = "pubkey" needs "certs" and "key"'),
+    ("[connections.hq]\nlocal = { auth = \"pubkey\", certs = [\"missing.pem\"] }\n",
+     "connections.hq.local.certs[0]: file not found: {dir}/missing.pem"),
+    ("[connections.hq.children.c]\nlife_time = \"30m\"\nrekey_time = \"1h\"\n[secrets.x]\nsecret = \"s\"\n",
+     "connections.hq.children.c.life_time: must not be shorter than rekey_time (3600s)"),
+    ("[connections.hq.children.c]\nlocal_ts = [\"10.0.0.0/8[tcp/http]\"]\n[secrets.x]\nsecret = \"s\"\n",
+     'connections.hq.children.c.local_ts[0]: invalid traffic selector "10.0.0.0/8[tcp/http]"'),
+    ("[secrets.x]\nsecret = \"a\"\nsecret_file = \"b\"\n", 'secrets.x: give either "secret" or "secret_file", not both'),
+    ("[secrets.x]\nid = \"a\"\n", 'secrets.x: missing "secret" or "secret_file"'),
+    ("[secrets.x]\nsecret = \"\"\n", "secrets.x.secret: must not be empty"),
+    ("connections = 3\n", "connections: expected a table, got 3"),
+]
+
+
+@pytest.mark.parametrize("text,reason", EXACT, ids=[r.split(":")[0] + ":" + r.split(":")[1][:30] for _, r in EXACT])
+def test_exact_messages(tmp_path: Path, text: str, reason: str) -> None:
+    p = tmp_path / "gw.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(p)
+    message = str(info.value)
+    if message.startswith(f'{p}: connections.hq.children.c.local_ts[0]: invalid traffic selector'):
+        message = message.split(" (")[0]  # the parser's own detail follows in parentheses
+    assert message == f"{p}: " + reason.format(dir=tmp_path)
+
+
+def _cert_and_key(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cp, kp = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    cp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    kp.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption()))
+    return cp, kp
+
+
+def test_certificates_and_keys_by_path(tmp_path: Path) -> None:
+    cert_a, key_a = _cert_and_key(tmp_path, "a")
+    cert_b, key_b = _cert_and_key(tmp_path, "b")
+    text = f"""
+[connections.hq]
+local  = {{ auth = "pubkey", certs = ["a.pem"], key = "a.key" }}
+remote = {{ auth = "pubkey", cacerts = ["{cert_b}"] }}
+"""
+    cfg = load_config(write(tmp_path, text))
+    hq = cfg.connections["hq"]
+    assert hq.local.cert.subject.rfc4514_string() == "CN=a"
+    assert hq.remote.cacerts[0].subject.rfc4514_string() == "CN=b"
+    assert hq.psk is None
+    p = write(tmp_path, text.replace('key = "a.key"', 'key = "b.key"'))
+    with pytest.raises(ConfigError) as info:
+        load_config(p)
+    assert str(info.value) == f"{p}: connections.hq.local.key: does not match the public key of the certificate"
+    p = write(tmp_path, text.replace('key = "a.key"', 'key = "a.pem"'))
+    with pytest.raises(ConfigError, match=r"connections.hq.local.key: not an unencrypted private key"):
+        load_config(p)
+
+
+def test_secret_file_and_hex_secret(tmp_path: Path) -> None:
+    (tmp_path / "psk.txt").write_text("from a file\n")
+    text = GOOD.replace('secret = "correct horse battery staple"', 'secret_file = "psk.txt"')
+    assert load_config(write(tmp_path, text)).connections["hq"].psk == b"from a file"
+    text = GOOD.replace('"correct horse battery staple"', '"0x00ff10"')
+    assert load_config(write(tmp_path, text)).connections["hq"].psk == b"\x00\xff\x10"
+
+
+def test_loads_config_and_daemon_table() -> None:
+    from aioipsec.config_file import loads_config
+
+    cfg = loads_config(GOOD + '\n[daemon]\naddress = "192.0.2.1"\nport = 10500\nport_nat_t = 14500\n', file="inline")
+    assert (cfg.daemon.address, cfg.daemon.port, cfg.daemon.port_nat_t) == ("192.0.2.1", 10500, 14500)
+    assert cfg.connections["hq"].children["lan"].replay_window == 64
+    with pytest.raises(ConfigError) as info:
+        loads_config("[connections.hq\n", file="inline")
+    assert str(info.value).startswith("inline: invalid TOML: ")
+
+
+@pytest.mark.parametrize("name", ["site-a.toml", "hq.toml"])
+def test_example_configs_load(name: str) -> None:
+    """The site-to-site files in examples/ (and the README) are valid."""
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(root / "examples" / name)
+    assert cfg.connections
+    for conn in cfg.connections.values():
+        assert conn.psk, f"{conn.name} found its secret"
+        assert conn.children
