@@ -310,7 +310,7 @@ class IkeSessionV2:
         self.nat_t = False
         """UDP encapsulation / port 4500 in use (NAT detected or forced)."""
         self._initiated = False
-        self._pending_acquires: set[str] = set()
+        self.pending_acquires: set[str] = set()
         self.reserved_spis: set[int] = set()
         """Inbound Child SPIs handed out to exchanges still in progress."""
         self.now = 0.0
@@ -531,11 +531,11 @@ class IkeSessionV2:
                 lts = cfg.local_ts or [self._dynamic_ts(self.local_addr)]
                 if not any(local.intersect(t) == local for t in lts):
                     continue
-            if cfg.name in self._pending_acquires or any(
+            if cfg.name in self.pending_acquires or any(
                 c.name == cfg.name and c.is_active for c in self.children.values()
             ):
                 return
-            self._pending_acquires.add(cfg.name)
+            self.pending_acquires.add(cfg.name)
             self.create_child_sa(cfg.name, now, selector)
             return
         logger.info("acquire for %s matches no child of %s; ignored", remote, self.config.name)
@@ -1264,7 +1264,7 @@ class IkeSessionV2:
 
         cfg = child.config
         self.children[child.spi_in] = child
-        self._pending_acquires.discard(child.name)
+        self.pending_acquires.discard(child.name)
         if cfg.rekey_time > 0:
             child.rekey_at = now + cfg.rekey_time - self.jitter(cfg.jitter)
             child.expire_at = now + cfg.hard_lifetime
@@ -1329,7 +1329,7 @@ class IkeSessionV2:
 
         if child.state is not ChildState.INSTALLED:
             return
-        if any(isinstance(t, ChildRekey) and t.old is child for t in self._all_tasks()):
+        if any(isinstance(t, ChildRekey) and t.old is child for t in self.all_tasks()):
             return
         child.rekey_at = _INF
         self.sa.tm.queue(ChildRekey(self, self.sa, True, old=child))
@@ -1338,7 +1338,7 @@ class IkeSessionV2:
     def _queue_child_delete(self, child: ChildSa, reason: str, now: float) -> None:
         from .tasks import ChildDelete
 
-        if any(isinstance(t, ChildDelete) and child in t.children for t in self._all_tasks()):
+        if any(isinstance(t, ChildDelete) and child in t.children for t in self.all_tasks()):
             return
         self.sa.tm.queue(ChildDelete(self, self.sa, True, children=[child], reason=reason))
         self._kick(now)
@@ -1366,7 +1366,7 @@ class IkeSessionV2:
         self._queue_child_delete(child, "expired", now)
         self.remove_child(child, "expired")
 
-    def _all_tasks(self) -> list[Task]:
+    def all_tasks(self) -> list[Task]:
         out: list[Task] = []
         for sa in (self.sa, *self.old_sas):
             out += sa.tm.queued

@@ -129,7 +129,7 @@ class ChildCreate(Task):
         name = self.config.name if self.config else "?"
         s.emit(NegotiationFailed(s.peer, "IKE_AUTH" if self.in_auth else "CREATE_CHILD_SA", notify_name, f"{name}: {reason}"))
         s.step("CHILD_SA failed", self.sa, child=name, notify=notify_name, reason=reason)
-        s._pending_acquires.discard(name)
+        s.pending_acquires.discard(name)
         if self.spi_in is not None:
             s.reserved_spis.discard(self.spi_in)
 
@@ -392,5 +392,5 @@ class ChildCreate(Task):
         if self.spi_in is not None:
             self.session.reserved_spis.discard(self.spi_in)
         if self.config is not None:
-            self.session._pending_acquires.discard(self.config.name)
+            self.session.pending_acquires.discard(self.config.name)
 

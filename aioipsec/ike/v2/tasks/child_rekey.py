@@ -150,7 +150,7 @@ class ChildRekey(ChildCreate):
         assert old is not None
         s.add_child(child, now)
         active = next(
-            (t for t in s._all_tasks() if isinstance(t, ChildRekey) and t.initiator and t.old is old and t is not self),
+            (t for t in s.all_tasks() if isinstance(t, ChildRekey) and t.initiator and t.old is old and t is not self),
             None,
         )
         if active is not None and old.state is ChildState.REKEYING:
