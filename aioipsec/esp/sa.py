@@ -84,6 +84,11 @@ _new = tuple.__new__
 _DROP = {r: drop_result(r) for r in DropReason}
 _PAD_TAIL = tuple(PAD_BYTES[n] + bytes((n,)) for n in range(256))
 """Padding 1..n followed by the pad-length byte n: what precedes next header."""
+_TAILS_V4 = frozenset(t + bytes((NH_IPV4,)) for t in _PAD_TAIL)
+_TAILS_V6 = frozenset(t + bytes((NH_IPV6,)) for t in _PAD_TAIL)
+"""Every well-formed ESP trailer (padding, pad length, next header) after an
+inner IPv4 / IPv6 packet: one set lookup checks all three at once."""
+_V4_LEN = struct.Struct("!BxH")  # version/IHL, total length
 
 SOFT_FRACTION = 0.9
 """Soft byte/packet limit derived from a hard one (``esp_sa_pair_from_event``)."""
@@ -565,6 +570,11 @@ class EspSa(_SaBase):
         app = out.append
         drop = self._drop_one
         nby = ndrop = replays = first_replay = 0
+        # tunnel mode, common case: the inner packet's length field says where the
+        # trailer starts, and one set lookup checks padding, pad length and next
+        # header together; anything else takes the general trailer checks below
+        lean = tunnel and check is None
+        v4_len, tails4, tails6 = _V4_LEN.unpack_from, _TAILS_V4, _TAILS_V6
         for d in batch:
             if len(d) < minlen:
                 app(drop(DropReason.MALFORMED, 0))
@@ -600,6 +610,22 @@ class EspSa(_SaBase):
                         bm &= mask
             elif top - seq < limit:
                 bm |= 1 << (top - seq)
+            if lean:
+                try:
+                    vihl, tl = v4_len(pt)
+                except struct.error:  # shorter than 4 bytes: the general path drops it
+                    vihl = 0
+                if vihl >> 4 == 4:
+                    if tl >= 20 and pt[tl:] in tails4:
+                        app(new(result_cls, (pt[:tl], NH_IPV4, None, seq)))
+                        nby += tl
+                        continue
+                elif vihl >> 4 == 6 and len(pt) > 40:
+                    tl = 40 + ((pt[4] << 8) | pt[5])
+                    if pt[tl:] in tails6:
+                        app(new(result_cls, (pt[:tl], NH_IPV6, None, seq)))
+                        nby += tl
+                        continue
             n = len(pt)
             padlen = pt[n - 2]
             # padding 1, 2, ..., padlen followed by padlen itself, checked in place
