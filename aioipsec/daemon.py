@@ -135,21 +135,14 @@ class Daemon:
         self.routes.clear()
 
     def _log_event(self, proto: Any, ev: Any) -> None:
-        from .events import ChildSaInstalled, ExchangeStep
+        from .events import AuthFailed, DpdTimeout, ExchangeStep, NegotiationFailed
+        from .logging import describe_event
 
         if isinstance(ev, ExchangeStep):
-            return
-        if isinstance(ev, ChildSaInstalled):
-            # the event carries the ESP keys: never log its repr
-            logger.info(
-                "%s: ChildSaInstalled(name=%r, spi_in=0x%08x, spi_out=0x%08x, algorithms=%r, mode=%s, encap=%s, "
-                "local_ts=%s, remote_ts=%s, rekeyed_from=%s)",
-                getattr(proto, "name", "-"), ev.name, ev.spi_in, ev.spi_out, ev.algorithms, ev.mode, ev.encap,
-                [str(t) for t in ev.local_ts], [str(t) for t in ev.remote_ts],
-                None if ev.rekeyed_from is None else f"0x{ev.rekeyed_from:08x}",
-            )
-            return
-        logger.info("%s: %s", getattr(proto, "name", "-"), ev)
+            return  # the session logs its steps itself
+        # describe_event never shows key fields (ChildSaInstalled carries the ESP keys)
+        level = logging.WARNING if isinstance(ev, (AuthFailed, NegotiationFailed, DpdTimeout)) else logging.INFO
+        logger.log(level, "%s: %s", getattr(proto, "name", "-"), describe_event(ev))
 
     def up(self, conn: str, child: str | None = None) -> str:
         if conn not in self.config.connections:

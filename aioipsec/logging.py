@@ -113,3 +113,39 @@ def configure(
     for group, logger in GROUPS.items():
         logging.getLogger(logger).setLevel(level_for((debug or {}).get(group, verbosity)))
     return handler
+
+
+_HIDDEN = ("key",)
+"""Event fields never shown (``encr_key_in``, ``integ_key_out``, ...)."""
+
+
+def describe_event(ev: object) -> str:
+    """An event as one log line: ``IkeSaDeleted(spi_i=282304c3228fc793, ...)``.
+
+    Like the dataclass repr, but IKE SPIs in hex, Child SA SPIs as
+    ``0x%08x``, selectors and algorithms by name, and never a key field."""
+    import dataclasses
+
+    if not dataclasses.is_dataclass(ev):
+        return repr(ev)
+    parts = []
+    for f in dataclasses.fields(ev):
+        if any(h in f.name for h in _HIDDEN):
+            continue
+        v = getattr(ev, f.name)
+        if isinstance(v, (bytes, bytearray)):
+            text = v.hex() if v else "''"
+        elif isinstance(v, int) and not isinstance(v, bool) and (f.name.startswith("spi") or f.name == "rekeyed_from"):
+            text = f"0x{v:08x}"
+        elif isinstance(v, (list, tuple)) and v and not isinstance(v[0], (str, int)):
+            text = "[" + ", ".join(str(x) for x in v) + "]"
+        elif hasattr(v, "name") and not isinstance(v, (str, int)):
+            text = str(v.name)
+        elif isinstance(v, float):
+            text = f"{round(v, 1):g}"
+        elif isinstance(v, dict) and not v:
+            continue
+        else:
+            text = repr(v)
+        parts.append(f"{f.name}={text}")
+    return f"{type(ev).__name__}({', '.join(parts)})"

@@ -259,7 +259,7 @@ def _dur(seconds: float) -> str:
     s = int(round(seconds))
     if s < 120:
         return f"{s}s"
-    if s < 7200:
+    if s < 3600:
         return f"{s // 60}m {s % 60:02d}s"
     return f"{s // 3600}h {s % 3600 // 60:02d}m"
 

@@ -135,7 +135,7 @@ def test_daemon_process_cli_sighup_sigterm(daemons: tuple[Proc, Proc]) -> None:
     # the log: one line per exchange step, the events, the control commands
     log = a.text()
     for line in ("[IKE] INFO IKE_SA_INIT sent 127.0.0.2[", "[IKE] INFO IKE_AUTH received 127.0.0.2[",
-                 "[CTL] INFO control: up hq", "[DMN] INFO hq: ChildSaInstalled(name='lan', spi_in=0x"):
+                 "[CTL] INFO control: up hq", "[DMN] INFO hq: ChildSaInstalled(name='lan', protocol='esp', mode='tunnel', spi_in=0x"):
         assert line in log, line
 
     # SIGHUP: the file is read again; a new connection appears, the SA stays

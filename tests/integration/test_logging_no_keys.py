@@ -193,7 +193,7 @@ async def test_daemon_event_log_has_no_keys(debug_log: io.StringIO, tmp_path: An
         await a.shutdown()
         await h.shutdown()
     text = debug_log.getvalue()
-    assert "[DMN] INFO hq: ChildSaInstalled(name='lan', spi_in=0x" in text
+    assert "[DMN] INFO hq: ChildSaInstalled(name='lan', protocol='esp', mode='tunnel', spi_in=0x" in text
     assert "[DMN] INFO shutting down: deleting 1 IKE SA" in text
     keys.assert_absent(text)
 
@@ -222,3 +222,28 @@ def test_configure_levels_per_group(debug_log: io.StringIO) -> None:
         logging.getLogger("aioipsec").removeHandler(handler)
     lines = [line.split(" ", 2)[2] for line in buf.getvalue().splitlines()]
     assert lines == ["[IKE] DEBUG IKE_SA_INIT sent 192.0.2.2[500] 0102030405060708_i", "[NET] WARNING shown"]
+
+
+def test_describe_event_hides_keys_and_formats_spis() -> None:
+    from aioipsec.crypto.transforms import parse_proposal
+    from aioipsec.events import ChildSaDeleted, IkeSaDeleted
+    from aioipsec.selectors import parse_ts
+
+    encr = parse_proposal("aes128gcm16", "esp").encr[0]
+    ev = ChildSaInstalled(
+        name="lan", protocol="esp", mode="tunnel", spi_in=0xC0000001, spi_out=0xC0000002, encr=encr, integ=None,
+        encr_key_in=bytes(range(20)), encr_key_out=bytes(range(20, 40)), integ_key_in=b"", integ_key_out=b"",
+        esn=False, local_ts=(parse_ts("198.51.100.0/24"),), remote_ts=(parse_ts("203.0.113.0/24"),),
+        local_addr=("192.0.2.1", 4500), remote_addr=("192.0.2.2", 4500), encap=True, initiator=True,
+        lifetime_soft=3292.2039,
+    )
+    text = aiolog.describe_event(ev)
+    assert text.startswith("ChildSaInstalled(name='lan', protocol='esp', mode='tunnel', spi_in=0xc0000001, "
+                           "spi_out=0xc0000002, encr=aes128gcm16, integ=None, esn=False, "
+                           "local_ts=[198.51.100.0/24], remote_ts=[203.0.113.0/24], ")
+    assert "lifetime_soft=3292.2" in text and "key" not in text.replace("ike_spi_i", "")
+    assert bytes(range(20)).hex()[:16] not in text
+    assert aiolog.describe_event(IkeSaDeleted(b"\x01" * 8, b"\x02" * 8, "dead peer")) == (
+        "IkeSaDeleted(spi_i=0101010101010101, spi_r=0202020202020202, reason='dead peer')")
+    assert aiolog.describe_event(ChildSaDeleted("lan", 1, 2, "rekeyed")) == (
+        "ChildSaDeleted(name='lan', spi_in=0x00000001, spi_out=0x00000002, reason='rekeyed')")
