@@ -274,3 +274,33 @@ def test_fuzz_mutated_exchange_messages(k: int, flips: list[tuple[int, int]], cu
     if p.i.is_established and p.r.is_established and p.i.children and p.r.children:
         ci, cr = p.of("i", ChildSaInstalled)[-1], p.of("r", ChildSaInstalled)[-1]
         assert ci.encr_key_out == cr.encr_key_in
+
+
+def test_wrong_psk_with_an_encrypted_error_notify() -> None:
+    """strongSwan answers an undecryptable MM5 with an error notify encrypted
+    under its own keys; the initiator cannot read it and reports the PSK
+    mismatch at once instead of retransmitting for minutes."""
+    from aioipsec.ike.v1.constants import NotifyType
+    from aioipsec.ike.v1.message import encode_message
+    from aioipsec.ike.v1.tasks.informational import build_informational, isakmp_notify
+
+    p = Pair(*psk_configs(psk_r="not-the-same", dpd_delay=0))
+    r_sa: list = []
+    original = p.deliver
+
+    def swap(d: Datagram) -> bool:
+        if d.sender == "r" and d.exchange == INFO:
+            sa = r_sa[0]
+            msg = build_informational(sa, [isakmp_notify(sa, NotifyType.INVALID_HASH_INFORMATION)], 0x1234, protect=True)
+            iv = sa.keys.iv.get_iv(0x1234)
+            data, _ = encode_message(msg, sa.keys.encr, iv)
+            d = Datagram(d.src, d.dst, data, d.sender, d.at)
+        elif d.sender == "i" and d.exchange == MM and p.r.sas:
+            r_sa[:] = p.r.sas
+        return original(d)
+
+    p.deliver = swap  # type: ignore[method-assign]
+    p.start()
+    (fi,) = p.of("i", AuthFailed)
+    assert fi.step == "MM5" and "cannot decrypt" in fi.reason
+    assert p.i.is_closed and p.i.get_timer() is None

@@ -886,6 +886,20 @@ class IkeSessionV1:
             return
         tm.initiate(now)
 
+    def _undecryptable_info(self, sa: IsakmpSa, exc: Exception, now: float) -> None:
+        """An encrypted Informational during Phase 1 that does not decrypt or
+        verify.  Right after our MM5 this is the responder's error notify
+        under *its* keys (strongSwan sends those encrypted): the pre-shared
+        keys differ.  Say so now rather than after every retransmission."""
+        task = sa.tm.active
+        if sa.initiator and isinstance(task, MainModeTask) and task.step == "MM6":
+            reason = "peer answered MM5 with a notify we cannot decrypt: pre-shared key mismatch?"
+            self._events.append(AuthFailed(self.peer, "MM5", reason))
+            logger.warning("MM5 authentication failed with %s: %s (cookies %s)", self.peer, reason, sa.cookies)
+            self._remove_sa(sa, "authentication failed", now, notify_peer=False)
+            return
+        self._dropped(sa, "INFO", exc)
+
     def _error_notify(self, sa: IsakmpSa, n: Any, protected: bool, now: float) -> None:
         """An error notify arrived in an Informational."""
         name = notify_name(n.notify_type)

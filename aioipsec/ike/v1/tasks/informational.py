@@ -74,13 +74,15 @@ def process_informational(
             assert isinstance(h, HashPayload)
             expected = keys.prf_a(header.message_id.to_bytes(4, "big") + msg.after_first())
             if not hmac.compare_digest(h.data, expected):
-                session._dropped(sa, "INFO", ValueError("HASH(1) mismatch"))
-                return
+                raise ParseError("HASH(1) mismatch")
         else:
             msg, _last = decode_message(data, header=header)
             check_rules("INFO", msg.payloads)
     except (ParseError, Ikev1Error) as exc:
-        session._dropped(sa, "INFO", exc)
+        if encrypted and not sa.established:
+            session._undecryptable_info(sa, exc, now)
+        else:
+            session._dropped(sa, "INFO", exc)
         return
     if not encrypted and sa.established:
         session._dropped(sa, "INFO", ValueError("unprotected Informational on an established SA"))
