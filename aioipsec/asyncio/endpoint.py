@@ -210,6 +210,11 @@ class Endpoint:
             proto = self._by_spi.get(spi_r) or self._by_spi.get(spi_i)
         else:
             proto = self._by_init.get((spi_i, addr[0]))
+            if proto is None and version == 1:
+                # IKEv1 renews Phase 1 with a fresh Main/Aggressive Mode under new
+                # cookies: it belongs to the peer's existing session, which owns
+                # the IPsec SAs that survive the renewal
+                proto = self._v1_session_of(addr[0])
         if proto is None:
             if spi_r != bytes(8) or not self.respond:
                 self.stats.unknown_spi += 1
@@ -221,6 +226,13 @@ class Endpoint:
             self._by_init[(spi_i, addr[0])] = proto
         proto.datagram_received(data, addr, on_4500)
         self._index(proto)
+
+    def _v1_session_of(self, ip: str) -> SessionProtocol | None:
+        for p in self.sessions:
+            s = p.session
+            if getattr(s, "version", 2) == 1 and s.remote_addr[0] == ip and s.is_established and not s.is_closed:
+                return p
+        return None
 
     def _rate_ok(self, ip: str) -> bool:
         now = time.monotonic()
@@ -309,12 +321,25 @@ class Endpoint:
         return self._cookie_secret_state or None
 
     def _index(self, proto: SessionProtocol) -> None:
+        """Route the session's current IKE SPIs to it and stop routing the
+        ones it no longer has (IKE SAs rekeyed away).  A session already
+        forgotten (closed by the datagram just processed) is not re-added."""
+        if proto not in self.sessions:
+            return
         s = proto.session
         spis = self._spis_of.setdefault(proto, set())
-        for spi in (getattr(s, "spi_i", None), getattr(s, "spi_r", None), *getattr(s, "all_spis", ())):
-            if spi and spi != bytes(8) and spi not in spis:
-                spis.add(spi)
-                self._by_spi[spi] = proto
+        current = {
+            spi
+            for spi in (getattr(s, "spi_i", None), getattr(s, "spi_r", None), *getattr(s, "all_spis", ()))
+            if spi and spi != bytes(8)
+        }
+        for spi in spis - current:
+            if self._by_spi.get(spi) is proto:
+                del self._by_spi[spi]
+        for spi in current - spis:
+            self._by_spi[spi] = proto
+        spis.clear()
+        spis.update(current)
 
     # ---------------------------------------------------------------- send
 

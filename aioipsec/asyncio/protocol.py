@@ -93,6 +93,9 @@ class SessionProtocol:
         # events release (e.g. IKEv1 QM3 before the held first ping, so the
         # responder has installed its SA when the ping arrives)
         self.transmit()
+        # a request this session just started may use new IKE SPIs (an IKEv1
+        # Phase 1 renewal's cookies): route its answer here
+        self._endpoint._index(self)
         for ev in events:
             self._handle_event(ev)
         if events:
