@@ -30,6 +30,9 @@ CASES = [
     pytest.param(dict(version=2, ike_proposals=["aes128gcm16-prfsha256-x25519"], esp_proposals=["aes256gcm16"]), id="ikev2-gcm"),
     pytest.param(dict(version=2, ike_proposals=["aes256-sha256-modp2048"], esp_proposals=["aes128-sha256"]), id="ikev2-cbc"),
     pytest.param(dict(version=1, ike_proposals=["aes256-sha256-modp2048"], esp_proposals=["aes256-sha1"]), id="ikev1-cbc"),
+    # encap = true: IKE floats to 4500 and ESP travels in UDP (RFC 3948), as behind a NAT
+    pytest.param(dict(version=2, encap=True), id="ikev2-esp-in-udp"),
+    pytest.param(dict(version=1, encap=True, ike_proposals=["aes128-sha256-modp2048"]), id="ikev1-esp-in-udp"),
 ]
 
 
@@ -80,6 +83,8 @@ async def test_tshark_decrypts_esp_and_ike(tmp_path: Path, options: dict) -> Non
         result = pair.export_keys(tmp_path / "profile" / "wireshark")
         spis = {pair.left.child.spi_in, pair.left.child.spi_out}  # type: ignore[union-attr]
     v1 = options["version"] == 1
+    if options.get("encap"):
+        assert pair.left.child is not None and pair.left.child.encap
     assert result["records"] == {
         "esp_sa": 2,
         "ikev2_decryption_table": 0 if v1 else 1,
@@ -119,7 +124,7 @@ async def test_tshark_decrypts_esp_and_ike(tmp_path: Path, options: dict) -> Non
         assert "Payload: Identification - Initiator (35)" in text and "Identification Data:192.0.2.1" in text
         assert "Payload: Traffic Selector - Initiator (44) # 1" in text
         assert "Payload: Delete (42)" in text
-        if not options["ike_proposals"][0].startswith("aes128gcm"):
+        if not options.get("ike_proposals", ["aes128gcm16"])[0].startswith("aes128gcm"):
             assert text.count("[correct]") >= 6, "SK_ai/SK_ar verify every ICV"
 
 
