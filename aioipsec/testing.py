@@ -257,10 +257,11 @@ class IpsecPair:
 
         return export_wireshark(self.left.endpoint, str(directory))
 
-    async def close(self) -> None:
-        """Delete the SAs (left deletes) and close both endpoints."""
-        await self.left.endpoint.close()
-        await self.right.endpoint.close()
+    async def close(self, timeout: float = 1.0) -> None:
+        """Delete the SAs (left deletes; waits up to ``timeout`` for the
+        peer's answer) and close both endpoints."""
+        await self.left.endpoint.close(timeout=timeout)
+        await self.right.endpoint.close(timeout=timeout)
 
 
 @asynccontextmanager
