@@ -231,6 +231,9 @@ def test_quick_mode_rekey_interrupted_by_phase1_renewal_moves_to_the_new_sa() ->
     (est,) = p.of("i", IkeSaEstablished)
     (new,) = p.of("i", ChildSaInstalled)
     assert new.rekeyed_from == child.spi_in and new.ike_spi_i == est.spi_i != old_cookie
+    # the replaced IPsec SA is deleted REKEY_DELETE_DELAY after QM3, not at once
+    assert len(p.i.children) == len(p.r.children) == 2
+    p.advance(p.now + 1.5)
     assert len(p.i.children) == len(p.r.children) == 1 and len(p.i.sas) == len(p.r.sas) == 1
     assert not any(c.rekeying for c in p.i.children.values())
     p.advance(p.now + 60)

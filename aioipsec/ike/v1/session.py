@@ -82,6 +82,8 @@ HALF_OPEN_TIMEOUT = 30.0
 MAX_CONNECTING = 2
 """Phase 1 negotiations with the peer at the same time (ours and theirs)."""
 SUPERSEDED_GRACE = 30.0
+REKEY_DELETE_DELAY = 1.0
+"""Seconds between finishing a Quick Mode rekey and deleting the replaced IPsec SA."""
 """An ISAKMP SA replaced by the peer's reauthentication goes after this long
 if the peer does not delete it."""
 MAX_FRAGMENTS = 32
@@ -125,6 +127,7 @@ class IkeSessionV1:
         self._wall_clock = wall_clock
         self.sas: list[IsakmpSa] = []
         self.children: dict[int, ChildSa] = {}
+        self._deferred_deletes: list[tuple[float, ChildSa]] = []
         self._pending: list[tuple[str, ChildSa | None]] = []
         self._out: list[tuple[bytes, Address]] = []
         self._events: deque[IpsecEvent] = deque()
@@ -269,6 +272,11 @@ class IkeSessionV1:
                         continue
                     if dpd.due(sa, now):
                         self._send_dpd(sa, now)
+        for at, child in list(self._deferred_deletes):
+            if now >= at:
+                self._deferred_deletes.remove((at, child))
+                if self.children.get(child.spi_in) is child:
+                    self._delete_child(child, "rekeyed", now, send=True)
         for child in list(self.children.values()):
             if child.hard_at is not None and now >= child.hard_at:
                 self._delete_child(child, "expired", now, send=True)
@@ -294,6 +302,7 @@ class IkeSessionV1:
                     d = dpd.next_time(sa)
                     if d is not None:
                         times.append(d)
+        times += [at for at, _child in self._deferred_deletes]
         for c in self.children.values():
             if c.hard_at is not None:
                 times.append(c.hard_at)
@@ -946,7 +955,11 @@ class IkeSessionV1:
         if task.phase1:
             self._phase1_done(sa, now)
         elif isinstance(task, QuickModeTask) and task.replaced is not None:
-            self._delete_child(task.replaced, "rekeyed", now, send=True)
+            # delete the replaced SA a little later: a peer that handles QM3 and
+            # the DELETE on different threads (charon) might otherwise remove its
+            # old outbound SA before installing the new one
+            task.replaced.rekeyed = True
+            self._deferred_deletes.append((now + REKEY_DELETE_DELAY, task.replaced))
 
     # ================================================================== IPsec SAs
 
