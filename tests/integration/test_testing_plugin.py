@@ -125,3 +125,28 @@ def test_plugin_import_is_cheap() -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert r.stdout.split() == ["False", "False"], r.stderr
+
+
+def _readme_block(after: str, lang: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"```{lang}\n", text.index(after)) + len(f"```{lang}\n")
+    return text[start : text.index("```", start)]
+
+
+def test_readme_embedding_example_runs() -> None:
+    code = _readme_block("## Embedding it", "python")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    assert out[0] == "aes128gcm16-prfsha256-x25519 hq.example"
+    assert out[2] == "(b'hello', ('192.0.2.1', 5000))"
+    assert out[3].startswith("hq: ESTABLISHED, IKEv2, ")
+    assert "#pkts encaps: 1, #pkts decaps: 0" in r.stdout
+
+
+def test_readme_config_example_is_examples_site_a() -> None:
+    """The README's site-to-site config is examples/site-a.toml (which the config tests load)."""
+    block = _readme_block("## Running a gateway", "toml")
+    example = (ROOT / "examples" / "site-a.toml").read_text()
+    body = example[example.index("[daemon]"):]
+    assert block.strip() == body.strip()
