@@ -59,8 +59,13 @@ class CookieJar:
         self._rotated_at = now
 
     def maybe_rotate(self, now: float) -> None:
-        if now - self._rotated_at >= self.interval:
+        elapsed = now - self._rotated_at
+        if elapsed >= self.interval:
             self.rotate(now)
+            if elapsed >= 2 * self.interval:
+                # rotation is lazy (on use): after a quiet spell the secret we
+                # just retired is older than its one-interval grace, so it goes too
+                self._previous = None
 
     @staticmethod
     def _hash(secret: bytes, nonce: bytes, ip: str, spi_i: bytes) -> bytes:
