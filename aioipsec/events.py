@@ -93,11 +93,11 @@ class ChildSaInstalled(IpsecEvent):
     """Encryption algorithm (None for AH)."""
     integ: IntegAlg | None
     """Integrity algorithm (None for AEAD)."""
-    encr_key_in: bytes
+    encr_key_in: bytes = field(repr=False)
     """Inbound encryption key material (key + salt)."""
-    encr_key_out: bytes
-    integ_key_in: bytes
-    integ_key_out: bytes
+    encr_key_out: bytes = field(repr=False)
+    integ_key_in: bytes = field(repr=False)
+    integ_key_out: bytes = field(repr=False)
     esn: bool
     """Extended sequence numbers negotiated."""
     local_ts: tuple[TrafficSelector, ...]

@@ -209,7 +209,10 @@ class Endpoint:
         if spi_r != bytes(8):
             proto = self._by_spi.get(spi_r) or self._by_spi.get(spi_i)
         else:
-            proto = self._by_init.get((spi_i, addr[0]))
+            # a retransmitted IKE_SA_INIT/MM1, or an answer to our own request
+            # that carries no responder SPI (INVALID_KE_PAYLOAD, COOKIE, an
+            # IKEv1 notify): route by the initiator SPI, which is ours then
+            proto = self._by_init.get((spi_i, addr[0])) or self._by_spi.get(spi_i)
             if proto is None and version == 1:
                 # IKEv1 renews Phase 1 with a fresh Main/Aggressive Mode under new
                 # cookies: it belongs to the peer's existing session, which owns
@@ -280,9 +283,12 @@ class Endpoint:
                     data, addr, self.half_open(), self.global_config, now=self.loop.time(), random=self.random,
                     endpoint_state=self._cookie_state(),
                 )
-                if reply is not None:
-                    self.stats.cookies_sent += 1
-                    self.send_ike(reply, addr, on_4500)
+                if reply is not None:  # b"": drop silently; bytes: a COOKIE to send
+                    if reply:
+                        self.stats.cookies_sent += 1
+                        self.send_ike(reply, addr, on_4500)
+                    else:
+                        self.stats.half_open_dropped += 1
                     return None
             session = IkeSessionV2.respond(
                 configurations=configs,
