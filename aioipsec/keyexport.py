@@ -97,37 +97,14 @@ def esp_sa_lines(endpoint: Any, allowed: Collection[str] | None = None) -> list[
 
 def session_keys(session: Any) -> list[dict[str, Any]]:
     """The IKE keys of a session's IKE SAs (current and not yet deleted old
-    ones) as ``export_keys()`` dicts; empty before keys exist."""
+    ones) from its ``export_keys()``; empty before keys exist."""
     export = getattr(session, "export_keys", None)
-    if export is not None:
-        k = export()
-        if not k:
-            return []
-        return list(k) if isinstance(k, list) else [k]
-    out: list[dict[str, Any]] = []
-    if getattr(session, "version", 2) == 1:
-        for sa in getattr(session, "sas", None) or [getattr(session, "sa", None)]:
-            keys = getattr(sa, "keys", None)
-            algo = getattr(getattr(keys, "encr", None), "_algo", None)
-            key = getattr(algo, "key", None)
-            if key is None:
-                continue
-            out.append({"version": 1, "spi_i": sa.spi_i, "spi_r": sa.spi_r, "enc_key": bytes(key)})
-        return out
-    sas = [getattr(session, "sa", None), *getattr(session, "old_sas", [])]
-    for sa in sas:
-        keys = getattr(sa, "keys", None)
-        prop = getattr(sa, "proposal", None)
-        if keys is None or prop is None or prop.encr is None or not sa.spi_i:
-            continue
-        out.append(
-            {
-                "version": 2, "spi_i": sa.spi_i, "spi_r": sa.spi_r,
-                "sk_ei": keys.sk_ei, "sk_er": keys.sk_er, "sk_ai": keys.sk_ai, "sk_ar": keys.sk_ar,
-                "encr": prop.encr.name, "integ": prop.integ.name if prop.integ else None,
-            }
-        )
-    return out
+    if export is None:
+        return []
+    k = export()
+    if not k:
+        return []
+    return list(k) if isinstance(k, list) else [k]
 
 
 def ike_lines(endpoint: Any, allowed: Collection[str] | None = None) -> tuple[list[str], list[str]]:

@@ -298,7 +298,7 @@ class Phase1Keys:
     """SKEYID and friends of one ISAKMP SA, the cipher and the IV chains.
     ``repr`` never shows key material."""
 
-    __slots__ = ("suite", "prf_alg", "skeyid", "skeyid_d", "skeyid_a", "encr", "iv", "_prf_auth", "_prf_a")
+    __slots__ = ("suite", "prf_alg", "skeyid", "skeyid_d", "skeyid_a", "enc_key", "encr", "iv", "_prf_auth", "_prf_a")
 
     def __init__(self, suite: Phase1Suite, skeyid: bytes, d: bytes, a: bytes, e: bytes, gxi: bytes, gxr: bytes) -> None:
         self.suite = suite
@@ -307,6 +307,8 @@ class Phase1Keys:
         self.skeyid_d = d
         self.skeyid_a = a
         key = ikev1_encryption_key(self.prf_alg, e, suite.encr.key_len)
+        self.enc_key = key
+        """Phase 1 encryption key (only exported for Wireshark when key export is allowed)."""
         self.encr: Encr = make_encr(suite.encr, key)
         self.iv = IvManager(suite.hash_name, suite.encr.block_size)
         self.iv.init_phase1(gxi, gxr)

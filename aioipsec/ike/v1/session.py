@@ -246,6 +246,17 @@ class IkeSessionV1:
             logger.warning("datagram from %s dropped: %s", addr[0], exc, exc_info=True)
             self.stats["dropped"] += 1
 
+    def export_keys(self) -> list[dict[str, Any]]:
+        """Phase 1 keys of the live ISAKMP SAs, for Wireshark's
+        ``ikev1_decryption_table`` (the caller checks ``key_export``)."""
+        out: list[dict[str, Any]] = []
+        for sa in self.sas:
+            keys = getattr(sa, "keys", None)
+            if keys is None or sa.state is State.DELETED:
+                continue
+            out.append({"version": 1, "spi_i": sa.spi_i, "spi_r": sa.spi_r, "enc_key": keys.enc_key})
+        return out
+
     def handle_timer(self, now: float) -> None:
         self.now = now
         for sa in list(self.sas):

@@ -387,6 +387,23 @@ class IkeSessionV2:
     def spi_r(self) -> bytes:
         return self.sa.spi_r
 
+    def export_keys(self) -> list[dict[str, Any]]:
+        """IKE keys of the current and not yet deleted old IKE SAs, for
+        Wireshark's ``ikev2_decryption_table`` (the caller checks ``key_export``)."""
+        out: list[dict[str, Any]] = []
+        for sa in (self.sa, *self.old_sas):
+            keys, prop = getattr(sa, "keys", None), getattr(sa, "proposal", None)
+            if keys is None or prop is None or not prop.encr or not sa.spi_i or not sa.spi_r:
+                continue
+            out.append({
+                "version": 2, "spi_i": sa.spi_i, "spi_r": sa.spi_r,
+                "sk_ei": keys.sk_ei, "sk_er": keys.sk_er, "sk_ai": keys.sk_ai, "sk_ar": keys.sk_ar,
+                "encr": prop.encr[0].name if isinstance(prop.encr, tuple) else prop.encr.name,
+                "integ": (prop.integ[0].name if prop.integ else None) if isinstance(prop.integ, tuple)
+                else (prop.integ.name if prop.integ else None),
+            })
+        return out
+
     @property
     def all_spis(self) -> list[bytes]:
         """Every IKE SPI pair member of the current and old IKE SAs (for routing)."""
