@@ -61,6 +61,29 @@ def packet_selector(pkt: bytes) -> tuple[int, int, int, int, int | None, int | N
     return (v, src, dst, proto, None, None)
 
 
+FLOW_CACHE_MAX = 4096
+"""Flows remembered per cache (outbound policy lookup, inbound selector check)."""
+
+_PORT_PROTOS = frozenset((6, 17, 132))
+
+
+def flow_key(pkt: bytes) -> bytes | None:
+    """A cache key for the policy decision about ``pkt``: the addresses and
+    ports of an IPv4 packet without options that is not a non-first fragment
+    (the protocol is kept beside the key), else None (no caching).  Only
+    TCP/UDP/SCTP packets are cached: for ICMP the bytes after the header
+    hold a checksum that changes per packet."""
+    if pkt[0] == 0x45 and len(pkt) >= 24 and not (pkt[6] & 0x1F or pkt[7]) and pkt[9] in _PORT_PROTOS:
+        return pkt[12:24]
+    if pkt[0] >> 4 == 6 and len(pkt) >= 44 and pkt[6] in _PORT_PROTOS:
+        return pkt[8:44]
+    return None
+
+
+def _proto(pkt: bytes) -> int:
+    return pkt[9] if pkt[0] >> 4 == 4 else pkt[6]
+
+
 def _ts_match(tss: Sequence[TrafficSelector], addr: int, proto: int, port: int | None) -> bool:
     for ts in tss:
         if ts.start <= addr <= ts.end and (not ts.proto or ts.proto == proto):
@@ -94,6 +117,8 @@ class ChildPipeline:
     policy_dropped: int = 0
     installed_at: float = 0.0
     app_handler: Callable[[list[bytes]], None] | None = None
+    inbound_ok: dict[bytes, int] = field(default_factory=dict, repr=False, compare=False)
+    """Flows (``flow_key`` -> protocol) already found inside the selectors."""
 
     @property
     def name(self) -> str:
@@ -130,6 +155,8 @@ class DataPlane:
         self.outbound: list[ChildPipeline] = []
         self.traps: list[TrapPolicy] = []
         self.stats = DataPlaneStats()
+        self._flow_out: dict[bytes, tuple[int, ChildPipeline]] = {}
+        """Outbound policy decisions by ``flow_key``; cleared whenever SAs change."""
         self._reader: asyncio.Task[None] | None = None
         self.bypass_unmatched = False
 
@@ -164,6 +191,7 @@ class DataPlane:
         from ..esp.sa import esp_sa_pair_from_event
 
         sa_in, sa_out = esp_sa_pair_from_event(ev)
+        self._flow_out.clear()
         remote = ev.remote_addr
         pipe = ChildPipeline(ev, sa_in, sa_out, owner, remote, ev.encap, installed_at=self.endpoint.loop.time())
         self.sad_in[ev.spi_in] = pipe
@@ -188,11 +216,13 @@ class DataPlane:
         return pipe
 
     def remove(self, ev: ChildSaDeleted) -> None:
+        self._flow_out.clear()
         pipe = self.sad_in.pop(ev.spi_in, None)
         if pipe is not None and pipe in self.outbound:
             self.outbound.remove(pipe)
 
     def remove_owner(self, owner: SessionProtocol) -> None:
+        self._flow_out.clear()
         for spi, pipe in list(self.sad_in.items()):
             if pipe.owner is owner:
                 del self.sad_in[spi]
@@ -213,22 +243,47 @@ class DataPlane:
         return None
 
     def outbound_packets(self, pkts: Sequence[bytes]) -> None:
+        """Policy lookup per packet (a flow cache answers for known TCP/UDP
+        flows), grouped by SA, sealed and sent per SA."""
         groups: dict[int, tuple[ChildPipeline, list[bytes]]] = {}
+        cache = self._flow_out
+        last: ChildPipeline | None = None
+        cur: list[bytes] = []
         for pkt in pkts:
-            sel = packet_selector(pkt)
-            if sel is None:
-                self.stats.malformed += 1
-                continue
-            pipe = self._lookup_out(sel)
+            pipe: ChildPipeline | None = None
+            # fast path, inlined: IPv4 without options, not a non-first fragment
+            if len(pkt) >= 24 and pkt[0] == 0x45 and not (pkt[6] & 0x1F or pkt[7]):
+                hit = cache.get(pkt[12:24])
+                if hit is not None and hit[0] == pkt[9]:
+                    pipe = hit[1]
             if pipe is None:
-                if not self._trap(sel, pkt):
-                    self.stats.no_policy += 1
+                key = flow_key(pkt) if len(pkt) >= 20 else None
+                if key is not None:
+                    hit = cache.get(key)
+                    if hit is not None and hit[0] == _proto(pkt):
+                        pipe = hit[1]
+            if pipe is None:
+                sel = packet_selector(pkt)
+                if sel is None:
+                    self.stats.malformed += 1
+                    continue
+                pipe = self._lookup_out(sel)
+                if pipe is None:
+                    if not self._trap(sel, pkt):
+                        self.stats.no_policy += 1
+                    continue
+                if key is not None:
+                    if len(cache) >= FLOW_CACHE_MAX:
+                        cache.clear()
+                    cache[key] = (sel[3], pipe)
+            if pipe is last:
+                cur.append(pkt)
                 continue
             g = groups.get(pipe.ev.spi_out)
             if g is None:
-                groups[pipe.ev.spi_out] = (pipe, [pkt])
-            else:
-                g[1].append(pkt)
+                g = groups[pipe.ev.spi_out] = (pipe, [])
+            last, cur = pipe, g[1]
+            cur.append(pkt)
         for pipe, batch in groups.values():
             self.send_sealed(pipe, batch)
 
@@ -273,19 +328,27 @@ class DataPlane:
     # ---------------------------------------------------------------- inbound
 
     def inbound_datagrams(self, batch: Sequence[bytes]) -> None:
-        groups: dict[int, list[bytes]] = {}
+        """Group by SPI, open per SA, check the inner packets against the
+        negotiated selectors (a flow cache answers for known TCP/UDP flows),
+        deliver."""
+        groups: dict[bytes, list[bytes]] = {}
+        last = b""
+        cur: list[bytes] = []
         for d in batch:
             if len(d) < 8:
                 self.stats.malformed += 1
                 continue
-            spi = int.from_bytes(d[:4], "big")
-            g = groups.get(spi)
+            k = d[:4]
+            if k == last:
+                cur.append(d)
+                continue
+            g = groups.get(k)
             if g is None:
-                groups[spi] = [d]
-            else:
-                g.append(d)
-        for spi, dgs in groups.items():
-            pipe = self.sad_in.get(spi)
+                g = groups[k] = []
+            last, cur = k, g
+            g.append(d)
+        for k, dgs in groups.items():
+            pipe = self.sad_in.get(int.from_bytes(k, "big"))
             if pipe is None:
                 self.stats.no_sa += len(dgs)
                 continue
@@ -293,23 +356,36 @@ class DataPlane:
             self._after_sa(pipe, pipe.sa_in)
             out: list[bytes] = []
             ev = pipe.ev
+            tunnel = ev.mode == "tunnel"
+            ok = pipe.inbound_ok
             for r in results:
                 pkt = r.packet
                 if pkt is None:
                     continue
-                if ev.mode == "transport":
+                if not tunnel:  # transport mode
                     pkt = _rebuild_transport(pipe, pkt, r.next_header)
                     if pkt is None:
                         pipe.policy_dropped += 1
                         continue
-                if ev.mode == "tunnel":
-                    sel = packet_selector(pkt)
-                    # the inner packet must lie inside what the peer negotiated
-                    if sel is None or not (
-                        _ts_match(ev.remote_ts, sel[1], sel[3], sel[4]) and _ts_match(ev.local_ts, sel[2], sel[3], sel[5])
-                    ):
-                        pipe.policy_dropped += 1
+                if tunnel:
+                    # the inner packet must lie inside what the peer negotiated;
+                    # fast path inlined: a known IPv4 flow (see flow_key)
+                    if (len(pkt) >= 24 and pkt[0] == 0x45 and not (pkt[6] & 0x1F or pkt[7])
+                            and ok.get(pkt[12:24]) == pkt[9]):
+                        out.append(pkt)
                         continue
+                    key = flow_key(pkt) if len(pkt) >= 20 else None
+                    if key is None or ok.get(key) != _proto(pkt):
+                        sel = packet_selector(pkt)
+                        if sel is None or not (
+                            _ts_match(ev.remote_ts, sel[1], sel[3], sel[4]) and _ts_match(ev.local_ts, sel[2], sel[3], sel[5])
+                        ):
+                            pipe.policy_dropped += 1
+                            continue
+                        if key is not None:
+                            if len(ok) >= FLOW_CACHE_MAX:
+                                ok.clear()
+                            ok[key] = sel[3]
                 out.append(pkt)
             if not out:
                 continue

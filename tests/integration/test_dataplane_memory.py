@@ -254,6 +254,14 @@ async def test_inbound_selector_violation_dropped_and_counted(pair: Pair) -> Non
     assert a_pipe.policy_dropped == 2
     assert a_pipe.sa_in.stats.packets_in == 3          # all three decrypted and authenticated
     assert p.a.dataplane.child_stats(a_pipe.ev.spi_in)["policy_dropped"] == 2
+    # the flow cache remembers the good flow, never a bad one: the same
+    # violations after it are still dropped, the good flow still passes
+    assert a_pipe.inbound_ok
+    p.b.send_esp(b_pipe.sa_out.seal_batch(good + bad + good), b_pipe.remote, b_pipe.encap)
+    await until(lambda: len(p.host_a.received) == 3, what="good packets")
+    await asyncio.sleep(0.02)
+    assert p.host_a.payloads() == [b"inside"] * 3
+    assert a_pipe.policy_dropped == 4
 
 
 async def test_unknown_spi_and_garbage_counted_never_raise(pair: Pair) -> None:
