@@ -13,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import socket
+import struct
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,6 +27,21 @@ logger = logging.getLogger("aioipsec.net")
 Receiver = Callable[[list[tuple[bytes, Address]]], None]
 
 MAX_BATCH = 256
+
+UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # Linux >= 4.18, not in the socket module
+GSO_MAX_SEGMENTS = 64
+GSO_MAX_BYTES = 60000
+UDP_GRO = getattr(socket, "UDP_GRO", 104)  # Linux >= 5.0
+UDP_GSO = os.environ.get("AIOIPSEC_UDP_GSO", "1") != "0"
+"""Send runs of equal-sized datagrams with one ``sendmsg`` (UDP GSO,
+``UDP_SEGMENT``) instead of one ``sendto`` each; ``AIOIPSEC_UDP_GSO=0``
+turns it off (it also turns itself off where the kernel refuses it)."""
+UDP_GRO_ON = os.environ.get("AIOIPSEC_UDP_GRO", "1") != "0"
+"""Let the kernel hand over runs of same-flow datagrams as one buffer with
+their segment size (``UDP_GRO``); they are split again here.  Off with
+``AIOIPSEC_UDP_GRO=0``."""
+_GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
+_INT = struct.Struct("=i")
 
 
 class DatagramSocket:
@@ -75,21 +93,38 @@ class UdpSocket(DatagramSocket):
                 except OSError:
                     pass
             sock.bind((host, port))
+            gro = False
+            if UDP_GRO_ON and sys.platform == "linux":
+                try:
+                    sock.setsockopt(socket.SOL_UDP, UDP_GRO, 1)
+                    gro = True
+                except OSError:
+                    pass
         except BaseException:
             sock.close()
             raise
-        return cls(loop, sock)
+        u = cls(loop, sock)
+        u.gro = gro
+        return u
+
+    gro = False
+    """The kernel may coalesce received datagrams (``UDP_GRO``); read with recvmsg."""
+    gro_reads = 0
+    """Reads that returned several coalesced datagrams."""
 
     def set_receiver(self, receiver: Receiver) -> None:
         self._receiver = receiver
 
     def _on_readable(self) -> None:
         batch: list[tuple[bytes, Address]] = []
-        recv = self._sock.recvfrom
         try:
-            for _ in range(MAX_BATCH):
-                data, addr = recv(65535)
-                batch.append((data, (addr[0], addr[1])))
+            if self.gro:
+                self._read_gro(batch)
+            else:
+                recv = self._sock.recvfrom
+                for _ in range(MAX_BATCH):
+                    data, addr = recv(65535)
+                    batch.append((data, (addr[0], addr[1])))
         except (BlockingIOError, InterruptedError):
             pass
         except OSError as exc:  # ICMP errors surface here on Linux; keep reading later
@@ -103,6 +138,26 @@ class UdpSocket(DatagramSocket):
                 except Exception:  # never kill the reader
                     logger.exception("datagram handler failed on %s", self.local_addr)
 
+    def _read_gro(self, batch: list[tuple[bytes, Address]]) -> None:
+        """Drain with ``recvmsg``: a read may hold several datagrams of one
+        sender, all ``gso_size`` long but the last (UDP GRO); split them."""
+        recvmsg = self._sock.recvmsg
+        append = batch.append
+        sol_udp, space, unpack = socket.SOL_UDP, _GRO_CMSG_SPACE, _INT.unpack
+        for _ in range(MAX_BATCH):
+            data, anc, _flags, a = recvmsg(65535, space)
+            addr = (a[0], a[1])
+            seg = 0
+            for level, kind, value in anc:
+                if level == sol_udp and kind == UDP_GRO and len(value) >= 4:
+                    seg = unpack(value[:4])[0]
+            if 0 < seg < len(data):
+                self.gro_reads += 1
+                for off in range(0, len(data), seg):
+                    append((data[off : off + seg], addr))
+            else:
+                append((data, addr))
+
     def sendto(self, data: bytes, addr: Address) -> None:
         try:
             self._sock.sendto(data, addr)
@@ -113,7 +168,14 @@ class UdpSocket(DatagramSocket):
             self.send_errors += 1
             logger.debug("send to %s failed: %s", addr, exc)
 
+    gso = UDP_GSO and sys.platform == "linux"
+    gso_sends = 0
+    """``sendmsg`` calls that carried several datagrams (UDP GSO)."""
+
     def send_batch(self, datagrams: Sequence[bytes], addr: Address) -> None:
+        if self.gso and len(datagrams) > 1:
+            self._send_gso(datagrams, addr)
+            return
         send = self._sock.sendto
         n = 0
         for d in datagrams:
@@ -123,6 +185,46 @@ class UdpSocket(DatagramSocket):
             except OSError:
                 self.send_errors += 1
         self.sent += n
+
+    def _send_gso(self, datagrams: Sequence[bytes], addr: Address) -> None:
+        """Runs of equal-sized datagrams (the last of a run may be shorter) go
+        out in one ``sendmsg`` each, segmented by the kernel (UDP GSO): a full
+        batch of ESP for TCP traffic costs a few system calls, not one per
+        packet.  Other datagrams are sent one by one."""
+        sendmsg, sendto = self._sock.sendmsg, self._sock.sendto
+        n_all = len(datagrams)
+        i = sent = 0
+        while i < n_all:
+            size = len(datagrams[i])
+            limit = min(n_all, i + GSO_MAX_SEGMENTS, i + max(1, GSO_MAX_BYTES // max(size, 1)))
+            j = i + 1
+            while j < limit and len(datagrams[j]) == size:
+                j += 1
+            if j < limit and len(datagrams[j]) < size:
+                j += 1  # a shorter datagram may end a run
+            if j - i >= 2 and self.gso:
+                try:
+                    sendmsg(datagrams[i:j], [(socket.SOL_UDP, UDP_SEGMENT, struct.pack("=H", size))], 0, addr)
+                    sent += j - i
+                    self.gso_sends += 1
+                    i = j
+                    continue
+                except (BlockingIOError, InterruptedError):
+                    self.send_errors += j - i  # socket buffer full: dropped, like sendto
+                    i = j
+                    continue
+                except OSError as exc:
+                    if exc.errno != errno.EMSGSIZE:  # larger than the path MTU: just this run
+                        self.gso = False
+                        logger.info("UDP GSO unavailable on %s (%s): one sendto per datagram", self.local_addr, exc)
+            for d in datagrams[i:j]:
+                try:
+                    sendto(d, addr)
+                    sent += 1
+                except OSError:
+                    self.send_errors += 1
+            i = j
+        self.sent += sent
 
     def close(self) -> None:
         if self._closed:
