@@ -9,7 +9,11 @@ does), both with ``aes128gcm16``.  Per implementation and round:
 
 - ``tcp``: ``iperf3 -t 5`` (``--quick``: 2) TCP, Mbit/s received;
 - ``udp64``: ``iperf3 -u -l 64 -b 0`` for 3 s (``--quick``: 2): 64-byte UDP
-  datagrams sent as fast as iperf3 can, packets/s *received*.
+  datagrams sent as fast as iperf3 can, packets/s *received*;
+- ``cpu_us_per_packet``: CPU time (user + system, all threads) of both
+  gateway processes during a run, divided by the ESP packets both handled
+  (each packet is sealed once and opened once).  On a shared 2-CPU machine
+  this transfers better than the rates, which move with whatever else runs.
 
 The implementations run in turn, A/B/C/A/B/C..., for ``--rounds`` rounds
 (default 3; ``--quick``: 2), and the medians are printed with the ratio
@@ -20,6 +24,9 @@ functions with the most own time (the ``.prof`` files stay in DIR).
 Needs root, iproute2, iperf3 and strongSwan (``scripts/install-system-deps.sh``).
 
     python bench/tunnel.py [--quick] [--json] [--rounds N] [--only aioipsec,libipsec,veth]
+
+``--only aioipsec,aioipsec:AIOIPSEC_UDP_GSO=0`` compares the daemons with and
+without an environment setting (``+`` joins several ``NAME=VALUE``).
 """
 
 from __future__ import annotations
@@ -78,9 +85,12 @@ class Pair:
             conn = Connection.named(PROFILE, ike_options={"encap": "yes"})
             right = AioipsecPeer(topo, "right")
             left = AioipsecPeer(topo, "left")
+            # "aioipsec:NAME=VALUE,..." runs the daemons with that environment (A/B of a knob)
+            env = dict(kv.split("=", 1) for kv in self.impl.partition(":")[2].split("+") if kv)
             for p in (right, left):
                 self.peers.append(p)
                 p.configure(conn)
+                p.env = env or None
                 if self.profile_dir is not None:
                     out = self.profile_dir / f"aioipsec-{p.side.name}-r{self.round_no}.prof"
                     p.args = ["-m", "cProfile", "-o", str(out), *p.args]
@@ -96,6 +106,28 @@ class Pair:
             p.stop()
         self.peers.clear()
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the gateway processes so far (all threads)."""
+        total = 0
+        for p in self.peers:
+            pid = p.pid
+            if pid is None:
+                continue
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def packets(self) -> int:
+        """ESP packets handled by both gateways (each sealed and opened packet once)."""
+        n = 0
+        for p in self.peers:
+            for c in p.installed_children():
+                n += c.packets_in + c.packets_out
+        return n
+
     def addresses(self) -> tuple[str, str]:
         """(client, server) addresses for iperf3: inner ones through a tunnel."""
         if self.impl == "veth":
@@ -106,14 +138,22 @@ class Pair:
 def measure(pair: Pair, tcp_seconds: int, udp_seconds: int) -> dict[str, float]:
     topo = pair.topo
     cip, sip = pair.addresses()
+    cpu0, pk0 = pair.cpu_seconds(), pair.packets()
     tcp = iperf3(topo.left, topo.right, seconds=tcp_seconds, client_ip=cip, server_ip=sip)
+    cpu1, pk1 = pair.cpu_seconds(), pair.packets()
     udp = iperf3(topo.left, topo.right, seconds=udp_seconds, client_ip=cip, server_ip=sip,
                  udp_bitrate="0", length=64)
+    cpu2, pk2 = pair.cpu_seconds(), pair.packets()
     s = udp.raw["end"]["sum"]
     received = int(s["packets"]) - int(s["lost_packets"])
-    return {"tcp_mbps": tcp.mbps, "tcp_retransmits": float(tcp.retransmits or 0),
-            "udp64_pps": received / float(s["seconds"]),
-            "udp64_sent_pps": int(s["packets"]) / float(s["seconds"])}
+    out = {"tcp_mbps": tcp.mbps, "tcp_retransmits": float(tcp.retransmits or 0),
+           "udp64_pps": received / float(s["seconds"]),
+           "udp64_sent_pps": int(s["packets"]) / float(s["seconds"])}
+    if pk1 > pk0:
+        out["tcp_cpu_us_per_packet"] = 1e6 * (cpu1 - cpu0) / (pk1 - pk0)
+    if pk2 > pk1:
+        out["udp64_cpu_us_per_packet"] = 1e6 * (cpu2 - cpu1) / (pk2 - pk1)
+    return out
 
 
 def print_profile(profile_dir: Path, out: Callable[[str], None], top: int = 25) -> None:
@@ -147,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = ap.parse_args(argv)
     impls = [i for i in ns.only.split(",") if i]
     for i in impls:
-        if i not in IMPLS:
+        if i.partition(":")[0] not in IMPLS:
             ap.error(f"unknown implementation {i!r}")
     reason = netns_usable() or (shutil.which("iperf3") is None and "iperf3 is not installed") or None
     if reason is None and "libipsec" in impls:
@@ -178,19 +218,22 @@ def main(argv: list[str] | None = None) -> int:
                 finally:
                     pair.stop()
                 results[impl].append(m)
-                log(f"round {r + 1}/{rounds} {impl:9s} tcp {m['tcp_mbps']:8.1f} Mbit/s "
+                cpu = (f"   CPU/pkt tcp {m['tcp_cpu_us_per_packet']:5.1f} µs udp64 "
+                       f"{m.get('udp64_cpu_us_per_packet', float('nan')):5.1f} µs"
+                       if "tcp_cpu_us_per_packet" in m else "")
+                log(f"round {r + 1}/{rounds} {impl:9s}\n    tcp {m['tcp_mbps']:8.1f} Mbit/s "
                     f"(retr {int(m['tcp_retransmits'])})   udp64 {m['udp64_pps'] / 1e3:7.1f} kpps received "
-                    f"of {m['udp64_sent_pps'] / 1e3:7.1f} kpps sent")
+                    f"of {m['udp64_sent_pps'] / 1e3:7.1f} kpps sent{cpu}")
     finally:
         topo.destroy()
         shutil.rmtree(run_dir, ignore_errors=True)
 
-    med = {i: {k: statistics.median(m[k] for m in results[i]) for k in results[i][0]} for i in impls}
+    med = {i: {k: statistics.median(m[k] for m in results[i] if k in m) for k in results[i][0]} for i in impls}
     ratio: dict[str, float | None] = {}
     if "aioipsec" in med and "libipsec" in med:
-        for k in ("tcp_mbps", "udp64_pps"):
-            base = med["libipsec"][k]
-            ratio[k] = med["aioipsec"][k] / base if base else None
+        for k in ("tcp_mbps", "udp64_pps", "tcp_cpu_us_per_packet", "udp64_cpu_us_per_packet"):
+            base = med["libipsec"].get(k)
+            ratio[k] = med["aioipsec"][k] / base if base and k in med["aioipsec"] else None
     doc = {"rounds": rounds, "tcp_seconds": tcp_s, "udp_seconds": udp_s, "cpus": os.cpu_count(),
            "median": med, "ratio_aioipsec_over_libipsec": ratio, "runs": results,
            "elapsed_s": round(time.monotonic() - t0, 1)}
@@ -199,13 +242,19 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"\nmedians over {rounds} rounds (A/B/C order), {os.cpu_count()} CPUs, "
               f"{doc['elapsed_s']} s in all")
-        print(f"  {'':9s} {'TCP Mbit/s':>11s} {'UDP-64 kpps':>12s}")
+        print(f"  {'':9s} {'TCP Mbit/s':>11s} {'UDP-64 kpps':>12s} {'CPU µs/pkt TCP':>15s} {'UDP-64':>7s}")
         for i in impls:
-            print(f"  {i:9s} {med[i]['tcp_mbps']:11.1f} {med[i]['udp64_pps'] / 1e3:12.1f}")
+            c_tcp = med[i].get("tcp_cpu_us_per_packet")
+            c_udp = med[i].get("udp64_cpu_us_per_packet")
+            print(f"  {i:9s} {med[i]['tcp_mbps']:11.1f} {med[i]['udp64_pps'] / 1e3:12.1f} "
+                  f"{'' if c_tcp is None else f'{c_tcp:.1f}':>15s} {'' if c_udp is None else f'{c_udp:.1f}':>7s}")
         if ratio:
             tcp_r, udp_r = ratio["tcp_mbps"], ratio["udp64_pps"]
             print(f"  aioipsec ÷ libipsec: TCP {tcp_r:.2f}×, UDP-64 {udp_r:.2f}×"
                   f"  (target ≥ 1.2× TCP)" if tcp_r and udp_r else "  ratio: n/a")
+            c = ratio.get("tcp_cpu_us_per_packet")
+            if c:
+                print(f"  CPU per packet, aioipsec ÷ libipsec: TCP {c:.2f}× (below 1: aioipsec spends less)")
     if profile_dir is not None:
         print_profile(profile_dir, log)
     return 0
