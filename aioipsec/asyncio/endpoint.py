@@ -9,6 +9,7 @@ on 4500, NAT keepalives).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import time
@@ -38,6 +39,8 @@ ike_logger = logging.getLogger("aioipsec.ike")
 NON_ESP_MARKER = b"\x00\x00\x00\x00"
 IKE_HEADER_LEN = 28
 KEEPALIVE_INTERVAL = 20.0
+RATE_TABLE_MAX = 4096
+"""Addresses tracked by the per-peer IKE_SA_INIT rate limit."""
 
 
 def _open_raw_esp(host: str, *, required: bool) -> DatagramSocket | None:
@@ -238,15 +241,23 @@ class Endpoint:
         return None
 
     def _rate_ok(self, ip: str) -> bool:
+        """At most ``init_limit_per_peer`` new IKE SAs per address per second.
+        The table holds at most RATE_TABLE_MAX addresses in the order their
+        one-second windows started, so expiry pops from the front (O(1) per
+        packet, even under a flood from many forged addresses)."""
         now = time.monotonic()
-        start, count = self._rate.get(ip, (now, 0))
-        if now - start >= 1.0:
+        rate = self._rate
+        entry = rate.get(ip)
+        if entry is None or now - entry[0] >= 1.0:
+            rate.pop(ip, None)
             start, count = now, 0
+        else:
+            start, count = entry
         count += 1
-        self._rate[ip] = (start, count)
-        if len(self._rate) > 4096:
-            for k in [k for k, (s, _c) in self._rate.items() if now - s >= 1.0]:
-                del self._rate[k]
+        rate[ip] = (start, count)
+        if len(rate) > RATE_TABLE_MAX:
+            for k in list(itertools.islice(rate, len(rate) - RATE_TABLE_MAX)):
+                del rate[k]  # the oldest windows: expired, or forgotten early under a flood
         return count <= self.global_config.init_limit_per_peer
 
     def half_open(self) -> int:
