@@ -20,8 +20,7 @@ their own.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 from .errors import LocalProtocolError, ParseError
 
@@ -122,13 +121,18 @@ class Buffer:
         data = self._writable()
         pos = self._pos
         n = len(value)
-        data[pos : pos + n] = value
+        if pos == len(data):  # the usual case: appending at the end
+            data += value
+        else:
+            data[pos : pos + n] = value
         self._pos = pos + n
 
     def _push_int(self, value: int, size: int) -> None:
-        if not 0 <= value < 1 << (8 * size):
-            raise BufferWriteError(f"{value} does not fit in {size} bytes")
-        self.push_bytes(value.to_bytes(size, "big"))
+        try:
+            b = value.to_bytes(size, "big")  # OverflowError when negative or too large
+        except OverflowError:
+            raise BufferWriteError(f"{value} does not fit in {size} bytes") from None
+        self.push_bytes(b)
 
     def push_uint8(self, value: int) -> None:
         self._push_int(value, 1)
@@ -142,8 +146,7 @@ class Buffer:
     def push_uint64(self, value: int) -> None:
         self._push_int(value, 8)
 
-    @contextmanager
-    def push_block(self, length_size: int, *, start: int | None = None) -> Iterator[None]:
+    def push_block(self, length_size: int, *, start: int | None = None) -> _Block:
         """Reserve a ``length_size``-byte length field here, run the body,
         then write the number of bytes from ``start`` to the end of the block.
 
@@ -151,12 +154,34 @@ class Buffer:
         style); IKE headers pass the offset of the header's first octet so
         the length includes the header.
         """
-        at = self._pos
-        self.push_bytes(bytes(length_size))
-        begin = self._pos if start is None else start
-        yield
-        end = self._pos
-        length = end - begin
-        if not 0 <= length < 1 << (8 * length_size):
-            raise BufferWriteError(f"block of {length} bytes does not fit a {length_size}-byte length")
-        self._writable()[at : at + length_size] = length.to_bytes(length_size, "big")
+        return _Block(self, length_size, start)
+
+
+class _Block:
+    """The context manager :meth:`Buffer.push_block` returns (a small class:
+    IKE encodes a block per payload and ``contextlib.contextmanager`` costs
+    several times more per use)."""
+
+    __slots__ = ("_buf", "_size", "_start", "_at")
+
+    def __init__(self, buf: Buffer, size: int, start: int | None) -> None:
+        self._buf, self._size, self._start = buf, size, start
+        self._at = 0
+
+    def __enter__(self) -> None:
+        buf = self._buf
+        self._at = buf._pos
+        buf.push_bytes(bytes(self._size))
+        if self._start is None:
+            self._start = buf._pos
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is not None:
+            return
+        buf, size, at = self._buf, self._size, self._at
+        length = buf._pos - (self._start or 0)
+        if not 0 <= length < 1 << (8 * size):
+            raise BufferWriteError(f"block of {length} bytes does not fit a {size}-byte length")
+        buf._writable()[at : at + size] = length.to_bytes(size, "big")
