@@ -12,8 +12,8 @@ Fixtures:
 * ``direct`` / ``nat`` (module scope): the interop topologies
   (left 192.0.2.1 == right 192.0.2.2; left behind a MASQUERADE NAT), destroyed
   after the module (processes stopped by PID, namespaces deleted);
-* ``aio`` (function): ``aio(topo, side, connection, **options)`` starts an
-  aioipsec daemon from the harness's rendering of ``connection``;
+* ``aio`` (function): ``aio(topo, side, connection, daemon_args=(...))``
+  starts an aioipsec daemon from the harness's rendering of ``connection``;
 * ``charon`` (function): ``charon(topo, side, connection)`` starts a
   strongSwan peer (kernel-libipsec);
 
@@ -126,8 +126,9 @@ def aio(request: pytest.FixtureRequest) -> Iterator[AioFactory]:
     peers: list[AioipsecPeer] = []
 
     def start(topology: Topology, side: str, connection: Connection, *, extra_toml: str = "",
-              **kwargs: Any) -> AioipsecPeer:
+              daemon_args: tuple[str, ...] = (), **kwargs: Any) -> AioipsecPeer:
         peer = AioipsecPeer(topology, side, **kwargs)
+        peer.args += list(daemon_args)
         peers.append(peer)
         peer.configure(connection)
         if extra_toml:

@@ -3,7 +3,8 @@ devices, a bounded ping and a bounded ``iperf3 -t 3`` TCP run across.
 
 * aioipsec ⇄ aioipsec, direct: the first ping triggers IKE (trap) and is
   held, not lost; plain ESP (IP protocol 50 on the rawesp plugin's raw
-  socket) without NAT, or ESP in UDP 4500 with ``encap = true``;
+  socket) without NAT on uvloop, or ESP in UDP 4500 with ``encap = true`` on
+  the standard asyncio loop;
 * aioipsec ⇄ strongSwan (kernel-libipsec, always ESP-in-UDP), each side
   initiating; the packet counters of both ends agree;
 * aioipsec ⇄ aioipsec across the MASQUERADE NAT: NAT detected on both ends,
@@ -61,12 +62,18 @@ def settle() -> None:
 # ---------------------------------------------------------------------------
 # 1. aioipsec <-> aioipsec
 
-@pytest.mark.parametrize("encap", [False, True], ids=["plain-esp", "udp-encap"])
-def test_aioipsec_gateways_trap_ping_iperf(direct: Topology, aio, encap: bool) -> None:
+@pytest.mark.parametrize(("encap", "loop"), [(False, "uvloop"), (True, "asyncio")],
+                         ids=["plain-esp-uvloop", "udp-encap-asyncio"])
+def test_aioipsec_gateways_trap_ping_iperf(direct: Topology, aio, encap: bool, loop: str) -> None:
     ike_options = {"encap": "yes"} if encap else {}
-    left = aio(direct, "left", Connection.named(PROFILE, start_action="trap", ike_options=ike_options))
-    right = aio(direct, "right", Connection.named(PROFILE, ike_options=ike_options))
+    args = ("--uvloop", "yes" if loop == "uvloop" else "no")
+    left = aio(direct, "left", Connection.named(PROFILE, start_action="trap", ike_options=ike_options),
+               daemon_args=args)
+    right = aio(direct, "right", Connection.named(PROFILE, ike_options=ike_options), daemon_args=args)
     assert left.list_sas() == [] and right.list_sas() == []
+    for peer in (left, right):  # the daemon runs on the loop asked for
+        maps = open(f"/proc/{peer.pid}/maps").read()
+        assert ("uvloop" in maps) == (loop == "uvloop"), peer
     esp_cap = Capture(direct.left.ns, "eth0", "ip proto 50")
     udp_cap = Capture(direct.left.ns, "eth0", "udp port 4500 and udp[8:4] != 0 and udp[4:2] > 9")
 
@@ -94,7 +101,7 @@ def test_aioipsec_gateways_trap_ping_iperf(direct: Topology, aio, encap: bool) -
     assert st["endpoint"]["no_sa"] == 0 and st["endpoint"]["held_dropped"] == 0
     for row in (only_child(left).raw, only_child(right).raw):
         assert row["integrity_failed"] == 0 and row["policy_dropped"] == 0
-    print(f"\naioipsec<->aioipsec ({'udp-encap' if encap else 'plain ESP'}): "
+    print(f"\naioipsec<->aioipsec ({'udp-encap' if encap else 'plain ESP'}, {loop}): "
           f"iperf3 TCP {result.mbps:.0f} Mbit/s, retransmits {result.retransmits}")
 
 
