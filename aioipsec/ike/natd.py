@@ -19,6 +19,7 @@ does the same here.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -81,6 +82,6 @@ def check_natd(
         return NatdResult(False, False, False)
     remote_hash = natd_hash(spi_i, spi_r, remote)
     local_hash = natd_hash(spi_i, spi_r, local)
-    remote_nat = bool(src) and not any(h == remote_hash for h in src)
-    local_nat = bool(dst) and not any(h == local_hash for h in dst)
+    remote_nat = bool(src) and not any(hmac.compare_digest(h, remote_hash) for h in src)
+    local_nat = bool(dst) and not any(hmac.compare_digest(h, local_hash) for h in dst)
     return NatdResult(True, local_nat, remote_nat)
