@@ -180,14 +180,19 @@ class Endpoint:
 
     def _on_natt_port(self, batch: list[tuple[bytes, Address]]) -> None:
         esp: list[bytes] = []
+        append = esp.append
+        marker = NON_ESP_MARKER
+        last: Address | None = None
         for data, addr in batch:
-            if len(data) == 1 and data[0] == 0xFF:
-                self.stats.keepalives_in += 1  # RFC 3948 NAT keepalive: ignore
-            elif data[:4] == NON_ESP_MARKER:
+            if len(data) >= 8 and data[:4] != marker:  # ESP, the common case, first
+                append(data)
+                if addr != last:
+                    last = addr
+                    self._note_esp_peer(addr)
+            elif data[:4] == marker:
                 self._ike_received(data[4:], addr, True)
-            elif len(data) >= 8:
-                esp.append(data)
-                self._note_esp_peer(addr)
+            elif len(data) == 1 and data[0] == 0xFF:
+                self.stats.keepalives_in += 1  # RFC 3948 NAT keepalive: ignore
             else:
                 self.stats.malformed += 1
         if esp:
