@@ -94,17 +94,33 @@ class Buffer:
         """The next ``n`` bytes as a buffer of their own (for nested structures)."""
         return Buffer(self.pull_bytes(n))
 
+    # pull_uint8/16/32 and push_uint8 inline _need/_writable: IKE codecs call
+    # them hundreds of times per handshake
+
     def pull_uint8(self) -> int:
-        pos = self._need(1)
+        pos = self._pos
+        if pos >= len(self._data):
+            raise BufferReadError(f"need 1 bytes at offset {pos}, have 0")
+        self._pos = pos + 1
         return self._data[pos]
 
     def pull_uint16(self) -> int:
-        pos = self._need(2)
-        return _U16.unpack_from(self._data, pos)[0]  # type: ignore[no-any-return]
+        pos = self._pos
+        try:
+            (value,) = _U16.unpack_from(self._data, pos)
+        except struct.error:
+            raise BufferReadError(f"need 2 bytes at offset {pos}, have {len(self._data) - pos}") from None
+        self._pos = pos + 2
+        return value  # type: ignore[no-any-return]
 
     def pull_uint32(self) -> int:
-        pos = self._need(4)
-        return _U32.unpack_from(self._data, pos)[0]  # type: ignore[no-any-return]
+        pos = self._pos
+        try:
+            (value,) = _U32.unpack_from(self._data, pos)
+        except struct.error:
+            raise BufferReadError(f"need 4 bytes at offset {pos}, have {len(self._data) - pos}") from None
+        self._pos = pos + 4
+        return value  # type: ignore[no-any-return]
 
     def pull_uint64(self) -> int:
         pos = self._need(8)
@@ -135,7 +151,17 @@ class Buffer:
         self.push_bytes(b)
 
     def push_uint8(self, value: int) -> None:
-        self._push_int(value, 1)
+        if not 0 <= value <= 0xFF:
+            raise BufferWriteError(f"{value} does not fit in 1 bytes")
+        data = self._data
+        if type(data) is not bytearray:
+            data = self._writable()
+        pos = self._pos
+        if pos == len(data):
+            data.append(value)
+        else:
+            data[pos] = value
+        self._pos = pos + 1
 
     def push_uint16(self, value: int) -> None:
         self._push_int(value, 2)
