@@ -92,6 +92,9 @@ _V4_LEN = struct.Struct("!BxH")  # version/IHL, total length
 
 SOFT_FRACTION = 0.9
 """Soft byte/packet limit derived from a hard one (``esp_sa_pair_from_event``)."""
+SEQ_SOFT_SHIFT = 4
+"""An outbound SA asks for a rekey (soft expiry) when less than
+``max_seq >> SEQ_SOFT_SHIFT`` sequence numbers are left."""
 
 
 @dataclass(slots=True)
@@ -199,6 +202,10 @@ class _SaBase:
                 self._expire(False, "packets")
             elif self.soft_bytes is not None and b >= self.soft_bytes:
                 self._expire(False, "bytes")
+            elif not self.inbound and self.seq >= self.max_seq - (self.max_seq >> SEQ_SOFT_SHIFT):
+                # RFC 4303 §3.3.3: rekey before the counter runs out (1/16 of
+                # the space ahead: ~268 M packets without ESN)
+                self._expire(False, "seq")
         if not self.expired:
             if self.hard_packets is not None and p >= self.hard_packets:
                 self._expire(True, "packets")

@@ -272,6 +272,7 @@ def test_seq_exhaustion_without_esn() -> None:
     sealed = out.seal_batch([v4(b"1"), v4(b"2"), v4(b"3"), v4(b"4"), v4(b"5")])
     assert len(sealed) == 2
     assert [struct.unpack("!I", s[4:8])[0] for s in sealed] == [2**32 - 2, 2**32 - 1]
+    assert out.next_event() == ChildSaExpired(SPI, False, "seq")  # the rekey request comes first
     ev = out.next_event()
     assert ev == ChildSaExpired(SPI, True, "seq-exhausted")
     assert out.next_event() is None
