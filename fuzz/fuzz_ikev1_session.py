@@ -1,0 +1,14 @@
+"""atheris harness: ``fuzzlib.ikev1_session`` (see fuzz/README.md).
+
+    .venv/bin/python fuzz/fuzz_ikev1_session.py -max_total_time=300 -rss_limit_mb=2048 [CORPUS_DIR]
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import fuzzlib  # noqa: E402
+
+if __name__ == "__main__":
+    fuzzlib.main("ikev1_session")
