@@ -12,7 +12,6 @@ import asyncio
 import itertools
 import logging
 import os
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -250,7 +249,7 @@ class Endpoint:
         The table holds at most RATE_TABLE_MAX addresses in the order their
         one-second windows started, so expiry pops from the front (O(1) per
         packet, even under a flood from many forged addresses)."""
-        now = time.monotonic()
+        now = self.loop.time()  # the loop clock, like every other timer here
         rate = self._rate
         entry = rate.get(ip)
         if entry is None or now - entry[0] >= 1.0:
