@@ -341,11 +341,6 @@ def test_spis_and_cookies_are_distinct_across_many_sessions() -> None:
     assert 0 not in esp and len(set(esp)) == len(esp) and min(esp) >= 256
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="IKEv2 child_create accepts a peer ESP/AH SPI of 0 (reserved, RFC 4303 §2.1) as the outbound SPI: "
-    "the len(sel.spi) != 4 checks in _complete_i/process_r should also refuse bytes(4) (see the robustness report)",
-)
 def test_zero_spi_in_a_peer_esp_proposal_is_refused() -> None:
     """A Child SA proposal whose ESP SPI is 0 (reserved, RFC 4303 §2.1) is
     not accepted as an outbound SPI."""
@@ -364,6 +359,8 @@ def test_zero_spi_in_a_peer_esp_proposal_is_refused() -> None:
     w.r.receive_datagram(encode_message(msg, w.i.sa.sk), fuzzlib.I_ADDR, w.now)
     new = [c for s, c in w.r.children.items() if s not in before]
     assert all(c.spi_out != 0 for c in new), "an outbound SPI of 0 was accepted"
+    [(out, _)] = w.r.datagrams_to_send(w.now)
+    assert [n.notify_type for n in decode_message(out, w.i.sa.sk).notifies] == [NotifyType.INVALID_SYNTAX]
     assert w.r.stats.internal_errors == 0 and w.r.is_established
 
 

@@ -228,8 +228,8 @@ class ChildCreate(Task):
         if msg.get(SaPayload) is None:
             raise NoProposalChosen("responder created no Child SA")
         sel = accept_response(self.sent, offered(msg), _protocol(cfg)[1], strip_ke=self.in_auth)
-        if len(sel.spi) != 4:
-            raise InvalidSyntax("Child SA SPI must be 4 octets")
+        if len(sel.spi) != 4 or sel.spi == bytes(4):
+            raise InvalidSyntax("Child SA SPI must be 4 octets, not zero (RFC 4303 §2.1)")
         self.selected = sel
         self.spi_out = int.from_bytes(sel.spi, "big")
         shared = None
@@ -319,8 +319,8 @@ class ChildCreate(Task):
         if chosen is None:
             raise NoProposalChosen("no acceptable ESP/AH proposal")
         cfg, local, remote, sel = chosen
-        if len(sel.spi) != 4:
-            raise InvalidSyntax("Child SA SPI must be 4 octets")
+        if len(sel.spi) != 4 or sel.spi == bytes(4):
+            raise InvalidSyntax("Child SA SPI must be 4 octets, not zero (RFC 4303 §2.1)")
         self.config = cfg
         self.protocol = _protocol(cfg)[0]
         self.selected = sel
