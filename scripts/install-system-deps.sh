@@ -16,11 +16,21 @@
 #   non-root users may capture.
 # - `apt-get update` runs only when the install fails (missing or stale lists),
 #   then the install is retried once.
+# - the VM tests' dependencies come from scripts/install-vm-deps.sh (run first,
+#   unless AIOIPSEC_VM_TESTS=0).
 # - strongswan-pki is not needed: tests/interop/certs.py makes the test PKI
 #   with the `cryptography` package.
 set -o errexit -o nounset -o pipefail
 
 log() { printf '[install-system-deps] %s\n' "$*"; }
+
+# The micro-VM interop tests (tests/interop/vm.py: QEMU, a Debian kernel, Libreswan):
+# their smoke case runs by default and all of them with AIOIPSEC_VM_TESTS=1, so their
+# dependencies are installed unless AIOIPSEC_VM_TESTS=0.
+if [[ ${AIOIPSEC_VM_TESTS:-} != 0 ]]; then
+    bash "$(dirname "${BASH_SOURCE[0]}")/install-vm-deps.sh" ||
+        { log "ERROR: scripts/install-vm-deps.sh failed"; exit 1; }
+fi
 
 # Each entry: a file that must exist -> the Debian package that ships it.
 declare -A NEED=(
