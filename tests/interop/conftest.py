@@ -25,6 +25,13 @@ Fixtures:
 * ``process_peer`` (function): a factory ``process_peer(topology, side, args,
   ready=REGEX)`` that starts ``<venv python> ARGS`` in the side's namespace (e.g. an
   aioipsec daemon) and waits for REGEX in its output; stopped by PID after the test.
+* ``micro_vm`` (function, tests marked ``vm``): the session's QEMU micro-VM
+  (:mod:`.vm`, real Linux XFRM) on the right of its own direct topology, booted on
+  first use and halted as soon as the next test is not a ``vm`` test;
+  ``vm_peers`` (function): ``vm_peers.strongswan(conn)`` / ``.libreswan(conn)`` in
+  the VM, ``vm_peers.aioipsec(conn)`` on the left; all stopped after the test.  VM
+  tests run with ``AIOIPSEC_VM_TESTS=1``; unset, only those also marked
+  ``vm_smoke`` (see :func:`.vm.vm_tests_skip_reason`).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from .aioipsec_peer import AioipsecPeer
 from .netns import Topology, cleanup_stale_runs, create_topology, make_run_dir, netns_usable
 from .peer import ProcessPeer
 from .strongswan import Connection, StrongSwanPeer, charon_available
+from .vm import MicroVm, VmBed, VmPeers, vm_tests_skip_reason, vm_unavailable
 
 INTEROP_TIMEOUT = 60
 _reason_cache: list[str | None] = []
@@ -65,8 +73,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if has_timeout and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(INTEROP_TIMEOUT))
         reason = interop_unavailable()
+        if reason is None and item.get_closest_marker("vm") is not None:
+            smoke = item.get_closest_marker("vm_smoke") is not None
+            reason = vm_tests_skip_reason(smoke=smoke) or vm_unavailable()
         if reason is not None:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "vm: needs the QEMU micro-VM peer (tests/interop/vm.py)")
+    config.addinivalue_line("markers", "vm_smoke: the VM test that runs without AIOIPSEC_VM_TESTS=1")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -186,3 +202,39 @@ def aioipsec(request: pytest.FixtureRequest, interop_pki: TestPki
         for peer in peers:
             tail = "\n".join(peer.logs().splitlines()[-80:])
             print(f"\n----- {peer.name} ({peer.dir}) aioipsec.log tail -----\n{tail}")
+
+
+# ---------------------------------------------------------------------------
+# the micro-VM (tests/interop/vm.py): one per session, only while vm tests run
+
+_vm_beds: list[VmBed] = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    # after the test's own fixtures are gone: halt the VM unless the next test uses it
+    if nextitem is None or nextitem.get_closest_marker("vm") is None:
+        for bed in _vm_beds:
+            bed.close()
+
+
+@pytest.fixture(scope="session")
+def vm_bed(interop_run_dir: Path) -> Iterator[VmBed]:
+    bed = VmBed(interop_run_dir)
+    _vm_beds.append(bed)
+    yield bed
+    bed.close()
+
+
+@pytest.fixture
+def micro_vm(vm_bed: VmBed) -> MicroVm:
+    return vm_bed.get()
+
+
+@pytest.fixture
+def vm_peers(request: pytest.FixtureRequest, micro_vm: MicroVm) -> Iterator[VmPeers]:
+    peers = VmPeers(micro_vm)
+    yield peers
+    peers.stop_all()
+    if _failed(request):
+        print(peers.log_tails())
