@@ -39,10 +39,6 @@ from aioipsec.errors import ConfigError, RemoteProtocolError
 
 __all__ = ["ContractViolation", "Reader", "TARGETS", "seeds", "mutate"]
 
-# keep the harness quiet: sessions log every exchange step at INFO
-logging.getLogger("aioipsec").setLevel(logging.CRITICAL)
-
-
 class ContractViolation(AssertionError):
     """A parser broke its contract (wrong exception, no counter moved, state over its bound)."""
 
@@ -50,6 +46,30 @@ class ContractViolation(AssertionError):
 def check(cond: bool, what: str) -> None:
     if not cond:
         raise ContractViolation(what)
+
+
+class _SwallowedExceptions(logging.Handler):
+    """Records log records that carry a traceback: a defensive ``except``
+    somewhere logged an exception it caught (``logger.exception`` in the
+    IKEv2 session, ``exc_info=True`` in the IKEv1 one).  For a parser fed
+    garbage that is a bug hidden from the caller, so targets fail on it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.hits: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info:
+            self.hits.append(f"{record.name}: {record.getMessage()} ({record.exc_info[0].__name__})")
+
+
+SWALLOWED = _SwallowedExceptions()
+logging.getLogger("aioipsec").addHandler(SWALLOWED)
+
+
+def check_nothing_swallowed(what: str) -> None:
+    hits, SWALLOWED.hits = SWALLOWED.hits, []
+    check(not hits, f"{what}: exception caught and logged inside: {hits[:3]}")
 
 
 # =========================================================================== input reader
@@ -319,6 +339,7 @@ def ikev2_session(data: bytes) -> None:
     Nothing may raise, ``internal_errors`` stays 0, and every datagram moves
     a counter."""
     r = Reader(data)
+    SWALLOWED.hits.clear()
     state = r.pick(V2_STATES)
     w, side = _v2_state(state, seed=r.u8() % 4, suite=r.u8())
     target = w.i if side == "i" else w.r
@@ -336,6 +357,7 @@ def ikev2_session(data: bytes) -> None:
         while target.next_event() is not None:
             pass
     check(target.stats.internal_errors == 0, f"{state}: internal error in timers after input")
+    check_nothing_swallowed(state)
 
 
 def _v2_one(r: Reader, w: V2World, state: str, target: Any, peer: Any, src: tuple[str, int]) -> None:
@@ -629,6 +651,7 @@ def ikev1_session(data: bytes) -> None:
     with the real Phase 1 key and IV), then its timers run.  Nothing may
     raise; the passive-exchange table stays bounded."""
     r = Reader(data)
+    SWALLOWED.hits.clear()
     state = r.pick(V1_STATES)
     w, side = _v1_state(state, seed=r.u8() % 4, suite=r.u8())
     target = w.i if side == "i" else w.r
@@ -646,6 +669,7 @@ def ikev1_session(data: bytes) -> None:
         while target.next_event() is not None:
             pass
     _v1_bounds(target)
+    check_nothing_swallowed(state)
 
 
 def _v1_one(r: Reader, w: V1World, target: Any, peer: Any, src: tuple[str, int]) -> None:
@@ -895,6 +919,7 @@ def endpoint_demux(data: bytes) -> None:
     check(ep.half_open() <= gc.half_open_max, f"{ep.half_open()} half-open sessions (max {gc.half_open_max})")
     check(len(ep._rate) <= 4096 + 1, f"per-peer rate table has {len(ep._rate)} entries")
     check(len(ep._by_init) <= len(ep.sessions) + 1, "routing table outlives its sessions")
+    check_nothing_swallowed("endpoint")
     env["n"] += 1
     if env["n"] % 200 == 0:  # let half-open sessions time out, keep the loop state small
         for p in list(ep.sessions):
@@ -1043,6 +1068,9 @@ def main(name: str, argv: list[str] | None = None) -> None:
 
     argv = list(sys.argv if argv is None else argv)
     target = TARGETS[name]
+    # quiet: sessions log every exchange step; SWALLOWED still sees WARNING+
+    logging.getLogger("aioipsec").setLevel(logging.WARNING)
+    logging.getLogger("aioipsec").propagate = False
     corpus = [a for a in argv[1:] if not a.startswith("-")]
     if not corpus:  # seed a scratch corpus so the run starts from real messages
         d = tempfile.mkdtemp(prefix=f"aioipsec-fuzz-{name}-")
