@@ -72,10 +72,17 @@ def _swanctl_option(key: str, value: str) -> Any:
 
 
 def render_aioipsec_config(conn: Connection, topology: Topology, side: str, *,
-                           files: Mapping[str, Path] | None = None) -> str:
+                           files: Mapping[str, Path] | None = None,
+                           extra: Mapping[str, Mapping[str, Any]] | None = None) -> str:
     """aioipsec's TOML for ``side`` of ``topology``: the same tunnel charon gets from
     :func:`~.strongswan.render_swanctl` for ``conn``.  ``files`` names the PEM files of
-    pubkey profiles (``cert``, ``key``, ``cacert``)."""
+    pubkey profiles (``cert``, ``key``, ``cacert``).  ``extra`` sets aioipsec-only keys
+    as they are spelt in its TOML, overriding the rendered ones: ``{"global":
+    {"cookie_threshold": 0}, "ike": {"retransmit_tries": 2}, "child": {...}}``."""
+    extra = extra or {}
+    unknown = set(extra) - {"global", "ike", "child"}
+    if unknown:
+        raise PeerError(f"extra sections {sorted(unknown)}: only global, ike, child")
     me, peer = topology.side(side), topology.other(side)
     prof = conn.profile
     if conn.family == 6:
@@ -86,6 +93,8 @@ def render_aioipsec_config(conn: Connection, topology: Topology, side: str, *,
     else:
         local_addr, remote_addr = me.outer4, topology.remote_addrs_seen_by(side)
         local_ts, remote_ts = me.inner_net4, peer.inner_net4
+    local_ts = conn.local_ts or local_ts
+    remote_ts = conn.remote_ts or remote_ts
     if prof.id_kind == "ip":
         local_id = me.outer6 if conn.family == 6 else me.outer4
         remote_id = peer.outer6 if conn.family == 6 else peer.outer4
@@ -121,9 +130,10 @@ def render_aioipsec_config(conn: Connection, topology: Topology, side: str, *,
         local = {"auth": "psk", "id": local_id}
         remote = {"auth": "psk", "id": remote_id}
 
+    ike.update(extra.get("ike", {}))
     child: dict[str, Any] = {
-        "local_ts": [local_ts],
-        "remote_ts": [remote_ts],
+        "local_ts": [ts.strip() for ts in local_ts.split(",")],
+        "remote_ts": [ts.strip() for ts in remote_ts.split(",")],
         "esp_proposals": [prof.esp_proposals],
         "mode": prof.mode,
         "start_action": conn.start_action,
@@ -132,10 +142,15 @@ def render_aioipsec_config(conn: Connection, topology: Topology, side: str, *,
         if key not in _CHILD_OPTION_KEYS:
             raise PeerError(f"child option {key!r} has no aioipsec equivalent here")
         child[key] = _swanctl_option(key, value)
+    child.update(extra.get("child", {}))
 
     lines = [f"# aioipsec interop peer ({side}), profile {prof.name}", "",
-             "[tun]", f"name = {_toml_value(TUN_NAME)}", "mtu = 1400", "",
-             "[connections.ih]"]
+             "[tun]", f"name = {_toml_value(TUN_NAME)}", "mtu = 1400", ""]
+    if extra.get("global"):
+        lines += ["[global]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in extra["global"].items()]
+        lines += [""]
+    lines += ["[connections.ih]"]
     lines += [f"{k} = {_toml_value(v)}" for k, v in ike.items()]
     lines += [f"local = {_toml_value(local)}", f"remote = {_toml_value(remote)}", "",
               "[connections.ih.children.ih]"]
@@ -177,7 +192,8 @@ class AioipsecPeer(ProcessPeer):
 
     _instances: dict[str, int] = {}
 
-    def __init__(self, topology: Topology, side: str, *, verbose: int = 1) -> None:
+    def __init__(self, topology: Topology, side: str, *, verbose: int = 1,
+                 extra: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         ns_name = topology.side(side).ns.name
         n = AioipsecPeer._instances.get(ns_name, 0) + 1
         AioipsecPeer._instances[ns_name] = n
@@ -188,6 +204,7 @@ class AioipsecPeer(ProcessPeer):
         super().__init__(topology, side, args, ready=r"listening on",
                          log=self.dir / "aioipsec.log")
         self.connection: Connection | None = None
+        self.extra = {k: dict(v) for k, v in (extra or {}).items()}
 
     def __repr__(self) -> str:
         return f"AioipsecPeer({self.side.name}, {self.side.ns.name}, pid={self.pid})"
@@ -226,7 +243,7 @@ class AioipsecPeer(ProcessPeer):
                     dst.chmod(0o600)
                 files[role] = dst
         self.config_path.write_text(render_aioipsec_config(
-            conn, self.topology, self.side.name, files=files))
+            conn, self.topology, self.side.name, files=files, extra=self.extra))
         self.connection = conn
 
     # -- process

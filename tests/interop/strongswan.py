@@ -140,6 +140,10 @@ class Connection:
     fragmentation: str = "yes"
     ike_options: Mapping[str, str] = field(default_factory=dict)
     child_options: Mapping[str, str] = field(default_factory=dict)
+    # traffic selectors instead of the topology's inner subnets (swanctl lists,
+    # comma-separated: "203.0.113.128/26,203.0.113.192/26")
+    local_ts: str | None = None
+    remote_ts: str | None = None
 
     @classmethod
     def named(cls, profile: str, **kwargs: Any) -> Connection:
@@ -177,6 +181,8 @@ def render_swanctl(conn: Connection, topology: Topology, side: str) -> str:
     else:
         local_addrs, remote_addrs = me.outer4, topology.remote_addrs_seen_by(side)
         local_ts, remote_ts = me.inner_net4, peer.inner_net4
+    local_ts = conn.local_ts or local_ts
+    remote_ts = conn.remote_ts or remote_ts
     if prof.id_kind == "ip":
         local_id = me.outer6 if conn.family == 6 else me.outer4
         remote_id = peer.outer6 if conn.family == 6 else peer.outer4
@@ -215,7 +221,10 @@ def render_swanctl(conn: Connection, topology: Topology, side: str) -> str:
 
 def render_strongswan_conf(*, logfile: Path, vici: Path, dataplane: str = "libipsec",
                            log_keys: bool = False, debug: Mapping[str, int] | None = None,
-                           retransmit_tries: int = 3) -> str:
+                           retransmit_tries: int = 3,
+                           options: Mapping[str, str] | None = None) -> str:
+    """strongswan.conf; ``options`` are extra ``charon.<key> = <value>`` settings
+    (``{"cookie_threshold": "1"}``, ``{"dos_protection": "no"}`` ...)."""
     levels = dict(LOG_LEVELS)
     if log_keys:
         levels.update(ike=4, chd=4)
@@ -225,6 +234,7 @@ def render_strongswan_conf(*, logfile: Path, vici: Path, dataplane: str = "libip
         "LOGFILE": str(logfile),
         "VICI_SOCKET": str(vici),
         "RETRANSMIT_TRIES": str(retransmit_tries),
+        "CHARON_OPTIONS": _option_lines(options or {}, 4),
         "LOGLEVELS": "\n".join(f"            {k} = {v}" for k, v in levels.items()),
     })
 
@@ -405,7 +415,8 @@ class StrongSwanPeer:
 
     def __init__(self, topology: Topology, side: str, *, log_keys: bool = False,
                  debug: Mapping[str, int] | None = None, dataplane: str = "libipsec",
-                 retransmit_tries: int = 3) -> None:
+                 retransmit_tries: int = 3,
+                 charon_options: Mapping[str, str] | None = None) -> None:
         self.topology = topology
         self.side = topology.side(side)
         self.ns = self.side.ns
@@ -416,6 +427,7 @@ class StrongSwanPeer:
         self.debug = dict(debug or {})
         self.dataplane = dataplane
         self.retransmit_tries = retransmit_tries
+        self.charon_options = dict(charon_options or {})
         self.connection: Connection | None = None
         self.process: NamespaceProcess | None = None
         self.dir.mkdir(parents=True, exist_ok=False)
@@ -480,7 +492,8 @@ class StrongSwanPeer:
             raise StrongSwanError(f"{self} already running")
         self.conf.write_text(render_strongswan_conf(
             logfile=self.log_path, vici=self.vici, dataplane=self.dataplane,
-            log_keys=self.log_keys, debug=self.debug, retransmit_tries=self.retransmit_tries))
+            log_keys=self.log_keys, debug=self.debug, retransmit_tries=self.retransmit_tries,
+            options=self.charon_options))
         self.vici.unlink(missing_ok=True)
         # ip netns exec, unshare (no --fork), sh's exec and env all exec: the PID we get
         # is charon's own.  /run is private to this charon (its hard-wired pid file).
