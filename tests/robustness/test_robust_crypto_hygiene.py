@@ -498,6 +498,23 @@ def _forms(secret: bytes) -> list[str]:
     return [secret.hex(), secret.hex().upper(), base64.b64encode(secret).decode(), repr(secret)[2:-1][:40]]
 
 
+def test_the_key_scan_finds_a_logged_key() -> None:
+    """The scan used below would notice a key logged in any of its forms."""
+    key = bytes(range(7, 39))
+    handler = _Collect()
+    lg = logging.getLogger("aioipsec.test-scan")
+    lg.addHandler(handler)
+    lg.setLevel(logging.DEBUG)
+    try:
+        lg.debug("sk_ei=%s", key.hex())
+        lg.debug("raw %r", key)
+        lg.debug("b64 %s", base64.b64encode(key).decode())
+    finally:
+        lg.removeHandler(handler)
+    for line in handler.lines:
+        assert any(f in line for f in _forms(key)), line
+
+
 def test_no_key_material_in_debug_logs() -> None:
     """IKEv2 (establish, Child SA rekey, IKE rekey, PFS child, delete) and
     IKEv1 (Main Mode, Quick Mode, rekey, delete) negotiations with every
@@ -588,3 +605,69 @@ def _collect_v2(w: fuzzlib.V2World, secrets: list[bytes]) -> None:
                         secrets.append(v)
         for c in s.children.values():
             secrets.extend(k for k in c.keys if k)
+
+
+def test_no_key_material_in_debug_logs_of_the_asyncio_stack() -> None:
+    """connect()/serve() over an in-memory network (IKEv2 and IKEv1, with
+    a Child SA rekey and traffic), every aioipsec and asyncio logger at
+    DEBUG: the endpoint, data plane and session logs carry no negotiated key."""
+    import asyncio
+
+    from robust_vtime import VirtualTimeLoop
+
+    from aioipsec.asyncio.client import connect, serve
+    from aioipsec.asyncio.sockets import MemoryNetwork
+
+    handler = _Collect()
+    loggers = [logging.getLogger("aioipsec"), logging.getLogger("asyncio")]
+    old = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.DEBUG)
+        lg.addHandler(handler)
+    secrets: list[bytes] = [fuzzlib.PSK.encode()]
+
+    async def run(version: int) -> None:
+        net = MemoryNetwork()
+        ci, cr = fuzzlib.v2_configs(0) if version == 2 else fuzzlib.v1_configs(0)
+        ci.local_addrs, ci.remote_addrs = ["192.0.2.1"], ["192.0.2.2"]
+        cr.local_addrs, cr.remote_addrs = ["192.0.2.2"], ["192.0.2.1"]
+        server = await serve("192.0.2.2", configuration=cr, network=net)
+        server.endpoint.event_listeners.append(lambda _p, ev: _keys_of(ev, secrets))
+        try:
+            async with connect("192.0.2.2", configuration=ci, network=net, timeout=30) as ike:
+                ike._endpoint.event_listeners.append(lambda _p, ev: _keys_of(ev, secrets))
+                for ev in list(ike.children.values()):
+                    _keys_of(ev, secrets)
+                child = next(iter(ike.children.values()))
+                await asyncio.wait_for(ike.rekey_child_sa(child.spi_in), 30)
+                s = ike.session
+                if version == 2:
+                    _collect_v2(type("W", (), {"i": s, "r": s})(), secrets)  # type: ignore[arg-type]
+                else:
+                    for sa in s.sas:
+                        if sa.keys is not None:
+                            secrets.extend(getattr(sa.keys, n) for n in ("skeyid", "skeyid_d", "skeyid_a", "enc_key"))
+        finally:
+            await server._close()
+
+    try:
+        for version in (2, 1):
+            loop = VirtualTimeLoop()
+            try:
+                loop.run_until_complete(run(version))
+            finally:
+                loop.close()
+    finally:
+        for lg, lvl in zip(loggers, old):
+            lg.removeHandler(handler)
+            lg.setLevel(lvl)
+    secrets = [s for s in secrets if s and len(s) >= 8]
+    assert len(secrets) > 20 and len(handler.lines) > 50
+    blob = "\n".join(handler.lines)
+    leaks = [s.hex()[:16] for s in secrets if any(f and f in blob for f in _forms(s))]
+    assert not leaks, f"{len(leaks)} keys found in the logs"
+
+
+def _keys_of(ev: Any, secrets: list[bytes]) -> None:
+    if isinstance(ev, ChildSaInstalled):
+        secrets.extend(k for k in (ev.encr_key_in, ev.encr_key_out, ev.integ_key_in, ev.integ_key_out) if k)
