@@ -147,6 +147,24 @@ class Selected:
         return "-".join(names)
 
 
+def describe_offers(offers: Sequence[WireProposal]) -> str:
+    """Offered proposals in strongSwan syntax for log lines and failure reasons:
+    ``aes256-sha256-prfsha256-modp2048, chacha20poly1305`` (unknown transforms as
+    ``TYPE:id``, ESN only when offered)."""
+    order = (TransformType.ENCR, TransformType.INTEG, TransformType.PRF, TransformType.KE)
+    out = []
+    for offer in offers:
+        names = []
+        for ttype in order:
+            for t in offer.of_type(ttype):
+                alg = by_id(ttype, t.id, t.key_length)
+                names.append(alg.name if alg is not None else f"{ttype.name}:{t.id}")
+        if any(t.id == 1 for t in offer.of_type(TransformType.ESN)):
+            names.append("esn")
+        out.append("-".join(names) or "(empty)")
+    return ", ".join(out) or "nothing"
+
+
 def _pick(
     configured: Sequence[Alg], offered: Sequence[WireTransform], ttype: TransformType
 ) -> Alg | None:

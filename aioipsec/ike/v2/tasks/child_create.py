@@ -19,7 +19,16 @@ from ....errors import (
 from ....events import NegotiationFailed
 from ....selectors import TrafficSelector
 from ...constants import ExchangeType, NotifyType
-from ...proposals import Selected, WireProposal, accept_response, first_ke, ke_group_acceptable, select, to_wire
+from ...proposals import (
+    Selected,
+    WireProposal,
+    accept_response,
+    describe_offers,
+    first_ke,
+    ke_group_acceptable,
+    select,
+    to_wire,
+)
 from ..message import Message
 from ..payloads import KePayload, NoncePayload, SaPayload, TsiPayload, TsrPayload
 from .base import Task, TaskStatus
@@ -32,6 +41,10 @@ def _protocol(cfg: ChildConfig) -> tuple[str, list[Proposal]]:
     if cfg.ah_proposals:
         return "ah", list(cfg.ah_proposals)
     return "esp", list(cfg.esp_proposals)
+
+
+def _ts_list(selectors: list[TrafficSelector] | tuple[TrafficSelector, ...]) -> str:
+    return ", ".join(str(ts) for ts in selectors) or "(none)"
 
 
 def _notify_name(n: int) -> str:
@@ -307,7 +320,8 @@ class ChildCreate(Task):
         offers = offered(msg)
         candidates = self._candidates(list(tsi_p.selectors), list(tsr_p.selectors))
         if not candidates:
-            raise TsUnacceptable("no child configuration matches the traffic selectors")
+            received = f"{_ts_list(tsr_p.selectors)} === {_ts_list(tsi_p.selectors)}"
+            raise TsUnacceptable(f"no child configuration matches the traffic selectors {received}")
         chosen = None
         for cfg, local, remote in candidates:
             try:
@@ -317,7 +331,11 @@ class ChildCreate(Task):
             chosen = (cfg, local, remote, sel)
             break
         if chosen is None:
-            raise NoProposalChosen("no acceptable ESP/AH proposal")
+            configured = ", ".join(dict.fromkeys(str(p) for cfg, _l, _r in candidates for p in _protocol(cfg)[1]))
+            raise NoProposalChosen(
+                f"no acceptable ESP/AH proposal for {', '.join(c.name for c, _l, _r in candidates)}: "
+                f"received {describe_offers(offers)}; configured {configured}"
+            )
         cfg, local, remote, sel = chosen
         if len(sel.spi) != 4 or sel.spi == bytes(4):
             raise InvalidSyntax("Child SA SPI must be 4 octets, not zero (RFC 4303 §2.1)")
@@ -376,9 +394,11 @@ class ChildCreate(Task):
         if self.skip:
             return
         if self.error is not None:
-            name = self.config.name if self.config else "?"
+            # the child's name once a configuration was chosen; before that the
+            # reason says what did not match
+            prefix = f"{self.config.name}: " if self.config else ""
             ex = "IKE_AUTH" if self.in_auth else "CREATE_CHILD_SA"
-            s.emit(NegotiationFailed(s.peer, ex, _notify_name(self.error.notify_type), f"{name}: {self.error}"))
+            s.emit(NegotiationFailed(s.peer, ex, _notify_name(self.error.notify_type), f"{prefix}{self.error}"))
             s.step("CHILD_SA refused", self.sa, notify=_notify_name(self.error.notify_type), reason=str(self.error))
             return
         if self.child is not None:

@@ -10,7 +10,7 @@ from ....errors import InvalidKePayload, InvalidSyntax, NoProposalChosen
 from ....events import NegotiationFailed
 from ...auth import SUPPORTED_HASHES, certreq_data
 from ...constants import CertEncoding, ExchangeType, NotifyType
-from ...proposals import WireProposal, accept_response, first_ke, ke_group_acceptable, select, to_wire
+from ...proposals import WireProposal, accept_response, describe_offers, first_ke, ke_group_acceptable, select, to_wire
 from ..message import Message
 from ..payloads import CertReqPayload, KePayload, NoncePayload, SaPayload
 from .base import Task, TaskStatus
@@ -143,7 +143,10 @@ class IkeInit(Task):
             except NoProposalChosen:
                 continue
         if not matches:
-            raise NoProposalChosen("no acceptable IKE proposal")
+            configured = ", ".join(dict.fromkeys(str(p) for c in session.candidates for p in c.proposals))
+            raise NoProposalChosen(
+                f"no acceptable IKE proposal: received {describe_offers(offers)}; configured {configured}"
+            )
         session.config = matches[0][0]
         sel = matches[0][1]
         # IKE_AUTH may still switch configuration by identity, but only to one
