@@ -210,7 +210,8 @@ def test_no_proposal_ike(aioipsec, strongswan, direct_topology: Topology,
         assert "received NO_PROPOSAL_CHOSEN notify error" in ss.logs()
         expected = (r"WARNING ih: NegotiationFailed\(peer='192\.0\.2\.2\[500\]', "
                     r"exchange='IKE_SA_INIT', notify='NO_PROPOSAL_CHOSEN', "
-                    r"reason='no acceptable IKE proposal")
+                    r"reason='no acceptable IKE proposal: received aes128gcm16-prfsha256-x25519; "
+                    r"configured aes256-sha256-modp2048'\)")
     warnings = aio_warnings(aio)
     assert len(warnings) == 1 and re.search(expected, warnings[0]), warnings
     # one exchange, no retransmits, nothing half-open on either end
@@ -244,7 +245,8 @@ def test_no_proposal_esp(aioipsec, strongswan, direct_topology: Topology,
         with pytest.raises(StrongSwanError, match="initiate ih/ih failed"):
             ss.initiate(timeout=8)
         assert "received NO_PROPOSAL_CHOSEN notify, no CHILD_SA built" in ss.logs()
-        reason = r"reason='[^']*no acceptable ESP/AH proposal"
+        reason = (r"reason='no acceptable ESP/AH proposal for ih: received aes128gcm16; "
+                  r"configured chacha20poly1305'\)")
     assert "failed to establish CHILD_SA, keeping IKE_SA" in ss.logs()
     warnings = aio_warnings(aio)
     assert len(warnings) == 1, warnings
@@ -315,6 +317,10 @@ def test_ts_unacceptable(aioipsec, strongswan, direct_topology: Topology,
                          aio.logs()), aio.logs()
     warnings = aio_warnings(aio)
     assert len(warnings) == 1 and "notify='TS_UNACCEPTABLE'" in warnings[0], warnings
+    if initiator == "strongswan":
+        # what charon proposed, from aioipsec's side (local === remote)
+        assert ("reason='no child configuration matches the traffic selectors "
+                "203.0.113.0/25 === 203.0.113.128/26'" in warnings[0]), warnings
     (aio_ike,) = aio.list_sas()
     (ss_ike,) = ss.list_sas()
     assert aio_ike.state == ss_ike.state == "ESTABLISHED"
