@@ -152,14 +152,16 @@ def _make_sas(nsa: int, encr_keys: list[bytes]) -> list[Any]:
     ]
 
 
-def _worker(sock: socket.socket, encr_keys: list[bytes], expect: int, go: Any, result: Any) -> None:
-    """Drain ``sock`` in batches of up to 64, group by SPI, open each group."""
+def _worker(sock: socket.socket, index: int, workers: int, encr_keys: list[bytes], expect: int, go: Any,
+            result: Any) -> None:
+    """Drain ``sock`` in batches of up to 64, group by SPI, open each group;
+    count datagrams whose SPI the steering program should have sent elsewhere."""
     sas = {sa.spi: sa for sa in _make_sas(len(encr_keys), encr_keys)}
     sock.setblocking(False)
     recv = sock.recv
     go.wait()
     c0, t0 = time.process_time(), time.perf_counter()
-    got = opened = 0
+    got = opened = misrouted = 0
     idle_since = None
     while got < expect:
         batch = []
@@ -179,11 +181,13 @@ def _worker(sock: socket.socket, encr_keys: list[bytes], expect: int, go: Any, r
         for d in batch:
             groups.setdefault(int.from_bytes(d[:4], "big"), []).append(d)
         for spi, dgs in groups.items():
+            if spi % workers != index:
+                misrouted += len(dgs)
             sa = sas.get(spi)
             if sa is not None:
                 opened += sum(r.packet is not None for r in sa.open_batch(dgs))
     t1 = time.perf_counter() - (1.0 if idle_since else 0.0)
-    result.put(dict(got=got, opened=opened, wall=t1 - t0, cpu=time.process_time() - c0, t_end=t1))
+    result.put(dict(got=got, opened=opened, misrouted=misrouted, wall=t1 - t0, cpu=time.process_time() - c0))
 
 
 def shard(workers: int, packets: int, size: int) -> dict[str, Any]:
@@ -209,7 +213,10 @@ def shard(workers: int, packets: int, size: int) -> dict[str, Any]:
     counts = [0] * workers
     for d in datagrams:
         counts[int.from_bytes(d[:4], "big") % workers] += 1
-    procs = [ctx.Process(target=_worker, args=(socks[i], keys, counts[i], go, result), daemon=True) for i in range(workers)]
+    procs = [
+        ctx.Process(target=_worker, args=(socks[i], i, workers, keys, counts[i], go, result), daemon=True)
+        for i in range(workers)
+    ]
     try:
         for p in procs:
             p.start()
@@ -233,6 +240,7 @@ def shard(workers: int, packets: int, size: int) -> dict[str, Any]:
     wall = max(r["wall"] for r in rs)
     return dict(
         workers=workers, size=size, sent=len(datagrams), received=got, opened=sum(r["opened"] for r in rs),
+        misrouted=sum(r["misrouted"] for r in rs),
         pps=round(got / wall), per_worker=[round(r["got"] / r["wall"]) for r in rs],
         cpu_s=round(sum(r["cpu"] for r in rs), 3), wall_s=round(wall, 3), cpu_per_wall=round(sum(r["cpu"] for r in rs) / wall, 2),
     )
@@ -269,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['two_threads']:>10,}/s (x{r['speedup']})")
     for r in report.get("shard", []):
         print(f"shard {r['workers']} worker(s), {r['size']} B: {r['pps']:>9,} pkt/s received+opened "
-              f"({r['received']}/{r['sent']} received, {r['opened']} opened; per worker {r['per_worker']}; "
+              f"({r['received']}/{r['sent']} received, {r['opened']} opened, {r['misrouted']} on the wrong worker; "
+              f"per worker {r['per_worker']}; "
               f"CPU {r['cpu_s']} s over {r['wall_s']} s wall = {r['cpu_per_wall']} cores)")
     return 0
 

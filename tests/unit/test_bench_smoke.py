@@ -50,5 +50,5 @@ def test_profile_scripts_run() -> None:
     one, two = out["shard"]
     assert (one["workers"], two["workers"]) == (1, 2)
     for r in (one, two):
-        assert r["received"] == r["sent"] == r["opened"] > 0
+        assert r["received"] == r["sent"] == r["opened"] > 0 and r["misrouted"] == 0
     assert all(n > 0 for n in two["per_worker"])  # the SPI filter fed both workers
