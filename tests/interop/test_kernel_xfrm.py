@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -186,23 +188,21 @@ def _wait_file(path: Path, timeout: float) -> None:
         time.sleep(0.1)
 
 
-def test_transport_mode(vm_peers: VmPeers, micro_vm: MicroVm) -> None:
-    """IKEv2 PSK, AES-GCM-16 transport mode between the outer addresses, plain ESP:
-    UDP datagrams from aioipsec's datagram API to an echo server in the guest and back."""
-    topo: Topology = micro_vm.topology
+@contextmanager
+def transport_exchange(vm: MicroVm) -> Iterator[dict[str, object]]:
+    """Run :func:`transport_client` in the left namespace against a UDP echo server in
+    the guest; yields the client's result (echoes checked) while its SAs still exist,
+    so the caller can read the peer's and the kernel's view; then lets it close."""
+    topo = vm.topology
     left, right = topo.left, topo.right
-    prof = Profile("ikev2-psk-gcm-transport", 2, "aes128gcm16-prfsha256-x25519", "aes128gcm16",
-                   mode="transport")
-    before = micro_vm.xfrm_stats()
-    ss = vm_peers.strongswan(Connection(prof, psk=PSK))
     run_dir = topo.run_dir
     script, ready = run_dir / "vm-echo.py", run_dir / "vm-echo.ready"
     out = run_dir / "transport-client.json"
     for p in (ready, out, Path(f"{out}.close")):
         p.unlink(missing_ok=True)
     script.write_text(ECHO_SERVER)
-    echo_pid = micro_vm.spawn(["python3", str(script), right.outer4, str(ECHO_PORT), str(COUNT),
-                               str(ready)], log=run_dir / "vm-echo.log")
+    echo_pid = vm.spawn(["python3", str(script), right.outer4, str(ECHO_PORT), str(COUNT),
+                         str(ready)], log=run_dir / "vm-echo.log")
     client = None
     try:
         _wait_file(ready, 30)
@@ -214,20 +214,38 @@ def test_transport_mode(vm_peers: VmPeers, micro_vm: MicroVm) -> None:
         assert result["esp_socket"] == "RawEspSocket"
         assert result["echoes"] == [["echo:" + (SECRET + b" %d" % i).decode(),
                                      [right.outer4, ECHO_PORT]] for i in range(COUNT)]
-        # the kernel's view while the SAs exist: charon's transport-mode Child SA with
-        # aioipsec's SPIs, and the guest kernel's SAs counted every datagram
-        ss_child = ss.wait_established(5)
-        assert ss_child.raw["mode"] == "TRANSPORT"
-        assert (ss_child.spi_in, ss_child.spi_out) == (result["spi_out"], result["spi_in"])
-        sa_in, sa_out = kernel_sas(micro_vm, ss_child.spi_in, ss_child.spi_out)
-        assert sa_in.mode == sa_out.mode == "transport"
-        assert (sa_in.src, sa_in.dst) == (left.outer4, right.outer4)
-        assert sa_in.packets == sa_out.packets == COUNT
-        assert any("rfc4106(gcm(aes))" in a for a in sa_in.algorithms), sa_in.algorithms
+        yield result
     finally:
         Path(f"{out}.close").write_text("1")
         if client is not None:
             client.join(20)
             client.stop()
-        micro_vm.kill(echo_pid)
+        vm.kill(echo_pid)
+
+
+def check_transport_sas(vm: MicroVm, spi_in: int, spi_out: int) -> None:
+    """The guest kernel's two transport-mode SAs (guest-side SPIs) counted every datagram."""
+    left, right = vm.topology.left, vm.topology.right
+    sa_in, sa_out = kernel_sas(vm, spi_in, spi_out)
+    assert sa_in.mode == sa_out.mode == "transport"
+    assert (sa_in.src, sa_in.dst) == (left.outer4, right.outer4)
+    assert sa_in.packets == sa_out.packets == COUNT
+    assert any("rfc4106(gcm(aes))" in a for a in sa_in.algorithms), sa_in.algorithms
+
+
+TRANSPORT = Profile("ikev2-psk-gcm", 2, "aes128gcm16-prfsha256-x25519", "aes128gcm16",
+                    mode="transport")
+
+
+def test_transport_mode(vm_peers: VmPeers, micro_vm: MicroVm) -> None:
+    """IKEv2 PSK, AES-GCM-16 transport mode between the outer addresses, plain ESP:
+    UDP datagrams from aioipsec's datagram API to an echo server in the guest and back."""
+    before = micro_vm.xfrm_stats()
+    ss = vm_peers.strongswan(Connection(TRANSPORT, psk=PSK))
+    with transport_exchange(micro_vm) as result:
+        # charon's transport-mode Child SA has aioipsec's SPIs; the kernel counted all
+        ss_child = ss.wait_established(5)
+        assert ss_child.raw["mode"] == "TRANSPORT"
+        assert (ss_child.spi_in, ss_child.spi_out) == (result["spi_out"], result["spi_in"])
+        check_transport_sas(micro_vm, ss_child.spi_in, ss_child.spi_out)
     assert_no_kernel_errors(micro_vm, before)
