@@ -87,6 +87,8 @@ REKEY_DELETE_DELAY = 1.0
 """An ISAKMP SA replaced by the peer's reauthentication goes after this long
 if the peer does not delete it."""
 MAX_FRAGMENTS = 32
+MAX_FRAGMENT_MESSAGES = 4
+"""Partial fragmented messages kept per session (the oldest goes first)."""
 
 _MODP_EXPONENT_BITS = {1: 160, 2: 160, 5: 192, 14: 256, 15: 256, 16: 304, 17: 352, 18: 400}
 
@@ -502,25 +504,35 @@ class IkeSessionV1:
             self._dropped(sa, "fragment", ParseError("fragment message with other payloads"))
             return None
         key = (sa.spi_i, frag.fragment_id)
-        parts = self._frags.setdefault(key, {})
         if frag.number == 0 or frag.number > MAX_FRAGMENTS:
-            self._frags.pop(key, None)
+            self._drop_fragments(key)
             return None
+        parts = self._frags.get(key)
+        if parts is None:
+            # fragments are not authenticated: anyone who sees the cookies can
+            # start messages, so only the newest few partial ones are kept
+            while len(self._frags) >= MAX_FRAGMENT_MESSAGES:
+                self._drop_fragments(next(iter(self._frags)))
+                self.stats["fragments_evicted"] += 1
+            parts = self._frags[key] = {}
         parts[frag.number] = frag.data
         if frag.last:
             self._frag_last[key] = frag.number
         if sum(len(p) for p in parts.values()) > self.global_config.fragment_reassembly_max:
-            self._frags.pop(key, None)
+            self._drop_fragments(key)
             self._dropped(sa, "fragment", ParseError("reassembled message too large"))
             return None
         last = self._frag_last.get(key)
         if last is None or any(n not in parts for n in range(1, last + 1)):
             return None
         whole = b"".join(parts[n] for n in range(1, last + 1))
-        self._frags.pop(key, None)
-        self._frag_last.pop(key, None)
+        self._drop_fragments(key)
         self.stats["reassembled"] += 1
         return whole
+
+    def _drop_fragments(self, key: tuple[bytes, int]) -> None:
+        self._frags.pop(key, None)
+        self._frag_last.pop(key, None)
 
     # ================================================================== sending
 
