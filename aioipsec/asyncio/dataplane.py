@@ -84,9 +84,10 @@ def _proto(pkt: bytes) -> int:
     return pkt[9] if pkt[0] >> 4 == 4 else pkt[6]
 
 
-def _ts_match(tss: Sequence[TrafficSelector], addr: int, proto: int, port: int | None) -> bool:
+def _ts_match(tss: Sequence[TrafficSelector], version: int, addr: int, proto: int, port: int | None) -> bool:
     for ts in tss:
-        if ts.start <= addr <= ts.end and (not ts.proto or ts.proto == proto):
+        # addresses are integers: an IPv4 address also lies numerically inside ::/0
+        if ts.version == version and ts.start <= addr <= ts.end and (not ts.proto or ts.proto == proto):
             if port is None or ts.proto in (1, 58) or ts.start_port <= port <= ts.end_port:
                 return True
     return False
@@ -235,10 +236,10 @@ class DataPlane:
     # ---------------------------------------------------------------- outbound
 
     def _lookup_out(self, sel: tuple[int, int, int, int, int | None, int | None]) -> ChildPipeline | None:
-        _v, src, dst, proto, sport, dport = sel
+        v, src, dst, proto, sport, dport = sel
         for pipe in self.outbound:
             ev = pipe.ev
-            if _ts_match(ev.remote_ts, dst, proto, dport) and _ts_match(ev.local_ts, src, proto, sport):
+            if _ts_match(ev.remote_ts, v, dst, proto, dport) and _ts_match(ev.local_ts, v, src, proto, sport):
                 return pipe
         return None
 
@@ -310,9 +311,9 @@ class DataPlane:
         return out
 
     def _trap(self, sel: tuple[int, int, int, int, int | None, int | None], pkt: bytes) -> bool:
-        _v, src, dst, proto, sport, dport = sel
+        v, src, dst, proto, sport, dport = sel
         for trap in self.traps:
-            if _ts_match(trap.remote_ts, dst, proto, dport) and _ts_match(trap.local_ts, src, proto, sport):
+            if _ts_match(trap.remote_ts, v, dst, proto, dport) and _ts_match(trap.local_ts, v, src, proto, sport):
                 if len(trap.held) >= HOLD_QUEUE:
                     trap.held_dropped += 1
                     self.stats.held_dropped += 1
@@ -378,7 +379,8 @@ class DataPlane:
                     if key is None or ok.get(key) != _proto(pkt):
                         sel = packet_selector(pkt)
                         if sel is None or not (
-                            _ts_match(ev.remote_ts, sel[1], sel[3], sel[4]) and _ts_match(ev.local_ts, sel[2], sel[3], sel[5])
+                            _ts_match(ev.remote_ts, sel[0], sel[1], sel[3], sel[4])
+                            and _ts_match(ev.local_ts, sel[0], sel[2], sel[3], sel[5])
                         ):
                             pipe.policy_dropped += 1
                             continue
