@@ -26,7 +26,7 @@ def ping(topology: Topology, src: str = "left", *, count: int = PING_COUNT,
     """Bounded ping from ``src``'s inner address to the other side's; (sent, received)."""
     me, peer = topology.side(src), topology.other(src)
     source, dest = (me.inner4, peer.inner4) if family == 4 else (me.inner6, peer.inner6)
-    proc = me.ns.run(["ping", f"-{family}", "-c", str(count), "-i", "0.2", "-W", "1",
+    proc = me.ns.run(["ping", f"-{family}", "-c", str(count), "-i", "0.2", "-W", "3",
                       "-I", source, dest], timeout=count + 5, check=False)
     m = re.search(r"(\d+) packets transmitted, (\d+) received", proc.stdout)
     if m is None:    # e.g. "connect: Network is unreachable": nothing was sent

@@ -326,7 +326,7 @@ def ping_sized(topo: Topology, src: str, size: int, count: int = 2, family: int 
     me, peer = topo.side(src), topo.other(src)
     source, dest = (me.inner4, peer.inner4) if family == 4 else (me.inner6, peer.inner6)
     proc = me.ns.run(["ping", f"-{family}", "-c", str(count), "-s", str(size), "-M", "do",
-                      "-i", "0.2", "-W", "1", "-I", source, dest], timeout=count + 5,
+                      "-i", "0.2", "-W", "3", "-I", source, dest], timeout=count + 8,
                      check=False)
     m = re.search(r"(\d+) packets transmitted, (\d+) received", proc.stdout)
     assert m is not None, proc.stdout + proc.stderr
