@@ -8,7 +8,8 @@ devices, a bounded ping and a bounded ``iperf3 -t 3`` TCP run across.
 * aioipsec ⇄ strongSwan (kernel-libipsec, always ESP-in-UDP), each side
   initiating; the packet counters of both ends agree;
 * aioipsec ⇄ aioipsec across the MASQUERADE NAT: NAT detected on both ends,
-  ESP floats to 4500, the NATed end sends keepalives, traffic flows.
+  ESP floats to 4500, the NATed end sends keepalives, traffic flows;
+* hosts in their own namespaces behind each gateway: the gateways forward.
 
 The inner ("host") addresses live on ``lo`` of each gateway namespace
 (203.0.113.1 behind left, 203.0.113.129 behind right); the daemon routes the
@@ -17,12 +18,14 @@ peer's inner subnet into its TUN device.
 
 from __future__ import annotations
 
+import subprocess
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from interop.aioipsec_peer import AioipsecPeer
-from interop.netns import Topology
+from interop.netns import Namespace, Side, Topology
 from interop.strongswan import ChildSa, Connection, StrongSwanPeer
 
 from .traffic import Capture, iperf3, ping
@@ -179,3 +182,52 @@ def test_aioipsec_gateways_across_nat(nat: Topology, aio) -> None:
     assert n >= 1, "no NAT keepalive from the NATed end within 26 s"
     assert right.status()["endpoint"]["malformed"] == 0
     print(f"\naioipsec<->aioipsec across NAT: iperf3 TCP {result.mbps:.0f} Mbit/s, keepalives seen: {n}")
+
+
+# ---------------------------------------------------------------------------
+# 4. hosts behind the gateways (forwarding through the TUN devices)
+
+@pytest.fixture
+def hosts_topology(netns_run_dir) -> Iterator[tuple[Topology, Side, Side]]:
+    """A fresh direct topology plus a host namespace behind each gateway:
+    lhost 203.0.113.10/25 -> left gateway (203.0.113.126) ... right gateway
+    (203.0.113.254) <- rhost 203.0.113.140/25."""
+    from interop.netns import _new_namespace, _veth, create_topology
+
+    topo = create_topology("direct", run_dir=netns_run_dir)
+    hosts: list[Namespace] = []
+    try:
+        sides = []
+        for gw, host_ip, gw_ip in ((topo.left, "203.0.113.10", "203.0.113.126"),
+                                   (topo.right, "203.0.113.140", "203.0.113.254")):
+            # named and recorded like the topology's own (stale-run cleanup finds it)
+            ns = _new_namespace(gw.ns.name.rsplit("-", 1)[0] + f"-{gw.name[0]}host", topo.run_dir)
+            hosts.append(ns)
+            _veth(ns, "eth0", gw.ns, "host0")
+            ns.ip("addr", "add", f"{host_ip}/25", "dev", "eth0")
+            ns.ip("route", "add", "default", "via", gw_ip)
+            gw.ns.ip("addr", "add", f"{gw_ip}/25", "dev", "host0")
+            gw.ns.sysctl("net.ipv4.ip_forward=1")
+            sides.append(Side(f"{gw.name}-host", ns, host_ip, None, host_ip, gw.inner_net4, "", "", ""))
+        yield topo, sides[0], sides[1]
+    finally:
+        for ns in hosts:
+            ns.stop_processes()
+            subprocess.run(["ip", "netns", "del", ns.name], capture_output=True, timeout=10)
+        topo.destroy()
+
+
+def test_hosts_behind_gateways(hosts_topology, aio) -> None:
+    """The real gateway case: packets from a host are forwarded by the left
+    gateway's kernel into its TUN device, protected, and forwarded by the right
+    gateway to the host behind it.  The first ping (from the host) triggers IKE."""
+    topo, lhost, rhost = hosts_topology
+    left = aio(topo, "left", Connection.named(PROFILE, start_action="trap", ike_options={"encap": "yes"}))
+    right = aio(topo, "right", Connection.named(PROFILE, ike_options={"encap": "yes"}))
+    assert ping(lhost, rhost.inner4, count=3) == (3, 3)
+    assert ping(rhost, lhost.inner4, count=3) == (3, 3)
+    result = iperf3(lhost, rhost, seconds=3)
+    assert result.mbps > MIN_MBPS, result.mbps
+    settle()
+    assert_counters_agree(left, right, at_least=1000)
+    print(f"\nhost -> gateway => gateway -> host: iperf3 TCP {result.mbps:.0f} Mbit/s")
