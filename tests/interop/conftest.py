@@ -26,8 +26,9 @@ Fixtures:
   ready=REGEX)`` that starts ``<venv python> ARGS`` in the side's namespace (e.g. an
   aioipsec daemon) and waits for REGEX in its output; stopped by PID after the test.
 * ``micro_vm`` (function, tests marked ``vm``): the session's QEMU micro-VM
-  (:mod:`.vm`, real Linux XFRM) on the right of its own direct topology, booted on
-  first use and halted as soon as the next test is not a ``vm`` test;
+  (:mod:`.vm`, real Linux XFRM) on the right of its own direct topology (NAT
+  topology: ``vm(topology="nat")``), booted on first use and halted as soon as the
+  next test is not a ``vm`` test;
   ``vm_peers`` (function): ``vm_peers.strongswan(conn)`` / ``.libreswan(conn)`` in
   the VM, ``vm_peers.aioipsec(conn)`` on the left; all stopped after the test.  VM
   tests run with ``AIOIPSEC_VM_TESTS=1``; unset, only those also marked
@@ -227,8 +228,12 @@ def vm_bed(interop_run_dir: Path) -> Iterator[VmBed]:
 
 
 @pytest.fixture
-def micro_vm(vm_bed: VmBed) -> MicroVm:
-    return vm_bed.get()
+def micro_vm(request: pytest.FixtureRequest, vm_bed: VmBed) -> MicroVm:
+    """The VM on the right of a direct topology, or of the NAT topology for tests
+    marked ``vm(topology="nat")``."""
+    marker = request.node.get_closest_marker("vm")
+    kind = marker.kwargs.get("topology", "direct") if marker is not None else "direct"
+    return vm_bed.get(kind)
 
 
 @pytest.fixture

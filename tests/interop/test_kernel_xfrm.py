@@ -12,6 +12,9 @@ Every case checks both ends: SPIs cross-match, ``ip -s xfrm state`` in the guest
 shows the two SAs (plain ESP, the negotiated algorithm, byte and packet counters
 matching aioipsec's), and the guest kernel counted no ESP errors.
 
+One case runs behind a port-rewriting NAT, where both ends float to 4500 and the guest
+kernel does ESP-in-UDP itself (``espinudp``).
+
 ``test_tunnel_plain_esp[aioipsec]`` is the smoke case run by default (one VM boot);
 the rest need ``AIOIPSEC_VM_TESTS=1``.
 """
@@ -248,4 +251,43 @@ def test_transport_mode(vm_peers: VmPeers, micro_vm: MicroVm) -> None:
         assert ss_child.raw["mode"] == "TRANSPORT"
         assert (ss_child.spi_in, ss_child.spi_out) == (result["spi_out"], result["spi_in"])
         check_transport_sas(micro_vm, ss_child.spi_in, ss_child.spi_out)
+    assert_no_kernel_errors(micro_vm, before)
+
+
+# ---------------------------------------------------------------------------
+# behind a NAT (its own topology: last, so the direct-topology VM boots once less)
+
+@pytest.mark.vm(topology="nat")
+def test_nat_udp_encapsulation(vm_peers: VmPeers, micro_vm: MicroVm) -> None:
+    """aioipsec behind a port-rewriting NAT: both ends detect it, float to 4500 and
+    speak ESP-in-UDP (RFC 3948), which the guest kernel decapsulates itself
+    (``espinudp`` SAs towards the NAT's rewritten port)."""
+    topo = micro_vm.topology
+    nat_addr = "198.51.100.254"
+    conn = Connection.named("ikev2-psk-gcm")
+    before = micro_vm.xfrm_stats()
+    ss = vm_peers.strongswan(conn)
+    aio = vm_peers.aioipsec(conn)
+    aio.initiate(timeout=30)
+    ss_child = ss.wait_established(20)
+    aio_child = aio.wait_established(20)
+    assert (aio_child.spi_in, aio_child.spi_out) == (ss_child.spi_out, ss_child.spi_in)
+    assert aio_child.raw["encap"] is True and ss_child.raw.get("encap") == "yes"
+    (aio_sa,) = aio.list_sas()
+    assert aio_sa.raw["nat_local"] is True and aio_sa.raw["remote_addr"].endswith("[4500]")
+
+    assert ping(topo, "left", count=PINGS) == (PINGS, PINGS)
+    assert micro_vm.ping(topo.left.inner4, source=topo.right.inner4, count=PINGS) == (PINGS, PINGS)
+
+    states = {s.spi: s for s in micro_vm.xfrm_state() if s.proto == "esp"}
+    sa_in, sa_out = states[ss_child.spi_in], states[ss_child.spi_out]
+    assert (sa_in.src, sa_out.dst) == (nat_addr, nat_addr)
+    for sa in (sa_in, sa_out):
+        assert sa.encap is not None and sa.encap.startswith("espinudp"), sa.encap
+    # the guest sends to the NAT's rewritten source port, not to 4500
+    port = int(sa_out.encap.split("dport ")[1].split()[0])  # type: ignore[union-attr]
+    assert 40000 <= port <= 49999, sa_out.encap
+    aio_child = aio.wait_established(5)
+    assert aio_child.packets_out == sa_in.packets >= 2 * PINGS
+    assert aio_child.packets_in == sa_out.packets >= 2 * PINGS
     assert_no_kernel_errors(micro_vm, before)

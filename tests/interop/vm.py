@@ -371,9 +371,13 @@ class MicroVm:
                 "-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-monitor", "none",
                 "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
                 "-serial", f"file:{self.dir / 'console.log'}",
-                "-fsdev", "local,id=hostroot,path=/,security_model=passthrough,readonly=on",
+                # multidevs=remap: / spans several file systems (QEMU warns of inode
+                # number collisions otherwise)
+                "-fsdev", "local,id=hostroot,path=/,security_model=passthrough,readonly=on,"
+                          "multidevs=remap",
                 "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot",
-                "-fsdev", f"local,id=aiostate,path={self.topology.run_dir},security_model=passthrough",
+                "-fsdev", f"local,id=aiostate,path={self.topology.run_dir},security_model=passthrough,"
+                          "multidevs=remap",
                 "-device", "virtio-9p-pci,fsdev=aiostate,mount_tag=aiostate",
                 "-netdev", f"tap,id=n0,ifname={TAP},script=no,downscript=no",
                 "-device", f"virtio-net-pci,netdev=n0,mac={mac},romfile="]
@@ -551,11 +555,12 @@ def vm_tests_skip_reason(*, smoke: bool) -> str | None:
 
 
 class VmBed:
-    """A VM test bed shared by the tests that need one: its own ``direct`` topology
-    with a :class:`MicroVm` on the right, created and booted on first use
-    (:meth:`get`) and halted (topology deleted) by :meth:`close` - which the conftest
-    calls as soon as the next test does not need the VM (an idle TCG guest still
-    costs about a third of a core).  A failed boot is remembered, not retried."""
+    """A VM test bed shared by the tests that need one: its own topology (``direct``
+    or ``nat``) with a :class:`MicroVm` on the right, created and booted on first use
+    (:meth:`get`; a test asking for the other kind replaces it) and halted (topology
+    deleted) by :meth:`close` - which the conftest calls as soon as the next test does
+    not need the VM (an idle TCG guest still costs about a third of a core).  A failed
+    boot is remembered, not retried."""
 
     def __init__(self, run_dir: Path, side: str = "right") -> None:
         self.run_dir = run_dir
@@ -565,16 +570,17 @@ class VmBed:
         self.error: str | None = None
         self.boots: list[float] = []
 
-    def get(self) -> MicroVm:
+    def get(self, kind: str = "direct") -> MicroVm:
         if self.error is not None:
             raise VmError(f"the VM failed to boot earlier in this session: {self.error}")
-        if self.vm is not None and self.vm.qemu_alive():
+        if (self.vm is not None and self.vm.qemu_alive() and self.topology is not None
+                and self.topology.kind == kind):
             return self.vm
         self.close()
         from .netns import create_topology
 
         try:
-            self.topology = create_topology("direct", run_dir=self.run_dir)
+            self.topology = create_topology(kind, run_dir=self.run_dir)
             self.vm = MicroVm(self.topology, self.side)
             self.boots.append(self.vm.boot())
         except BaseException as exc:
