@@ -11,8 +11,8 @@
 # 9p.  This script, idempotent, as root:
 #
 #  1. apt-get installs qemu-system-x86, busybox-static (the initramfs), kmod
-#     (depmod/modprobe -d), cpio, and the shared libraries Libreswan's pluto
-#     needs, plus libnss3-tools (certutil: pluto wants an NSS database);
+#     (depmod/modprobe -d), cpio, and libnss3-tools (certutil: pluto wants an
+#     NSS database);
 #  2. downloads Debian's kernel image package (the one behind
 #     linux-image-amd64) with `apt-get download` and extracts it with
 #     `dpkg -x` into $AIOIPSEC_VM_ROOT/kroot - never installed - keeping only
@@ -20,7 +20,9 @@
 #     then runs depmod there;
 #  3. downloads Debian's libreswan package and extracts it into
 #     $AIOIPSEC_VM_ROOT/libreswan - never installed: Debian's libreswan
-#     conflicts with strongSwan's packages and apt would remove strongSwan.
+#     conflicts with strongSwan's packages and apt would remove strongSwan -
+#     then installs the shared libraries its Depends line names (lib*, so the
+#     list follows the Debian release) and checks pluto with ldd.
 #
 # AIOIPSEC_VM_ROOT defaults to /opt/aioipsec-vm; it must not be below /tmp or
 # /run (the guest mounts its own tmpfs there).  The initramfs is built by
@@ -54,34 +56,32 @@ declare -A NEED=(
     [/usr/bin/cpio]=cpio
     [/usr/bin/certutil]=libnss3-tools
 )
-# shared libraries of Debian 12's libreswan 4.10 (its Depends line)
-LIBRESWAN_DEPS=(libnss3 libnspr4 libldns3 libevent-core-2.1-7 libevent-pthreads-2.1-7
-                libunbound8 libcurl3-nss libcap-ng0 libaudit1 libldap-2.5-0)
 missing=()
 for f in "${!NEED[@]}"; do
     [[ -e $f ]] || missing+=("${NEED[$f]}")
 done
-for p in "${LIBRESWAN_DEPS[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
 
-apt_install() {
-    apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 "$@"
-}
-if ((${#missing[@]})); then
-    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-    if apt-get -s install --no-install-recommends "${missing[@]}" 2>/dev/null |
+apt_install() {  # apt_install PACKAGE... (only those not installed yet)
+    local todo=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || todo+=("$p")
+    done
+    ((${#todo[@]})) || return 0
+    mapfile -t todo < <(printf '%s\n' "${todo[@]}" | sort -u)
+    if apt-get -s install --no-install-recommends "${todo[@]}" 2>/dev/null |
             grep -E '^Remv .*(strongswan|libcharon)'; then
         log "ERROR: apt would remove strongSwan packages - refusing"
         exit 1
     fi
-    log "installing: ${missing[*]}"
-    if ! apt_install "${missing[@]}"; then
+    log "installing: ${todo[*]}"
+    local cmd=(apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 "${todo[@]}")
+    if ! "${cmd[@]}"; then
         log "install failed; running apt-get update and retrying once"
         apt-get update -q -o DPkg::Lock::Timeout=300
-        apt_install "${missing[@]}"
+        "${cmd[@]}"
     fi
-fi
+}
+apt_install "${missing[@]}"
 
 # apt-get download writes into the current directory as the _apt user when it
 # can; a root-only directory makes it warn and download as root (harmless).
@@ -132,8 +132,13 @@ if [[ ! -x $ROOT/libreswan/usr/libexec/ipsec/pluto ]]; then
     deb=$(download libreswan "$ROOT/deb")
     [[ -n $deb ]] || { log "ERROR: apt-get download libreswan failed"; exit 1; }
     dpkg -x "$deb" "$ROOT/libreswan"
+    # its Depends line (first alternative, no versions): the shared libraries
+    dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/|.*//; s/(.*)//; s/[[:space:]]//g' |
+        grep '^lib' >"$ROOT/libreswan/.depends"
     rm -rf -- "$ROOT/deb"
 fi
+mapfile -t libs <"$ROOT/libreswan/.depends"
+apt_install "${libs[@]}"
 if ldd "$ROOT/libreswan/usr/libexec/ipsec/pluto" | grep -q 'not found'; then
     log "ERROR: pluto misses shared libraries:"
     ldd "$ROOT/libreswan/usr/libexec/ipsec/pluto" | grep 'not found' >&2
