@@ -110,6 +110,8 @@ class Endpoint:
         self.esp_socket = esp_socket
         self.local_ip = ike_socket.local_addr[0]
         self.sessions: set[SessionProtocol] = set()
+        self._half_open: set[SessionProtocol] = set()
+        """Sessions whose IKE SA has not been established yet (O(1) count per IKE_SA_INIT)."""
         self._by_spi: dict[bytes, SessionProtocol] = {}
         self._spis_of: dict[SessionProtocol, set[bytes]] = {}
         self._by_init: dict[tuple[bytes, str], SessionProtocol] = {}
@@ -265,7 +267,9 @@ class Endpoint:
         return count <= self.global_config.init_limit_per_peer
 
     def half_open(self) -> int:
-        return sum(1 for p in self.sessions if not getattr(p.session, "is_established", False))
+        """IKE SAs not established yet (kept in a set: this runs for every
+        IKE_SA_INIT of a flood, so it must not scan every session)."""
+        return len(self._half_open)
 
     def _candidates(self, version: int, addr: Address) -> list[ConnectionConfig]:
         out = []
@@ -327,6 +331,7 @@ class Endpoint:
             return None
         proto = SessionProtocol(self, session, getattr(session, "name", None) or configs[0].name)
         self.sessions.add(proto)
+        self._half_open.add(proto)
         return proto
 
     _cookie_secret_state: Any = None
@@ -424,6 +429,7 @@ class Endpoint:
         )
         proto = SessionProtocol(self, session, name)
         self.sessions.add(proto)
+        self._half_open.add(proto)
         if child is None and conn.children:
             child = next(iter(conn.children))
         session.initiate(self.loop.time(), child=child)
@@ -456,6 +462,7 @@ class Endpoint:
         elif isinstance(ev, ChildSaDeleted):
             self.dataplane.remove(ev)
         elif isinstance(ev, IkeSaEstablished):
+            self._half_open.discard(proto)
             self._index(proto)
             if ev.nat_local and self._keepalive_task is None and self.natt_socket is not None:
                 self._keepalive_task = self.loop.create_task(self._keepalives())
@@ -471,6 +478,7 @@ class Endpoint:
 
     def forget(self, proto: SessionProtocol) -> None:
         self.sessions.discard(proto)
+        self._half_open.discard(proto)
         for spi in self._spis_of.pop(proto, set()):
             if self._by_spi.get(spi) is proto:
                 del self._by_spi[spi]
