@@ -6,6 +6,12 @@ Both deliver received datagrams in **batches** to one callback
 readiness event), which costs a fraction of asyncio's ``DatagramProtocol``
 per datagram (DESIGN.md §9).  Sockets are never connected (uvloop 0.23 stops
 calling the reader of a connected UDP socket after an ICMP error).
+
+On Linux the UDP sockets batch in the kernel too: runs of equal-sized
+datagrams to one peer leave in one ``sendmsg`` (UDP GSO), and the kernel may
+hand over runs of one sender's datagrams in one read (UDP GRO), split here.
+Measured with ``bench/tunnel.py`` (both daemons' CPU time per ESP packet):
+GSO 4.9 -> 4.3 µs, GRO 4.3 -> 3.9 µs for TCP traffic.
 """
 
 from __future__ import annotations
@@ -144,7 +150,8 @@ class UdpSocket(DatagramSocket):
         recvmsg = self._sock.recvmsg
         append = batch.append
         sol_udp, space, unpack = socket.SOL_UDP, _GRO_CMSG_SPACE, _INT.unpack
-        for _ in range(MAX_BATCH):
+        # a read may hold up to 64 datagrams: stop at MAX_BATCH datagrams, not reads
+        while len(batch) < MAX_BATCH:
             data, anc, _flags, a = recvmsg(65535, space)
             addr = (a[0], a[1])
             seg = 0
