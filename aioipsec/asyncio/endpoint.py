@@ -111,6 +111,8 @@ class Endpoint:
         self.local_ip = ike_socket.local_addr[0]
         self.sessions: set[SessionProtocol] = set()
         self._half_open: set[SessionProtocol] = set()
+        self._v1_by_ip: dict[str, SessionProtocol] = {}
+        """Established IKEv1 sessions by peer address (Phase 1 renewals go to them)."""
         """Sessions whose IKE SA has not been established yet (O(1) count per IKE_SA_INIT)."""
         self._by_spi: dict[bytes, SessionProtocol] = {}
         self._spis_of: dict[SessionProtocol, set[bytes]] = {}
@@ -240,10 +242,9 @@ class Endpoint:
         self._index(proto)
 
     def _v1_session_of(self, ip: str) -> SessionProtocol | None:
-        for p in self.sessions:
-            s = p.session
-            if getattr(s, "version", 2) == 1 and s.remote_addr[0] == ip and s.is_established and not s.is_closed:
-                return p
+        p = self._v1_by_ip.get(ip)
+        if p is not None and p in self.sessions and p.session.is_established and not p.session.is_closed:
+            return p
         return None
 
     def _rate_ok(self, ip: str) -> bool:
@@ -463,6 +464,8 @@ class Endpoint:
             self.dataplane.remove(ev)
         elif isinstance(ev, IkeSaEstablished):
             self._half_open.discard(proto)
+            if ev.version == 1:
+                self._v1_by_ip[proto.session.remote_addr[0]] = proto
             self._index(proto)
             if ev.nat_local and self._keepalive_task is None and self.natt_socket is not None:
                 self._keepalive_task = self.loop.create_task(self._keepalives())
@@ -479,6 +482,8 @@ class Endpoint:
     def forget(self, proto: SessionProtocol) -> None:
         self.sessions.discard(proto)
         self._half_open.discard(proto)
+        for ip in [ip for ip, p in self._v1_by_ip.items() if p is proto]:
+            del self._v1_by_ip[ip]
         for spi in self._spis_of.pop(proto, set()):
             if self._by_spi.get(spi) is proto:
                 del self._by_spi[spi]
