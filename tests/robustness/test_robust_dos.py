@@ -534,3 +534,33 @@ def test_per_packet_work_does_not_scan_the_sessions() -> None:
         await ep.close(delete=False)
 
     run(main())
+
+
+def test_forged_quick_mode_datagrams_do_not_break_an_exchange_in_progress() -> None:
+    """Between QM1 and QM2, 20 forged Quick Mode datagrams (fresh message
+    IDs, garbage body: all it takes is the cookies, visible on the path) reach
+    the initiator.  They are dropped, and the real QM2 still decrypts: IV
+    chains are created only by accepted messages (the forged ones used to
+    push the chain of the exchange in progress out of the 16-entry LRU)."""
+    w = fuzzlib.V1World(3)
+    w.i.initiate(w.now, child="net")
+    w.settle()
+    i, r = w.i, w.r
+    i.create_child_sa("net", w.now)
+    w.collect()
+    qm1, w.pending_i = w.pending_i, []
+    for d in qm1:
+        r.receive_datagram(d, fuzzlib.I_ADDR, w.now)
+    w.collect()
+    qm2, w.pending_r = w.pending_r, []
+    sa = i.sa
+    for k in range(20):
+        body = os.urandom(96)
+        mid = random.Random(k).randrange(1, 1 << 32)
+        hdr = sa.spi_i + sa.spi_r + bytes([8, 0x10, 32, 1]) + mid.to_bytes(4, "big") + (28 + len(body)).to_bytes(4, "big")
+        i.receive_datagram(hdr + body, fuzzlib.R_ADDR, w.now)
+    assert i.stats["dropped"] == 20
+    for d in qm2:
+        i.receive_datagram(d, fuzzlib.R_ADDR, w.now)
+    w.settle()
+    assert i.stats["dropped"] == 20 and len(i.children) == 2 and len(r.children) == 2

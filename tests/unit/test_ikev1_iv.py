@@ -76,7 +76,10 @@ def test_lru_bound_and_forget() -> None:
         iv.update_iv(mid, bytes([mid]) * 16)
         iv.confirm_iv(mid)
     iv.get_iv(1)  # touch: 2 is now the oldest
-    iv.get_iv(4)
+    for forged in range(100, 120):  # looking up unseen exchanges (forged datagrams) evicts nothing
+        iv.get_iv(forged)
+    assert list(iv._chains) == [2, 3, 1]
+    iv.update_iv(4, b"\x04" * 16)  # an accepted message of a new exchange does
     assert iv.get_iv(1) == b"\x01" * 16
     assert iv.get_iv(2) == h("SHA1", iv.phase1_iv + (2).to_bytes(4, "big"))[:16]
     iv.forget(1)

@@ -76,7 +76,12 @@ class IvManager:
         return chain
 
     def get_iv(self, mid: int) -> bytes:
-        """IV for the next message of exchange ``mid``."""
+        """IV for the next message of exchange ``mid``.  For an exchange not
+        seen yet the IV is computed but not stored: only a message that was
+        accepted (or sent) creates a chain, so forged datagrams under fresh
+        message IDs cannot push the chain of an exchange in progress out."""
+        if mid != 0 and mid not in self._chains:
+            return ikev1_phase2_iv(self.hash_name, self._p1().iv, mid.to_bytes(4, "big"), self.block_size)
         return self._lookup(mid).iv
 
     def update_iv(self, mid: int, last_block: bytes) -> None:
