@@ -85,6 +85,7 @@ def test_invalid_ke_retry(aioipsec, strongswan, direct_topology: Topology,
         # charon, the responder, asked for its group ...
         assert re.search(r"DH group CURVE_25519 unacceptable, requesting ECP_256", log), log
         assert re.search(r"generating IKE_SA_INIT response 0 \[ N\(INVAL_KE\) \]", log)
+        assert log.count("N(INVAL_KE)") == 1             # the retry's KE was accepted
         # ... and aioipsec sent IKE_SA_INIT twice: x25519 KE, then ecp256 KE
         inits = aio_sent(aio, "IKE_SA_INIT")
         assert len(inits) == 2, inits
