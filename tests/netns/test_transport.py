@@ -51,8 +51,10 @@ async def run_server(me: str, peer: str, out: str) -> None:
                 await asyncio.sleep(0.01)
             (proto,) = server.sessions
             sock = proto.open_datagram(7000)
-            for _ in range(COUNT):
+            seen: set[bytes] = set()
+            while len(seen) < COUNT:  # echo everything (the client resends what got lost)
                 data, (ip, port) = await sock.recvfrom()
+                seen.add(data)
                 sock.sendto(b"echo:" + data, port, ip)
             (ch,) = proto.children.values()
             result.update(mode=ch.mode, encap=ch.encap,
@@ -80,8 +82,20 @@ async def run_client(me: str, peer: str, out: str) -> None:
             sock = ike.open_datagram(5555)
             echoes = []
             for i in range(COUNT):
-                sock.sendto(SECRET + b" %d" % i, 7000)
-                data, addr = await asyncio.wait_for(sock.recvfrom(), 5)
+                msg = SECRET + b" %d" % i
+                # UDP: the first datagram may beat the server's open_datagram(); resend
+                for _attempt in range(10):
+                    sock.sendto(msg, 7000)
+                    try:
+                        while True:
+                            data, addr = await asyncio.wait_for(sock.recvfrom(), 0.5)
+                            if data == b"echo:" + msg:
+                                break
+                        break
+                    except (asyncio.TimeoutError, TimeoutError):
+                        continue
+                else:
+                    raise TimeoutError(f"no echo of datagram {i}")
                 echoes.append([data.decode(), list(addr)])
             (ch,) = ike.children.values()
             result.update(echoes=echoes, mode=ch.mode, encap=ch.encap)
