@@ -208,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     topo = create_topology("direct", run_dir=run_dir)
     results: dict[str, list[dict[str, float]]] = {i: [] for i in impls}
     t0 = time.monotonic()
+    load0 = list(os.getloadavg())  # other work on the machine moves the rates (not CPU per packet)
     try:
         for r in range(rounds):
             for impl in impls:
@@ -235,13 +236,14 @@ def main(argv: list[str] | None = None) -> int:
             base = med["libipsec"].get(k)
             ratio[k] = med["aioipsec"][k] / base if base and k in med["aioipsec"] else None
     doc = {"rounds": rounds, "tcp_seconds": tcp_s, "udp_seconds": udp_s, "cpus": os.cpu_count(),
+           "loadavg_start": load0, "loadavg_end": list(os.getloadavg()),
            "median": med, "ratio_aioipsec_over_libipsec": ratio, "runs": results,
            "elapsed_s": round(time.monotonic() - t0, 1)}
     if ns.json:
         print(json.dumps(doc, indent=2))
     else:
         print(f"\nmedians over {rounds} rounds (A/B/C order), {os.cpu_count()} CPUs, "
-              f"{doc['elapsed_s']} s in all")
+              f"{doc['elapsed_s']} s in all, load average {load0[0]:.1f} -> {os.getloadavg()[0]:.1f}")
         print(f"  {'':9s} {'TCP Mbit/s':>11s} {'UDP-64 kpps':>12s} {'CPU µs/pkt TCP':>15s} {'UDP-64':>7s}")
         for i in impls:
             c_tcp = med[i].get("tcp_cpu_us_per_packet")
