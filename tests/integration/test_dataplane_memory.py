@@ -337,3 +337,77 @@ async def test_child_rekey_under_load_loses_nothing(pair: Pair, initiator: str) 
     for ep in (p.a, p.b):
         st = ep.dataplane.stats
         assert (st.no_sa, st.no_policy, st.malformed, st.held_dropped) == (0, 0, 0, 0)
+
+
+# ---------------------------------------------------------------------------
+# the flow cache (outbound policy lookup, inbound selector check)
+
+def test_flow_key_caches_only_what_it_can_tell_apart() -> None:
+    from aioipsec.asyncio.dataplane import flow_key
+    from aioipsec.netutil import icmp_echo
+
+    a = udp_packet(HOST_A, HOST_B, 1000, 53, b"x")
+    assert flow_key(a) == a[12:24]
+    assert flow_key(udp_packet(HOST_A, HOST_B, 1000, 54, b"x")) != flow_key(a)   # ports count
+    assert flow_key(icmp_echo(HOST_A, HOST_B, 1, 1)) is None                       # checksum in the key bytes
+    frag = bytearray(a)
+    frag[6:8] = (0x2000 | 10).to_bytes(2, "big")                                   # offset 80: no ports here
+    assert flow_key(bytes(frag)) is None
+    opts = bytes([0x46]) + a[1:20] + bytes(4) + a[20:]                             # IHL 6: not cached
+    assert flow_key(opts) is None
+    v6 = udp_packet("2001:db8:a::1", "2001:db8:b::1", 1000, 53, b"x")
+    assert flow_key(v6) == v6[8:44]
+
+
+@pytest.fixture
+async def v6pair() -> AsyncIterator[Pair]:
+    """Like ``pair`` but the tunnel carries IPv6 (outer IPv4)."""
+    net = MemoryNetwork()
+    wire: list[tuple[Any, bytes, Any]] = []
+    a_cfg = connection("to-b", psk=PSK, local_id="a.example", remote_id="b.example", local_addrs=[GW_A],
+                       remote_addrs=[GW_B], dpd_delay=0,
+                       children=[child("lan", local_ts=["2001:db8:a::/64"], remote_ts=["2001:db8:b::/64[udp]"])])
+    b_cfg = connection("to-a", psk=PSK, local_id="b.example", remote_id="a.example", local_addrs=[GW_B],
+                       remote_addrs=[GW_A], dpd_delay=0,
+                       children=[child("lan", local_ts=["2001:db8:b::/64[udp]"], remote_ts=["2001:db8:a::/64"])])
+    a_gw, a_app = memory_pipe()
+    b_gw, b_app = memory_pipe()
+    a = await Endpoint.create(GW_A, configurations=[a_cfg], network=net, inner=a_gw)
+    b = await Endpoint.create(GW_B, configurations=[b_cfg], network=net, inner=b_gw)
+    p = Pair(net, a, b, Host(a_app), Host(b_app), wire)
+    p.host_a.start()
+    p.host_b.start()
+    try:
+        yield p
+    finally:
+        await p.host_a.stop()
+        await p.host_b.stop()
+        await asyncio.wait_for(a.close(timeout=1.0), 5)
+        await asyncio.wait_for(b.close(timeout=1.0), 5)
+
+
+async def test_ipv6_flows_and_protocol_selectors_with_the_cache(v6pair: Pair) -> None:
+    p = v6pair
+    proto = p.a.initiate("to-b")
+    await asyncio.wait_for(proto.wait_child("lan"), 5)
+    await until(lambda: p.b.dataplane.sad_in, what="responder SA")
+    src, dst = "2001:db8:a::10", "2001:db8:b::20"
+    udp = [udp_packet(src, dst, 4000, 53, b"v6-%d" % i) for i in range(10)]
+    # TCP to the same addresses: outside the [udp] selector, whatever the cache holds
+    tcp = bytearray(udp_packet(src, dst, 4000, 53, b"tcp"))
+    tcp[6] = 6
+    p.host_a.end.send_batch(udp[:5] + [bytes(tcp)] + udp[5:])
+    await until(lambda: len(p.host_b.received) == 10, what="IPv6 packets")
+    await asyncio.sleep(0.02)
+    assert p.host_b.payloads() == [b"v6-%d" % i for i in range(10)]
+    assert p.a.dataplane.stats.no_policy == 1
+    # inbound: B seals a TCP packet (outside its own [udp] selector) after a cached UDP flow
+    (b_pipe,) = p.b.dataplane.outbound
+    (a_pipe,) = p.a.dataplane.sad_in.values()
+    back = udp_packet(dst, src, 53, 4000, b"answer")
+    bad = bytearray(back)
+    bad[6] = 6
+    p.b.send_esp(b_pipe.sa_out.seal_batch([back, bytes(bad), back]), b_pipe.remote, b_pipe.encap)
+    await until(lambda: len(p.host_a.received) == 2, what="answers")
+    await asyncio.sleep(0.02)
+    assert a_pipe.policy_dropped == 1 and a_pipe.inbound_ok
