@@ -120,6 +120,9 @@ class ChildPipeline:
     app_handler: Callable[[list[bytes]], None] | None = None
     inbound_ok: dict[bytes, int] = field(default_factory=dict, repr=False, compare=False)
     """Flows (``flow_key`` -> protocol) already found inside the selectors."""
+    switch_from: ChildPipeline | None = field(default=None, repr=False, compare=False)
+    """Rekey responder: the old SA we keep sending on until the initiator
+    deletes it or sends on this one (then this SA takes over outbound)."""
 
     @property
     def name(self) -> str:
@@ -202,7 +205,15 @@ class DataPlane:
             if old is not None:
                 pipe.app_handler = old.app_handler
                 if outbound and old in self.outbound:
-                    self.outbound.remove(old)  # new outbound SA takes over at once
+                    if ev.initiator:
+                        self.outbound.remove(old)  # the rekey initiator switches at once
+                    else:
+                        # the responder answered, but the initiator may not have
+                        # installed the new SA yet: keep sending on the old one
+                        # until the initiator deletes it or uses the new one
+                        # (strongSwan's behaviour), so no packet races the install
+                        pipe.switch_from = old
+                        outbound = False
         if outbound:
             # a lost rekey collision's redundant SA (outbound=False) only receives
             self.outbound.insert(0, pipe)
@@ -219,8 +230,21 @@ class DataPlane:
     def remove(self, ev: ChildSaDeleted) -> None:
         self._flow_out.clear()
         pipe = self.sad_in.pop(ev.spi_in, None)
-        if pipe is not None and pipe in self.outbound:
-            self.outbound.remove(pipe)
+        if pipe is not None:
+            for successor in self.sad_in.values():
+                if successor.switch_from is pipe:
+                    self._switch_outbound(successor)
+            if pipe in self.outbound:
+                self.outbound.remove(pipe)
+
+    def _switch_outbound(self, pipe: ChildPipeline) -> None:
+        """A rekey responder's new SA takes over sending from the old one."""
+        old, pipe.switch_from = pipe.switch_from, None
+        if old is not None and old in self.outbound:
+            self.outbound.remove(old)
+        if pipe not in self.outbound:
+            self.outbound.insert(0, pipe)
+        self._flow_out.clear()
 
     def remove_owner(self, owner: SessionProtocol) -> None:
         self._flow_out.clear()
@@ -391,6 +415,8 @@ class DataPlane:
                 out.append(pkt)
             if not out:
                 continue
+            if pipe.switch_from is not None:  # the rekey initiator sends on the new SA
+                self._switch_outbound(pipe)
             if pipe.app_handler is not None:
                 pipe.app_handler(out)
             elif self.inner is not None:
