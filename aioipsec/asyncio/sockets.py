@@ -144,6 +144,11 @@ class UdpSocket(DatagramSocket):
                 except Exception:  # never kill the reader
                     logger.exception("datagram handler failed on %s", self.local_addr)
 
+    def set_mark(self, mark: int) -> None:
+        """Firewall mark of everything sent (``SO_MARK``; policy routing
+        can exempt the daemon's own traffic this way)."""
+        self._sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_MARK", 36), mark)
+
     def _read_gro(self, batch: list[tuple[bytes, Address]]) -> None:
         """Drain with ``recvmsg``: a read may hold several datagrams of one
         sender, all ``gso_size`` long but the last (UDP GRO); split them."""

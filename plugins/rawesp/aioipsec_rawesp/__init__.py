@@ -172,6 +172,10 @@ class RawEspSocket:
 
     # ------------------------------------------------------------ send
 
+    def set_mark(self, mark: int) -> None:
+        """Firewall mark of everything sent (``SO_MARK``)."""
+        self._sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_MARK", 36), mark)
+
     def sendto(self, data: bytes, addr: Address | tuple[Any, ...]) -> None:
         try:
             self._sock.sendto(data, (addr[0], 0))
