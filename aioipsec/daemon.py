@@ -35,6 +35,12 @@ def _route_source(remote: str) -> str:
         return str(s.getsockname()[0])
 
 
+TRANSPORT_TABLE = 161
+"""Routing table (and rule priority) for transport-mode peers through the TUN device."""
+BYPASS_MARK = 0xA1
+"""Firewall mark of the daemon's own sockets: they skip :data:`TRANSPORT_TABLE`."""
+
+
 class Daemon:
     def __init__(
         self,
@@ -77,8 +83,11 @@ class Daemon:
         from .asyncio.endpoint import Endpoint
 
         inner = self.inner
+        # tunnel mode: the remote selectors are routed into the TUN device;
+        # transport mode: the peer's own address is, by policy routing that the
+        # daemon's marked sockets bypass (see _install_transport_policy)
         need_tun = any(
-            ch.mode == "tunnel" for c in self.config.connections.values() for ch in c.children.values()
+            ch.mode in ("tunnel", "transport") for c in self.config.connections.values() for ch in c.children.values()
         )
         if need_tun and self.use_tun and inner is None:
             from aioipsec_tun import TunTransport
@@ -100,6 +109,8 @@ class Daemon:
             natt_port=dc.port_nat_t,
         )
         self.endpoint.event_listeners.append(self._log_event)
+        if self.tun is not None:
+            self._install_transport_policy()
         logger.info("listening on %s:%d and %s:%d", host, dc.port, host, dc.port_nat_t)
         if self.control_path:
             from .control import ControlServer
@@ -128,6 +139,49 @@ class Daemon:
                         logger.info("route %s via %s installed", net, self.tun.name)
                     else:
                         logger.warning("route %s via %s failed: %s", net, self.tun.name, r.stderr.strip())
+
+    def _install_transport_policy(self) -> None:
+        """Transport-mode children through the TUN device: the peer's address
+        (the remote selectors) is routed into the TUN device in table
+        :data:`TRANSPORT_TABLE`, which a rule applies to every packet *not*
+        marked :data:`BYPASS_MARK`; the daemon marks its own IKE and ESP
+        sockets, so they still reach the peer directly (what strongSwan gets
+        from XFRM's per-socket bypass policies)."""
+        assert self.tun is not None
+        nets: list[tuple[str, int]] = []
+        for conn in self.config.connections.values():
+            for child in conn.children.values():
+                if child.mode != "transport":
+                    continue
+                for ts in child.remote_ts:
+                    net = str(ts).split("[")[0]
+                    if "/" not in net:
+                        net += "/32" if ts.version == 4 else "/128"
+                    nets.append((net, ts.version))
+        if not nets:
+            return
+        ep = self.endpoint
+        for sock in (ep.ike_socket, ep.natt_socket, ep.esp_socket):
+            set_mark = getattr(sock, "set_mark", None)
+            if set_mark is not None:
+                set_mark(BYPASS_MARK)
+        table = str(TRANSPORT_TABLE)
+        for version in sorted({v for _n, v in nets}):
+            fam = "-4" if version == 4 else "-6"
+            rule = ["not", "fwmark", hex(BYPASS_MARK), "lookup", table, "pref", table]
+            self._run_route(["ip", fam, "rule", "add", *rule], ["ip", fam, "rule", "del", *rule])
+        for net, version in nets:
+            fam = "-4" if version == 4 else "-6"
+            self._run_route(["ip", fam, "route", "replace", net, "dev", self.tun.name, "table", table],
+                            ["ip", fam, "route", "del", net, "dev", self.tun.name, "table", table])
+
+    def _run_route(self, cmd: list[str], undo: list[str]) -> None:
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode == 0:
+            self.routes.append(undo)
+            logger.info("%s", " ".join(cmd[1:]))
+        else:
+            logger.warning("%s failed: %s", " ".join(cmd), r.stderr.strip())
 
     def _remove_routes(self) -> None:
         for cmd in self.routes:
