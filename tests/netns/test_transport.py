@@ -6,12 +6,13 @@ UDP datagrams through it.  No NAT: ESP is plain IP protocol 50 on the raw
 socket the endpoint opens (rawesp plugin); a capture on the wire sees only
 ESP, never the payload.
 
-Transport mode *through a TUN device* is not covered: a host-to-host policy
-whose TUN route covers the peer's address would route the daemon's own IKE
-and ESP datagrams into the TUN device as well.  It needs the daemon's
-sockets marked (``SO_MARK``) and a policy-routing rule that sends unmarked
-traffic for the peer into the TUN table (what strongSwan gets from XFRM's
-per-socket bypass policies); the daemon does not do that today.
+Transport mode *through the daemon's TUN device*: a host-to-host policy
+whose route covers the peer's own address would also catch the daemon's IKE
+and ESP datagrams; the daemon routes the peer's address into the TUN device
+in a separate table applied to unmarked packets only, and marks its own
+sockets (``SO_MARK``), the way strongSwan's XFRM socket bypass policies do.
+A plain ``ping`` and an iperf3 run between the outer addresses are then
+protected (ESP only on the wire), and the first ping triggers IKE.
 """
 
 from __future__ import annotations
@@ -142,3 +143,75 @@ def test_datagram_api_transport_mode(direct: Topology, tmp_path: Path) -> None:
     assert client["echoes"] == [["echo:" + (SECRET + b" %d" % i).decode(), [right.outer4, 7000]]
                                 for i in range(COUNT)]
     assert esp_n >= 2 * COUNT and clear_n == 0, (esp_n, clear_n)
+
+
+TRANSPORT_TOML = """\
+[tun]
+name = "aioipsec0"
+mtu = 1400
+
+[connections.ih]
+version = 2
+local_addrs = ["{me}"]
+remote_addrs = ["{peer}"]
+proposals = ["aes128gcm16-prfsha256-x25519"]
+dpd_delay = "0s"
+retransmit_timeout = "1s"
+local = {{ auth = "psk", id = "{me}" }}
+remote = {{ auth = "psk", id = "{peer}" }}
+
+[connections.ih.children.ih]
+local_ts = ["{me}/32"]
+remote_ts = ["{peer}/32"]
+esp_proposals = ["aes128gcm16"]
+mode = "transport"
+start_action = "{start}"
+
+[secrets.ih]
+secret = "{psk}"
+"""
+
+
+def test_transport_mode_through_tun(direct: Topology) -> None:
+    from interop.aioipsec_peer import AioipsecPeer
+    from interop.strongswan import Connection
+
+    from .traffic import iperf3, ping
+
+    left, right = direct.left, direct.right
+    peers = []
+    try:
+        for side, start in (("right", "none"), ("left", "trap")):
+            me, other = direct.side(side), direct.other(side)
+            peer = AioipsecPeer(direct, side)
+            peer.configure(Connection.named("ikev2-psk-gcm"))  # then replaced by the transport-mode file
+            peer.config_path.write_text(TRANSPORT_TOML.format(me=me.outer4, peer=other.outer4, start=start, psk=PSK))
+            peers.append(peer)
+            peer.start()
+        esp = Capture(left.ns, "eth0", "ip proto 50")
+        clear = Capture(left.ns, "eth0", "icmp or tcp")
+        # a plain ping between the hosts' own addresses: the first one triggers IKE
+        assert ping(left, right.outer4, count=3, source=left.outer4) == (3, 3)
+        assert ping(right, left.outer4, count=3, source=right.outer4) == (3, 3)
+        result = iperf3(left, right, seconds=2, client_ip=left.outer4, server_ip=right.outer4)
+        assert result.mbps > 5.0, result.mbps
+        esp_n, clear_n = esp.stop(), clear.stop()
+        lp, rp = peers[1], peers[0]
+        (lc,) = lp.installed_children()
+        (rc,) = rp.installed_children()
+        assert lc.raw["mode"] == rc.raw["mode"] == "transport"
+        assert lc.raw["local_ts"] == [f"{left.outer4}/32"] and lc.raw["encap"] is False
+        assert clear_n == 0, f"{clear_n} ICMP/TCP packets in the clear"
+        assert esp_n >= 1000
+        assert abs(lc.packets_out - rc.packets_in) <= 2 and abs(lc.packets_in - rc.packets_out) <= 2
+        assert "acquire: ih/ih triggered by" in lp.logs()
+        rules = left.ns.run(["ip", "rule"]).stdout
+        assert "not from all fwmark 0xa1 lookup 161" in rules
+        for p in reversed(peers):
+            p.stop()
+        # the daemon removed its rule and routes on exit
+        assert "lookup 161" not in left.ns.run(["ip", "rule"]).stdout
+        assert left.ns.run(["ip", "route", "show", "table", "161"], check=False).stdout.strip() == ""
+    finally:
+        for p in reversed(peers):
+            p.stop()
