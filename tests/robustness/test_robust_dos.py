@@ -375,12 +375,15 @@ def _port_pair() -> int:
 FLOOD_SECONDS = 20.0 if SOAK else 4.0
 FLOOD_SOURCES = 200
 FLOOD_RATE = 3000
-"""Forged IKE_SA_INIT per second in the suite's flood: well inside what the
-endpoint handles here even under tracemalloc (it handles ~40k/s without; a
-flood beyond its capacity overflows the kernel socket buffer, which then drops
-legitimate datagrams as well: see the unthrottled soak variant)."""
+"""Forged IKE_SA_INIT per second in the traced flood: inside what the endpoint
+handles here under tracemalloc, which makes it 2-5x slower (it handles some
+50k/s through the cookie path without, and drops the rate-limited rest at
+~350k/s).  A flood beyond the endpoint's capacity overflows the kernel socket
+buffer, which then drops legitimate datagrams as well."""
 MEMORY_BOUND = 32 * 1024 * 1024
 """Stated bound on the memory the endpoint may add under the flood (tracemalloc)."""
+RSS_BOUND = 64 * 1024 * 1024
+"""Stated bound on resident memory growth under the untraced, unthrottled flood."""
 
 FLOODER = r"""
 import os, socket, sys, time
@@ -421,15 +424,37 @@ async def test_ike_sa_init_flood_over_loopback_memory_bound_and_legit_peer_conne
     await _flood(FLOOD_RATE, require_connect=True)
 
 
-@pytest.mark.skipif(not SOAK, reason="unthrottled flood: AIOIPSEC_SOAK=1")
-async def test_unthrottled_flood_memory_bound() -> None:
-    """The same flood as fast as another process can send: memory and
-    half-open SAs stay bounded; whether the legitimate peer gets a datagram
-    through the overflowing socket buffer is printed, not asserted."""
-    await _flood(0, require_connect=False)
+FAST_FLOOD_RATE = 20000
+"""The untraced flood: half of it passes the per-peer limit (200 sources x 50/s)
+into the cookie path, the rest is dropped by the rate limiter."""
 
 
-async def _flood(rate: float, *, require_connect: bool) -> None:
+async def test_fast_flood_rss_bound_and_legit_peer_connects() -> None:
+    """The same flood at FAST_FLOOD_RATE without tracemalloc: resident memory
+    grows by less than RSS_BOUND, and the legitimate peer still connects."""
+    await _flood(FAST_FLOOD_RATE, require_connect=True, traced=False)
+
+
+@pytest.mark.skipif(not SOAK, reason="unthrottled floods: AIOIPSEC_SOAK=1")
+@pytest.mark.parametrize("traced", [False, True])
+async def test_unthrottled_flood_memory_bound(traced: bool) -> None:
+    """As fast as another process can send (300-400k datagrams/s here):
+    memory and half-open SAs stay bounded.  Whether the legitimate peer's
+    datagrams find room in the overflowing socket buffer depends on how the
+    two shared cores are split between flooder and endpoint (it connected in
+    0.06-8 s in most untraced runs here, never when traced), so it is printed,
+    not asserted."""
+    await _flood(0, require_connect=False, traced=traced)
+
+
+def _rss() -> int:
+    import resource
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+async def _flood(rate: float, *, require_connect: bool, traced: bool = True) -> None:
     loop = asyncio.get_running_loop()
     prefix = _free_prefix()
     server_ip, client_ip = f"{prefix}.1", f"{prefix}.2"
@@ -441,7 +466,9 @@ async def _flood(rate: float, *, require_connect: bool) -> None:
     forged_cookie = with_cookie(req, os.urandom(36))
     server = client = flooder = None
     gc.collect()
-    tracemalloc.start()
+    if traced:
+        tracemalloc.start()
+    rss0 = _rss()
     try:
         base = tracemalloc.get_traced_memory()[0]
         server = await Endpoint.create(server_ip, configurations=[cr], port=port, natt_port=port + 1,
@@ -470,19 +497,26 @@ async def _flood(rate: float, *, require_connect: bool) -> None:
         await flooder.wait()
         flood_time = loop.time() - start
         current, peak = tracemalloc.get_traced_memory()
+        rss = _rss() - rss0
         st = server.stats
         assert st.ike_in > 1000, f"the endpoint only saw {st.ike_in} datagrams"
         assert st.cookies_sent > 0
         assert server.half_open() <= gcfg.half_open_max
-        assert peak - base < MEMORY_BOUND, f"flood peak {(peak - base) / 1e6:.1f} MB over the bound"
+        if traced:
+            assert peak - base < MEMORY_BOUND, f"flood peak {(peak - base) / 1e6:.1f} MB over the bound"
+            mem = f"traced memory peak +{(peak - base) / 1e6:.1f} MB (bound {MEMORY_BOUND / 1e6:.0f} MB)"
+        else:
+            assert rss < RSS_BOUND, f"RSS grew {rss / 1e6:.1f} MB"
+            mem = f"RSS +{rss / 1e6:.1f} MB (bound {RSS_BOUND / 1e6:.0f} MB)"
         print(
-            f"flood ({rate or 'unthrottled'}/s): {flood_time:.1f} s from {FLOOD_SOURCES} addresses; endpoint processed {st.ike_in} "
-            f"({st.ike_in / flood_time:.0f}/s), cookies {st.cookies_sent}, rate-limited {st.rate_limited}, "
-            f"half-open {server.half_open()}; traced memory peak +{(peak - base) / 1e6:.1f} MB "
-            f"(bound {MEMORY_BOUND / 1e6:.0f} MB); legitimate peer established after {t_connect:.2f} s"
+            f"flood ({rate or 'unthrottled'}/s{', traced' if traced else ''}): {flood_time:.1f} s from {FLOOD_SOURCES} "
+            f"addresses; endpoint processed {st.ike_in} ({st.ike_in / flood_time:.0f}/s), cookies {st.cookies_sent}, "
+            f"rate-limited {st.rate_limited}, half-open {server.half_open()}; {mem}; "
+            f"legitimate peer established after {t_connect:.2f} s"
         )
     finally:
-        tracemalloc.stop()
+        if traced:
+            tracemalloc.stop()
         if flooder is not None and flooder.returncode is None:
             flooder.kill()
             await flooder.wait()
