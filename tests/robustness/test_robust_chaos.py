@@ -81,6 +81,7 @@ async def chaos_run(version: int, seed: int, knobs: dict[str, float], *, rekeys:
     server = await serve(R_IP, configuration=cr, network=net, inner=dp_r)
     pumps = [loop.create_task(_pump(app_i, "i", run)), loop.create_task(_pump(app_r, "r", run))]
     events: list[IpsecEvent] = []
+    client_ep: list[Any] = []
     n = 0
 
     async def traffic_burst() -> None:
@@ -98,6 +99,7 @@ async def chaos_run(version: int, seed: int, knobs: dict[str, float], *, rekeys:
     try:
         async with connect(R_IP, configuration=ci, network=net, inner=dp_i, timeout=600) as ike:
             ike._endpoint.event_listeners.append(lambda _p, ev: events.append(ev))
+            client_ep.append(ike._endpoint)
             child = next(iter(ike.children.values()))
             for _ in range(600):  # the responder installs its SA one message later
                 if server.endpoint.dataplane.outbound:
@@ -139,11 +141,11 @@ async def chaos_run(version: int, seed: int, knobs: dict[str, float], *, rekeys:
         await asyncio.sleep(30)  # let in-flight datagrams land on closed sockets
     run.elapsed = loop.time() - t0
     # ---------------------------------------------------------------- leaks
-    ep = server.endpoint
-    if ep.sessions or ep._by_spi or ep._by_init:
-        run.leaks.append(f"server sessions={len(ep.sessions)} spis={len(ep._by_spi)} inits={len(ep._by_init)}")
-    if ep.dataplane.sad_in or ep.dataplane.outbound:
-        run.leaks.append(f"server SAs in={len(ep.dataplane.sad_in)} out={len(ep.dataplane.outbound)}")
+    for name, ep in [("server", server.endpoint)] + [("client", c) for c in client_ep]:
+        if ep.sessions or ep._by_spi or ep._by_init or ep.half_open():
+            run.leaks.append(f"{name} sessions={len(ep.sessions)} spis={len(ep._by_spi)} inits={len(ep._by_init)}")
+        if ep.dataplane.sad_in or ep.dataplane.outbound:
+            run.leaks.append(f"{name} SAs in={len(ep.dataplane.sad_in)} out={len(ep.dataplane.outbound)}")
     tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     if tasks:
         run.leaks.append(f"tasks: {tasks}")
