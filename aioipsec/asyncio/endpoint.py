@@ -193,6 +193,13 @@ class Endpoint:
                     last = addr
                     self._note_esp_peer(addr)
             elif data[:4] == marker:
+                if esp:
+                    # ESP that arrived before this IKE message is processed first: a
+                    # DELETE for the old SA of a rekey must not overtake its last packets
+                    self.stats.esp_in += len(esp)
+                    self.dataplane.inbound_datagrams(esp)
+                    esp = []
+                    append = esp.append
                 self._ike_received(data[4:], addr, True)
             elif len(data) == 1 and data[0] == 0xFF:
                 self.stats.keepalives_in += 1  # RFC 3948 NAT keepalive: ignore

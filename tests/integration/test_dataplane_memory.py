@@ -411,3 +411,21 @@ async def test_ipv6_flows_and_protocol_selectors_with_the_cache(v6pair: Pair) ->
     await until(lambda: len(p.host_a.received) == 2, what="answers")
     await asyncio.sleep(0.02)
     assert a_pipe.policy_dropped == 1 and a_pipe.inbound_ok
+
+
+async def test_esp_before_ike_in_one_read_is_processed_first(pair: Pair) -> None:
+    """One read from port 4500 may hold ESP and then an IKE message (e.g. the
+    DELETE of a rekeyed SA): the ESP that came first must be opened first, or
+    its last packets meet an SA that is already gone."""
+    p = pair
+    await establish(p)
+    (b_pipe,) = p.b.dataplane.outbound
+    (a_pipe,) = p.a.dataplane.sad_in.values()
+    esp = b_pipe.sa_out.seal_batch([udp_packet(HOST_B, HOST_A, 1, 2, b"%d" % i) for i in range(3)])
+    seen: list[int] = []
+    p.a._ike_received = lambda data, addr, on_4500: seen.append(a_pipe.sa_in.stats.packets_in)  # type: ignore[method-assign]
+    src = (GW_B, 4500)
+    p.a._on_natt_port([(esp[0], src), (esp[1], src), (b"\x00\x00\x00\x00" + bytes(28), src), (esp[2], src)])
+    assert seen == [2]
+    assert a_pipe.sa_in.stats.packets_in == 3
+    assert p.a.stats.esp_in == 3
