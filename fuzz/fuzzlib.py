@@ -33,7 +33,7 @@ import tomllib
 from collections.abc import Callable
 from typing import Any
 
-from aioipsec.config import ChildConfig, ConnectionConfig, GlobalConfig, child, connection
+from aioipsec.config import ConnectionConfig, GlobalConfig, child, connection
 from aioipsec.crypto import transforms as T
 from aioipsec.errors import ConfigError, RemoteProtocolError
 

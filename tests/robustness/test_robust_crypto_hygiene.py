@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 
 import fuzzlib
-from aioipsec.config import GlobalConfig, child, connection
 from aioipsec.crypto import transforms as T
 from aioipsec.errors import AlgorithmError, ConfigError, LocalProtocolError
 from aioipsec.esp import EspSa
-from aioipsec.events import ChildSaExpired, ChildSaInstalled, NegotiationFailed
+from aioipsec.events import ChildSaInstalled, NegotiationFailed
 from aioipsec.ike.constants import NotifyType
 from aioipsec.ike.v2.message import decode_message, encode_message
 from aioipsec.ike.v2.payloads import KePayload, NoncePayload, SaPayload

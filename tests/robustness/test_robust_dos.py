@@ -28,7 +28,7 @@ from aioipsec.asyncio.sockets import MemoryNetwork
 from aioipsec.config import GlobalConfig
 from aioipsec.errors import RemoteProtocolError
 from aioipsec.ike.constants import NotifyType
-from aioipsec.ike.v2.message import decode_message, encode_message, peek_header
+from aioipsec.ike.v2.message import decode_message, encode_message
 from aioipsec.ike.v2.payloads import NotifyPayload
 
 R_IP = "192.0.2.2"
