@@ -42,8 +42,9 @@ _reasons: dict[str, str | None] = {}
 def netns_unavailable() -> str | None:
     if "netns" not in _reasons:
         reason = netns_usable()
-        if reason is None and shutil.which("iperf3") is None:
-            reason = "iperf3 is not installed; run scripts/install-system-deps.sh as root"
+        for tool in ("iperf3", "tcpdump", "ping"):
+            if reason is None and shutil.which(tool) is None:
+                reason = f"{tool} is not installed; run scripts/install-system-deps.sh as root"
         _reasons["netns"] = reason
     return _reasons["netns"]
 
