@@ -48,6 +48,9 @@ class DaemonConfig:
     """IKE port."""
     port_nat_t: int = 4500
     """NAT-T port (IKE with the non-ESP marker, and ESP in UDP)."""
+    keep_alive: float = 20.0
+    """NAT keepalive interval (RFC 3948; strongswan.conf ``charon.keep_alive``), sent
+    only by the end behind a NAT; 0 disables."""
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -163,7 +166,7 @@ _CHILD_KEYS = {
 _AUTH_KEYS = {"auth", "id", "certs", "cert", "key", "private_key", "cacerts", "intermediates", "rsa_pss"}
 _SECRET_KEYS = {"id", "secret", "secret_file"}
 _TOP_KEYS = {"connections", "secrets", "global", "tun", "daemon"}
-_DAEMON_KEYS = {"address", "port", "port_nat_t"}
+_DAEMON_KEYS = {"address", "port", "port_nat_t", "keep_alive"}
 _GLOBAL_KEYS = {"cookie_threshold", "half_open_max", "init_limit_per_peer", "fragment_reassembly_max"}
 
 
@@ -216,6 +219,8 @@ def parse_config(data: dict[str, Any], *, file: str | None = None, base: Path | 
         for key in ("port", "port_nat_t"):
             if key in d:
                 setattr(cfg.daemon, key, ctx.integer(f"daemon.{key}", d[key], 1, 65535))
+        if "keep_alive" in d:
+            cfg.daemon.keep_alive = ctx.duration("daemon.keep_alive", d["keep_alive"])
         if cfg.daemon.port == cfg.daemon.port_nat_t:
             raise ctx.err("daemon.port_nat_t", f"must differ from daemon.port ({cfg.daemon.port})")
     conns = ctx.table("connections", data.get("connections", {}))

@@ -107,6 +107,7 @@ class Daemon:
             network=self.network,
             port=dc.port,
             natt_port=dc.port_nat_t,
+            keepalive_interval=dc.keep_alive,
         )
         self.endpoint.event_listeners.append(self._log_event)
         if self.tun is not None:

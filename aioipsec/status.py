@@ -62,7 +62,8 @@ change; removing a key or changing its type bumps ``schema``::
     }
 
     ENDPOINT = {"ike_in", "ike_out", "esp_in", "malformed", "unknown_spi", "cookies_sent",
-                "no_sa", "no_policy", "held_dropped": int}
+                "no_sa", "no_policy", "held_dropped", "keepalives_in", "keepalives_out",
+                "no_transport": int}
 """
 
 from __future__ import annotations
@@ -157,7 +158,8 @@ def child_row(pipe: Any, now: float) -> dict[str, Any]:
 
 
 def _pipes(endpoint: Any) -> list[Any]:
-    return sorted(endpoint.dataplane.sad_in.values(), key=lambda p: (p.ev.unique_id, p.ev.spi_in))
+    live = [p for p in endpoint.dataplane.sad_in.values() if not getattr(p, "deleted", False)]
+    return sorted(live, key=lambda p: (p.ev.unique_id, p.ev.spi_in))
 
 
 def child_rows(endpoint: Any) -> list[dict[str, Any]]:
@@ -244,6 +246,9 @@ def endpoint_status(endpoint: Any) -> dict[str, Any]:
             "no_sa": ds.no_sa,
             "no_policy": ds.no_policy,
             "held_dropped": ds.held_dropped,
+            "keepalives_in": es.keepalives_in,
+            "keepalives_out": es.keepalives_out,
+            "no_transport": ds.no_transport,
         },
     }
 

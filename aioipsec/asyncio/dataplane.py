@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("aioipsec.esp")
 
+REKEYED_INBOUND_GRACE = 2.0
+"""Seconds a rekeyed Child SA's inbound half stays after its delete."""
+
 HOLD_QUEUE = 64
 """Packets held per trap policy while its SA is negotiated (overflow dropped and counted)."""
 
@@ -120,6 +123,8 @@ class ChildPipeline:
     app_handler: Callable[[list[bytes]], None] | None = None
     inbound_ok: dict[bytes, int] = field(default_factory=dict, repr=False, compare=False)
     """Flows (``flow_key`` -> protocol) already found inside the selectors."""
+    deleted: bool = False
+    """Deleted by IKE; the inbound half lingers for REKEYED_INBOUND_GRACE."""
     switch_from: ChildPipeline | None = field(default=None, repr=False, compare=False)
     """Rekey responder: the old SA we keep sending on until the initiator
     deletes it or sends on this one (then this SA takes over outbound)."""
@@ -159,6 +164,7 @@ class DataPlane:
         self.outbound: list[ChildPipeline] = []
         self.traps: list[TrapPolicy] = []
         self.stats = DataPlaneStats()
+        self._grace: dict[int, asyncio.TimerHandle] = {}
         self._flow_out: dict[bytes, tuple[int, ChildPipeline]] = {}
         """Outbound policy decisions by ``flow_key``; cleared whenever SAs change."""
         self._reader: asyncio.Task[None] | None = None
@@ -171,6 +177,9 @@ class DataPlane:
             self._reader = self.endpoint.loop.create_task(self._read_inner(), name="aioipsec-inner-reader")
 
     async def close(self) -> None:
+        for handle in self._grace.values():
+            handle.cancel()
+        self._grace.clear()
         if self._reader is not None:
             self._reader.cancel()
             try:
@@ -229,13 +238,27 @@ class DataPlane:
 
     def remove(self, ev: ChildSaDeleted) -> None:
         self._flow_out.clear()
-        pipe = self.sad_in.pop(ev.spi_in, None)
-        if pipe is not None:
-            for successor in self.sad_in.values():
-                if successor.switch_from is pipe:
-                    self._switch_outbound(successor)
-            if pipe in self.outbound:
-                self.outbound.remove(pipe)
+        pipe = self.sad_in.get(ev.spi_in)
+        if pipe is None:
+            return
+        for successor in self.sad_in.values():
+            if successor.switch_from is pipe:
+                self._switch_outbound(successor)
+        if pipe in self.outbound:
+            self.outbound.remove(pipe)
+        pipe.deleted = True
+        if ev.reason == "rekeyed" and REKEYED_INBOUND_GRACE > 0:
+            # plain ESP and IKE arrive on different sockets: the peer's last
+            # packets on the old SA may be read after its DELETE
+            handle = self.endpoint.loop.call_later(REKEYED_INBOUND_GRACE, self._forget_inbound, ev.spi_in, pipe)
+            self._grace[ev.spi_in] = handle
+        else:
+            self._forget_inbound(ev.spi_in, pipe)
+
+    def _forget_inbound(self, spi: int, pipe: ChildPipeline) -> None:
+        self._grace.pop(spi, None)
+        if self.sad_in.get(spi) is pipe:
+            del self.sad_in[spi]
 
     def _switch_outbound(self, pipe: ChildPipeline) -> None:
         """A rekey responder's new SA takes over sending from the old one."""

@@ -474,7 +474,8 @@ class Endpoint:
             if ev.version == 1:
                 self._v1_by_ip[proto.session.remote_addr[0]] = proto
             self._index(proto)
-            if ev.nat_local and self._keepalive_task is None and self.natt_socket is not None:
+            if (ev.nat_local and self._keepalive_task is None and self.natt_socket is not None
+                    and self._keepalive_interval > 0):
                 self._keepalive_task = self.loop.create_task(self._keepalives())
         elif isinstance(ev, (AuthFailed, NegotiationFailed, DpdTimeout)):
             for trap in self.dataplane.traps:

@@ -36,7 +36,8 @@ CHILD = {
     "integrity_failed": int, "malformed": int, "policy_dropped": int, "drops": dict,
 }
 ENDPOINT = dict.fromkeys(
-    ["ike_in", "ike_out", "esp_in", "malformed", "unknown_spi", "cookies_sent", "no_sa", "no_policy", "held_dropped"], int
+    ["ike_in", "ike_out", "esp_in", "malformed", "unknown_spi", "cookies_sent", "no_sa", "no_policy", "held_dropped",
+     "keepalives_in", "keepalives_out", "no_transport"], int
 )
 DROP_REASONS = {"replay", "integrity", "padding", "malformed", "spi", "dummy", "policy", "expired"}
 
