@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test venv bench bench-tunnel fuzz clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,16 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
 
 bench: $(STAMP)
-	$(PY) bench/esp.py
+	$(PY) bench/esp.py $(ARGS)
+	$(PY) bench/ike.py --quick
+
+bench-tunnel: $(STAMP)   # root: namespaces, TUN, strongSwan libipsec, iperf3
+	bash scripts/install-system-deps.sh
+	$(PY) bench/tunnel.py $(ARGS)
+
+fuzz: $(STAMP)           # bounded atheris runs of every parser (installs atheris into .venv)
+	$(PY) -m pip install -q atheris
+	$(PY) fuzz/run_all.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
