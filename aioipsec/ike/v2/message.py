@@ -228,20 +228,30 @@ class Message:
     def add(self, *payloads: AnyPayload) -> None:
         self.payloads.extend(payloads)
 
-    def __str__(self) -> str:
-        """``IKE_AUTH request 1 [ IDi AUTH SA TSi TSr N(INIT_CONTACT) ]`` (strongSwan log style)."""
-        exch = enum_or_int(ExchangeType, self.exchange_type)
+    def payload_names(self) -> str:
+        """``IDi AUTH SA TSi TSr N(INIT_CONTACT)``: the payload list of :meth:`__str__`."""
         names = []
         for p in self.payloads:
-            t = payload_type_of(p)
-            if isinstance(p, NotifyPayload):
-                n = enum_or_int(NotifyType, p.notify_type)
-                names.append(f"N({n.name if isinstance(n, NotifyType) else n})")
+            if type(p) is NotifyPayload:
+                nt = p.notify_type
+                names.append(_NOTIFY_LABELS.get(nt) or f"N({nt})")
             else:
-                pt = enum_or_int(PayloadType, t)
-                names.append(pt.name if isinstance(pt, PayloadType) else f"UNKNOWN({t})")
+                t = payload_type_of(p)
+                names.append(_PAYLOAD_NAMES.get(t) or f"UNKNOWN({t})")
+        return " ".join(names)
+
+    def __str__(self) -> str:
+        """``IKE_AUTH request 1 [ IDi AUTH SA TSi TSr N(INIT_CONTACT) ]`` (strongSwan log style)."""
+        exch = _EXCHANGE_NAMES.get(self.exchange_type, self.exchange_type)
         kind = "response" if self.response else "request"
-        return f"{getattr(exch, 'name', exch)} {kind} {self.message_id} [ {' '.join(names)} ]"
+        return f"{exch} {kind} {self.message_id} [ {self.payload_names()} ]"
+
+
+# names by value, looked up per message (enum_or_int + .name per payload cost
+# several times more: the summary is built for every message sent and received)
+_EXCHANGE_NAMES: dict[int, str] = {int(e): e.name for e in ExchangeType}
+_PAYLOAD_NAMES: dict[int, str] = {int(e): e.name for e in PayloadType}
+_NOTIFY_LABELS: dict[int, str] = {int(e): f"N({e.name})" for e in NotifyType}
 
 
 # =========================================================================== SK context

@@ -636,10 +636,11 @@ class IkeSessionV2:
         """Log one exchange step and emit it as an ExchangeStep event."""
         sa = sa or self.sa
         spi_i, spi_r = spis if spis is not None else (sa.spi_i or bytes(8), sa.spi_r)
-        info = {"spi_i": spi_i.hex(), "spi_r": spi_r.hex(), **details}
-        extra = " ".join(f"{k}={v}" for k, v in details.items())
-        logger.info("%s %s %s_i %s_r %s", text, self.peer, spi_i.hex(), spi_r.hex(), extra)
-        self.emit(ExchangeStep(text, self.peer, info))
+        hi, hr = spi_i.hex(), spi_r.hex()
+        if logger.isEnabledFor(logging.INFO):
+            extra = " ".join(f"{k}={v}" for k, v in details.items())
+            logger.info("%s %s %s_i %s_r %s", text, self.peer, hi, hr, extra)
+        self.emit(ExchangeStep(text, self.peer, {"spi_i": hi, "spi_r": hr, **details}))
 
     def new_nonce(self) -> bytes:
         return self.random(NONCE_LEN)
@@ -757,7 +758,7 @@ class IkeSessionV2:
         details = {
             "kind": "response" if msg.response else "request",
             "mid": str(msg.message_id),
-            "payloads": str(msg).split("[", 1)[-1].rstrip("]").strip(),
+            "payloads": msg.payload_names(),
         }
         if packets > 1:
             details["fragments"] = str(packets)
