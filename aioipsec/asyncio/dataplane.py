@@ -400,41 +400,48 @@ class DataPlane:
             if pipe is None:
                 self.stats.no_sa += len(dgs)
                 continue
-            results = pipe.sa_in.open_batch(dgs)
-            self._after_sa(pipe, pipe.sa_in)
-            out: list[bytes] = []
             ev = pipe.ev
             tunnel = ev.mode == "tunnel"
+            out: list[bytes] = []
+            if not tunnel:  # transport mode: the payload's protocol is needed
+                for r in pipe.sa_in.open_batch(dgs):
+                    if r.packet is not None:
+                        pkt = _rebuild_transport(pipe, r.packet, r.next_header)
+                        if pkt is None:
+                            pipe.policy_dropped += 1
+                        else:
+                            out.append(pkt)
+                self._after_sa(pipe, pipe.sa_in)
+                inner: Sequence[bytes] = ()
+            else:
+                # tunnel mode: only the delivered inner packets (drops are counted by the SA)
+                open_packets = getattr(pipe.sa_in, "open_packets", None)
+                if open_packets is not None:
+                    inner = open_packets(dgs)
+                else:  # AH
+                    inner = [r.packet for r in pipe.sa_in.open_batch(dgs) if r.packet is not None]
+                self._after_sa(pipe, pipe.sa_in)
             ok = pipe.inbound_ok
-            for r in results:
-                pkt = r.packet
-                if pkt is None:
+            for pkt in inner:
+                # the inner packet must lie inside what the peer negotiated;
+                # fast path inlined: a known IPv4 flow (see flow_key)
+                if (len(pkt) >= 24 and pkt[0] == 0x45 and not (pkt[6] & 0x1F or pkt[7])
+                        and ok.get(pkt[12:24]) == pkt[9]):
+                    out.append(pkt)
                     continue
-                if not tunnel:  # transport mode
-                    pkt = _rebuild_transport(pipe, pkt, r.next_header)
-                    if pkt is None:
+                key = flow_key(pkt) if len(pkt) >= 20 else None
+                if key is None or ok.get(key) != _proto(pkt):
+                    sel = packet_selector(pkt)
+                    if sel is None or not (
+                        _ts_match(ev.remote_ts, sel[0], sel[1], sel[3], sel[4])
+                        and _ts_match(ev.local_ts, sel[0], sel[2], sel[3], sel[5])
+                    ):
                         pipe.policy_dropped += 1
                         continue
-                if tunnel:
-                    # the inner packet must lie inside what the peer negotiated;
-                    # fast path inlined: a known IPv4 flow (see flow_key)
-                    if (len(pkt) >= 24 and pkt[0] == 0x45 and not (pkt[6] & 0x1F or pkt[7])
-                            and ok.get(pkt[12:24]) == pkt[9]):
-                        out.append(pkt)
-                        continue
-                    key = flow_key(pkt) if len(pkt) >= 20 else None
-                    if key is None or ok.get(key) != _proto(pkt):
-                        sel = packet_selector(pkt)
-                        if sel is None or not (
-                            _ts_match(ev.remote_ts, sel[0], sel[1], sel[3], sel[4])
-                            and _ts_match(ev.local_ts, sel[0], sel[2], sel[3], sel[5])
-                        ):
-                            pipe.policy_dropped += 1
-                            continue
-                        if key is not None:
-                            if len(ok) >= FLOW_CACHE_MAX:
-                                ok.clear()
-                            ok[key] = sel[3]
+                    if key is not None:
+                        if len(ok) >= FLOW_CACHE_MAX:
+                            ok.clear()
+                        ok[key] = sel[3]
                 out.append(pkt)
             if not out:
                 continue
