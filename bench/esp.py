@@ -4,8 +4,12 @@ For AES-GCM-128, AES-GCM-256, ChaCha20-Poly1305 and AES-CBC + HMAC-SHA256,
 and inner packets of 64, 512 and 1400 bytes (tunnel mode, batches of 64):
 
 - ``seal``: ``EspSa.seal_batch`` packets/s;
-- ``open``: ``EspSa.open_batch`` packets/s (replay check + commit included,
+- ``open``: ``EspSa.open_packets`` packets/s, the call the data plane makes
+  in tunnel mode (delivered packets only; replay check + commit included,
   every packet a fresh sequence number);
+- ``open_results``: ``EspSa.open_batch`` packets/s, the older API with one
+  ``OpenResult`` per datagram (transport mode and callers that need the
+  reason for each drop);
 - beside each, the raw rate of the same primitive on the same plaintext
   size (AEAD: one ``encrypt``/``decrypt`` call with prepared arguments;
   CBC+HMAC: one CBC encryptor/decryptor plus one HMAC), timed in the same
@@ -13,7 +17,8 @@ and inner packets of 64, 512 and 1400 bytes (tunnel mode, batches of 64):
 
 Rates are ``64 / typical batch time`` (see :func:`measure`, :func:`typical`).  The whole run
 stays under ~60 s (``--quick``: under ~10 s).  ``--json`` prints one object
-``{"results": [{"alg", "size", "op", "pps", "aead_pps", "ratio"}]}``.
+``{"results": [{"alg", "size", "op", "pps", "aead_pps", "ratio"}]}`` with ops
+``seal``, ``open`` (``open_packets``) and ``open_results`` (``open_batch``).
 
     python bench/esp.py [--quick] [--json] [--alg NAME ...] [--size N ...] [--budget SECONDS]
 """
@@ -126,9 +131,11 @@ def typical(times: list[float]) -> float:
 def measure(alg: str, size: int, budget: float) -> list[dict]:
     """Seal and open rates beside the raw primitive rates for one cell.
 
-    Every step times one batch of ``BATCH`` packets: seal a batch, open it,
-    then ``BATCH`` raw encryptions and ``BATCH`` raw decryptions, so the four
-    figures are taken side by side, finely interleaved.  Rates come from
+    Every step times one batch of ``BATCH`` packets: seal a batch, open it
+    with ``open_packets``, seal another (untimed) and open it with
+    ``open_batch``, then ``BATCH`` raw encryptions and ``BATCH`` raw
+    decryptions, so the five figures are taken side by side, finely
+    interleaved.  Rates come from
     :func:`typical` batch times: on a shared machine a batch during which the
     scheduler ran another job is an outlier that would swamp a plain mean,
     while a plain median would hide costs that recur every few batches (the
@@ -142,6 +149,7 @@ def measure(alg: str, size: int, budget: float) -> list[dict]:
     clock = time.perf_counter
     seal_t: list[float] = []
     open_t: list[float] = []
+    open_res_t: list[float] = []
     raw_seal_t: list[float] = []
     raw_open_t: list[float] = []
     deadline = clock() + budget
@@ -152,21 +160,26 @@ def measure(alg: str, size: int, budget: float) -> list[dict]:
         t0 = clock()
         sealed = out.seal_batch(pkts)
         t1 = clock()
-        inb.open_batch(sealed)
+        inb.open_packets(sealed)
         t2 = clock()
-        raw_seal(BATCH)
+        sealed = out.seal_batch(pkts)
         t3 = clock()
-        raw_open(BATCH)
+        inb.open_batch(sealed)
         t4 = clock()
+        raw_seal(BATCH)
+        t5 = clock()
+        raw_open(BATCH)
+        t6 = clock()
         seal_t.append(t1 - t0)
         open_t.append(t2 - t1)
-        raw_seal_t.append(t3 - t2)
-        raw_open_t.append(t4 - t3)
+        open_res_t.append(t4 - t3)
+        raw_seal_t.append(t5 - t4)
+        raw_open_t.append(t6 - t5)
         steps += 1
     assert inb.stats.replay_failed == 0 and inb.stats.integrity_failed == 0
-    assert inb.stats.packets_in == steps * BATCH
+    assert inb.stats.packets_in == 2 * steps * BATCH
     results = []
-    for op, esp, raw in (("seal", seal_t, raw_seal_t), ("open", open_t, raw_open_t)):
+    for op, esp, raw in (("seal", seal_t, raw_seal_t), ("open", open_t, raw_open_t), ("open_results", open_res_t, raw_open_t)):
         t_esp, t_raw = typical(esp), typical(raw)
         results.append(
             dict(alg=alg, size=size, op=op, pps=round(BATCH / t_esp), aead_pps=round(BATCH / t_raw), ratio=round(t_raw / t_esp, 3))
@@ -189,13 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results: list[dict] = []
     if not args.json:
-        print(f"{'alg':<18}{'size':>6} {'op':<5}{'esp pkt/s':>12}{'raw pkt/s':>12}{'ratio':>8}")
+        print("open = EspSa.open_packets (the data plane's call), open_results = EspSa.open_batch")
+        print(f"{'alg':<18}{'size':>6} {'op':<13}{'esp pkt/s':>12}{'raw pkt/s':>12}{'ratio':>8}")
     for alg in algs:
         for size in sizes:
             for r in measure(alg, size, budget):
                 results.append(r)
                 if not args.json:
-                    print(f"{r['alg']:<18}{r['size']:>6} {r['op']:<5}{r['pps']:>12,}{r['aead_pps']:>12,}{r['ratio']:>8.2f}")
+                    print(f"{r['alg']:<18}{r['size']:>6} {r['op']:<13}{r['pps']:>12,}{r['aead_pps']:>12,}{r['ratio']:>8.2f}")
     if args.json:
         print(json.dumps({"results": results}))
     else:
