@@ -20,11 +20,12 @@ Helpers map SA payload proposals to and from the transform registry
 from __future__ import annotations
 
 import ipaddress
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, TypeVar
 
-from ...buffer import Buffer, BufferReadError
+from ...buffer import Buffer, BufferReadError, BufferWriteError
 from ...crypto.transforms import (
     EncrAlg,
     EsnAlg,
@@ -114,6 +115,25 @@ def _bad(what: str) -> MalformedMessage:
     return MalformedMessage(what)
 
 
+# Encoders build each header with one struct.pack and return the body as
+# bytes (``_body``); ``encode_body(buf)`` appends it.  A field out of range
+# raises BufferWriteError, as the Buffer calls did.
+_HDR = struct.Struct("!BBH")  # generic payload header, proposal/transform substructure header
+_HDR_U16 = struct.Struct("!BBHH")
+_TRANSFORM = struct.Struct("!BBHBBH")
+_PROPOSAL = struct.Struct("!BBHBBBB")
+_TS4 = struct.Struct("!BBHHH4s4s")
+_TS6 = struct.Struct("!BBHHH16s16s")
+_ZERO3 = b"\x00\x00\x00"
+
+
+def _body_of(p: AnyPayload) -> bytes:
+    try:
+        return p._body()  # type: ignore[union-attr]
+    except (struct.error, OverflowError, ValueError) as exc:  # ValueError: bytes((256,))
+        raise BufferWriteError(f"{type(p).__name__}: a field does not fit: {exc}") from None
+
+
 # =========================================================================== SA
 #
 #  Proposal substructure:
@@ -144,13 +164,16 @@ class TransformAttribute:
     value: int | bytes
 
     def encode(self, buf: Buffer) -> None:
-        if isinstance(self.value, int):
-            buf.push_uint16(0x8000 | self.attr_type)
-            buf.push_uint16(self.value)
-        else:
-            buf.push_uint16(self.attr_type)
-            buf.push_uint16(len(self.value))
-            buf.push_bytes(self.value)
+        try:
+            buf.push_bytes(self._bytes())
+        except struct.error as exc:
+            raise BufferWriteError(f"transform attribute: {exc}") from None
+
+    def _bytes(self) -> bytes:
+        v = self.value
+        if isinstance(v, int):
+            return struct.pack("!HH", 0x8000 | self.attr_type, v)
+        return struct.pack("!HH", self.attr_type, len(v)) + v
 
     @classmethod
     def decode(cls, buf: Buffer) -> TransformAttribute:
@@ -177,15 +200,17 @@ class Transform:
         return None
 
     def encode(self, buf: Buffer, last: bool) -> None:
-        start = buf.tell()
-        buf.push_uint8(_LAST if last else _MORE_TRANSFORMS)
-        buf.push_uint8(0)
-        with buf.push_block(2, start=start):
-            buf.push_uint8(self.transform_type)
-            buf.push_uint8(0)
-            buf.push_uint16(self.transform_id)
-            for a in self.attributes:
-                a.encode(buf)
+        try:
+            buf.push_bytes(self._bytes(last))
+        except struct.error as exc:
+            raise BufferWriteError(f"transform: {exc}") from None
+
+    def _bytes(self, last: bool) -> bytes:
+        attrs = b"".join([a._bytes() for a in self.attributes]) if self.attributes else b""
+        head = _TRANSFORM.pack(
+            _LAST if last else _MORE_TRANSFORMS, 0, 8 + len(attrs), self.transform_type, 0, self.transform_id
+        )
+        return head + attrs if attrs else head
 
     @classmethod
     def decode(cls, buf: Buffer) -> tuple[Transform, bool]:
@@ -218,17 +243,20 @@ class SaProposal:
     transforms: tuple[Transform, ...] = ()
 
     def encode(self, buf: Buffer, last: bool) -> None:
-        start = buf.tell()
-        buf.push_uint8(_LAST if last else _MORE_PROPOSALS)
-        buf.push_uint8(0)
-        with buf.push_block(2, start=start):
-            buf.push_uint8(self.num)
-            buf.push_uint8(self.protocol)
-            buf.push_uint8(len(self.spi))
-            buf.push_uint8(len(self.transforms))
-            buf.push_bytes(self.spi)
-            for i, t in enumerate(self.transforms):
-                t.encode(buf, i == len(self.transforms) - 1)
+        try:
+            buf.push_bytes(self._bytes(last))
+        except struct.error as exc:
+            raise BufferWriteError(f"proposal: {exc}") from None
+
+    def _bytes(self, last: bool) -> bytes:
+        ts = self.transforms
+        n = len(ts)
+        body = b"".join([t._bytes(i == n - 1) for i, t in enumerate(ts)])
+        spi = self.spi
+        head = _PROPOSAL.pack(
+            _LAST if last else _MORE_PROPOSALS, 0, 8 + len(spi) + len(body), self.num, self.protocol, len(spi), n
+        )
+        return head + spi + body
 
     @classmethod
     def decode(cls, buf: Buffer) -> tuple[SaProposal, bool]:
@@ -263,8 +291,11 @@ class SaPayload:
     proposals: tuple[SaProposal, ...] = ()
 
     def encode_body(self, buf: Buffer) -> None:
-        for i, p in enumerate(self.proposals):
-            p.encode(buf, i == len(self.proposals) - 1)
+        buf.push_bytes(_body_of(self))
+
+    def _body(self) -> bytes:
+        n = len(self.proposals)
+        return b"".join([p._bytes(i == n - 1) for i, p in enumerate(self.proposals)])
 
     @classmethod
     def decode_body(cls, buf: Buffer) -> SaPayload:
@@ -295,9 +326,10 @@ class KePayload:
     data: bytes
 
     def encode_body(self, buf: Buffer) -> None:
-        buf.push_uint16(self.group)
-        buf.push_uint16(0)
-        buf.push_bytes(self.data)
+        buf.push_bytes(_body_of(self))
+
+    def _body(self) -> bytes:
+        return struct.pack("!HH", self.group, 0) + self.data
 
     @classmethod
     def decode_body(cls, buf: Buffer) -> KePayload:
@@ -320,9 +352,10 @@ class _IdPayload:
     data: bytes
 
     def encode_body(self, buf: Buffer) -> None:
-        buf.push_uint8(self.id_type)
-        buf.push_bytes(b"\x00\x00\x00")
-        buf.push_bytes(self.data)
+        buf.push_bytes(_body_of(self))
+
+    def _body(self) -> bytes:
+        return bytes((self.id_type,)) + _ZERO3 + self.data
 
     @classmethod
     def decode_body(cls: type[_P], buf: Buffer) -> _P:
@@ -393,8 +426,10 @@ class CertPayload:
     data: bytes
 
     def encode_body(self, buf: Buffer) -> None:
-        buf.push_uint8(self.encoding)
-        buf.push_bytes(self.data)
+        buf.push_bytes(_body_of(self))
+
+    def _body(self) -> bytes:
+        return bytes((self.encoding,)) + self.data
 
     @classmethod
     def decode_body(cls, buf: Buffer) -> CertPayload:
@@ -409,8 +444,10 @@ class CertReqPayload:
     """For X.509: concatenated SHA-1 hashes of trusted CAs' public keys."""
 
     def encode_body(self, buf: Buffer) -> None:
-        buf.push_uint8(self.encoding)
-        buf.push_bytes(self.data)
+        buf.push_bytes(_body_of(self))
+
+    def _body(self) -> bytes:
+        return bytes((self.encoding,)) + self.data
 
     @classmethod
     def decode_body(cls, buf: Buffer) -> CertReqPayload:
@@ -430,9 +467,10 @@ class AuthPayload:
     data: bytes
 
     def encode_body(self, buf: Buffer) -> None:
-        buf.push_uint8(self.method)
-        buf.push_bytes(b"\x00\x00\x00")
-        buf.push_bytes(self.data)
+        buf.push_bytes(_body_of(self))
+
+    def _body(self) -> bytes:
+        return bytes((self.method,)) + _ZERO3 + self.data
 
     @classmethod
     def decode_body(cls, buf: Buffer) -> AuthPayload:
@@ -454,6 +492,9 @@ class NoncePayload:
 
     def encode_body(self, buf: Buffer) -> None:
         buf.push_bytes(self.data)
+
+    def _body(self) -> bytes:
+        return bytes(self.data)
 
     @classmethod
     def decode_body(cls, buf: Buffer) -> NoncePayload:
@@ -484,11 +525,11 @@ class NotifyPayload:
         return self.notify_type < 16384
 
     def encode_body(self, buf: Buffer) -> None:
-        buf.push_uint8(self.protocol)
-        buf.push_uint8(len(self.spi))
-        buf.push_uint16(self.notify_type)
-        buf.push_bytes(self.spi)
-        buf.push_bytes(self.data)
+        buf.push_bytes(_body_of(self))
+
+    def _body(self) -> bytes:
+        spi = self.spi
+        return _HDR.pack(self.protocol, len(spi), self.notify_type) + spi + self.data
 
     @classmethod
     def decode_body(cls, buf: Buffer) -> NotifyPayload:
@@ -551,6 +592,9 @@ class VendorPayload:
     def encode_body(self, buf: Buffer) -> None:
         buf.push_bytes(self.data)
 
+    def _body(self) -> bytes:
+        return bytes(self.data)
+
     @classmethod
     def decode_body(cls, buf: Buffer) -> VendorPayload:
         return cls(buf.pull_rest())
@@ -570,17 +614,18 @@ class _TsPayload:
     selectors: tuple[TrafficSelector, ...] = ()
 
     def encode_body(self, buf: Buffer) -> None:
-        buf.push_uint8(len(self.selectors))
-        buf.push_bytes(b"\x00\x00\x00")
+        buf.push_bytes(_body_of(self))
+
+    def _body(self) -> bytes:
+        parts = [bytes((len(self.selectors),)) + _ZERO3]
         for ts in self.selectors:
-            alen = 4 if ts.version == 4 else 16
-            buf.push_uint8(TsType.IPV4_ADDR_RANGE if ts.version == 4 else TsType.IPV6_ADDR_RANGE)
-            buf.push_uint8(ts.proto)
-            buf.push_uint16(8 + 2 * alen)
-            buf.push_uint16(ts.start_port)
-            buf.push_uint16(ts.end_port)
-            buf.push_bytes(ts.start.to_bytes(alen, "big"))
-            buf.push_bytes(ts.end.to_bytes(alen, "big"))
+            if ts.version == 4:
+                parts.append(_TS4.pack(TsType.IPV4_ADDR_RANGE, ts.proto, 16, ts.start_port, ts.end_port,
+                                       ts.start.to_bytes(4, "big"), ts.end.to_bytes(4, "big")))
+            else:
+                parts.append(_TS6.pack(TsType.IPV6_ADDR_RANGE, ts.proto, 40, ts.start_port, ts.end_port,
+                                       ts.start.to_bytes(16, "big"), ts.end.to_bytes(16, "big")))
+        return b"".join(parts)
 
     @classmethod
     def decode_body(cls: type[_P], buf: Buffer) -> _P:
@@ -639,6 +684,9 @@ class SkPayload:
 
     def encode_body(self, buf: Buffer) -> None:
         buf.push_bytes(self.data)
+
+    def _body(self) -> bytes:
+        return bytes(self.data)
 
     @classmethod
     def decode_body(cls, buf: Buffer, next_payload: int = 0) -> SkPayload:
@@ -767,6 +815,9 @@ class UnknownPayload:
     def encode_body(self, buf: Buffer) -> None:
         buf.push_bytes(self.data)
 
+    def _body(self) -> bytes:
+        return bytes(self.data)
+
 
 AnyPayload = (
     SaPayload
@@ -837,23 +888,34 @@ def encode_payloads(payloads: Sequence[AnyPayload], buf: Buffer | None = None) -
 
     An SK/SKF payload must be last: its Next Payload field names the first
     *inner* payload (``SkPayload.next_payload``)."""
-    out = Buffer() if buf is None else buf
-    base = out.tell()
+    n = len(payloads)
+    parts: list[bytes] = []
+    types = [p.type if type(p) is UnknownPayload else p.payload_type for p in payloads]  # type: ignore[union-attr]
+    pack = _HDR.pack
     for i, p in enumerate(payloads):
-        ptype = payload_type_of(p)
-        if ptype in _ENCRYPTED_TYPES:
-            if i != len(payloads) - 1:
+        if types[i] in _ENCRYPTED_TYPES:
+            if i != n - 1:
                 raise ValueError("an SK/SKF payload must be the last payload")
             nxt = p.next_payload  # type: ignore[union-attr]
         else:
-            nxt = payload_type_of(payloads[i + 1]) if i + 1 < len(payloads) else PayloadType.NONE
-        start = out.tell()
-        out.push_uint8(nxt)
-        out.push_uint8(0x80 if isinstance(p, UnknownPayload) and p.critical else 0)
-        with out.push_block(2, start=start):
-            p.encode_body(out)
-    first = payload_type_of(payloads[0]) if payloads else PayloadType.NONE
-    return first, out.data[base:]
+            nxt = types[i + 1] if i + 1 < n else PayloadType.NONE
+        body_of = getattr(p, "_body", None)
+        if body_of is None:
+            body = payload_body(p)
+        else:
+            try:
+                body = body_of()
+            except (struct.error, OverflowError, ValueError) as exc:
+                raise BufferWriteError(f"{type(p).__name__}: a field does not fit: {exc}") from None
+        try:
+            parts.append(pack(nxt, 0x80 if type(p) is UnknownPayload and p.critical else 0, 4 + len(body)))
+        except struct.error:
+            raise BufferWriteError(f"payload of {4 + len(body)} bytes does not fit its 2-byte length") from None
+        parts.append(body)
+    data = b"".join(parts)
+    if buf is not None:
+        buf.push_bytes(data)
+    return (types[0] if payloads else PayloadType.NONE), data
 
 
 def decode_payloads(first_type: int, data: bytes, *, inner: bool = False) -> list[AnyPayload]:
