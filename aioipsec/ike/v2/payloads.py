@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, TypeVar
 
@@ -125,6 +125,17 @@ _PROPOSAL = struct.Struct("!BBHBBBB")
 _TS4 = struct.Struct("!BBHHH4s4s")
 _TS6 = struct.Struct("!BBHHH16s16s")
 _ZERO3 = b"\x00\x00\x00"
+
+
+# Decoders of the common payloads parse the body bytes with struct and
+# offsets (``_parse(data)``); ``decode_body(buf)`` hands them the rest of the
+# buffer.  Truncation raises BufferReadError, as the Buffer calls did.
+_U16 = struct.Struct("!H")
+_U16U16 = struct.Struct("!HH")
+
+
+def _short(need: int, at: int, have: int) -> BufferReadError:
+    return BufferReadError(f"need {need} bytes at offset {at}, have {max(have - at, 0)}")
 
 
 def _body_of(p: AnyPayload) -> bytes:
@@ -284,6 +295,45 @@ class SaProposal:
             raise _bad(f"proposal says {count} transforms, found {len(transforms)}")
         return cls(num, protocol, spi, tuple(transforms)), more == _LAST
 
+    @classmethod
+    def _parse(cls, d: bytes) -> SaProposal:
+        """A proposal from its body (after the substructure header, >= 4 octets)."""
+        num, protocol, spi_size, count = d[0], d[1], d[2], d[3]
+        end = len(d)
+        pos = 4 + spi_size
+        if pos > end:
+            raise _short(spi_size, 4, end)
+        spi = d[4:pos]
+        transforms: list[Transform] = []
+        last = count == 0
+        hdr = _TRANSFORM.unpack_from
+        while pos < end:
+            if last:
+                raise _bad("data after the last transform")
+            if pos + 4 > end:
+                raise _short(4, pos, end)
+            more, _r, length = _HDR.unpack_from(d, pos)
+            if more not in (_LAST, _MORE_TRANSFORMS):
+                raise _bad(f"transform substructure type {more}")
+            if length < 8:
+                raise _bad(f"transform length {length}")
+            if pos + length > end:
+                raise _short(length - 4, pos + 4, end)
+            _m, _r, _l, ttype, _r2, tid = hdr(d, pos)
+            if length == 8:
+                transforms.append(Transform(ttype, tid))
+            else:
+                attrs = Buffer(d[pos + 8 : pos + length])
+                found: list[TransformAttribute] = []
+                while not attrs.eof():
+                    found.append(TransformAttribute.decode(attrs))
+                transforms.append(Transform(ttype, tid, tuple(found)))
+            last = more == _LAST
+            pos += length
+        if len(transforms) != count or not last:
+            raise _bad(f"proposal says {count} transforms, found {len(transforms)}")
+        return cls(num, protocol, spi, tuple(transforms))
+
 
 @dataclass(frozen=True, slots=True)
 class SaPayload:
@@ -299,6 +349,38 @@ class SaPayload:
 
     @classmethod
     def decode_body(cls, buf: Buffer) -> SaPayload:
+        return cls._parse(buf.pull_rest())
+
+    @classmethod
+    def _parse(cls, d: bytes) -> SaPayload:
+        proposals: list[SaProposal] = []
+        last = False
+        end = len(d)
+        pos = 0
+        hdr = _HDR.unpack_from
+        while pos < end:
+            if last:
+                raise _bad("data after the last proposal")
+            if pos + 4 > end:
+                raise _short(4, pos, end)
+            more, _r, length = hdr(d, pos)
+            if more not in (_LAST, _MORE_PROPOSALS):
+                raise _bad(f"proposal substructure type {more}")
+            if length < 8:
+                raise _bad(f"proposal length {length}")
+            if pos + length > end:
+                raise _short(length - 4, pos + 4, end)
+            proposals.append(SaProposal._parse(d[pos + 4 : pos + length]))
+            last = more == _LAST
+            pos += length
+        if not proposals:
+            raise _bad("SA payload without proposals")
+        if not last:
+            raise _bad("last proposal not marked last")
+        return cls(tuple(proposals))
+
+    @classmethod
+    def _decode_body_buffer(cls, buf: Buffer) -> SaPayload:  # the Buffer form, kept for reference tests
         proposals: list[SaProposal] = []
         last = False
         while not buf.eof():
@@ -333,9 +415,13 @@ class KePayload:
 
     @classmethod
     def decode_body(cls, buf: Buffer) -> KePayload:
-        group = buf.pull_uint16()
-        buf.pull_uint16()
-        return cls(group, buf.pull_rest())
+        return cls._parse(buf.pull_rest())
+
+    @classmethod
+    def _parse(cls, d: bytes) -> KePayload:
+        if len(d) < 4:
+            raise _short(4, 0, len(d))
+        return cls(_U16.unpack_from(d)[0], d[4:])
 
 
 # =========================================================================== ID
@@ -359,9 +445,13 @@ class _IdPayload:
 
     @classmethod
     def decode_body(cls: type[_P], buf: Buffer) -> _P:
-        id_type = buf.pull_uint8()
-        buf.pull_bytes(3)
-        return cls(id_type, buf.pull_rest())  # type: ignore[call-arg]
+        return cls._parse(buf.pull_rest())  # type: ignore[attr-defined, no-any-return]
+
+    @classmethod
+    def _parse(cls: type[_P], d: bytes) -> _P:
+        if len(d) < 4:
+            raise _short(4, 0, len(d))
+        return cls(d[0], d[4:])  # type: ignore[call-arg]
 
     def __str__(self) -> str:
         return id_to_str(self.id_type, self.data)
@@ -474,9 +564,13 @@ class AuthPayload:
 
     @classmethod
     def decode_body(cls, buf: Buffer) -> AuthPayload:
-        method = buf.pull_uint8()
-        buf.pull_bytes(3)
-        return cls(method, buf.pull_rest())
+        return cls._parse(buf.pull_rest())
+
+    @classmethod
+    def _parse(cls, d: bytes) -> AuthPayload:
+        if len(d) < 4:
+            raise _short(4, 0, len(d))
+        return cls(d[0], d[4:])
 
 
 # =========================================================================== Nonce
@@ -498,7 +592,10 @@ class NoncePayload:
 
     @classmethod
     def decode_body(cls, buf: Buffer) -> NoncePayload:
-        data = buf.pull_rest()
+        return cls._parse(buf.pull_rest())
+
+    @classmethod
+    def _parse(cls, data: bytes) -> NoncePayload:
         if not MIN_NONCE_LEN <= len(data) <= MAX_NONCE_LEN:
             raise _bad(f"nonce of {len(data)} octets (16..256 allowed)")
         return cls(data)
@@ -533,11 +630,17 @@ class NotifyPayload:
 
     @classmethod
     def decode_body(cls, buf: Buffer) -> NotifyPayload:
-        protocol = buf.pull_uint8()
-        spi_size = buf.pull_uint8()
-        ntype = buf.pull_uint16()
-        spi = buf.pull_bytes(spi_size)
-        return cls(enum_or_int(NotifyType, ntype), buf.pull_rest(), protocol, spi)
+        return cls._parse(buf.pull_rest())
+
+    @classmethod
+    def _parse(cls, d: bytes) -> NotifyPayload:
+        if len(d) < 4:
+            raise _short(4, 0, len(d))
+        protocol, spi_size, ntype = _HDR.unpack_from(d)
+        if 4 + spi_size > len(d):
+            raise _short(spi_size, 4, len(d))
+        member = _NOTIFY_MEMBERS.get(ntype)
+        return cls(ntype if member is None else member, d[4 + spi_size :], protocol, d[4 : 4 + spi_size])
 
 
 # =========================================================================== Delete
@@ -629,6 +732,42 @@ class _TsPayload:
 
     @classmethod
     def decode_body(cls: type[_P], buf: Buffer) -> _P:
+        return cls._parse(buf.pull_rest())  # type: ignore[attr-defined, no-any-return]
+
+    @classmethod
+    def _parse(cls: type[_P], d: bytes) -> _P:
+        end = len(d)
+        if end < 4:
+            raise _short(4, 0, end)
+        count = d[0]
+        pos = 4
+        selectors: list[TrafficSelector] = []
+        for _ in range(count):
+            if pos + 4 > end:
+                raise _short(4, pos, end)
+            ts_type, proto, length = _HDR.unpack_from(d, pos)
+            if ts_type == TsType.IPV4_ADDR_RANGE:
+                alen, version = 4, 4
+            elif ts_type == TsType.IPV6_ADDR_RANGE:
+                alen, version = 16, 6
+            else:
+                raise _bad(f"unsupported traffic selector type {ts_type}")
+            if length != 8 + 2 * alen:
+                raise _bad(f"traffic selector length {length} for type {ts_type}")
+            if pos + length > end:
+                raise _short(length - 4, pos + 4, end)
+            sp, ep = _U16U16.unpack_from(d, pos + 4)
+            a = pos + 8
+            start = int.from_bytes(d[a : a + alen], "big")
+            stop = int.from_bytes(d[a + alen : a + 2 * alen], "big")
+            selectors.append(TrafficSelector(start, stop, version, proto, sp, ep))
+            pos += length
+        if pos != end:
+            raise _bad("trailing data in TS payload")
+        return cls(tuple(selectors))  # type: ignore[call-arg]
+
+    @classmethod
+    def _decode_body_buffer(cls: type[_P], buf: Buffer) -> _P:  # the Buffer form, kept for reference tests
         count = buf.pull_uint8()
         buf.pull_bytes(3)
         selectors: list[TrafficSelector] = []
@@ -926,37 +1065,59 @@ def decode_payloads(first_type: int, data: bytes, *, inner: bool = False) -> lis
     :class:`~aioipsec.errors.UnsupportedCriticalPayload` (data = the payload
     type octet) for an unknown payload with the critical bit; unknown
     non-critical payloads become :class:`UnknownPayload`."""
-    buf = Buffer(data)
+    if type(data) is not bytes:
+        data = bytes(data)
     out: list[AnyPayload] = []
     ptype = first_type
+    end = len(data)
+    pos = 0
+    hdr = _HDR.unpack_from
     try:
         while ptype != PayloadType.NONE:
-            nxt = buf.pull_uint8()
-            critical = bool(buf.pull_uint8() & 0x80)
-            length = buf.pull_uint16()
+            if pos + 4 > end:
+                raise _short(4, pos, end)
+            nxt, flags, length = hdr(data, pos)
             if length < GENERIC_PAYLOAD_HEADER_LEN:
                 raise _bad(f"payload length {length}")
-            body = buf.pull_buffer(length - GENERIC_PAYLOAD_HEADER_LEN)
-            cls = PAYLOAD_CLASSES.get(ptype)
-            if ptype in _ENCRYPTED_TYPES:
+            stop = pos + length
+            if stop > end:
+                raise _short(length - GENERIC_PAYLOAD_HEADER_LEN, pos + 4, end)
+            body = data[pos + 4 : stop]
+            pos = stop
+            parse = _PARSERS.get(ptype)
+            if parse is not None:
+                out.append(parse(body))
+            elif ptype in _ENCRYPTED_TYPES:
                 if inner:
                     raise _bad("encrypted payload inside an encrypted payload")
-                if not buf.eof():
+                if pos != end:
                     raise _bad("the encrypted payload is not the last payload")
-                out.append(cls.decode_body(body, nxt))  # type: ignore[union-attr]
+                out.append(PAYLOAD_CLASSES[ptype].decode_body(Buffer(body), nxt))
                 return out
-            if cls is None:
-                if critical:
-                    raise UnsupportedCriticalPayload(f"unknown critical payload type {ptype}", bytes([ptype]))
-                out.append(UnknownPayload(ptype, critical, body.pull_rest()))
             else:
-                out.append(cls.decode_body(body))
+                cls = PAYLOAD_CLASSES.get(ptype)
+                if cls is None:
+                    if flags & 0x80:
+                        raise UnsupportedCriticalPayload(f"unknown critical payload type {ptype}", bytes([ptype]))
+                    out.append(UnknownPayload(ptype, False, body))
+                else:
+                    out.append(cls.decode_body(Buffer(body)))
             ptype = nxt
     except BufferReadError as exc:
         raise _bad(f"truncated payload: {exc}") from None
-    if not buf.eof():
-        raise _bad(f"{buf.remaining()} octets after the last payload")
+    except struct.error as exc:  # pragma: no cover - every unpack above is bounds-checked first
+        raise _bad(f"truncated payload: {exc}") from None
+    if pos != end:
+        raise _bad(f"{end - pos} octets after the last payload")
     return out
+
+
+_NOTIFY_MEMBERS: dict[int, NotifyType] = dict(NotifyType._value2member_map_)  # type: ignore[arg-type]
+_PARSERS: dict[int, Callable[[bytes], AnyPayload]] = {
+    cls.payload_type: cls._parse  # type: ignore[attr-defined]
+    for cls in (SaPayload, KePayload, IdiPayload, IdrPayload, AuthPayload, NoncePayload, NotifyPayload, TsiPayload, TsrPayload)
+}
+"""Payload types whose decoders parse bytes directly (the others get a Buffer)."""
 
 
 # =========================================================================== proposals <-> registry
