@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -351,6 +352,10 @@ class Identity:
     def from_string(cls, text: str) -> Identity:
         """Parse strongSwan syntax: IP address, ``@fqdn`` or ``fqdn``,
         ``user@domain``, ``C=.., O=.., CN=..`` (DN), ``@#hex`` (KEY_ID)."""
+        return _identity_from_string(cls, text)
+
+    @classmethod
+    def _from_string(cls, text: str) -> Identity:
         text = text.strip()
         try:
             ip = ipaddress.ip_address(text)
@@ -423,6 +428,13 @@ class Identity:
         except ValueError:
             pass
         return f"({t}:{self.data.hex()})"
+
+
+@functools.lru_cache(maxsize=256)
+def _identity_from_string(cls: type[Identity], text: str) -> Identity:
+    """Identities are immutable and the same few configured strings are parsed
+    for every IKE SA (an IP address is tried first, and failing costs an exception)."""
+    return cls._from_string(text)
 
 
 def identity_matches_config(received: Identity, configured: str | None) -> bool:

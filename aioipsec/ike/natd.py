@@ -18,6 +18,7 @@ does the same here.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -31,7 +32,9 @@ NAT_DETECTION_DESTINATION_IP = 16389
 NATT_PORT = 4500
 
 
+@functools.lru_cache(maxsize=1024)
 def _packed(ip: str) -> bytes:
+    # cached: 4 hashes per IKE_SA_INIT on each side, over a handful of addresses
     return ipaddress.ip_address(ip).packed
 
 

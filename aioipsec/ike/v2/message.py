@@ -624,27 +624,39 @@ def check_rules(msg: Message) -> None:
     rule = MESSAGE_RULES.get((msg.exchange_type, msg.is_request))
     if rule is None:
         return
-    exch = getattr(enum_or_int(ExchangeType, msg.exchange_type), "name", msg.exchange_type)
-    where = f"{exch} {'request' if msg.is_request else 'response'}"
-    if any(isinstance(p, (SkPayload, SkfPayload)) for p in msg.payloads):
-        raise InvalidSyntax(f"{where}: encrypted payload was not decrypted")
+
+    def where() -> str:  # built only for an error
+        exch = _EXCHANGE_NAMES.get(msg.exchange_type, msg.exchange_type)
+        return f"{exch} {'request' if msg.is_request else 'response'}"
+
+    counts: dict[int, int] = {}
+    notifies = []
+    for p in msg.payloads:
+        tp = type(p)
+        if tp is UnknownPayload:
+            continue  # unknown non-critical payloads are ignored (RFC 7296 §2.5)
+        if tp is SkPayload or tp is SkfPayload:
+            raise InvalidSyntax(f"{where()}: encrypted payload was not decrypted")
+        if tp is NotifyPayload:
+            notifies.append(p)
+        t = p.payload_type  # type: ignore[union-attr]
+        counts[t] = counts.get(t, 0) + 1
     if rule.encrypted and not msg.encrypted:
-        raise InvalidSyntax(f"{where}: payloads must be encrypted")
+        raise InvalidSyntax(f"{where()}: payloads must be encrypted")
     if not rule.encrypted and msg.encrypted:
-        raise InvalidSyntax(f"{where}: must not be encrypted")
-    counts = dict(_counts(msg.payloads))
+        raise InvalidSyntax(f"{where()}: must not be encrypted")
     for t, n in counts.items():
         r = rule.rule_for(t)
-        name = getattr(enum_or_int(PayloadType, t), "name", t)
-        if r is None:
-            raise InvalidSyntax(f"{where}: {name} payload not allowed")
-        if n > r.max:
-            raise InvalidSyntax(f"{where}: {n} {name} payloads, at most {r.max} allowed")
+        if r is None or n > r.max:
+            name = _PAYLOAD_NAMES.get(t, t)
+            if r is None:
+                raise InvalidSyntax(f"{where()}: {name} payload not allowed")
+            raise InvalidSyntax(f"{where()}: {n} {name} payloads, at most {r.max} allowed")
     if rule.notify_sufficient and any(
-        p.is_error or p.notify_type in _SUFFICIENT_STATUS for p in msg.notifies
+        p.is_error or p.notify_type in _SUFFICIENT_STATUS for p in notifies  # type: ignore[attr-defined]
     ):
         return
     for r in rule.rules:
         if counts.get(r.payload_type, 0) < r.min:
-            name = getattr(enum_or_int(PayloadType, r.payload_type), "name", r.payload_type)
-            raise InvalidSyntax(f"{where}: {name} payload missing")
+            name = _PAYLOAD_NAMES.get(r.payload_type, r.payload_type)
+            raise InvalidSyntax(f"{where()}: {name} payload missing")

@@ -1320,16 +1320,17 @@ class IkeSessionV2:
                 outbound=outbound,
             )
         )
-        logger.info(
-            "CHILD_SA %s{%d} established with SPIs %08x_i %08x_o and TS %s === %s%s",
-            child.name,
-            child.unique_id,
-            child.spi_in,
-            child.spi_out,
-            ", ".join(map(str, child.local_ts)),
-            ", ".join(map(str, child.remote_ts)),
-            f" (rekeyed {child.rekeyed_from:08x})" if child.rekeyed_from is not None else "",
-        )
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "CHILD_SA %s{%d} established with SPIs %08x_i %08x_o and TS %s === %s%s",
+                child.name,
+                child.unique_id,
+                child.spi_in,
+                child.spi_out,
+                ", ".join(map(str, child.local_ts)),
+                ", ".join(map(str, child.remote_ts)),
+                f" (rekeyed {child.rekeyed_from:08x})" if child.rekeyed_from is not None else "",
+            )
 
     def remove_child(self, child: ChildSa, reason: str) -> None:
         if child.state is ChildState.DELETED:
