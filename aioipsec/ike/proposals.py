@@ -16,6 +16,7 @@ each type (RFC 7296 §3.3.1).
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -66,7 +67,12 @@ class WireProposal:
         return [t for t in self.transforms if t.type == ttype]
 
 
+_TRANSFORM_TYPES = tuple(TransformType)
+
+
+@functools.lru_cache(maxsize=512)
 def _wire(ttype: TransformType, alg: Alg) -> WireTransform:
+    # cached: WireTransform is immutable and the registry's algorithms are few
     key_length = None
     if isinstance(alg, EncrAlg) and alg.has_key_length_attr:
         key_length = alg.key_bits
@@ -268,10 +274,15 @@ def accept_response(
     for t in answer.transforms:
         if t not in ours.transforms and not (t.type == TransformType.INTEG and t.id == IntegId.NONE):
             raise NoProposalChosen(f"responder chose transform {t} that we did not offer")
-    for ttype in TransformType:
-        if len(answer.of_type(ttype)) > 1:
+    answer_counts: dict[int, int] = {}
+    for t in answer.transforms:
+        answer_counts[t.type] = answer_counts.get(t.type, 0) + 1
+    our_types = {t.type for t in ours.transforms}
+    for ttype in _TRANSFORM_TYPES:
+        n = answer_counts.get(ttype, 0)
+        if n > 1:
             raise NoProposalChosen(f"responder returned several {ttype.name} transforms")
-        if ours.of_type(ttype) and not answer.of_type(ttype):
+        if not n and ttype in our_types:
             if ttype == TransformType.KE and strip_ke:
                 continue
             if ttype == TransformType.ESN:

@@ -88,6 +88,8 @@ __all__ = [
 _HEADER = struct.Struct("!8s8sBBBBLL")
 _CBC_IDS = frozenset({EncrId.AES_CBC, EncrId.TRIPLE_DES, EncrId.DES})
 _T = TypeVar("_T")
+_FLAG_I = int(HeaderFlag.INITIATOR)  # plain ints: IntFlag & and | go through Enum.__call__
+_FLAG_R = int(HeaderFlag.RESPONSE)
 
 
 class MalformedHeader(ParseError):
@@ -115,11 +117,11 @@ class Header:
     @property
     def initiator(self) -> bool:
         """I flag: sent by the original initiator of the IKE SA."""
-        return bool(self.flags & HeaderFlag.INITIATOR)
+        return bool(self.flags & _FLAG_I)
 
     @property
     def response(self) -> bool:
-        return bool(self.flags & HeaderFlag.RESPONSE)
+        return bool(self.flags & _FLAG_R)
 
     @property
     def is_request(self) -> bool:
@@ -177,7 +179,7 @@ class Message:
 
     @property
     def flags(self) -> int:
-        return (HeaderFlag.INITIATOR if self.initiator else 0) | (HeaderFlag.RESPONSE if self.response else 0)
+        return (_FLAG_I if self.initiator else 0) | (_FLAG_R if self.response else 0)
 
     def header(self, next_payload: int, length: int) -> Header:
         return Header(
