@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -56,7 +56,6 @@ from ..constants import (
     HeaderFlag,
     NotifyType,
     PayloadType,
-    enum_or_int,
 )
 from .payloads import (
     AnyPayload,
@@ -605,16 +604,6 @@ _RULE_LIST = (
 
 MESSAGE_RULES: dict[tuple[int, bool], MessageRule] = {(r.exchange_type, r.is_request): r for r in _RULE_LIST}
 """(exchange type, is_request) -> rule.  Exchanges not listed are not checked."""
-
-
-def _counts(payloads: list[AnyPayload]) -> Iterator[tuple[int, int]]:
-    counts: dict[int, int] = {}
-    for p in payloads:
-        if isinstance(p, UnknownPayload):
-            continue  # unknown non-critical payloads are ignored (RFC 7296 §2.5)
-        t = payload_type_of(p)
-        counts[t] = counts.get(t, 0) + 1
-    return iter(counts.items())
 
 
 def check_rules(msg: Message) -> None:

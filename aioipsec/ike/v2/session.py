@@ -245,9 +245,11 @@ def _peer_str(addr: Address | None) -> str:
     return f"{addr[0]}[{addr[1]}]"
 
 
+_EXCHANGE_NAMES = {int(e): e.name for e in ExchangeType}
+
+
 def _exchange_name(exchange_type: int) -> str:
-    e = enum_or_int(ExchangeType, exchange_type)
-    return e.name if isinstance(e, ExchangeType) else f"EXCHANGE({exchange_type})"
+    return _EXCHANGE_NAMES.get(exchange_type) or f"EXCHANGE({exchange_type})"
 
 
 def _notify_name(notify_type: int) -> str:
@@ -755,14 +757,13 @@ class IkeSessionV2:
 
     def _log_message(self, sa: IkeSa, msg: Message, direction: str, packets: int = 1) -> None:
         text = f"{_exchange_name(msg.exchange_type)} {direction}"
-        details = {
-            "kind": "response" if msg.response else "request",
-            "mid": str(msg.message_id),
-            "payloads": msg.payload_names(),
-        }
+        kind = "response" if msg.response else "request"
         if packets > 1:
-            details["fragments"] = str(packets)
-        self.step(text, sa, spis=(msg.spi_i, msg.spi_r), **details)
+            self.step(text, sa, spis=(msg.spi_i, msg.spi_r), kind=kind, mid=str(msg.message_id),
+                      payloads=msg.payload_names(), fragments=str(packets))
+        else:
+            self.step(text, sa, spis=(msg.spi_i, msg.spi_r), kind=kind, mid=str(msg.message_id),
+                      payloads=msg.payload_names())
 
     def send_one_shot(self, sa: IkeSa, msg: Message) -> None:
         """Send a request that is not retransmitted (e.g. an AUTHENTICATION_FAILED
