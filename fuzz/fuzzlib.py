@@ -789,7 +789,7 @@ def esp_open(data: bytes) -> None:
     mutations of genuine packets: never raises; each datagram yields exactly
     one result; a mutated genuine packet is never delivered as the original
     unless the mutation was a no-op; counters account for every drop."""
-    from aioipsec.esp import AhSa, natt
+    from aioipsec.esp import natt
 
     r = Reader(data)
     suite = r.pick(ESP_SUITES)

@@ -21,8 +21,6 @@ from ..events import (
     ChildSaDeleted,
     ChildSaInstalled,
     DpdTimeout,
-    ExchangeStep,
-    IkeSaDeleted,
     IkeSaEstablished,
     IpsecEvent,
     NegotiationFailed,

@@ -30,7 +30,6 @@ from pathlib import Path
 import pytest
 
 from .aioipsec_peer import AioipsecPeer
-from .netns import Topology
 from .strongswan import ChildSa, Connection, Profile
 from .test_harness_smoke import ping
 from .vm import MicroVm, VmPeers, VmStrongSwanPeer, XfrmState

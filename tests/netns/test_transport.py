@@ -21,7 +21,6 @@ import asyncio
 import json
 from pathlib import Path
 
-import pytest
 
 from interop.netns import Topology
 
