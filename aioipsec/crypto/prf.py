@@ -31,15 +31,25 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 }
 
 
+_BY_NAME: dict[str, hashes.HashAlgorithm] = {}
+"""Names already resolved -> hash object (stateless, so one instance is shared)."""
+
+
 def hash_algorithm(name: str) -> hashes.HashAlgorithm:
     """``cryptography`` hash object for a hashlib-style name (``sha1``,
     ``sha256``, ...; ``SHA-256`` and ``sha2_256`` are accepted too)."""
+    h = _BY_NAME.get(name)
+    if h is not None:
+        return h
     key = name.lower().replace("-", "").replace("_", "")
     key = {"sha2256": "sha256", "sha2384": "sha384", "sha2512": "sha512"}.get(key, key)
     try:
-        return _HASHES[key]()
+        h = _HASHES[key]()
     except KeyError:
         raise AlgorithmError("", f"unknown hash algorithm '{name}'") from None
+    if len(_BY_NAME) < 64:  # bounded: names come from code and config, not the wire
+        _BY_NAME[name] = h
+    return h
 
 
 class Prf:
@@ -54,11 +64,14 @@ class Prf:
 
     def __init__(self, alg: PrfAlg, key: bytes) -> None:
         self.alg = alg
-        self._hmac: hmac.HMAC | None = None
         self._xcbc: AesXcbc | None = None
         if alg.hash_name is not None:
-            self._hmac = hmac.HMAC(bytes(key), hash_algorithm(alg.hash_name))
-        elif alg.id == PrfId.AES128_XCBC:
+            self._hmac: hmac.HMAC | None = hmac.HMAC(
+                key if type(key) is bytes else bytes(key), hash_algorithm(alg.hash_name)
+            )
+            return
+        self._hmac = None
+        if alg.id == PrfId.AES128_XCBC:
             self._xcbc = AesXcbc(prf128_key(bytes(key)))
         else:
             raise AlgorithmError("", f"PRF '{alg.name}' is not implemented")
@@ -68,8 +81,9 @@ class Prf:
         return self.alg.out_len
 
     def __call__(self, data: bytes) -> bytes:
-        if self._hmac is not None:
-            h = self._hmac.copy()
+        h = self._hmac
+        if h is not None:
+            h = h.copy()
             h.update(data)
             return h.finalize()
         assert self._xcbc is not None
@@ -98,9 +112,11 @@ def prf_plus(alg: PrfAlg, key: bytes, seed: bytes, length: int) -> bytes:
             f"prf+ with {alg.name} yields at most {255 * f.out_len} bytes, {length} requested"
         )
     seed = bytes(seed)
-    out = bytearray()
-    t = b""
-    for n in range(1, blocks + 1):
+    t = f(seed + b"\x01")
+    if blocks == 1:
+        return t[:length]
+    out = [t]
+    for n in range(2, blocks + 1):
         t = f(t + seed + bytes((n,)))
-        out += t
-    return bytes(out[:length])
+        out.append(t)
+    return b"".join(out)[:length]
