@@ -58,6 +58,7 @@ from ..constants import (
     PayloadType,
 )
 from .payloads import (
+    PAYLOAD_CLASSES,
     AnyPayload,
     MalformedMessage,
     NotifyPayload,
@@ -232,9 +233,14 @@ class Message:
     def payload_names(self) -> str:
         """``IDi AUTH SA TSi TSr N(INIT_CONTACT)``: the payload list of :meth:`__str__`."""
         names = []
+        by_class = _NAMES_BY_CLASS
         for p in self.payloads:
-            if type(p) is NotifyPayload:
-                nt = p.notify_type
+            tp = type(p)
+            name = by_class.get(tp)
+            if name is not None:
+                names.append(name)
+            elif tp is NotifyPayload:
+                nt = p.notify_type  # type: ignore[union-attr]
                 names.append(_NOTIFY_LABELS.get(nt) or f"N({nt})")
             else:
                 t = payload_type_of(p)
@@ -253,6 +259,12 @@ class Message:
 _EXCHANGE_NAMES: dict[int, str] = {int(e): e.name for e in ExchangeType}
 _PAYLOAD_NAMES: dict[int, str] = {int(e): e.name for e in PayloadType}
 _NOTIFY_LABELS: dict[int, str] = {int(e): f"N({e.name})" for e in NotifyType}
+_NAMES_BY_CLASS: dict[type, str] = {
+    cls: _PAYLOAD_NAMES[cls.payload_type]
+    for cls in PAYLOAD_CLASSES.values()
+    if cls is not NotifyPayload and cls.payload_type in _PAYLOAD_NAMES
+}
+"""Payload class -> summary name, for every class whose name does not depend on its fields."""
 
 
 # =========================================================================== SK context

@@ -239,6 +239,18 @@ class IkeSa:
         return f"<IkeSa {self.spis()} {self.state.value} {'initiator' if self.initiator else 'responder'}>"
 
 
+_TASKS: Any = None
+"""The ``tasks`` package once loaded (it imports this module, so not at import time)."""
+
+
+def _load_tasks() -> Any:
+    global _TASKS
+    from . import tasks
+
+    _TASKS = tasks
+    return tasks
+
+
 def _peer_str(addr: Address | None) -> str:
     if addr is None:
         return "?"
@@ -792,13 +804,15 @@ class IkeSessionV2:
     def _may_initiate(self, sa: IkeSa) -> bool:
         """While IKE_SA_INIT/IKE_AUTH run, only their tasks go out; while an IKE
         rekey runs (or the SA is being replaced), nothing else starts."""
-        from .tasks import IkeDelete, IkeInit
-
+        state = sa.state
+        if state is IkeState.ESTABLISHED:
+            return True
+        t = _TASKS or _load_tasks()
         head = sa.tm.queued[0]
-        if sa.state in (IkeState.CREATED, IkeState.CONNECTING):
-            return sa.tm.exchange_started or isinstance(head, IkeInit)
-        if sa.state is IkeState.REKEYING:
-            return isinstance(head, IkeDelete)
+        if state in (IkeState.CREATED, IkeState.CONNECTING):
+            return sa.tm.exchange_started or isinstance(head, t.IkeInit)
+        if state is IkeState.REKEYING:
+            return isinstance(head, t.IkeDelete)
         return True
 
     def _send_request(self, sa: IkeSa, tasks: list[Task], now: float) -> None:
@@ -1006,24 +1020,15 @@ class IkeSessionV2:
             sa.tm.responded(hdr.message_id, packets)
 
     def _passive_tasks(self, sa: IkeSa, msg: Message) -> list[Task]:
-        from .tasks import (
-            ChildCreate,
-            ChildDelete,
-            ChildRekey,
-            IkeAuth,
-            IkeDelete,
-            IkeInit,
-            IkeNatd,
-            IkeRekey,
-            Informational,
-        )
+        ex = msg.exchange_type
+        t = _TASKS or _load_tasks()
+        if ex == ExchangeType.IKE_SA_INIT:
+            return [t.IkeInit(self, sa, False), t.IkeNatd(self, sa, False)]
+        if ex == ExchangeType.IKE_AUTH:
+            return [t.IkeAuth(self, sa, False), t.ChildCreate(self, sa, False, in_auth=True)]
+        from .tasks import ChildCreate, ChildDelete, ChildRekey, IkeDelete, IkeRekey, Informational
         from .payloads import SaPayload
 
-        ex = msg.exchange_type
-        if ex == ExchangeType.IKE_SA_INIT:
-            return [IkeInit(self, sa, False), IkeNatd(self, sa, False)]
-        if ex == ExchangeType.IKE_AUTH:
-            return [IkeAuth(self, sa, False), ChildCreate(self, sa, False, in_auth=True)]
         if ex == ExchangeType.CREATE_CHILD_SA:
             if msg.has_notify(NotifyType.REKEY_SA):
                 return [ChildRekey(self, sa, False)]
@@ -1047,7 +1052,7 @@ class IkeSessionV2:
         error: NotifyError | None = None
         tasks: list[Task] = []
         failed = False
-        resp = self.new_message(sa, msg.exchange_type, response=True, mid=msg.message_id)
+        resp: Message | None = None
         try:
             check_rules(msg)
             tasks = self._passive_tasks(sa, msg)
@@ -1060,10 +1065,13 @@ class IkeSessionV2:
                 t.build(resp)
         except NotifyError as exc:
             error = exc
+            resp = self.new_message(sa, msg.exchange_type, response=True, mid=msg.message_id)
             resp.payloads = [NotifyPayload(exc.notify_type, exc.data)]
         except UnsupportedExchange:
             error = InvalidSyntax("unsupported exchange")
+            resp = self.new_message(sa, msg.exchange_type, response=True, mid=msg.message_id)
             resp.payloads = [NotifyPayload(InvalidSyntax.notify_type)]
+        assert resp is not None
         is_init = msg.exchange_type == ExchangeType.IKE_SA_INIT
         if is_init and error is not None:
             resp.spi_r = bytes(8)
