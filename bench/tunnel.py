@@ -1,5 +1,6 @@
-"""Tunnel throughput: aioipsec ⇄ aioipsec beside strongSwan (kernel-libipsec)
-⇄ strongSwan and a plain veth, in two network namespaces.
+"""Tunnel throughput: aioipsec ⇄ aioipsec beside aioipsec ⇄ strongSwan
+(``mixed``), strongSwan (kernel-libipsec) ⇄ strongSwan and a plain veth, in
+two network namespaces.
 
 Each gateway runs in its own namespace (the interop harness's ``direct``
 topology: left 192.0.2.1 == right 192.0.2.2, inner addresses 203.0.113.1 /
@@ -23,7 +24,7 @@ functions with the most own time (the ``.prof`` files stay in DIR).
 
 Needs root, iproute2, iperf3 and strongSwan (``scripts/install-system-deps.sh``).
 
-    python bench/tunnel.py [--quick] [--json] [--rounds N] [--only aioipsec,libipsec,veth]
+    python bench/tunnel.py [--quick] [--json] [--rounds N] [--only aioipsec,mixed,libipsec,veth]
 
 ``--only aioipsec,aioipsec:AIOIPSEC_UDP_GSO=0`` compares the daemons with and
 without an environment setting (``+`` joins several ``NAME=VALUE``).
@@ -52,7 +53,8 @@ from interop.netns import Topology, create_topology, make_run_dir, netns_usable 
 from interop.strongswan import Connection, StrongSwanPeer, charon_available  # noqa: E402
 from netns.traffic import iperf3, ping  # noqa: E402
 
-IMPLS = ("aioipsec", "libipsec", "veth")
+IMPLS = ("aioipsec", "mixed", "libipsec", "veth")
+"""``mixed``: aioipsec on the left (iperf3 client side) against strongSwan libipsec on the right."""
 PROFILE = "ikev2-psk-gcm"
 
 
@@ -70,7 +72,20 @@ class Pair:
         topo = self.topo
         if self.impl == "veth":
             return
-        if self.impl == "libipsec":
+        if self.impl == "mixed":
+            conn = Connection.named(PROFILE)
+            right = StrongSwanPeer(topo, "right")
+            right.configure(conn)
+            right.start()
+            self.peers.append(right)
+            left = AioipsecPeer(topo, "left")
+            left.configure(conn)
+            left.start()
+            self.peers.append(left)
+            left.initiate()
+            right.wait_established(15)
+            left.wait_established(15)
+        elif self.impl == "libipsec":
             conn = Connection.named(PROFILE)
             right = StrongSwanPeer(topo, "right")
             left = StrongSwanPeer(topo, "left")
@@ -190,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         if i.partition(":")[0] not in IMPLS:
             ap.error(f"unknown implementation {i!r}")
     reason = netns_usable() or (shutil.which("iperf3") is None and "iperf3 is not installed") or None
-    if reason is None and "libipsec" in impls:
+    if reason is None and ("libipsec" in impls or "mixed" in impls):
         reason = charon_available()
     if reason:
         print(f"bench/tunnel.py: cannot run: {reason}", file=sys.stderr)
