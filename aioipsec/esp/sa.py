@@ -347,7 +347,7 @@ class EspSa(_SaBase):
             salt = enc.salt
             self._nonce_salt_int = int.from_bytes(salt, "big")
             self._nonce_len = len(salt) + 8  # nonce = salt || IV
-            self._seal_run: dict[int, tuple[int, int, int, Callable[[bytes], tuple[bytes, ...]]]] = {}
+            self._seal_run: dict[int, tuple[int, int, int, Callable[[bytes], tuple[bytes, ...]], Callable[[bytes], tuple[bytes, ...]]]] = {}
             if len(salt) == 4:
                 self._nonce_salt: int | bytes = int.from_bytes(salt, "big")
                 self._nonce_pack = _NONCE_I.pack
@@ -423,15 +423,16 @@ class EspSa(_SaBase):
         s0 = self.seq + 1
         n = len(batch)
         if n >= _SEAL_RUN_MIN:
-            f = iter(self._seal_fields(n, s0))  # header, nonce, AAD, header, ...
+            fields, aads = self._seal_fields(n, s0)
+            f = iter(fields)  # header, nonce, header, nonce, ...
             if nh is None:
                 tt = self.codec.tunnel_trailers()
                 return [
                     h + enc(nn, p + tt[p[0]][len(p) & m], a)  # type: ignore[index]
-                    for h, nn, a, p in zip(f, f, f, batch)
+                    for h, nn, a, p in zip(f, f, aads, batch)
                 ]
             tr = self.codec.trailer_table(nh)
-            return [h + enc(nn, p + tr[len(p) & m], a) for h, nn, a, p in zip(f, f, f, batch)]
+            return [h + enc(nn, p + tr[len(p) & m], a) for h, nn, a, p in zip(f, f, aads, batch)]
         if nh is None:
             tt = self.codec.tunnel_trailers()
             return [
@@ -441,26 +442,28 @@ class EspSa(_SaBase):
         tr = self.codec.trailer_table(nh)
         return [hdr(spi, s, s) + enc(nonce(salt, s), p + tr[len(p) & m], aad(spi, s)) for s, p in enumerate(batch, s0)]
 
-    def _seal_fields(self, n: int, s0: int) -> tuple[bytes, ...]:
-        """Header, nonce and AAD of each sequence number s0 .. s0+n-1, flat
-        (see ``_SEAL_RUN_MIN``)."""
+    def _seal_fields(self, n: int, s0: int) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+        """For sequence numbers s0 .. s0+n-1: (header, nonce, header, nonce,
+        ...) and the AADs, which are the headers' first 8 bytes (see
+        ``_SEAL_RUN_MIN``)."""
         c = self._seal_run.get(n)
         if c is None:
             nlen = self._nonce_len
-            w = 16 + nlen + 8
+            w = 16 + nlen
             spi, salt = self.spi, self._nonce_salt_int
             two = (1 << 64) | 1  # seq in the header's seq and IV fields
-            rec_k = (two << 8 * (nlen + 8)) | (1 << 64) | 1
+            rec_k = (two << 8 * nlen) | 1
             k = b = 0
             for i in range(n):
                 at = 8 * w * (n - 1 - i)
                 k |= rec_k << at
-                b |= (((i * two) | spi << 96) << 8 * (nlen + 8) | (i | salt << 64) << 64 | (i | spi << 32)) << at
+                b |= (((i * two) | spi << 96) << 8 * nlen | i | salt << 64) << at
             if len(self._seal_run) >= _SEAL_RUN_SIZES:
                 self._seal_run.clear()
-            c = self._seal_run[n] = (b, k, w * n, struct.Struct(f"16s{nlen}s8s" * n).unpack)
-        b, k, size, unpack = c
-        return unpack((b + s0 * k).to_bytes(size, "big"))
+            c = self._seal_run[n] = (b, k, w * n, struct.Struct(f"16s{nlen}s" * n).unpack, struct.Struct(f"8s{w - 8}x" * n).unpack)
+        b, k, size, unpack, unpack_aad = c
+        blob = (b + s0 * k).to_bytes(size, "big")
+        return unpack(blob), unpack_aad(blob)
 
     def _seal_slow(self, batch: Sequence[bytes], nh_fixed: int | None, iv: bytes | None) -> list[bytes]:
         codec, rnd, tfc = self.codec, self.random, self.tfc_pad
