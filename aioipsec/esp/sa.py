@@ -95,13 +95,14 @@ _HDR_RUN: dict[int, Callable[[bytes], tuple[int, ...]]] = {}
 """Batch size n -> unpack of n joined (SPI, seq) headers."""
 
 
-# Seal batches: the ESP header (SPI | seq | IV = seq), the nonce (salt | IV)
-# and the AAD (SPI | seq) of every packet of a batch of n consecutive sequence
-# numbers s0 .. s0+n-1, as n records of 16 + len(nonce) + 8 bytes, are one
-# big integer B + s0 * K (no field carries into the next: seq < 2**32),
-# turned into bytes once and cut into 3n objects by one struct unpack: a few
-# C calls per batch instead of three struct packs per packet.  B and K depend
-# on the SA (SPI, salt) and n, and are cached on the SA.
+# Seal batches: the ESP header (SPI | seq | IV = seq) and the nonce (salt |
+# IV) of every packet of a batch of n consecutive sequence numbers
+# s0 .. s0+n-1, as n records of 16 + len(nonce) bytes, are one big integer
+# B + s0 * K (no field carries into the next: seq < 2**32), turned into bytes
+# once and cut by one struct unpack; a second unpack of the same bytes cuts
+# the AADs (SPI | seq, each header's first 8 bytes): a few C calls per batch
+# instead of three struct packs per packet.  B and K depend on the SA (SPI,
+# salt) and n, and are cached on the SA.
 _SEAL_RUN_MIN = 8  # smaller batches pack per packet (see bench/README.md)
 _SEAL_RUN_SIZES = 8  # batch sizes cached per SA
 
