@@ -122,6 +122,28 @@ class Host:
                 pass
 
 
+_SHORT = {
+    "NAT_DETECTION_SOURCE_IP": "NATD_S_IP",
+    "NAT_DETECTION_DESTINATION_IP": "NATD_D_IP",
+    "IKEV2_FRAGMENTATION_SUPPORTED": "FRAG_SUP",
+    "SIGNATURE_HASH_ALGORITHMS": "HASH_ALG",
+    "INITIAL_CONTACT": "INIT_CONTACT",
+    "NONCE": "No",
+}
+
+
+def _step_text(ev: ExchangeStep) -> str:
+    """``IKE_AUTH request 1 sent [ IDi IDr AUTH SA TSi TSr ]``, strongSwan-style."""
+    d = ev.details or {}
+    payloads = d.get("payloads")
+    if not payloads or "kind" not in d:
+        return ev.text
+    for long, short in _SHORT.items():
+        payloads = payloads.replace(long, short)
+    name, _, verb = ev.text.rpartition(" ")
+    return f"{name} {d['kind']} {d.get('mid', '')} {verb} [ {payloads} ]".replace("  ", " ")
+
+
 def sa_table(endpoints: list[tuple[str, Any]]) -> list[str]:
     from .status import child_rows
 
@@ -167,7 +189,7 @@ async def run_demo(opts: Options, out: TextIO = sys.stdout) -> int:
     def listener(who: str) -> Any:
         def on_event(proto: Any, ev: Any) -> None:
             if isinstance(ev, ExchangeStep):
-                p.step(who, ev.text)
+                p.step(who, _step_text(ev))
             elif isinstance(ev, IkeSaEstablished):
                 p.step(who, f"IKE SA established: IKEv{ev.version} {ev.algorithms}, "
                        f"{ev.local_id} <-> {ev.remote_id}, SPIs {ev.spi_i.hex()}_i {ev.spi_r.hex()}_r")
