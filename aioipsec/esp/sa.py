@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidTag
 
@@ -90,8 +90,7 @@ _TAILS_V6 = frozenset(t + bytes((NH_IPV6,)) for t in _PAD_TAIL)
 """Every well-formed ESP trailer (padding, pad length, next header) after an
 inner IPv4 / IPv6 packet: one set lookup checks all three at once."""
 _V4_LEN = struct.Struct("!BxH")  # version/IHL, total length
-_AAD_OF = itemgetter(slice(0, 8))  # SPI | seq: the AEAD's associated data
-_HDR_RUN: dict[int, Callable[[bytes], tuple[int, ...]]] = {}
+_HEAD_OF = itemgetter(slice(0, 16))  # SPI | seq | IV (AEAD, no ESN)
 """Batch size n -> unpack of n joined (SPI, seq) headers."""
 
 
@@ -348,6 +347,7 @@ class EspSa(_SaBase):
             salt = enc.salt
             self._nonce_salt_int = int.from_bytes(salt, "big")
             self._nonce_len = len(salt) + 8  # nonce = salt || IV
+            self._open_run_c: dict[int, tuple[Any, ...]] = {}
             self._seal_run: dict[int, tuple[int, int, int, Callable[[bytes], tuple[bytes, ...]], Callable[[bytes], tuple[bytes, ...]]]] = {}
             if len(salt) == 4:
                 self._nonce_salt: int | bytes = int.from_bytes(salt, "big")
@@ -593,29 +593,32 @@ class EspSa(_SaBase):
         n = len(batch)
         if min(map(len, batch)) < self.codec.min_len:
             return None
-        aads = list(map(_AAD_OF, batch))
-        hdr = _HDR_RUN.get(n)
-        if hdr is None:
-            hdr = _HDR_RUN[n] = struct.Struct(f"!{2 * n}I").unpack
-        words = hdr(b"".join(aads))
+        c = self._open_run_c.get(n)
+        if c is None:
+            c = self._open_fields(n)
+        unpack_words, unpack_aads, unpack_nonces, iv_mask, salts, size = c
+        heads = b"".join(map(_HEAD_OF, batch))  # SPI | seq | IV per packet
+        words = unpack_words(heads)
         seqs = words[1::2]
         win = self.replay
         top = win.top
         first = seqs[0]
         if first <= top or words[0::2].count(self.spi) != n or seqs != tuple(range(first, first + n)):
             return None
-        enc = self.codec.encr
-        dec = enc.aead_obj.decrypt  # type: ignore[attr-defined]
-        salt = enc.salt  # type: ignore[attr-defined]
+        # AADs are the headers' first 8 bytes; nonces salt || IV, all cut from
+        # one big integer: the SPI | seq bytes of each record replaced by the salt
+        aads = unpack_aads(heads)
+        nonces = unpack_nonces(((int.from_bytes(heads, "big") & iv_mask) | salts).to_bytes(size, "big"))
+        dec = self.codec.encr.aead_obj.decrypt  # type: ignore[attr-defined]
         lean = self.tunnel and self.check is None
         tails4, tails6 = _TAILS_V4, _TAILS_V6
         out: list[bytes] = []
         app = out.append
         notes: dict[int, OpenResult] = {}
         bad = 0
-        for seq, d, a in zip(range(first, first + n), batch, aads):
+        for seq, d, a, nn in zip(range(first, first + n), batch, aads, nonces):
             try:
-                pt = dec(salt + d[8:16], d[16:], a)
+                pt = dec(nn, d[16:], a)
             except InvalidTag:
                 notes[seq] = drop_result(DropReason.INTEGRITY, seq)
                 bad += 1
@@ -654,6 +657,30 @@ class EspSa(_SaBase):
         st.bytes_in += sum(map(len, out))
         self._note_replays(0, 0, now)
         return out
+
+    def _open_fields(self, n: int) -> tuple[Any, ...]:
+        """Cached per batch size for :meth:`_open_run`: unpackers of n joined
+        16-byte heads (SPI | seq | IV) into the SPI/seq words and the AADs,
+        the IV mask and the salts laid over the SPI | seq bytes of each
+        record, and the unpacker of the nonces (salt || IV) from the result."""
+        salt = self.codec.encr.salt  # type: ignore[attr-defined]
+        sl = len(salt)
+        salt_int = int.from_bytes(salt, "big")
+        iv_mask = salts = 0
+        for _ in range(n):
+            iv_mask = iv_mask << 128 | (1 << 64) - 1
+            salts = salts << 128 | salt_int << 64
+        if len(self._open_run_c) >= _SEAL_RUN_SIZES:
+            self._open_run_c.clear()
+        c = self._open_run_c[n] = (
+            struct.Struct("!" + "II8x" * n).unpack,
+            struct.Struct("8s8x" * n).unpack,
+            struct.Struct(f"{8 - sl}x{sl + 8}s" * n).unpack,
+            iv_mask,
+            salts,
+            16 * n,
+        )
+        return c
 
     def _unwrap(self, pt: bytes, seq: int) -> OpenResult:
         """Check the trailer of an authenticated plaintext and cut the packet."""
