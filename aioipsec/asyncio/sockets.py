@@ -27,12 +27,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..selectors import Address
+from ..transports._batch import MAX_BATCH, deliver, drain, recvfrom_batch, send_each
 
 logger = logging.getLogger("aioipsec.net")
 
 Receiver = Callable[[list[tuple[bytes, Address]]], None]
-
-MAX_BATCH = 256
 
 UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # Linux >= 4.18, not in the socket module
 GSO_MAX_SEGMENTS = 64
@@ -122,27 +121,17 @@ class UdpSocket(DatagramSocket):
         self._receiver = receiver
 
     def _on_readable(self) -> None:
-        batch: list[tuple[bytes, Address]] = []
-        try:
-            if self.gro:
-                self._read_gro(batch)
-            else:
-                recv = self._sock.recvfrom
-                for _ in range(MAX_BATCH):
-                    data, addr = recv(65535)
-                    batch.append((data, (addr[0], addr[1])))
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError as exc:  # ICMP errors surface here on Linux; keep reading later
-            if exc.errno not in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
-                logger.debug("recv error on %s: %s", self.local_addr, exc)
+        batch = drain(self._read, self.local_addr, logger)
         if batch:
             self.received += len(batch)
             if self._receiver is not None:
-                try:
-                    self._receiver(batch)
-                except Exception:  # never kill the reader
-                    logger.exception("datagram handler failed on %s", self.local_addr)
+                deliver(self._receiver, batch, self.local_addr, logger)
+
+    def _read(self, batch: list[tuple[bytes, Address]]) -> None:
+        if self.gro:
+            self._read_gro(batch)
+        else:
+            recvfrom_batch(self._sock.recvfrom, batch)
 
     def set_mark(self, mark: int) -> None:
         """Firewall mark of everything sent (``SO_MARK``; policy routing
@@ -188,15 +177,9 @@ class UdpSocket(DatagramSocket):
         if self.gso and len(datagrams) > 1:
             self._send_gso(datagrams, addr)
             return
-        send = self._sock.sendto
-        n = 0
-        for d in datagrams:
-            try:
-                send(d, addr)
-                n += 1
-            except OSError:
-                self.send_errors += 1
+        n, errors = send_each(self._sock.sendto, datagrams, addr)
         self.sent += n
+        self.send_errors += errors
 
     def _send_gso(self, datagrams: Sequence[bytes], addr: Address) -> None:
         """Runs of equal-sized datagrams (the last of a run may be shorter) go
@@ -229,12 +212,9 @@ class UdpSocket(DatagramSocket):
                     if exc.errno != errno.EMSGSIZE:  # larger than the path MTU: just this run
                         self.gso = False
                         logger.info("UDP GSO unavailable on %s (%s): one sendto per datagram", self.local_addr, exc)
-            for d in datagrams[i:j]:
-                try:
-                    sendto(d, addr)
-                    sent += 1
-                except OSError:
-                    self.send_errors += 1
+            n, errors = send_each(sendto, datagrams[i:j], addr)
+            sent += n
+            self.send_errors += errors
             i = j
         self.sent += sent
 

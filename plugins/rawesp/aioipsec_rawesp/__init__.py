@@ -25,20 +25,18 @@ each matching raw socket, also where the kernel has no ESP support of its own
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
+
+from aioipsec.selectors import Address
+from aioipsec.transports._batch import MAX_BATCH, RECV_SIZE, Batch, QueuedReader, send_each
 
 logger = logging.getLogger("aioipsec.rawesp")
 
 IPPROTO_ESP = 50
 IPPROTO_AH = 51
-MAX_BATCH = 256
-
-Address = tuple[str, int]
-Receiver = Callable[[list[tuple[bytes, Address]]], None]
 
 
 def strip_ipv4_header(packet: bytes) -> tuple[bytes, str] | None:
@@ -52,8 +50,14 @@ def strip_ipv4_header(packet: bytes) -> tuple[bytes, str] | None:
     return packet[ihl:], socket.inet_ntop(socket.AF_INET, packet[12:16])
 
 
-class RawEspSocket:
-    """A raw IP socket for protocol 50 (ESP) or 51 (AH), read in batches."""
+class RawEspSocket(QueuedReader):
+    """A raw IP socket for protocol 50 (ESP) or 51 (AH), read in batches:
+    ``set_receiver(receiver)`` delivers every batch to
+    ``receiver([(payload, (src, 0)), ...])``; without a receiver,
+    ``recv_batch()`` (OuterTransport) waits for at least one."""
+
+    _closed_message = "raw ESP socket closed"
+    _log = logger
 
     def __init__(self, sock: socket.socket, *, loop: asyncio.AbstractEventLoop | None = None,
                  protocol: int = IPPROTO_ESP) -> None:
@@ -62,14 +66,9 @@ class RawEspSocket:
         self.protocol = protocol
         name = sock.getsockname()
         self.local_addr: Address = (name[0], 0)
-        self._receiver: Receiver | None = None
         self._loop = loop
-        self._reading = False
-        self._queue: list[tuple[bytes, Address]] = []
-        self._waiter: asyncio.Future[None] | None = None
-        self._closed = False
+        self._init_reader()
         self.sent = 0
-        self.received = 0
         self.send_errors = 0
         self.malformed = 0
         sock.setblocking(False)  # reading starts with set_receiver() or recv_batch()
@@ -102,73 +101,25 @@ class RawEspSocket:
 
     # ------------------------------------------------------------ receive
 
-    def _start_reading(self) -> None:
-        if self._reading or self._closed:
-            return
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self._sock.fileno(), self._on_readable)
-        self._reading = True
-
-    def set_receiver(self, receiver: Receiver) -> None:
-        """Deliver every batch to ``receiver([(payload, (src, 0)), ...])``."""
-        self._receiver = receiver
-        self._start_reading()
-
-    def _read_batch(self) -> list[tuple[bytes, Address]]:
-        batch: list[tuple[bytes, Address]] = []
+    def _read(self, batch: Batch) -> None:
         recv = self._sock.recvfrom
+        append = batch.append
         v4 = self.family == socket.AF_INET
-        try:
-            for _ in range(MAX_BATCH):
-                data, addr = recv(65535)
-                if v4:
-                    r = strip_ipv4_header(data)
-                    if r is None:
-                        self.malformed += 1
-                        continue
-                    batch.append((r[0], (r[1], 0)))
-                else:
-                    batch.append((data, (addr[0], 0)))
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError as exc:
-            if exc.errno not in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
-                logger.debug("raw recv error on %s: %s", self.local_addr, exc)
-        return batch
+        for _ in range(MAX_BATCH):
+            data, addr = recv(RECV_SIZE)
+            if v4:
+                r = strip_ipv4_header(data)
+                if r is None:
+                    self.malformed += 1
+                    continue
+                append((r[0], (r[1], 0)))
+            else:
+                append((data, (addr[0], 0)))
 
-    def _on_readable(self) -> None:
-        batch = self._read_batch()
-        if not batch:
-            return
-        self.received += len(batch)
-        if self._receiver is not None:
-            try:
-                self._receiver(batch)
-            except Exception:  # never kill the reader
-                logger.exception("ESP handler failed on %s", self.local_addr)
-            return
+    def _enqueue(self, batch: Batch) -> None:
         self._queue.extend(batch)
         if len(self._queue) > 4 * MAX_BATCH:  # nobody reads: keep the newest
             del self._queue[: len(self._queue) - 4 * MAX_BATCH]
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-
-    async def recv_batch(self) -> list[tuple[bytes, Address]]:
-        """OuterTransport: wait for at least one ``(payload, (src, 0))``."""
-        self._start_reading()
-        while not self._queue:
-            if self._closed:
-                raise ConnectionError("raw ESP socket closed")
-            assert self._loop is not None
-            self._waiter = self._loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        batch, self._queue = self._queue, []
-        return batch
 
     # ------------------------------------------------------------ send
 
@@ -185,30 +136,9 @@ class RawEspSocket:
             logger.debug("raw send to %s failed: %s", addr[0], exc)
 
     def send_batch(self, datagrams: Sequence[bytes], addr: Address | tuple[Any, ...]) -> None:
-        send = self._sock.sendto
-        dst = (addr[0], 0)
-        n = 0
-        for d in datagrams:
-            try:
-                send(d, dst)
-                n += 1
-            except OSError:
-                self.send_errors += 1
+        n, errors = send_each(self._sock.sendto, datagrams, (addr[0], 0))
         self.sent += n
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._reading and self._loop is not None:
-            try:
-                self._loop.remove_reader(self._sock.fileno())
-            except Exception:
-                pass
-        self._sock.close()
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
+        self.send_errors += errors
 
 
 def rawesp(host: str = "0.0.0.0", **kw: Any) -> RawEspSocket:
