@@ -37,8 +37,6 @@ Fixtures:
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -46,8 +44,9 @@ from typing import Any
 import pytest
 
 from .certs import TestPki, generate_pki
+from . import fixtures
 from .aioipsec_peer import AioipsecPeer
-from .netns import Topology, cleanup_stale_runs, create_topology, make_run_dir, netns_usable
+from .netns import Topology, netns_usable
 from .peer import ProcessPeer
 from .strongswan import Connection, StrongSwanPeer, charon_available
 from .vm import MicroVm, VmBed, VmPeers, vm_tests_skip_reason, vm_unavailable
@@ -89,46 +88,27 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
-    setattr(item, f"interop_rep_{report.when}", report)
+    fixtures.keep_report(item, report, "interop")
     return report
 
 
 def _failed(request: pytest.FixtureRequest) -> bool:
-    rep = getattr(request.node, "interop_rep_call", None)
-    return rep is None or rep.failed
+    return fixtures.failed(request, "interop")
 
 
 @pytest.fixture(scope="session")
 def interop_run_dir(request: pytest.FixtureRequest) -> Iterator[Path]:
-    reason = interop_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    cleanup_stale_runs()
-    run_dir = make_run_dir()
-    yield run_dir
-    keep = os.environ.get("AIOIPSEC_INTEROP_KEEP") == "1" or request.session.testsfailed
-    if keep:
-        print(f"\ninterop state kept in {run_dir}")
-    else:
-        shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def _topology(kind: str, run_dir: Path) -> Iterator[Topology]:
-    topology = create_topology(kind, run_dir=run_dir)
-    try:
-        yield topology
-    finally:
-        topology.destroy()
+    yield from fixtures.run_dir(request, interop_unavailable(), "interop")
 
 
 @pytest.fixture(scope="session")
 def direct_topology(interop_run_dir: Path) -> Iterator[Topology]:
-    yield from _topology("direct", interop_run_dir)
+    yield from fixtures.topology("direct", interop_run_dir)
 
 
 @pytest.fixture(scope="session")
 def nat_topology(interop_run_dir: Path) -> Iterator[Topology]:
-    yield from _topology("nat", interop_run_dir)
+    yield from fixtures.topology("nat", interop_run_dir)
 
 
 @pytest.fixture(scope="session")
@@ -153,12 +133,7 @@ def strongswan(request: pytest.FixtureRequest, interop_pki: TestPki
         return peer
 
     yield start
-    for peer in reversed(peers):
-        peer.stop()
-    if _failed(request):
-        for peer in peers:
-            tail = "\n".join(peer.logs().splitlines()[-60:])
-            print(f"\n----- {peer.name} ({peer.dir}) charon.log tail -----\n{tail}")
+    fixtures.stop_peers(peers, _failed(request), "charon.log")
 
 
 @pytest.fixture
@@ -197,12 +172,7 @@ def aioipsec(request: pytest.FixtureRequest, interop_pki: TestPki
         return peer
 
     yield start
-    for peer in reversed(peers):
-        peer.stop()
-    if _failed(request):
-        for peer in peers:
-            tail = "\n".join(peer.logs().splitlines()[-80:])
-            print(f"\n----- {peer.name} ({peer.dir}) aioipsec.log tail -----\n{tail}")
+    fixtures.stop_peers(peers, _failed(request), "aioipsec.log", lines=80)
 
 
 # ---------------------------------------------------------------------------

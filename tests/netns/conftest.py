@@ -23,7 +23,6 @@ printed.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,8 +30,9 @@ from typing import Any
 
 import pytest
 
+from interop import fixtures
 from interop.aioipsec_peer import AioipsecPeer
-from interop.netns import Topology, cleanup_stale_runs, create_topology, make_run_dir, netns_usable
+from interop.netns import Topology, netns_usable
 from interop.strongswan import Connection, StrongSwanPeer, charon_available
 
 NETNS_TIMEOUT = 90
@@ -78,45 +78,27 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
-    setattr(item, f"netns_rep_{report.when}", report)
+    fixtures.keep_report(item, report, "netns")
     return report
 
 
 def _failed(request: pytest.FixtureRequest) -> bool:
-    rep = getattr(request.node, "netns_rep_call", None)
-    return rep is None or rep.failed
+    return fixtures.failed(request, "netns")
 
 
 @pytest.fixture(scope="session")
 def netns_run_dir(request: pytest.FixtureRequest) -> Iterator[Path]:
-    reason = netns_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    cleanup_stale_runs()
-    run_dir = make_run_dir()
-    yield run_dir
-    if os.environ.get("AIOIPSEC_INTEROP_KEEP") == "1" or request.session.testsfailed:
-        print(f"\nnetns state kept in {run_dir}")
-    else:
-        shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def _topology(kind: str, run_dir: Path) -> Iterator[Topology]:
-    topology = create_topology(kind, run_dir=run_dir)
-    try:
-        yield topology
-    finally:
-        topology.destroy()
+    yield from fixtures.run_dir(request, netns_unavailable(), "netns")
 
 
 @pytest.fixture(scope="module")
 def direct(netns_run_dir: Path) -> Iterator[Topology]:
-    yield from _topology("direct", netns_run_dir)
+    yield from fixtures.topology("direct", netns_run_dir)
 
 
 @pytest.fixture(scope="module")
 def nat(netns_run_dir: Path) -> Iterator[Topology]:
-    yield from _topology("nat", netns_run_dir)
+    yield from fixtures.topology("nat", netns_run_dir)
 
 
 AioFactory = Callable[..., AioipsecPeer]
@@ -138,12 +120,7 @@ def aio(request: pytest.FixtureRequest) -> Iterator[AioFactory]:
         return peer
 
     yield start
-    for peer in reversed(peers):
-        peer.stop()
-    if _failed(request):
-        for peer in peers:
-            tail = "\n".join(peer.logs().splitlines()[-60:])
-            print(f"\n----- {peer.name} ({peer.dir}) log tail -----\n{tail}")
+    fixtures.stop_peers(peers, _failed(request), "log")
 
 
 @pytest.fixture
@@ -160,9 +137,4 @@ def charon(request: pytest.FixtureRequest) -> Iterator[Callable[..., StrongSwanP
         return peer
 
     yield start
-    for peer in reversed(peers):
-        peer.stop()
-    if _failed(request):
-        for peer in peers:
-            tail = "\n".join(peer.logs().splitlines()[-60:])
-            print(f"\n----- {peer.name} ({peer.dir}) charon.log tail -----\n{tail}")
+    fixtures.stop_peers(peers, _failed(request), "charon.log")
