@@ -46,7 +46,6 @@ from ..constants import (
     ProtocolId,
     TransformAttr,
     TsType,
-    enum_or_int,
 )
 
 __all__ = [
