@@ -28,8 +28,9 @@ log() { printf '[install-system-deps] %s\n' "$*"; }
 # their smoke case runs by default and all of them with AIOIPSEC_VM_TESTS=1, so their
 # dependencies are installed unless AIOIPSEC_VM_TESTS=0.
 if [[ ${AIOIPSEC_VM_TESTS:-} != 0 ]]; then
+    # optional: without them the VM tests skip with the reason (vm_unavailable)
     bash "$(dirname "${BASH_SOURCE[0]}")/install-vm-deps.sh" ||
-        { log "ERROR: scripts/install-vm-deps.sh failed"; exit 1; }
+        log "WARNING: scripts/install-vm-deps.sh failed; the micro-VM interop tests will be skipped"
 fi
 
 # Each entry: a file that must exist -> the Debian package that ships it.
