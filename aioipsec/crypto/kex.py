@@ -56,7 +56,7 @@ except ImportError:  # pragma: no cover
     CryptographyDeprecationWarning = DeprecationWarning  # type: ignore[misc,assignment]
 
 from ..errors import AlgorithmError, LocalProtocolError, RemoteProtocolError
-from .transforms import KE, KeAlg, KeId
+from .transforms import KE, KeAlg, KeId, TransformType, by_id
 
 __all__ = [
     "InvalidKeyExchangeData",
@@ -518,10 +518,10 @@ _BY_KIND = {"modp": ModpKeyExchange, "ecp": EcpKeyExchange, "ecx": EcxKeyExchang
 def _resolve(alg: KeAlg | int) -> KeAlg:
     if isinstance(alg, KeAlg):
         return alg
-    for candidate in KE.values():
-        if int(candidate.id) == int(alg):
-            return candidate
-    raise AlgorithmError("", f"key exchange method {int(alg)} is not supported")
+    found = by_id(TransformType.KE, int(alg))
+    if found is None:
+        raise AlgorithmError("", f"key exchange method {int(alg)} is not supported")
+    return found  # type: ignore[return-value]
 
 
 def create_key_exchange(
