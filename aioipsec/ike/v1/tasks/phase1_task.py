@@ -4,7 +4,6 @@ vendor IDs and NAT-D (the task half of strongSwan's ``phase1_t``)."""
 
 from __future__ import annotations
 
-import datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from ....crypto.kex import InvalidKeyExchangeData, KeyExchange
@@ -195,9 +194,6 @@ class Phase1Task(Task):
             self.session._float(self.sa)
 
     # ------------------------------------------------------------------ misc
-
-    def _wall(self) -> datetime.datetime:
-        return self.session._wall_time()
 
     def failed(self, reason: str, notify: str, now: float) -> None:
         self.session._phase1_failed(self.sa, self, notify, reason, now)
