@@ -7,9 +7,6 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-TS_IPV4_ADDR_RANGE = 7
-TS_IPV6_ADDR_RANGE = 8
-
 Address = tuple[str, int]
 
 
@@ -47,29 +44,12 @@ class TrafficSelector:
         return cls.from_cidr("0.0.0.0/0" if version == 4 else "::/0")
 
     @property
-    def ts_type(self) -> int:
-        return TS_IPV4_ADDR_RANGE if self.version == 4 else TS_IPV6_ADDR_RANGE
-
-    @property
     def start_addr(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         return ipaddress.ip_address(self.start) if self.version == 4 else ipaddress.IPv6Address(self.start)
 
     @property
     def end_addr(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         return ipaddress.ip_address(self.end) if self.version == 4 else ipaddress.IPv6Address(self.end)
-
-    def contains_addr(self, addr: int) -> bool:
-        return self.start <= addr <= self.end
-
-    def matches(self, addr: int, proto: int = 0, port: int | None = None) -> bool:
-        """Does a packet endpoint (address, protocol, port) fall inside?"""
-        if not (self.start <= addr <= self.end):
-            return False
-        if self.proto and proto != self.proto:
-            return False
-        if port is not None and not (self.start_port <= port <= self.end_port):
-            return False
-        return True
 
     def intersect(self, other: TrafficSelector) -> TrafficSelector | None:
         """The narrowest selector inside both, or ``None`` (RFC 7296 §2.9)."""
