@@ -188,10 +188,10 @@ def load_config(path: str | Path) -> Configuration:
     except OSError as exc:
         raise ConfigError("", f"cannot read: {exc.strerror}", file=str(p)) from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ConfigError("", f"invalid TOML: {exc}", file=str(p)) from None
-    return parse_config(data, file=str(p), base=p.parent)
+    return loads_config(text, file=str(p), base=p.parent)
 
 
 def parse_config(data: dict[str, Any], *, file: str | None = None, base: Path | None = None) -> Configuration:
