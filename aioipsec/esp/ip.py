@@ -27,7 +27,7 @@ __all__ = [
     "ip_version",
     "header_info",
     "HeaderInfo",
-    "set_ipv4_proto_and_length",
+    "rebuild_header",
 ]
 
 PROTO_HOPOPT = 0
@@ -127,13 +127,18 @@ def ipv6_header(
     return _V6.pack(first, payload_len, next_header, hop_limit, pack_addr(src, 6), pack_addr(dst, 6))
 
 
-def set_ipv4_proto_and_length(header: bytes | bytearray, proto: int, total_len: int) -> bytes:
-    """Copy of an IPv4 header with protocol, total length and checksum set."""
-    hdr = bytearray(header)
-    struct.pack_into("!H", hdr, 2, total_len)
-    hdr[9] = proto
-    struct.pack_into("!H", hdr, 10, 0)
-    struct.pack_into("!H", hdr, 10, checksum(hdr))
+def rebuild_header(packet: bytes, version: int, insert_at: int, nh_offset: int, nh: int, payload_len: int) -> bytes:
+    """The IP header part ``packet[:insert_at]`` with the next-header byte at
+    ``nh_offset`` set to ``nh`` and lengths (and the IPv4 checksum) fixed for
+    ``payload_len`` bytes after it (transport-mode ESP/AH insert and removal)."""
+    hdr = bytearray(packet[:insert_at])
+    hdr[nh_offset] = nh
+    if version == 4:
+        struct.pack_into("!H", hdr, 2, insert_at + payload_len)
+        struct.pack_into("!H", hdr, 10, 0)
+        struct.pack_into("!H", hdr, 10, checksum(hdr))
+    else:
+        struct.pack_into("!H", hdr, 4, insert_at - 40 + payload_len)
     return bytes(hdr)
 
 

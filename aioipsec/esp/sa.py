@@ -46,7 +46,7 @@ from ..crypto.transforms import EncrAlg, EncrId, IntegAlg
 from ..errors import AlgorithmError, LocalProtocolError
 from ..events import ChildSaExpired, ChildSaInstalled
 from . import ah as _ah
-from .ip import PROTO_AH, PROTO_ESP, checksum, header_info, ipv4_header, ipv6_header, pack_addr
+from .ip import PROTO_AH, PROTO_ESP, header_info, ipv4_header, ipv6_header, pack_addr, rebuild_header
 from .packet import (
     NH_IPV4,
     NH_IPV6,
@@ -922,7 +922,7 @@ class EspSa(_SaBase):
         esp = self.seal(payload, info.next_header, seq=seq, iv=iv)
         if esp is None:
             return None
-        return _rebuild_header(ip_packet, info.version, info.insert_at, info.nh_offset, PROTO_ESP, len(esp)) + esp
+        return rebuild_header(ip_packet, info.version, info.insert_at, info.nh_offset, PROTO_ESP, len(esp)) + esp
 
     def open_packet(self, ip_packet: bytes, now: float | None = None) -> OpenResult:
         """Open raw ESP inside an IP packet.  Tunnel mode: the inner packet;
@@ -935,7 +935,7 @@ class EspSa(_SaBase):
         r = self.open(ip_packet[info.insert_at : info.total_len], now)
         if r.packet is None or self.tunnel:
             return r
-        hdr = _rebuild_header(ip_packet, info.version, info.insert_at, info.nh_offset, r.next_header, len(r.packet))
+        hdr = rebuild_header(ip_packet, info.version, info.insert_at, info.nh_offset, r.next_header, len(r.packet))
         return ok_result(hdr + r.packet, r.next_header, r.seq)
 
 
@@ -973,21 +973,6 @@ def _outer_header(
             sa._ident = ident = (sa._ident + 1) & 0xFFFF
         return ipv4_header(src_b, dst, proto, payload_len, ttl=ttl, ident=ident, tos=tos, flags_frag=0x4000 if df else 0)
     return ipv6_header(src_b, dst, proto, payload_len, hop_limit=ttl, traffic_class=tos, flow_label=flow_label)
-
-
-def _rebuild_header(packet: bytes, version: int, insert_at: int, nh_offset: int, nh: int, payload_len: int) -> bytes:
-    """The IP header part ``packet[:insert_at]`` with the next-header byte at
-    ``nh_offset`` set to ``nh`` and lengths (and the IPv4 checksum) fixed for
-    ``payload_len`` bytes after it."""
-    hdr = bytearray(packet[:insert_at])
-    hdr[nh_offset] = nh
-    if version == 4:
-        struct.pack_into("!H", hdr, 2, insert_at + payload_len)
-        struct.pack_into("!H", hdr, 10, 0)
-        struct.pack_into("!H", hdr, 10, checksum(hdr))
-    else:
-        struct.pack_into("!H", hdr, 4, insert_at - 40 + payload_len)
-    return bytes(hdr)
 
 
 # --------------------------------------------------------------------------- AH
@@ -1097,7 +1082,7 @@ class AhSa(_SaBase):
                 return None
             payload = ip_packet[info.insert_at : info.total_len]
             ah_len = codec.ah_len(info.version)
-            hdr = _rebuild_header(ip_packet, info.version, info.insert_at, info.nh_offset, PROTO_AH, ah_len + len(payload))
+            hdr = rebuild_header(ip_packet, info.version, info.insert_at, info.nh_offset, PROTO_AH, ah_len + len(payload))
             seqn = self.seq + 1
             out = codec.seal(hdr, info.version, info.next_header, payload, seqn, iv)
         if out is None:
@@ -1176,7 +1161,7 @@ class AhSa(_SaBase):
             if not ok:
                 return drop_result(DropReason.MALFORMED, seq)
             return ok_result(payload, nh, seq)
-        hdr = _rebuild_header(pkt, info.version, info.insert_at, info.nh_offset, nh, len(payload))
+        hdr = rebuild_header(pkt, info.version, info.insert_at, info.nh_offset, nh, len(payload))
         return ok_result(hdr + payload, nh, seq)
 
     def open(self, packet: bytes, now: float | None = None) -> OpenResult:
