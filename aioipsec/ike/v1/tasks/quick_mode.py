@@ -38,6 +38,7 @@ from ....crypto.transforms import (
 )
 from ....errors import IntegrityError, ParseError
 from ....selectors import TrafficSelector
+from ...auth import Identity
 from ..constants import (
     MAX_NONCE,
     MIN_NONCE,
@@ -456,10 +457,7 @@ class QuickModeTask(Task):
         self.ids = [ts_to_id(self.tsi), ts_to_id(self.tsr)]
         rest += self.ids
         if self.udp and self.mode == "transport":
-            rest += [
-                NatOaPayload(id_type=_addr_id_type(session.local_addr[0]), data=_packed(session.local_addr[0])),
-                NatOaPayload(id_type=_addr_id_type(session.remote_addr[0]), data=_packed(session.remote_addr[0])),
-            ]
+            rest += [_nat_oa(session.local_addr[0]), _nat_oa(session.remote_addr[0])]
         _first, chain = encode_chain(rest)
         hash1 = self._keys().prf_a(self.mid_bytes + chain)
         self.step_sent, self.step = "QM1", "QM2"
@@ -657,9 +655,8 @@ def _nat_hosts(got: TrafficSelector, host: TrafficSelector) -> TrafficSelector:
     return TrafficSelector(host.start, host.end, host.version, got.proto, got.start_port, got.end_port)
 
 
-def _packed(ip: str) -> bytes:
-    return ipaddress.ip_address(ip).packed
-
-
-def _addr_id_type(ip: str) -> int:
-    return IdType.IPV4_ADDR if ipaddress.ip_address(ip).version == 4 else IdType.IPV6_ADDR
+def _nat_oa(ip: str) -> NatOaPayload:
+    """NAT-OA of an address (RFC 3947 §5.2: ID_IPV4_ADDR/ID_IPV6_ADDR, same
+    numbers as the Phase 1 address identities)."""
+    addr = Identity.from_address(ip)
+    return NatOaPayload(id_type=addr.id_type, data=addr.data)
