@@ -6,28 +6,15 @@ from __future__ import annotations
 import ipaddress
 import struct
 
+from .esp import ip as _ip
+from .esp.ip import checksum, ipv6_header
 
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
+__all__ = ["checksum", "ipv4_header", "ipv6_header", "icmp_echo", "udp_packet", "parse_udp", "parse_icmp_echo", "echo_reply_for"]
 
 
 def ipv4_header(src: str, dst: str, proto: int, payload_len: int, ttl: int = 64, ident: int = 0) -> bytes:
-    hdr = struct.pack(
-        "!BBHHHBBH4s4s",
-        0x45, 0, 20 + payload_len, ident, 0x4000, ttl, proto, 0,
-        ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed,
-    )
-    return hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
-
-
-def ipv6_header(src: str, dst: str, next_header: int, payload_len: int, hop_limit: int = 64) -> bytes:
-    return struct.pack("!IHBB16s16s", 6 << 28, payload_len, next_header, hop_limit,
-                       ipaddress.IPv6Address(src).packed, ipaddress.IPv6Address(dst).packed)
+    """An IPv4 header with Don't Fragment set (:func:`aioipsec.esp.ip.ipv4_header`)."""
+    return _ip.ipv4_header(src, dst, proto, payload_len, ttl=ttl, ident=ident, flags_frag=0x4000)
 
 
 def icmp_echo(src: str, dst: str, ident: int, seq: int, payload: bytes = b"", reply: bool = False) -> bytes:
