@@ -26,6 +26,7 @@ __all__ = [
     "ipv6_header",
     "ip_version",
     "header_info",
+    "transport_header_info",
     "HeaderInfo",
     "rebuild_header",
 ]
@@ -203,3 +204,13 @@ def header_info(packet: bytes | bytearray | memoryview) -> HeaderInfo | None:
             nh, nh_off, off = packet[off], off, off + hlen
         return HeaderInfo(6, off, nh_off, nh, total)
     return None
+
+
+def transport_header_info(packet: bytes | bytearray | memoryview) -> HeaderInfo | None:
+    """:func:`header_info` of a packet to protect in transport mode; ``None``
+    also for an IPv4 fragment (MF set or a fragment offset), which ESP/AH
+    transport mode cannot protect on its own."""
+    info = header_info(packet)
+    if info is None or (info.version == 4 and ((packet[6] << 8) | packet[7]) & 0x3FFF):
+        return None
+    return info

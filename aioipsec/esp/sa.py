@@ -46,7 +46,16 @@ from ..crypto.transforms import EncrAlg, EncrId, IntegAlg
 from ..errors import AlgorithmError, LocalProtocolError
 from ..events import ChildSaExpired, ChildSaInstalled
 from . import ah as _ah
-from .ip import PROTO_AH, PROTO_ESP, header_info, ipv4_header, ipv6_header, pack_addr, rebuild_header
+from .ip import (
+    PROTO_AH,
+    PROTO_ESP,
+    header_info,
+    ipv4_header,
+    ipv6_header,
+    pack_addr,
+    rebuild_header,
+    transport_header_info,
+)
 from .packet import (
     NH_IPV4,
     NH_IPV6,
@@ -477,8 +486,8 @@ class EspSa(_SaBase):
             elif tunnel:
                 nh = nh_for_first_byte(p[0]) if p else None
             else:  # transport mode, whole IP packet: protect its payload
-                info = header_info(p)
-                if info is None or (info.version == 4 and int.from_bytes(p[6:8], "big") & 0x3FFF):
+                info = transport_header_info(p)
+                if info is None:
                     nh = None
                 else:
                     nh, p = info.next_header, p[info.insert_at : info.total_len]
@@ -914,8 +923,8 @@ class EspSa(_SaBase):
             if esp is None:
                 return None
             return _outer_header(self, ip_packet, outer_src, outer_dst, PROTO_ESP, len(esp), ttl, ident, tos, df, flow_label) + esp
-        info = header_info(ip_packet)
-        if info is None or (info.version == 4 and int.from_bytes(ip_packet[6:8], "big") & 0x3FFF):
+        info = transport_header_info(ip_packet)
+        if info is None:
             self._drop(DropReason.MALFORMED)
             return None
         payload = ip_packet[info.insert_at : info.total_len]
@@ -1076,8 +1085,8 @@ class AhSa(_SaBase):
             outer = _outer_header(self, ip_packet, src, dst, PROTO_AH, ah_len + len(ip_packet), ttl, ident, tos, df, flow_label)
             out = codec.seal(outer, version, nh, ip_packet, seqn, iv)
         else:
-            info = header_info(ip_packet)
-            if info is None or (info.version == 4 and int.from_bytes(ip_packet[6:8], "big") & 0x3FFF):
+            info = transport_header_info(ip_packet)
+            if info is None:
                 self._drop(DropReason.MALFORMED)
                 return None
             payload = ip_packet[info.insert_at : info.total_len]
