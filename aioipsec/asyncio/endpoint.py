@@ -9,6 +9,7 @@ on 4500, NAT keepalives).
 from __future__ import annotations
 
 import asyncio
+import datetime
 import itertools
 import logging
 import os
@@ -38,6 +39,11 @@ IKE_HEADER_LEN = 28
 KEEPALIVE_INTERVAL = 20.0
 RATE_TABLE_MAX = 4096
 """Addresses tracked by the per-peer IKE_SA_INIT rate limit."""
+
+
+def _utc_now() -> datetime.datetime:
+    """The wall clock the sans-I/O sessions check certificate validity against."""
+    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def _open_raw_esp(host: str, *, required: bool) -> DatagramSocket | None:
@@ -321,6 +327,7 @@ class Endpoint:
                 remote_addr=addr,
                 random=self.random,
                 global_config=self.global_config,
+                wall_clock=_utc_now,
             )
         elif version == 1:
             from ..ike.v1.session import IkeSessionV1
@@ -331,6 +338,7 @@ class Endpoint:
                 remote_addr=addr,
                 random=self.random,
                 global_config=self.global_config,
+                wall_clock=_utc_now,
             )
         else:
             self.stats.malformed += 1
@@ -432,6 +440,7 @@ class Endpoint:
             local_addr=local,
             remote_addr=remote,
             random=self.random,
+            wall_clock=_utc_now,
         )
         proto = SessionProtocol(self, session, name)
         self.sessions.add(proto)

@@ -275,8 +275,10 @@ class IkeSessionV2:
     Constructor arguments are keyword-only.  ``random(n)`` supplies every
     random byte the protocol needs (SPIs, nonces, IVs, jitter), so tests can
     pin them; key exchange private values come from ``cryptography``.
-    ``wall_clock`` (default :func:`datetime.datetime.now` in UTC) is only
-    used to check certificate validity periods."""
+    ``wall_clock`` (a callable returning an aware ``datetime``) is only used
+    to check certificate validity periods; the session never reads the clock
+    itself, so it is required when a configuration verifies certificates
+    (remote auth other than ``psk``)."""
 
     def __init__(
         self,
@@ -297,7 +299,9 @@ class IkeSessionV2:
         """True when we initiated the (first) IKE SA of this session."""
         self.random = random
         self.global_config = global_config or GlobalConfig()
-        self.wall_clock = wall_clock or (lambda: datetime.datetime.now(datetime.timezone.utc))
+        if wall_clock is None and any(c.remote.auth != "psk" for c in self.candidates):
+            raise LocalProtocolError("wall_clock is required to verify peer certificates")
+        self.wall_clock = wall_clock
         if remote_addr is None:
             if not configuration.remote_addrs:
                 raise LocalProtocolError("remote_addr is required when the configuration has no remote_addrs")

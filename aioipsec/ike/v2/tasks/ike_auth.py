@@ -83,6 +83,7 @@ class IkeAuth(Task):
         if pinned is not None and leaf == pinned:
             pass
         else:
+            assert self.session.wall_clock is not None  # required by the session for non-PSK remote auth
             A.verify_chain(leaf, inters, cfg.remote.cacerts, self.session.wall_clock())
         if not A.cert_matches_identity(leaf, peer_id):
             raise AuthenticationFailed(f"identity '{peer_id}' is not confirmed by the certificate")
