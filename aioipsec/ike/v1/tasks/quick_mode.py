@@ -29,6 +29,7 @@ from ....config import ChildConfig
 from ....crypto.kdf import ikev1_keymat
 from ....crypto.kex import InvalidKeyExchangeData, KeyExchange
 from ....crypto.transforms import (
+    INTEG,
     EncrAlg,
     EncrId,
     IntegAlg,
@@ -122,13 +123,7 @@ _AH_ID = {
 }
 
 
-def _integ_by_auth(value: int) -> IntegAlg | None:
-    from ....crypto.transforms import INTEG
-
-    for name, v in _AUTH_ALG.items():
-        if v == value:
-            return INTEG[name]
-    return None
+_INTEG_FROM_AUTH: dict[int, IntegAlg] = {int(v): INTEG[k] for k, v in _AUTH_ALG.items()}
 
 
 def encap_mode(mode: str, udp: bool, draft: bool) -> int:
@@ -198,7 +193,7 @@ def suite_from_transform(protocol: int, t: Transform) -> QmSuite | None:
     if t.get(Phase2Attr.EXTENDED_SEQUENCE_NUMBER):
         return None
     auth = t.get(Phase2Attr.AUTH_ALGORITHM)
-    integ = _integ_by_auth(auth) if auth is not None else None
+    integ = _INTEG_FROM_AUTH.get(auth) if auth is not None else None
     if auth is not None and integ is None:
         return None
     ke: KeAlg | None = None
