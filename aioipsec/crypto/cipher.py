@@ -41,7 +41,6 @@ __all__ = [
     "make_encr",
     "make_integ",
     "des_supported",
-    "ccm_supported",
 ]
 
 try:  # cryptography >= 43 keeps 3DES in the "decrepit" namespace
@@ -59,15 +58,6 @@ def des_supported() -> bool:
             warnings.simplefilter("ignore")
             Cipher(_TripleDES(bytes(range(24))), modes.CBC(bytes(8))).encryptor()
     except Exception:  # pragma: no cover - depends on the OpenSSL build
-        return False
-    return True
-
-
-def ccm_supported() -> bool:
-    """True when AES-CCM is available (it is in every supported cryptography)."""
-    try:
-        AESCCM(bytes(16), tag_length=16)
-    except Exception:  # pragma: no cover
         return False
     return True
 

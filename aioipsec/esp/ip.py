@@ -24,7 +24,6 @@ __all__ = [
     "pack_addr",
     "ipv4_header",
     "ipv6_header",
-    "ip_version",
     "header_info",
     "transport_header_info",
     "HeaderInfo",
@@ -68,14 +67,6 @@ def pack_addr(addr: str | bytes | int | ipaddress.IPv4Address | ipaddress.IPv6Ad
     if isinstance(addr, int):
         return addr.to_bytes(16 if version == 6 or addr > 0xFFFFFFFF else 4, "big")
     return ipaddress.ip_address(addr).packed
-
-
-def ip_version(packet: bytes) -> int:
-    """4, 6, or 0 for anything else (including an empty packet)."""
-    if not packet:
-        return 0
-    v = packet[0] >> 4
-    return v if v in (4, 6) else 0
 
 
 def ipv4_header(

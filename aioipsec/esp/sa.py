@@ -99,8 +99,8 @@ _TAILS_V6 = frozenset(t + bytes((NH_IPV6,)) for t in _PAD_TAIL)
 """Every well-formed ESP trailer (padding, pad length, next header) after an
 inner IPv4 / IPv6 packet: one set lookup checks all three at once."""
 _V4_LEN = struct.Struct("!BxH")  # version/IHL, total length
-_HEAD_OF = itemgetter(slice(0, 16))  # SPI | seq | IV (AEAD, no ESN)
-"""Batch size n -> unpack of n joined (SPI, seq) headers."""
+_HEAD_OF = itemgetter(slice(0, 16))
+"""The 16-byte head SPI | seq | IV of an AEAD ESP packet without ESN."""
 
 
 # Seal batches: the ESP header (SPI | seq | IV = seq) and the nonce (salt |
