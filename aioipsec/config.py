@@ -176,8 +176,8 @@ def child(
     """Convenience constructor taking strings: ``child("lan", local_ts=["10.1.0.0/16"], ...)``."""
     return ChildConfig(
         name=name,
-        local_ts=[parse_ts(t) for t in (local_ts or [])],
-        remote_ts=[parse_ts(t) for t in (remote_ts or [])],
+        local_ts=[parse_ts(t) for t in (local_ts or []) if t != "dynamic"],
+        remote_ts=[parse_ts(t) for t in (remote_ts or []) if t != "dynamic"],
         esp_proposals=[parse_proposal(p, "esp", allow_legacy=legacy) for p in (esp_proposals or DEFAULT_ESP_PROPOSALS)],
         **kw,
     )

@@ -100,4 +100,8 @@ def parse_ts(text: str) -> TrafficSelector:
                 ports = (int(a), int(b))
             else:
                 ports = (int(port), int(port))
+    if not 0 <= proto <= 255:
+        raise ValueError(f"protocol {proto} out of range 0..255")
+    if not 0 <= ports[0] <= ports[1] <= 65535:
+        raise ValueError(f"port range {ports[0]}-{ports[1]} out of 0..65535 or reversed")
     return TrafficSelector.from_cidr(text, proto, ports)

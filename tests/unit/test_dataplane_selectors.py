@@ -30,3 +30,17 @@ def test_port_and_protocol_selectors() -> None:
     assert _ts_match([parse_ts("203.0.113.0/24[udp/53]")], 4, sel[2], sel[3], sel[5])
     assert not _ts_match([parse_ts("203.0.113.0/24[tcp/53]")], 4, sel[2], sel[3], sel[5])
     assert not _ts_match([parse_ts("203.0.113.0/24[udp/54]")], 4, sel[2], sel[3], sel[5])
+
+
+def test_selector_ranges_are_checked_at_parse_time() -> None:
+    import pytest
+
+    for bad in ("10.0.0.0/8[tcp/70000]", "10.0.0.0/8[300]", "10.0.0.0/8[udp/90-80]"):
+        with pytest.raises(ValueError):
+            parse_ts(bad)
+
+
+def test_dynamic_selector_in_convenience_constructor() -> None:
+    from aioipsec.config import child
+
+    assert child("c", local_ts=["dynamic"]).local_ts == []
