@@ -265,6 +265,14 @@ class _SaBase:
         else:
             self._replay_burst = False
 
+    def _exhausted(self, rest: int) -> None:
+        """Outbound packets beyond the sequence space or the hard packet limit."""
+        if self.seq >= self.max_seq:
+            self._expire(True, "seq-exhausted")
+        else:
+            self._expire(True, "packets")
+        self._drop(DropReason.EXPIRED, rest)
+
     def _need(self, inbound: bool) -> None:
         if self.inbound != inbound:
             raise LocalProtocolError(f"this is an {'inbound' if self.inbound else 'outbound'} SA")
@@ -504,14 +512,6 @@ class EspSa(_SaBase):
         st.packets_out += len(out)
         st.bytes_out += nbytes
         return out
-
-    def _exhausted(self, rest: int) -> None:
-        """Packets beyond the sequence space or the hard packet limit."""
-        if self.seq >= self.max_seq:
-            self._expire(True, "seq-exhausted")
-        else:
-            self._expire(True, "packets")
-        self._drop(DropReason.EXPIRED, rest)
 
     def make_dummy(self, size: int = 0) -> bytes | None:
         """A dummy packet (next header 59, RFC 4303 §2.6) with ``size``
@@ -1067,7 +1067,7 @@ class AhSa(_SaBase):
             self._drop(DropReason.EXPIRED)
             return None
         if self._take_seqs(1) < 1 or self._packet_room(1) < 1:
-            self._exhausted_ah()
+            self._exhausted(1)
             return None
         codec = self.codec
         if self.tunnel:
@@ -1102,10 +1102,6 @@ class AhSa(_SaBase):
         self.stats.bytes_out += len(ip_packet)
         self._check_lifetime()
         return out
-
-    def _exhausted_ah(self) -> None:
-        self._expire(True, "seq-exhausted" if self.seq >= self.max_seq else "packets")
-        self._drop(DropReason.EXPIRED)
 
     def seal(self, packet: bytes) -> bytes | None:
         return self.seal_packet(packet)
