@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..esp.natt import transport_packet
 from ..events import ChildSaDeleted, ChildSaExpired, ChildSaInstalled
 from ..selectors import Address, TrafficSelector
 
@@ -100,8 +101,6 @@ def _rebuild_transport(pipe: ChildPipeline, payload: bytes, nh: int) -> bytes | 
     """The IP packet a transport-mode SA delivers: the outer addresses with
     the decrypted payload, TCP/UDP checksums recomputed for them (RFC 3948
     §3.1.2: the peer's NAT may have changed the addresses it summed over)."""
-    from ..esp.natt import transport_packet
-
     try:
         return transport_packet(payload, nh, pipe.remote[0], pipe.ev.local_addr[0])
     except Exception:
