@@ -347,13 +347,21 @@ class DataPlane:
         """Transport mode: ESP carries the IP payload; the outer header is the
         UDP/IP header the socket adds (RFC 3948 transport mode)."""
         out: list[bytes] = []
+        run: list[bytes] = []
+        run_nh = -1
         for pkt in batch:
-            v = pkt[0] >> 4
-            if v == 4:
+            if pkt[0] >> 4 == 4:
                 off, nh = (pkt[0] & 0x0F) * 4, pkt[9]
             else:
                 off, nh = 40, pkt[6]
-            out += [d for d in pipe.sa_out.seal_batch([pkt[off:]], nh) if d]
+            if nh != run_nh and run:
+                out += [d for d in pipe.sa_out.seal_batch(run, run_nh) if d]
+                run = []
+            run_nh = nh
+            run.append(pkt[off:])
+        if run:
+            # one seal call per run of packets of the same protocol
+            out += [d for d in pipe.sa_out.seal_batch(run, run_nh) if d]
         return out
 
     def _trap(self, sel: tuple[int, int, int, int, int | None, int | None], pkt: bytes) -> bool:
