@@ -35,6 +35,7 @@ import hmac
 import struct
 
 from ..crypto.cipher import GmacEncr, Integ
+from .ip import PROTO_DSTOPTS, PROTO_FRAGMENT, PROTO_HOPOPT
 
 __all__ = ["AhCodec", "mute_ipv4_header", "mute_ipv6_headers", "AH_HEADER_LEN"]
 
@@ -100,13 +101,13 @@ def mute_ipv6_headers(hdr: bytes | bytearray) -> bytes | None:
     while off < len(h):
         if off + 2 > len(h):
             return None
-        if nh == 44:  # fragment header: fixed 8 bytes, immutable
+        if nh == PROTO_FRAGMENT:  # fixed 8 bytes, immutable
             hlen = 8
         else:
             hlen = (h[off + 1] + 1) * 8
         if off + hlen > len(h):
             return None
-        if nh in (0, 60) and not _mute_tlv_options(h, off + 2, off + hlen):
+        if nh in (PROTO_HOPOPT, PROTO_DSTOPTS) and not _mute_tlv_options(h, off + 2, off + hlen):
             return None
         nh, off = h[off], off + hlen
     return bytes(h)
