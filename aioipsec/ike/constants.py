@@ -324,6 +324,12 @@ def notify_is_error(notify_type: int) -> bool:
     return notify_type < STATUS_NOTIFY_MIN
 
 
+def notify_name(notify_type: int) -> str:
+    """The IKEv2 notify type's name, or its number when unknown."""
+    n = enum_or_int(NotifyType, notify_type)
+    return n.name if isinstance(n, NotifyType) else str(notify_type)
+
+
 # =========================================================================== ISAKMP / IKEv1
 #
 # IKEv1 shares the 28-octet header layout (so :func:`aioipsec.ike.v2.message.peek_header`

@@ -62,7 +62,7 @@ from ...events import (
 )
 from ...selectors import Address, TrafficSelector
 from ..auth import Identity
-from ..constants import ExchangeType, NotifyType, PayloadType, ProtocolId, enum_or_int
+from ..constants import ExchangeType, NotifyType, PayloadType, ProtocolId, notify_name
 from ..natd import NATT_PORT
 from ..proposals import Selected
 from .fragment import Reassembler, ReassemblyLimitError, fragment_message
@@ -262,11 +262,6 @@ _EXCHANGE_NAMES = {int(e): e.name for e in ExchangeType}
 
 def _exchange_name(exchange_type: int) -> str:
     return _EXCHANGE_NAMES.get(exchange_type) or f"EXCHANGE({exchange_type})"
-
-
-def _notify_name(notify_type: int) -> str:
-    n = enum_or_int(NotifyType, notify_type)
-    return n.name if isinstance(n, NotifyType) else str(notify_type)
 
 
 class IkeSessionV2:
@@ -1017,9 +1012,9 @@ class IkeSessionV2:
         self._log_message(sa, resp, "sent")
         if hdr.exchange_type in (ExchangeType.IKE_SA_INIT, ExchangeType.IKE_AUTH):
             self.emit(
-                NegotiationFailed(self.peer, _exchange_name(hdr.exchange_type), _notify_name(exc.notify_type), str(exc))
+                NegotiationFailed(self.peer, _exchange_name(hdr.exchange_type), notify_name(exc.notify_type), str(exc))
             )
-            self._close(f"{_notify_name(exc.notify_type)} sent", now)
+            self._close(f"{notify_name(exc.notify_type)} sent", now)
         else:
             sa.tm.responded(hdr.message_id, packets)
 
@@ -1097,7 +1092,7 @@ class IkeSessionV2:
             self._close(reason, now)
 
     def _request_failed(self, sa: IkeSa, msg: Message, error: NotifyError, now: float) -> None:
-        notify = _notify_name(error.notify_type)
+        notify = notify_name(error.notify_type)
         ex = msg.exchange_type
         if ex == ExchangeType.IKE_SA_INIT:
             if isinstance(error, InvalidKePayload):
@@ -1173,7 +1168,7 @@ class IkeSessionV2:
         """A task found the peer's response unacceptable (initiator side)."""
         if sa.tm.active is not None:
             sa.tm.complete()
-        notify = _notify_name(error.notify_type)
+        notify = notify_name(error.notify_type)
         if msg.exchange_type == ExchangeType.IKE_AUTH and isinstance(error, AuthenticationFailed):
             self.auth_failed(sa, "IKE_AUTH", str(error))
             # RFC 7296 §2.21.2: tell the peer in a separate INFORMATIONAL, then go

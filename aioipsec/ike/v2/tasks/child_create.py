@@ -18,7 +18,7 @@ from ....errors import (
 )
 from ....events import NegotiationFailed
 from ....selectors import TrafficSelector
-from ...constants import ExchangeType, NotifyType
+from ...constants import ExchangeType, NotifyType, notify_name
 from ...proposals import (
     Selected,
     WireProposal,
@@ -45,10 +45,6 @@ def _protocol(cfg: ChildConfig) -> tuple[str, list[Proposal]]:
 
 def _ts_list(selectors: list[TrafficSelector] | tuple[TrafficSelector, ...]) -> str:
     return ", ".join(str(ts) for ts in selectors) or "(none)"
-
-
-def _notify_name(n: int) -> str:
-    return NotifyType(n).name if n in NotifyType._value2member_map_ else str(n)
 
 
 class ChildCreate(Task):
@@ -194,7 +190,7 @@ class ChildCreate(Task):
         try:
             return self._complete_i(msg)
         except NotifyError as exc:
-            self._fail_i(_notify_name(exc.notify_type), str(exc))
+            self._fail_i(notify_name(exc.notify_type), str(exc))
             # the peer installed the SA: delete it again (our inbound SPI is its outbound)
             if self.spi_out:
                 s.queue_raw_child_delete(self.protocol, [self.spi_in or 0])
@@ -215,7 +211,7 @@ class ChildCreate(Task):
             self.session.step("TEMPORARY_FAILURE received", self.sa, child=cfg.name)
             self._retry_later()
             return TaskStatus.SUCCESS
-        self._fail_i(_notify_name(ntype), "refused by peer")
+        self._fail_i(notify_name(ntype), "refused by peer")
         self._after_failure()
         return TaskStatus.SUCCESS
 
@@ -398,8 +394,8 @@ class ChildCreate(Task):
             # reason says what did not match
             prefix = f"{self.config.name}: " if self.config else ""
             ex = "IKE_AUTH" if self.in_auth else "CREATE_CHILD_SA"
-            s.emit(NegotiationFailed(s.peer, ex, _notify_name(self.error.notify_type), f"{prefix}{self.error}"))
-            s.step("CHILD_SA refused", self.sa, notify=_notify_name(self.error.notify_type), reason=str(self.error))
+            s.emit(NegotiationFailed(s.peer, ex, notify_name(self.error.notify_type), f"{prefix}{self.error}"))
+            s.step("CHILD_SA refused", self.sa, notify=notify_name(self.error.notify_type), reason=str(self.error))
             return
         if self.child is not None:
             s.reserved_spis.discard(self.child.spi_in)

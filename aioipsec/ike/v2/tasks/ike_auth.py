@@ -11,7 +11,7 @@ from ....errors import AuthenticationFailed
 from ....events import NegotiationFailed
 from ... import auth as A
 from ...auth import Identity
-from ...constants import AuthMethod, CertEncoding, ExchangeType, NotifyType
+from ...constants import AuthMethod, CertEncoding, ExchangeType, NotifyType, notify_name
 from ..message import Message
 from ..payloads import AuthPayload, CertPayload, CertReqPayload, IdiPayload, IdrPayload
 from .base import Task, TaskStatus
@@ -127,9 +127,7 @@ class IkeAuth(Task):
         auth = msg.get(AuthPayload)
         if idr is None or auth is None:
             err = msg.error_notify()
-            name = NotifyType(err.notify_type).name if err and err.notify_type in NotifyType._value2member_map_ else (
-                str(err.notify_type) if err else "INVALID_SYNTAX"
-            )
+            name = notify_name(err.notify_type) if err else "INVALID_SYNTAX"
             s.emit(NegotiationFailed(s.peer, "IKE_AUTH", name, "IKE_AUTH refused"))
             self.failure_reason = f"{name} received"
             return TaskStatus.FAILED

@@ -9,7 +9,7 @@ from ....crypto.transforms import KeAlg
 from ....errors import InvalidKePayload, InvalidSyntax, NoProposalChosen
 from ....events import NegotiationFailed
 from ...auth import SUPPORTED_HASHES, certreq_data
-from ...constants import CertEncoding, ExchangeType, NotifyType
+from ...constants import CertEncoding, ExchangeType, NotifyType, notify_name
 from ...proposals import WireProposal, accept_response, describe_offers, first_ke, ke_group_acceptable, select, to_wire
 from ..message import Message
 from ..payloads import CertReqPayload, KePayload, NoncePayload, SaPayload
@@ -99,8 +99,7 @@ class IkeInit(Task):
             return TaskStatus.RETRY
         err = msg.error_notify()
         if err is not None:
-            name = NotifyType(err.notify_type).name if err.notify_type in NotifyType._value2member_map_ else str(err.notify_type)
-            return self._fail(name, "IKE_SA_INIT refused by peer")
+            return self._fail(notify_name(err.notify_type), "IKE_SA_INIT refused by peer")
         assert self.ke is not None
         sel = accept_response(self.sent, offered(msg), cfg.proposals)
         kep = msg.get(KePayload)

@@ -22,7 +22,7 @@ from ....crypto.kdf import ikev2_rekey_skeyseed
 from ....crypto.kex import KeyExchange, create_key_exchange
 from ....crypto.transforms import KeAlg
 from ....errors import InvalidKePayload, InvalidSyntax, NoProposalChosen, TemporaryFailure
-from ...constants import ExchangeType, NotifyType
+from ...constants import ExchangeType, NotifyType, notify_name
 from ...proposals import Selected, WireProposal, accept_response, ke_group_acceptable, to_wire
 from ..message import Message
 from ..payloads import KePayload, NoncePayload
@@ -30,10 +30,6 @@ from .base import Task, TaskStatus
 from .common import derive_ike_keys, lowest_nonce_loses, notify_group, offered, sa_payload, select_with_ke, set_peer_ke
 
 MAX_KE_RETRIES = 3
-
-
-def _notify_name(n: int) -> str:
-    return NotifyType(n).name if n in NotifyType._value2member_map_ else str(n)
 
 
 class IkeRekey(Task):
@@ -169,7 +165,7 @@ class IkeRekey(Task):
                 self.ke_alg = alg
                 self.ke_retries += 1
                 return TaskStatus.REQUEUE
-        s.step("IKE_SA rekey refused", sa, notify=_notify_name(ntype))
+        s.step("IKE_SA rekey refused", sa, notify=notify_name(ntype))
         col = self.collision
         if col is not None and col.new_sa is not None:
             # our rekey failed but the peer's succeeded: continue on its SA
