@@ -360,12 +360,10 @@ class EspSa(_SaBase):
         if self._fast:
             enc = self.codec.encr
             assert isinstance(enc, AeadEncr)
-            # nonce = salt || 64-bit sequence number, packed in one C call
-            salt = enc.salt
-            self._nonce_salt_int = int.from_bytes(salt, "big")
-            self._nonce_len = len(salt) + 8  # nonce = salt || IV
             self._open_run_c: dict[int, tuple[Any, ...]] = {}
             self._seal_run: dict[int, tuple[int, int, int, Callable[[bytes], tuple[bytes, ...]], Callable[[bytes], tuple[bytes, ...]]]] = {}
+            # nonce = salt || 64-bit sequence number, packed in one C call
+            salt = enc.salt
             if len(salt) == 4:
                 self._nonce_salt: int | bytes = int.from_bytes(salt, "big")
                 self._nonce_pack = _NONCE_I.pack
@@ -466,9 +464,10 @@ class EspSa(_SaBase):
         ``_SEAL_RUN_MIN``)."""
         c = self._seal_run.get(n)
         if c is None:
-            nlen = self._nonce_len
+            salt_b = self.codec.encr.salt  # type: ignore[attr-defined]
+            nlen = len(salt_b) + 8  # nonce = salt || IV
             w = 16 + nlen
-            spi, salt = self.spi, self._nonce_salt_int
+            spi, salt = self.spi, int.from_bytes(salt_b, "big")
             two = (1 << 64) | 1  # seq in the header's seq and IV fields
             rec_k = (two << 8 * nlen) | 1
             k = b = 0
