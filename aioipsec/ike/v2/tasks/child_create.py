@@ -95,11 +95,24 @@ class ChildCreate(Task):
     def _rekey_notify(self, msg: Message) -> None:
         """Hook for ChildRekey: add N(REKEY_SA)."""
 
+    def _configured_ts(self, cfg: ChildConfig) -> tuple[list[TrafficSelector], list[TrafficSelector]]:
+        """The child's configured (local, remote) selectors; an empty side is
+        the dynamic one (our / the peer's address)."""
+        s = self.session
+        return list(cfg.local_ts) or [s.dynamic_local_ts()], list(cfg.remote_ts) or [s.dynamic_remote_ts()]
+
+    def _narrowed(
+        self, cfg: ChildConfig, tsi: list[TrafficSelector], tsr: list[TrafficSelector]
+    ) -> tuple[ChildConfig, list[TrafficSelector], list[TrafficSelector]] | None:
+        """``cfg`` with its selectors narrowed to the peer's TSi/TSr, or None
+        when either side does not intersect."""
+        local, remote = self._configured_ts(cfg)
+        local, remote = narrow(local, tsr), narrow(remote, tsi)
+        return (cfg, local, remote) if local and remote else None
+
     def _initial_ts(self) -> tuple[list[TrafficSelector], list[TrafficSelector]]:
-        s, cfg = self.session, self.config
-        assert cfg is not None
-        local = list(cfg.local_ts) or [s.dynamic_local_ts()]
-        remote = list(cfg.remote_ts) or [s.dynamic_remote_ts()]
+        assert self.config is not None
+        local, remote = self._configured_ts(self.config)
         pl, pr = self.packet_ts
         if pl is not None:
             local = [pl] + [t for t in local if t != pl]
@@ -293,16 +306,6 @@ class ChildCreate(Task):
         if self.sa.state is IkeState.DELETING or self.sa.tm.is_active(IkeRekey) or self.sa is not self.session.sa:
             raise TemporaryFailure("IKE SA is being rekeyed or deleted")
 
-    def _choose_config(self, tsi: list[TrafficSelector], tsr: list[TrafficSelector]) -> list[tuple[ChildConfig, list, list]]:
-        s = self.session
-        out = []
-        for cfg in s.config.children.values():
-            local = narrow(list(cfg.local_ts) or [s.dynamic_local_ts()], tsr)
-            remote = narrow(list(cfg.remote_ts) or [s.dynamic_remote_ts()], tsi)
-            if local and remote:
-                out.append((cfg, local, remote))
-        return out
-
     def _process_r(self, msg: Message) -> None:
         s, sa = self.session, self.sa
         if self.in_auth and msg.get(SaPayload) is None:
@@ -361,7 +364,8 @@ class ChildCreate(Task):
         self.child = self._make_child(initiator=False, ni=self.ni, nr=self.nr, shared=shared)
 
     def _candidates(self, tsi: list[TrafficSelector], tsr: list[TrafficSelector]) -> list[tuple[ChildConfig, list, list]]:
-        return self._choose_config(tsi, tsr)
+        """Child configurations whose selectors match the request (ChildRekey: only the old SA's)."""
+        return [c for cfg in self.session.config.children.values() if (c := self._narrowed(cfg, tsi, tsr)) is not None]
 
     def build_r(self, msg: Message) -> TaskStatus:
         if self.skip:

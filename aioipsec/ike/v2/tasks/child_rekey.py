@@ -16,7 +16,7 @@ from ...constants import NotifyType, ProtocolId
 from ..message import Message
 from .base import TaskStatus
 from .child_create import ChildCreate
-from .common import lowest_nonce_loses, narrow, notify
+from .common import lowest_nonce_loses, notify
 
 
 class ChildRekey(ChildCreate):
@@ -136,12 +136,9 @@ class ChildRekey(ChildCreate):
         super()._process_r(msg)
 
     def _candidates(self, tsi, tsr):  # type: ignore[no-untyped-def]
-        s, old = self.session, self.old
-        assert old is not None
-        cfg = old.config
-        local = narrow(list(cfg.local_ts) or [s.dynamic_local_ts()], tsr)
-        remote = narrow(list(cfg.remote_ts) or [s.dynamic_remote_ts()], tsi)
-        return [(cfg, local, remote)] if local and remote else []
+        assert self.old is not None
+        c = self._narrowed(self.old.config, tsi, tsr)
+        return [c] if c is not None else []
 
     def _installed_r(self, child, now: float) -> None:  # type: ignore[no-untyped-def]
         from ..session import ChildState
