@@ -313,7 +313,7 @@ class IkeSessionV2:
         self.children: dict[int, ChildSa] = {}
         """Child SAs by inbound SPI (including ones being replaced or deleted)."""
         self.old_sas: list[IkeSa] = []
-        self.sa = IkeSa(self, initiator=is_initiator, spi_i=self._new_ike_spi() if is_initiator else None)
+        self.sa = IkeSa(self, initiator=is_initiator, spi_i=self.new_ike_spi() if is_initiator else None)
         self._events: deque[IpsecEvent] = deque()
         self._out: list[tuple[bytes, Address]] = []
         self._deferred: list[tuple[float, Callable[[float], None]]] = []
@@ -519,7 +519,7 @@ class IkeSessionV2:
         child = self.children.get(spi_in)
         if child is None or child.state in (ChildState.DELETING, ChildState.DELETED):
             raise LocalProtocolError(f"no Child SA with inbound SPI {spi_in:#010x}")
-        self._queue_child_delete(child, "deleted locally", now)
+        self.queue_child_delete(child, "deleted locally", now)
 
     def delete(self, now: float) -> None:
         """Delete the IKE SA and all its Child SAs."""
@@ -658,15 +658,12 @@ class IkeSessionV2:
     def new_nonce(self) -> bytes:
         return self.random(NONCE_LEN)
 
-    def _new_ike_spi(self) -> bytes:
+    def new_ike_spi(self) -> bytes:
         for _ in range(16):
             spi = self.random(8)
             if spi != bytes(8):
                 return spi
         raise LocalProtocolError("random source returns only zeros")
-
-    def new_ike_spi(self) -> bytes:
-        return self._new_ike_spi()
 
     def new_child_spi(self) -> int:
         for _ in range(64):
@@ -1362,16 +1359,13 @@ class IkeSessionV2:
         self.sa.tm.queue(ChildRekey(self, self.sa, True, old=child))
         self._kick(now)
 
-    def _queue_child_delete(self, child: ChildSa, reason: str, now: float) -> None:
+    def queue_child_delete(self, child: ChildSa, reason: str, now: float) -> None:
         from .tasks import ChildDelete
 
         if any(isinstance(t, ChildDelete) and child in t.children for t in self.all_tasks()):
             return
         self.sa.tm.queue(ChildDelete(self, self.sa, True, children=[child], reason=reason))
         self._kick(now)
-
-    def queue_child_delete(self, child: ChildSa, reason: str, now: float) -> None:
-        self._queue_child_delete(child, reason, now)
 
     def queue_raw_child_delete(self, protocol: str, spis: list[int]) -> None:
         """Delete SAs the peer installed but we did not (failed creation)."""
@@ -1390,7 +1384,7 @@ class IkeSessionV2:
 
     def _expire_child(self, child: ChildSa, now: float) -> None:
         """Hard lifetime: the SA must not be used any more; tell the peer."""
-        self._queue_child_delete(child, "expired", now)
+        self.queue_child_delete(child, "expired", now)
         self.remove_child(child, "expired")
 
     def all_tasks(self) -> list[Task]:
