@@ -27,11 +27,6 @@ from dataclasses import dataclass
 
 from ..selectors import Address
 
-NAT_DETECTION_SOURCE_IP = 16388
-NAT_DETECTION_DESTINATION_IP = 16389
-NATT_PORT = 4500
-
-
 @functools.lru_cache(maxsize=1024)
 def _packed(ip: str) -> bytes:
     # cached: 4 hashes per IKE_SA_INIT on each side, over a handful of addresses

@@ -62,8 +62,7 @@ from ...events import (
 )
 from ...selectors import Address, TrafficSelector
 from ..auth import Identity
-from ..constants import ExchangeType, NotifyType, PayloadType, ProtocolId, notify_name
-from ..natd import NATT_PORT
+from ..constants import NATT_PORT, ExchangeType, NotifyType, PayloadType, ProtocolId, notify_name
 from ..proposals import Selected
 from .fragment import Reassembler, ReassemblyLimitError, fragment_message
 from .message import Message, SkContext, check_rules, decode_message, encode_message, peek_header
