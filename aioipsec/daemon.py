@@ -123,23 +123,25 @@ class Daemon:
                 if child.start_action == "start":
                     self.up(conn.name, child.name)
 
-    def _install_routes(self) -> None:
-        assert self.tun is not None
+    def _remote_nets(self, mode: str) -> list[tuple[str, int]]:
+        """(prefix, IP version) of every remote selector of the children in ``mode``."""
+        nets: list[tuple[str, int]] = []
         for conn in self.config.connections.values():
             for child in conn.children.values():
-                if child.mode != "tunnel":
+                if child.mode != mode:
                     continue
                 for ts in child.remote_ts:
                     net = str(ts).split("[")[0]
                     if "/" not in net:
                         net += "/32" if ts.version == 4 else "/128"
-                    cmd = ["ip", "route", "replace", net, "dev", self.tun.name]
-                    r = subprocess.run(cmd, capture_output=True, text=True)
-                    if r.returncode == 0:
-                        self.routes.append(["ip", "route", "del", net, "dev", self.tun.name])
-                        logger.info("route %s via %s installed", net, self.tun.name)
-                    else:
-                        logger.warning("route %s via %s failed: %s", net, self.tun.name, r.stderr.strip())
+                    nets.append((net, ts.version))
+        return nets
+
+    def _install_routes(self) -> None:
+        assert self.tun is not None
+        for net, _version in self._remote_nets("tunnel"):
+            self._run_route(["ip", "route", "replace", net, "dev", self.tun.name],
+                            ["ip", "route", "del", net, "dev", self.tun.name])
 
     def _install_transport_policy(self) -> None:
         """Transport-mode children through the TUN device: the peer's address
@@ -149,16 +151,7 @@ class Daemon:
         sockets, so they still reach the peer directly (what strongSwan gets
         from XFRM's per-socket bypass policies)."""
         assert self.tun is not None
-        nets: list[tuple[str, int]] = []
-        for conn in self.config.connections.values():
-            for child in conn.children.values():
-                if child.mode != "transport":
-                    continue
-                for ts in child.remote_ts:
-                    net = str(ts).split("[")[0]
-                    if "/" not in net:
-                        net += "/32" if ts.version == 4 else "/128"
-                    nets.append((net, ts.version))
+        nets = self._remote_nets("transport")
         if not nets:
             return
         ep = self.endpoint
