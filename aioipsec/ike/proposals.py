@@ -297,21 +297,6 @@ def accept_response(
     return sel
 
 
-def selected_from_wire(answer: WireProposal) -> Selected | None:
-    """Decode a single-transform proposal without a configuration (for logging)."""
-    kw: dict[str, Alg | None] = {}
-    for t in answer.transforms:
-        try:
-            ttype = TransformType(t.type)
-        except ValueError:
-            continue
-        alg = by_id(ttype, t.id, t.key_length)
-        if alg is None:
-            return None
-        kw[ttype.name.lower()] = alg
-    return Selected(answer.number, answer.protocol, answer.spi, **kw)  # type: ignore[arg-type]
-
-
 def ke_groups(configured: Sequence[Proposal]) -> list[KeAlg]:
     """All key exchange methods of the configured proposals, in preference order."""
     out: list[KeAlg] = []

@@ -158,9 +158,6 @@ class TaskManagerV2:
         self.active.attempt = 0
         self.active.deadline = now + self.policy.delay(0, self._random)
 
-    def response_matches(self, mid: int) -> bool:
-        return self.active is not None and mid == self.active.mid
-
     def complete(self) -> ActiveExchange:
         """The response to the active request arrived: advance the message ID."""
         assert self.active is not None
