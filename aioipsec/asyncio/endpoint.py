@@ -189,13 +189,9 @@ class Endpoint:
         esp: list[bytes] = []
         append = esp.append
         marker = NON_ESP_MARKER
-        last: Address | None = None
         for data, addr in batch:
             if len(data) >= 8 and data[:4] != marker:  # ESP, the common case, first
                 append(data)
-                if addr != last:
-                    last = addr
-                    self._note_esp_peer(addr)
             elif data[:4] == marker:
                 if esp:
                     # ESP that arrived before this IKE message is processed first: a
@@ -216,9 +212,6 @@ class Endpoint:
     def _on_esp_socket(self, batch: list[tuple[bytes, Address]]) -> None:
         self.stats.esp_in += len(batch)
         self.dataplane.inbound_datagrams([d for d, _ in batch])
-
-    def _note_esp_peer(self, addr: Address) -> None:
-        """NAT mapping change could be learned here (RFC 3948 §3.5)."""
 
     def _ike_received(self, data: bytes, addr: Address, on_4500: bool) -> None:
         if len(data) < IKE_HEADER_LEN:
