@@ -32,9 +32,7 @@ from ...proposals import (
 from ..message import Message
 from ..payloads import KePayload, NoncePayload, SaPayload, TsiPayload, TsrPayload
 from .base import Task, TaskStatus
-from .common import child_keys, narrow, notify, notify_group, offered, sa_payload, set_peer_ke
-
-MAX_KE_RETRIES = 3
+from .common import MAX_KE_RETRIES, child_keys, narrow, notify, notify_group, offered, sa_payload, set_peer_ke
 
 
 def _protocol(cfg: ChildConfig) -> tuple[str, list[Proposal]]:

@@ -15,6 +15,9 @@ from ...proposals import Selected, WireProposal, WireTransform, select
 from ..message import Message
 from ..payloads import NotifyPayload, SaPayload, SaProposal, Transform, TransformAttribute
 
+MAX_KE_RETRIES = 3
+"""INVALID_KE_PAYLOAD answers followed per exchange (IKE_SA_INIT, IKE or Child rekey, Child creation)."""
+
 
 def from_sa(p: SaProposal) -> WireProposal:
     """A codec proposal as a :class:`WireProposal` (for selection)."""

@@ -14,10 +14,9 @@ from ...proposals import WireProposal, accept_response, describe_offers, first_k
 from ..message import Message
 from ..payloads import CertReqPayload, KePayload, NoncePayload, SaPayload
 from .base import Task, TaskStatus
-from .common import initial_ike_keys, notify, notify_group, offered, sa_payload, select_with_ke, set_peer_ke
+from .common import MAX_KE_RETRIES, initial_ike_keys, notify, notify_group, offered, sa_payload, select_with_ke, set_peer_ke
 
 MAX_COOKIE_RETRIES = 3
-MAX_KE_RETRIES = 3
 
 
 def _accepts(proposals, sel) -> bool:  # type: ignore[no-untyped-def]
@@ -123,9 +122,9 @@ class IkeInit(Task):
         self.ke = None  # the private value is no longer needed
         return TaskStatus.SUCCESS
 
-    def _fail(self, notify_name: str, reason: str) -> TaskStatus:
-        self.session.emit(NegotiationFailed(self.session.peer, "IKE_SA_INIT", notify_name, reason))
-        self.failure_reason = f"{notify_name}: {reason}"
+    def _fail(self, notify: str, reason: str) -> TaskStatus:
+        self.session.emit(NegotiationFailed(self.session.peer, "IKE_SA_INIT", notify, reason))
+        self.failure_reason = f"{notify}: {reason}"
         return TaskStatus.FAILED
 
     # ------------------------------------------------------------------ responder

@@ -27,9 +27,7 @@ from ...proposals import Selected, WireProposal, accept_response, ke_group_accep
 from ..message import Message
 from ..payloads import KePayload, NoncePayload
 from .base import Task, TaskStatus
-from .common import derive_ike_keys, lowest_nonce_loses, notify_group, offered, sa_payload, select_with_ke, set_peer_ke
-
-MAX_KE_RETRIES = 3
+from .common import MAX_KE_RETRIES, derive_ike_keys, lowest_nonce_loses, notify_group, offered, sa_payload, select_with_ke, set_peer_ke
 
 
 class IkeRekey(Task):
