@@ -12,9 +12,9 @@ events name each step: ``MM1 sent`` ... ``MM6 received``, ``AM1 sent`` ...,
 established``, with the peer and the cookies.
 
 Nothing here reads a clock or opens a socket; ``now`` and ``random`` come in.
-The one exception is certificate validity, which needs calendar time: pass
-``wall_clock=`` (a callable returning an aware ``datetime``) to pin it; by
-default the system UTC time is read only when a certificate is verified.
+Certificate validity needs calendar time: a session whose configuration
+verifies certificates must be given ``wall_clock=`` (a callable returning an
+aware ``datetime``; the asyncio endpoint passes UTC now).
 """
 
 from __future__ import annotations
@@ -126,6 +126,8 @@ class IkeSessionV1:
         self.remote_addr: Address = tuple(remote_addr)  # type: ignore[assignment]
         self.random = random
         self.global_config = global_config or GlobalConfig()
+        if wall_clock is None and any(c.remote.auth != "psk" for c in self.candidates):
+            raise LocalProtocolError("wall_clock is required to verify peer certificates")
         self._wall_clock = wall_clock
         self.sas: list[IsakmpSa] = []
         self.children: dict[int, ChildSa] = {}
@@ -628,9 +630,9 @@ class IkeSessionV1:
         return create_key_exchange(alg)
 
     def _wall_time(self) -> datetime.datetime:
-        if self._wall_clock is not None:
-            return self._wall_clock()
-        return datetime.datetime.now(datetime.timezone.utc)
+        if self._wall_clock is None:  # the constructor refuses certificate configs without one
+            raise LocalProtocolError("wall_clock is required to verify peer certificates")
+        return self._wall_clock()
 
     def _step(self, sa: IsakmpSa, text: str) -> None:
         logger.info("%s peer=%s cookies=%s", text, self.peer, sa.cookies)
