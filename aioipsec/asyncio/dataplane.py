@@ -153,6 +153,8 @@ class DataPlaneStats:
     malformed: int = 0
     held_dropped: int = 0
     no_transport: int = 0
+    unsupported: int = 0
+    """Child SAs not installed because the data plane cannot carry them (AH)."""
 
 
 class DataPlane:
@@ -199,9 +201,16 @@ class DataPlane:
 
     # ---------------------------------------------------------------- SA install
 
-    def install(self, owner: SessionProtocol | None, ev: ChildSaInstalled) -> ChildPipeline:
+    def install(self, owner: SessionProtocol | None, ev: ChildSaInstalled) -> ChildPipeline | None:
         from ..esp.sa import esp_sa_pair_from_event
 
+        if ev.protocol != "esp":
+            # AhSa works on whole IP packets (protocol 51, no UDP encapsulation):
+            # the sans-I/O AH code is vector-tested, but this glue only carries ESP
+            self.stats.unsupported += 1
+            logger.error("CHILD_SA %s %08x_i/%08x_o uses %s, which this data plane does not carry; not installed",
+                         ev.name, ev.spi_in, ev.spi_out, ev.protocol.upper())
+            return None
         sa_in, sa_out = esp_sa_pair_from_event(ev)
         self._flow_out.clear()
         remote = ev.remote_addr

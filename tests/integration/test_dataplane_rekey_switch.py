@@ -100,3 +100,22 @@ def test_rekey_responder_switches_on_traffic_from_the_new_sa(plane: Any) -> None
     dp.outbound_packets([PKT])
     assert [spi_of(d) for d, _ in ep.sent] == [0x201]
     assert 0x100 in dp.sad_in  # the old inbound SA stays until its delete
+
+
+def test_ah_child_sa_is_refused_clearly(plane: Any) -> None:
+    """AH is negotiated and vector-tested sans-I/O, but this glue carries only ESP:
+    the SA is refused with a count, never installed to fail per packet."""
+    import dataclasses
+
+    from aioipsec.crypto.transforms import integ
+
+    dp, ep, _inner = plane
+    k = os.urandom(32)
+    ev = dataclasses.replace(
+        event(0x100, 0x200, b"", b"", initiator=True, rekeyed_from=None),
+        protocol="ah", encr=None, integ=integ("sha256"), integ_key_in=k, integ_key_out=k,
+    )
+    assert dp.install(None, ev) is None
+    assert dp.stats.unsupported == 1 and 0x100 not in dp.sad_in
+    dp.outbound_packets([PKT])
+    assert ep.sent == [] and dp.stats.no_policy == 1
