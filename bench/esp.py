@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in measure(alg, size, budget):
                 results.append(r)
                 if not args.json:
-                    print(f"{r['alg']:<18}{r['size']:>6} {r['op']:<13}{r['pps']:>12,}{r['aead_pps']:>12,}{r['ratio']:>8.2f}")
+                    print(f"{r['alg']:<18}{r['size']:>6} {r['op']:<13}{r['pps']:>12,}{r['aead_pps']:>12,}{r['ratio']:>8.3f}")
     if args.json:
         print(json.dumps({"results": results}))
     else:
