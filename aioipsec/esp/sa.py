@@ -154,6 +154,27 @@ _NAMED = {
 }
 
 
+def _inner_end(pt: bytes, nh: int, end: int) -> int:
+    """Tunnel mode (ESP and AH): where the inner IP packet in ``pt[:end]``
+    ends by its own length field, which also cuts TFC padding (RFC 4303
+    §2.7); -1 unless it is a well-formed header of the IP version that the
+    next header ``nh`` names.  An IPv6 payload length of 0 (jumbogram or no
+    payload) keeps all ``end`` bytes."""
+    if nh == NH_IPV4:
+        if end < 20 or pt[0] >> 4 != 4:
+            return -1
+        tl = (pt[2] << 8) | pt[3]
+        return tl if 20 <= tl <= end else -1
+    if nh == NH_IPV6:
+        if end < 40 or pt[0] >> 4 != 6:
+            return -1
+        tl = 40 + ((pt[4] << 8) | pt[5])
+        if tl == 40:
+            return end
+        return tl if tl <= end else -1
+    return -1
+
+
 class _SaBase:
     """Sequence numbers, replay window, counters, lifetimes and events."""
 
@@ -746,23 +767,9 @@ class EspSa(_SaBase):
         if nh == NH_NONE:
             return drop_result(DropReason.DUMMY, seq)
         if self.tunnel:
-            if nh == NH_IPV4:
-                if end < 20 or pt[0] >> 4 != 4:
-                    return drop_result(DropReason.MALFORMED, seq)
-                tl = (pt[2] << 8) | pt[3]
-                if tl < 20 or tl > end:
-                    return drop_result(DropReason.MALFORMED, seq)
-            elif nh == NH_IPV6:
-                if end < 40 or pt[0] >> 4 != 6:
-                    return drop_result(DropReason.MALFORMED, seq)
-                tl = 40 + ((pt[4] << 8) | pt[5])
-                if tl == 40:  # jumbogram or empty payload: keep what we have
-                    tl = end
-                if tl > end:
-                    return drop_result(DropReason.MALFORMED, seq)
-            else:
+            end = _inner_end(pt, nh, end)  # cuts TFC padding too
+            if end < 0:
                 return drop_result(DropReason.MALFORMED, seq)
-            end = tl  # cuts TFC padding too
         pkt = pt[:end]
         if self.check is not None and not self.check(pkt):
             return drop_result(DropReason.POLICY, seq)
@@ -1196,17 +1203,10 @@ class AhSa(_SaBase):
         win.commit(seq)
         payload = pkt[info.insert_at + ah_len : info.total_len]
         if self.tunnel:
-            if nh == NH_IPV4:
-                ok = len(payload) >= 20 and payload[0] >> 4 == 4 and 20 <= (payload[2] << 8 | payload[3]) <= len(payload)
-                if ok:
-                    payload = payload[: payload[2] << 8 | payload[3]]
-            elif nh == NH_IPV6:
-                ok = len(payload) >= 40 and payload[0] >> 4 == 6 and 40 + (payload[4] << 8 | payload[5]) <= len(payload)
-            else:
-                ok = False
-            if not ok:
+            end = _inner_end(payload, nh, len(payload))  # the same rule as ESP
+            if end < 0:
                 return drop_result(DropReason.MALFORMED, seq)
-            return ok_result(payload, nh, seq)
+            return ok_result(payload if end == len(payload) else payload[:end], nh, seq)
         hdr = rebuild_header(pkt, info.version, info.insert_at, info.nh_offset, nh, len(payload))
         return ok_result(hdr + payload, nh, seq)
 

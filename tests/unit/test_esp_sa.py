@@ -167,6 +167,27 @@ def test_ah_ipv6_mutable_option_may_change() -> None:
     assert inb2.open_packet(bytes(raw)).drop is DropReason.INTEGRITY
 
 
+@pytest.mark.parametrize("maker", [v4, v6], ids=["ipv4", "ipv6"])
+def test_ah_and_esp_tunnel_cut_the_inner_packet_alike(maker) -> None:
+    """Bytes after the inner packet's own length (TFC-style padding, a sender
+    that pads) are cut by its length field, by ESP and AH alike; an IPv6
+    payload length of 0 keeps everything."""
+    inner = maker(b"abcdefgh")
+    padded = inner + bytes(7)
+    ah_kw = dict(spi=SPI, integ=T.INTEG["sha256"], integ_key=keymat(32), mode="tunnel")
+    outer = ("192.0.2.1", "192.0.2.2") if maker is v4 else ("2001:db8::a", "2001:db8::b")
+    ah_out = AhSa(inbound=False, outer_src=outer[0], outer_dst=outer[1], **ah_kw)
+    ah_in = AhSa(inbound=True, **ah_kw)
+    esp_out, esp_in = pair()
+    assert [r.packet for r in ah_in.open_batch(ah_out.seal_batch([padded]))] == [inner]
+    assert [r.packet for r in esp_in.open_batch(esp_out.seal_batch([padded]))] == [inner]
+    if maker is v6:
+        jumbo = bytearray(padded)
+        jumbo[4:6] = b"\x00\x00"  # payload length 0: no length to cut by
+        assert [r.packet for r in ah_in.open_batch(ah_out.seal_batch([bytes(jumbo)]))] == [bytes(jumbo)]
+        assert [r.packet for r in esp_in.open_batch(esp_out.seal_batch([bytes(jumbo)]))] == [bytes(jumbo)]
+
+
 # ----------------------------------------------------------------- drops, never exceptions
 
 
