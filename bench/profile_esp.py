@@ -11,7 +11,9 @@ times).  This script therefore prints two views:
    blob per batch; no Python functions);
 2. a cost breakdown: each per-packet step of the loop timed alone on the same
    data (``timeit``, best of 15 runs), next to the measured per-packet
-   time of ``seal_batch``/``open_batch`` and of the bare AEAD call.
+   time of ``seal_batch``/``open_batch`` and of the bare AEAD call;
+3. ``open_packets`` (the data plane's call) built up stage by stage on the
+   same freshly sealed batches, interleaved, medians.
 
     python bench/profile_esp.py [--alg aes128gcm16|aes256gcm16|chacha20poly1305] [--size 1400]
 """
@@ -135,6 +137,80 @@ def breakdown(alg: str, size: int) -> None:
               f"(iteration, locals, list append, counters)")
 
 
+def open_stages(alg: str, size: int, rounds: int = 300) -> None:
+    """``open_packets`` built up stage by stage: each variant adds one stage of
+    the real loop and runs on the same freshly sealed batch, all variants
+    interleaved per round (medians), beside the raw decrypt of one prepared
+    buffer.  Nonces and AADs for the partial variants are prepared outside
+    the timing; the full call includes the per-batch prelude that makes them."""
+    import statistics
+    import time
+
+    from cryptography.exceptions import InvalidTag
+
+    out, inb, _ek, _ik = esp.make_pair(alg)
+    pkts = [esp.inner_packet(size, i) for i in range(esp.BATCH)]
+    enc = out.codec.encr
+    dec = enc.aead_obj.decrypt  # type: ignore[attr-defined]
+    salt = enc.salt  # type: ignore[attr-defined]
+    tails4 = _TAILS_V4
+    raw_n, raw_a = bytes(12), bytes(8)
+    raw_ct = enc.aead_obj.encrypt(raw_n, bytes(size + 2 + (-(size + 2)) % out.codec.block), raw_a)  # type: ignore[attr-defined]
+
+    def raw(_b, _n, _a):  # type: ignore[no-untyped-def]
+        for _ in range(esp.BATCH):
+            dec(raw_n, raw_ct, raw_a)
+
+    def sliced(b, nonces, aads):  # type: ignore[no-untyped-def]
+        for d, a, nn in zip(b, aads, nonces):
+            dec(nn, d[16:], a)
+
+    def copied(b, nonces, aads):  # type: ignore[no-untyped-def]
+        res = []
+        app = res.append
+        for d, a, nn in zip(b, aads, nonces):
+            pt = dec(nn, d[16:], a)
+            app(pt[: len(pt) - 2])
+
+    def checked(b, nonces, aads):  # type: ignore[no-untyped-def]
+        res = []
+        app = res.append
+        for d, a, nn in zip(b, aads, nonces):
+            try:
+                pt = dec(nn, d[16:], a)
+            except InvalidTag:
+                continue
+            if pt[0] >> 4 == 4 and len(pt) > 20:
+                tl = pt[2] << 8 | pt[3]
+                if tl >= 20 and pt[tl:] in tails4:
+                    app(pt[:tl])
+
+    def full(b, _n, _a):  # type: ignore[no-untyped-def]
+        inb.open_packets(b)
+
+    variants = [
+        ("raw decrypt, one prepared buffer 64 times", raw),
+        ("+ ciphertext slice, 64 distinct datagrams", sliced),
+        ("+ copy of the inner packet out, list append", copied),
+        ("+ trailer and inner-header checks", checked),
+        ("open_packets (+ prelude: heads, run check, nonces, AADs; commit, counters)", full),
+    ]
+    times: dict[str, list[float]] = {name: [] for name, _ in variants}
+    clock = time.perf_counter
+    for _ in range(rounds):
+        b = out.seal_batch(pkts)
+        nonces = [salt + d[8:16] for d in b]
+        aads = [d[:8] for d in b]
+        for name, fn in variants:
+            t0 = clock()
+            fn(b, nonces, aads)
+            times[name].append(clock() - t0)
+    assert inb.stats.packets_in == rounds * esp.BATCH
+    print(f"open_packets stage by stage (medians of {rounds} interleaved rounds, ns per packet):")
+    for name, _ in variants:
+        print(f"  {statistics.median(times[name]) / esp.BATCH * 1e9:6.0f} ns  {name}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--alg", choices=AEAD_ALGS, default="aes128gcm16")
@@ -143,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.alg}, inner packets of {args.size} B, tunnel mode")
     call_counts(args.alg, args.size)
     breakdown(args.alg, args.size)
+    open_stages(args.alg, args.size)
     return 0
 
 

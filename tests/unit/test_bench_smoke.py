@@ -53,3 +53,12 @@ def test_profile_scripts_run() -> None:
     for r in (one, two):
         assert r["received"] == r["sent"] == r["opened"] > 0 and r["misrouted"] == 0
     assert all(n > 0 for n in two["per_worker"])  # the SPI filter fed both workers
+
+
+def test_profile_esp_runs() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "profile_esp.py"), "--size", "64"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    for line in ("calls per packet", "seal:", "open:", "open_packets stage by stage", "raw decrypt"):
+        assert line in proc.stdout
