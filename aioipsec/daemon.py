@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import signal
 import socket
@@ -24,6 +25,7 @@ from typing import Any
 
 from .config_file import Configuration, load_config
 from .errors import ConfigError
+from .selectors import TrafficSelector
 
 logger = logging.getLogger("aioipsec.daemon")
 
@@ -39,6 +41,13 @@ TRANSPORT_TABLE = 161
 """Routing table (and rule priority) for transport-mode peers through the TUN device."""
 BYPASS_MARK = 0xA1
 """Firewall mark of the daemon's own sockets: they skip :data:`TRANSPORT_TABLE`."""
+
+
+def route_prefixes(ts: TrafficSelector) -> list[str]:
+    """The CIDR prefixes a route for selector ``ts`` needs: one for a subnet
+    or an address, the minimal covering set for a range (``ip route`` takes
+    prefixes only).  Protocol and ports are ignored: routes are per address."""
+    return [str(net) for net in ipaddress.summarize_address_range(ts.start_addr, ts.end_addr)]
 
 
 class Daemon:
@@ -124,17 +133,20 @@ class Daemon:
                     self.up(conn.name, child.name)
 
     def _remote_nets(self, mode: str) -> list[tuple[str, int]]:
-        """(prefix, IP version) of every remote selector of the children in ``mode``."""
+        """(prefix, IP version) of every remote selector of the children in
+        ``mode``; a range selector (``a..b``) gives the fewest CIDR prefixes
+        that cover it exactly (:func:`route_prefixes`).  Each prefix once."""
         nets: list[tuple[str, int]] = []
+        seen: set[str] = set()
         for conn in self.config.connections.values():
             for child in conn.children.values():
                 if child.mode != mode:
                     continue
                 for ts in child.remote_ts:
-                    net = str(ts).split("[")[0]
-                    if "/" not in net:
-                        net += "/32" if ts.version == 4 else "/128"
-                    nets.append((net, ts.version))
+                    for net in route_prefixes(ts):
+                        if net not in seen:
+                            seen.add(net)
+                            nets.append((net, ts.version))
         return nets
 
     def _install_routes(self) -> None:

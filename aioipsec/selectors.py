@@ -84,7 +84,8 @@ class TrafficSelector:
 
 def parse_ts(text: str) -> TrafficSelector:
     """Parse strongSwan's syntax: ``10.0.0.0/24``, ``10.0.0.0/24[tcp/443]``,
-    ``10.0.0.1[udp]``, ``dynamic`` is handled by the caller."""
+    ``10.0.0.1[udp]``, an address range ``10.0.0.5..10.0.0.9`` (the form
+    ``str()`` gives); ``dynamic`` is handled by the caller."""
     proto, ports = 0, (0, 65535)
     if "[" in text:
         if not text.endswith("]"):
@@ -104,4 +105,9 @@ def parse_ts(text: str) -> TrafficSelector:
         raise ValueError(f"protocol {proto} out of range 0..255")
     if not 0 <= ports[0] <= ports[1] <= 65535:
         raise ValueError(f"port range {ports[0]}-{ports[1]} out of 0..65535 or reversed")
+    if ".." in text:
+        a, b = (ipaddress.ip_address(x) for x in text.split("..", 1))
+        if a.version != b.version or a > b:
+            raise ValueError(f"bad address range '{text}' (mixed IP versions or reversed)")
+        return TrafficSelector(int(a), int(b), a.version, proto, ports[0], ports[1])
     return TrafficSelector.from_cidr(text, proto, ports)
