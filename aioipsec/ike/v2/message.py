@@ -515,6 +515,17 @@ class MessageRule:
     notify_sufficient: bool = False
     """An error notify (or COOKIE / REDIRECT) alone satisfies the minimum
     counts (e.g. an IKE_SA_INIT response with only N(COOKIE))."""
+    max_by_type: dict[int, int] = field(init=False, repr=False, compare=False, hash=False)
+    """``rules`` as payload type -> maximum count (derived, for :func:`check_rules`)."""
+    required: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False, hash=False)
+    """(payload type, minimum count) of the rules with a minimum, in rule order."""
+
+    def __post_init__(self) -> None:
+        max_by_type: dict[int, int] = {}
+        for r in self.rules:
+            max_by_type.setdefault(r.payload_type, r.max)  # rule_for: the first rule of a type
+        object.__setattr__(self, "max_by_type", max_by_type)
+        object.__setattr__(self, "required", tuple((r.payload_type, r.min) for r in self.rules if r.min > 0))
 
     def rule_for(self, payload_type: int) -> PayloadRule | None:
         for r in self.rules:
@@ -618,48 +629,49 @@ MESSAGE_RULES: dict[tuple[int, bool], MessageRule] = {(r.exchange_type, r.is_req
 """(exchange type, is_request) -> rule.  Exchanges not listed are not checked."""
 
 
+def _where(msg: Message) -> str:
+    """``IKE_AUTH request``: the start of a :func:`check_rules` error (built only on error)."""
+    exch = _EXCHANGE_NAMES.get(msg.exchange_type, msg.exchange_type)
+    return f"{exch} {'response' if msg.response else 'request'}"
+
+
 def check_rules(msg: Message) -> None:
     """Check ``msg`` against :data:`MESSAGE_RULES`; raise
     :class:`~aioipsec.errors.InvalidSyntax` naming the first violation.
 
     Unknown (non-critical) payloads are ignored.  Exchange types without a
     rule pass (the session answers them as it sees fit)."""
-    rule = MESSAGE_RULES.get((msg.exchange_type, msg.is_request))
+    rule = MESSAGE_RULES.get((msg.exchange_type, not msg.response))
     if rule is None:
         return
-
-    def where() -> str:  # built only for an error
-        exch = _EXCHANGE_NAMES.get(msg.exchange_type, msg.exchange_type)
-        return f"{exch} {'request' if msg.is_request else 'response'}"
-
     counts: dict[int, int] = {}
-    notifies = []
     for p in msg.payloads:
         tp = type(p)
         if tp is UnknownPayload:
             continue  # unknown non-critical payloads are ignored (RFC 7296 §2.5)
         if tp is SkPayload or tp is SkfPayload:
-            raise InvalidSyntax(f"{where()}: encrypted payload was not decrypted")
-        if tp is NotifyPayload:
-            notifies.append(p)
+            raise InvalidSyntax(f"{_where(msg)}: encrypted payload was not decrypted")
         t = p.payload_type  # type: ignore[union-attr]
         counts[t] = counts.get(t, 0) + 1
     if rule.encrypted and not msg.encrypted:
-        raise InvalidSyntax(f"{where()}: payloads must be encrypted")
+        raise InvalidSyntax(f"{_where(msg)}: payloads must be encrypted")
     if not rule.encrypted and msg.encrypted:
-        raise InvalidSyntax(f"{where()}: must not be encrypted")
+        raise InvalidSyntax(f"{_where(msg)}: must not be encrypted")
+    max_by_type = rule.max_by_type
     for t, n in counts.items():
-        r = rule.rule_for(t)
-        if r is None or n > r.max:
+        most = max_by_type.get(t)
+        if most is None or n > most:
             name = _PAYLOAD_NAMES.get(t, t)
-            if r is None:
-                raise InvalidSyntax(f"{where()}: {name} payload not allowed")
-            raise InvalidSyntax(f"{where()}: {n} {name} payloads, at most {r.max} allowed")
-    if rule.notify_sufficient and any(
-        p.is_error or p.notify_type in _SUFFICIENT_STATUS for p in notifies  # type: ignore[attr-defined]
+            if most is None:
+                raise InvalidSyntax(f"{_where(msg)}: {name} payload not allowed")
+            raise InvalidSyntax(f"{_where(msg)}: {n} {name} payloads, at most {most} allowed")
+    if rule.notify_sufficient and PayloadType.NOTIFY in counts and any(
+        p.is_error or p.notify_type in _SUFFICIENT_STATUS  # type: ignore[union-attr]
+        for p in msg.payloads
+        if type(p) is NotifyPayload
     ):
         return
-    for r in rule.rules:
-        if counts.get(r.payload_type, 0) < r.min:
-            name = _PAYLOAD_NAMES.get(r.payload_type, r.payload_type)
-            raise InvalidSyntax(f"{where()}: {name} payload missing")
+    for t, least in rule.required:
+        if counts.get(t, 0) < least:
+            name = _PAYLOAD_NAMES.get(t, t)
+            raise InvalidSyntax(f"{_where(msg)}: {name} payload missing")

@@ -763,14 +763,22 @@ class IkeSessionV2:
             self.stats.sent += 1
 
     def _log_message(self, sa: IkeSa, msg: Message, direction: str, packets: int = 1) -> None:
+        """:meth:`step` for one message sent or received, without its keyword
+        plumbing (twice per exchange and side): same log line, same event."""
         text = f"{_exchange_name(msg.exchange_type)} {direction}"
+        hi, hr = msg.spi_i.hex(), msg.spi_r.hex()
         kind = "response" if msg.response else "request"
+        mid = str(msg.message_id)
+        payloads = msg.payload_names()
+        peer = self.peer
         if packets > 1:
-            self.step(text, sa, spis=(msg.spi_i, msg.spi_r), kind=kind, mid=str(msg.message_id),
-                      payloads=msg.payload_names(), fragments=str(packets))
+            details = {"spi_i": hi, "spi_r": hr, "kind": kind, "mid": mid, "payloads": payloads, "fragments": str(packets)}
         else:
-            self.step(text, sa, spis=(msg.spi_i, msg.spi_r), kind=kind, mid=str(msg.message_id),
-                      payloads=msg.payload_names())
+            details = {"spi_i": hi, "spi_r": hr, "kind": kind, "mid": mid, "payloads": payloads}
+        if logger.isEnabledFor(logging.INFO):
+            extra = f"kind={kind} mid={mid} payloads={payloads}" + (f" fragments={packets}" if packets > 1 else "")
+            logger.info("%s %s %s_i %s_r %s", text, peer, hi, hr, extra)
+        self._events.append(ExchangeStep(text, peer, details))
 
     def send_one_shot(self, sa: IkeSa, msg: Message) -> None:
         """Send a request that is not retransmitted (e.g. an AUTHENTICATION_FAILED
