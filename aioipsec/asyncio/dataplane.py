@@ -33,6 +33,15 @@ REKEYED_INBOUND_GRACE = 2.0
 HOLD_QUEUE = 64
 """Packets held per trap policy while its SA is negotiated (overflow dropped and counted)."""
 
+ACQUIRE_RETRY_INTERVAL = 1.0
+"""Seconds after a failed acquire before a packet may trigger the next one
+(a peer that refuses at once is not asked again for every packet)."""
+
+ACQUIRE_TIMEOUT = 180.0
+"""A pending acquire older than this is given up, so the next packet sends a
+new one.  A safety net: a failure or a closed IKE SA normally ends it at once
+(IKEv2's retransmissions give up after about 90 s by default)."""
+
 
 def packet_selector(pkt: bytes) -> tuple[int, int, int, int, int | None, int | None] | None:
     """(version, src, dst, proto, sport, dport) of an IP packet, or None if malformed."""
@@ -142,6 +151,17 @@ class TrapPolicy:
     held: deque[bytes] = field(default_factory=lambda: deque())
     held_dropped: int = 0
     pending: bool = False
+    """An acquire is under way: packets are held, no new acquire is sent.
+    Cleared when the Child SA is installed, or when the negotiation fails or
+    its IKE SA closes (:meth:`DataPlane.acquire_failed`)."""
+    pending_since: float = 0.0
+    retry_at: float = 0.0
+    """Loop time before which a failed acquire is not retried."""
+    acquires: int = 0
+    """Acquires sent (negotiations triggered) by this policy."""
+    remote: Address | None = None
+    """Where to negotiate when the connection names no ``remote_addrs``
+    (a trap installed by ``close_action`` on a responder)."""
 
 
 @dataclass
@@ -235,13 +255,13 @@ class DataPlane:
             # a lost rekey collision's redundant SA (outbound=False) only receives
             self.outbound.insert(0, pipe)
         for trap in self.traps:
-            if trap.child == ev.name and trap.held:
+            if trap.child != ev.name:
+                continue
+            trap.pending = False  # before the flush: a held packet this SA does not carry may acquire again
+            if trap.held:
                 held = list(trap.held)
                 trap.held.clear()
-                trap.pending = False
                 self.outbound_packets(held)
-            if trap.child == ev.name:
-                trap.pending = False
         return pipe
 
     def remove(self, ev: ChildSaDeleted) -> None:
@@ -285,8 +305,21 @@ class DataPlane:
                 if pipe in self.outbound:
                     self.outbound.remove(pipe)
 
-    def add_trap(self, conn: str, child: str, local_ts: list[TrafficSelector], remote_ts: list[TrafficSelector]) -> None:
-        self.traps.append(TrapPolicy(conn, child, list(local_ts), list(remote_ts)))
+    def add_trap(self, conn: str, child: str, local_ts: list[TrafficSelector], remote_ts: list[TrafficSelector],
+                 *, remote: Address | None = None) -> TrapPolicy:
+        trap = TrapPolicy(conn, child, list(local_ts), list(remote_ts), remote=remote)
+        self.traps.append(trap)
+        return trap
+
+    def acquire_failed(self, conn: str) -> None:
+        """The negotiation for ``conn`` failed or its IKE SA closed: its
+        pending traps may acquire again (after ACQUIRE_RETRY_INTERVAL);
+        held packets stay held for the next attempt."""
+        now = self.endpoint.loop.time()
+        for trap in self.traps:
+            if trap.conn == conn and trap.pending:
+                trap.pending = False
+                trap.retry_at = now + ACQUIRE_RETRY_INTERVAL
 
     # ---------------------------------------------------------------- outbound
 
@@ -382,10 +415,22 @@ class DataPlane:
                     self.stats.held_dropped += 1
                 else:
                     trap.held.append(pkt)
-                if not trap.pending:
+                now = self.endpoint.loop.time()
+                if trap.pending and now - trap.pending_since >= ACQUIRE_TIMEOUT:
+                    logger.warning("acquire for %s/%s pending for %.1f s without an outcome; acquiring again",
+                                   trap.conn, trap.child, now - trap.pending_since)
+                    trap.pending = False
+                if not trap.pending and now >= trap.retry_at:
                     trap.pending = True
+                    trap.pending_since = now
+                    trap.acquires += 1
                     sel_ts = TrafficSelector(src, src, sel[0], 0, 0, 65535)
-                    self.endpoint.acquire(trap.conn, trap.child, sel_ts)
+                    try:
+                        self.endpoint.acquire(trap.conn, trap.child, sel_ts, remote=trap.remote)
+                    except Exception as exc:
+                        # e.g. no remote address to negotiate with: not stuck pending, retried later
+                        logger.error("acquire for %s/%s failed: %s", trap.conn, trap.child, exc)
+                        self.acquire_failed(trap.conn)
                 return True
         return False
 

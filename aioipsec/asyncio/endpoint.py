@@ -22,6 +22,7 @@ from ..events import (
     ChildSaDeleted,
     ChildSaInstalled,
     DpdTimeout,
+    IkeSaDeleted,
     IkeSaEstablished,
     IpsecEvent,
     NegotiationFailed,
@@ -452,12 +453,13 @@ class Endpoint:
                 return p
         return None
 
-    def acquire(self, conn: str, child: str, selector: TrafficSelector) -> None:
-        """A trap policy saw a first packet: negotiate (the seed's first ping)."""
+    def acquire(self, conn: str, child: str, selector: TrafficSelector, *, remote: Address | None = None) -> None:
+        """A trap policy saw a first packet: negotiate (the seed's first ping).
+        ``remote``: the peer when the connection has no ``remote_addrs``."""
         ike_logger.info("acquire: %s/%s triggered by %s", conn, child, selector)
         proto = self.find_session(conn)
         if proto is None:
-            self.initiate(conn, child)
+            self.initiate(conn, child, remote=None if self.configurations[conn].remote_addrs else remote)
         else:
             if not any(c.name == child for c in proto.children.values()):
                 proto.session.create_child_sa(child, self.loop.time())
@@ -478,9 +480,10 @@ class Endpoint:
                     and self._keepalive_interval > 0):
                 self._keepalive_task = self.loop.create_task(self._keepalives())
         elif isinstance(ev, (AuthFailed, NegotiationFailed, DpdTimeout)):
-            for trap in self.dataplane.traps:
-                if trap.conn == proto.name:
-                    trap.pending = False
+            self.dataplane.acquire_failed(proto.name)
+        elif isinstance(ev, IkeSaDeleted) and getattr(proto.session, "is_closed", False):
+            # a Child SA being negotiated on it is gone with it (no failure event for that)
+            self.dataplane.acquire_failed(proto.name)
         for listener in self.event_listeners:
             try:
                 listener(proto, ev)
