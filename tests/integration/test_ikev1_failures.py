@@ -119,6 +119,9 @@ def test_wrong_psk(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="aioipsec.ike")
     p = Pair(*psk_configs(psk_r="not-the-same", dpd_delay=0))
     p.start()
+    # the first MM5 is dropped (it could be a corrupted copy); the initiator's
+    # retransmission 4 s later fails the same way and ends it
+    p.advance(p.now + 5)
     (fr,) = p.of("r", AuthFailed)
     assert fr.step == "MM5" and fr.peer == "192.0.2.1" and "pre-shared key" in fr.reason
     (fi,) = p.of("i", AuthFailed)
@@ -301,6 +304,7 @@ def test_wrong_psk_with_an_encrypted_error_notify() -> None:
 
     p.deliver = swap  # type: ignore[method-assign]
     p.start()
+    p.advance(p.now + 5)  # the responder answers the second copy of MM5 (the first is dropped)
     (fi,) = p.of("i", AuthFailed)
     assert fi.step == "MM5" and "cannot decrypt" in fi.reason
     assert p.i.is_closed and p.i.get_timer() is None

@@ -43,6 +43,14 @@ class AuthenticationFailed(Ikev1Error):
     notify_type = NotifyType.AUTHENTICATION_FAILED
 
 
+class UnverifiedMessage(AuthenticationFailed):
+    """An encrypted Phase 1 message (MM5, MM6, AM3) that does not decrypt,
+    parse, or verify (HASH or signature).  It is the symptom of a pre-shared
+    key mismatch, but also of one corrupted datagram: the task manager drops
+    the first such copy and fails the exchange (as an authentication
+    failure) only on the next one."""
+
+
 class InvalidCertificate(Ikev1Error):
     notify_type = NotifyType.INVALID_CERTIFICATE
 

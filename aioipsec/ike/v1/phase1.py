@@ -85,7 +85,7 @@ from .constants import (
     Phase1Attr,
     ProtocolId,
 )
-from .errors import AuthenticationFailed, InvalidCertificate, NoProposalChosen
+from .errors import AuthenticationFailed, InvalidCertificate, NoProposalChosen, UnverifiedMessage
 from .iv import IvManager
 from .payloads import (
     Attribute,
@@ -411,9 +411,9 @@ def build_auth_payloads(
 def verify_psk_hash(expected: bytes, payloads: Iterable[Payload]) -> None:
     got = next((p for p in payloads if isinstance(p, HashPayload)), None)
     if got is None:
-        raise AuthenticationFailed("HASH payload missing")
+        raise UnverifiedMessage("HASH payload missing")
     if not hmac.compare_digest(got.data, expected):
-        raise AuthenticationFailed("HASH mismatch")
+        raise UnverifiedMessage("HASH mismatch")
 
 
 def verify_signature(
@@ -428,7 +428,7 @@ def verify_signature(
     ``at``, and that the certificate belongs to ``identity``."""
     sig = next((p for p in payloads if isinstance(p, SigPayload)), None)
     if sig is None:
-        raise AuthenticationFailed("SIG payload missing")
+        raise UnverifiedMessage("SIG payload missing")
     certs: list[x509.Certificate] = []
     for p in payloads:
         if isinstance(p, CertPayload) and not isinstance(p, CertReqPayload):
@@ -453,7 +453,7 @@ def verify_signature(
     try:
         pub.verify(sig.data, auth_hash, padding.PKCS1v15(), NoDigestInfo())
     except (InvalidSignature, ValueError):
-        raise AuthenticationFailed("signature does not verify") from None
+        raise UnverifiedMessage("signature does not verify") from None
     return leaf
 
 

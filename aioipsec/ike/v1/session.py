@@ -272,6 +272,9 @@ class IkeSessionV1:
                 continue
             if not sa.established and not sa.initiator and now >= sa.started_at + HALF_OPEN_TIMEOUT:
                 logger.info("half-open ISAKMP SA with %s timed out (cookies %s)", self.peer, sa.cookies)
+                task = next((t for t in sa.tm.tasks() if t.phase1 and t.unverified), None)
+                if task is not None:
+                    self._unverified_failed(sa, task, f"half-open for {HALF_OPEN_TIMEOUT:.0f}s")
                 self._remove_sa(sa, "half-open timeout", now, notify_peer=False)
                 continue
             if sa.established:
@@ -814,9 +817,24 @@ class IkeSessionV1:
 
     def _phase1_failed(self, sa: IsakmpSa, task: Task, notify: str, reason: str, now: float) -> None:
         """Retransmits exhausted (or a Phase 1 error notify)."""
+        if notify == "TIMEOUT" and task.unverified:
+            self._unverified_failed(sa, task, reason)
+            self._remove_sa(sa, "authentication failed", now, notify_peer=False)
+            return
         self._events.append(NegotiationFailed(self.peer, _mode_name(sa), notify, reason))
         logger.warning("%s with %s failed: %s %s (cookies %s)", _mode_name(sa), self.peer, notify, reason, sa.cookies)
         self._remove_sa(sa, "retransmits exhausted" if notify == "TIMEOUT" else "negotiation failed", now, notify_peer=False)
+
+    def _unverified_failed(self, sa: IsakmpSa, task: Task, why: str) -> None:
+        """A Phase 1 that dropped an encrypted message it could not decrypt or
+        verify and then got nothing better: report the probable cause."""
+        step = task.step or "MM5"
+        reason = (
+            f"{why}, after {task.unverified} {step} that could not be decrypted or verified: "
+            "probable authentication failure (pre-shared key mismatch?)"
+        )
+        self._events.append(AuthFailed(self.peer, step, reason))
+        logger.warning("%s authentication failed with %s: %s (cookies %s)", step, self.peer, reason, sa.cookies)
 
     def _reauth(self, sa: IsakmpSa, now: float) -> None:
         if any(s.state is State.CONNECTING and s.initiator for s in self.sas):

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, ClassVar
 from ...errors import IntegrityError, ParseError, RemoteProtocolError
 from ...selectors import Address
 from .constants import ExchangeType, Flag
-from .errors import AuthenticationFailed, Ikev1Error
+from .errors import Ikev1Error, UnverifiedMessage
 from .message import Message, check_rules, decode_message
 from .payloads import IsakmpHeader
 
@@ -65,6 +65,9 @@ class Task:
         """The message expected next (``MM3``, ``QM2``...): selects the payload rule."""
         self.step_sent = ""
         """The message built last, for logs."""
+        self.unverified = 0
+        """Copies of the expected encrypted Phase 1 message that did not
+        decrypt or verify (see :meth:`TaskManagerV1._tolerate`)."""
 
     def initiate(self, now: float) -> Message:
         raise NotImplementedError
@@ -93,7 +96,21 @@ class Flight:
     tries: int = 0
     request: bytes = b""
     """For a cached answer: the request datagram it answers."""
+    reanswer: tuple[bytes, Message, str] | None = field(default=None, repr=False)
+    """For MM6: (IV MM5 was decrypted with, MM6, "MM5"), to re-encrypt MM6 for
+    a different copy of MM5 (see :meth:`TaskManagerV1._reanswer`)."""
     task: Task | None = field(default=None, repr=False)
+
+
+UNVERIFIED_STEPS = ("MM5", "MM6", "AM3")
+"""The encrypted Phase 1 messages whose failure to decrypt or verify reads as
+a pre-shared key mismatch."""
+MAX_UNVERIFIED_DROPS = 1
+"""Copies of such a message dropped before the exchange fails.  One: a
+corrupted datagram is followed by the peer's retransmission (the same bytes
+as the original, which decrypt), while with a different key that
+retransmission fails too, so the failure is reported one retransmission
+interval (4 s by default) after the first copy."""
 
 
 class TaskManagerV1:
@@ -159,6 +176,7 @@ class TaskManagerV1:
         return t
 
     def _send_request(self, task: Task, msg: Message, now: float) -> None:
+        self._no_reanswer()
         packets = self.session._send(self.sa, msg, now, task.step_sent)
         if task.done:
             # last message of a 3-message exchange: keep it for duplicates of the answer
@@ -170,13 +188,17 @@ class TaskManagerV1:
                 next_at=now + self._timeout(0), task=task,
             )
 
-    def _send_response(self, task: Task, msg: Message, request: bytes, now: float) -> None:
+    def _send_response(
+        self, task: Task, msg: Message, request: bytes, now: float, iv_in: bytes = b"", step_in: str = ""
+    ) -> None:
         packets = self.session._send(self.sa, msg, now, task.step_sent)
         retransmit = task.responder_retransmits and not task.done
         flight = Flight(
             task.mid, task.exchange, packets, self.session.remote_addr, task.step_sent, retransmit,
             next_at=now + self._timeout(0) if retransmit else None, request=request, task=task,
         )
+        if iv_in and task.phase1 and task.done and msg.encrypted:
+            flight.reanswer = (iv_in, msg, step_in)
         self.responding[task.mid] = flight
         self.responding.move_to_end(task.mid)
         while len(self.responding) > self.MAX_RESPONSES:
@@ -210,6 +232,10 @@ class TaskManagerV1:
             f.retransmit = False
             task = f.task
             what = f"no answer to {f.step} after {f.tries} retransmits"
+            if request and f.step == "MM5":
+                # pluto: "Possible authentication failure: no acceptable
+                # response to our first encrypted message"
+                what += " (our first encrypted message: pre-shared key mismatch?)"
             logger.info("%s: %s (peer %s, cookies %s)", f.step, what, self.session.peer, self.sa.cookies)
             if request:
                 self.initiating = None
@@ -254,6 +280,8 @@ class TaskManagerV1:
             if mid in self.sa.finished_mids and mid != 0:
                 self.session.stats["late"] += 1
                 return
+            if mid == 0 and self._reanswer(data, header, addr, now):
+                return
             task = self.session._new_passive(self.sa, header, addr, now)
             if task is None:
                 return
@@ -282,7 +310,7 @@ class TaskManagerV1:
         except (ParseError, Ikev1Error) as exc:
             if encrypted and task.phase1 and keys is not None:
                 logger.debug("%s: %s", task.step, exc)
-                raise AuthenticationFailed(
+                raise UnverifiedMessage(
                     f"{task.step} from {self.session.peer} could not be decrypted and verified: "
                     "pre-shared key mismatch?"
                 ) from None
@@ -305,6 +333,8 @@ class TaskManagerV1:
             self.session._dropped(self.sa, task.step, exc)
             return
         except Ikev1Error as exc:
+            if self._tolerate(task, exc, header):
+                return
             self.initiating = None
             self.active = None
             if decoded is not None and decoded[0].encrypted and task.phase1:
@@ -327,6 +357,9 @@ class TaskManagerV1:
         self.initiate(now)
 
     def _request(self, task: Task, data: bytes, header: IsakmpHeader, addr: Address, now: float) -> None:
+        keys = self.sa.keys
+        iv_in = keys.iv.get_iv(0) if keys is not None and task.phase1 and header.flags & Flag.ENCRYPTION else b""
+        task_step_in = task.step
         try:
             decoded = self._decode(task, data, header, addr)
             if decoded is None:
@@ -347,6 +380,8 @@ class TaskManagerV1:
             self.session._abandon_new(self.sa, now)
             return
         except Ikev1Error as exc:
+            if self._tolerate(task, exc, header):
+                return
             self.passive.pop(task.mid, None)
             self.responding.pop(task.mid, None)
             self.session._task_error(self.sa, task, exc, now, answered=False)
@@ -358,7 +393,7 @@ class TaskManagerV1:
             old.retransmit = False
             old.next_at = None
         if reply is not None:
-            self._send_response(task, reply, data, now)
+            self._send_response(task, reply, data, now, iv_in, task_step_in)
         if task.done:
             self.passive.pop(task.mid, None)
             self._finished(task)
@@ -368,8 +403,81 @@ class TaskManagerV1:
     def _accepted(self, msg: Message, last_block: bytes, addr: Address, now: float) -> None:
         """A message passed all checks: move its IV chain on, note liveness."""
         keys = self.sa.keys
+        if msg.message_id != 0:
+            self._no_reanswer()
         if msg.encrypted and keys is not None and last_block:
             keys.iv.update_iv(msg.message_id, last_block)
             keys.iv.confirm_iv(msg.message_id)
         self.sa.last_inbound = now
         self.session._peer_seen(self.sa, addr, now)
+
+    # ------------------------------------------------------------------ corrupted Phase 1 messages
+
+    def _tolerate(self, task: Task, exc: Ikev1Error, header: IsakmpHeader) -> bool:
+        """An encrypted MM5/MM6/AM3 that does not decrypt or verify: drop and
+        count the first copy (True), as Libreswan/pluto and strongSwan do; a
+        flipped bit on the way looks exactly like a different pre-shared key,
+        and the peer's retransmission tells them apart.  False: fail now."""
+        if not (
+            isinstance(exc, UnverifiedMessage)
+            and task.phase1
+            and task.step in UNVERIFIED_STEPS
+            and header.flags & Flag.ENCRYPTION
+        ):
+            return False
+        task.unverified += 1
+        self.session.stats["unverified"] += 1
+        if task.unverified > MAX_UNVERIFIED_DROPS:
+            return False
+        self.session.stats["dropped"] += 1
+        logger.warning(
+            "%s from %s dropped: probable authentication failure (PSK mismatch?): %s; "
+            "waiting for a retransmission (cookies %s)",
+            task.step, self.session.peer, exc, self.sa.cookies,
+        )
+        return True
+
+    def _no_reanswer(self) -> None:
+        """The Phase 1 IV chain went on to other exchanges: MM6 can no longer
+        be re-encrypted."""
+        for f in self.responding.values():
+            f.reanswer = None
+
+    def _reanswer(self, data: bytes, header: IsakmpHeader, addr: Address, now: float) -> bool:
+        """A copy of MM5 that differs from the one we answered, after MM6.
+        The one we answered may have been corrupted in a part no hash covers
+        (an INITIAL-CONTACT notify, the padding): it decrypted and verified,
+        but its last CBC block, the IV of our MM6, is not the initiator's,
+        which then cannot decrypt MM6 and resends its MM5.  If this copy
+        decrypts with the same IV and verifies, it is the initiator's: MM6 is
+        encrypted again under its last block and sent (only while no other
+        exchange has used the Phase 1 IV)."""
+        f = self.responding.get(0)
+        keys = self.sa.keys
+        if f is None or f.reanswer is None or keys is None or not header.flags & Flag.ENCRYPTION:
+            return False
+        if header.exchange != f.exchange:
+            return False
+        iv_in, reply, step_in = f.reanswer
+        task = f.task
+        try:
+            msg, last = decode_message(data, keys.encr, iv_in, header)
+            check_rules(step_in, msg.payloads)
+            reverify = getattr(task, "reverify", None)
+            if reverify is None:
+                return False
+            reverify(msg)
+        except (ParseError, Ikev1Error) as exc:
+            self.session._dropped(self.sa, step_in, exc)
+            return True
+        logger.info(
+            "%s from %s differs from the one answered and verifies: %s encrypted again (cookies %s)",
+            step_in, self.session.peer, f.step, self.sa.cookies,
+        )
+        keys.iv.update_iv(0, last)
+        keys.iv.confirm_iv(0)
+        f.packets = self.session._send(self.sa, reply, now)
+        f.request = data
+        self.session.stats["reanswered"] += 1
+        self._accepted(msg, b"", addr, now)
+        return True

@@ -16,9 +16,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from ..constants import ExchangeType, Flag, ProtocolId
-from ..errors import NoProposalChosen
+from ..errors import NoProposalChosen, UnverifiedMessage
 from ..message import Message
-from ..payloads import KePayload, NoncePayload, Payload, Proposal, SaPayload
+from ..payloads import IdPayload, KePayload, NoncePayload, Payload, Proposal, SaPayload
 from ..phase1 import accept_reply, build_sa_payload
 from .phase1_task import Phase1Task
 
@@ -90,8 +90,7 @@ class MainModeTask(Phase1Task):
         return self._msg([idp, *self._auth_payloads(), *self._initial_contact()], encrypted=True)
 
     def _process_mm6(self, msg: Message, now: float) -> None:
-        self.idir_b = self._peer_id(msg)
-        self._verify_auth(msg)
+        self._verified_peer_id(msg)
         self._note_notifies(msg)
         self.done = True
         return None
@@ -125,8 +124,7 @@ class MainModeTask(Phase1Task):
         return self._msg([KePayload(self.gxr), NoncePayload(self.nr), *self._certreqs(), *self._natd_out()])
 
     def _process_mm5(self, msg: Message, now: float) -> Message:
-        self.idii_b = self._peer_id(msg)
-        self._verify_auth(msg)
+        self._verified_peer_id(msg)
         self._note_notifies(msg)
         if self.sa.nat_t:
             self.session._float(self.sa)
@@ -135,3 +133,12 @@ class MainModeTask(Phase1Task):
         self.step_sent, self.step = "MM6", ""
         self.done = True
         return self._msg([idp, *self._auth_payloads()], encrypted=True)
+
+    def reverify(self, msg: Message) -> None:
+        """Responder after MM6: another copy of MM5 (the task manager decrypted
+        it with the IV of the first and checked the payload rules) must carry
+        the same ID and verify, else it raises."""
+        p = msg.get(IdPayload)
+        if p is None or p.body() != self.idii_b:
+            raise UnverifiedMessage("MM5 with another identity")
+        self._verify_auth(msg)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, ClassVar
 from ....crypto.kex import InvalidKeyExchangeData, KeyExchange
 from ....errors import LocalProtocolError
 from ..constants import MAX_NONCE, MIN_NONCE, NONCE_SIZE, Ike1Auth, NotifyType, ProtocolId
-from ..errors import AuthenticationFailed, InvalidKeyInformation, PayloadMalformed
+from ..errors import AuthenticationFailed, InvalidKeyInformation, PayloadMalformed, UnverifiedMessage
 from ..message import Message
 from ..payloads import CertReqPayload, IdPayload, KePayload, NoncePayload, NotifyPayload, Payload
 from ..phase1 import (
@@ -115,15 +115,48 @@ class Phase1Task(Task):
         self.sa.local_id = ident
         return id_payload(ident)
 
-    def _peer_id(self, msg: Message) -> bytes:
+    def _peer_id(self, msg: Message, *, check: bool = True) -> bytes:
         p = msg.get(IdPayload)
         assert p is not None
         ident = identity_of(p)
         self.sa.remote_id = ident
         self.session._peer_known(self.sa)
+        if check:
+            self._check_peer_id()
+        return p.body()
+
+    def _check_peer_id(self) -> None:
+        ident = self.sa.remote_id
+        assert ident is not None
         if not peer_matches(self.sa.cfg, ident):
             raise AuthenticationFailed(f"peer identity {ident} does not match the configured {self.sa.cfg.remote.id}")
-        return p.body()
+
+    def _verified_peer_id(self, msg: Message) -> bytes:
+        """ID and HASH/SIG of MM5 or MM6: the proof is checked before the
+        identity is judged, so that a corrupted ID payload reads as an
+        unverifiable message (dropped once, see ``TaskManagerV1._tolerate``)
+        rather than as an identity mismatch (fatal at once).  Returns the ID
+        payload body (IDii_b or IDir_b)."""
+        p = msg.get(IdPayload)
+        assert p is not None
+        body = p.body()
+        if self.initiator:
+            self.idir_b = body
+        else:
+            self.idii_b = body
+        if self.method == Ike1Auth.PSK:
+            self._verify_auth(msg)  # HASH_x covers the ID payload body
+            self._peer_id(msg)
+            return body
+        before = self.sa.remote_id
+        self._peer_id(msg, check=False)  # the certificate must match it
+        try:
+            self._verify_auth(msg)
+        except UnverifiedMessage:
+            self.sa.remote_id = before
+            raise
+        self._check_peer_id()
+        return body
 
     def _auth_hash(self, initiator_side: bool) -> bytes:
         keys = self.sa.keys
