@@ -19,6 +19,7 @@ import enum
 import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..crypto.transforms import (
     Alg,
@@ -45,9 +46,11 @@ class ProtocolId(enum.IntEnum):
 PROTOCOL_BY_NAME = {"ike": ProtocolId.IKE, "ah": ProtocolId.AH, "esp": ProtocolId.ESP}
 
 
-@dataclass(frozen=True, slots=True)
-class WireTransform:
-    """One transform substructure: type, IANA ID, Key Length attribute (bits)."""
+class WireTransform(NamedTuple):
+    """One transform substructure: type, IANA ID, Key Length attribute (bits).
+
+    A named tuple: several are built, compared and hashed per exchange, which
+    tuples do in C (a frozen dataclass runs Python ``__init__``/``__eq__``)."""
 
     type: int
     id: int

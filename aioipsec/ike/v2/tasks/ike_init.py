@@ -148,8 +148,10 @@ class IkeInit(Task):
         session.config = matches[0][0]
         sel = matches[0][1]
         # IKE_AUTH may still switch configuration by identity, but only to one
-        # that accepts the algorithms chosen here
-        session.candidates = [c for c, _ in matches if _accepts(c.proposals, sel)]
+        # that accepts the algorithms chosen here (the one they came from does:
+        # its proposal matched a superset of ``sel``'s transforms)
+        chosen = session.config
+        session.candidates = [c for c, _ in matches if c is chosen or _accepts(c.proposals, sel)]
         if sel.ke is None:
             raise NoProposalChosen("selected proposal has no key exchange")
         if kep.group != int(sel.ke.id):
