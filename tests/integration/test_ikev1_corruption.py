@@ -236,3 +236,29 @@ def test_corrupted_mm5_then_silence_ends_the_half_open_sa_as_an_authentication_f
     (fr,) = p.of("r", AuthFailed)
     assert fr.step == "MM5" and fr.peer == "192.0.2.1" and "pre-shared key" in fr.reason
     assert p.r.is_closed and p.of("r", IkeSaDeleted)[0].reason == "half-open timeout"
+
+
+@pytest.mark.xfail(strict=True, reason="open: the first MM2 binds the responder cookie (as in strongSwan and Libreswan)")
+def test_forged_mm2_before_the_real_one_does_not_stall_main_mode() -> None:
+    """An on-path attacker answers MM1 first with a copy of MM2 under its own
+    responder cookie: the initiator adopts that cookie, sends MM3 under it
+    (the real responder drops it: unknown cookies) and drops the real MM2 as
+    a message for unknown cookies, so the negotiation stalls until its
+    retransmissions run out.  Kept as a strict xfail: it shows the defect
+    and turns red once it is fixed."""
+    p = Pair(*psk_configs(dpd_delay=0))
+    original = p.deliver
+    forged: list[Datagram] = []
+
+    def deliver(d: Datagram) -> bool:
+        if not forged and d.sender == "r" and d.exchange == MM:
+            fake = Datagram(d.src, d.dst, d.data[:8] + b"\xee" * 8 + d.data[16:], "r", d.at)
+            forged.append(fake)
+            original(fake)
+        return original(d)
+
+    p.deliver = deliver  # type: ignore[method-assign]
+    p.start()
+    p.advance(p.now + 200)
+    assert forged
+    _up(p)
