@@ -467,10 +467,12 @@ class Endpoint:
 
     def handle_session_event(self, proto: SessionProtocol, ev: IpsecEvent) -> None:
         if isinstance(ev, ChildSaInstalled):
+            proto.close_pending.pop(ev.name, None)
             self.dataplane.install(proto, ev)
             self._index(proto)
         elif isinstance(ev, ChildSaDeleted):
             self.dataplane.remove(ev)
+            self._child_deleted(proto, ev)
         elif isinstance(ev, IkeSaEstablished):
             self._half_open.discard(proto)
             if ev.version == 1:
@@ -484,11 +486,80 @@ class Endpoint:
         elif isinstance(ev, IkeSaDeleted) and getattr(proto.session, "is_closed", False):
             # a Child SA being negotiated on it is gone with it (no failure event for that)
             self.dataplane.acquire_failed(proto.name)
+            closed, proto.close_pending = proto.close_pending, {}
+            if ev.reason == "deleted by peer" and closed:
+                self.loop.call_soon(self._close_action, proto, closed, True)
         for listener in self.event_listeners:
             try:
                 listener(proto, ev)
             except Exception:
                 logger.exception("event listener failed")
+
+    # ---------------------------------------------------------------- close_action
+
+    def _child_config(self, proto: SessionProtocol, child: str) -> tuple[str, Any]:
+        """(connection name, child config or None) of ``proto``'s child ``child``;
+        the endpoint's configurations win (a reload replaces them)."""
+        s = proto.session
+        conn = getattr(s, "name", None) or proto.name
+        cfg = self.configurations.get(conn) or getattr(s, "config", None) or getattr(s, "cfg", None)
+        return conn, (cfg.children.get(child) if cfg is not None else None)
+
+    def _child_deleted(self, proto: SessionProtocol, ev: ChildSaDeleted) -> None:
+        """swanctl ``close_action``: only when the *peer* closes the Child SA
+        (reason ``deleted by peer``) or its IKE SA (see handle_session_event);
+        never on our own delete, a rekey, an expiry or a dead peer."""
+        if ev.reason not in ("deleted by peer", "ike sa deleted"):
+            return
+        _conn, cfg = self._child_config(proto, ev.name)
+        if cfg is None or cfg.close_action == "none":
+            return
+        # the installed event (still in proto.children: the protocol pops it after this)
+        proto.close_pending[ev.name] = proto.children.get(ev.spi_in)
+        if ev.reason == "deleted by peer":
+            self.loop.call_soon(self._close_action, proto, {ev.name: proto.close_pending[ev.name]}, False)
+
+    def _close_action(self, proto: SessionProtocol, children: dict[str, ChildSaInstalled | None], ike_gone: bool) -> None:
+        if self._closed:
+            return
+        if not ike_gone and getattr(proto.session, "is_closed", False):
+            return  # the IKE SA went too: if the peer deleted it, its own close_action covers this child
+        peer = proto.remote_addr
+        start: list[str] = []
+        for name, installed in children.items():
+            conn, cfg = self._child_config(proto, name)
+            if cfg is None:
+                continue
+            what = "IKE SA" if ike_gone else "CHILD_SA"
+            ike_logger.info("%s: %s %s closed by peer %s, close_action = %s", conn, what, name, peer[0], cfg.close_action)
+            if cfg.close_action == "trap":
+                if any(t.conn == conn and t.child == name for t in self.dataplane.traps):
+                    continue
+                local_ts = list(cfg.local_ts) or (list(installed.local_ts) if installed else [])
+                remote_ts = list(cfg.remote_ts) or (list(installed.remote_ts) if installed else [])
+                self.dataplane.add_trap(conn, name, local_ts, remote_ts, remote=peer)
+            elif cfg.close_action == "start":
+                start.append(name)
+        if not start:
+            return
+        conn = getattr(proto.session, "name", None) or proto.name
+        now = self.loop.time()
+        try:
+            if not ike_gone:
+                for name in start:
+                    proto.session.create_child_sa(name, now)
+                proto.process()
+                return
+            target = self.find_session(conn)
+            if target is None:
+                conf = self.configurations.get(conn)
+                remote = None if conf is not None and conf.remote_addrs else peer
+                target = self.initiate(conn, start.pop(0), remote=remote)
+            for name in start:
+                target.session.create_child_sa(name, now)
+            target.process()
+        except Exception as exc:
+            ike_logger.error("%s: close_action = start toward %s failed: %s", conn, peer[0], exc)
 
     def forget(self, proto: SessionProtocol) -> None:
         self.sessions.discard(proto)

@@ -64,6 +64,10 @@ class SessionProtocol:
         """Installed Child SAs by inbound SPI."""
         self.ike_info: IkeSaEstablished | None = None
         self.established_at: float | None = None
+        self.close_pending: dict[str, ChildSaInstalled | None] = {}
+        """Child SAs (by config name) that ``close_action`` acts on if the peer
+        deletes this IKE SA: the ones gone with it, and the ones the peer
+        deleted that have not been re-created yet (with their last install)."""
 
     # ------------------------------------------------------------------ plumbing
 
