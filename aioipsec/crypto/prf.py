@@ -94,7 +94,14 @@ class Prf:
 
 
 def prf(alg: PrfAlg, key: bytes, data: bytes) -> bytes:
-    """One-shot ``prf(key, data)``."""
+    """One-shot ``prf(key, data)``.  An HMAC PRF is keyed, fed and finalized
+    once: no keyed context is kept to be copied (:class:`Prf` copies it per
+    call so that it can be called again)."""
+    name = alg.hash_name
+    if name is not None:
+        h = hmac.HMAC(key if type(key) is bytes else bytes(key), hash_algorithm(name))
+        h.update(data)
+        return h.finalize()
     return Prf(alg, key)(data)
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from ...config import ChildConfig, ConnectionConfig, GlobalConfig
 from ...crypto.kdf import IkeV2Keys
-from ...crypto.prf import Prf
+from ...crypto.prf import prf
 from ...crypto.transforms import PrfAlg
 from ...errors import (
     AuthenticationFailed,
@@ -219,7 +219,7 @@ class IkeSa:
 
     def prf(self, key: bytes, data: bytes) -> bytes:
         assert self.prf_alg is not None
-        return Prf(self.prf_alg, key)(data)
+        return prf(self.prf_alg, key, data)
 
     def set_keys(self, proposal: Selected, keys: IkeV2Keys) -> None:
         assert proposal.encr is not None and proposal.prf is not None
