@@ -4,6 +4,8 @@
 argument).  ``RemoteProtocolError`` and its ``NotifyError`` subclasses describe
 bad input from the peer; they never escape ``receive_datagram`` of a session:
 the session answers with the notify named by the class and emits an event.
+Only the notifies some task raises have a class here; add one with the code
+that raises it.
 """
 
 from __future__ import annotations
@@ -59,24 +61,12 @@ class UnsupportedCriticalPayload(NotifyError):
     notify_type = 1
 
 
-class InvalidIkeSpi(NotifyError):
-    notify_type = 4
-
-
 class InvalidMajorVersion(NotifyError):
     notify_type = 5
 
 
 class InvalidSyntax(NotifyError):
     notify_type = 7
-
-
-class InvalidMessageId(NotifyError):
-    notify_type = 9
-
-
-class InvalidSpi(NotifyError):
-    notify_type = 11
 
 
 class NoProposalChosen(NotifyError):
@@ -95,28 +85,8 @@ class AuthenticationFailed(NotifyError):
     notify_type = 24
 
 
-class SinglePairRequired(NotifyError):
-    notify_type = 34
-
-
-class NoAdditionalSas(NotifyError):
-    notify_type = 35
-
-
-class InternalAddressFailure(NotifyError):
-    notify_type = 36
-
-
-class FailedCpRequired(NotifyError):
-    notify_type = 37
-
-
 class TsUnacceptable(NotifyError):
     notify_type = 38
-
-
-class InvalidSelectors(NotifyError):
-    notify_type = 39
 
 
 class TemporaryFailure(NotifyError):
