@@ -43,6 +43,7 @@ from ..errors import AuthenticationFailed
 
 if TYPE_CHECKING:
     from cryptography import x509
+    from cryptography.x509.verification import Store
 
 # ``cryptography.x509`` is imported lazily: it pulls in ``email`` and with it
 # ``socket``, which the sans-I/O core must not import (DESIGN.md §1).
@@ -650,8 +651,11 @@ def verify_signature(public_key: PublicKey, method: int, auth_data: bytes, octet
 # --------------------------------------------------------------------------- certificates
 
 
+@functools.lru_cache(maxsize=256)
 def spki_sha1(cert: x509.Certificate) -> bytes:
-    """SHA-1 of the certificate's SubjectPublicKeyInfo (CERTREQ authority hash)."""
+    """SHA-1 of the certificate's SubjectPublicKeyInfo (CERTREQ authority hash).
+    Cached: it is asked for our configured CA certificates on every handshake
+    that sends or matches a CERTREQ (certificates are immutable)."""
     spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha1(spki).digest()
 
@@ -738,7 +742,6 @@ def verify_chain(
             Criticality,
             ExtensionPolicy,
             PolicyBuilder,
-            Store,
             VerificationError,
         )
     except ImportError:  # pragma: no cover - old cryptography
@@ -746,7 +749,7 @@ def verify_chain(
     ca_policy = ExtensionPolicy.permit_all().require_present(x509.BasicConstraints, Criticality.AGNOSTIC, None)
     verifier = (
         PolicyBuilder()
-        .store(Store(list(anchors)))
+        .store(_trust_store(tuple(anchors)))
         .time(at)
         .extension_policies(ca_policy=ca_policy, ee_policy=ExtensionPolicy.permit_all())
         .build_client_verifier()
@@ -756,6 +759,16 @@ def verify_chain(
     except VerificationError as exc:
         raise AuthenticationFailed(f"certificate chain not trusted: {exc}") from None
     return list(verified.chain)
+
+
+@functools.lru_cache(maxsize=64)
+def _trust_store(anchors: tuple[x509.Certificate, ...]) -> Store:
+    """One verification ``Store`` per set of trust anchors (immutable), reused
+    across handshakes: a fresh store parses its anchors' keys again on every
+    chain check (~14 us of a ~85 us check with one P-256 CA)."""
+    from cryptography.x509.verification import Store
+
+    return Store(list(anchors))
 
 
 def _verify_issued(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
