@@ -23,6 +23,10 @@
   generic header), ``IDii_b``/``IDir_b`` the ID payload bodies.  With RSA
   signatures SIG_I/SIG_R are PKCS#1 v1.5 signatures of the raw hash (no
   DigestInfo, like strongSwan's ``SIGN_RSA_EMSA_PKCS1_NULL`` and pluto).
+  With ECDSA (RFC 4754, methods 9/10/11 = P-256/P-384/P-521, chosen from
+  the curve of our key) HASH_x itself is the digest that is signed, as
+  strongSwan's ``SIGN_ECDSA_WITH_NULL`` does (no second hash), and SIG_x is
+  ``r | s``, each left-padded to the curve's octet length (RFC 4754 §7).
 
 * NAT-D (RFC 3947 §3.2): ``HASH(CKY-I | CKY-R | IP | Port)`` with the
   negotiated hash; the destination's hash comes first.
@@ -39,8 +43,13 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import NoDigestInfo
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    NoDigestInfo,
+    Prehashed,
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
 from ...config import ConnectionConfig
 from ...crypto.cipher import Encr, make_encr
@@ -107,6 +116,8 @@ __all__ = [
     "auth_method_for",
     "build_sa_payload",
     "derive_keys",
+    "ecdsa_sign_digest",
+    "ecdsa_verify_digest",
     "hash_i",
     "hash_r",
     "natd_hash",
@@ -275,8 +286,66 @@ def _auth_name(a: int) -> str:
         return str(a)
 
 
+ECDSA_METHODS = {"secp256r1": Ike1Auth.ECDSA_256, "secp384r1": Ike1Auth.ECDSA_384, "secp521r1": Ike1Auth.ECDSA_521}
+"""Curve -> IKEv1 authentication method (RFC 4754 §6; strongSwan picks the
+method from the size of its ECDSA key the same way)."""
+_METHOD_CURVE = {int(v): k for k, v in ECDSA_METHODS.items()}
+_CURVE_LABEL = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+_DIGEST_BY_SIZE: dict[int, type[hashes.HashAlgorithm]] = {
+    16: hashes.MD5,
+    20: hashes.SHA1,
+    32: hashes.SHA256,
+    48: hashes.SHA384,
+    64: hashes.SHA512,
+}
+
+
+def _prehashed(digest: bytes) -> ec.ECDSA:
+    """ECDSA over a digest as given: HASH_x is the prf output of the
+    negotiated hash, so its length names that hash."""
+    alg = _DIGEST_BY_SIZE.get(len(digest))
+    if alg is None:
+        raise LocalProtocolError(f"no hash of {len(digest)} bytes to sign with ECDSA")
+    return ec.ECDSA(Prehashed(alg()))
+
+
+def _curve_octets(curve: ec.EllipticCurve) -> int:
+    return (curve.key_size + 7) // 8
+
+
+def ecdsa_sign_digest(key: ec.EllipticCurvePrivateKey, digest: bytes) -> bytes:
+    """RFC 4754 §7 signature of ``digest`` (not hashed again): ``r | s``,
+    each the curve's octet length, big-endian."""
+    r, s = decode_dss_signature(key.sign(digest, _prehashed(digest)))
+    size = _curve_octets(key.curve)
+    return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+
+def ecdsa_verify_digest(pub: ec.EllipticCurvePublicKey, digest: bytes, sig: bytes) -> bool:
+    """Whether ``sig`` (``r | s``, RFC 4754 §7) signs ``digest`` under ``pub``;
+    False for a signature of the wrong length."""
+    size = _curve_octets(pub.curve)
+    if len(sig) != 2 * size:
+        return False
+    r, s = int.from_bytes(sig[:size], "big"), int.from_bytes(sig[size:], "big")
+    try:
+        pub.verify(encode_dss_signature(r, s), digest, _prehashed(digest))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def method_label(method: int) -> str:
+    """``RSA``, ``ECDSA-256`` ...: for log lines and errors."""
+    if method == Ike1Auth.RSA_SIG:
+        return "RSA"
+    curve = _METHOD_CURVE.get(method)
+    return f"ECDSA-{_CURVE_LABEL[curve][2:]}" if curve else _auth_name(method)
+
+
 def auth_method_for(cfg: ConnectionConfig) -> int:
-    """Our Phase 1 authentication method from the configuration."""
+    """Our Phase 1 authentication method from the configuration: PSK, RSA
+    signatures, or ECDSA with the method of our key's curve."""
     if cfg.local.auth == "psk":
         if cfg.psk is None:
             raise LocalProtocolError(f"connection {cfg.name}: auth = psk but no pre-shared key configured")
@@ -286,8 +355,15 @@ def auth_method_for(cfg: ConnectionConfig) -> int:
         raise LocalProtocolError(f"connection {cfg.name}: pubkey authentication needs cert and private_key")
     if isinstance(key, rsa.RSAPrivateKey):
         return Ike1Auth.RSA_SIG
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        method = ECDSA_METHODS.get(key.curve.name)
+        if method is None:
+            raise LocalProtocolError(
+                f"connection {cfg.name}: IKEv1 ECDSA (RFC 4754) supports P-256, P-384 and P-521 keys, not {key.curve.name}"
+            )
+        return method
     raise LocalProtocolError(
-        f"connection {cfg.name}: IKEv1 signature authentication supports RSA keys only, not {type(key).__name__}"
+        f"connection {cfg.name}: IKEv1 signature authentication supports RSA and ECDSA keys, not {type(key).__name__}"
     )
 
 
@@ -393,7 +469,7 @@ def peer_matches(cfg: ConnectionConfig, identity: Identity) -> bool:
 def build_auth_payloads(
     cfg: ConnectionConfig, method: int, auth_hash: bytes, send_certs: bool
 ) -> list[Payload]:
-    """HASH_x for PSK; [CERT...] SIG_x for RSA signatures."""
+    """HASH_x for PSK; [CERT...] SIG_x for RSA or ECDSA signatures."""
     if method == Ike1Auth.PSK:
         return [HashPayload(auth_hash)]
     out: list[Payload] = []
@@ -402,9 +478,17 @@ def build_auth_payloads(
         for c in cfg.local.intermediates:
             out.append(CertPayload(encoding=CertEncoding.X509_SIGNATURE, data=cert_der(c)))
     key = cfg.local.private_key
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise LocalProtocolError("IKEv1 signatures need an RSA private key")
-    out.append(SigPayload(key.sign(auth_hash, padding.PKCS1v15(), NoDigestInfo())))
+    if method == Ike1Auth.RSA_SIG:
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise LocalProtocolError("IKEv1 RSA signatures need an RSA private key")
+        out.append(SigPayload(key.sign(auth_hash, padding.PKCS1v15(), NoDigestInfo())))
+        return out
+    curve = _METHOD_CURVE.get(method)
+    if curve is None:
+        raise LocalProtocolError(f"IKEv1 authentication method {_auth_name(method)} is not supported")
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != curve:
+        raise LocalProtocolError(f"IKEv1 {method_label(method)} signatures need a {_CURVE_LABEL[curve]} private key")
+    out.append(SigPayload(ecdsa_sign_digest(key, auth_hash)))
     return out
 
 
@@ -422,10 +506,13 @@ def verify_signature(
     auth_hash: bytes,
     payloads: Sequence[Payload],
     at: datetime.datetime,
+    method: int = Ike1Auth.RSA_SIG,
 ) -> x509.Certificate:
     """Verify SIG_x with the peer's certificate (CERT payloads of the
     message), the certificate chain against ``cfg.remote.cacerts`` at time
-    ``at``, and that the certificate belongs to ``identity``."""
+    ``at``, and that the certificate belongs to ``identity``.  ``method`` is
+    the negotiated authentication method: RSA, or ECDSA, where the peer's key
+    must be on the method's curve."""
     sig = next((p for p in payloads if isinstance(p, SigPayload)), None)
     if sig is None:
         raise UnverifiedMessage("SIG payload missing")
@@ -448,6 +535,18 @@ def verify_signature(
     except _AuthFailed as exc:
         raise AuthenticationFailed(str(exc)) from None
     pub = leaf.public_key()
+    curve = _METHOD_CURVE.get(method)
+    if curve is not None:
+        if not isinstance(pub, ec.EllipticCurvePublicKey):
+            raise AuthenticationFailed(f"negotiated {method_label(method)} but the peer certificate has no ECDSA key")
+        if pub.curve.name != curve:
+            have = _CURVE_LABEL.get(pub.curve.name, pub.curve.name)
+            raise AuthenticationFailed(f"negotiated {method_label(method)} but the peer certificate has a {have} key")
+        if not ecdsa_verify_digest(pub, auth_hash, sig.data):
+            raise UnverifiedMessage(f"{method_label(method)} signature of {identity} does not verify")
+        return leaf
+    if method != Ike1Auth.RSA_SIG:
+        raise AuthenticationFailed(f"authentication method {_auth_name(method)} is not supported")
     if not isinstance(pub, rsa.RSAPublicKey):
         raise AuthenticationFailed("peer certificate has no RSA key")
     try:

@@ -48,6 +48,7 @@ from .constants import (
     ISAKMP_HEADER_LEN,
     ExchangeType,
     Flag,
+    Ike1Auth,
     NotifyType,
     PayloadType,
     ProtocolId,
@@ -829,9 +830,10 @@ class IkeSessionV1:
         """A Phase 1 that dropped an encrypted message it could not decrypt or
         verify and then got nothing better: report the probable cause."""
         step = task.step or "MM5"
+        psk = getattr(task, "method", Ike1Auth.PSK) == Ike1Auth.PSK
         reason = (
             f"{why}, after {task.unverified} {step} that could not be decrypted or verified: "
-            "probable authentication failure (pre-shared key mismatch?)"
+            f"probable authentication failure ({'pre-shared key' if psk else 'key or certificate'} mismatch?)"
         )
         self._events.append(AuthFailed(self.peer, step, reason))
         logger.warning("%s authentication failed with %s: %s (cookies %s)", step, self.peer, reason, sa.cookies)

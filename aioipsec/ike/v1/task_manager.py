@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from ...errors import IntegrityError, ParseError, RemoteProtocolError
 from ...selectors import Address
-from .constants import ExchangeType, Flag
+from .constants import ExchangeType, Flag, Ike1Auth
 from .errors import Ikev1Error, UnverifiedMessage
 from .message import Message, check_rules, decode_message
 from .payloads import IsakmpHeader
@@ -111,6 +111,15 @@ corrupted datagram is followed by the peer's retransmission (the same bytes
 as the original, which decrypt), while with a different key that
 retransmission fails too, so the failure is reported one retransmission
 interval (4 s by default) after the first copy."""
+
+
+def unverified_hint(task: Task) -> str:
+    """The probable cause of a Phase 1 message that does not decrypt or
+    verify: different pre-shared keys, or (signatures, where the keys do not
+    depend on a secret) a key or certificate that is not the expected one."""
+    if getattr(task, "method", Ike1Auth.PSK) == Ike1Auth.PSK:
+        return "PSK mismatch?"
+    return "key or certificate mismatch?"
 
 
 class TaskManagerV1:
@@ -431,9 +440,9 @@ class TaskManagerV1:
             return False
         self.session.stats["dropped"] += 1
         logger.warning(
-            "%s from %s dropped: probable authentication failure (PSK mismatch?): %s; "
+            "%s from %s dropped: probable authentication failure (%s): %s; "
             "waiting for a retransmission (cookies %s)",
-            task.step, self.session.peer, exc, self.sa.cookies,
+            task.step, self.session.peer, unverified_hint(task), exc, self.sa.cookies,
         )
         return True
 

@@ -177,7 +177,7 @@ class Phase1Task(Task):
             return
         assert self.sa.remote_id is not None
         at = self.session._wall_time()
-        verify_signature(self.sa.cfg, self.sa.remote_id, expected, msg.payloads, at)
+        verify_signature(self.sa.cfg, self.sa.remote_id, expected, msg.payloads, at, self.method)
 
     def _certreqs(self) -> list[Payload]:
         if self.method != Ike1Auth.PSK and self.sa.cfg.send_certreq:
