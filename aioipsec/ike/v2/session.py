@@ -30,6 +30,7 @@ import enum
 import ipaddress
 import logging
 import os
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -167,7 +168,7 @@ class IkeSa:
     """One IKE SA: SPIs, keys, nonces, message IDs (its task manager)."""
 
     def __init__(self, session: IkeSessionV2, *, initiator: bool, spi_i: bytes | None, spi_r: bytes = bytes(8)) -> None:
-        self.session = session
+        self._session = weakref.ref(session)
         self.initiator = initiator
         """Original initiator of *this* IKE SA (after a rekey: who rekeyed)."""
         self.spi_i: bytes | None = spi_i
@@ -208,6 +209,15 @@ class IkeSa:
         """Replaced by a newer IKE SA (its delete is underway)."""
         self.delete_reason = ""
         self.created_at = 0.0
+
+    @property
+    def session(self) -> IkeSessionV2:
+        """The session this SA belongs to, held weakly: the session holds its
+        SAs, and a strong reference back would make every session a cycle
+        that only the cyclic garbage collector frees."""
+        session = self._session()
+        assert session is not None, "IKE SA used after its session was freed"
+        return session
 
     @property
     def established(self) -> bool:

@@ -47,12 +47,15 @@ class Task:
         self.session = session
         self.sa = sa
         self.initiator = initiator
-        if initiator:
-            self.build = self.build_i
-            self.process = self.process_i
-        else:
-            self.build = self.build_r
-            self.process = self.process_r
+
+    # ``build``/``process`` dispatch on the role at each call: bound methods
+    # stored on the instance would make every task a reference cycle that
+    # only the cyclic garbage collector frees
+    def build(self, msg: Message) -> TaskStatus:
+        return self.build_i(msg) if self.initiator else self.build_r(msg)
+
+    def process(self, msg: Message) -> TaskStatus:
+        return self.process_i(msg) if self.initiator else self.process_r(msg)
 
     # --- initiator
     def build_i(self, msg: Message) -> TaskStatus:
