@@ -167,7 +167,7 @@ class Daemon:
         if not nets:
             return
         ep = self.endpoint
-        for sock in (ep.ike_socket, ep.natt_socket, ep.esp_socket):
+        for sock in (ep.ike_socket, ep.natt_socket, ep.esp_socket, getattr(ep, "ah_socket", None)):
             set_mark = getattr(sock, "set_mark", None)
             if set_mark is not None:
                 set_mark(BYPASS_MARK)

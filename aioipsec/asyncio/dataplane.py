@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..esp.ip import PROTO_AH, header_info
 from ..esp.natt import transport_packet
 from ..events import ChildSaDeleted, ChildSaExpired, ChildSaInstalled
 from ..selectors import Address, TrafficSelector
@@ -116,6 +117,23 @@ def _rebuild_transport(pipe: ChildPipeline, payload: bytes, nh: int) -> bytes | 
         return None
 
 
+def ipv4_with_ident(pkt: bytes, ident: int) -> bytes:
+    """``pkt`` with its IPv4 identification set to ``ident`` (the checksum is
+    not updated: AH transport mode rebuilds the header and its checksum)."""
+    return pkt[:4] + (ident & 0xFFFF).to_bytes(2, "big") + pkt[6:]
+
+
+def ah_spi(pkt: bytes) -> int | None:
+    """The SPI of the AH header in the IP packet ``pkt``, or None if the
+    packet is malformed or does not carry AH next (after the headers that
+    precede AH, :func:`~aioipsec.esp.ip.header_info`)."""
+    info = header_info(pkt)
+    if info is None or info.next_header != PROTO_AH or info.insert_at + 12 > info.total_len:
+        return None
+    at = info.insert_at + 4
+    return int.from_bytes(pkt[at : at + 4], "big")
+
+
 @dataclass
 class ChildPipeline:
     """One installed Child SA: both directions and where to send."""
@@ -136,6 +154,10 @@ class ChildPipeline:
     switch_from: ChildPipeline | None = field(default=None, repr=False, compare=False)
     """Rekey responder: the old SA we keep sending on until the initiator
     deletes it or sends on this one (then this SA takes over outbound)."""
+    ident: int = 0
+    """AH over IPv4: the last identification sent.  Never 0: the kernel
+    replaces an ID of 0 in an IP_HDRINCL packet, and the ID is covered by
+    the ICV."""
 
     @property
     def name(self) -> str:
@@ -174,7 +196,8 @@ class DataPlaneStats:
     held_dropped: int = 0
     no_transport: int = 0
     unsupported: int = 0
-    """Child SAs not installed because the data plane cannot carry them (AH)."""
+    """Child SAs not installed because the data plane cannot carry them (AH
+    with NAT, or AH without a raw protocol-51 socket)."""
 
 
 class DataPlane:
@@ -224,12 +247,19 @@ class DataPlane:
     def install(self, owner: SessionProtocol | None, ev: ChildSaInstalled) -> ChildPipeline | None:
         from ..esp.sa import esp_sa_pair_from_event
 
-        if ev.protocol != "esp":
-            # AhSa works on whole IP packets (protocol 51, no UDP encapsulation):
-            # the sans-I/O AH code is vector-tested, but this glue only carries ESP
+        why = None
+        if ev.protocol == "ah":
+            # AhSa works on whole IP packets: raw IP protocol 51, no UDP encapsulation
+            if ev.encap:
+                why = "AH cannot traverse NAT (UDP encapsulation, RFC 3948, exists for ESP only)"
+            elif getattr(self.endpoint, "ah_socket", None) is None:
+                why = "no raw AH socket (IP protocol 51 needs CAP_NET_RAW and the rawesp plugin)"
+        elif ev.protocol != "esp":
+            why = f"{ev.protocol.upper()} is not carried by this data plane"
+        if why is not None:
             self.stats.unsupported += 1
-            logger.error("CHILD_SA %s %08x_i/%08x_o uses %s, which this data plane does not carry; not installed",
-                         ev.name, ev.spi_in, ev.spi_out, ev.protocol.upper())
+            logger.error("CHILD_SA %s %08x_i/%08x_o with %s uses %s: %s; not installed",
+                         ev.name, ev.spi_in, ev.spi_out, ev.remote_addr[0], ev.protocol.upper(), why)
             return None
         sa_in, sa_out = esp_sa_pair_from_event(ev)
         self._flow_out.clear()
@@ -377,6 +407,12 @@ class DataPlane:
             self.send_sealed(pipe, batch)
 
     def send_sealed(self, pipe: ChildPipeline, batch: Sequence[bytes]) -> None:
+        if pipe.ev.protocol == "ah":
+            sealed = self._seal_ah(pipe, batch)
+            self._after_sa(pipe, pipe.sa_out)
+            if sealed:
+                self.endpoint.send_ah(sealed, pipe.remote)
+            return
         if pipe.ev.mode == "transport":
             sealed = self._seal_transport(pipe, batch)
         else:
@@ -404,6 +440,32 @@ class DataPlane:
         if run:
             # one seal call per run of packets of the same protocol
             out += [d for d in pipe.sa_out.seal_batch(run, run_nh) if d]
+        return out
+
+    def _next_ident(self, pipe: ChildPipeline) -> int:
+        pipe.ident = pipe.ident % 0xFFFF + 1  # 1..65535, never 0
+        return pipe.ident
+
+    def _seal_ah(self, pipe: ChildPipeline, batch: Sequence[bytes]) -> list[bytes]:
+        """AH: whole IP packets out (tunnel: a new outer header; transport:
+        AH inserted into the packet itself).  An IPv4 identification of 0 is
+        never sent: the kernel would replace it after the ICV covered it
+        (drops are counted by the SA: malformed, expired)."""
+        seal = pipe.sa_out.seal_packet
+        out: list[bytes] = []
+        if pipe.ev.mode == "tunnel":
+            v4 = ":" not in pipe.ev.local_addr[0]
+            for pkt in batch:
+                r = seal(pkt, ident=self._next_ident(pipe)) if v4 else seal(pkt)
+                if r is not None:
+                    out.append(r)
+            return out
+        for pkt in batch:
+            if len(pkt) >= 20 and pkt[0] >> 4 == 4 and not (pkt[4] or pkt[5]):
+                pkt = ipv4_with_ident(pkt, self._next_ident(pipe))
+            r = seal(pkt)
+            if r is not None:
+                out.append(r)
         return out
 
     def _trap(self, sel: tuple[int, int, int, int, int | None, int | None], pkt: bytes) -> bool:
@@ -458,60 +520,94 @@ class DataPlane:
             g.append(d)
         for k, dgs in groups.items():
             pipe = self.sad_in.get(int.from_bytes(k, "big"))
-            if pipe is None:
+            if pipe is None or pipe.ev.protocol != "esp":
                 self.stats.no_sa += len(dgs)
                 continue
-            ev = pipe.ev
-            tunnel = ev.mode == "tunnel"
-            out: list[bytes] = []
-            if not tunnel:  # transport mode: the payload's protocol is needed
-                for r in pipe.sa_in.open_batch(dgs):
-                    if r.packet is not None:
-                        pkt = _rebuild_transport(pipe, r.packet, r.next_header)
-                        if pkt is None:
-                            pipe.policy_dropped += 1
-                        else:
-                            out.append(pkt)
-                self._after_sa(pipe, pipe.sa_in)
-                inner: Sequence[bytes] = ()
-            else:
-                # tunnel mode: only the delivered inner packets (drops are counted by the SA)
-                open_packets = getattr(pipe.sa_in, "open_packets", None)
-                if open_packets is not None:
-                    inner = open_packets(dgs)
-                else:  # AH
-                    inner = [r.packet for r in pipe.sa_in.open_batch(dgs) if r.packet is not None]
-                self._after_sa(pipe, pipe.sa_in)
-            ok = pipe.inbound_ok
-            for pkt in inner:
-                # the inner packet must lie inside what the peer negotiated;
-                # fast path inlined: a known IPv4 flow (see flow_key)
-                if (len(pkt) >= 24 and pkt[0] == 0x45 and not (pkt[6] & 0x1F or pkt[7])
-                        and ok.get(pkt[12:24]) == pkt[9]):
-                    out.append(pkt)
-                    continue
-                key = flow_key(pkt) if len(pkt) >= 20 else None
-                if key is None or ok.get(key) != _proto(pkt):
-                    sel = packet_selector(pkt)
-                    if sel is None or not (
-                        _ts_match(ev.remote_ts, sel[0], sel[1], sel[3], sel[4])
-                        and _ts_match(ev.local_ts, sel[0], sel[2], sel[3], sel[5])
-                    ):
-                        pipe.policy_dropped += 1
-                        continue
-                    if key is not None:
-                        if len(ok) >= FLOW_CACHE_MAX:
-                            ok.clear()
-                        ok[key] = sel[3]
-                out.append(pkt)
-            if not out:
+            self._open_deliver(pipe, dgs)
+
+    def inbound_ah(self, packets: Sequence[bytes]) -> None:
+        """Whole IP packets carrying AH (IP protocol 51): grouped by SPI,
+        verified per SA, then checked and delivered as ESP's are.  Malformed
+        packets and unknown SPIs are counted; the SA counts replays,
+        integrity failures and malformed AH."""
+        groups: dict[int, list[bytes]] = {}
+        for pkt in packets:
+            spi = ah_spi(pkt)
+            if spi is None:
+                self.stats.malformed += 1
                 continue
-            if pipe.switch_from is not None:  # the rekey initiator sends on the new SA
-                self._switch_outbound(pipe)
-            if pipe.app_handler is not None:
-                pipe.app_handler(out)
-            elif self.inner is not None:
-                self.inner.send_batch(out)
+            g = groups.get(spi)
+            if g is None:
+                g = groups[spi] = []
+            g.append(pkt)
+        for spi, pkts in groups.items():
+            pipe = self.sad_in.get(spi)
+            if pipe is None or pipe.ev.protocol != "ah":
+                self.stats.no_sa += len(pkts)
+                continue
+            try:
+                self._open_deliver(pipe, pkts)
+            except Exception:
+                # never out of the socket callback: counted, logged with the peer
+                self.stats.malformed += len(pkts)
+                logger.exception("AH from %s (SPI %08x) failed", pipe.remote[0], spi)
+
+    def _open_deliver(self, pipe: ChildPipeline, dgs: Sequence[bytes]) -> None:
+        """Open ``dgs`` (ESP datagrams, or whole IP packets for AH) on ``pipe``'s
+        inbound SA, check the inner packets against the selectors, deliver."""
+        ev = pipe.ev
+        tunnel = ev.mode == "tunnel"
+        out: list[bytes] = []
+        if not tunnel:  # transport mode: the payload's protocol is needed
+            ah = ev.protocol == "ah"
+            for r in pipe.sa_in.open_batch(dgs):
+                if r.packet is not None:
+                    # AH hands back the whole packet (no NAT ever changed its addresses)
+                    pkt = r.packet if ah else _rebuild_transport(pipe, r.packet, r.next_header)
+                    if pkt is None:
+                        pipe.policy_dropped += 1
+                    else:
+                        out.append(pkt)
+            self._after_sa(pipe, pipe.sa_in)
+            inner: Sequence[bytes] = ()
+        else:
+            # tunnel mode: only the delivered inner packets (drops are counted by the SA)
+            open_packets = getattr(pipe.sa_in, "open_packets", None)
+            if open_packets is not None:
+                inner = open_packets(dgs)
+            else:  # AH
+                inner = [r.packet for r in pipe.sa_in.open_batch(dgs) if r.packet is not None]
+            self._after_sa(pipe, pipe.sa_in)
+        ok = pipe.inbound_ok
+        for pkt in inner:
+            # the inner packet must lie inside what the peer negotiated;
+            # fast path inlined: a known IPv4 flow (see flow_key)
+            if (len(pkt) >= 24 and pkt[0] == 0x45 and not (pkt[6] & 0x1F or pkt[7])
+                    and ok.get(pkt[12:24]) == pkt[9]):
+                out.append(pkt)
+                continue
+            key = flow_key(pkt) if len(pkt) >= 20 else None
+            if key is None or ok.get(key) != _proto(pkt):
+                sel = packet_selector(pkt)
+                if sel is None or not (
+                    _ts_match(ev.remote_ts, sel[0], sel[1], sel[3], sel[4])
+                    and _ts_match(ev.local_ts, sel[0], sel[2], sel[3], sel[5])
+                ):
+                    pipe.policy_dropped += 1
+                    continue
+                if key is not None:
+                    if len(ok) >= FLOW_CACHE_MAX:
+                        ok.clear()
+                    ok[key] = sel[3]
+            out.append(pkt)
+        if not out:
+            return
+        if pipe.switch_from is not None:  # the rekey initiator sends on the new SA
+            self._switch_outbound(pipe)
+        if pipe.app_handler is not None:
+            pipe.app_handler(out)
+        elif self.inner is not None:
+            self.inner.send_batch(out)
 
     def _after_sa(self, pipe: ChildPipeline, sa: Any) -> None:
         nxt = getattr(sa, "next_event", None)

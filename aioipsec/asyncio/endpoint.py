@@ -68,6 +68,39 @@ def _open_raw_esp(host: str, *, required: bool) -> DatagramSocket | None:
     return sock  # type: ignore[return-value]
 
 
+def _open_raw_ah(host: str, *, required: bool) -> DatagramSocket | None:
+    """A raw protocol-51 socket carrying whole IP packets (``aioipsec_rawesp``'s
+    ``RawAhSocket``), or None when the plugin is missing or the process lacks
+    CAP_NET_RAW (unless ``required``).  AH has no UDP encapsulation: without
+    this socket an AH Child SA cannot be carried (it is refused at install)."""
+    try:
+        from aioipsec_rawesp import RawAhSocket
+    except ImportError:
+        if required:
+            raise
+        logger.warning("AH is configured but the rawesp plugin is missing: AH Child SAs will be refused")
+        return None
+    try:
+        sock = RawAhSocket.open(host)
+    except OSError as exc:
+        if required:
+            raise
+        logger.warning("no raw AH socket on %s (%s): AH Child SAs will be refused", host, exc)
+        return None
+    logger.info("AH (IP protocol 51) on a raw socket bound to %s", host)
+    return sock  # type: ignore[return-value]
+
+
+def _configures_ah(configurations: Sequence[ConnectionConfig] | ConnectionConfig) -> bool:
+    confs = [configurations] if isinstance(configurations, ConnectionConfig) else configurations
+    return any(ch.ah_proposals for c in confs for ch in c.children.values())
+
+
+AH_MEMORY_PORT = 51
+"""On a :class:`MemoryNetwork`, the port that stands for IP protocol 51 (AH:
+whole IP packets); port 0 stands for protocol 50."""
+
+
 def _ike_version(data: bytes) -> int:
     return data[17] >> 4 if len(data) >= IKE_HEADER_LEN else 0
 
@@ -77,6 +110,7 @@ class EndpointStats:
         self.ike_in = 0
         self.ike_out = 0
         self.esp_in = 0
+        self.ah_in = 0
         self.keepalives_in = 0
         self.keepalives_out = 0
         self.malformed = 0
@@ -96,6 +130,7 @@ class Endpoint:
         ike_socket: DatagramSocket,
         natt_socket: DatagramSocket | None = None,
         esp_socket: DatagramSocket | None = None,
+        ah_socket: DatagramSocket | None = None,
         inner: Any | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
         random: Callable[[int], bytes] = os.urandom,
@@ -113,6 +148,9 @@ class Endpoint:
         self.ike_socket = ike_socket
         self.natt_socket = natt_socket
         self.esp_socket = esp_socket
+        self.ah_socket = ah_socket
+        """Whole IP packets of IP protocol 51 (AH), both ways; None: AH Child
+        SAs are refused at install."""
         self.local_ip = ike_socket.local_addr[0]
         self.sessions: set[SessionProtocol] = set()
         self._half_open: set[SessionProtocol] = set()
@@ -134,6 +172,8 @@ class Endpoint:
             natt_socket.set_receiver(self._on_natt_port)
         if esp_socket is not None:
             esp_socket.set_receiver(self._on_esp_socket)
+        if ah_socket is not None:
+            ah_socket.set_receiver(self._on_ah_socket)
         for conn in self.configurations.values():
             for child in conn.children.values():
                 if child.start_action == "trap":
@@ -160,13 +200,20 @@ class Endpoint:
         socket: pass ``esp_socket=``, or let ``raw_esp`` decide (None: open
         one with the ``rawesp`` plugin when the process may, else send no
         plain ESP and count it as ``no_transport``; True: must open one;
-        False: never)."""
+        False: never).
+
+        AH needs a raw IP protocol 51 socket too (no UDP encapsulation exists
+        for it): pass ``ah_socket=``, or let ``raw_ah`` decide (None: open one
+        when a configured child has ``ah_proposals`` and the process may;
+        True: must open one; False: never)."""
         loop = asyncio.get_running_loop()
         esp: DatagramSocket | None
+        ah: DatagramSocket | None = None
         if network is not None:
             ike: DatagramSocket = network.bind((host, port))
             natt: DatagramSocket = network.bind((host, natt_port))
             esp = network.bind((host, 0))  # stands for IP protocol 50 in memory
+            ah = network.bind((host, AH_MEMORY_PORT))  # IP protocol 51: whole IP packets
         else:
             ike = UdpSocket.bind(loop, host, port)
             try:
@@ -178,7 +225,12 @@ class Endpoint:
             raw_esp = kw.pop("raw_esp", None)
             if esp is None and raw_esp is not False:
                 esp = _open_raw_esp(host, required=bool(raw_esp))
-        return cls(configurations=configurations, ike_socket=ike, natt_socket=natt, esp_socket=esp, loop=loop, **kw)
+            ah = kw.pop("ah_socket", None)
+            raw_ah = kw.pop("raw_ah", None)
+            if ah is None and (raw_ah or (raw_ah is None and _configures_ah(configurations))):
+                ah = _open_raw_ah(host, required=bool(raw_ah))
+        return cls(configurations=configurations, ike_socket=ike, natt_socket=natt, esp_socket=esp, ah_socket=ah,
+                   loop=loop, **kw)
 
     # ---------------------------------------------------------------- receive
 
@@ -213,6 +265,10 @@ class Endpoint:
     def _on_esp_socket(self, batch: list[tuple[bytes, Address]]) -> None:
         self.stats.esp_in += len(batch)
         self.dataplane.inbound_datagrams([d for d, _ in batch])
+
+    def _on_ah_socket(self, batch: list[tuple[bytes, Address]]) -> None:
+        self.stats.ah_in += len(batch)
+        self.dataplane.inbound_ah([d for d, _ in batch])
 
     def _ike_received(self, data: bytes, addr: Address, on_4500: bool) -> None:
         if len(data) < IKE_HEADER_LEN:
@@ -391,6 +447,14 @@ class Endpoint:
             self.esp_socket.send_batch(datagrams, (remote[0], 0))
         else:
             self.dataplane.stats.no_transport += len(datagrams)
+
+    def send_ah(self, packets: Sequence[bytes], remote: Address) -> None:
+        """Whole AH-protected IP packets (never encapsulated)."""
+        if self.ah_socket is not None:
+            # a raw socket ignores the port; in memory it names the AH "protocol"
+            self.ah_socket.send_batch(packets, (remote[0], AH_MEMORY_PORT))
+        else:
+            self.dataplane.stats.no_transport += len(packets)
 
     def keepalive_peers(self) -> set[Address]:
         """Where NAT keepalives go: the peers of encapsulating Child SAs whose
@@ -595,7 +659,7 @@ class Endpoint:
             except (asyncio.CancelledError, Exception):
                 pass
         await self.dataplane.close()
-        for s in (self.ike_socket, self.natt_socket, self.esp_socket):
+        for s in (self.ike_socket, self.natt_socket, self.esp_socket, self.ah_socket):
             if s is not None:
                 s.close()
 

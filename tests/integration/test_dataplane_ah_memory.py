@@ -1,0 +1,357 @@
+"""AH-only Child SAs (RFC 4302) carried by the asyncio data plane, between two
+endpoints on an in-memory network.  Port 51 of the memory network stands for
+IP protocol 51: what travels there is whole IP packets, exactly what the raw
+AH socket sends and receives (``aioipsec_rawesp.RawAhSocket``).
+
+Shown here: tunnel mode (IKEv2 and IKEv1, IPv4 and IPv6 outer) and transport
+mode carry traffic both ways and the counters of both ends agree; the wire
+shows AH in protocol 51 packets between the gateways, the payload readable
+(AH does not encrypt); the mutable TTL may change in flight; a replayed, a
+corrupted, a truncated and an unknown-SPI packet are dropped and counted,
+never raised; an IPv4 identification of 0 is never sent (the kernel would
+rewrite it after the ICV covered it); AH over NAT, or without an AH socket, is
+refused at install with a clear error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from aioipsec.asyncio.dataplane import DataPlane, ah_spi, ipv4_with_ident
+from aioipsec.asyncio.endpoint import AH_MEMORY_PORT, Endpoint
+from aioipsec.asyncio.sockets import MemoryNetwork
+from aioipsec.config import ConnectionConfig, child, connection
+from aioipsec.crypto.transforms import integ, parse_proposal
+from aioipsec.esp.ip import checksum, header_info
+from aioipsec.events import ChildSaInstalled
+from aioipsec.netutil import parse_udp, udp_packet
+from aioipsec.selectors import parse_ts
+from aioipsec.transports.memory import MemoryInnerTransport, memory_pipe
+
+PSK = "memory-ah-test-psk"
+
+
+@dataclass(frozen=True)
+class Net:
+    gw_a: str
+    gw_b: str
+    net_a: str
+    net_b: str
+    host_a: str
+    host_b: str
+
+
+V4 = Net("192.0.2.1", "192.0.2.2", "198.51.100.0/24", "203.0.113.0/24", "198.51.100.10", "203.0.113.20")
+V6 = Net("2001:db8::1", "2001:db8::2", "2001:db8:a::/64", "2001:db8:b::/64", "2001:db8:a::10", "2001:db8:b::20")
+
+
+def ah_configs(net: Net, *, version: int = 2, mode: str = "tunnel") -> tuple[ConnectionConfig, ConnectionConfig]:
+    """(gateway A, gateway B) with one AH-only child (no ESP proposal)."""
+    extra: dict[str, Any] = {}
+    ids = ("a.example", "b.example")
+    if version == 1:
+        extra = {"proposals": ["aes128-sha256-modp2048"]}
+        ids = (net.gw_a, net.gw_b)
+    if mode == "transport":
+        ts_a, ts_b = f"{net.gw_a}/{32 if ':' not in net.gw_a else 128}", f"{net.gw_b}/{32 if ':' not in net.gw_b else 128}"
+    else:
+        ts_a, ts_b = net.net_a, net.net_b
+    out = []
+    for me, peer, my_id, peer_id, lts, rts, name in ((net.gw_a, net.gw_b, ids[0], ids[1], ts_a, ts_b, "to-b"),
+                                                     (net.gw_b, net.gw_a, ids[1], ids[0], ts_b, ts_a, "to-a")):
+        ch = child("lan", local_ts=[lts], remote_ts=[rts], mode=mode)
+        ch.esp_proposals = []
+        ch.ah_proposals = [parse_proposal("sha256", "ah")]
+        out.append(connection(name, version=version, psk=PSK, local_id=my_id, remote_id=peer_id,
+                              local_addrs=[me], remote_addrs=[peer], dpd_delay=0, children=[ch], **extra))
+    return out[0], out[1]
+
+
+@dataclass
+class Host:
+    end: MemoryInnerTransport
+    received: list[bytes] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        async def run() -> None:
+            while True:
+                self.received.extend(await self.end.recv_batch())
+
+        self.task = asyncio.get_running_loop().create_task(run())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass
+
+    def payloads(self) -> list[bytes]:
+        return [u[4] for u in map(parse_udp, self.received) if u is not None]
+
+
+@dataclass
+class Pair:
+    net: MemoryNetwork
+    a: Endpoint
+    b: Endpoint
+    host_a: Host
+    host_b: Host
+    wire: list[tuple[Any, bytes, Any]]
+    addrs: Net
+
+    def ah_wire(self) -> list[bytes]:
+        return [d for (_s, d, (_ip, port)) in self.wire if port == AH_MEMORY_PORT]
+
+
+@pytest.fixture
+async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
+    params = dict(getattr(request, "param", {}) or {})
+    addrs = params.pop("net", V4)
+    net = MemoryNetwork()
+    wire: list[tuple[Any, bytes, Any]] = []
+    net.tap = lambda src, data, dst: wire.append((src, data, dst))
+    ca, cb = ah_configs(addrs, **params)
+    a_gw, a_app = memory_pipe(queue_size=4096)
+    b_gw, b_app = memory_pipe(queue_size=4096)
+    a = await Endpoint.create(addrs.gw_a, configurations=[ca], network=net, inner=a_gw)
+    b = await Endpoint.create(addrs.gw_b, configurations=[cb], network=net, inner=b_gw)
+    p = Pair(net, a, b, Host(a_app), Host(b_app), wire, addrs)
+    p.host_a.start()
+    p.host_b.start()
+    try:
+        yield p
+    finally:
+        await p.host_a.stop()
+        await p.host_b.stop()
+        await asyncio.wait_for(a.close(timeout=1.0), 5)
+        await asyncio.wait_for(b.close(timeout=1.0), 5)
+
+
+async def until(cond: Any, timeout: float = 5.0, what: str = "condition") -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+async def up(p: Pair) -> tuple[Any, Any]:
+    """Initiate from A; the installed pipes (A's, B's)."""
+    p.a.initiate("to-b")
+    await until(lambda: p.a.dataplane.outbound and p.b.dataplane.outbound, what="AH Child SA on both ends")
+    (pa,), (pb,) = p.a.dataplane.outbound, p.b.dataplane.outbound
+    assert pa.ev.protocol == pb.ev.protocol == "ah"
+    return pa, pb
+
+
+def packets(n: int, src: str, dst: str, start: int = 0) -> list[bytes]:
+    return [udp_packet(src, dst, 40000, 9, f"ah-{i:06d}".encode()) for i in range(start, start + n)]
+
+
+def assert_agree(pa: Any, pb: Any, a_to_b: int, b_to_a: int) -> None:
+    assert pa.sa_out.stats.packets_out == pb.sa_in.stats.packets_in == a_to_b
+    assert pb.sa_out.stats.packets_out == pa.sa_in.stats.packets_in == b_to_a
+    assert (pa.ev.spi_in, pa.ev.spi_out) == (pb.ev.spi_out, pb.ev.spi_in)
+
+
+def inject(p: Pair, pkt: bytes, to: str) -> None:
+    """An on-path attacker's packet to ``to``'s AH socket."""
+    sock = p.net.bind(("192.0.2.66" if ":" not in to else "2001:db8::66", AH_MEMORY_PORT))
+    try:
+        sock.sendto(pkt, (to, AH_MEMORY_PORT))
+    finally:
+        sock.close()
+
+
+# ---------------------------------------------------------------------------
+# tunnel mode
+
+@pytest.mark.parametrize("pair", [{"version": 2}, {"version": 1}, {"version": 2, "net": V6}], indirect=True,
+                         ids=["ikev2-v4", "ikev1-v4", "ikev2-v6"])
+async def test_ah_tunnel_carries_traffic_both_ways(pair: Pair) -> None:
+    p, n = pair, pair.addrs
+    pa, pb = await up(p)
+    assert pa.ev.encr is None and pa.ev.integ is not None and not pa.ev.encap
+    p.host_a.end.send_batch(packets(20, n.host_a, n.host_b))
+    await until(lambda: len(p.host_b.received) == 20, what="A -> B")
+    p.host_b.end.send_batch(packets(7, n.host_b, n.host_a))
+    await until(lambda: len(p.host_a.received) == 7, what="B -> A")
+    assert p.host_b.payloads() == [f"ah-{i:06d}".encode() for i in range(20)]
+    assert p.host_a.payloads() == [f"ah-{i:06d}".encode() for i in range(7)]
+    assert_agree(pa, pb, 20, 7)
+    # on the wire: protocol-51 packets between the gateways, the payload in the clear
+    wire = p.ah_wire()
+    assert len(wire) == 27
+    assert all(header_info(w).next_header == 51 for w in wire)  # type: ignore[union-attr]
+    assert ah_spi(wire[0]) == pa.ev.spi_out and b"ah-000000" in wire[0]
+    assert p.a.stats.ah_in == 7 and p.b.stats.ah_in == 20 and p.a.stats.esp_in == p.b.stats.esp_in == 0
+    if ":" not in n.gw_a:
+        assert all(w[4:6] != b"\0\0" for w in wire)  # an IPv4 ID of 0 is never sent
+    for ep in (p.a, p.b):
+        assert ep.dataplane.stats.no_sa == ep.dataplane.stats.malformed == 0
+        assert ep.dataplane.stats.unsupported == 0
+
+
+@pytest.mark.parametrize("pair", [{"version": 2}, {"version": 2, "net": V6}], indirect=True, ids=["v4", "v6"])
+async def test_ah_drops_replayed_corrupted_truncated_unknown(pair: Pair) -> None:
+    p, n = pair, pair.addrs
+    pa, pb = await up(p)
+    p.host_a.end.send_batch(packets(3, n.host_a, n.host_b))
+    await until(lambda: len(p.host_b.received) == 3, what="first packets")
+    first = p.ah_wire()[0]
+    sa_in = pb.sa_in.stats
+
+    inject(p, first, n.gw_b)  # replayed
+    await until(lambda: sa_in.replay_failed == 1, what="replay counted")
+
+    v4 = ":" not in n.gw_a
+    # a fresh packet (next sequence number) with one payload byte flipped
+    fresh = pa.sa_out.seal_packet(packets(1, n.host_a, n.host_b, start=99)[0],
+                                  **({"ident": 4242} if v4 else {}))
+    bad = bytearray(fresh)
+    bad[-1] ^= 1
+    inject(p, bytes(bad), n.gw_b)
+    await until(lambda: sa_in.integrity_failed == 1, what="integrity failure counted")
+    # an immutable header field changed (IPv4 ID / IPv6 payload-length-neutral: the source address)
+    bad = bytearray(fresh)
+    if v4:
+        bad[4] ^= 0x10
+        bad[10:12] = b"\0\0"
+        bad[10:12] = checksum(bytes(bad[:20])).to_bytes(2, "big")
+    else:
+        bad[23] ^= 1
+    inject(p, bytes(bad), n.gw_b)
+    await until(lambda: sa_in.integrity_failed == 2, what="covered header field")
+    # truncated inside the AH header: malformed, never an exception
+    cut = bytearray(fresh[:header_info(fresh).insert_at + 8])  # type: ignore[union-attr]
+    if v4:
+        cut[2:4] = len(cut).to_bytes(2, "big")
+    else:
+        cut[4:6] = (len(cut) - 40).to_bytes(2, "big")
+    inject(p, bytes(cut), n.gw_b)
+    inject(p, b"\x45" + bytes(5), n.gw_b)
+    await until(lambda: p.b.dataplane.stats.malformed == 2, what="malformed counted")
+    # an SPI nobody installed
+    other = bytearray(fresh)
+    at = header_info(fresh).insert_at + 4  # type: ignore[union-attr]
+    other[at : at + 4] = (pb.ev.spi_in ^ 0x5A5A5A5A).to_bytes(4, "big")
+    inject(p, bytes(other), n.gw_b)
+    await until(lambda: p.b.dataplane.stats.no_sa == 1, what="unknown SPI counted")
+
+    # the untouched fresh packet, its mutable TTL/hop limit lowered in flight, still verifies
+    moved = bytearray(fresh)
+    if v4:
+        moved[8] -= 3
+        moved[10:12] = b"\0\0"
+        moved[10:12] = checksum(bytes(moved[:20])).to_bytes(2, "big")
+    else:
+        moved[7] -= 3
+    inject(p, bytes(moved), n.gw_b)
+    await until(lambda: len(p.host_b.received) == 4, what="mutable field changed: delivered")
+    assert p.host_b.payloads()[-1] == b"ah-000099"
+    assert sa_in.packets_in == 4 and sa_in.replay_failed == 1 and sa_in.integrity_failed == 2
+    # the SA goes on: traffic both ways after the attack
+    p.host_b.end.send_batch(packets(2, n.host_b, n.host_a))
+    await until(lambda: len(p.host_a.received) == 2, what="reverse traffic")
+
+
+# ---------------------------------------------------------------------------
+# transport mode
+
+@pytest.mark.parametrize("pair", [{"mode": "transport"}, {"mode": "transport", "net": V6}], indirect=True,
+                         ids=["v4", "v6"])
+async def test_ah_transport_mode_between_hosts(pair: Pair) -> None:
+    p, n = pair, pair.addrs
+    pa, pb = await up(p)
+    assert pa.ev.mode == pb.ev.mode == "transport"
+    sent = packets(5, n.gw_a, n.gw_b)
+    if ":" not in n.gw_a:
+        assert all(s[4:6] == b"\0\0" for s in sent)  # udp_packet's ID is 0
+    p.host_a.end.send_batch(sent)
+    await until(lambda: len(p.host_b.received) == 5, what="A -> B")
+    p.host_b.end.send_batch(packets(3, n.gw_b, n.gw_a))
+    await until(lambda: len(p.host_a.received) == 3, what="B -> A")
+    assert p.host_b.payloads() == [f"ah-{i:06d}".encode() for i in range(5)]
+    assert_agree(pa, pb, 5, 3)
+    wire = p.ah_wire()
+    for w, got in zip(wire[:5], p.host_b.received):
+        info = header_info(w)
+        assert info is not None and info.next_header == 51 and w[-len(b"ah-000000"):] in got
+        if ":" not in n.gw_a:
+            assert w[4:6] != b"\0\0" and w[4:6] == got[4:6]  # ID chosen before the ICV, delivered as sent
+            assert checksum(got[:20]) == 0
+    for ep in (p.a, p.b):
+        assert ep.dataplane.stats.malformed == ep.dataplane.stats.no_sa == 0
+
+
+# ---------------------------------------------------------------------------
+# refused at install
+
+class _FakeEndpoint:
+    def __init__(self, loop: Any, ah_socket: Any) -> None:
+        self.loop = loop
+        self.ah_socket = ah_socket
+        self.sent: list[bytes] = []
+
+    def send_ah(self, packets: list[bytes], remote: Any) -> None:
+        self.sent += packets
+
+
+def _ah_event(*, encap: bool) -> ChildSaInstalled:
+    k = os.urandom(32)
+    return ChildSaInstalled(
+        name="lan", protocol="ah", mode="tunnel", spi_in=0x100, spi_out=0x200, encr=None, integ=integ("sha256"),
+        encr_key_in=b"", encr_key_out=b"", integ_key_in=k, integ_key_out=k, esn=False,
+        local_ts=(parse_ts(V4.net_a),), remote_ts=(parse_ts(V4.net_b),),
+        local_addr=(V4.gw_a, 4500 if encap else 500), remote_addr=(V4.gw_b, 4500 if encap else 500),
+        encap=encap, initiator=True,
+    )
+
+
+@pytest.mark.parametrize(("encap", "socket", "why"), [
+    (True, object(), "AH cannot traverse NAT"),
+    (False, None, "no raw AH socket"),
+])
+async def test_ah_refused_with_nat_or_without_socket(caplog: pytest.LogCaptureFixture, encap: bool, socket: Any,
+                                                     why: str) -> None:
+    ep = _FakeEndpoint(asyncio.get_running_loop(), socket)
+    dp = DataPlane(ep, None)  # type: ignore[arg-type]
+    with caplog.at_level(logging.ERROR, logger="aioipsec.esp"):
+        assert dp.install(None, _ah_event(encap=encap)) is None
+    assert dp.stats.unsupported == 1 and 0x100 not in dp.sad_in and not dp.outbound
+    (rec,) = [r for r in caplog.records if "not installed" in r.getMessage()]
+    assert why in rec.getMessage() and V4.gw_b in rec.getMessage()
+
+
+async def test_ah_installed_when_a_socket_is_there_and_no_nat() -> None:
+    ep = _FakeEndpoint(asyncio.get_running_loop(), object())
+    dp = DataPlane(ep, None)  # type: ignore[arg-type]
+    pipe = dp.install(None, _ah_event(encap=False))
+    assert pipe is not None and dp.stats.unsupported == 0
+    # the ID counter wraps from 65535 to 1, never 0
+    pipe.ident = 0xFFFE
+    dp.outbound_packets(packets(3, V4.host_a, V4.host_b))
+    assert [d[4:6] for d in ep.sent] == [b"\xff\xff", b"\x00\x01", b"\x00\x02"]
+
+
+def test_ah_helpers() -> None:
+    pkt = udp_packet("192.0.2.1", "192.0.2.2", 1, 2, b"x")
+    assert ipv4_with_ident(pkt, 0x1234)[4:6] == b"\x12\x34"
+    assert ipv4_with_ident(pkt, 0x1234)[:4] == pkt[:4] and ipv4_with_ident(pkt, 0x1234)[6:] == pkt[6:]
+    assert ah_spi(pkt) is None  # UDP, not AH
+    assert ah_spi(b"\x45") is None and ah_spi(b"") is None
+    ah = pkt[:9] + b"\x33" + pkt[10:20] + b"\x11\x04\x00\x00" + (0xDEADBEEF).to_bytes(4, "big") + bytes(4)
+    ah = ah[:2] + len(ah).to_bytes(2, "big") + ah[4:]
+    assert ah_spi(ah) == 0xDEADBEEF
+    assert ah_spi(ah[:-5][:2] + (len(ah) - 5).to_bytes(2, "big") + ah[4:-5]) is None  # AH header cut short
