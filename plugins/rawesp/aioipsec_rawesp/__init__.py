@@ -209,7 +209,10 @@ class RawAhSocket(RawEspSocket):
 
     @classmethod
     def open(cls, host: str = "0.0.0.0", *, protocol: int = IPPROTO_AH,  # type: ignore[override]
-             loop: asyncio.AbstractEventLoop | None = None, rcvbuf: int = 4 * 1024 * 1024) -> RawAhSocket:
+             loop: asyncio.AbstractEventLoop | None = None, rcvbuf: int = 4 * 1024 * 1024,
+             ipv6_hdrincl: bool = True) -> RawAhSocket:
+        """As :meth:`RawEspSocket.open`; ``ipv6_hdrincl=False`` does not ask
+        for IPV6_HDRINCL (the kernel builds the IPv6 header)."""
         if protocol != IPPROTO_AH:
             raise ValueError(f"RawAhSocket carries AH (protocol {IPPROTO_AH}), not {protocol}")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -226,6 +229,8 @@ class RawAhSocket(RawEspSocket):
             else:
                 sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
                 try:
+                    if not ipv6_hdrincl:
+                        raise OSError("not asked for")
                     sock.setsockopt(socket.IPPROTO_IPV6, IPV6_HDRINCL, 1)
                     hdrincl6 = True
                 except OSError as exc:
