@@ -1,9 +1,9 @@
 """A test PKI for certificate-authenticated interop profiles, made with ``cryptography``.
 
-For each kind (``ecdsa``: P-256, ``rsa``: RSA-3072) one self-signed CA and two host
-certificates, ``left`` and ``right``, whose subjectAltName carries the IKE identity
-(``left.interop.example`` / ``right.interop.example``, as dNSName) and the side's outer
-IPv4 address of the direct topology.  Files (PEM; keys as unencrypted PKCS#8)::
+For each kind (``ecdsa``: P-256, ``ecdsa384``: P-384, ``rsa``: RSA-3072) one self-signed
+CA and two host certificates, ``left`` and ``right``, whose subjectAltName carries the IKE
+identity (``left.interop.example`` / ``right.interop.example``, as dNSName) and the side's
+outer IPv4 address of the direct topology.  Files (PEM; keys as unencrypted PKCS#8)::
 
     ca-<kind>.crt.pem   ca-<kind>.key.pem
     <side>-<kind>.crt.pem   <side>-<kind>.key.pem      side in left, right
@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-KINDS = ("ecdsa", "rsa")
+KINDS = ("ecdsa", "ecdsa384", "rsa")
 SIDES = {"left": ("left.interop.example", "192.0.2.1"),
          "right": ("right.interop.example", "192.0.2.2")}
 
@@ -36,6 +36,8 @@ PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 def _new_key(kind: str) -> PrivateKey:
     if kind == "ecdsa":
         return ec.generate_private_key(ec.SECP256R1())
+    if kind == "ecdsa384":
+        return ec.generate_private_key(ec.SECP384R1())
     if kind == "rsa":
         return rsa.generate_private_key(public_exponent=65537, key_size=3072)
     raise ValueError(f"unknown key kind {kind!r} (one of {KINDS})")
