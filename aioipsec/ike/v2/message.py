@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ...crypto.cipher import make_encr, make_integ
 from ...crypto.transforms import EncrAlg, EncrId, IntegAlg
 from ...errors import (
     IntegrityError,
@@ -305,8 +306,6 @@ class SkContext:
         is_initiator: bool,
         random: Callable[[int], bytes] = os.urandom,
     ) -> None:
-        from ...crypto.cipher import make_encr, make_integ
-
         if encr.aead and integ is not None:
             raise LocalProtocolError("an AEAD cipher takes no integrity algorithm")
         if not encr.aead and integ is None:

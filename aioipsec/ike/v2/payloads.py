@@ -321,6 +321,10 @@ class SaProposal:
             _m, _r, _l, ttype, _r2, tid = hdr(d, pos)
             if length == 8:
                 transforms.append(Transform(ttype, tid))
+            elif length == 12 and d[pos + 8] & 0x80:
+                # the common keyed transform: exactly one TV attribute (Key Length)
+                atype, value = _U16U16.unpack_from(d, pos + 8)
+                transforms.append(Transform(ttype, tid, (TransformAttribute(atype & 0x7FFF, value),)))
             else:
                 attrs = Buffer(d[pos + 8 : pos + length])
                 found: list[TransformAttribute] = []

@@ -54,6 +54,7 @@ from ...errors import (
 from ...events import (
     AuthFailed,
     ChildSaDeleted,
+    ChildSaInstalled,
     DpdTimeout,
     ExchangeStep,
     IkeSaDeleted,
@@ -1300,8 +1301,6 @@ class IkeSessionV2:
         """Register a negotiated Child SA and emit ChildSaInstalled.
         ``outbound=False``: the data plane must not send into it (redundant
         SA of a lost rekey collision)."""
-        from ...events import ChildSaInstalled
-
         cfg = child.config
         self.children[child.spi_in] = child
         self.pending_acquires.discard(child.name)

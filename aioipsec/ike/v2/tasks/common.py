@@ -3,6 +3,7 @@ selector narrowing, key derivations, notify construction."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
 from ....crypto.kdf import IkeV2Keys, ikev2_child_keymat, ikev2_derive_keys, ikev2_skeyseed
@@ -29,14 +30,17 @@ def from_sa(p: SaProposal) -> WireProposal:
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _sa_transform(t: WireTransform) -> Transform:
+    # cached: both are immutable, and the transforms we send are the few configured
+    attrs: tuple[TransformAttribute, ...] = ()
+    if t.key_length is not None:
+        attrs = (TransformAttribute(TransformAttr.KEY_LENGTH, t.key_length),)
+    return Transform(t.type, t.id, attrs)
+
+
 def to_sa(w: WireProposal) -> SaProposal:
-    transforms = []
-    for t in w.transforms:
-        attrs: tuple[TransformAttribute, ...] = ()
-        if t.key_length is not None:
-            attrs = (TransformAttribute(TransformAttr.KEY_LENGTH, t.key_length),)
-        transforms.append(Transform(t.type, t.id, attrs))
-    return SaProposal(w.number, w.protocol, w.spi, tuple(transforms))
+    return SaProposal(w.number, w.protocol, w.spi, tuple(map(_sa_transform, w.transforms)))
 
 
 def sa_payload(proposals: Iterable[WireProposal]) -> SaPayload:
