@@ -103,8 +103,10 @@ def test_rekey_responder_switches_on_traffic_from_the_new_sa(plane: Any) -> None
 
 
 def test_ah_child_sa_is_refused_clearly(plane: Any) -> None:
-    """AH is negotiated and vector-tested sans-I/O, but this glue carries only ESP:
-    the SA is refused with a count, never installed to fail per packet."""
+    """An AH Child SA the data plane cannot carry (here: the event says NAT, and
+    this fake endpoint has no raw AH socket) is refused with a count, never
+    installed to fail per packet (tests/integration/test_dataplane_ah_memory.py
+    covers AH that is carried)."""
     import dataclasses
 
     from aioipsec.crypto.transforms import integ
