@@ -135,7 +135,9 @@ def _der(tag: int, value: bytes) -> bytes:
     return bytes([tag]) + _der_len(len(value)) + value
 
 
+@functools.lru_cache(maxsize=64)
 def _oid_encode(dotted: str) -> bytes:
+    # cached: the OIDs are our constants, encoded for every signature we make
     parts = [int(p) for p in dotted.split(".")]
     body = bytearray([parts[0] * 40 + parts[1]])
     for p in parts[2:]:
@@ -682,7 +684,9 @@ def load_der_certificate(data: bytes) -> x509.Certificate:
         raise AuthenticationFailed(f"unparsable certificate: {exc}") from None
 
 
+@functools.lru_cache(maxsize=256)
 def cert_der(cert: x509.Certificate) -> bytes:
+    """DER of ``cert`` (cached: our own certificates go into every IKE_AUTH)."""
     return cert.public_bytes(serialization.Encoding.DER)
 
 
