@@ -701,12 +701,41 @@ class IkeSessionV1:
 
     def _select_child(self, sa: IsakmpSa, tsi: TrafficSelector, tsr: TrafficSelector) -> ChildConfig | None:
         """Responder: the child whose selectors contain the initiator's
-        (``tsi`` is the peer's side, ``tsr`` ours)."""
-        for child in sa.cfg.children.values():
-            local = child.local_ts or [host_ts(self.local_addr[0])]
-            remote = child.remote_ts or [host_ts(self.remote_addr[0])]
-            if any(tsr.is_subset_of(x) for x in local) and any(tsi.is_subset_of(x) for x in remote):
+        (``tsi`` is the peer's side, ``tsr`` ours).  An installed IPsec SA
+        with exactly these selectors names the child first: the Quick Mode
+        is probably its rekey (see :meth:`_replaced_child`), and the first
+        child that merely contains the selectors may be another, wider one
+        (an SA we initiated for a narrower child would not be recognized)."""
+        old = self._replaced_child(None, tsr, tsi)
+        if old is not None:
+            child = sa.cfg.children.get(old.name)
+            if child is not None and self._child_contains(child, tsi, tsr):
                 return child
+        for child in sa.cfg.children.values():
+            if self._child_contains(child, tsi, tsr):
+                return child
+        return None
+
+    def _child_contains(self, child: ChildConfig, tsi: TrafficSelector, tsr: TrafficSelector) -> bool:
+        local = child.local_ts or [host_ts(self.local_addr[0])]
+        remote = child.remote_ts or [host_ts(self.remote_addr[0])]
+        return any(tsr.is_subset_of(x) for x in local) and any(tsi.is_subset_of(x) for x in remote)
+
+    def _replaced_child(
+        self, name: str | None, local_ts: TrafficSelector, remote_ts: TrafficSelector
+    ) -> ChildSa | None:
+        """Responder of a Quick Mode: the installed IPsec SA it replaces.
+        IKEv1 has no rekey marker; like strongSwan (``quick_mode.c``
+        check_for_rekeyed_child) and Cisco, an SA of the same child (any
+        child if ``name`` is None) with this peer and exactly the same
+        selectors that is not already replaced is the one being rekeyed
+        (the oldest, if several).  It may have been created over an earlier
+        ISAKMP SA, and by either side."""
+        for c in sorted(self.children.values(), key=lambda c: c.created_no):
+            if c.rekeyed or (name is not None and c.name != name):
+                continue
+            if c.local_ts == local_ts and c.remote_ts == remote_ts:
+                return c
         return None
 
     def _child_for_selector(self, selector: TrafficSelector) -> str | None:
@@ -1060,14 +1089,7 @@ class IkeSessionV1:
         if old is None and not task.initiator:
             # IKEv1 has no rekey marker: a Quick Mode for the same child and
             # selectors replaces the SA (strongSwan's "detected rekeying")
-            old = next(
-                (
-                    c
-                    for c in self.children.values()
-                    if c.name == cfg.name and not c.rekeyed and c.local_ts == local_ts and c.remote_ts == remote_ts
-                ),
-                None,
-            )
+            old = self._replaced_child(cfg.name, local_ts, remote_ts)
         life = float(task.lifetime) if task.lifetime else None
         if life is not None:
             if task.initiator:
