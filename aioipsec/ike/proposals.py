@@ -57,9 +57,9 @@ class WireTransform(NamedTuple):
     key_length: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class WireProposal:
-    """One proposal substructure as on the wire."""
+class WireProposal(NamedTuple):
+    """One proposal substructure as on the wire (a named tuple, like
+    :class:`WireTransform`: several are built per exchange)."""
 
     number: int
     protocol: int

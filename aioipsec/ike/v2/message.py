@@ -38,7 +38,7 @@ import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from ...crypto.cipher import make_encr, make_integ
 from ...crypto.transforms import EncrAlg, EncrId, IntegAlg
@@ -100,10 +100,10 @@ class MalformedHeader(ParseError):
 # =========================================================================== header
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
+class Header(NamedTuple):
     """The fixed 28-octet header.  The layout is the same in IKEv1, so the
-    endpoint demultiplexes versions with :func:`peek_header`."""
+    endpoint demultiplexes versions with :func:`peek_header`.  A named tuple:
+    two are built per message received and one per message sent."""
 
     spi_i: bytes
     spi_r: bytes

@@ -18,8 +18,13 @@ class IkeNatd(Task):
     name = "ike_natd"
 
     def _hashes(self, msg: Message) -> tuple[list[bytes], list[bytes]]:
-        src = [n.data for n in msg.notifies if n.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP]
-        dst = [n.data for n in msg.notifies if n.notify_type == NotifyType.NAT_DETECTION_DESTINATION_IP]
+        src: list[bytes] = []
+        dst: list[bytes] = []
+        for n in msg.notifies:
+            if n.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP:
+                src.append(n.data)
+            elif n.notify_type == NotifyType.NAT_DETECTION_DESTINATION_IP:
+                dst.append(n.data)
         return src, dst
 
     def _add(self, msg: Message, spi_r: bytes) -> None:
