@@ -527,14 +527,19 @@ def verify_signature(
                 raise InvalidCertificate(str(exc)) from None
     if not certs:
         raise AuthenticationFailed("peer sent no certificate")
-    leaf = next((c for c in certs if cert_matches_identity(c, identity)), None)
-    if leaf is None:
-        raise AuthenticationFailed(f"no certificate of the peer matches its identity {identity}")
     try:
-        verify_chain(leaf, [c for c in certs if c is not leaf], list(cfg.remote.cacerts), at)
-    except _AuthFailed as exc:
-        raise AuthenticationFailed(str(exc)) from None
-    pub = leaf.public_key()
+        # cryptography parses extensions and the key on first use: a
+        # certificate that loaded may still be malformed there (ValueError)
+        leaf = next((c for c in certs if cert_matches_identity(c, identity)), None)
+        if leaf is None:
+            raise AuthenticationFailed(f"no certificate of the peer matches its identity {identity}")
+        try:
+            verify_chain(leaf, [c for c in certs if c is not leaf], list(cfg.remote.cacerts), at)
+        except _AuthFailed as exc:
+            raise AuthenticationFailed(str(exc)) from None
+        pub = leaf.public_key()
+    except ValueError as exc:
+        raise InvalidCertificate(f"malformed certificate: {exc}") from None
     curve = _METHOD_CURVE.get(method)
     if curve is not None:
         if not isinstance(pub, ec.EllipticCurvePublicKey):

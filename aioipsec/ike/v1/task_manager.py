@@ -78,6 +78,17 @@ class Task:
     def failed(self, reason: str, notify: str, now: float) -> None:
         """The exchange was abandoned (retransmits exhausted, error notify)."""
 
+    def may_be_corrupted(self, exc: Ikev1Error, encrypted: bool) -> bool:
+        """Whether ``exc``, raised by the message this task expects, may come
+        from one corrupted copy of it (then it is dropped once, see
+        :meth:`TaskManagerV1._tolerate`): an encrypted MM5/MM6/AM3 that does
+        not decrypt or verify."""
+        return self.phase1 and self.step in UNVERIFIED_STEPS and encrypted and isinstance(exc, UnverifiedMessage)
+
+    def unverified_dropped(self) -> None:
+        """The copy that raised was dropped: undo whatever processing it
+        left behind, so that the next copy starts afresh."""
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} mid={self.mid:#x} step={self.step} done={self.done}>"
 
@@ -104,7 +115,8 @@ class Flight:
 
 UNVERIFIED_STEPS = ("MM5", "MM6", "AM3")
 """The encrypted Phase 1 messages whose failure to decrypt or verify reads as
-a pre-shared key mismatch."""
+a pre-shared key mismatch (AM2, in clear, is judged by its task: see
+``AggressiveModeTask.may_be_corrupted``)."""
 MAX_UNVERIFIED_DROPS = 1
 """Copies of such a message dropped before the exchange fails.  One: a
 corrupted datagram is followed by the peer's retransmission (the same bytes
@@ -423,26 +435,28 @@ class TaskManagerV1:
     # ------------------------------------------------------------------ corrupted Phase 1 messages
 
     def _tolerate(self, task: Task, exc: Ikev1Error, header: IsakmpHeader) -> bool:
-        """An encrypted MM5/MM6/AM3 that does not decrypt or verify: drop and
-        count the first copy (True), as Libreswan/pluto and strongSwan do; a
-        flipped bit on the way looks exactly like a different pre-shared key,
-        and the peer's retransmission tells them apart.  False: fail now."""
-        if not (
-            isinstance(exc, UnverifiedMessage)
-            and task.phase1
-            and task.step in UNVERIFIED_STEPS
-            and header.flags & Flag.ENCRYPTION
-        ):
+        """An encrypted MM5/MM6/AM3 that does not decrypt or verify, or an
+        AM2 refused before its HASH_R/SIG_R verified (``task.may_be_corrupted``):
+        drop and count the first copy (True), as Libreswan/pluto and
+        strongSwan do for the encrypted ones; a flipped bit on the way looks
+        exactly like a different pre-shared key, and the peer's
+        retransmission tells them apart.  False: fail now."""
+        if not task.may_be_corrupted(exc, bool(header.flags & Flag.ENCRYPTION)):
             return False
         task.unverified += 1
         self.session.stats["unverified"] += 1
         if task.unverified > MAX_UNVERIFIED_DROPS:
             return False
         self.session.stats["dropped"] += 1
+        task.unverified_dropped()
+        if isinstance(exc, UnverifiedMessage):
+            why = f"probable authentication failure ({unverified_hint(task)})"
+        else:
+            # AM2 in clear, refused before its HASH_R/SIG_R was checked
+            why = "unacceptable before it could be verified (corrupted?)"
         logger.warning(
-            "%s from %s dropped: probable authentication failure (%s): %s; "
-            "waiting for a retransmission (cookies %s)",
-            task.step, self.session.peer, unverified_hint(task), exc, self.sa.cookies,
+            "%s from %s dropped: %s: %s; waiting for a retransmission (cookies %s)",
+            task.step, self.session.peer, why, exc, self.sa.cookies,
         )
         return True
 

@@ -13,14 +13,17 @@ resends it when AM2 comes again.
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, ClassVar
 
+from ....crypto.kex import InvalidKeyExchangeData, KeyExchange
 from ....errors import LocalProtocolError
+from ...auth import Identity
 from ..constants import ExchangeType, Flag, ProtocolId
-from ..errors import NoProposalChosen
+from ..errors import Ikev1Error, InvalidKeyInformation, NoProposalChosen
 from ..message import Message
 from ..payloads import IdPayload, KePayload, NoncePayload, Payload, Proposal, SaPayload
-from ..phase1 import accept_reply, build_sa_payload, identity_of
+from ..phase1 import Phase1Keys, Phase1Suite, accept_reply, build_sa_payload, derive_keys, hash_r, identity_of
 from .phase1_task import Phase1Task
 
 if TYPE_CHECKING:
@@ -36,6 +39,11 @@ class AggressiveModeTask(Phase1Task):
     def __init__(self, session: IkeSessionV1, sa: IsakmpSa, initiator: bool) -> None:
         super().__init__(session, sa, initiator)
         self.step = "AM2" if initiator else "AM1"
+        self.am2_unproven = False
+        """Initiator: the AM2 being processed has not verified (yet)."""
+        self.am2_claimed: tuple[bytes, Identity | None] | None = None
+        """Initiator: responder cookie and identity before the AM2 being
+        processed claimed its own (restored if that copy is dropped)."""
 
     def _msg(self, payloads: list[Payload], encrypted: bool = False) -> Message:
         return Message(self.exchange, 0, self.sa.spi_i, self.sa.spi_r, payloads, Flag.ENCRYPTION if encrypted else 0)
@@ -70,26 +78,96 @@ class AggressiveModeTask(Phase1Task):
         return self._process_am3(msg, now)
 
     def _process_am2(self, msg: Message, now: float) -> Message:
+        """AM2 travels in clear and nothing in it is authenticated before
+        HASH_R/SIG_R verifies: until then the suite, the key exchange, the
+        keys and the responder's claims are only tried, so that one
+        corrupted copy is dropped (see :meth:`may_be_corrupted`) and the
+        responder's retransmission starts afresh."""
         sa = self.sa
-        reply = msg.get(SaPayload)
-        assert reply is not None
-        sa.suite = accept_reply(self.suites, reply)
-        if msg.spi_r == bytes(8):
-            raise NoProposalChosen("AM2 without a responder cookie")
-        sa.spi_r = msg.spi_r
+        self.am2_unproven = True
+        self.am2_claimed = (sa.spi_r, sa.remote_id)
+        try:
+            suite, keys, kex, gxr, nr, idir_b = self._try_am2(msg)
+        except Ikev1Error:
+            raise  # dropped once (unverified_dropped undoes the claims) or fatal
+        except BaseException:
+            self.unverified_dropped()  # dropped as malformed: nothing of it stays
+            raise
+        # HASH_R/SIG_R verified: the copy is the responder's
+        self.am2_unproven = False
+        self.am2_claimed = None
+        sa.suite, sa.keys, self.kex = suite, keys, kex
+        self.gxr, self.nr, self.idir_b = gxr, nr, idir_b
+        self.session._peer_known(sa)
+        self._check_peer_id()
         self._process_vids(msg)
         self._note_certreq(msg)
-        self.gxr = self._peer_ke(msg)
-        self.nr = self._nonce_of(msg)
-        self.idir_b = self._peer_id(msg)
-        self._derive()
-        self._verify_auth(msg)
         self._note_notifies(msg)
         self._natd_in(msg)
         self._float_if_nat()
         self.step_sent, self.step = "AM3", ""
         self.done = True
         return self._msg([*self._auth_payloads(), *self._natd_out(), *self._initial_contact()], encrypted=True)
+
+    def _try_am2(self, msg: Message) -> tuple[Phase1Suite, Phase1Keys, KeyExchange, bytes, bytes, bytes]:
+        """Everything AM2 proposes, checked by its HASH_R/SIG_R; raises if
+        it is not acceptable or does not verify."""
+        sa = self.sa
+        reply = msg.get(SaPayload)
+        idp = msg.get(IdPayload)
+        assert reply is not None and idp is not None
+        suite = accept_reply(self.suites, reply)
+        if msg.spi_r == bytes(8):
+            raise NoProposalChosen("AM2 without a responder cookie")
+        # claimed: a failure of this copy names this identity and is notified
+        # under this cookie; both are undone if the copy is dropped
+        sa.spi_r = msg.spi_r
+        sa.remote_id = identity_of(idp)
+        kex, gxr = self._trial_kex(msg)
+        nr = self._nonce_of(msg)
+        idir_b = idp.body()
+        keys = derive_keys(
+            suite,
+            psk=sa.cfg.psk,
+            ni=self.ni,
+            nr=nr,
+            shared=kex.shared_secret,
+            cky_i=sa.spi_i,
+            cky_r=sa.spi_r,
+            gxi=self.gxi,
+            gxr=gxr,
+        )
+        self._verify_proof(hash_r(keys, self.gxi, gxr, sa.spi_i, sa.spi_r, self.sai_b, idir_b), msg)
+        return suite, keys, kex, gxr, nr, idir_b
+
+    def _trial_kex(self, msg: Message) -> tuple[KeyExchange, bytes]:
+        """Our key exchange completed with the peer's KE data, on a copy: a
+        key exchange takes the peer's value once, and the value of a copy of
+        AM2 that does not verify must not be the one kept."""
+        ke = msg.get(KePayload)
+        assert ke is not None and self.kex is not None
+        trial = copy.copy(self.kex)
+        try:
+            trial.set_peer(ke.data)
+        except InvalidKeyExchangeData as exc:
+            raise InvalidKeyInformation(str(exc)) from None
+        return trial, ke.data
+
+    def may_be_corrupted(self, exc: Ikev1Error, encrypted: bool) -> bool:
+        """AM2 is refused for whatever reason before HASH_R/SIG_R verified
+        (a transform we did not offer, no responder cookie, a KE or nonce
+        that is not acceptable, a certificate that does not fit, the proof
+        itself): any of it may be one corrupted byte on the way, and the
+        responder resends AM2.  Once the proof verified (an identity that is
+        not the configured one) it is the responder's word: fatal at once."""
+        if self.initiator and self.step == "AM2":
+            return self.am2_unproven
+        return super().may_be_corrupted(exc, encrypted)
+
+    def unverified_dropped(self) -> None:
+        if self.am2_claimed is not None:
+            self.sa.spi_r, self.sa.remote_id = self.am2_claimed
+            self.am2_claimed = None
 
     # ------------------------------------------------------------------ responder
 

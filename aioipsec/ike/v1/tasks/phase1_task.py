@@ -171,7 +171,11 @@ class Phase1Task(Task):
         return build_auth_payloads(cfg, self.method, self._auth_hash(self.initiator), send)
 
     def _verify_auth(self, msg: Message) -> None:
-        expected = self._auth_hash(not self.initiator)
+        self._verify_proof(self._auth_hash(not self.initiator), msg)
+
+    def _verify_proof(self, expected: bytes, msg: Message) -> None:
+        """HASH_x (PSK) or SIG_x over ``expected`` from the peer's identity
+        (``sa.remote_id``, which its certificate must match)."""
         if self.method == Ike1Auth.PSK:
             verify_psk_hash(expected, msg.payloads)
             return
