@@ -184,10 +184,14 @@ def test_chaos_establish_rekey_traffic(version: int) -> None:
     ok = [s for s, r in runs.items() if r.outcome == "ok"]
     failed = {s: r.outcome for s, r in runs.items() if r.outcome != "ok"}
     # IKEv2: a failure needs 5 lost tries of one exchange, rare at these rates.
-    # IKEv1 authenticates nothing before MM5/AM2: one corrupted MM2 responder
-    # cookie strands Main Mode until its retransmissions run out, and a
-    # corrupted MM5/MM6 reads as a HASH mismatch (AUTHENTICATION_FAILED), so
-    # 5 % corruption costs it some runs; each such failure is clean.
+    # IKEv1 authenticates nothing before MM5/AM2: a corrupted KE in MM3/MM4
+    # gives the two sides different keys (MM5 then fails on every copy:
+    # AUTHENTICATION_FAILED), a corrupted MM2 responder cookie strands Main
+    # Mode until its retransmissions run out, a corrupted MM2 proposal reads
+    # as NO_PROPOSAL_CHOSEN, so 5 % corruption costs it some runs; each such
+    # failure is clean.  (A corrupted MM5/MM6/AM2/AM3 copy alone is dropped
+    # and the retransmission completes: over 100 seeds 84 IKEv1 runs
+    # succeeded, 77 before that change; IKEv2 93.)
     assert len(ok) >= len(runs) * (0.9 if version == 2 else 0.6), f"too many failures: {failed}"
     delivered = sum(len(r.received["i"]) + len(r.received["r"]) for r in runs.values())
     sent = sum(len(r.sent["i"]) + len(r.sent["r"]) for r in runs.values())
