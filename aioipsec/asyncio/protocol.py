@@ -64,6 +64,8 @@ class SessionProtocol:
         """Installed Child SAs by inbound SPI."""
         self.ike_info: IkeSaEstablished | None = None
         self.established_at: float | None = None
+        self._rx_seen: dict[int, int] = {}
+        """Inbound packets per Child SA (inbound SPI) at the last timer (DPD)."""
         self.close_pending: dict[str, ChildSaInstalled | None] = {}
         """Child SAs (by config name) that ``close_action`` acts on if the peer
         deletes this IKE SA: the ones gone with it, and the ones the peer
@@ -129,10 +131,34 @@ class SessionProtocol:
         if at is not None:
             self._timer = self._loop.call_at(at, self._on_timer)
 
+    def _note_child_traffic(self, now: float) -> None:
+        """Tell the session when its Child SAs received packets since the last
+        timer: ESP/AH from the peer proves it alive, so DPD only probes an idle
+        peer (strongSwan: "only if no IKE or ESP/AH packet has been received
+        for the configured DPD delay").  One counter sum per timer, over this
+        session's Child SAs; nothing per packet."""
+        note = getattr(self.session, "note_peer_traffic", None)
+        if note is None or not self.children:
+            return
+        sad = self._endpoint.dataplane.sad_in
+        seen = self._rx_seen
+        counts = {}
+        grew = False
+        for spi in self.children:
+            pipe = sad.get(spi)
+            if pipe is not None:
+                n = counts[spi] = pipe.sa_in.stats.packets_in
+                if n > seen.get(spi, 0):
+                    grew = True
+        self._rx_seen = counts  # SAs gone since (rekeyed, deleted) drop out
+        if grew:
+            note(now)
+
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
         try:
+            self._note_child_traffic(self._loop.time())
             self.session.handle_timer(self._loop.time())
         except Exception:
             logger.exception("session %s timer failed", self.name)

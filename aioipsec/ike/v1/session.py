@@ -374,6 +374,16 @@ class IkeSessionV1:
                 self._remove_sa(sa, "deleted locally", now, notify_peer=True)
         self._close()
 
+    def note_peer_traffic(self, now: float) -> None:
+        """Authenticated ESP/AH from the peer arrived by ``now`` (the caller's
+        data plane saw it).  DPD is for when nothing comes from the peer (RFC
+        3706 §5.3), so this is liveness like an IKE message: no R-U-THERE is
+        sent while traffic flows, and an outstanding one stops counting
+        towards ``dpd_timeout``."""
+        sa = self.sa
+        if sa is not None and sa.established and now > sa.last_inbound:
+            dpd.alive(sa, now)
+
     def dpd(self, now: float) -> None:
         """Send an R-U-THERE now."""
         self.now = now

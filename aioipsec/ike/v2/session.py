@@ -546,6 +546,16 @@ class IkeSessionV2:
         self.sa.tm.queue(IkeDelete(self, self.sa, True, reason="deleted locally"), first=True)
         self._kick(now)
 
+    def note_peer_traffic(self, now: float) -> None:
+        """Authenticated ESP/AH from the peer arrived by ``now`` (the caller's
+        data plane saw it): liveness like an IKE message, so no liveness check
+        is started while traffic flows (strongSwan: DPD only "if no IKE or
+        ESP/AH packet has been received for the configured DPD delay").  An
+        exchange already in flight still needs its IKE response."""
+        sa = self.sa
+        if sa is not None and sa.established and now > sa.last_inbound:
+            sa.last_inbound = now
+
     def dpd(self, now: float) -> None:
         """Send a liveness check (empty INFORMATIONAL) now."""
         from .tasks import IkeDpd
