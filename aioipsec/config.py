@@ -137,6 +137,15 @@ class ConnectionConfig:
     initial_contact: bool = True
     key_export: bool = False
     """Allow exporting keys (Wireshark tables); never logged otherwise."""
+    vips: list[str] = field(default_factory=list)
+    """Virtual IPs to request (IKEv2 Configuration Payload, RFC 7296 §3.15):
+    ``0.0.0.0`` / ``::`` for any address of that family, or a specific address.
+    The assigned address becomes the local selector of children whose
+    ``local_ts`` is dynamic; no address assigned fails the IKE SA
+    (``FAILED_CP_REQUIRED``)."""
+    pools: list[str] = field(default_factory=list)
+    """Responder: names of address pools (:class:`PoolConfig`) to assign
+    virtual IPs from (the peer's dynamic ``remote_ts`` becomes its lease)."""
 
     @property
     def hard_lifetime(self) -> float:
@@ -148,6 +157,19 @@ class ConnectionConfig:
         if self.rand_time is not None:
             return self.rand_time
         return self.over_time if self.over_time is not None else self.rekey_time * 0.1
+
+
+@dataclass
+class PoolConfig:
+    """An address pool for virtual IPs (swanctl ``pools.<name>``)."""
+
+    name: str
+    addrs: str
+    """A subnet (``10.3.0.0/28``: its network address and, for IPv4, its
+    broadcast address are not handed out) or a range ``10.3.0.1..10.3.0.9``
+    (swanctl's ``10.3.0.1-10.3.0.9`` is accepted too)."""
+    dns: list[str] = field(default_factory=list)
+    """DNS servers sent with a lease (INTERNAL_IP4_DNS / INTERNAL_IP6_DNS)."""
 
 
 @dataclass

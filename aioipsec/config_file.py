@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import AuthConfig, ChildConfig, ConnectionConfig, GlobalConfig
+from .config import AuthConfig, ChildConfig, ConnectionConfig, GlobalConfig, PoolConfig
 from .crypto.transforms import Proposal, parse_proposal
 from .errors import AlgorithmError, ConfigError
 from .selectors import TrafficSelector, parse_ts
@@ -33,6 +33,8 @@ class Configuration:
     """Gateway TUN settings: ``name``, ``mtu``."""
     daemon: DaemonConfig = field(default_factory=lambda: DaemonConfig())
     """Where the daemon listens (``[daemon]``)."""
+    pools: dict[str, PoolConfig] = field(default_factory=dict)
+    """Virtual IP address pools (``[pools.<name>]``), named by ``connections.<name>.pools``."""
     source: str | None = None
 
 
@@ -157,6 +159,7 @@ _CONN_KEYS = {
     "encap", "fragmentation", "fragment_size", "dpd_delay", "dpd_timeout", "rekey_time", "over_time",
     "rand_time", "local", "remote", "children", "legacy", "retransmit_timeout", "retransmit_base",
     "retransmit_tries", "retransmit_jitter", "send_certreq", "send_cert", "initial_contact", "key_export",
+    "vips", "pools",
 }
 _CHILD_KEYS = {
     "local_ts", "remote_ts", "esp_proposals", "ah_proposals", "mode", "start_action", "rekey_time",
@@ -165,7 +168,8 @@ _CHILD_KEYS = {
 }
 _AUTH_KEYS = {"auth", "id", "certs", "cert", "key", "private_key", "cacerts", "intermediates", "rsa_pss"}
 _SECRET_KEYS = {"id", "secret", "secret_file"}
-_TOP_KEYS = {"connections", "secrets", "global", "tun", "daemon"}
+_TOP_KEYS = {"connections", "secrets", "global", "tun", "daemon", "pools"}
+_POOL_KEYS = {"addrs", "dns"}
 _DAEMON_KEYS = {"address", "port", "port_nat_t", "keep_alive"}
 _GLOBAL_KEYS = {"cookie_threshold", "half_open_max", "init_limit_per_peer", "fragment_reassembly_max"}
 
@@ -223,11 +227,46 @@ def parse_config(data: dict[str, Any], *, file: str | None = None, base: Path | 
             cfg.daemon.keep_alive = ctx.duration("daemon.keep_alive", d["keep_alive"])
         if cfg.daemon.port == cfg.daemon.port_nat_t:
             raise ctx.err("daemon.port_nat_t", f"must differ from daemon.port ({cfg.daemon.port})")
+    cfg.pools = _parse_pools(ctx, data.get("pools", {}))
     conns = ctx.table("connections", data.get("connections", {}))
     secrets = _parse_secrets(ctx, data.get("secrets", {}))
     for name, raw_conn in conns.items():
         cfg.connections[name] = _parse_connection(ctx, name, ctx.table(f"connections.{name}", raw_conn), secrets)
+        for i, pool in enumerate(cfg.connections[name].pools):
+            if pool not in cfg.pools:
+                known = ", ".join(sorted(cfg.pools)) or "none"
+                raise ctx.err(f"connections.{name}.pools[{i}]", f'no pool named "{pool}" (defined: {known})')
     return cfg
+
+
+def _parse_pools(ctx: _Ctx, raw: Any) -> dict[str, PoolConfig]:
+    from .ike.v2.pools import parse_pool_addrs
+
+    out: dict[str, PoolConfig] = {}
+    spans: list[tuple[str, int, int, int]] = []
+    for name, pool in ctx.table("pools", raw).items():
+        path = f"pools.{name}"
+        pool = ctx.table(path, pool)
+        ctx.check_keys(path, pool, _POOL_KEYS)
+        if "addrs" not in pool:
+            raise ctx.err(path, 'missing "addrs" (a subnet like "10.3.0.0/28" or a range "10.3.0.1..10.3.0.9")')
+        addrs = ctx.string(f"{path}.addrs", pool["addrs"])
+        try:
+            first, last = parse_pool_addrs(addrs)
+        except ValueError as exc:
+            raise ctx.err(f"{path}.addrs", f'expected a subnet or an address range a..b, got "{addrs}" ({exc})') from None
+        for other, version, lo, hi in spans:
+            if version == first.version and lo <= int(last) and int(first) <= hi:
+                raise ctx.err(f"{path}.addrs", f'overlaps pool "{other}"')
+        spans.append((name, first.version, int(first), int(last)))
+        dns = ctx.strings(f"{path}.dns", pool.get("dns", []))
+        for i, d in enumerate(dns):
+            try:
+                ipaddress.ip_address(d)
+            except ValueError:
+                raise ctx.err(f"{path}.dns[{i}]", f'expected an IP address, got "{d}"') from None
+        out[name] = PoolConfig(name=name, addrs=addrs, dns=dns)
+    return out
 
 
 def _parse_secrets(ctx: _Ctx, raw: Any) -> list[tuple[str, list[str], bytes]]:
@@ -434,6 +473,19 @@ def _parse_connection(
         c.retransmit_jitter = float(v)
     if "retransmit_tries" in raw:
         c.retransmit_tries = ctx.integer(f"{path}.retransmit_tries", raw["retransmit_tries"], 0, 100)
+    if "vips" in raw:
+        c.vips = ctx.strings(f"{path}.vips", raw["vips"])
+        for i, v in enumerate(c.vips):
+            try:
+                ipaddress.ip_address(v)
+            except ValueError:
+                raise ctx.err(f"{path}.vips[{i}]", f'expected "0.0.0.0", "::" or an IP address, got "{v}"') from None
+        if c.version != 2 and c.vips:
+            raise ctx.err(f"{path}.vips", "virtual IPs are supported with IKEv2 only (version = 2)")
+    if "pools" in raw:
+        c.pools = ctx.strings(f"{path}.pools", raw["pools"])
+        if c.version != 2 and c.pools:
+            raise ctx.err(f"{path}.pools", "address pools are supported with IKEv2 only (version = 2)")
     if "fragment_size" in raw:
         c.fragment_size = ctx.integer(f"{path}.fragment_size", raw["fragment_size"], 576, 65535)
     c.local = _parse_auth(ctx, f"{path}.local", raw.get("local", {}), True)

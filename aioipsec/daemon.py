@@ -73,6 +73,9 @@ class Daemon:
         self.endpoint: Any = None
         self.tun: Any = None
         self.routes: list[list[str]] = []
+        self.vips: dict[str, Any] = {}
+        """Virtual IPs assigned to us and added to the TUN device, with the
+        session (SessionProtocol) that holds each."""
         self.control: Any = None
         self._stop = asyncio.Event()
 
@@ -117,8 +120,10 @@ class Daemon:
             port=dc.port,
             natt_port=dc.port_nat_t,
             keepalive_interval=dc.keep_alive,
+            pools=list(self.config.pools.values()),
         )
         self.endpoint.event_listeners.append(self._log_event)
+        self.endpoint.event_listeners.append(self._vip_event)
         if self.tun is not None:
             self._install_transport_policy()
         logger.info("listening on %s:%d and %s:%d", host, dc.port, host, dc.port_nat_t)
@@ -142,12 +147,23 @@ class Daemon:
             for child in conn.children.values():
                 if child.mode != mode:
                     continue
-                for ts in child.remote_ts:
+                remote = list(child.remote_ts)
+                if not remote:
+                    # dynamic remote side of a gateway with pools: the leases
+                    remote = [self._pool_ts(name) for name in conn.pools if name in self.config.pools]
+                for ts in remote:
                     for net in route_prefixes(ts):
                         if net not in seen:
                             seen.add(net)
                             nets.append((net, ts.version))
         return nets
+
+    def _pool_ts(self, name: str) -> TrafficSelector:
+        from .ike.v2.pools import parse_pool_addrs
+        from .selectors import parse_ts
+
+        first, last = parse_pool_addrs(self.config.pools[name].addrs)
+        return parse_ts(f"{first}..{last}")
 
     def _install_routes(self) -> None:
         assert self.tun is not None
@@ -193,6 +209,38 @@ class Daemon:
         for cmd in self.routes:
             subprocess.run(cmd, capture_output=True)
         self.routes.clear()
+
+    def _vip_event(self, proto: Any, ev: Any) -> None:
+        """A virtual IP assigned to us goes onto the TUN device (so traffic
+        into the tunnel leaves from it) while its IKE SA lives, like
+        strongSwan's kernel interface installs it."""
+        from .events import IkeSaDeleted, IkeSaEstablished
+
+        if self.tun is None:
+            return
+        if isinstance(ev, IkeSaEstablished):
+            for vip in ev.local_vips:
+                if self.vips.get(vip) is proto:
+                    continue
+                self.vips[vip] = proto
+                plen = 32 if ipaddress.ip_address(vip).version == 4 else 128
+                self._run_ip(["ip", "addr", "replace", f"{vip}/{plen}", "dev", self.tun.name])
+        elif isinstance(ev, IkeSaDeleted) and getattr(proto.session, "is_closed", False):
+            for vip in [v for v, p in self.vips.items() if p is proto]:
+                self._del_vip(vip)
+
+    def _del_vip(self, vip: str) -> None:
+        self.vips.pop(vip, None)
+        plen = 32 if ipaddress.ip_address(vip).version == 4 else 128
+        self._run_ip(["ip", "addr", "del", f"{vip}/{plen}", "dev", self.tun.name])
+
+    def _run_ip(self, cmd: list[str]) -> None:
+        """One ``ip`` command (the same ``subprocess.run`` seam as routes)."""
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode == 0:
+            logger.info("%s", " ".join(cmd[1:]))
+        else:
+            logger.warning("%s failed: %s", " ".join(cmd), r.stderr.strip())
 
     def _log_event(self, proto: Any, ev: Any) -> None:
         from .events import AuthFailed, DpdTimeout, ExchangeStep, NegotiationFailed
@@ -258,6 +306,7 @@ class Daemon:
         self.config = new
         self.endpoint.configurations = dict(new.connections)
         self.endpoint.global_config = new.global_config
+        self.endpoint.set_pools(list(new.pools.values()))  # unchanged pools keep their leases
         # trap policies follow the file; held packets of a kept trap stay held
         dp = self.endpoint.dataplane
         kept = {(t.conn, t.child): t for t in dp.traps}
@@ -307,6 +356,9 @@ class Daemon:
             await self.control.close()
         if self.endpoint is not None:
             await self.endpoint.close()
+        if self.tun is not None:
+            for vip in list(self.vips):
+                self._del_vip(vip)
         self._remove_routes()
         if self.tun is not None:
             self.tun.close()

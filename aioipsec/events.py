@@ -41,6 +41,13 @@ class IkeSaEstablished(IpsecEvent):
     """True when the peer is behind a NAT."""
     rekeyed_from: bytes | None = None
     """For an IKE rekey: the old SA's initiator SPI, else None."""
+    local_vips: tuple[str, ...] = ()
+    """Virtual IPs the peer assigned to us (IKEv2 CFG_REPLY), as strongSwan's
+    ``local-vips``; they are the local selectors of dynamic children."""
+    remote_vips: tuple[str, ...] = ()
+    """Virtual IPs we leased to the peer from a pool (``remote-vips``)."""
+    dns: tuple[str, ...] = ()
+    """DNS servers the peer sent with our virtual IP (INTERNAL_IP4/6_DNS)."""
 
 
 @dataclass(frozen=True, slots=True)

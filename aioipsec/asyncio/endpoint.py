@@ -137,6 +137,7 @@ class Endpoint:
         global_config: GlobalConfig | None = None,
         respond: bool = True,
         keepalive_interval: float = KEEPALIVE_INTERVAL,
+        pools: Any = None,
     ) -> None:
         if isinstance(configurations, ConnectionConfig):
             configurations = [configurations]
@@ -145,6 +146,10 @@ class Endpoint:
         self.global_config = global_config or GlobalConfig()
         self.random = random
         self.respond = respond
+        self.pools: dict[str, Any] = {}
+        """Virtual IP address pools by name (:class:`~aioipsec.ike.v2.pools.AddressPool`),
+        shared by every responder session; see :meth:`set_pools`."""
+        self.set_pools(pools)
         self.ike_socket = ike_socket
         self.natt_socket = natt_socket
         self.esp_socket = esp_socket
@@ -231,6 +236,21 @@ class Endpoint:
                 ah = _open_raw_ah(host, required=bool(raw_ah))
         return cls(configurations=configurations, ike_socket=ike, natt_socket=natt, esp_socket=esp, ah_socket=ah,
                    loop=loop, **kw)
+
+    def set_pools(self, pools: Any) -> None:
+        """Use ``pools``: :class:`~aioipsec.config.PoolConfig` objects (a list,
+        or a dict by name) or ready :class:`~aioipsec.ike.v2.pools.AddressPool`
+        objects.  A pool whose name and settings are unchanged keeps its
+        leases (configuration reload)."""
+        from ..ike.v2.pools import AddressPool, build_pools
+
+        if not pools:
+            self.pools = {}
+            return
+        items = list(pools.values()) if isinstance(pools, dict) else list(pools)
+        ready = {p.name: p for p in items if isinstance(p, AddressPool)}
+        configs = [p for p in items if not isinstance(p, AddressPool)]
+        self.pools = {**build_pools(configs, keep=self.pools), **ready}
 
     # ---------------------------------------------------------------- receive
 
@@ -378,6 +398,7 @@ class Endpoint:
                 random=self.random,
                 global_config=self.global_config,
                 wall_clock=_utc_now,
+                pools=self.pools,
             )
         elif version == 1:
             from ..ike.v1.session import IkeSessionV1

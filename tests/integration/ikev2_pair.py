@@ -20,6 +20,7 @@ import datetime
 import random as _random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aioipsec.config import ConnectionConfig, GlobalConfig
 from aioipsec.events import IpsecEvent
@@ -110,8 +111,10 @@ class Pair:
         i_addr: Address = I_ADDR,
         r_addr: Address = R_ADDR,
         wall: datetime.datetime = WALL,
+        pools: dict[str, Any] | None = None,
     ) -> None:
         self.now = 0.0
+        self.pools = pools
         self.rand_i = ScriptedRandom(seed)
         self.rand_r = ScriptedRandom(seed + 1000)
         self.i_addr = i_addr
@@ -220,6 +223,7 @@ class Pair:
                 random=self.rand_r,
                 global_config=self.global_config,
                 wall_clock=lambda: self.wall,
+                pools=self.pools,
             )
         self.r.receive_datagram(data, src, self.now)
 

@@ -32,7 +32,7 @@ import logging
 import os
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +69,7 @@ from ..proposals import Selected
 from .fragment import Reassembler, ReassemblyLimitError, fragment_message
 from .message import Message, SkContext, check_rules, decode_message, encode_message, peek_header
 from .payloads import DeletePayload, MalformedMessage, NotifyPayload, SkfPayload
+from .pools import AddressPool
 from .task_manager import RetransmitPolicy, TaskManagerV2, random_fraction
 from .tasks.base import Task, TaskStatus
 
@@ -296,6 +297,7 @@ class IkeSessionV2:
         global_config: GlobalConfig | None = None,
         configurations: Sequence[ConnectionConfig] | None = None,
         wall_clock: Callable[[], datetime.datetime] | None = None,
+        pools: Mapping[str, AddressPool] | None = None,
     ) -> None:
         self.config = configuration
         self.candidates: list[ConnectionConfig] = list(configurations or [configuration])
@@ -338,6 +340,17 @@ class IkeSessionV2:
         """Inbound Child SPIs handed out to exchanges still in progress."""
         self.now = 0.0
         """Time of the current input (set by every entry point)."""
+        self.pools: Mapping[str, AddressPool] = pools or {}
+        """Responder: the endpoint's address pools by name (shared by its sessions)."""
+        self.local_vips: list[str] = []
+        """Virtual IPs the peer assigned to us (IKE_AUTH CFG_REPLY)."""
+        self.dns_servers: list[str] = []
+        """DNS servers the peer sent with them."""
+        self.remote_vips: list[str] = []
+        """Virtual IPs we leased to the peer."""
+        self.cp_failure = ""
+        """Why no virtual IP was assigned although one was requested (empty: none missing)."""
+        self._leases: list[tuple[AddressPool, str, Any]] = []
 
     # ================================================================== construction helpers
 
@@ -351,10 +364,12 @@ class IkeSessionV2:
         random: Callable[[int], bytes] = os.urandom,
         global_config: GlobalConfig | None = None,
         wall_clock: Callable[[], datetime.datetime] | None = None,
+        pools: Mapping[str, AddressPool] | None = None,
     ) -> IkeSessionV2:
         """A responder session for an incoming IKE_SA_INIT.  The configuration
         is chosen among ``configurations``: first by the IKE proposal in
-        IKE_SA_INIT, then by the identities in IKE_AUTH."""
+        IKE_SA_INIT, then by the identities in IKE_AUTH.  ``pools`` are the
+        address pools the configurations' ``pools`` name (virtual IPs)."""
         if not configurations:
             raise LocalProtocolError("respond() needs at least one configuration")
         return cls(
@@ -366,6 +381,7 @@ class IkeSessionV2:
             global_config=global_config,
             configurations=configurations,
             wall_clock=wall_clock,
+            pools=pools,
         )
 
     @staticmethod
@@ -466,7 +482,7 @@ class IkeSessionV2:
     def initiate(self, now: float, child: str | None = None) -> None:
         """Start IKE_SA_INIT and IKE_AUTH with the Child SA ``child`` (default:
         the configuration's first child; none configured: a childless IKE_AUTH)."""
-        from .tasks import ChildCreate, IkeAuth, IkeInit, IkeNatd
+        from .tasks import ChildCreate, IkeAuth, IkeConfig, IkeInit, IkeNatd
 
         if not self.is_initiator or self._initiated:
             raise LocalProtocolError("initiate() can only be called once, on an initiator session")
@@ -477,6 +493,9 @@ class IkeSessionV2:
         sa.state = IkeState.CONNECTING
         sa.tm.queue(IkeInit(self, sa, True))
         sa.tm.queue(IkeNatd(self, sa, True))
+        if self.config.vips:
+            # before IkeAuth: the reply is parsed when the IKE SA is declared established
+            sa.tm.queue(IkeConfig(self, sa, True))
         sa.tm.queue(IkeAuth(self, sa, True))
         cfg = self._child_config(child)
         if cfg is not None:
@@ -574,11 +593,11 @@ class IkeSessionV2:
         self.now = now
         local, remote = self._split_selector(selector)
         for cfg in self.config.children.values():
-            rts = cfg.remote_ts or [self._dynamic_ts(self.remote_addr)]
+            rts = cfg.remote_ts or self.remote_dynamic_ts()
             if not any(remote.intersect(t) == remote for t in rts):
                 continue
             if local is not None:
-                lts = cfg.local_ts or [self._dynamic_ts(self.local_addr)]
+                lts = cfg.local_ts or self.local_dynamic_ts()
                 if not any(local.intersect(t) == local for t in lts):
                     continue
             if cfg.name in self.pending_acquires or any(
@@ -725,6 +744,56 @@ class IkeSessionV2:
 
     def dynamic_remote_ts(self) -> TrafficSelector:
         return self._dynamic_ts(self.remote_addr)
+
+    def local_dynamic_ts(self) -> list[TrafficSelector]:
+        """What a child's ``dynamic`` local selector stands for: our virtual
+        IPs once assigned; while they are requested, any address of each
+        requested family (the responder narrows it to the lease, like
+        strongSwan); else our own address."""
+        if self.local_vips:
+            return [self._dynamic_ts((v, 0)) for v in self.local_vips]
+        if self.config.vips:
+            versions = dict.fromkeys(ipaddress.ip_address(v).version for v in self.config.vips)
+            return [TrafficSelector.any(v) for v in versions]
+        return [self.dynamic_local_ts()]
+
+    def remote_dynamic_ts(self) -> list[TrafficSelector]:
+        """A child's ``dynamic`` remote selector: the virtual IPs we leased to
+        the peer, else its address."""
+        if self.remote_vips:
+            return [self._dynamic_ts((v, 0)) for v in self.remote_vips]
+        return [self.dynamic_remote_ts()]
+
+    def lease_address(self, version: int, requested: Any = None) -> tuple[AddressPool, Any] | None:
+        """Responder: lease an address of IP ``version`` to the peer's
+        identity from the chosen connection's pools (in order); recorded in
+        :attr:`remote_vips` and released when the session closes."""
+        ident = str(self.sa.remote_id) if self.sa.remote_id is not None else self.remote_addr[0]
+        for name in self.config.pools:
+            pool = self.pools.get(name)
+            if pool is None:
+                logger.warning("IKE_SA %s: pool %s is not known to this endpoint (peer %s)", self.config.name, name,
+                               self.peer_label())
+                continue
+            if pool.version != version:
+                continue
+            ip = pool.acquire(ident, requested)
+            if ip is None:
+                logger.warning("IKE_SA %s: pool %s exhausted, no address for %s", self.config.name, name,
+                               self.peer_label())
+                continue
+            self._leases.append((pool, ident, ip))
+            self.remote_vips.append(str(ip))
+            logger.info("IKE_SA %s: assigned virtual IP %s from pool %s to %s", self.config.name, ip, name,
+                        self.peer_label())
+            return pool, ip
+        return None
+
+    def _release_leases(self) -> None:
+        leases, self._leases = self._leases, []
+        for pool, ident, ip in leases:
+            if pool.release(ident, ip):
+                logger.info("IKE_SA %s: lease %s of %s in pool %s released", self.config.name, ip, ident, pool.name)
 
     @staticmethod
     def _split_selector(
@@ -1049,7 +1118,7 @@ class IkeSessionV2:
         if ex == ExchangeType.IKE_SA_INIT:
             return [t.IkeInit(self, sa, False), t.IkeNatd(self, sa, False)]
         if ex == ExchangeType.IKE_AUTH:
-            return [t.IkeAuth(self, sa, False), t.ChildCreate(self, sa, False, in_auth=True)]
+            return [t.IkeAuth(self, sa, False), t.IkeConfig(self, sa, False), t.ChildCreate(self, sa, False, in_auth=True)]
         from .tasks import ChildCreate, ChildDelete, ChildRekey, IkeDelete, IkeRekey, Informational
         from .payloads import SaPayload
 
@@ -1233,6 +1302,9 @@ class IkeSessionV2:
                 nat_local=sa.nat_local,
                 nat_remote=sa.nat_remote,
                 rekeyed_from=rekeyed_from,
+                local_vips=tuple(self.local_vips),
+                remote_vips=tuple(self.remote_vips),
+                dns=tuple(self.dns_servers),
             )
         )
         logger.info(
@@ -1300,6 +1372,7 @@ class IkeSessionV2:
         sa.tm.queued = []
         sa.state = IkeState.CLOSED
         self._deferred.clear()
+        self._release_leases()
         self.emit(IkeSaDeleted(sa.spi_i or bytes(8), sa.spi_r, reason))
         logger.info("IKE_SA %s %s closed: %s", self.config.name, sa.spis(), reason)
 

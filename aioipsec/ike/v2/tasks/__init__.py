@@ -7,6 +7,7 @@ from .child_create import ChildCreate
 from .child_delete import ChildDelete
 from .child_rekey import ChildRekey
 from .ike_auth import IkeAuth
+from .ike_config import IkeConfig
 from .ike_delete import IkeDelete
 from .ike_dpd import IkeDpd, Informational
 from .ike_init import IkeInit
@@ -18,6 +19,7 @@ __all__ = [
     "ChildDelete",
     "ChildRekey",
     "IkeAuth",
+    "IkeConfig",
     "IkeDelete",
     "IkeDpd",
     "IkeInit",

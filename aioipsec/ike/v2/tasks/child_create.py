@@ -95,9 +95,9 @@ class ChildCreate(Task):
 
     def _configured_ts(self, cfg: ChildConfig) -> tuple[list[TrafficSelector], list[TrafficSelector]]:
         """The child's configured (local, remote) selectors; an empty side is
-        the dynamic one (our / the peer's address)."""
+        the dynamic one (our / the peer's address, or the virtual IPs)."""
         s = self.session
-        return list(cfg.local_ts) or [s.dynamic_local_ts()], list(cfg.remote_ts) or [s.dynamic_remote_ts()]
+        return list(cfg.local_ts) or s.local_dynamic_ts(), list(cfg.remote_ts) or s.remote_dynamic_ts()
 
     def _narrowed(
         self, cfg: ChildConfig, tsi: list[TrafficSelector], tsr: list[TrafficSelector]
@@ -276,6 +276,15 @@ class ChildCreate(Task):
                 raise TsUnacceptable("responder's traffic selectors are not inside what we proposed")
         self.local_ts = list(tsi.selectors)
         self.remote_ts = list(tsr.selectors)
+        if s.local_vips and not cfg.local_ts:
+            # dynamic local side with a virtual IP (strongSwan: the child's
+            # local_ts is the VIP): we offered any address, keep only ours
+            self.local_ts = narrow(s.local_dynamic_ts(), self.local_ts)
+            if not self.local_ts:
+                raise TsUnacceptable(
+                    f"responder's TSi {_ts_list(tsi.selectors)} does not contain our virtual IP "
+                    f"{', '.join(s.local_vips)}"
+                )
         self.mode = "transport" if cfg.mode == "transport" and msg.has_notify(NotifyType.USE_TRANSPORT_MODE) else "tunnel"
         child = self._make_child(initiator=True, ni=ni, nr=nr, shared=shared)
         self.child = child
@@ -308,6 +317,12 @@ class ChildCreate(Task):
         s, sa = self.session, self.sa
         if self.in_auth and msg.get(SaPayload) is None:
             self.skip = True  # childless IKE_AUTH (RFC 6023)
+            return
+        if self.in_auth and s.cp_failure:
+            # no virtual IP for the peer: N(INTERNAL_ADDRESS_FAILURE) and no
+            # Child SA in IKE_AUTH (RFC 7296 §3.10.1)
+            self.skip = True
+            s.step("CHILD_SA not created", sa, reason="no virtual IP assigned")
             return
         if not self.in_auth:
             self._refuse_if_busy()

@@ -4,6 +4,7 @@ RFC 7427).  Models: strongSwan ``ike_auth.c``, ``ike_cert_pre/post.c``."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from ....config import ConnectionConfig
@@ -11,14 +12,17 @@ from ....errors import AuthenticationFailed
 from ....events import NegotiationFailed
 from ... import auth as A
 from ...auth import Identity
-from ...constants import AuthMethod, CertEncoding, ExchangeType, NotifyType, notify_name
+from ...constants import AuthMethod, CertEncoding, ExchangeType, NotifyType, ProtocolId, notify_name
 from ..message import Message
-from ..payloads import AuthPayload, CertPayload, CertReqPayload, IdiPayload, IdrPayload
+from ..payloads import AuthPayload, CertPayload, CertReqPayload, DeletePayload, IdiPayload, IdrPayload
 from .base import Task, TaskStatus
 from .common import notify
 
 if TYPE_CHECKING:
     from cryptography import x509
+
+
+logger = logging.getLogger("aioipsec.ike")
 
 
 def _configured_id(text: str | None) -> Identity | None:
@@ -138,8 +142,25 @@ class IkeAuth(Task):
         octets = A.signed_octets(sa.init_response, sa.ni, peer_id.body(), sa.prf, sa.keys.sk_pr)
         how = self._verify(cfg, msg, peer_id, auth, octets)
         s.step("IKE_AUTH authenticated", sa, peer_id=str(peer_id), method=how)
+        if s.cp_failure:
+            return self._cp_required(s.cp_failure)
         s.ike_established(sa, s.now)
         return TaskStatus.SUCCESS
+
+    def _cp_required(self, why: str) -> TaskStatus:
+        """We requested a virtual IP and got none (IkeConfig parsed the reply):
+        like strongSwan, the IKE SA fails; the peer is told with a Delete."""
+        s, sa = self.session, self.sa
+        peer = s.peer_label(sa.remote_id)
+        reason = f"{why} (peer {peer})"
+        logger.warning("FAILED_CP_REQUIRED IKE_AUTH peer=%s %s: %s", peer, sa.spis(), why)
+        s.emit(NegotiationFailed(peer, "IKE_AUTH", "FAILED_CP_REQUIRED", reason))
+        mid = sa.tm.active.mid + 1 if sa.tm.active is not None else sa.tm.my_mid  # IKE_AUTH still outstanding
+        info = s.new_message(sa, ExchangeType.INFORMATIONAL, response=False, mid=mid)
+        info.payloads = [DeletePayload(ProtocolId.IKE)]
+        s.send_one_shot(sa, info)
+        self.failure_reason = f"FAILED_CP_REQUIRED: {reason}"
+        return TaskStatus.FAILED
 
     # ------------------------------------------------------------------ responder
 
