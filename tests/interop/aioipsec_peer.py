@@ -42,6 +42,7 @@ RETRANSMIT = {"retransmit_timeout": "1s", "retransmit_base": 1.4, "retransmit_tr
 # swanctl keys a Connection may override, and what they are called in aioipsec's TOML
 _IKE_OPTION_KEYS = {"rekey_time", "over_time", "rand_time", "dpd_delay", "send_cert", "send_certreq",
                     "fragmentation", "encap"}
+_LIST_OPTION_KEYS = {"vips", "pools"}           # swanctl comma lists, TOML lists in aioipsec
 _CHILD_OPTION_KEYS = {"rekey_time", "life_time", "rand_time", "replay_window", "start_action"}
 # IKE states in which an IKE SA carries its Child SAs (IKEv2 session; IKEv1 phase 1)
 UP_STATES = {"ESTABLISHED", "REKEYING"}
@@ -116,6 +117,9 @@ def render_aioipsec_config(conn: Connection, topology: Topology, side: str, *,
         # IKEv1 has no IKE rekey in strongSwan (it re-authenticates); aioipsec's
         # IKEv1 rekey_time plays that part
         key = "rekey_time" if key == "reauth_time" else key
+        if key in _LIST_OPTION_KEYS:
+            ike[key] = [v.strip() for v in value.split(",")]
+            continue
         if key not in _IKE_OPTION_KEYS:
             raise PeerError(f"IKE option {key!r} has no aioipsec equivalent here")
         ike[key] = _swanctl_option(key, value)
@@ -149,6 +153,11 @@ def render_aioipsec_config(conn: Connection, topology: Topology, side: str, *,
     if extra.get("global"):
         lines += ["[global]"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in extra["global"].items()]
+        lines += [""]
+    for name, keys in conn.pools.items():
+        lines += [f"[pools.{name}]", f"addrs = {_toml_value(keys['addrs'])}"]
+        if "dns" in keys:
+            lines += [f"dns = {_toml_value([d.strip() for d in keys['dns'].split(',')])}"]
         lines += [""]
     lines += ["[connections.ih]"]
     lines += [f"{k} = {_toml_value(v)}" for k, v in ike.items()]

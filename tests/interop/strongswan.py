@@ -144,6 +144,9 @@ class Connection:
     # comma-separated: "203.0.113.128/26,203.0.113.192/26")
     local_ts: str | None = None
     remote_ts: str | None = None
+    # address pools (swanctl's top-level ``pools``), name -> keys: {"rw": {"addrs": "10.3.0.0/28"}};
+    # a connection names them with ike_options={"pools": "rw"}
+    pools: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @classmethod
     def named(cls, profile: str, **kwargs: Any) -> Connection:
@@ -215,6 +218,9 @@ def render_swanctl(conn: Connection, topology: Topology, side: str) -> str:
         "SECRETS": secrets,
     }
     text = render_template((TEMPLATES / "swanctl.conf.in").read_text(), values)
+    if conn.pools:
+        text += "pools {\n" + "".join(
+            f"    {name} {{\n{_option_lines(keys, 8)}\n    }}\n" for name, keys in conn.pools.items()) + "}\n"
     # placeholders that rendered to nothing leave blank lines behind: drop them
     return "\n".join(line for line in text.splitlines() if line.strip()) + "\n"
 

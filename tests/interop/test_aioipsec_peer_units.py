@@ -112,3 +112,22 @@ def test_aioipsec_peer_satisfies_peer_protocol(tmp_path: Path) -> None:
     assert isinstance(peer, Peer)
     assert peer.dir.parent == tmp_path and not peer.alive() and peer.pid is None
     assert peer.args[:3] == ["-m", "aioipsec", "daemon"] and str(peer.control_path) in peer.args
+
+
+def test_virtual_ip_client_and_pool_gateway_render_for_both_products(tmp_path: Path) -> None:
+    from .strongswan import render_swanctl
+
+    topo = make_topology("direct")
+    client = Connection.named("ikev2-psk-gcm", local_ts="dynamic", ike_options={"vips": "0.0.0.0, ::"})
+    gateway = Connection.named("ikev2-psk-gcm", remote_ts="dynamic", ike_options={"pools": "rw"},
+                               pools={"rw": {"addrs": "10.3.0.0/28", "dns": "10.3.0.53"}})
+    c = _load(tmp_path, render_aioipsec_config(client, topo, "left")).connections["ih"]
+    assert c.vips == ["0.0.0.0", "::"] and c.children["ih"].local_ts == []   # dynamic
+    g_cfg = _load(tmp_path, render_aioipsec_config(gateway, topo, "right"))
+    g = g_cfg.connections["ih"]
+    assert g.pools == ["rw"] and g.children["ih"].remote_ts == []
+    assert g_cfg.pools["rw"].addrs == "10.3.0.0/28" and g_cfg.pools["rw"].dns == ["10.3.0.53"]
+    text = render_swanctl(gateway, topo, "right")
+    assert "pools = rw" in text and "remote_ts = dynamic" in text
+    assert "pools {\n    rw {\n        addrs = 10.3.0.0/28\n        dns = 10.3.0.53\n    }\n}" in text
+    assert "vips = 0.0.0.0, ::" in render_swanctl(client, topo, "left")
