@@ -20,6 +20,8 @@ change; removing a key or changing its type bumps ``schema``::
       "remote_addr": str,
       "local_id": str | null,      # identities (null before IKE_AUTH / MM5)
       "remote_id": str | null,
+      "local_vips": [str, ...],    # virtual IPs: ours (assigned by the peer's pool), the peer's
+      "remote_vips": [str, ...],   #   (assigned from our pool); [] without them
       "spi_i": str,                # 16 hex digits (IKEv1: initiator cookie)
       "spi_r": str,
       "proposal": str | null,      # strongSwan syntax: "aes128gcm16-prfsha256-x25519"
@@ -209,6 +211,8 @@ def ike_row(proto: Any, now: float, children: list[dict[str, Any]]) -> dict[str,
         "remote_addr": _addr(getattr(s, "remote_addr", None)),
         "local_id": info.local_id if info else None,
         "remote_id": info.remote_id if info else None,
+        "local_vips": list(getattr(info, "local_vips", ()) or ()),
+        "remote_vips": list(getattr(info, "remote_vips", ()) or ()),
         "spi_i": (getattr(s, "spi_i", b"") or bytes(8)).hex(),
         "spi_r": (getattr(s, "spi_r", b"") or bytes(8)).hex(),
         "proposal": info.algorithms if info else None,
@@ -307,8 +311,11 @@ def format_status(st: dict[str, Any]) -> str:
             f"{sa['name']}: {sa['state']}, IKEv{sa['version']}, {sa['spi_i']}_i{'*' if init else ''} "
             f"{sa['spi_r']}_r{'*' if init is False else ''}"
         )
-        out.append(f"  local  '{sa['local_id'] or ''}' @ {sa['local_addr']}{' (NAT)' if sa['nat_local'] else ''}")
-        out.append(f"  remote '{sa['remote_id'] or ''}' @ {sa['remote_addr']}{' (NAT)' if sa['nat_remote'] else ''}")
+        # as swanctl --list-sas: virtual IPs in brackets after the address
+        lv = "".join(f" [{v}]" for v in sa.get("local_vips") or ())
+        rv = "".join(f" [{v}]" for v in sa.get("remote_vips") or ())
+        out.append(f"  local  '{sa['local_id'] or ''}' @ {sa['local_addr']}{' (NAT)' if sa['nat_local'] else ''}{lv}")
+        out.append(f"  remote '{sa['remote_id'] or ''}' @ {sa['remote_addr']}{' (NAT)' if sa['nat_remote'] else ''}{rv}")
         if sa["proposal"]:
             out.append(f"  {sa['proposal']}")
         if sa["established"] is not None:

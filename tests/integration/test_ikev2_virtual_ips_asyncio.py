@@ -15,6 +15,7 @@ from aioipsec.asyncio.sockets import MemoryNetwork
 from aioipsec.config import PoolConfig, child, connection
 from aioipsec.events import ChildSaInstalled, IkeSaEstablished, NegotiationFailed
 from aioipsec.netutil import parse_udp, udp_packet
+from aioipsec.status import endpoint_status, format_status
 from aioipsec.transports.memory import memory_pipe
 
 GW = "192.0.2.2"
@@ -97,6 +98,11 @@ async def test_clients_reach_the_gateway_network_from_their_virtual_ips() -> Non
         assert ea.dns == ("10.3.0.53",)
         assert sorted(e.remote_vips for e in gw.of(IkeSaEstablished)) == [("10.3.0.1",), ("10.3.0.2",)]
         assert [str(t) for t in alice.of(ChildSaInstalled)[0].local_ts] == ["10.3.0.1/32"]
+        # status shows them as swanctl --list-sas does
+        (sa,) = endpoint_status(alice.ep)["ike_sas"]
+        assert (sa["local_vips"], sa["remote_vips"]) == (["10.3.0.1"], [])
+        assert sorted(s["remote_vips"] for s in endpoint_status(gw.ep)["ike_sas"]) == [["10.3.0.1"], ["10.3.0.2"]]
+        assert "@ 192.0.2.10[500] [10.3.0.1]" in format_status(endpoint_status(alice.ep))
         # traffic from each virtual IP crosses the tunnel, and the answers come back
         alice.app.send_batch([udp_packet("10.3.0.1", SERVER, 40000, 7, b"from alice")])
         bob.app.send_batch([udp_packet("10.3.0.2", SERVER, 40001, 7, b"from bob")])

@@ -24,7 +24,8 @@ OPT_NUM = (int, float, type(None))
 TOP = {"schema": int, "ike_sas": list, "static_children": list, "endpoint": dict}
 IKE_SA = {
     "name": str, "version": int, "state": str, "initiator": OPT_BOOL, "local_addr": OPT_STR,
-    "remote_addr": OPT_STR, "local_id": OPT_STR, "remote_id": OPT_STR, "spi_i": str, "spi_r": str,
+    "remote_addr": OPT_STR, "local_id": OPT_STR, "remote_id": OPT_STR, "local_vips": list, "remote_vips": list,
+    "spi_i": str, "spi_r": str,
     "proposal": OPT_STR, "nat_local": OPT_BOOL, "nat_remote": OPT_BOOL, "established": OPT_NUM,
     "rekey_in": OPT_INT, "expire_in": OPT_INT, "children": list,
 }
