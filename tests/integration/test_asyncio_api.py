@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 import pytest
+from asyncwait import until
 
 from aioipsec.asyncio.client import connect, serve
 from aioipsec.asyncio.endpoint import Endpoint
@@ -45,15 +46,6 @@ def transport_configs(client_ip: str, server_ip: str, **kw: Any) -> tuple[Connec
                    children=[child("host", local_ts=[f"{server_ip}/32"], remote_ts=[f"{client_ip}/32"],
                                    mode="transport")], **kw)
     return c, s
-
-
-async def until(cond: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 async def tunnel_story(client_ip: str, server_ip: str, network: MemoryNetwork | None, **kw: Any) -> dict[str, Any]:

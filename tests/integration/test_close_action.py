@@ -15,6 +15,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from asyncwait import until
 
 from aioipsec.events import ChildSaInstalled
 from aioipsec.netutil import parse_udp, udp_packet
@@ -31,15 +32,6 @@ def with_close_action(p: IpsecPair, action: str) -> None:
     """Only the left peer acts (the configuration object its endpoint uses);
     the right peer keeps the default, none."""
     p.left.config.children["app"].close_action = action
-
-
-async def until(cond: Any, timeout: float = 5.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 async def delivered(p: IpsecPair, payload: bytes) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from asyncwait import until
 
 from aioipsec.asyncio.dataplane import DataPlane, ah_spi, ipv4_with_ident
 from aioipsec.asyncio.endpoint import AH_MEMORY_PORT, Endpoint
@@ -135,15 +136,6 @@ async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
         await p.host_b.stop()
         await asyncio.wait_for(a.close(timeout=1.0), 5)
         await asyncio.wait_for(b.close(timeout=1.0), 5)
-
-
-async def until(cond: Any, timeout: float = 5.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 async def up(p: Pair) -> tuple[Any, Any]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from asyncwait import until
 
 from aioipsec.asyncio.dataplane import HOLD_QUEUE
 from aioipsec.asyncio.endpoint import Endpoint
@@ -122,16 +123,6 @@ async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
         await p.host_b.stop()
         await asyncio.wait_for(a.close(timeout=1.0), 5)
         await asyncio.wait_for(b.close(timeout=1.0), 5)
-
-
-async def until(cond: Any, timeout: float = 5.0, what: str = "condition") -> None:
-    """Wait (bounded) until ``cond()`` is true."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 def packets(n: int, start: int = 0, src: str = HOST_A, dst: str = HOST_B) -> list[bytes]:

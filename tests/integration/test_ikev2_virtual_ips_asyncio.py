@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from asyncwait import until
+
 from aioipsec.asyncio.endpoint import Endpoint
 from aioipsec.asyncio.sockets import MemoryNetwork
 from aioipsec.config import PoolConfig, child, connection
@@ -22,15 +24,6 @@ GW = "192.0.2.2"
 NET = "203.0.113.0/24"
 SERVER = "203.0.113.20"
 PSK = "road-warrior-asyncio-psk"
-
-
-async def until(cond: Any, timeout: float = 5.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 class Side:

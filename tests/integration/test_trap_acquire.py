@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from asyncwait import until
 
 from aioipsec.asyncio import dataplane as dataplane_mod
 from aioipsec.asyncio.dataplane import TrapPolicy
@@ -84,15 +85,6 @@ async def gw(request: pytest.FixtureRequest) -> AsyncIterator[Gw]:
     finally:
         await asyncio.wait_for(a.close(timeout=0.5), 5)
         await asyncio.wait_for(b.close(timeout=0.5), 5)
-
-
-async def until(cond: Any, timeout: float = 5.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 @pytest.mark.parametrize("gw", [{"b_proposals": ["aes256-sha256-modp2048"]}], indirect=True)
