@@ -19,11 +19,11 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from asyncwait import until
+from asyncwait import Host, until
 
 from aioipsec.asyncio.dataplane import DataPlane, ah_spi, ipv4_with_ident
 from aioipsec.asyncio.endpoint import AH_MEMORY_PORT, Endpoint
@@ -32,9 +32,9 @@ from aioipsec.config import ConnectionConfig, child, connection
 from aioipsec.crypto.transforms import integ, parse_proposal
 from aioipsec.esp.ip import checksum, header_info
 from aioipsec.events import ChildSaInstalled
-from aioipsec.netutil import parse_udp, udp_packet
+from aioipsec.netutil import udp_packet
 from aioipsec.selectors import parse_ts
-from aioipsec.transports.memory import MemoryInnerTransport, memory_pipe
+from aioipsec.transports.memory import memory_pipe
 
 PSK = "memory-ah-test-psk"
 
@@ -74,30 +74,6 @@ def ah_configs(net: Net, *, version: int = 2, mode: str = "tunnel") -> tuple[Con
                               local_addrs=[me], remote_addrs=[peer], dpd_delay=0, children=[ch], **extra))
     return out[0], out[1]
 
-
-@dataclass
-class Host:
-    end: MemoryInnerTransport
-    received: list[bytes] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        async def run() -> None:
-            while True:
-                self.received.extend(await self.end.recv_batch())
-
-        self.task = asyncio.get_running_loop().create_task(run())
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except asyncio.CancelledError:
-                pass
-
-    def payloads(self) -> list[bytes]:
-        return [u[4] for u in map(parse_udp, self.received) if u is not None]
 
 
 @dataclass

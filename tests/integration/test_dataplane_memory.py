@@ -14,19 +14,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from asyncwait import until
+from asyncwait import Host, until
 
 from aioipsec.asyncio.dataplane import HOLD_QUEUE
 from aioipsec.asyncio.endpoint import Endpoint
 from aioipsec.asyncio.sockets import MemoryNetwork
 from aioipsec.config import ConnectionConfig, child, connection
 from aioipsec.events import ChildSaDeleted, ChildSaInstalled
-from aioipsec.netutil import parse_udp, udp_packet
-from aioipsec.transports.memory import MemoryInnerTransport, memory_pipe
+from aioipsec.netutil import udp_packet
+from aioipsec.transports.memory import memory_pipe
 
 GW_A, GW_B = "192.0.2.1", "192.0.2.2"
 NET_A, NET_B = "198.51.100.0/24", "203.0.113.0/24"
@@ -59,37 +59,6 @@ def configs(*, trap: bool = False, version: int = 2, **conn_kw: Any) -> tuple[Co
     )
     return a, b
 
-
-@dataclass
-class Host:
-    """The network behind a gateway: the application end of its memory pipe."""
-
-    end: MemoryInnerTransport
-    received: list[bytes] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        async def run() -> None:
-            while True:
-                self.received.extend(await self.end.recv_batch())
-
-        self.task = asyncio.get_running_loop().create_task(run())
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except asyncio.CancelledError:
-                pass
-
-    def payloads(self) -> list[bytes]:
-        out = []
-        for pkt in self.received:
-            u = parse_udp(pkt)
-            if u is not None:
-                out.append(u[4])
-        return out
 
 
 @dataclass
