@@ -168,6 +168,19 @@ class DpdTimeout(IpsecEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class PeerAddressChanged(IpsecEvent):
+    """An authenticated IKE message of an established IKE SA came from a new
+    address or port: the peer's NAT mapping changed (or it moved).  IKE
+    answers already go there; the Child SAs' ESP must follow (RFC 7296
+    §2.23: a host that is not itself behind a NAT updates the address of the
+    SA; one behind a NAT does not, and emits nothing)."""
+
+    peer: str
+    old_addr: Address
+    new_addr: Address
+
+
+@dataclass(frozen=True, slots=True)
 class ExchangeStep(IpsecEvent):
     """One line of the protocol story: ``IKE_SA_INIT sent``, ``MM3 received``.
     Also logged; the event lets a demo or UI show progress."""

@@ -294,6 +294,17 @@ class DataPlane:
                 self.outbound_packets(held)
         return pipe
 
+    def peer_moved(self, owner: SessionProtocol, addr: Address) -> int:
+        """The IKE SA of ``owner`` follows its peer to ``addr`` (a changed NAT
+        mapping, :class:`~aioipsec.events.PeerAddressChanged`): so do the ESP
+        and AH of its Child SAs.  Returns how many SAs were updated."""
+        n = 0
+        for pipe in self.sad_in.values():
+            if pipe.owner is owner and pipe.remote != addr:
+                pipe.remote = addr
+                n += 1
+        return n
+
     def remove(self, ev: ChildSaDeleted) -> None:
         self._flow_out.clear()
         pipe = self.sad_in.get(ev.spi_in)

@@ -26,6 +26,7 @@ from ..events import (
     IkeSaEstablished,
     IpsecEvent,
     NegotiationFailed,
+    PeerAddressChanged,
 )
 from ..selectors import Address, TrafficSelector
 from .dataplane import DataPlane
@@ -558,6 +559,10 @@ class Endpoint:
         elif isinstance(ev, ChildSaDeleted):
             self.dataplane.remove(ev)
             self._child_deleted(proto, ev)
+        elif isinstance(ev, PeerAddressChanged):
+            moved = self.dataplane.peer_moved(proto, ev.new_addr)
+            logger.info("%s: peer moved %s[%d] -> %s[%d] (NAT mapping changed): %d Child SA(s) follow",
+                        proto.name, ev.old_addr[0], ev.old_addr[1], ev.new_addr[0], ev.new_addr[1], moved)
         elif isinstance(ev, IkeSaEstablished):
             self._half_open.discard(proto)
             if ev.version == 1:

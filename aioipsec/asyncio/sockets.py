@@ -248,6 +248,10 @@ class MemoryNetwork:
         """Called with (src, data, dst) for every datagram sent (a capture point)."""
         self.mangle: Callable[[Address, bytes, Address], bytes | None] | None = None
         """Rewrites (or drops, by returning None) datagrams in flight: an on-path attacker."""
+        self.nat: Callable[[Address, Address], tuple[Address, Address] | None] | None = None
+        """Rewrites the (source, destination) addresses of datagrams in flight,
+        or drops them by returning None: a NAT between the peers (the tap sees
+        what the sender sent)."""
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -291,6 +295,12 @@ class MemoryNetwork:
                 self.dropped += 1
                 return
             data = mangled
+        if self.nat is not None:
+            moved = self.nat(src, dst)
+            if moved is None:
+                self.dropped += 1
+                return
+            src, dst = moved
         model = self._model(src[0], dst[0])
         if model is None:
             self.loop.call_soon(self._deliver, dst, [(data, src)])

@@ -3,11 +3,13 @@ fragmentation (RFC 7383) and the stateless COOKIE round trip (RFC 7296 §2.6).""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from ikev2_pair import NAT_PUBLIC, Link, Pair, cert_pair_configs, make_pki, mirror, psk_pair_configs
 
 from aioipsec.config import GlobalConfig
-from aioipsec.events import ChildSaInstalled, ExchangeStep, IkeSaEstablished
+from aioipsec.events import ChildSaInstalled, ExchangeStep, IkeSaEstablished, PeerAddressChanged
 from aioipsec.ike.constants import ExchangeType, NotifyType, PayloadType
 from aioipsec.ike.cookies import COOKIE_LEN, CookieJar, InitDecision, decide_ike_sa_init
 from aioipsec.ike.natd import check_natd, natd_hash
@@ -101,6 +103,33 @@ def test_nat_mapping_change_is_followed() -> None:
     p.r.receive_datagram(req, (NAT_PUBLIC, 51234), p.now)  # the NAT picked a new port
     assert p.r.remote_addr == (NAT_PUBLIC, 51234)
     assert p.r.datagrams_to_send(p.now)[0][1] == (NAT_PUBLIC, 51234)
+    # the data plane is told, so the Child SAs' ESP follows (RFC 7296 §2.23)
+    (moved,) = [e for e in _events(p.r) if isinstance(e, PeerAddressChanged)]
+    assert (moved.old_addr, moved.new_addr) == ((NAT_PUBLIC, 44500), (NAT_PUBLIC, 51234))
+
+
+def test_behind_a_nat_the_peer_address_is_not_updated() -> None:
+    """RFC 7296 §2.23: a host behind a NAT does not follow an authenticated
+    packet to a new address (it could redirect its traffic); it keeps
+    answering the address it has, and nothing tells its data plane to move."""
+    p = Pair(*psk_pair_configs(), nat=True)
+    _establish(p)
+    assert p.r is not None and p.i.remote_addr == ("192.0.2.2", 4500)
+    p.r.dpd(p.now)
+    [req] = p.out_r()
+    p.i.receive_datagram(req, ("192.0.2.2", 4501), p.now)
+    assert p.i.remote_addr == ("192.0.2.2", 4500)
+    assert p.i.stats.peer_moves_ignored == 1
+    [(_, dst)] = p.i.datagrams_to_send(p.now)
+    assert dst == ("192.0.2.2", 4500)
+    assert not [e for e in _events(p.i) if isinstance(e, PeerAddressChanged)]
+
+
+def _events(session: Any) -> list[Any]:
+    out = []
+    while (ev := session.next_event()) is not None:
+        out.append(ev)
+    return out
 
 
 # --------------------------------------------------------------------------- fragmentation

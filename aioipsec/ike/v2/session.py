@@ -61,6 +61,7 @@ from ...events import (
     IkeSaEstablished,
     IpsecEvent,
     NegotiationFailed,
+    PeerAddressChanged,
 )
 from ...selectors import Address, TrafficSelector
 from ..auth import Identity
@@ -130,6 +131,9 @@ class SessionStats:
     """Requests answered with an error notify."""
     dropped_closed: int = 0
     internal_errors: int = 0
+    peer_moves_ignored: int = 0
+    """Authenticated messages from a new peer address not followed because
+    we are behind a NAT (RFC 7296 §2.23)."""
 
 
 @dataclass(eq=False)
@@ -1074,18 +1078,37 @@ class IkeSessionV2:
         if msg.encrypted:
             sa.last_inbound = now
             if addr != self.remote_addr:
-                self._peer_moved(addr)
+                self._peer_moved(sa, addr)
         else:
             sa.last_init_request = data
             sa.init_request = data
         self._process_request(sa, msg, now)
 
-    def _peer_moved(self, addr: Address) -> None:
+    def _peer_moved(self, sa: IkeSa, addr: Address) -> None:
+        """An authenticated message of ``sa`` came from ``addr``.  While the IKE
+        SA is being set up this is the float to 4500 (and the NAT's mapping
+        of it).  Once established it is a changed NAT mapping (or a moved
+        peer): RFC 7296 §2.23 -- a host that is not behind a NAT itself sends
+        everything, ESP included, to the new address (PeerAddressChanged tells
+        the data plane); a host behind a NAT does not update (a forged or
+        replayed packet could otherwise redirect its traffic)."""
         if addr[1] == NATT_PORT and not self.nat_t:
             self.switch_to_natt()
-        if addr != self.remote_addr:
-            logger.info("peer %s now at %s", self.peer, _peer_str(addr))
+        if addr == self.remote_addr:
+            return
+        old = self.remote_addr
+        if sa.established:
+            if sa.nat_local:
+                self.stats.peer_moves_ignored += 1
+                logger.info("peer %s: authenticated message from %s ignored for the address update (we are behind a NAT)",
+                            self.peer, _peer_str(addr))
+                return
+            logger.info("peer %s now at %s (NAT mapping changed)", self.peer, _peer_str(addr))
             self.remote_addr = addr
+            self.emit(PeerAddressChanged(_peer_str(addr), old, addr))
+            return
+        logger.info("peer %s now at %s", self.peer, _peer_str(addr))
+        self.remote_addr = addr
 
     def _resend_response(self, sa: IkeSa) -> None:
         packets = sa.tm.cached_response()
@@ -1222,7 +1245,7 @@ class IkeSessionV2:
         if msg.encrypted:
             sa.last_inbound = now
             if addr != self.remote_addr:
-                self._peer_moved(addr)
+                self._peer_moved(sa, addr)
         elif msg.exchange_type == ExchangeType.IKE_SA_INIT:
             sa.init_response = data
         self._log_message(sa, msg, "received")
