@@ -65,6 +65,9 @@ class IsakmpSa:
     dpd_pending_since: float | None = None
     dpd_next_at: float | None = None
     finished_mids: deque[int] = field(default_factory=lambda: deque(maxlen=32))
+    info_mids: deque[int] = field(default_factory=lambda: deque(maxlen=32))
+    """Message IDs of the peer's last protected Informationals: one seen
+    again is a replay, which must not move the peer's address."""
     tm: TaskManagerV1 = field(default=None, repr=False)  # type: ignore[assignment]
     """Set by the session right after creation."""
 

@@ -41,6 +41,7 @@ from ...events import (
     IkeSaEstablished,
     IpsecEvent,
     NegotiationFailed,
+    PeerAddressChanged,
 )
 from ...selectors import Address, TrafficSelector
 from ..auth import Identity
@@ -656,14 +657,49 @@ class IkeSessionV1:
         self.stats["dropped"] += 1
         logger.debug("dropped %s from %s: %s", step, self.remote_addr[0], exc)
 
-    def _peer_seen(self, sa: IsakmpSa, addr: Address, now: float) -> None:
+    def _peer_seen(self, sa: IsakmpSa, addr: Address, now: float, *, replayed: bool = False) -> None:
+        """A message of ``sa`` from ``addr`` passed all checks.  While ``sa``
+        is being set up a new address is the float to 4500 (and the NAT's
+        mapping of it), followed as before.  On an established ISAKMP SA
+        the message was authenticated (Quick Mode, protected Informational:
+        DPD R-U-THERE/ACK, deletes): the peer's NAT mapping changed.  As
+        charon (ike_sa update_hosts) and pluto ("NAT-T: updating remote
+        port") do, a host that is not behind a NAT itself follows it, ESP
+        included (:class:`PeerAddressChanged` tells the data plane; RFC 3947
+        §5 / RFC 3948: the mapping the peer's packets come from is the one to
+        answer); a host behind a NAT does not (a forged or replayed packet
+        could otherwise redirect its traffic), and counts it.  An
+        Informational with a Message ID already seen on the SA (``replayed``)
+        moves nothing either."""
         dpd.alive(sa, now)
         if addr == self.remote_addr:
             return
         if sa.nat_t and addr == self._prefloat_remote:
             return  # a straggler from before the float
-        logger.info("peer %s now at %s:%d", self.remote_addr[0], addr[0], addr[1])
+        if not sa.established:
+            logger.info("peer %s now at %s:%d", self.remote_addr[0], addr[0], addr[1])
+            self.remote_addr = addr
+            return
+        if sa.nat_local:
+            self.stats["peer_moves_ignored"] += 1
+            logger.info("peer %s: authenticated message from %s:%d not followed: we are behind a NAT (cookies %s)",
+                        self.peer, addr[0], addr[1], sa.cookies)
+            return
+        if replayed:
+            self.stats["peer_moves_replayed"] += 1
+            logger.info("peer %s: replayed Informational from %s:%d not followed (cookies %s)",
+                        self.peer, addr[0], addr[1], sa.cookies)
+            return
+        self._moved_to(sa, addr)
+
+    def _moved_to(self, sa: IsakmpSa, addr: Address) -> None:
+        """IKE and the IPsec SAs go to ``addr`` from now on."""
+        old = self.remote_addr
         self.remote_addr = addr
+        self.stats["peer_moves"] += 1
+        logger.info("peer %s now at %s:%d (was %s:%d: NAT mapping changed; cookies %s)",
+                    self.peer, addr[0], addr[1], old[0], old[1], sa.cookies)
+        self._events.append(PeerAddressChanged(self.peer, old, addr))
 
     def _peer_known(self, sa: IsakmpSa) -> None:
         """The peer's identity arrived (it now shows in ``peer``)."""

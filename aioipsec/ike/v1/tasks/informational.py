@@ -90,7 +90,10 @@ def process_informational(
     msg.src = addr
     if encrypted:
         sa.last_inbound = now
-        session._peer_seen(sa, addr, now)
+        replayed = header.message_id in sa.info_mids
+        if not replayed:
+            sa.info_mids.append(header.message_id)
+        session._peer_seen(sa, addr, now, replayed=replayed)
     for n in msg.notifies():
         _notify(session, sa, n, encrypted, now)
     for d in msg.deletes():
