@@ -105,6 +105,10 @@ class ConnectionConfig:
     """IKEv1 Aggressive Mode."""
     encap: bool = False
     """Force UDP encapsulation of ESP even without a NAT (fakes NAT-D like strongSwan)."""
+    mobike: bool = True
+    """IKEv2 MOBIKE (RFC 4555), as swanctl ``mobike``: as responder, answer an
+    initiator's MOBIKE_SUPPORTED and follow its UPDATE_SA_ADDRESSES (a
+    roaming client keeps its IKE and Child SAs)."""
     fragmentation: bool = True
     """IKE fragmentation (RFC 7383 / IKEv1 vendor extension) when supported by the peer."""
     fragment_size: int = 1280

@@ -159,7 +159,7 @@ _CONN_KEYS = {
     "encap", "fragmentation", "fragment_size", "dpd_delay", "dpd_timeout", "rekey_time", "over_time",
     "rand_time", "local", "remote", "children", "legacy", "retransmit_timeout", "retransmit_base",
     "retransmit_tries", "retransmit_jitter", "send_certreq", "send_cert", "initial_contact", "key_export",
-    "vips", "pools",
+    "vips", "pools", "mobike",
 }
 _CHILD_KEYS = {
     "local_ts", "remote_ts", "esp_proposals", "ah_proposals", "mode", "start_action", "rekey_time",
@@ -453,7 +453,7 @@ def _parse_connection(
             setattr(c, key, ctx.integer(f"{path}.{key}", raw[key], 1, 65535))
     if "proposals" in raw:
         c.proposals = _proposals(ctx, f"{path}.proposals", raw["proposals"], "ike", legacy)
-    for key in ("aggressive", "encap", "fragmentation", "send_certreq", "initial_contact", "key_export"):
+    for key in ("aggressive", "encap", "mobike", "fragmentation", "send_certreq", "initial_contact", "key_export"):
         if key in raw:
             setattr(c, key, ctx.boolean(f"{path}.{key}", raw[key]))
     if "send_cert" in raw:

@@ -173,11 +173,16 @@ class PeerAddressChanged(IpsecEvent):
     address or port: the peer's NAT mapping changed (or it moved).  IKE
     answers already go there; the Child SAs' ESP must follow (RFC 7296
     §2.23: a host that is not itself behind a NAT updates the address of the
-    SA; one behind a NAT does not, and emits nothing)."""
+    SA; one behind a NAT does not, and emits nothing).  With MOBIKE only an
+    UPDATE_SA_ADDRESSES request moves the peer (RFC 4555 §3.5), behind a NAT
+    too, and may switch UDP encapsulation (``encap``)."""
 
     peer: str
     old_addr: Address
     new_addr: Address
+    encap: bool | None = None
+    """MOBIKE (RFC 4555 §3.5): whether the Child SAs' ESP is UDP-encapsulated
+    from now on (NAT detection redone for the new path); None: unchanged."""
 
 
 @dataclass(frozen=True, slots=True)

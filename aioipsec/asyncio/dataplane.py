@@ -294,15 +294,20 @@ class DataPlane:
                 self.outbound_packets(held)
         return pipe
 
-    def peer_moved(self, owner: SessionProtocol, addr: Address) -> int:
+    def peer_moved(self, owner: SessionProtocol, addr: Address, encap: bool | None = None) -> int:
         """The IKE SA of ``owner`` follows its peer to ``addr`` (a changed NAT
-        mapping, :class:`~aioipsec.events.PeerAddressChanged`): so do the ESP
-        and AH of its Child SAs.  Returns how many SAs were updated."""
+        mapping or a MOBIKE update, :class:`~aioipsec.events.PeerAddressChanged`):
+        so do the ESP and AH of its Child SAs, and their UDP encapsulation
+        becomes ``encap`` unless that is None.  Returns how many SAs changed."""
         n = 0
         for pipe in self.sad_in.values():
-            if pipe.owner is owner and pipe.remote != addr:
-                pipe.remote = addr
-                n += 1
+            if pipe.owner is not owner:
+                continue
+            changed = pipe.remote != addr or (encap is not None and pipe.encap != encap)
+            pipe.remote = addr
+            if encap is not None:
+                pipe.encap = encap
+            n += changed
         return n
 
     def remove(self, ev: ChildSaDeleted) -> None:

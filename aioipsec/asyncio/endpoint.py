@@ -560,9 +560,12 @@ class Endpoint:
             self.dataplane.remove(ev)
             self._child_deleted(proto, ev)
         elif isinstance(ev, PeerAddressChanged):
-            moved = self.dataplane.peer_moved(proto, ev.new_addr)
-            logger.info("%s: peer moved %s[%d] -> %s[%d] (NAT mapping changed): %d Child SA(s) follow",
-                        proto.name, ev.old_addr[0], ev.old_addr[1], ev.new_addr[0], ev.new_addr[1], moved)
+            encap = getattr(ev, "encap", None)
+            moved = self.dataplane.peer_moved(proto, ev.new_addr, encap)
+            logger.info("%s: peer moved %s[%d] -> %s[%d] (%s): %d Child SA(s) follow",
+                        proto.name, ev.old_addr[0], ev.old_addr[1], ev.new_addr[0], ev.new_addr[1],
+                        "NAT mapping changed" if encap is None else
+                        f"MOBIKE, UDP encapsulation {'on' if encap else 'off'}", moved)
         elif isinstance(ev, IkeSaEstablished):
             self._half_open.discard(proto)
             if ev.version == 1:

@@ -204,6 +204,9 @@ class IkeSa:
         self.nat_local = False
         self.nat_remote = False
         self.nat_forced = False
+        self.mobike = False
+        """MOBIKE (RFC 4555) negotiated in IKE_AUTH: no implicit address
+        updates; the peer moves us with UPDATE_SA_ADDRESSES."""
         self.local_id: Identity | None = None
         self.remote_id: Identity | None = None
         self.established_at: float | None = None
@@ -355,6 +358,8 @@ class IkeSessionV2:
         self.cp_failure = ""
         """Why no virtual IP was assigned although one was requested (empty: none missing)."""
         self._leases: list[tuple[AddressPool, str, Any]] = []
+        self.request_addr: Address | None = None
+        """Source address of the request being processed (MOBIKE)."""
 
     # ================================================================== construction helpers
 
@@ -851,9 +856,12 @@ class IkeSessionV2:
             return packets
         return [data]
 
-    def transmit(self, packets: Sequence[bytes]) -> None:
+    def transmit(self, packets: Sequence[bytes], to: Address | None = None) -> None:
+        """Queue ``packets`` for the peer (``to``: a response's destination
+        other than the peer address, MOBIKE answering a path probe)."""
+        dst = to or self.remote_addr
         for p in packets:
-            self._out.append((p, self.remote_addr))
+            self._out.append((p, dst))
             self.stats.sent += 1
 
     def _log_message(self, sa: IkeSa, msg: Message, direction: str, packets: int = 1) -> None:
@@ -1063,7 +1071,7 @@ class IkeSessionV2:
             except RemoteProtocolError:
                 self.stats.integrity_failed += 1
                 return
-            self._resend_response(sa)
+            self._resend_response(sa, addr if sa.mobike else None)
             return
         elif kind == "invalid":
             self.stats.invalid_mid += 1
@@ -1075,14 +1083,22 @@ class IkeSessionV2:
             return
         if msg is None:
             return
+        reply_to: Address | None = None
         if msg.encrypted:
             sa.last_inbound = now
-            if addr != self.remote_addr:
+            if sa.mobike and sa.established:
+                # RFC 4555: no implicit update; a path probe is answered where it came from
+                reply_to = addr
+            elif addr != self.remote_addr:
                 self._peer_moved(sa, addr)
         else:
             sa.last_init_request = data
             sa.init_request = data
-        self._process_request(sa, msg, now)
+        self.request_addr = addr
+        try:
+            self._process_request(sa, msg, now, reply_to)
+        finally:
+            self.request_addr = None
 
     def _peer_moved(self, sa: IkeSa, addr: Address) -> None:
         """An authenticated message of ``sa`` came from ``addr``.  While the IKE
@@ -1110,10 +1126,33 @@ class IkeSessionV2:
         logger.info("peer %s now at %s", self.peer, _peer_str(addr))
         self.remote_addr = addr
 
-    def _resend_response(self, sa: IkeSa) -> None:
+    def mobike_moved(self, sa: IkeSa, addr: Address, natd: bool) -> None:
+        """UPDATE_SA_ADDRESSES (RFC 4555 §3.5): the peer is at ``addr`` now,
+        whether or not we are behind a NAT (it asked explicitly).  ``natd``:
+        NAT detection was redone for the new path, and UDP encapsulation of
+        the Child SAs follows it (on with a NAT, off without).
+        :class:`PeerAddressChanged` (with ``encap``) tells the data plane."""
+        old = self.remote_addr
+        encap: bool | None = (sa.nat_local or sa.nat_remote) if natd else None
+        if addr[1] == NATT_PORT or sa.nat_local or sa.nat_remote:
+            self.switch_to_natt()  # MOBIKE runs on 4500 (RFC 4555 §3.3); remote_addr is set below
+        switched = [c for c in self.children.values()
+                    if encap is not None and c.state is not ChildState.DELETED and c.encap != encap]
+        for c in switched:
+            c.encap = bool(encap)
+        if addr == old and not switched:
+            self.remote_addr = addr
+            logger.info("MOBIKE update from %s: address and UDP encapsulation unchanged", self.peer)
+            return
+        self.remote_addr = addr
+        logger.info("peer %s now at %s (MOBIKE update; UDP encapsulation %s)", _peer_str(old), _peer_str(addr),
+                    "unchanged" if encap is None else ("on" if encap else "off"))
+        self.emit(PeerAddressChanged(_peer_str(addr), old, addr, encap))
+
+    def _resend_response(self, sa: IkeSa, to: Address | None = None) -> None:
         packets = sa.tm.cached_response()
         self.stats.responses_resent += 1
-        self.transmit(packets)
+        self.transmit(packets, to)
         logger.debug("retransmitted response to %s for message %d", self.peer, sa.tm.last_response.mid if sa.tm.last_response else -1)
 
     def _answer_error(self, sa: IkeSa, hdr: Any, exc: NotifyError, now: float) -> None:
@@ -1141,8 +1180,9 @@ class IkeSessionV2:
         if ex == ExchangeType.IKE_SA_INIT:
             return [t.IkeInit(self, sa, False), t.IkeNatd(self, sa, False)]
         if ex == ExchangeType.IKE_AUTH:
-            return [t.IkeAuth(self, sa, False), t.IkeConfig(self, sa, False), t.ChildCreate(self, sa, False, in_auth=True)]
-        from .tasks import ChildCreate, ChildDelete, ChildRekey, IkeDelete, IkeRekey, Informational
+            return [t.IkeAuth(self, sa, False), t.IkeMobike(self, sa, False), t.IkeConfig(self, sa, False),
+                    t.ChildCreate(self, sa, False, in_auth=True)]
+        from .tasks import ChildCreate, ChildDelete, ChildRekey, IkeDelete, IkeMobike, IkeRekey, Informational
         from .payloads import SaPayload
 
         if ex == ExchangeType.CREATE_CHILD_SA:
@@ -1159,11 +1199,13 @@ class IkeSessionV2:
                 return [IkeDelete(self, sa, False)]
             if any(d.protocol in (ProtocolId.ESP, ProtocolId.AH) for d in deletes):
                 tasks.append(ChildDelete(self, sa, False))
+            if sa.mobike:
+                tasks.append(IkeMobike(self, sa, False))
             tasks.append(Informational(self, sa, False))
             return tasks
         raise UnsupportedExchange(f"exchange type {ex} not supported")
 
-    def _process_request(self, sa: IkeSa, msg: Message, now: float) -> None:
+    def _process_request(self, sa: IkeSa, msg: Message, now: float, reply_to: Address | None = None) -> None:
         self._log_message(sa, msg, "received")
         error: NotifyError | None = None
         tasks: list[Task] = []
@@ -1196,7 +1238,7 @@ class IkeSessionV2:
             sa.init_response = packets[0]
         if not (is_init and isinstance(error, InvalidKePayload)):
             sa.tm.responded(msg.message_id, packets)
-        self.transmit(packets)
+        self.transmit(packets, reply_to)
         self._log_message(sa, resp, "sent", len(packets))
         if error is not None:
             self.stats.errors_answered += 1
@@ -1244,7 +1286,7 @@ class IkeSessionV2:
             return
         if msg.encrypted:
             sa.last_inbound = now
-            if addr != self.remote_addr:
+            if addr != self.remote_addr and not (sa.mobike and sa.established):
                 self._peer_moved(sa, addr)
         elif msg.exchange_type == ExchangeType.IKE_SA_INIT:
             sa.init_response = data

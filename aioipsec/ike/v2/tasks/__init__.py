@@ -11,6 +11,7 @@ from .ike_config import IkeConfig
 from .ike_delete import IkeDelete
 from .ike_dpd import IkeDpd, Informational
 from .ike_init import IkeInit
+from .ike_mobike import IkeMobike
 from .ike_natd import IkeNatd
 from .ike_rekey import IkeRekey
 
@@ -23,6 +24,7 @@ __all__ = [
     "IkeDelete",
     "IkeDpd",
     "IkeInit",
+    "IkeMobike",
     "IkeNatd",
     "IkeRekey",
     "Informational",
