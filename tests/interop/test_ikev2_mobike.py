@@ -1,0 +1,77 @@
+"""MOBIKE (RFC 4555) against strongSwan: a charon road warrior (``mobike =
+yes``) connects to an aioipsec gateway, pings through the tunnel, then its
+address changes (a second documentation address is added in its namespace and
+the first removed, as on a new network).  charon notices through netlink,
+probes the new path and sends UPDATE_SA_ADDRESSES from it; the gateway follows
+without a new IKE SA (same IKE SPIs, same Child SA), and pings resume.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from .netns import Topology
+from .strongswan import Connection
+from .test_harness_smoke import ping
+from .test_ikev2_strongswan import establish
+
+pytestmark = pytest.mark.interop
+
+NEW_ADDR = "192.0.2.3"  # the client's address on its "new network" (same documentation subnet)
+
+
+def _ping_ok(topo: Topology, src: str, count: int = 3) -> bool:
+    sent, received = ping(topo, src, count=count)
+    return sent == count and received == count
+
+
+def test_strongswan_client_roams_and_the_aioipsec_gateway_follows(aioipsec, strongswan,
+                                                                   direct_topology: Topology) -> None:
+    topo = direct_topology
+    client = Connection.named("ikev2-psk-gcm", ike_options={"mobike": "yes"})
+    gateway = Connection.named("ikev2-psk-gcm")  # aioipsec: mobike defaults to on
+    ss = strongswan(topo, "left", client)
+    aio = aioipsec(topo, "right", gateway)
+    _, ss_child = establish(aio, ss, "strongswan")
+    assert re.search(r"peer supports MOBIKE", ss.logs()), "charon did not see MOBIKE_SUPPORTED"
+    assert _ping_ok(topo, "left")
+    [before] = ss.list_sas()
+    old = topo.left.outer4
+
+    # the client moves to a new network: its address goes away, a new one comes
+    # (in this order: deleting a subnet's primary address takes its secondaries along)
+    topo.left.ns.ip("addr", "del", f"{old}/24", "dev", "eth0")
+    ss.wait_log(r"MOBIKE update deferred|old path is not available", timeout=10)
+    topo.left.ns.ip("addr", "add", f"{NEW_ADDR}/24", "dev", "eth0")
+    aio.wait_log(rf"peer {re.escape(old)}\[\d+\] now at {re.escape(NEW_ADDR)}\[4500\] \(MOBIKE update", timeout=20)
+    # charon probed the new path with an empty INFORMATIONAL (answered where it came
+    # from, or it would never send the update), then sent the update; our answer
+    # carries NAT-D and its COOKIE2 (a mismatch would make charon close the IKE SA)
+    log = ss.wait_log(r"generating INFORMATIONAL request (\d+) \[ N\(UPD_SA_ADDR\)", timeout=5)
+    ss.wait_log(rf"parsed INFORMATIONAL response {log.group(1)} \[ N\(NATD_S_IP\) N\(NATD_D_IP\) N\(COOKIE2\) \]",
+                timeout=5)
+    assert re.search(r"checking path 192\.0\.2\.3\[4500\] - 192\.0\.2\.2\[4500\]", ss.logs())
+
+    deadline = time.monotonic() + 10
+    while not _ping_ok(topo, "left", count=2):
+        assert time.monotonic() < deadline, "no traffic over the new address"
+    assert _ping_ok(topo, "right")
+    [after] = ss.list_sas()
+    assert (after.spi_i, after.spi_r) == (before.spi_i, before.spi_r), "a new IKE SA was made"
+    assert after.raw.get("local-host") == NEW_ADDR, after.raw
+    [aio_sa] = aio.list_sas()
+    assert (aio_sa.spi_i, aio_sa.spi_r) == (before.spi_i, before.spi_r)
+    # kernel-libipsec cannot move an SA to new addresses in place (its update_sa is
+    # "not supported"), so charon rekeys the Child SA right after the update
+    # (CREATE_CHILD_SA on the same IKE SA); with an updatable kernel it keeps it
+    [ss_now] = [c for c in after.children if c.state == "INSTALLED"]
+    [aio_now] = [c for c in aio_sa.children if c.state == "INSTALLED"]
+    assert (aio_now.spi_in, aio_now.spi_out) == (ss_now.spi_out, ss_now.spi_in)
+    if (ss_now.spi_in, ss_now.spi_out) != (ss_child.spi_in, ss_child.spi_out):
+        assert re.search(r"CHILD_SA ih\{1\} state change: UPDATING => INSTALLED\s.*queueing CHILD_REKEY task",
+                         ss.logs(), re.S)
+    assert ss_now.packets_in >= 2 and ss_now.packets_out >= 2, ss_now
+    assert aio_now.packets_in >= 2 and aio_now.packets_out >= 2, aio_now
