@@ -284,3 +284,23 @@ def test_check_cookie_endpoint_helper() -> None:
     reply = IkeSessionV2.check_cookie(req, addr, 2, gc, now=0.0, endpoint_state=jar)
     assert reply and peek_header(reply).response
     assert IkeSessionV2.check_cookie(req, addr, 10, gc, now=0.0, endpoint_state=jar) == b""
+
+
+def test_ike_on_4500_without_a_nat_gives_plain_esp() -> None:
+    """A MOBIKE initiator (strongSwan's default) floats IKE_AUTH to port 4500
+    with no NAT anywhere (RFC 4555 §3.3); it then installs plain ESP, so the
+    responder must too: UDP encapsulation follows NAT detection, not the IKE
+    port.  (It used to follow the port: encapsulated ESP toward a peer
+    expecting plain ESP.)"""
+    p = Pair(*psk_pair_configs())
+    p.initiate()
+    p.to_r(p.out_i())
+    p.to_i(p.out_r())
+    [auth] = p.out_i()
+    assert p.r is not None
+    p.r.receive_datagram(auth, ("192.0.2.1", 4500), p.now)  # the initiator floated without a NAT
+    assert p.r.nat_t and p.r.remote_addr == ("192.0.2.1", 4500)  # IKE goes on over 4500
+    p.to_i(p.out_r())
+    er, cr = p.events("r", IkeSaEstablished)[0], p.events("r", ChildSaInstalled)[0]
+    assert not er.nat_local and not er.nat_remote
+    assert cr.encap is False and p.events("i", ChildSaInstalled)[0].encap is False

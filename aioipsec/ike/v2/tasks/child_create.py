@@ -137,7 +137,10 @@ class ChildCreate(Task):
             local_ts=tuple(self.local_ts),
             remote_ts=tuple(self.remote_ts),
             initiator=initiator,
-            encap=s.nat_t,
+            # UDP encapsulation when a NAT was detected (or encap forces it), as
+            # strongSwan does; not merely because IKE runs on 4500 (a MOBIKE
+            # initiator floats there without any NAT and sends plain ESP)
+            encap=sa.nat_local or sa.nat_remote,
             installed_at=s.now,
             rekeyed_from=self.rekeyed_from,
             nonces=(ni, nr),
