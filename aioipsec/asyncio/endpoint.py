@@ -92,6 +92,18 @@ def _open_raw_ah(host: str, *, required: bool) -> DatagramSocket | None:
     return sock  # type: ignore[return-value]
 
 
+def _behind_nat(proto: SessionProtocol) -> bool:
+    """Whether the IKE SA of ``proto`` finds this end behind a NAT now: the
+    session's current state (a MOBIKE update redoes NAT detection), else what
+    it said when it was established."""
+    sa = getattr(proto.session, "sa", None)
+    live = getattr(sa, "nat_local", None)
+    if isinstance(live, bool):
+        return live
+    info = proto.ike_info
+    return bool(info is not None and info.nat_local)
+
+
 def _configures_ah(configurations: Sequence[ConnectionConfig] | ConnectionConfig) -> bool:
     confs = [configurations] if isinstance(configurations, ConnectionConfig) else configurations
     return any(ch.ah_proposals for c in confs for ch in c.children.values())
@@ -484,8 +496,7 @@ class Endpoint:
         keeps its mapping alive)."""
         peers = set()
         for p in self.dataplane.sad_in.values():
-            info = p.owner.ike_info if p.owner is not None else None
-            if p.encap and info is not None and info.nat_local:
+            if p.encap and p.owner is not None and _behind_nat(p.owner):
                 peers.add(p.remote)
         return peers
 

@@ -270,3 +270,22 @@ def test_event_loops_real_udp_loopback(loop_kind: str, encap: bool) -> None:
         assert r["encap"] is encap
 
     run_on(loop_kind, main())
+
+
+def test_keepalive_decision_follows_the_live_nat_state() -> None:
+    """Whether this end sends NAT keepalives comes from the IKE SA's current
+    NAT state (a MOBIKE update redoes NAT detection), falling back to what
+    IkeSaEstablished said (sessions without that state)."""
+    from types import SimpleNamespace
+
+    from aioipsec.asyncio.endpoint import _behind_nat
+
+    def proto(live: object, established: bool | None) -> Any:
+        info = None if established is None else SimpleNamespace(nat_local=established)
+        sa = SimpleNamespace(nat_local=live) if live is not None else None
+        return SimpleNamespace(session=SimpleNamespace(sa=sa), ike_info=info)
+
+    assert _behind_nat(proto(True, False)) is True  # found behind a NAT after a move
+    assert _behind_nat(proto(False, True)) is False  # moved out of the NAT
+    assert _behind_nat(proto(None, True)) is True
+    assert _behind_nat(proto(None, None)) is False
