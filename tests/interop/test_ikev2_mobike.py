@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from .netns import Topology
+from .netns import NetnsError, Topology
 from .strongswan import Connection
 from .test_harness_smoke import ping
 from .test_ikev2_strongswan import establish
@@ -41,37 +41,46 @@ def test_strongswan_client_roams_and_the_aioipsec_gateway_follows(aioipsec, stro
     [before] = ss.list_sas()
     old = topo.left.outer4
 
-    # the client moves to a new network: its address goes away, a new one comes
-    # (in this order: deleting a subnet's primary address takes its secondaries along)
-    topo.left.ns.ip("addr", "del", f"{old}/24", "dev", "eth0")
-    ss.wait_log(r"MOBIKE update deferred|old path is not available", timeout=10)
-    topo.left.ns.ip("addr", "add", f"{NEW_ADDR}/24", "dev", "eth0")
-    aio.wait_log(rf"peer {re.escape(old)}\[\d+\] now at {re.escape(NEW_ADDR)}\[4500\] \(MOBIKE update", timeout=20)
-    # charon probed the new path with an empty INFORMATIONAL (answered where it came
-    # from, or it would never send the update), then sent the update; our answer
-    # carries NAT-D and its COOKIE2 (a mismatch would make charon close the IKE SA)
-    log = ss.wait_log(r"generating INFORMATIONAL request (\d+) \[ N\(UPD_SA_ADDR\)", timeout=5)
-    ss.wait_log(rf"parsed INFORMATIONAL response {log.group(1)} \[ N\(NATD_S_IP\) N\(NATD_D_IP\) N\(COOKIE2\) \]",
-                timeout=5)
-    assert re.search(r"checking path 192\.0\.2\.3\[4500\] - 192\.0\.2\.2\[4500\]", ss.logs())
+    # the direct topology is shared by the whole interop session: whatever
+    # happens here, the client gets its address back for the tests after this one
+    try:
+        # the client moves to a new network: its address goes away, a new one comes
+        # (in this order: deleting a subnet's primary address takes its secondaries along)
+        topo.left.ns.ip("addr", "del", f"{old}/24", "dev", "eth0")
+        ss.wait_log(r"MOBIKE update deferred|old path is not available", timeout=10)
+        topo.left.ns.ip("addr", "add", f"{NEW_ADDR}/24", "dev", "eth0")
+        aio.wait_log(rf"peer {re.escape(old)}\[\d+\] now at {re.escape(NEW_ADDR)}\[4500\] \(MOBIKE update", timeout=20)
+        # charon probed the new path with an empty INFORMATIONAL (answered where it came
+        # from, or it would never send the update), then sent the update; our answer
+        # carries NAT-D and its COOKIE2 (a mismatch would make charon close the IKE SA)
+        log = ss.wait_log(r"generating INFORMATIONAL request (\d+) \[ N\(UPD_SA_ADDR\)", timeout=5)
+        ss.wait_log(rf"parsed INFORMATIONAL response {log.group(1)} \[ N\(NATD_S_IP\) N\(NATD_D_IP\) N\(COOKIE2\) \]",
+                    timeout=5)
+        assert re.search(r"checking path 192\.0\.2\.3\[4500\] - 192\.0\.2\.2\[4500\]", ss.logs())
 
-    deadline = time.monotonic() + 10
-    while not _ping_ok(topo, "left", count=2):
-        assert time.monotonic() < deadline, "no traffic over the new address"
-    assert _ping_ok(topo, "right")
-    [after] = ss.list_sas()
-    assert (after.spi_i, after.spi_r) == (before.spi_i, before.spi_r), "a new IKE SA was made"
-    assert after.raw.get("local-host") == NEW_ADDR, after.raw
-    [aio_sa] = aio.list_sas()
-    assert (aio_sa.spi_i, aio_sa.spi_r) == (before.spi_i, before.spi_r)
-    # kernel-libipsec cannot move an SA to new addresses in place (its update_sa is
-    # "not supported"), so charon rekeys the Child SA right after the update
-    # (CREATE_CHILD_SA on the same IKE SA); with an updatable kernel it keeps it
-    [ss_now] = [c for c in after.children if c.state == "INSTALLED"]
-    [aio_now] = [c for c in aio_sa.children if c.state == "INSTALLED"]
-    assert (aio_now.spi_in, aio_now.spi_out) == (ss_now.spi_out, ss_now.spi_in)
-    if (ss_now.spi_in, ss_now.spi_out) != (ss_child.spi_in, ss_child.spi_out):
-        assert re.search(r"CHILD_SA ih\{1\} state change: UPDATING => INSTALLED\s.*queueing CHILD_REKEY task",
-                         ss.logs(), re.S)
-    assert ss_now.packets_in >= 2 and ss_now.packets_out >= 2, ss_now
-    assert aio_now.packets_in >= 2 and aio_now.packets_out >= 2, aio_now
+        deadline = time.monotonic() + 10
+        while not _ping_ok(topo, "left", count=2):
+            assert time.monotonic() < deadline, "no traffic over the new address"
+        assert _ping_ok(topo, "right")
+        [after] = ss.list_sas()
+        assert (after.spi_i, after.spi_r) == (before.spi_i, before.spi_r), "a new IKE SA was made"
+        assert after.raw.get("local-host") == NEW_ADDR, after.raw
+        [aio_sa] = aio.list_sas()
+        assert (aio_sa.spi_i, aio_sa.spi_r) == (before.spi_i, before.spi_r)
+        # kernel-libipsec cannot move an SA to new addresses in place (its update_sa is
+        # "not supported"), so charon rekeys the Child SA right after the update
+        # (CREATE_CHILD_SA on the same IKE SA); with an updatable kernel it keeps it
+        [ss_now] = [c for c in after.children if c.state == "INSTALLED"]
+        [aio_now] = [c for c in aio_sa.children if c.state == "INSTALLED"]
+        assert (aio_now.spi_in, aio_now.spi_out) == (ss_now.spi_out, ss_now.spi_in)
+        if (ss_now.spi_in, ss_now.spi_out) != (ss_child.spi_in, ss_child.spi_out):
+            assert re.search(r"CHILD_SA ih\{1\} state change: UPDATING => INSTALLED\s.*queueing CHILD_REKEY task",
+                             ss.logs(), re.S)
+        assert ss_now.packets_in >= 2 and ss_now.packets_out >= 2, ss_now
+        assert aio_now.packets_in >= 2 and aio_now.packets_out >= 2, aio_now
+    finally:
+        try:
+            topo.left.ns.ip("addr", "del", f"{NEW_ADDR}/24", "dev", "eth0")
+        except NetnsError:
+            pass  # the test failed before adding it
+        topo.left.ns.ip("addr", "replace", f"{old}/24", "dev", "eth0")
