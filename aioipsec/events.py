@@ -7,6 +7,7 @@ the shape of strongSwan's ``kernel_ipsec`` interface.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .crypto.transforms import EncrAlg, IntegAlg
@@ -192,4 +193,5 @@ class ExchangeStep(IpsecEvent):
 
     text: str
     peer: str = ""
-    details: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    details: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+    """Read-only; for an IKEv2 message (SPIs, kind, mid, payloads) built when first read."""

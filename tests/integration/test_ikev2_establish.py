@@ -77,6 +77,27 @@ def test_exchange_steps_are_logged_and_emitted(caplog: pytest.LogCaptureFixture)
     assert not any(k in line for k in keys for line in lines)
 
 
+def test_exchange_step_details_of_messages(caplog: pytest.LogCaptureFixture) -> None:
+    """The details of a message step (built when first read, see
+    session._StepDetails) are the message's SPIs, kind, ID and payloads,
+    whether or not INFO logging built them already, and read like a dict."""
+    for level in (logging.WARNING, logging.INFO):
+        caplog.set_level(level, logger="aioipsec.ike")
+        p = Pair(*psk_pair_configs())
+        establish(p)
+        steps = {e.text: e for e in p.events("i", ExchangeStep)}
+        init = steps["IKE_SA_INIT sent"].details
+        assert dict(init) == {
+            "spi_i": p.i.spi_i.hex(), "spi_r": "0" * 16, "kind": "request", "mid": "0",
+            "payloads": "SA KE NONCE N(IKEV2_FRAGMENTATION_SUPPORTED) N(SIGNATURE_HASH_ALGORITHMS) "
+                        "N(NAT_DETECTION_SOURCE_IP) N(NAT_DETECTION_DESTINATION_IP)",
+        } == init
+        auth = steps["IKE_AUTH received"].details
+        assert (auth["kind"], auth["mid"], auth["spi_r"]) == ("response", "1", p.i.spi_r.hex())
+        assert auth["payloads"].startswith("IDr AUTH SA TSi TSr")
+        assert "fragments" not in auth and len(auth) == 5
+
+
 def test_wire_format_of_ike_sa_init() -> None:
     p = Pair(*psk_pair_configs())
     p.initiate()

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
@@ -233,26 +233,31 @@ class Message:
 
     def payload_names(self) -> str:
         """``IDi AUTH SA TSi TSr N(INIT_CONTACT)``: the payload list of :meth:`__str__`."""
-        names = []
-        by_class = _NAMES_BY_CLASS
-        for p in self.payloads:
-            tp = type(p)
-            name = by_class.get(tp)
-            if name is not None:
-                names.append(name)
-            elif tp is NotifyPayload:
-                nt = p.notify_type  # type: ignore[union-attr]
-                names.append(_NOTIFY_LABELS.get(nt) or f"N({nt})")
-            else:
-                t = payload_type_of(p)
-                names.append(_PAYLOAD_NAMES.get(t) or f"UNKNOWN({t})")
-        return " ".join(names)
+        return payload_names(self.payloads)
 
     def __str__(self) -> str:
         """``IKE_AUTH request 1 [ IDi AUTH SA TSi TSr N(INIT_CONTACT) ]`` (strongSwan log style)."""
         exch = _EXCHANGE_NAMES.get(self.exchange_type, self.exchange_type)
         kind = "response" if self.response else "request"
         return f"{exch} {kind} {self.message_id} [ {self.payload_names()} ]"
+
+
+def payload_names(payloads: Iterable[Any]) -> str:
+    """``IDi AUTH SA TSi TSr N(INIT_CONTACT)`` for a list of payloads."""
+    names = []
+    by_class = _NAMES_BY_CLASS
+    for p in payloads:
+        tp = type(p)
+        name = by_class.get(tp)
+        if name is not None:
+            names.append(name)
+        elif tp is NotifyPayload:
+            nt = p.notify_type  # type: ignore[union-attr]
+            names.append(_NOTIFY_LABELS.get(nt) or f"N({nt})")
+        else:
+            t = payload_type_of(p)
+            names.append(_PAYLOAD_NAMES.get(t) or f"UNKNOWN({t})")
+    return " ".join(names)
 
 
 # names by value, looked up per message (enum_or_int + .name per payload cost

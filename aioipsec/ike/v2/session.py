@@ -32,7 +32,7 @@ import logging
 import os
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,7 +68,7 @@ from ..auth import Identity
 from ..constants import NATT_PORT, ExchangeType, NotifyType, PayloadType, ProtocolId, notify_name
 from ..proposals import Selected
 from .fragment import Reassembler, ReassemblyLimitError, fragment_message
-from .message import Message, SkContext, check_rules, decode_message, encode_message, peek_header
+from .message import Message, SkContext, check_rules, decode_message, encode_message, payload_names, peek_header
 from .payloads import DeletePayload, MalformedMessage, NotifyPayload, SkfPayload
 from .pools import AddressPool
 from .task_manager import RetransmitPolicy, TaskManagerV2, random_fraction
@@ -107,6 +107,52 @@ class ChildState(enum.Enum):
     DELETING = "deleting"
     """We sent a delete for it."""
     DELETED = "deleted"
+
+
+class _StepDetails(Mapping[str, str]):
+    """The details of an :class:`ExchangeStep` for one IKE message (SPIs,
+    kind, message ID, payload summary, fragments), turned into strings on
+    first read.  Every message sent or received makes such an event and most
+    are never looked at (a gateway drains them with the other events); the
+    strings, the payload summary above all, cost ~6 % of a handshake.  What
+    they are made of is copied now (the payload list as a tuple), so a later
+    change to the message does not show."""
+
+    __slots__ = ("_raw", "_data")
+
+    def __init__(self, msg: Message, packets: int) -> None:
+        self._raw: tuple[Any, ...] | None = (
+            msg.spi_i, msg.spi_r, msg.response, msg.message_id, tuple(msg.payloads), packets)
+        self._data: dict[str, str] | None = None
+
+    def data(self) -> dict[str, str]:
+        d = self._data
+        if d is None:
+            assert self._raw is not None
+            spi_i, spi_r, response, mid, payloads, packets = self._raw
+            d = {
+                "spi_i": spi_i.hex(),
+                "spi_r": spi_r.hex(),
+                "kind": "response" if response else "request",
+                "mid": str(mid),
+                "payloads": payload_names(payloads),
+            }
+            if packets > 1:
+                d["fragments"] = str(packets)
+            self._data, self._raw = d, None
+        return d
+
+    def __getitem__(self, key: str) -> str:
+        return self.data()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data())
+
+    def __len__(self) -> int:
+        return len(self.data())
+
+    def __repr__(self) -> str:
+        return repr(self.data())
 
 
 @dataclass
@@ -866,20 +912,16 @@ class IkeSessionV2:
 
     def _log_message(self, sa: IkeSa, msg: Message, direction: str, packets: int = 1) -> None:
         """:meth:`step` for one message sent or received, without its keyword
-        plumbing (twice per exchange and side): same log line, same event."""
+        plumbing (twice per exchange and side): same log line, same event.
+        The event's details are built when first read (:class:`_StepDetails`)."""
         text = f"{_exchange_name(msg.exchange_type)} {direction}"
-        hi, hr = msg.spi_i.hex(), msg.spi_r.hex()
-        kind = "response" if msg.response else "request"
-        mid = str(msg.message_id)
-        payloads = msg.payload_names()
         peer = self.peer
-        if packets > 1:
-            details = {"spi_i": hi, "spi_r": hr, "kind": kind, "mid": mid, "payloads": payloads, "fragments": str(packets)}
-        else:
-            details = {"spi_i": hi, "spi_r": hr, "kind": kind, "mid": mid, "payloads": payloads}
+        details = _StepDetails(msg, packets)
         if logger.isEnabledFor(logging.INFO):
-            extra = f"kind={kind} mid={mid} payloads={payloads}" + (f" fragments={packets}" if packets > 1 else "")
-            logger.info("%s %s %s_i %s_r %s", text, peer, hi, hr, extra)
+            d = details.data()
+            extra = f"kind={d['kind']} mid={d['mid']} payloads={d['payloads']}" + (
+                f" fragments={packets}" if packets > 1 else "")
+            logger.info("%s %s %s_i %s_r %s", text, peer, d["spi_i"], d["spi_r"], extra)
         self._events.append(ExchangeStep(text, peer, details))
 
     def send_one_shot(self, sa: IkeSa, msg: Message) -> None:
