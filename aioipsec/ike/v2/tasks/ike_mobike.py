@@ -55,7 +55,7 @@ class IkeMobike(Task):
         self.update = False
         self.cookie2: bytes | None = None
         self.natd: tuple[list[bytes], list[bytes]] | None = None
-        self.source = session.request_addr
+        self.source = sa.request_addr
 
     # ------------------------------------------------------------------ responder
 
