@@ -51,7 +51,7 @@ import ipaddress
 import logging
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aioipsec.selectors import Address
@@ -104,6 +104,36 @@ def pktinfo_destination(ancdata: Sequence[tuple[int, int, bytes]]) -> bytes | No
     return None
 
 
+def _raw_socket(host: str, protocol: int, rcvbuf: int,
+                setup: Callable[[socket.socket], None] | None = None) -> socket.socket:
+    """A raw socket for IP ``protocol`` bound to ``host``, with large buffers
+    (best effort) and ``setup`` applied before binding; closed on any error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_RAW, protocol)
+    try:
+        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, opt, rcvbuf)
+            except OSError:
+                pass
+        if setup is not None:
+            setup(sock)
+        sock.bind((host, 0))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _running_loop(loop: asyncio.AbstractEventLoop | None) -> asyncio.AbstractEventLoop | None:
+    if loop is not None:
+        return loop
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class RawEspSocket(QueuedReader):
     """A raw IP socket for protocol 50 (ESP) or 51 (AH), read in batches:
     ``set_receiver(receiver)`` delivers every batch to
@@ -134,24 +164,8 @@ class RawEspSocket(QueuedReader):
         Raises ``PermissionError`` without CAP_NET_RAW."""
         if protocol not in (IPPROTO_ESP, IPPROTO_AH):
             raise ValueError(f"protocol must be {IPPROTO_ESP} (ESP) or {IPPROTO_AH} (AH), not {protocol}")
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_RAW, protocol)
-        try:
-            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, opt, rcvbuf)
-                except OSError:
-                    pass
-            sock.bind((host, 0))
-        except BaseException:
-            sock.close()
-            raise
-        if loop is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                loop = None
-        return cls(sock, loop=loop, protocol=protocol)
+        sock = _raw_socket(host, protocol, rcvbuf)
+        return cls(sock, loop=_running_loop(loop), protocol=protocol)
 
     # ------------------------------------------------------------ receive
 
@@ -215,36 +229,24 @@ class RawAhSocket(RawEspSocket):
         for IPV6_HDRINCL (the kernel builds the IPv6 header)."""
         if protocol != IPPROTO_AH:
             raise ValueError(f"RawAhSocket carries AH (protocol {IPPROTO_AH}), not {protocol}")
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_RAW, IPPROTO_AH)
         hdrincl6 = False
-        try:
-            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, opt, rcvbuf)
-                except OSError:
-                    pass
-            if family == socket.AF_INET:
+
+        def setup(sock: socket.socket) -> None:
+            nonlocal hdrincl6
+            if sock.family == socket.AF_INET:
                 sock.setsockopt(socket.IPPROTO_IP, IP_HDRINCL, 1)
-            else:
-                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
-                try:
-                    if not ipv6_hdrincl:
-                        raise OSError("not asked for")
-                    sock.setsockopt(socket.IPPROTO_IPV6, IPV6_HDRINCL, 1)
-                    hdrincl6 = True
-                except OSError as exc:
-                    logger.info("IPV6_HDRINCL refused (%s): the kernel builds the IPv6 header of AH packets", exc)
-            sock.bind((host, 0))
-        except BaseException:
-            sock.close()
-            raise
-        if loop is None:
+                return
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
             try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                loop = None
-        s = cls(sock, loop=loop, protocol=IPPROTO_AH)
+                if not ipv6_hdrincl:
+                    raise OSError("not asked for")
+                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_HDRINCL, 1)
+                hdrincl6 = True
+            except OSError as exc:
+                logger.info("IPV6_HDRINCL refused (%s): the kernel builds the IPv6 header of AH packets", exc)
+
+        sock = _raw_socket(host, IPPROTO_AH, rcvbuf, setup)
+        s = cls(sock, loop=_running_loop(loop), protocol=IPPROTO_AH)
         s.hdrincl6 = hdrincl6
         return s
 
