@@ -66,8 +66,7 @@ class IvManager:
             return self._p1()
         chain = self._chains.get(mid)
         if chain is None:
-            iv = ikev1_phase2_iv(self.hash_name, self._p1().iv, mid.to_bytes(4, "big"), self.block_size)
-            chain = _Chain(iv)
+            chain = _Chain(self._phase2_iv(mid))
             self._chains[mid] = chain
             while len(self._chains) > self.max_exchanges:
                 self._chains.popitem(last=False)
@@ -81,8 +80,12 @@ class IvManager:
         accepted (or sent) creates a chain, so forged datagrams under fresh
         message IDs cannot push the chain of an exchange in progress out."""
         if mid != 0 and mid not in self._chains:
-            return ikev1_phase2_iv(self.hash_name, self._p1().iv, mid.to_bytes(4, "big"), self.block_size)
+            return self._phase2_iv(mid)
         return self._lookup(mid).iv
+
+    def _phase2_iv(self, mid: int) -> bytes:
+        """First IV of exchange ``mid``: hash(last Phase 1 block | M-ID)."""
+        return ikev1_phase2_iv(self.hash_name, self._p1().iv, mid.to_bytes(4, "big"), self.block_size)
 
     def update_iv(self, mid: int, last_block: bytes) -> None:
         """Remember the last ciphertext block of a message of exchange ``mid``."""
