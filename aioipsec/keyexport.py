@@ -7,11 +7,10 @@ Wireshark profile: copy them into ``~/.config/wireshark/`` (or point
 ``tshark -o esp.enable_encryption_decode:TRUE -r capture.pcap``, or pass single
 records with ``tshark -o "uat:esp_sa:<record>"``.
 
-The sessions' IKE keys come from ``session.export_keys()`` when a session
-has it: a dict with ``version``, ``spi_i``, ``spi_r`` and, for IKEv2,
-``sk_ei``, ``sk_er``, ``sk_ai``, ``sk_ar``, ``encr``, ``integ`` (strongSwan
-names), for IKEv1 ``enc_key``.  Otherwise they are read from the session's
-current IKE SA (``session.sa.keys``).
+The sessions' IKE keys come from ``session.export_keys()``: a list of dicts
+with ``version``, ``spi_i``, ``spi_r`` and, for IKEv2, ``sk_ei``, ``sk_er``,
+``sk_ai``, ``sk_ar``, ``encr``, ``integ`` (strongSwan names), for IKEv1
+``enc_key``.  A session without ``export_keys`` exports no IKE keys.
 """
 
 from __future__ import annotations
@@ -99,12 +98,7 @@ def session_keys(session: Any) -> list[dict[str, Any]]:
     """The IKE keys of a session's IKE SAs (current and not yet deleted old
     ones) from its ``export_keys()``; empty before keys exist."""
     export = getattr(session, "export_keys", None)
-    if export is None:
-        return []
-    k = export()
-    if not k:
-        return []
-    return list(k) if isinstance(k, list) else [k]
+    return [] if export is None else list(export())
 
 
 def ike_lines(endpoint: Any, allowed: Collection[str] | None = None) -> tuple[list[str], list[str]]:
