@@ -84,10 +84,10 @@ HALF_OPEN_TIMEOUT = 30.0
 MAX_CONNECTING = 2
 """Phase 1 negotiations with the peer at the same time (ours and theirs)."""
 SUPERSEDED_GRACE = 30.0
-REKEY_DELETE_DELAY = 1.0
-"""Seconds between finishing a Quick Mode rekey and deleting the replaced IPsec SA."""
 """An ISAKMP SA replaced by the peer's reauthentication goes after this long
 if the peer does not delete it."""
+REKEY_DELETE_DELAY = 1.0
+"""Seconds between finishing a Quick Mode rekey and deleting the replaced IPsec SA."""
 MAX_FRAGMENTS = 32
 MAX_FRAGMENT_MESSAGES = 4
 """Partial fragmented messages kept per session (the oldest goes first)."""
