@@ -160,10 +160,9 @@ class Daemon:
 
     def _pool_ts(self, name: str) -> TrafficSelector:
         from .ike.v2.pools import parse_pool_addrs
-        from .selectors import parse_ts
 
         first, last = parse_pool_addrs(self.config.pools[name].addrs)
-        return parse_ts(f"{first}..{last}")
+        return TrafficSelector(int(first), int(last), first.version)
 
     def _install_routes(self) -> None:
         assert self.tun is not None
@@ -198,12 +197,9 @@ class Daemon:
                             ["ip", fam, "route", "del", net, "dev", self.tun.name, "table", table])
 
     def _run_route(self, cmd: list[str], undo: list[str]) -> None:
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode == 0:
+        """:meth:`_run_ip`; on success ``undo`` is run at shutdown (:meth:`_remove_routes`)."""
+        if self._run_ip(cmd):
             self.routes.append(undo)
-            logger.info("%s", " ".join(cmd[1:]))
-        else:
-            logger.warning("%s failed: %s", " ".join(cmd), r.stderr.strip())
 
     def _remove_routes(self) -> None:
         for cmd in self.routes:
@@ -223,24 +219,29 @@ class Daemon:
                 if self.vips.get(vip) is proto:
                     continue
                 self.vips[vip] = proto
-                plen = 32 if ipaddress.ip_address(vip).version == 4 else 128
-                self._run_ip(["ip", "addr", "replace", f"{vip}/{plen}", "dev", self.tun.name])
+                self._vip_addr("replace", vip)
         elif isinstance(ev, IkeSaDeleted) and getattr(proto.session, "is_closed", False):
             for vip in [v for v, p in self.vips.items() if p is proto]:
                 self._del_vip(vip)
 
     def _del_vip(self, vip: str) -> None:
         self.vips.pop(vip, None)
-        plen = 32 if ipaddress.ip_address(vip).version == 4 else 128
-        self._run_ip(["ip", "addr", "del", f"{vip}/{plen}", "dev", self.tun.name])
+        self._vip_addr("del", vip)
 
-    def _run_ip(self, cmd: list[str]) -> None:
-        """One ``ip`` command (the same ``subprocess.run`` seam as routes)."""
+    def _vip_addr(self, op: str, vip: str) -> None:
+        """``ip addr <op> <vip>/32 (or /128) dev <tun>``."""
+        plen = 32 if ipaddress.ip_address(vip).version == 4 else 128
+        self._run_ip(["ip", "addr", op, f"{vip}/{plen}", "dev", self.tun.name])
+
+    def _run_ip(self, cmd: list[str]) -> bool:
+        """One ``ip`` command (the ``subprocess.run`` seam of routes and
+        addresses), logged; whether it succeeded."""
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode == 0:
             logger.info("%s", " ".join(cmd[1:]))
-        else:
-            logger.warning("%s failed: %s", " ".join(cmd), r.stderr.strip())
+            return True
+        logger.warning("%s failed: %s", " ".join(cmd), r.stderr.strip())
+        return False
 
     def _log_event(self, proto: Any, ev: Any) -> None:
         from .events import AuthFailed, DpdTimeout, ExchangeStep, NegotiationFailed
