@@ -68,7 +68,16 @@ from ..auth import Identity
 from ..constants import NATT_PORT, ExchangeType, NotifyType, PayloadType, ProtocolId, notify_name
 from ..proposals import Selected
 from .fragment import Reassembler, ReassemblyLimitError, fragment_message
-from .message import Message, SkContext, check_rules, decode_message, encode_message, payload_names, peek_header
+from .message import (
+    _EXCHANGE_NAMES,
+    Message,
+    SkContext,
+    check_rules,
+    decode_message,
+    encode_message,
+    payload_names,
+    peek_header,
+)
 from .payloads import DeletePayload, MalformedMessage, NotifyPayload, SkfPayload
 from .pools import AddressPool
 from .task_manager import RetransmitPolicy, TaskManagerV2, random_fraction
@@ -323,9 +332,6 @@ def _peer_str(addr: Address | None) -> str:
     if addr is None:
         return "?"
     return f"{addr[0]}[{addr[1]}]"
-
-
-_EXCHANGE_NAMES = {int(e): e.name for e in ExchangeType}
 
 
 def _exchange_name(exchange_type: int) -> str:
