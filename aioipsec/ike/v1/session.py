@@ -257,7 +257,7 @@ class IkeSessionV1:
         ``ikev1_decryption_table`` (the caller checks ``key_export``)."""
         out: list[dict[str, Any]] = []
         for sa in self.sas:
-            keys = getattr(sa, "keys", None)
+            keys = sa.keys
             if keys is None or sa.state is State.DELETED:
                 continue
             out.append({"version": 1, "spi_i": sa.spi_i, "spi_r": sa.spi_r, "enc_key": keys.enc_key})
