@@ -259,12 +259,7 @@ def _parse_pools(ctx: _Ctx, raw: Any) -> dict[str, PoolConfig]:
             if version == first.version and lo <= int(last) and int(first) <= hi:
                 raise ctx.err(f"{path}.addrs", f'overlaps pool "{other}"')
         spans.append((name, first.version, int(first), int(last)))
-        dns = ctx.strings(f"{path}.dns", pool.get("dns", []))
-        for i, d in enumerate(dns):
-            try:
-                ipaddress.ip_address(d)
-            except ValueError:
-                raise ctx.err(f"{path}.dns[{i}]", f'expected an IP address, got "{d}"') from None
+        dns = _addrs(ctx, f"{path}.dns", pool.get("dns", []), any_ok=False)
         out[name] = PoolConfig(name=name, addrs=addrs, dns=dns)
     return out
 
@@ -321,15 +316,16 @@ def _selectors(ctx: _Ctx, path: str, raw: Any) -> list[TrafficSelector]:
     return out
 
 
-def _addrs(ctx: _Ctx, path: str, raw: Any) -> list[str]:
+def _addrs(ctx: _Ctx, path: str, raw: Any, *, any_ok: bool = True, expected: str = "an IP address") -> list[str]:
+    """A list of IP address strings; ``%any`` too when ``any_ok``."""
     out = ctx.strings(path, raw)
     for i, a in enumerate(out):
-        if a in ("%any", "0.0.0.0", "::"):
+        if any_ok and a == "%any":
             continue
         try:
             ipaddress.ip_address(a)
         except ValueError:
-            raise ctx.err(f"{path}[{i}]", f'expected an IP address, got "{a}"') from None
+            raise ctx.err(f"{path}[{i}]", f'expected {expected}, got "{a}"') from None
     return out
 
 
@@ -474,12 +470,7 @@ def _parse_connection(
     if "retransmit_tries" in raw:
         c.retransmit_tries = ctx.integer(f"{path}.retransmit_tries", raw["retransmit_tries"], 0, 100)
     if "vips" in raw:
-        c.vips = ctx.strings(f"{path}.vips", raw["vips"])
-        for i, v in enumerate(c.vips):
-            try:
-                ipaddress.ip_address(v)
-            except ValueError:
-                raise ctx.err(f"{path}.vips[{i}]", f'expected "0.0.0.0", "::" or an IP address, got "{v}"') from None
+        c.vips = _addrs(ctx, f"{path}.vips", raw["vips"], any_ok=False, expected='"0.0.0.0", "::" or an IP address')
         if c.version != 2 and c.vips:
             raise ctx.err(f"{path}.vips", "virtual IPs are supported with IKEv2 only (version = 2)")
     if "pools" in raw:
