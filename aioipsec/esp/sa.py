@@ -672,7 +672,6 @@ class EspSa(_SaBase):
         tails4, tails6 = _TAILS_V4, _TAILS_V6
         out: list[bytes] = []
         app = out.append
-        notes: dict[int, OpenResult] = {}
         unauth: list[int] = []
         nby = 0
         # the sequence number is only needed off the fast path: it is the AAD's
@@ -687,9 +686,8 @@ class EspSa(_SaBase):
                 pt = dec(nn, d[16:], a)
                 v = pt[0] >> 4
             except (InvalidTag, IndexError):
-                seq = int.from_bytes(a[4:], "big")
-                notes[seq] = drop_result(DropReason.MALFORMED if len(d) < self.codec.min_len else DropReason.INTEGRITY, seq)
-                unauth.append(seq)
+                self._drop(DropReason.MALFORMED if len(d) < self.codec.min_len else DropReason.INTEGRITY)
+                unauth.append(int.from_bytes(a[4:], "big"))
                 continue
             if lean:
                 if v == 4 and len(pt) > 20:
@@ -706,13 +704,15 @@ class EspSa(_SaBase):
                         continue
             seq = int.from_bytes(a[4:], "big")
             if len(d) < self.codec.min_len:
-                notes[seq] = drop_result(DropReason.MALFORMED, seq)
+                self._drop(DropReason.MALFORMED)
                 unauth.append(seq)
                 continue
-            r = notes[seq] = self._unwrap(pt, seq)
+            r = self._unwrap(pt, seq)
             if r.packet is not None:
                 app(r.packet)
                 nby += len(r.packet)
+            else:
+                self._drop(r.drop)  # type: ignore[arg-type]
         # commit the authenticated numbers (see ReplayWindow.commit)
         if unauth:
             skip = set(unauth)
@@ -724,9 +724,6 @@ class EspSa(_SaBase):
             if bm >> win._limit:
                 bm &= win._mask
             win.top, win.bitmap = first + n - 1, bm
-        for r in notes.values():
-            if r.drop is not None:
-                self._drop(r.drop)
         st = self.stats
         st.packets_in += len(out)
         st.bytes_in += nby
