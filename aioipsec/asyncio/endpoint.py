@@ -172,9 +172,9 @@ class Endpoint:
         self.local_ip = ike_socket.local_addr[0]
         self.sessions: set[SessionProtocol] = set()
         self._half_open: set[SessionProtocol] = set()
+        """Sessions whose IKE SA has not been established yet (O(1) count per IKE_SA_INIT)."""
         self._v1_by_ip: dict[str, SessionProtocol] = {}
         """Established IKEv1 sessions by peer address (Phase 1 renewals go to them)."""
-        """Sessions whose IKE SA has not been established yet (O(1) count per IKE_SA_INIT)."""
         self._by_spi: dict[bytes, SessionProtocol] = {}
         self._spis_of: dict[SessionProtocol, set[bytes]] = {}
         self._by_init: dict[tuple[bytes, str], SessionProtocol] = {}
