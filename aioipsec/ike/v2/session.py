@@ -798,15 +798,9 @@ class IkeSessionV2:
         return self.config.children.get(name)
 
     @staticmethod
-    def _dynamic_ts(addr: Address) -> TrafficSelector:
-        ip = ipaddress.ip_address(addr[0])
+    def _dynamic_ts(addr: str) -> TrafficSelector:
+        ip = ipaddress.ip_address(addr)
         return TrafficSelector.from_cidr(f"{ip}/{ip.max_prefixlen}")
-
-    def dynamic_local_ts(self) -> TrafficSelector:
-        return self._dynamic_ts(self.local_addr)
-
-    def dynamic_remote_ts(self) -> TrafficSelector:
-        return self._dynamic_ts(self.remote_addr)
 
     def local_dynamic_ts(self) -> list[TrafficSelector]:
         """What a child's ``dynamic`` local selector stands for: our virtual
@@ -814,18 +808,18 @@ class IkeSessionV2:
         requested family (the responder narrows it to the lease, like
         strongSwan); else our own address."""
         if self.local_vips:
-            return [self._dynamic_ts((v, 0)) for v in self.local_vips]
+            return [self._dynamic_ts(v) for v in self.local_vips]
         if self.config.vips:
             versions = dict.fromkeys(ipaddress.ip_address(v).version for v in self.config.vips)
             return [TrafficSelector.any(v) for v in versions]
-        return [self.dynamic_local_ts()]
+        return [self._dynamic_ts(self.local_addr[0])]
 
     def remote_dynamic_ts(self) -> list[TrafficSelector]:
         """A child's ``dynamic`` remote selector: the virtual IPs we leased to
         the peer, else its address."""
         if self.remote_vips:
-            return [self._dynamic_ts((v, 0)) for v in self.remote_vips]
-        return [self.dynamic_remote_ts()]
+            return [self._dynamic_ts(v) for v in self.remote_vips]
+        return [self._dynamic_ts(self.remote_addr[0])]
 
     def lease_address(self, version: int, requested: Any = None) -> tuple[AddressPool, Any] | None:
         """Responder: lease an address of IP ``version`` to the peer's
