@@ -894,20 +894,7 @@ class EspSa(_SaBase):
             nh = pt[n - 1]
             end = n - 2 - padlen
             if tunnel:
-                # the inner packet must be IP of the version the next header
-                # names; its length field also cuts TFC padding (RFC 4303 §2.7)
-                if nh == 4 and end >= 20 and pt[0] >> 4 == 4:
-                    tl = (pt[2] << 8) | pt[3]
-                    if tl < 20 or tl > end:
-                        tl = -1
-                elif nh == 41 and end >= 40 and pt[0] >> 4 == 6:
-                    tl = 40 + ((pt[4] << 8) | pt[5])
-                    if tl == 40:  # jumbogram or no payload: keep what we have
-                        tl = end
-                    elif tl > end:
-                        tl = -1
-                else:
-                    tl = -1
+                tl = _inner_end(pt, nh, end)  # cuts TFC padding too
                 if tl < 0:
                     app(drop(DropReason.DUMMY if nh == 59 else DropReason.MALFORMED, seq))
                     ndrop += 1
