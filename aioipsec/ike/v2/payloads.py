@@ -173,12 +173,6 @@ class TransformAttribute:
     attr_type: int
     value: int | bytes
 
-    def encode(self, buf: Buffer) -> None:
-        try:
-            buf.push_bytes(self._bytes())
-        except struct.error as exc:
-            raise BufferWriteError(f"transform attribute: {exc}") from None
-
     def _bytes(self) -> bytes:
         v = self.value
         if isinstance(v, int):
@@ -208,12 +202,6 @@ class Transform:
             if a.attr_type == TransformAttr.KEY_LENGTH and isinstance(a.value, int):
                 return a.value
         return None
-
-    def encode(self, buf: Buffer, last: bool) -> None:
-        try:
-            buf.push_bytes(self._bytes(last))
-        except struct.error as exc:
-            raise BufferWriteError(f"transform: {exc}") from None
 
     def _bytes(self, last: bool) -> bytes:
         attrs = b"".join([a._bytes() for a in self.attributes]) if self.attributes else b""
@@ -251,12 +239,6 @@ class SaProposal:
     spi: bytes = b""
     """8 octets for an IKE rekey, 4 for ESP/AH, empty in IKE_SA_INIT."""
     transforms: tuple[Transform, ...] = ()
-
-    def encode(self, buf: Buffer, last: bool) -> None:
-        try:
-            buf.push_bytes(self._bytes(last))
-        except struct.error as exc:
-            raise BufferWriteError(f"proposal: {exc}") from None
 
     def _bytes(self, last: bool) -> bytes:
         ts = self.transforms
