@@ -462,8 +462,9 @@ class TaskManagerV1:
 
     def _no_reanswer(self) -> None:
         """The Phase 1 IV chain went on to other exchanges: MM6 can no longer
-        be re-encrypted."""
-        for f in self.responding.values():
+        be re-encrypted.  Only the Phase 1 answer (message ID 0) has one."""
+        f = self.responding.get(0)
+        if f is not None:
             f.reanswer = None
 
     def _reanswer(self, data: bytes, header: IsakmpHeader, addr: Address, now: float) -> bool:
