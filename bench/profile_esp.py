@@ -101,10 +101,9 @@ def breakdown(alg: str, size: int) -> None:
     nonce, ct, aad = enc.salt + d[8:16], d[16:], d[:8]  # type: ignore[attr-defined]
     ns = dict(
         aead=aead, d=d, pt=pt, p=p, tl=tl, nonce=nonce, ct=ct, aad=aad, salt=enc.salt,  # type: ignore[attr-defined]
-        hdr=struct.Struct("!IIQ").pack, aad_pack=struct.Struct("!II").pack, nonce_pack=out._nonce_pack,
-        salt_i=out._nonce_salt, unpack=struct.Struct("!II").unpack_from, v4_len=struct.Struct("!BxH").unpack_from,
+        unpack=struct.Struct("!II").unpack_from, v4_len=struct.Struct("!BxH").unpack_from,
         tails4=_TAILS_V4, new=tuple.__new__, R=OpenResult, tt=out.codec.tunnel_trailers(), top=10, bm=1023,
-        trailer=pt[tl:], sealed_ct=aead.encrypt(nonce, pt, aad), h16=d[:16], spi=1, seq=11, lst=[],
+        trailer=pt[tl:], sealed_ct=aead.encrypt(nonce, pt, aad), h16=d[:16], seq=11,
         sa=out, pkts=pkts, B=esp.BATCH,
     )
     # per-batch statements are divided by the batch size ("/B" in the label)
