@@ -1001,6 +1001,8 @@ def payload_type_of(p: AnyPayload) -> int:
 def payload_body(p: AnyPayload) -> bytes:
     """The payload's body (what follows the generic header), e.g. the
     "RestOfInitIDPayload" that AUTH signs."""
+    if hasattr(p, "_body"):
+        return _body_of(p)
     buf = Buffer()
     p.encode_body(buf)
     return buf.data
@@ -1023,14 +1025,7 @@ def encode_payloads(payloads: Sequence[AnyPayload], buf: Buffer | None = None) -
             nxt = p.next_payload  # type: ignore[union-attr]
         else:
             nxt = types[i + 1] if i + 1 < n else PayloadType.NONE
-        body_of = getattr(p, "_body", None)
-        if body_of is None:
-            body = payload_body(p)
-        else:
-            try:
-                body = body_of()
-            except (struct.error, OverflowError, ValueError) as exc:
-                raise BufferWriteError(f"{type(p).__name__}: a field does not fit: {exc}") from None
+        body = payload_body(p)
         try:
             parts.append(pack(nxt, 0x80 if type(p) is UnknownPayload and p.critical else 0, 4 + len(body)))
         except struct.error:
