@@ -25,10 +25,11 @@ import logging
 
 from ....errors import InvalidSyntax
 from ...constants import ExchangeType, NotifyType
-from ...natd import check_natd, fake_natd, natd_hash
+from ...natd import check_natd
 from ..message import Message
 from .base import Task, TaskStatus
 from .common import notify
+from .ike_natd import add_natd, apply_natd
 
 logger = logging.getLogger("aioipsec.ike")
 
@@ -102,9 +103,7 @@ class IkeMobike(Task):
         if self.natd is not None:
             src, dst = self.natd
             res = check_natd(sa.spi_i or bytes(8), sa.spi_r, src, dst, s.local_addr, new)
-            sa.natd_supported = res.supported
-            sa.nat_local = res.local_behind_nat or (res.supported and s.config.encap)
-            sa.nat_remote = res.remote_behind_nat
+            apply_natd(sa, res, s.config.encap)
         s.mobike_moved(sa, new, natd=self.natd is not None)
 
     def build_r(self, msg: Message) -> TaskStatus:
@@ -116,11 +115,7 @@ class IkeMobike(Task):
                 s.step("MOBIKE enabled", sa)
             return TaskStatus.SUCCESS
         if self.natd is not None:
-            spi_i = sa.spi_i or bytes(8)
-            to = self.source or s.remote_addr
-            ours = fake_natd(s.random) if s.config.encap else natd_hash(spi_i, sa.spi_r, s.local_addr)
-            msg.add(notify(NotifyType.NAT_DETECTION_SOURCE_IP, ours))
-            msg.add(notify(NotifyType.NAT_DETECTION_DESTINATION_IP, natd_hash(spi_i, sa.spi_r, to)))
+            add_natd(s, msg, sa.spi_i or bytes(8), sa.spi_r, self.source or s.remote_addr)
         if self.cookie2 is not None:
             msg.add(notify(NotifyType.COOKIE2, self.cookie2))
         return TaskStatus.SUCCESS

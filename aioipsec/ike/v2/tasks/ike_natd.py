@@ -4,12 +4,29 @@ believe we are behind a NAT and encapsulate ESP in UDP."""
 
 from __future__ import annotations
 
+from ....selectors import Address
 from ...constants import ExchangeType, NotifyType
-from ...natd import check_natd, fake_natd, natd_hash
+from ...natd import NatdResult, check_natd, fake_natd, natd_hash
 from ..message import Message
 from ..payloads import SaPayload
 from .base import Task, TaskStatus
 from .common import notify
+
+
+def add_natd(session, msg: Message, spi_i: bytes, spi_r: bytes, remote: Address) -> None:  # type: ignore[no-untyped-def]
+    """N(NAT_DETECTION_SOURCE_IP) for our address (faked with ``encap``) and
+    N(NAT_DETECTION_DESTINATION_IP) for ``remote`` (IKE_SA_INIT; MOBIKE)."""
+    src = fake_natd(session.random) if session.config.encap else natd_hash(spi_i, spi_r, session.local_addr)
+    msg.add(notify(NotifyType.NAT_DETECTION_SOURCE_IP, src))
+    msg.add(notify(NotifyType.NAT_DETECTION_DESTINATION_IP, natd_hash(spi_i, spi_r, remote)))
+
+
+def apply_natd(sa, res: NatdResult, encap: bool) -> None:  # type: ignore[no-untyped-def]
+    """The IKE SA's NAT state from a NAT detection result; ``encap`` counts
+    as us being behind a NAT when the peer supports NAT detection."""
+    sa.natd_supported = res.supported
+    sa.nat_local = res.local_behind_nat or (res.supported and encap)
+    sa.nat_remote = res.remote_behind_nat
 
 
 class IkeNatd(Task):
@@ -28,19 +45,14 @@ class IkeNatd(Task):
         return src, dst
 
     def _add(self, msg: Message, spi_r: bytes) -> None:
-        s = self.session
-        src = fake_natd(s.random) if s.config.encap else natd_hash(msg.spi_i, spi_r, s.local_addr)
-        msg.add(notify(NotifyType.NAT_DETECTION_SOURCE_IP, src))
-        msg.add(notify(NotifyType.NAT_DETECTION_DESTINATION_IP, natd_hash(msg.spi_i, spi_r, s.remote_addr)))
+        add_natd(self.session, msg, msg.spi_i, spi_r, self.session.remote_addr)
 
     def _check(self, msg: Message, spi_r: bytes) -> None:
         s, sa = self.session, self.sa
         src, dst = self._hashes(msg)
         res = check_natd(msg.spi_i, spi_r, src, dst, s.local_addr, s.remote_addr)
-        sa.natd_supported = res.supported
+        apply_natd(sa, res, s.config.encap)
         sa.nat_forced = s.config.encap
-        sa.nat_local = res.local_behind_nat or (res.supported and s.config.encap)
-        sa.nat_remote = res.remote_behind_nat
         if res.supported and (sa.nat_local or sa.nat_remote):
             s.step(
                 "NAT detected",
