@@ -208,6 +208,8 @@ class _SaBase:
         self.seq = 0
         """Outbound: last sequence number used (the next packet gets seq + 1)."""
         self.max_seq = (1 << 64) - 1 if esn else _U32
+        self._seq_soft = self.max_seq - (self.max_seq >> SEQ_SOFT_SHIFT)
+        """Outbound: once ``seq`` reaches this, the SA asks for a rekey (soft expiry "seq")."""
         self.soft_bytes, self.hard_bytes = soft_bytes, hard_bytes
         self.soft_packets, self.hard_packets = soft_packets, hard_packets
         self.expired = False
@@ -248,7 +250,7 @@ class _SaBase:
                 self._expire(False, "packets")
             elif self.soft_bytes is not None and b >= self.soft_bytes:
                 self._expire(False, "bytes")
-            elif not self.inbound and self.seq >= self.max_seq - (self.max_seq >> SEQ_SOFT_SHIFT):
+            elif not self.inbound and self.seq >= self._seq_soft:
                 # RFC 4303 §3.3.3: rekey before the counter runs out (1/16 of
                 # the space ahead: ~268 M packets without ESN)
                 self._expire(False, "seq")
@@ -400,7 +402,6 @@ class EspSa(_SaBase):
         # the soft threshold; the general path reports the crossing.
         no_limits = soft_bytes is None and hard_bytes is None and soft_packets is None and hard_packets is None
         self._lean = self._fast and self.tunnel and no_limits
-        self._seq_soft = self.max_seq - (self.max_seq >> SEQ_SOFT_SHIFT)
 
     # ================================================================= outbound
 
