@@ -78,7 +78,7 @@ from .message import (
     payload_names,
     peek_header,
 )
-from .payloads import DeletePayload, MalformedMessage, NotifyPayload, SkfPayload
+from .payloads import DeletePayload, MalformedMessage, NotifyPayload, SaPayload, SkfPayload
 from .pools import AddressPool
 from .task_manager import RetransmitPolicy, TaskManagerV2, random_fraction
 from .tasks.base import Task, TaskStatus
@@ -1226,26 +1226,23 @@ class IkeSessionV2:
         if ex == ExchangeType.IKE_AUTH:
             return [t.IkeAuth(self, sa, False), t.IkeMobike(self, sa, False), t.IkeConfig(self, sa, False),
                     t.ChildCreate(self, sa, False, in_auth=True)]
-        from .tasks import ChildCreate, ChildDelete, ChildRekey, IkeDelete, IkeMobike, IkeRekey, Informational
-        from .payloads import SaPayload
-
         if ex == ExchangeType.CREATE_CHILD_SA:
             if msg.has_notify(NotifyType.REKEY_SA):
-                return [ChildRekey(self, sa, False)]
+                return [t.ChildRekey(self, sa, False)]
             sa_payload = msg.get(SaPayload)
             if sa_payload is not None and any(p.protocol == ProtocolId.IKE for p in sa_payload.proposals):
-                return [IkeRekey(self, sa, False)]
-            return [ChildCreate(self, sa, False)]
+                return [t.IkeRekey(self, sa, False)]
+            return [t.ChildCreate(self, sa, False)]
         if ex == ExchangeType.INFORMATIONAL:
             tasks: list[Task] = []
             deletes = msg.get_all(DeletePayload)
             if any(d.protocol == ProtocolId.IKE for d in deletes):
-                return [IkeDelete(self, sa, False)]
+                return [t.IkeDelete(self, sa, False)]
             if any(d.protocol in (ProtocolId.ESP, ProtocolId.AH) for d in deletes):
-                tasks.append(ChildDelete(self, sa, False))
+                tasks.append(t.ChildDelete(self, sa, False))
             if sa.mobike:
-                tasks.append(IkeMobike(self, sa, False))
-            tasks.append(Informational(self, sa, False))
+                tasks.append(t.IkeMobike(self, sa, False))
+            tasks.append(t.Informational(self, sa, False))
             return tasks
         raise UnsupportedExchange(f"exchange type {ex} not supported")
 
