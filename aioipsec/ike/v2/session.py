@@ -494,15 +494,14 @@ class IkeSessionV2:
         Wireshark's ``ikev2_decryption_table`` (the caller checks ``key_export``)."""
         out: list[dict[str, Any]] = []
         for sa in (self.sa, *self.old_sas):
-            keys, prop = getattr(sa, "keys", None), getattr(sa, "proposal", None)
-            if keys is None or prop is None or not prop.encr or not sa.spi_i or not sa.spi_r:
+            keys, prop = sa.keys, sa.proposal
+            if keys is None or prop is None or prop.encr is None or not sa.spi_i or not sa.spi_r:
                 continue
             out.append({
                 "version": 2, "spi_i": sa.spi_i, "spi_r": sa.spi_r,
                 "sk_ei": keys.sk_ei, "sk_er": keys.sk_er, "sk_ai": keys.sk_ai, "sk_ar": keys.sk_ar,
-                "encr": prop.encr[0].name if isinstance(prop.encr, tuple) else prop.encr.name,
-                "integ": (prop.integ[0].name if prop.integ else None) if isinstance(prop.integ, tuple)
-                else (prop.integ.name if prop.integ else None),
+                "encr": prop.encr.name,
+                "integ": prop.integ.name if prop.integ else None,
             })
         return out
 
