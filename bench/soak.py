@@ -25,7 +25,6 @@ import logging
 import os
 import random
 import resource
-import struct
 import sys
 import time
 import tracemalloc
@@ -40,7 +39,7 @@ from aioipsec.asyncio.client import connect, serve  # noqa: E402
 from aioipsec.asyncio.protocol import IkeError  # noqa: E402
 from aioipsec.asyncio.sockets import MemoryNetwork  # noqa: E402
 from aioipsec.config import child, connection  # noqa: E402
-from aioipsec.esp.ip import ipv4_header  # noqa: E402
+from aioipsec.netutil import udp_packet  # noqa: E402
 from aioipsec.transports.memory import memory_pipe  # noqa: E402
 
 SERVER = "192.0.2.1"
@@ -78,11 +77,6 @@ def server_configs(rekey: float) -> list[Any]:
     return out
 
 
-def udp(src: str, dst: str, payload: bytes) -> bytes:
-    body = struct.pack("!HHHH", 4000, 5000, 8 + len(payload), 0) + payload
-    return ipv4_header(src, dst, 17, len(body), ident=1) + body
-
-
 @dataclass
 class Stats:
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -99,7 +93,7 @@ async def echo_server(app: Any) -> None:
         out = []
         for pkt in await app.recv_batch():
             if len(pkt) >= 28:
-                out.append(udp(".".join(map(str, pkt[16:20])), ".".join(map(str, pkt[12:16])), pkt[28:]))
+                out.append(udp_packet(".".join(map(str, pkt[16:20])), ".".join(map(str, pkt[12:16])), 4000, 5000, pkt[28:]))
         app.send_batch(out)
 
 
@@ -136,7 +130,7 @@ async def client_loop(k: int, version: int, net: MemoryNetwork, deadline: float,
                     payload = f"c{k}-{n}".encode()
                     sent.add(payload)
                     st.sent += 1
-                    app.send_batch([udp(inner_ip, "10.0.0.1", payload)])
+                    app.send_batch([udp_packet(inner_ip, "10.0.0.1", 4000, 5000, payload)])
                     await asyncio.sleep(0.05)
                 st.outcomes["ok" if not ike.session.is_closed else "closed-early"] += 1
         except IkeError as exc:
