@@ -332,8 +332,7 @@ class Endpoint:
             if proto is None:
                 return
             self._by_init[(spi_i, addr[0])] = proto
-        proto.datagram_received(data, addr, on_4500)
-        self._index(proto)
+        proto.datagram_received(data, addr, on_4500)  # its process() routes the session's SPIs here
 
     def _v1_session_of(self, ip: str) -> SessionProtocol | None:
         p = self._v1_by_ip.get(ip)
@@ -446,8 +445,10 @@ class Endpoint:
 
     def _index(self, proto: SessionProtocol) -> None:
         """Route the session's current IKE SPIs to it and stop routing the
-        ones it no longer has (IKE SAs rekeyed away).  A session already
-        forgotten (closed by the datagram just processed) is not re-added."""
+        ones it no longer has (IKE SAs rekeyed away).  Called by
+        :meth:`SessionProtocol.process` after every input, timer and request,
+        once its output is sent.  A session already forgotten (closed by the
+        datagram just processed) is not re-added."""
         if proto not in self.sessions:
             return
         s = proto.session
@@ -539,9 +540,7 @@ class Endpoint:
         if child is None and conn.children:
             child = next(iter(conn.children))
         session.initiate(self.loop.time(), child=child)
-        self._index(proto)
-        proto.process()
-        self._index(proto)
+        proto.process()  # routes the session's SPIs here
         return proto
 
     def find_session(self, conn: str) -> SessionProtocol | None:
@@ -566,7 +565,6 @@ class Endpoint:
         if isinstance(ev, ChildSaInstalled):
             proto.close_pending.pop(ev.name, None)
             self.dataplane.install(proto, ev)
-            self._index(proto)
         elif isinstance(ev, ChildSaDeleted):
             self.dataplane.remove(ev)
             self._child_deleted(proto, ev)
@@ -581,7 +579,6 @@ class Endpoint:
             self._half_open.discard(proto)
             if ev.version == 1:
                 self._v1_by_ip[proto.session.remote_addr[0]] = proto
-            self._index(proto)
             if (ev.nat_local and self._keepalive_task is None and self.natt_socket is not None
                     and self._keepalive_interval > 0):
                 self._keepalive_task = self.loop.create_task(self._keepalives())
