@@ -25,8 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..selectors import Address
+from .constants import ExchangeType, HeaderFlag, NotifyType, PayloadType
 
-COOKIE = 16390
+COOKIE = int(NotifyType.COOKIE)
 COOKIE_ROTATE_INTERVAL = 120.0
 _VERSION_LEN = 4
 COOKIE_LEN = _VERSION_LEN + 32
@@ -117,9 +118,11 @@ class ParsedInit:
     message_id: int
 
 
-_IKE_SA_INIT = 34
-_PT_NONCE, _PT_NOTIFY, _PT_SK, _PT_SKF = 40, 41, 46, 53
-_FLAG_I, _FLAG_R = 0x08, 0x20
+# plain ints: the walk below compares them per payload of every IKE_SA_INIT of a flood
+_IKE_SA_INIT = int(ExchangeType.IKE_SA_INIT)
+_PT_NONCE, _PT_NOTIFY = int(PayloadType.NONCE), int(PayloadType.NOTIFY)
+_PT_SK, _PT_SKF = int(PayloadType.SK), int(PayloadType.SKF)
+_FLAG_I, _FLAG_R = int(HeaderFlag.INITIATOR), int(HeaderFlag.RESPONSE)
 _MAX_PAYLOADS = 64
 
 
