@@ -27,11 +27,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..selectors import Address
-from ..transports._batch import MAX_BATCH, deliver, drain, recvfrom_batch, send_each
+from ..transports._batch import MAX_BATCH, Receiver, deliver, drain, recvfrom_batch, send_each
 
 logger = logging.getLogger("aioipsec.net")
-
-Receiver = Callable[[list[tuple[bytes, Address]]], None]
 
 UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # Linux >= 4.18, not in the socket module
 GSO_MAX_SEGMENTS = 64
