@@ -85,6 +85,7 @@ __all__ = [
 logger = logging.getLogger("aioipsec.esp")
 
 _U32 = 0xFFFFFFFF
+_SEQ_END = 1 << 32  # 32-bit sequence numbers (no ESN) stay below
 _HDR16 = struct.Struct("!IIQ")  # SPI | seq | 64-bit IV (= sequence number)
 _AAD8 = struct.Struct("!II")
 _NONCE_I = struct.Struct("!IQ")  # 4-byte salt as int | 64-bit IV
@@ -101,6 +102,8 @@ inner IPv4 / IPv6 packet: one set lookup checks all three at once."""
 _V4_LEN = struct.Struct("!BxH")  # version/IHL, total length
 _HEAD_OF = itemgetter(slice(0, 16))
 """The 16-byte head SPI | seq | IV of an AEAD ESP packet without ESN."""
+_CT_OF = itemgetter(slice(16, None))
+"""Its ciphertext and ICV."""
 
 
 # Seal batches: the ESP header (SPI | seq | IV = seq) and the nonce (salt |
@@ -636,14 +639,18 @@ class EspSa(_SaBase):
         other batch, which then takes :meth:`_open_fast` packet by packet.
 
         For such a run the replay check of every packet passes before and
-        after its predecessors commit, so it is checked once for the batch;
-        SPIs and sequence numbers come from one ``struct`` unpack of the
-        joined headers.  The loop then only decrypts and cuts: inner IPv4/IPv6
-        packets whose length field points at a well-formed trailer (one set
-        lookup, as in :meth:`_open_fast`) are delivered directly; any other
-        plaintext goes through :meth:`_unwrap`.  The authenticated numbers
-        are committed together afterwards (same window as committing them
-        one by one, up to stale bits beyond the window size).
+        after its predecessors commit, so it is checked once for the batch:
+        the joined heads (SPI | seq | IV per packet) read as one integer carry
+        SPI | first + i in record i exactly when the batch is such a run (one
+        mask and one compare).  The AEAD calls then run in one ``map`` (no
+        bytecode per packet); a failed tag stops it at that packet, which is
+        marked and the ``map`` resumed.  Inner IPv4/IPv6 packets whose length
+        field points at a well-formed trailer (one set lookup, as in
+        :meth:`_open_fast`) are delivered directly; from the first other
+        plaintext on, packets go through :meth:`_unwrap` one by one.  The
+        authenticated numbers are committed together afterwards (same window
+        as committing them one by one, up to stale bits beyond the window
+        size).
 
         :meth:`open_batch` keeps the per-packet loop (it needs a result per
         datagram); a hypothesis test checks that both deliver the same packets
@@ -652,68 +659,77 @@ class EspSa(_SaBase):
         c = self._open_run_c.get(n)
         if c is None:
             c = self._open_fields(n)
-        unpack_words, unpack_aads, unpack_nonces, iv_mask, salts, size = c
+        unpack_aads, unpack_nonces, hi_mask, run0, run_k, iv_mask, salts, size = c
         heads = b"".join(map(_HEAD_OF, batch))  # SPI | seq | IV per packet
-        try:
-            words = unpack_words(heads)
-        except struct.error:  # a datagram shorter than its head
+        if len(heads) != size:  # a datagram shorter than its head
             return None
-        seqs = words[1::2]
+        h = int.from_bytes(heads, "big")
+        first = (heads[4] << 24) | (heads[5] << 16) | (heads[6] << 8) | heads[7]
         win = self.replay
         top = win.top
-        first = seqs[0]
-        if first <= top or words[0::2].count(self.spi) != n or seqs != tuple(range(first, first + n)):
+        if first <= top or first + n > _SEQ_END or h & hi_mask != run0 + first * run_k:
             return None
-        # AADs are the headers' first 8 bytes; nonces salt || IV, all cut from
-        # one big integer: the SPI | seq bytes of each record replaced by the salt
+        # AADs are the heads' first 8 bytes; nonces salt || IV, cut from the
+        # heads' integer with the SPI | seq bytes of each record replaced by the salt
         aads = unpack_aads(heads)
-        nonces = unpack_nonces(((int.from_bytes(heads, "big") & iv_mask) | salts).to_bytes(size, "big"))
-        dec = self.codec.encr.aead_obj.decrypt  # type: ignore[attr-defined]
-        lean = self.tunnel and self.check is None
-        tails4, tails6 = _TAILS_V4, _TAILS_V6
+        nonces = unpack_nonces(((h & iv_mask) | salts).to_bytes(size, "big"))
+        pts: list[bytes | None] = []
+        more = pts.extend
+        it = map(self.codec.encr.aead_obj.decrypt, nonces, map(_CT_OF, batch), aads)  # type: ignore[attr-defined]
+        bad = 0
+        while True:
+            try:
+                more(it)
+                break
+            except InvalidTag:  # pts holds the plaintexts before it
+                pts.append(None)
+                bad += 1
         out: list[bytes] = []
         app = out.append
-        unauth: list[int] = []
         nby = 0
-        # the sequence number is only needed off the fast path: it is the AAD's
-        # second word (the run was checked to be first .. first + n - 1).
-        # Datagrams shorter than the ESP minimum are not checked up front (one
-        # len() per packet): their ciphertext is shorter than the ICV, so the
-        # decrypt fails, or the plaintext is empty (IndexError) or too short for
-        # the fast checks; either way they are dropped as MALFORMED and their
-        # number is not used up, as in _open_fast.
-        for d, a, nn in zip(batch, aads, nonces):
+        if self.tunnel and self.check is None:
+            # plaintexts too short for these checks raise (IndexError, and
+            # TypeError for a failed tag) and leave the loop like any other
+            # packet that needs the general checks
+            tails4, tails6 = _TAILS_V4, _TAILS_V6
             try:
-                pt = dec(nn, d[16:], a)
-                v = pt[0] >> 4
-            except (InvalidTag, IndexError):
-                self._drop(DropReason.MALFORMED if len(d) < self.codec.min_len else DropReason.INTEGRITY)
-                unauth.append(int.from_bytes(a[4:], "big"))
-                continue
-            if lean:
-                if v == 4 and len(pt) > 20:
-                    tl = pt[2] << 8 | pt[3]
-                    if tl >= 20 and pt[tl:] in tails4:
-                        app(pt[:tl])
-                        nby += tl
-                        continue
-                elif v == 6 and len(pt) > 40:
-                    tl = 40 + (pt[4] << 8 | pt[5])
-                    if pt[tl:] in tails6:
-                        app(pt[:tl])
-                        nby += tl
-                        continue
-            seq = int.from_bytes(a[4:], "big")
-            if len(d) < self.codec.min_len:
-                self._drop(DropReason.MALFORMED)
-                unauth.append(seq)
-                continue
-            r = self._unwrap(pt, seq)
-            if r.packet is not None:
-                app(r.packet)
-                nby += len(r.packet)
-            else:
-                self._drop(r.drop)  # type: ignore[arg-type]
+                for pt in pts:
+                    v = pt[0] >> 4  # type: ignore[index]
+                    if v == 4:
+                        tl = pt[2] << 8 | pt[3]  # type: ignore[index]
+                        if tl >= 20 and pt[tl:] in tails4:  # type: ignore[index]
+                            app(pt[:tl])  # type: ignore[index]
+                            nby += tl
+                            continue
+                    elif v == 6:
+                        tl = 40 + (pt[4] << 8 | pt[5])  # type: ignore[index]
+                        if pt[tl:] in tails6:  # type: ignore[index]
+                            app(pt[:tl])  # type: ignore[index]
+                            nby += tl
+                            continue
+                    break
+            except (IndexError, TypeError):
+                pass
+        i = len(out)  # every packet before the i-th was delivered
+        unauth: list[int] = []
+        if i < n:
+            minlen = self.codec.min_len
+            for j in range(i, n):
+                pt = pts[j]
+                seq = first + j
+                if pt is None or len(batch[j]) < minlen:
+                    # a ciphertext shorter than the ICV fails the tag; a
+                    # datagram shorter than the ESP minimum is malformed (its
+                    # number is not used up, as in _open_fast)
+                    self._drop(DropReason.MALFORMED if len(batch[j]) < minlen else DropReason.INTEGRITY)
+                    unauth.append(seq)
+                    continue
+                r = self._unwrap(pt, seq)
+                if r.packet is not None:
+                    app(r.packet)
+                    nby += len(r.packet)
+                else:
+                    self._drop(r.drop)  # type: ignore[arg-type]
         # commit the authenticated numbers (see ReplayWindow.commit)
         if unauth:
             skip = set(unauth)
@@ -732,23 +748,33 @@ class EspSa(_SaBase):
         return out
 
     def _open_fields(self, n: int) -> tuple[Any, ...]:
-        """Cached per batch size for :meth:`_open_run`: unpackers of n joined
-        16-byte heads (SPI | seq | IV) into the SPI/seq words and the AADs,
-        the IV mask and the salts laid over the SPI | seq bytes of each
-        record, and the unpacker of the nonces (salt || IV) from the result."""
+        """Cached per batch size for :meth:`_open_run`: the unpackers of n
+        joined 16-byte heads (SPI | seq | IV) into the AADs and of the nonces
+        (salt || IV), and the integers that check and rewrite the heads read
+        as one number: the mask of the SPI | seq words, that of a run
+        starting at 0 (SPI | i in record i) and the multiple of the first
+        number to add, the IV mask and the salts laid over the SPI | seq bytes
+        of each record."""
         salt = self.codec.encr.salt  # type: ignore[attr-defined]
         sl = len(salt)
         salt_int = int.from_bytes(salt, "big")
-        iv_mask = salts = 0
-        for _ in range(n):
-            iv_mask = iv_mask << 128 | (1 << 64) - 1
-            salts = salts << 128 | salt_int << 64
+        word = (1 << 64) - 1
+        hi_mask = run0 = run_k = iv_mask = salts = 0
+        for i in range(n):
+            sh = 128 * (n - 1 - i)  # record i, the first at the top
+            hi_mask |= word << (sh + 64)
+            run0 |= (self.spi << 32 | i) << (sh + 64)
+            run_k |= 1 << (sh + 64)
+            iv_mask |= word << sh
+            salts |= salt_int << (sh + 64)
         if len(self._open_run_c) >= _SEAL_RUN_SIZES:
             self._open_run_c.clear()
         c = self._open_run_c[n] = (
-            struct.Struct("!" + "II8x" * n).unpack,
             struct.Struct("8s8x" * n).unpack,
             struct.Struct(f"{8 - sl}x{sl + 8}s" * n).unpack,
+            hi_mask,
+            run0,
+            run_k,
             iv_mask,
             salts,
             16 * n,
