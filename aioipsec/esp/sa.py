@@ -676,17 +676,14 @@ class EspSa(_SaBase):
         pts: list[bytes | None] = []
         more = pts.extend
         it = map(self.codec.encr.aead_obj.decrypt, nonces, map(_CT_OF, batch), aads)  # type: ignore[attr-defined]
-        bad = 0
         while True:
             try:
                 more(it)
                 break
             except InvalidTag:  # pts holds the plaintexts before it
                 pts.append(None)
-                bad += 1
         out: list[bytes] = []
         app = out.append
-        nby = 0
         if self.tunnel and self.check is None:
             # plaintexts too short for these checks raise (IndexError, and
             # TypeError for a failed tag) and leave the loop like any other
@@ -694,18 +691,15 @@ class EspSa(_SaBase):
             tails4, tails6 = _TAILS_V4, _TAILS_V6
             try:
                 for pt in pts:
-                    v = pt[0] >> 4  # type: ignore[index]
-                    if v == 4:
+                    if pt[0] == 0x45:  # type: ignore[index]  # IPv4 without options
                         tl = pt[2] << 8 | pt[3]  # type: ignore[index]
                         if tl >= 20 and pt[tl:] in tails4:  # type: ignore[index]
                             app(pt[:tl])  # type: ignore[index]
-                            nby += tl
                             continue
-                    elif v == 6:
+                    elif pt[0] >> 4 == 6:  # type: ignore[index]
                         tl = 40 + (pt[4] << 8 | pt[5])  # type: ignore[index]
                         if pt[tl:] in tails6:  # type: ignore[index]
                             app(pt[:tl])  # type: ignore[index]
-                            nby += tl
                             continue
                     break
             except (IndexError, TypeError):
@@ -727,7 +721,6 @@ class EspSa(_SaBase):
                 r = self._unwrap(pt, seq)
                 if r.packet is not None:
                     app(r.packet)
-                    nby += len(r.packet)
                 else:
                     self._drop(r.drop)  # type: ignore[arg-type]
         # commit the authenticated numbers (see ReplayWindow.commit)
@@ -743,7 +736,7 @@ class EspSa(_SaBase):
             win.top, win.bitmap = first + n - 1, bm
         st = self.stats
         st.packets_in += len(out)
-        st.bytes_in += nby
+        st.bytes_in += sum(map(len, out))
         self._replay_burst = False  # _note_replays: a batch without replays ends a burst
         return out
 
