@@ -685,24 +685,24 @@ class EspSa(_SaBase):
         out: list[bytes] = []
         app = out.append
         if self.tunnel and self.check is None:
-            # plaintexts too short for these checks raise (IndexError, and
-            # TypeError for a failed tag) and leave the loop like any other
-            # packet that needs the general checks
-            tails4, tails6 = _TAILS_V4, _TAILS_V6
+            # plaintexts too short for these checks raise (struct.error,
+            # IndexError, and TypeError for a failed tag) and leave the loop
+            # like any other packet that needs the general checks
+            v4_len, tails4, tails6 = _V4_LEN.unpack_from, _TAILS_V4, _TAILS_V6
             try:
                 for pt in pts:
-                    if pt[0] == 0x45:  # type: ignore[index]  # IPv4 without options
-                        tl = pt[2] << 8 | pt[3]  # type: ignore[index]
+                    vihl, tl = v4_len(pt)  # type: ignore[arg-type]
+                    if vihl == 0x45:  # IPv4 without options
                         if tl >= 20 and pt[tl:] in tails4:  # type: ignore[index]
                             app(pt[:tl])  # type: ignore[index]
                             continue
-                    elif pt[0] >> 4 == 6:  # type: ignore[index]
+                    elif vihl >> 4 == 6:
                         tl = 40 + (pt[4] << 8 | pt[5])  # type: ignore[index]
                         if pt[tl:] in tails6:  # type: ignore[index]
                             app(pt[:tl])  # type: ignore[index]
                             continue
                     break
-            except (IndexError, TypeError):
+            except (struct.error, IndexError, TypeError):
                 pass
         i = len(out)  # every packet before the i-th was delivered
         unauth: list[int] = []
