@@ -684,6 +684,7 @@ class EspSa(_SaBase):
                 pts.append(None)
         out: list[bytes] = []
         app = out.append
+        nby = 0
         if self.tunnel and self.check is None:
             # plaintexts too short for these checks raise (struct.error,
             # IndexError, and TypeError for a failed tag) and leave the loop
@@ -695,11 +696,13 @@ class EspSa(_SaBase):
                     if vihl == 0x45:  # IPv4 without options
                         if tl >= 20 and pt[tl:] in tails4:  # type: ignore[index]
                             app(pt[:tl])  # type: ignore[index]
+                            nby += tl
                             continue
                     elif vihl >> 4 == 6:
                         tl = 40 + (pt[4] << 8 | pt[5])  # type: ignore[index]
                         if pt[tl:] in tails6:  # type: ignore[index]
                             app(pt[:tl])  # type: ignore[index]
+                            nby += tl
                             continue
                     break
             except (struct.error, IndexError, TypeError):
@@ -721,6 +724,7 @@ class EspSa(_SaBase):
                 r = self._unwrap(pt, seq)
                 if r.packet is not None:
                     app(r.packet)
+                    nby += len(r.packet)
                 else:
                     self._drop(r.drop)  # type: ignore[arg-type]
         # commit the authenticated numbers (see ReplayWindow.commit)
@@ -736,7 +740,7 @@ class EspSa(_SaBase):
             win.top, win.bitmap = first + n - 1, bm
         st = self.stats
         st.packets_in += len(out)
-        st.bytes_in += sum(map(len, out))
+        st.bytes_in += nby
         self._replay_burst = False  # _note_replays: a batch without replays ends a burst
         return out
 
