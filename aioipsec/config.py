@@ -37,6 +37,10 @@ class AuthConfig:
     """Local: intermediate certificates sent along with ``cert``."""
     rsa_pss: bool = False
     """Use RSASSA-PSS (RFC 7427) instead of PKCS#1 v1.5 for RSA keys."""
+    xauth_id: str | None = None
+    """Second round ``auth = "xauth"`` on the local side (an IKEv1 XAUTH
+    client): the user name sent (its password is the ``xauth`` secret of
+    that id)."""
 
 
 @dataclass
@@ -150,6 +154,26 @@ class ConnectionConfig:
     pools: list[str] = field(default_factory=list)
     """Responder: names of address pools (:class:`PoolConfig`) to assign
     virtual IPs from (the peer's dynamic ``remote_ts`` becomes its lease)."""
+    local2: AuthConfig | None = None
+    """Second authentication round of our side (swanctl ``local-2``); IKEv1
+    only ``auth = "xauth"``: we are an XAUTH client (user ``xauth_id``)."""
+    remote2: AuthConfig | None = None
+    """Second authentication round of the peer (swanctl ``remote-2``); IKEv1
+    only ``auth = "xauth"``: as gateway we ask the peer for a user name and
+    password (draft-beaulieu-ike-xauth) after Phase 1."""
+    xauth_secrets: dict[str, bytes] = field(default_factory=dict, repr=False)
+    """XAUTH passwords by user name (swanctl ``secrets.xauth<suffix>``),
+    resolved by the loader: the users a gateway accepts, or a client's own."""
+
+    @property
+    def xauth_server(self) -> bool:
+        """The peer must pass XAUTH (``remote-2 = { auth = "xauth" }``)."""
+        return self.remote2 is not None and self.remote2.auth == "xauth"
+
+    @property
+    def xauth_client(self) -> bool:
+        """We answer the peer's XAUTH (``local-2 = { auth = "xauth" }``)."""
+        return self.local2 is not None and self.local2.auth == "xauth"
 
     @property
     def hard_lifetime(self) -> float:

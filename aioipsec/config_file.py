@@ -159,7 +159,7 @@ _CONN_KEYS = {
     "encap", "fragmentation", "fragment_size", "dpd_delay", "dpd_timeout", "rekey_time", "over_time",
     "rand_time", "local", "remote", "children", "legacy", "retransmit_timeout", "retransmit_base",
     "retransmit_tries", "retransmit_jitter", "send_certreq", "send_cert", "initial_contact", "key_export",
-    "vips", "pools", "mobike",
+    "vips", "pools", "mobike", "local-2", "remote-2",
 }
 _CHILD_KEYS = {
     "local_ts", "remote_ts", "esp_proposals", "ah_proposals", "mode", "start_action", "rekey_time",
@@ -168,6 +168,7 @@ _CHILD_KEYS = {
 }
 _AUTH_KEYS = {"auth", "id", "certs", "cert", "key", "private_key", "cacerts", "intermediates", "rsa_pss"}
 _SECRET_KEYS = {"id", "secret", "secret_file"}
+_ROUND2_KEYS = {"auth", "xauth_id"}
 _TOP_KEYS = {"connections", "secrets", "global", "tun", "daemon", "pools"}
 _POOL_KEYS = {"addrs", "dns"}
 _DAEMON_KEYS = {"address", "port", "port_nat_t", "keep_alive"}
@@ -229,9 +230,11 @@ def parse_config(data: dict[str, Any], *, file: str | None = None, base: Path | 
             raise ctx.err("daemon.port_nat_t", f"must differ from daemon.port ({cfg.daemon.port})")
     cfg.pools = _parse_pools(ctx, data.get("pools", {}))
     conns = ctx.table("connections", data.get("connections", {}))
-    secrets = _parse_secrets(ctx, data.get("secrets", {}))
+    all_secrets = _parse_secrets(ctx, data.get("secrets", {}))
+    secrets = [x for x in all_secrets if not _is_xauth_secret(x[0])]
+    xauth = [x for x in all_secrets if _is_xauth_secret(x[0])]
     for name, raw_conn in conns.items():
-        cfg.connections[name] = _parse_connection(ctx, name, ctx.table(f"connections.{name}", raw_conn), secrets)
+        cfg.connections[name] = _parse_connection(ctx, name, ctx.table(f"connections.{name}", raw_conn), secrets, xauth)
         for i, pool in enumerate(cfg.connections[name].pools):
             if pool not in cfg.pools:
                 known = ", ".join(sorted(cfg.pools)) or "none"
@@ -264,6 +267,12 @@ def _parse_pools(ctx: _Ctx, raw: Any) -> dict[str, PoolConfig]:
     return out
 
 
+def _is_xauth_secret(name: str) -> bool:
+    """swanctl names secrets by type: ``xauth<suffix>`` (``xauth-alice``)
+    is an XAUTH user's password; every other section is a pre-shared key."""
+    return name.startswith("xauth")
+
+
 def _parse_secrets(ctx: _Ctx, raw: Any) -> list[tuple[str, list[str], bytes]]:
     out = []
     for name, sec in ctx.table("secrets", raw).items():
@@ -288,6 +297,8 @@ def _parse_secrets(ctx: _Ctx, raw: Any) -> list[tuple[str, list[str], bytes]]:
             raise ctx.err(path, 'missing "secret" or "secret_file"')
         if not secret:
             raise ctx.err(f"{path}.secret", "must not be empty")
+        if _is_xauth_secret(name) and len(ids) != 1:
+            raise ctx.err(f"{path}.id", "an xauth secret needs exactly one id: the XAUTH user name")
         out.append((name, ids, secret))
     return out
 
@@ -430,8 +441,24 @@ def _parse_child(ctx: _Ctx, path: str, name: str, raw: dict[str, Any], legacy: b
     return c
 
 
+def _parse_round2(ctx: _Ctx, path: str, raw: Any, local: bool) -> AuthConfig:
+    """``local-2`` / ``remote-2``: a second authentication round; IKEv1 XAUTH."""
+    raw = ctx.table(path, raw)
+    ctx.check_keys(path, raw, _ROUND2_KEYS if local else {"auth"})
+    a = AuthConfig(auth=ctx.choice(f"{path}.auth", raw.get("auth"), ("xauth",)))
+    if "xauth_id" in raw:
+        a.xauth_id = ctx.string(f"{path}.xauth_id", raw["xauth_id"])
+        if not a.xauth_id.strip():
+            raise ctx.err(f"{path}.xauth_id", "must not be empty")
+    return a
+
+
 def _parse_connection(
-    ctx: _Ctx, name: str, raw: dict[str, Any], secrets: list[tuple[str, list[str], bytes]]
+    ctx: _Ctx,
+    name: str,
+    raw: dict[str, Any],
+    secrets: list[tuple[str, list[str], bytes]],
+    xauth: list[tuple[str, list[str], bytes]] | None = None,
 ) -> ConnectionConfig:
     path = f"connections.{name}"
     ctx.check_keys(path, raw, _CONN_KEYS)
@@ -472,15 +499,34 @@ def _parse_connection(
     if "vips" in raw:
         c.vips = _addrs(ctx, f"{path}.vips", raw["vips"], any_ok=False, expected='"0.0.0.0", "::" or an IP address')
         if c.version != 2 and c.vips:
+            # an IKEv1 client's Mode Config pull exists in the session (embedders:
+            # ConnectionConfig.vips); the daemon acts as IKEv1 gateway only
             raise ctx.err(f"{path}.vips", "virtual IPs are supported with IKEv2 only (version = 2)")
     if "pools" in raw:
         c.pools = ctx.strings(f"{path}.pools", raw["pools"])
-        if c.version != 2 and c.pools:
-            raise ctx.err(f"{path}.pools", "address pools are supported with IKEv2 only (version = 2)")
     if "fragment_size" in raw:
         c.fragment_size = ctx.integer(f"{path}.fragment_size", raw["fragment_size"], 576, 65535)
     c.local = _parse_auth(ctx, f"{path}.local", raw.get("local", {}), True)
     c.remote = _parse_auth(ctx, f"{path}.remote", raw.get("remote", {}), False)
+    for key, local in (("local-2", True), ("remote-2", False)):
+        if key not in raw:
+            continue
+        if c.version != 1:
+            raise ctx.err(f"{path}.{key}", "a second authentication round (XAUTH) is supported with IKEv1 only (version = 1)")
+        round2 = _parse_round2(ctx, f"{path}.{key}", raw[key], local)
+        if local:
+            c.local2 = round2
+        else:
+            c.remote2 = round2
+    if c.xauth_server or c.xauth_client:
+        c.xauth_secrets = {ids[0]: secret for _n, ids, secret in (xauth or [])}
+        if c.xauth_server and not c.xauth_secrets:
+            raise ctx.err(f"{path}.remote-2", 'auth = "xauth" but no [secrets.xauth*] entry (id = user, secret = password)')
+        if c.xauth_client:
+            assert c.local2 is not None
+            user = c.local2.xauth_id or c.local.id or (c.local_addrs[0] if c.local_addrs else None)
+            if user is None or user not in c.xauth_secrets:
+                raise ctx.err(f"{path}.local-2", f"no [secrets.xauth*] entry with id = {_show(user or '')} (the XAUTH password)")
     if c.aggressive and c.version != 1:
         raise ctx.err(f"{path}.aggressive", "Aggressive Mode exists only in IKEv1 (version = 1)")
     children = ctx.table(f"{path}.children", raw.get("children", {}))

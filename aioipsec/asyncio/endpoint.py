@@ -422,6 +422,7 @@ class Endpoint:
                 random=self.random,
                 global_config=self.global_config,
                 wall_clock=_utc_now,
+                pools=self.pools,  # Mode Config after XAUTH
             )
         else:
             self.stats.malformed += 1

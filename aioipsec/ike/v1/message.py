@@ -222,6 +222,12 @@ RULES: dict[str, Rule] = {
     "INFO*": Rule({PayloadType.HASH: (1, 1), PayloadType.DELETE: (0, _MANY), **_N, **_VID}, hash_first=True),
 }
 
+TRANSACTION_STEPS = ("TRANSACTION", "XAUTH-REPLY", "XAUTH-ACK", "MODECFG-REPLY")
+"""Steps of Transaction exchanges (XAUTH, Mode Config): what a task waits for
+(``TRANSACTION``: the peer's first message, a REQUEST or a SET)."""
+for _step in TRANSACTION_STEPS:
+    RULES[_step] = Rule({PayloadType.HASH: (1, 1), PayloadType.ATTRIBUTE: (1, 1), **_N, **_VID}, hash_first=True)
+
 
 def check_rules(step: str, payloads: Sequence[Payload]) -> None:
     """Raise :class:`InvalidPayloadType` / :class:`PayloadMalformed` unless

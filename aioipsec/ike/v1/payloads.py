@@ -38,8 +38,10 @@ from .constants import (
 
 __all__ = [
     "Attribute",
+    "AttributePayload",
     "CertPayload",
     "CertReqPayload",
+    "CfgAttribute",
     "DeletePayload",
     "FragmentPayload",
     "HashPayload",
@@ -588,6 +590,90 @@ class DeletePayload(Payload):
         return cls(protocol, spis, spi_size, doi, raw=bytes(data))
 
 
+# --------------------------------------------------------------------------- attribute (Mode Config / XAUTH)
+
+MAX_CFG_ATTRIBUTES = 64
+"""Attributes accepted in one attribute payload (more is malformed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CfgAttribute:
+    """A Mode Config / XAUTH attribute (draft-dukes-ike-mode-cfg §3.3): the
+    data-attribute format of RFC 2408 §3.3, but a variable (TLV) value is
+    bytes (a user name, an address), not a number.  ``tv``: the basic
+    format, whose value is two bytes (``XAUTH_TYPE``, ``XAUTH_STATUS``)."""
+
+    type: int
+    value: bytes = b""
+    tv: bool = False
+
+    @classmethod
+    def basic(cls, type: int, value: int) -> CfgAttribute:
+        return cls(type, value.to_bytes(2, "big"), True)
+
+    @property
+    def int_value(self) -> int:
+        return int.from_bytes(self.value, "big")
+
+    def __repr__(self) -> str:  # never show values: a password may be one
+        return f"CfgAttribute({self.type}, {len(self.value)} bytes{', TV' if self.tv else ''})"
+
+
+@dataclass(slots=True)
+class AttributePayload(Payload):
+    """Attribute payload (type 14, draft-dukes-ike-mode-cfg §3.2)::
+
+        !     Type      !   RESERVED    !           Identifier          !
+        ~                           Attributes                          ~
+    """
+
+    ptype: ClassVar[int] = PayloadType.ATTRIBUTE
+    cfg_type: int = 0
+    identifier: int = 0
+    attributes: list[CfgAttribute] = field(default_factory=list)
+    raw: bytes = _raw()
+
+    def get(self, attr_type: int) -> CfgAttribute | None:
+        return next((a for a in self.attributes if a.type == attr_type), None)
+
+    def encode_body(self) -> bytes:
+        buf = Buffer()
+        buf.push_uint8(self.cfg_type)
+        buf.push_uint8(0)
+        buf.push_uint16(self.identifier)
+        for a in self.attributes:
+            if a.tv:
+                if len(a.value) != 2:
+                    raise ValueError("a basic-format attribute has a 2-byte value")
+                buf.push_uint16(0x8000 | a.type)
+                buf.push_bytes(a.value)
+            else:
+                buf.push_uint16(a.type & 0x7FFF)
+                buf.push_uint16(len(a.value))
+                buf.push_bytes(a.value)
+        return buf.data
+
+    @classmethod
+    def decode_body(cls, data: bytes) -> AttributePayload:
+        if len(data) < 4:
+            raise ParseError("attribute payload too short")
+        buf = Buffer(data)
+        cfg_type = buf.pull_uint8()
+        buf.pull_uint8()
+        identifier = buf.pull_uint16()
+        attrs: list[CfgAttribute] = []
+        while not buf.eof():
+            if len(attrs) >= MAX_CFG_ATTRIBUTES:
+                raise ParseError(f"more than {MAX_CFG_ATTRIBUTES} attributes")
+            t = buf.pull_uint16()
+            if t & 0x8000:
+                attrs.append(CfgAttribute(t & 0x7FFF, buf.pull_bytes(2), True))
+            else:
+                n = buf.pull_uint16()
+                attrs.append(CfgAttribute(t, buf.pull_bytes(n)))
+        return cls(cfg_type, identifier, attrs, raw=bytes(data))
+
+
 # --------------------------------------------------------------------------- fragment
 
 
@@ -643,6 +729,7 @@ PAYLOAD_CLASSES: dict[int, type[Payload]] = {
     PayloadType.NAT_OA: NatOaPayload,
     PayloadType.NAT_OA_DRAFT: NatOaDraftPayload,
     PayloadType.FRAGMENT: FragmentPayload,
+    PayloadType.ATTRIBUTE: AttributePayload,
 }
 
 _NOT_IN_CHAINS = (PayloadType.PROPOSAL, PayloadType.TRANSFORM)

@@ -114,6 +114,7 @@ __all__ = [
     "Phase1Keys",
     "Phase1Suite",
     "auth_method_for",
+    "base_method",
     "build_sa_payload",
     "derive_keys",
     "ecdsa_sign_digest",
@@ -121,6 +122,7 @@ __all__ = [
     "hash_i",
     "hash_r",
     "natd_hash",
+    "proposal_method",
     "select_suite",
     "suites_from_config",
 ]
@@ -367,6 +369,35 @@ def auth_method_for(cfg: ConnectionConfig) -> int:
     )
 
 
+_XAUTH_METHODS = {Ike1Auth.PSK: Ike1Auth.XAUTH_INIT_PSK, Ike1Auth.RSA_SIG: Ike1Auth.XAUTH_INIT_RSA}
+_BASE_METHODS = {
+    Ike1Auth.XAUTH_INIT_PSK: Ike1Auth.PSK,
+    Ike1Auth.XAUTH_RESP_PSK: Ike1Auth.PSK,
+    Ike1Auth.XAUTH_INIT_RSA: Ike1Auth.RSA_SIG,
+    Ike1Auth.XAUTH_RESP_RSA: Ike1Auth.RSA_SIG,
+}
+
+
+def base_method(method: int) -> int:
+    """The Phase 1 method an XAUTH method (draft-beaulieu-ike-xauth §8:
+    XAUTHInitPreShared ...) runs: keys and HASH/SIG are those of PSK or RSA."""
+    return int(_BASE_METHODS.get(method, method))  # type: ignore[call-overload]
+
+
+def proposal_method(cfg: ConnectionConfig) -> int:
+    """The authentication method we propose or accept for ``cfg``: with a
+    second XAUTH round (either side), XAUTHInitPreShared/XAUTHInitRSA -- the
+    Phase 1 initiator is the XAUTH client, as strongSwan's calc_auth_method
+    and Cisco clients have it; else :func:`auth_method_for`."""
+    method = auth_method_for(cfg)
+    if not (cfg.xauth_server or cfg.xauth_client):
+        return method
+    xauth = _XAUTH_METHODS.get(method)  # type: ignore[call-overload]
+    if xauth is None:
+        raise LocalProtocolError(f"connection {cfg.name}: XAUTH works with PSK or RSA Phase 1 authentication only")
+    return int(xauth)
+
+
 # --------------------------------------------------------------------------- keys
 
 
@@ -417,7 +448,7 @@ def derive_keys(
 ) -> Phase1Keys:
     """All Phase 1 keys (RFC 2409 §5); ``psk`` for PSK authentication."""
     prf_alg = suite.prf
-    if suite.auth == Ike1Auth.PSK:
+    if base_method(suite.auth) == Ike1Auth.PSK:
         if psk is None:
             raise LocalProtocolError("pre-shared key missing")
         skeyid = ikev1_skeyid_psk(prf_alg, psk, ni, nr)

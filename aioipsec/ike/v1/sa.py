@@ -68,6 +68,11 @@ class IsakmpSa:
     info_mids: deque[int] = field(default_factory=lambda: deque(maxlen=32))
     """Message IDs of the peer's last protected Informationals: one seen
     again is a replay, which must not move the peer's address."""
+    gate: str = ""
+    """After Phase 1, what must complete before Quick Mode: ``xauth`` (the
+    XAUTH exchanges), ``modecfg`` (our Mode Config pull); empty: nothing."""
+    xauth_user: str | None = None
+    """The user name that passed XAUTH over this SA."""
     tm: TaskManagerV1 = field(default=None, repr=False)  # type: ignore[assignment]
     """Set by the session right after creation."""
 

@@ -20,12 +20,14 @@ aware ``datetime``; the asyncio endpoint passes UTC now).
 from __future__ import annotations
 
 import datetime
+import hmac
+import ipaddress
 import itertools
 import logging
 import os
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ...config import ChildConfig, ConnectionConfig, GlobalConfig
 from ...crypto.kex import KeyExchange, create_key_exchange
@@ -47,6 +49,7 @@ from ...selectors import Address, TrafficSelector
 from ..auth import Identity
 from .constants import (
     ISAKMP_HEADER_LEN,
+    CfgAttr,
     ExchangeType,
     Flag,
     Ike1Auth,
@@ -57,8 +60,18 @@ from .constants import (
 )
 from .errors import AuthenticationFailed, Ikev1Error, InvalidCertificate, NoProposalChosen
 from .message import Message, encode_message
-from .payloads import FragmentPayload, IsakmpHeader, NotifyPayload, Proposal, SaPayload, Transform, decode_chain
-from .phase1 import Phase1Suite, auth_method_for, select_suite, suites_from_config
+from .payloads import (
+    AttributePayload,
+    CfgAttribute,
+    FragmentPayload,
+    IsakmpHeader,
+    NotifyPayload,
+    Proposal,
+    SaPayload,
+    Transform,
+    decode_chain,
+)
+from .phase1 import Phase1Suite, proposal_method, select_suite, suites_from_config
 from .sa import ChildSa, IsakmpSa, State
 from .task_manager import Task, TaskManagerV1
 from .tasks import dpd
@@ -73,6 +86,18 @@ from .tasks.informational import (
 from .tasks.main_mode import MainModeTask
 from .tasks.natd import nat_any
 from .tasks.quick_mode import QuickModeTask, host_ts
+from .tasks.transaction import (
+    ModeCfgRequestTask,
+    TransactionResponderTask,
+    TransactionTask,
+    XauthRequestTask,
+    XauthStatusTask,
+    address_attributes,
+    requested_addresses,
+)
+
+if TYPE_CHECKING:
+    from ..v2.pools import AddressPool
 
 logger = logging.getLogger("aioipsec.ike")
 
@@ -112,6 +137,7 @@ class IkeSessionV1:
         configurations: Sequence[ConnectionConfig] | None = None,
         global_config: GlobalConfig | None = None,
         wall_clock: Callable[[], datetime.datetime] | None = None,
+        pools: Mapping[str, AddressPool] | None = None,
     ) -> None:
         if configuration is None and not configurations:
             raise LocalProtocolError("IkeSessionV1 needs a configuration")
@@ -146,6 +172,16 @@ class IkeSessionV1:
         self.stats: Counter[str] = Counter()
         self.now = 0.0
         self._prefloat_remote: Address | None = None
+        self.pools: Mapping[str, AddressPool] = pools or {}
+        """Gateway: the endpoint's address pools by name (shared with IKEv2,
+        :mod:`aioipsec.ike.v2.pools`), for Mode Config."""
+        self.local_vips: list[str] = []
+        """Virtual IPs the gateway assigned us by Mode Config."""
+        self.remote_vips: list[str] = []
+        """Virtual IPs we leased to the peer by Mode Config."""
+        self.dns: list[str] = []
+        """DNS servers that came with our virtual IPs."""
+        self._leases: list[tuple[AddressPool, str, Any]] = []
 
     @classmethod
     def respond(
@@ -502,7 +538,19 @@ class IkeSessionV1:
                 self.stats["dropped"] += 1
                 logger.debug("Quick Mode on an unestablished ISAKMP SA ignored")
                 return None
+            if sa.gate:
+                # strongSwan and Cisco gateways refuse Quick Mode before XAUTH
+                self.stats["dropped"] += 1
+                logger.info("Quick Mode from %s before %s completed ignored (cookies %s)",
+                            self.peer, sa.gate.upper(), sa.cookies)
+                return None
             return QuickModeTask(self, sa, initiator=False, mid=header.message_id)
+        if ex == ExchangeType.TRANSACTION:
+            if not sa.established or sa.keys is None or header.message_id == 0:
+                self.stats["dropped"] += 1
+                logger.debug("Transaction on an unestablished ISAKMP SA ignored")
+                return None
+            return TransactionResponderTask(self, sa, header.message_id)
         logger.info("%s exchange from %s not supported; ignored", _exchange_name(ex), self.peer)
         self.stats["unsupported"] += 1
         return None
@@ -740,9 +788,17 @@ class IkeSessionV1:
         if sa.initiator and self.remote_addr[1] == 500:
             self.remote_addr = (self.remote_addr[0], NATT_PORT)
 
+    def _local_dynamic(self) -> TrafficSelector:
+        """A child's ``dynamic`` local selector: our virtual IP, else our address."""
+        return host_ts(self.local_vips[0] if self.local_vips else self.local_addr[0])
+
+    def _remote_dynamic(self) -> TrafficSelector:
+        """A child's ``dynamic`` remote selector: the peer's lease, else its address."""
+        return host_ts(self.remote_vips[0] if self.remote_vips else self.remote_addr[0])
+
     def _child_ts(self, cfg: ChildConfig) -> tuple[TrafficSelector, TrafficSelector]:
-        local = cfg.local_ts[0] if cfg.local_ts else host_ts(self.local_addr[0])
-        remote = cfg.remote_ts[0] if cfg.remote_ts else host_ts(self.remote_addr[0])
+        local = cfg.local_ts[0] if cfg.local_ts else self._local_dynamic()
+        remote = cfg.remote_ts[0] if cfg.remote_ts else self._remote_dynamic()
         return local, remote
 
     def _select_child(self, sa: IsakmpSa, tsi: TrafficSelector, tsr: TrafficSelector) -> ChildConfig | None:
@@ -763,8 +819,8 @@ class IkeSessionV1:
         return None
 
     def _child_contains(self, child: ChildConfig, tsi: TrafficSelector, tsr: TrafficSelector) -> bool:
-        local = child.local_ts or [host_ts(self.local_addr[0])]
-        remote = child.remote_ts or [host_ts(self.remote_addr[0])]
+        local = child.local_ts or [self._local_dynamic()]
+        remote = child.remote_ts or [host_ts(v) for v in self.remote_vips] or [host_ts(self.remote_addr[0])]
         return any(tsr.is_subset_of(x) for x in local) and any(tsi.is_subset_of(x) for x in remote)
 
     def _replaced_child(
@@ -786,7 +842,7 @@ class IkeSessionV1:
 
     def _child_for_selector(self, selector: TrafficSelector) -> str | None:
         for child in self.cfg.children.values():
-            remote = child.remote_ts or [host_ts(self.remote_addr[0])]
+            remote = child.remote_ts or [self._remote_dynamic()]
             if any(selector.intersect(x) is not None for x in remote):
                 return child.name
         if len(self.cfg.children) == 1:
@@ -805,7 +861,7 @@ class IkeSessionV1:
             configs = [c for c in configs if peer_matches(c, peer_id)] or configs
         for cfg in configs:
             try:
-                method = auth_method_for(cfg)
+                method = proposal_method(cfg)
             except LocalProtocolError as exc:
                 reasons.append(str(exc))
                 continue
@@ -854,22 +910,17 @@ class IkeSessionV1:
         if sa.initial_contact:
             sa.rekeyed_from = None  # a restarted peer, not a renewal
         self._step(sa, "IKE Phase 1 complete")
-        self._events.append(
-            IkeSaEstablished(
-                spi_i=sa.spi_i,
-                spi_r=sa.spi_r,
-                version=1,
-                initiator=sa.initiator,
-                local_addr=self.local_addr,
-                remote_addr=self.remote_addr,
-                local_id=str(sa.local_id) if sa.local_id else self.local_addr[0],
-                remote_id=str(sa.remote_id) if sa.remote_id else self.remote_addr[0],
-                algorithms=sa.suite.name,
-                nat_local=sa.nat_local,
-                nat_remote=sa.nat_remote,
-                rekeyed_from=sa.rekeyed_from,
-            )
-        )
+        if not sa.initiator and sa.cfg.xauth_server:
+            # the gateway asks for the user's credentials; the SA counts as
+            # established (event, Quick Mode) once they are good
+            sa.gate = "xauth"
+            sa.tm.queue(XauthRequestTask(self, sa, self._new_mid()), now)
+        elif sa.initiator and sa.cfg.xauth_client:
+            sa.gate = "xauth"  # the gateway starts it
+        elif sa.initiator and sa.cfg.vips:
+            self._pull_config(sa, now)
+        if not sa.gate:
+            self._established_event(sa)
         if sa.initial_contact:
             self._drop_stale(sa, now)
         for old in list(self.sas):
@@ -890,6 +941,177 @@ class IkeSessionV1:
                 loser.superseded = True
                 loser.hard_at = min(loser.hard_at or now + SUPERSEDED_GRACE, now + SUPERSEDED_GRACE)
         self._flush_pending(now)
+
+    def _established_event(self, sa: IsakmpSa) -> None:
+        assert sa.suite is not None
+        self._events.append(
+            IkeSaEstablished(
+                spi_i=sa.spi_i,
+                spi_r=sa.spi_r,
+                version=1,
+                initiator=sa.initiator,
+                local_addr=self.local_addr,
+                remote_addr=self.remote_addr,
+                local_id=str(sa.local_id) if sa.local_id else self.local_addr[0],
+                remote_id=str(sa.remote_id) if sa.remote_id else self.remote_addr[0],
+                algorithms=sa.suite.name,
+                nat_local=sa.nat_local,
+                nat_remote=sa.nat_remote,
+                rekeyed_from=sa.rekeyed_from,
+                local_vips=tuple(self.local_vips),
+                remote_vips=tuple(self.remote_vips),
+                dns=tuple(self.dns),
+            )
+        )
+
+    # ================================================================== XAUTH and Mode Config
+
+    def _pull_config(self, sa: IsakmpSa, now: float) -> None:
+        """Client: ask the gateway for our virtual IPs (Mode Config pull)."""
+        sa.gate = "modecfg"
+        sa.tm.queue(ModeCfgRequestTask(self, sa, self._new_mid(), list(sa.cfg.vips)), now)
+
+    def _ready(self, sa: IsakmpSa, now: float) -> None:
+        """XAUTH and Mode Config are through: the SA is established for
+        everyone (event, Quick Modes)."""
+        sa.gate = ""
+        self._established_event(sa)
+        self._flush_pending(now)
+
+    def _xauth_label(self, user: str | None) -> str:
+        return "(none)" if user is None else repr(user)
+
+    def _xauth_verify(self, user: str, password: bytes) -> tuple[bool, str]:
+        """Gateway: whether ``password`` is ``user``'s XAUTH secret (and why
+        not); the password is never logged."""
+        known = self.cfg.xauth_secrets.get(user)
+        if known is None:
+            return False, f"unknown XAUTH user {user!r}"
+        if not hmac.compare_digest(known, password):
+            return False, f"wrong password for XAUTH user {user!r}"
+        return True, ""
+
+    def _xauth_credentials(self, sa: IsakmpSa, request: AttributePayload) -> list[CfgAttribute]:
+        """Client: the REPLY to the gateway's XAUTH REQUEST."""
+        assert sa.cfg.local2 is not None
+        user = sa.cfg.local2.xauth_id or (sa.cfg.local.id or self.local_addr[0])
+        password = sa.cfg.xauth_secrets.get(user, b"")
+        if not password:
+            logger.warning("XAUTH: no xauth secret for user %r (connection %s)", user, sa.cfg.name)
+        out = []
+        xtype = request.get(CfgAttr.XAUTH_TYPE)
+        if xtype is not None:
+            out.append(CfgAttribute.basic(CfgAttr.XAUTH_TYPE, xtype.int_value))
+        out += [CfgAttribute(CfgAttr.XAUTH_USER_NAME, user.encode()), CfgAttribute(CfgAttr.XAUTH_USER_PASSWORD, password)]
+        sa.xauth_user = user
+        logger.info("XAUTH: sending user name %r to %s (cookies %s)", user, self.peer, sa.cookies)
+        return out
+
+    def _modecfg_answer(self, sa: IsakmpSa, request: AttributePayload) -> list[CfgAttribute]:
+        """Gateway: the REPLY to a Mode Config REQUEST: a lease of each
+        requested family from the connection's pools (none if no pool has
+        one), with DNS servers."""
+        out: list[CfgAttribute] = []
+        for version, wanted in requested_addresses(request):
+            lease = self._lease_address(sa, version, wanted)
+            if lease is None:
+                continue
+            pool, ip = lease
+            out += address_attributes(str(ip), [str(d) for d in pool.dns])
+        if not out:
+            logger.warning("Mode Config: no virtual IP for %s (connection %s)", self.peer, sa.cfg.name)
+        return out
+
+    def _lease_identity(self, sa: IsakmpSa) -> str:
+        """Leases belong to the XAUTH user (many road warriors share one
+        group identity), else to the Phase 1 identity."""
+        if sa.xauth_user is not None:
+            return sa.xauth_user
+        return str(sa.remote_id) if sa.remote_id is not None else self.remote_addr[0]
+
+    def _lease_address(self, sa: IsakmpSa, version: int, requested: str | None) -> tuple[AddressPool, Any] | None:
+        ident = self._lease_identity(sa)
+        for pool, owner, ip in self._leases:
+            if owner == ident and ipaddress.ip_address(ip).version == version:
+                return pool, ip  # a repeated request (or a new Phase 1): the same address
+        for name in sa.cfg.pools:
+            pool = self.pools.get(name)
+            if pool is None:
+                logger.warning("Mode Config %s: pool %s is not known to this endpoint (peer %s)", sa.cfg.name, name, self.peer)
+                continue
+            if pool.version != version:
+                continue
+            ip = pool.acquire(ident, requested)
+            if ip is None:
+                logger.warning("Mode Config %s: pool %s exhausted, no address for %s", sa.cfg.name, name, self.peer)
+                continue
+            self._leases.append((pool, ident, ip))
+            self.remote_vips.append(str(ip))
+            logger.info("Mode Config %s: assigned virtual IP %s from pool %s to %s (cookies %s)",
+                        sa.cfg.name, ip, name, self.peer, sa.cookies)
+            return pool, ip
+        return None
+
+    def _release_leases(self) -> None:
+        leases, self._leases = self._leases, []
+        for pool, ident, ip in leases:
+            if pool.release(ident, ip):
+                logger.info("Mode Config %s: lease %s of %s in pool %s released", self.cfg.name, ip, ident, pool.name)
+        self.remote_vips = []
+
+    def _transaction_done(self, sa: IsakmpSa, task: TransactionTask, now: float) -> None:
+        if isinstance(task, XauthRequestTask):
+            if task.ok:
+                sa.xauth_user = task.user
+            sa.tm.queue(XauthStatusTask(self, sa, self._new_mid(), task.ok, task.user, task.reason), now)
+        elif isinstance(task, XauthStatusTask):
+            self._xauth_result(sa, task.ok, task.user, task.reason, now)
+        elif isinstance(task, ModeCfgRequestTask):
+            self.local_vips = list(task.addresses)
+            self.dns = list(task.dns)
+            if not task.addresses:
+                reason = f"gateway assigned no virtual IP (requested {', '.join(sa.cfg.vips)})"
+                self._events.append(NegotiationFailed(self.peer, "MODECFG", "FAILED_CP_REQUIRED", reason))
+                logger.warning("Mode Config with %s failed: %s (cookies %s)", self.peer, reason, sa.cookies)
+                self._remove_sa(sa, "no virtual IP", now, notify_peer=True)
+                return
+            logger.info("Mode Config: virtual IP %s assigned by %s (cookies %s)",
+                        ", ".join(task.addresses), self.peer, sa.cookies)
+            self._ready(sa, now)
+        elif isinstance(task, TransactionResponderTask):
+            if task.kind == "xauth-set":
+                ok = task.status == 1
+                self._xauth_result(sa, ok, sa.xauth_user, "" if ok else "gateway answered XAUTH_STATUS 0", now)
+            elif task.kind == "modecfg" and self.remote_vips:
+                self._established_event(sa)  # again, now with the peer's virtual IP (status shows it)
+
+    def _xauth_result(self, sa: IsakmpSa, ok: bool, user: str | None, reason: str, now: float) -> None:
+        """The XAUTH status was sent (gateway, its ACK came) or received (client)."""
+        who = self._xauth_label(user)
+        if ok:
+            self._step(sa, "XAUTH complete")
+            logger.info("XAUTH user %s authenticated with %s (cookies %s)", who, self.peer, sa.cookies)
+            if sa.initiator and sa.cfg.vips:
+                self._pull_config(sa, now)
+            else:
+                self._ready(sa, now)
+            return
+        reason = reason or "XAUTH failed"
+        self._events.append(AuthFailed(self.peer, "XAUTH", f"user {who}: {reason}"))
+        logger.warning("XAUTH authentication failed with %s: user %s: %s (cookies %s)", self.peer, who, reason, sa.cookies)
+        self._remove_sa(sa, "XAUTH failed", now, notify_peer=True)
+
+    def _transaction_failed(self, sa: IsakmpSa, task: TransactionTask, notify: str, reason: str, now: float) -> None:
+        """Our XAUTH or Mode Config request went unanswered."""
+        what = "MODECFG" if isinstance(task, ModeCfgRequestTask) else "XAUTH"
+        if isinstance(task, XauthStatusTask) and not task.ok:
+            # the failure was already decided; no ACK does not change it
+            self._xauth_result(sa, False, task.user, task.reason, now)
+            return
+        self._events.append(NegotiationFailed(self.peer, what, notify, reason))
+        logger.warning("%s with %s failed: %s %s (cookies %s)", what, self.peer, notify, reason, sa.cookies)
+        self._remove_sa(sa, "retransmits exhausted" if notify == "TIMEOUT" else "negotiation failed", now,
+                        notify_peer=False)
 
     def _phase1_failed(self, sa: IsakmpSa, task: Task, notify: str, reason: str, now: float) -> None:
         """Retransmits exhausted (or a Phase 1 error notify)."""
@@ -953,6 +1175,7 @@ class IkeSessionV1:
         self._closed = True
         self._pending.clear()
         self._had_contact = False
+        self._release_leases()
 
     def _abandon_new(self, sa: IsakmpSa, now: float) -> None:
         """The first message of a new responder SA was malformed."""
@@ -987,6 +1210,9 @@ class IkeSessionV1:
                 notify = isakmp_notify(sa, exc.notify_type)
                 self._send(sa, build_informational(sa, [notify], self._new_mid(), protect=False), now)
             self._remove_sa(sa, gone, now, notify_peer=False)
+            return
+        if isinstance(task, TransactionTask):
+            self._dropped(sa, task.step, exc)
             return
         # Quick Mode: tell the peer (protected), give up this exchange only
         assert isinstance(task, QuickModeTask)
@@ -1074,6 +1300,8 @@ class IkeSessionV1:
     def _task_done(self, sa: IsakmpSa, task: Task, now: float) -> None:
         if task.phase1:
             self._phase1_done(sa, now)
+        elif isinstance(task, TransactionTask):
+            self._transaction_done(sa, task, now)
         elif isinstance(task, QuickModeTask) and task.replaced is not None:
             # delete the replaced SA a little later: a peer that handles QM3 and
             # the DELETE on different threads (charon) might otherwise remove its
@@ -1090,7 +1318,7 @@ class IkeSessionV1:
 
     def _flush_pending(self, now: float) -> None:
         sa = self.sa
-        if sa is None or not sa.established:
+        if sa is None or not sa.established or sa.gate:
             return
         pending, self._pending = self._pending, []
         for name, rekey in pending:

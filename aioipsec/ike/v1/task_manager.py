@@ -390,8 +390,8 @@ class TaskManagerV1:
             reply = task.process(msg, now)
         except (ParseError, IntegrityError) as exc:
             self.session._dropped(self.sa, task.step, exc)
-            if not task.phase1 and task.step == "QM1" and self.passive.get(task.mid) is task:
-                # nothing accepted yet: a forged or corrupted QM1 (any message ID)
+            if not task.phase1 and task.step in ("QM1", "TRANSACTION") and self.passive.get(task.mid) is task:
+                # nothing accepted yet: a forged or corrupted QM1 or Transaction (any message ID)
                 # must not leave a passive exchange behind, or they pile up
                 self.passive.pop(task.mid, None)
                 return

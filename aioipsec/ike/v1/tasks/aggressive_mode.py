@@ -23,7 +23,16 @@ from ..constants import ExchangeType, Flag, ProtocolId
 from ..errors import Ikev1Error, InvalidKeyInformation, NoProposalChosen
 from ..message import Message
 from ..payloads import IdPayload, KePayload, NoncePayload, Payload, Proposal, SaPayload
-from ..phase1 import Phase1Keys, Phase1Suite, accept_reply, build_sa_payload, derive_keys, hash_r, identity_of
+from ..phase1 import (
+    Phase1Keys,
+    Phase1Suite,
+    accept_reply,
+    base_method,
+    build_sa_payload,
+    derive_keys,
+    hash_r,
+    identity_of,
+)
 from .phase1_task import Phase1Task
 
 if TYPE_CHECKING:
@@ -178,7 +187,7 @@ class AggressiveModeTask(Phase1Task):
         assert offer is not None and idp is not None
         self.sai_b = offer.body()
         prop, transform, suite = self.session._select_phase1(sa, offer, aggressive=True, peer_id=identity_of(idp))
-        self.method = suite.auth
+        self.method = base_method(suite.auth)
         sa.suite = suite
         self._process_vids(msg)
         self._note_certreq(msg)

@@ -19,7 +19,7 @@ from ..constants import ExchangeType, Flag, ProtocolId
 from ..errors import NoProposalChosen, UnverifiedMessage
 from ..message import Message
 from ..payloads import IdPayload, KePayload, NoncePayload, Payload, Proposal, SaPayload
-from ..phase1 import accept_reply, build_sa_payload
+from ..phase1 import accept_reply, base_method, build_sa_payload
 from .phase1_task import Phase1Task
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class MainModeTask(Phase1Task):
         assert offer is not None
         self.sai_b = offer.body()
         prop, transform, suite = self.session._select_phase1(sa, offer, aggressive=False, peer_id=None)
-        self.method = suite.auth
+        self.method = base_method(suite.auth)
         sa.suite = suite
         self._process_vids(msg)
         answer = SaPayload([Proposal(prop.number, ProtocolId.ISAKMP, prop.spi, [transform])])

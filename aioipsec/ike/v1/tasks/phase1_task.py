@@ -14,7 +14,7 @@ from ..message import Message
 from ..payloads import CertReqPayload, IdPayload, KePayload, NoncePayload, NotifyPayload, Payload
 from ..phase1 import (
     Phase1Suite,
-    auth_method_for,
+    base_method,
     build_auth_payloads,
     certreq_payloads,
     derive_keys,
@@ -25,6 +25,7 @@ from ..phase1 import (
     local_identity,
     peer_matches,
     process_vendor_ids,
+    proposal_method,
     suites_from_config,
     vendor_ids,
     verify_psk_hash,
@@ -61,8 +62,9 @@ class Phase1Task(Task):
 
     def _our_suites(self) -> list[Phase1Suite]:
         cfg = self.sa.cfg
-        self.method = auth_method_for(cfg)
-        suites = suites_from_config(cfg.proposals, self.method, int(cfg.hard_lifetime))
+        wire = proposal_method(cfg)
+        self.method = base_method(wire)
+        suites = suites_from_config(cfg.proposals, wire, int(cfg.hard_lifetime))
         if not suites:
             raise LocalProtocolError(f"connection {cfg.name}: no IKEv1-capable IKE proposal (AEAD ciphers have no IKEv1 form)")
         return suites

@@ -1,0 +1,306 @@
+"""Transaction exchanges: XAUTH (draft-beaulieu-ike-xauth-02) and Mode Config
+(draft-dukes-ike-mode-cfg-02); model: strongSwan ``sa/ikev1/tasks/xauth.c``
+and ``mode_config.c``.
+
+Each exchange is a request and its answer under one fresh message ID::
+
+    HDR*, HASH, ATTR          HASH = prf(SKEYID_a, M-ID | ATTR)
+
+(the HASH of either message covers the message ID and every payload after
+the HASH, as for Informationals; strongSwan ``keymat_v1`` get_hash_phase2).
+The IV is the Phase-2 one, ``hash(last Phase 1 CBC block | M-ID)`` for the
+first message, then the CBC chain of the exchange (:mod:`..iv`).
+
+On a gateway that requires XAUTH (``remote-2 = { auth = "xauth" }``) the
+Phase 1 responder starts it once Phase 1 is complete::
+
+    XAUTH-REQUEST  gw -> client  REQUEST(XAUTH_TYPE, XAUTH_USER_NAME, XAUTH_USER_PASSWORD)
+    XAUTH-REPLY    client -> gw  REPLY(XAUTH_USER_NAME=user, XAUTH_USER_PASSWORD=password)
+    XAUTH-SET      gw -> client  SET(XAUTH_STATUS=1 or 0)         (a new message ID)
+    XAUTH-ACK      client -> gw  ACK(XAUTH_STATUS)
+
+and then answers the client's Mode Config pull (strongSwan's default)::
+
+    MODECFG-REQUEST  client -> gw  REQUEST(INTERNAL_IP4_ADDRESS, [INTERNAL_IP4_DNS] ...)
+    MODECFG-REPLY    gw -> client  REPLY(INTERNAL_IP4_ADDRESS=lease, INTERNAL_IP4_NETMASK, [DNS])
+
+The client half (``local-2 = { auth = "xauth" }``, ``vips``) is here too:
+it answers the REQUEST and the SET and pulls its address.
+
+A message that does not verify or does not fit the step is dropped and
+counted (the peer retransmits); no value of an XAUTH attribute is logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from typing import TYPE_CHECKING, ClassVar
+
+from ....errors import IntegrityError, ParseError
+from ..constants import (
+    XAUTH_STATUS_FAIL,
+    XAUTH_STATUS_OK,
+    XAUTH_TYPE_GENERIC,
+    CfgAttr,
+    CfgType,
+    ExchangeType,
+    Flag,
+)
+from ..message import Message
+from ..payloads import AttributePayload, CfgAttribute, HashPayload, encode_chain
+from ..task_manager import Task
+
+if TYPE_CHECKING:
+    from ..sa import IsakmpSa
+    from ..session import IkeSessionV1
+
+__all__ = [
+    "ModeCfgRequestTask",
+    "TransactionResponderTask",
+    "TransactionTask",
+    "XauthRequestTask",
+    "XauthStatusTask",
+    "address_attributes",
+    "parse_addresses",
+    "requested_addresses",
+]
+
+_XAUTH_TYPES = frozenset(a for a in CfgAttr if a >= CfgAttr.XAUTH_TYPE)
+
+
+def _cfg_name(t: int) -> str:
+    try:
+        return CfgType(t).name
+    except ValueError:
+        return str(t)
+
+
+class TransactionTask(Task):
+    """One Transaction exchange (two messages under one message ID)."""
+
+    name: ClassVar[str] = "TRANSACTION"
+    exchange: ClassVar[int] = ExchangeType.TRANSACTION
+
+    def __init__(self, session: IkeSessionV1, sa: IsakmpSa, initiator: bool, mid: int) -> None:
+        super().__init__(session, sa, initiator, mid)
+        self.identifier = 0
+
+    def _keys(self):  # type: ignore[no-untyped-def]
+        keys = self.sa.keys
+        assert keys is not None
+        return keys
+
+    def _message(self, cfg_type: int, attributes: list[CfgAttribute]) -> Message:
+        attr = AttributePayload(cfg_type=cfg_type, identifier=self.identifier, attributes=attributes)
+        _first, chain = encode_chain([attr])
+        h = self._keys().prf_a(self.mid.to_bytes(4, "big") + chain)
+        return Message(self.exchange, self.mid, self.sa.spi_i, self.sa.spi_r, [HashPayload(h), attr], Flag.ENCRYPTION)
+
+    def _attributes(self, msg: Message, *expected: int) -> AttributePayload:
+        """The verified attribute payload of ``msg`` (its HASH checked), of
+        one of the ``expected`` types; anything else raises ParseError (the
+        message is dropped and counted)."""
+        h = msg.payloads[0]
+        assert isinstance(h, HashPayload)  # the payload rules put it first
+        want = self._keys().prf_a(self.mid.to_bytes(4, "big") + msg.after_first())
+        if not hmac.compare_digest(h.data, want):
+            raise IntegrityError("Transaction HASH mismatch")
+        attr = msg.get(AttributePayload)
+        assert attr is not None
+        if expected and attr.cfg_type not in expected:
+            raise ParseError(
+                f"attribute payload of type {_cfg_name(attr.cfg_type)}, expected {' or '.join(_cfg_name(t) for t in expected)}"
+            )
+        return attr
+
+    def failed(self, reason: str, notify: str, now: float) -> None:
+        self.session._transaction_failed(self.sa, self, notify, reason, now)
+
+
+# --------------------------------------------------------------------------- gateway: XAUTH
+
+
+class XauthRequestTask(TransactionTask):
+    """Gateway: ask for the user name and password, check them."""
+
+    def __init__(self, session: IkeSessionV1, sa: IsakmpSa, mid: int) -> None:
+        super().__init__(session, sa, True, mid)
+        self.user: str | None = None
+        self.ok = False
+        self.reason = ""
+
+    def initiate(self, now: float) -> Message:
+        self.identifier = int.from_bytes(self.session.random(2), "big")
+        self.step_sent, self.step = "XAUTH-REQUEST", "XAUTH-REPLY"
+        return self._message(
+            CfgType.REQUEST,
+            [
+                CfgAttribute.basic(CfgAttr.XAUTH_TYPE, XAUTH_TYPE_GENERIC),
+                CfgAttribute(CfgAttr.XAUTH_USER_NAME),
+                CfgAttribute(CfgAttr.XAUTH_USER_PASSWORD),
+            ],
+        )
+
+    def process(self, msg: Message, now: float) -> None:
+        attr = self._attributes(msg, CfgType.REPLY)
+        xtype = attr.get(CfgAttr.XAUTH_TYPE)
+        name = attr.get(CfgAttr.XAUTH_USER_NAME)
+        password = attr.get(CfgAttr.XAUTH_USER_PASSWORD)
+        if xtype is not None and xtype.int_value != XAUTH_TYPE_GENERIC:
+            self.reason = f"XAUTH type {xtype.int_value} is not supported (generic only)"
+        elif name is None or password is None:
+            self.reason = "the client answered without a user name and password"
+        else:
+            self.user = name.value.decode("utf-8", "replace")
+            self.ok, self.reason = self.session._xauth_verify(self.user, password.value)
+        self.step = ""
+        self.done = True
+
+
+class XauthStatusTask(TransactionTask):
+    """Gateway: tell the client the result (SET), wait for its ACK."""
+
+    def __init__(self, session: IkeSessionV1, sa: IsakmpSa, mid: int, ok: bool, user: str | None, reason: str) -> None:
+        super().__init__(session, sa, True, mid)
+        self.ok = ok
+        self.user = user
+        self.reason = reason
+
+    def initiate(self, now: float) -> Message:
+        self.identifier = int.from_bytes(self.session.random(2), "big")
+        self.step_sent, self.step = "XAUTH-SET", "XAUTH-ACK"
+        status = XAUTH_STATUS_OK if self.ok else XAUTH_STATUS_FAIL
+        return self._message(CfgType.SET, [CfgAttribute.basic(CfgAttr.XAUTH_STATUS, status)])
+
+    def process(self, msg: Message, now: float) -> None:
+        self._attributes(msg, CfgType.ACK)
+        self.step = ""
+        self.done = True
+
+
+# --------------------------------------------------------------------------- client: Mode Config pull
+
+
+class ModeCfgRequestTask(TransactionTask):
+    """Client: ask for a virtual IP of each requested family (and DNS)."""
+
+    def __init__(self, session: IkeSessionV1, sa: IsakmpSa, mid: int, vips: list[str]) -> None:
+        super().__init__(session, sa, True, mid)
+        self.vips = vips
+        self.addresses: list[str] = []
+        self.dns: list[str] = []
+
+    def initiate(self, now: float) -> Message:
+        self.identifier = int.from_bytes(self.session.random(2), "big")
+        attrs: list[CfgAttribute] = []
+        for v in self.vips:
+            ip = ipaddress.ip_address(v)
+            value = b"" if ip.is_unspecified else ip.packed
+            if ip.version == 4:
+                attrs += [CfgAttribute(CfgAttr.INTERNAL_IP4_ADDRESS, value), CfgAttribute(CfgAttr.INTERNAL_IP4_DNS)]
+            else:
+                attrs += [
+                    CfgAttribute(CfgAttr.INTERNAL_IP6_ADDRESS, value + bytes([128]) if value else b""),
+                    CfgAttribute(CfgAttr.INTERNAL_IP6_DNS),
+                ]
+        self.step_sent, self.step = "MODECFG-REQUEST", "MODECFG-REPLY"
+        return self._message(CfgType.REQUEST, attrs)
+
+    def process(self, msg: Message, now: float) -> None:
+        attr = self._attributes(msg, CfgType.REPLY)
+        self.addresses, self.dns = parse_addresses(attr)
+        self.step = ""
+        self.done = True
+
+
+# --------------------------------------------------------------------------- the peer's exchanges
+
+
+class TransactionResponderTask(TransactionTask):
+    """A Transaction the peer started: on a gateway a Mode Config REQUEST,
+    on an XAUTH client the gateway's XAUTH REQUEST or SET."""
+
+    def __init__(self, session: IkeSessionV1, sa: IsakmpSa, mid: int) -> None:
+        super().__init__(session, sa, False, mid)
+        self.step = "TRANSACTION"
+        self.kind = ""
+        """``modecfg``, ``xauth-request`` or ``xauth-set``, once processed."""
+        self.status: int | None = None
+
+    def process(self, msg: Message, now: float) -> Message:
+        attr = self._attributes(msg, CfgType.REQUEST, CfgType.SET)
+        self.identifier = attr.identifier
+        xauth = any(a.type in _XAUTH_TYPES for a in attr.attributes)
+        session, sa = self.session, self.sa
+        if attr.cfg_type == CfgType.SET:
+            status = attr.get(CfgAttr.XAUTH_STATUS)
+            if status is None or not sa.cfg.xauth_client or sa.gate != "xauth":
+                raise ParseError("unexpected SET")
+            self.kind, self.status = "xauth-set", status.int_value
+            self.step_sent, self.step, self.done = "XAUTH-ACK", "", True
+            return self._message(CfgType.ACK, [CfgAttribute.basic(CfgAttr.XAUTH_STATUS, status.int_value)])
+        if xauth:
+            if not sa.cfg.xauth_client or sa.gate != "xauth":
+                raise ParseError("XAUTH request but we are no XAUTH client (no local-2 xauth round)")
+            self.kind = "xauth-request"
+            self.step_sent, self.step, self.done = "XAUTH-REPLY", "", True
+            return self._message(CfgType.REPLY, session._xauth_credentials(sa, attr))
+        if sa.initiator or sa.gate:
+            raise ParseError("Mode Config request " + ("before XAUTH completed" if sa.gate else "from a Phase 1 responder"))
+        self.kind = "modecfg"
+        self.step_sent, self.step, self.done = "MODECFG-REPLY", "", True
+        return self._message(CfgType.REPLY, session._modecfg_answer(sa, attr))
+
+
+# --------------------------------------------------------------------------- addresses
+
+
+def address_attributes(address: str, dns: list[str]) -> list[CfgAttribute]:
+    """INTERNAL_IP4_ADDRESS + INTERNAL_IP4_NETMASK (a host mask: iOS and
+    Cisco clients want one) or INTERNAL_IP6_ADDRESS (address | prefix
+    length 128), and the DNS servers of that family."""
+    ip = ipaddress.ip_address(address)
+    if ip.version == 4:
+        out = [
+            CfgAttribute(CfgAttr.INTERNAL_IP4_ADDRESS, ip.packed),
+            CfgAttribute(CfgAttr.INTERNAL_IP4_NETMASK, b"\xff" * 4),
+        ]
+    else:
+        out = [CfgAttribute(CfgAttr.INTERNAL_IP6_ADDRESS, ip.packed + bytes([128]))]
+    for d in dns:
+        dip = ipaddress.ip_address(d)
+        if dip.version == ip.version:
+            out.append(CfgAttribute(CfgAttr.INTERNAL_IP4_DNS if dip.version == 4 else CfgAttr.INTERNAL_IP6_DNS, dip.packed))
+    return out
+
+
+def parse_addresses(attr: AttributePayload) -> tuple[list[str], list[str]]:
+    """(virtual IPs, DNS servers) of a Mode Config REPLY; values of the wrong
+    length are ignored."""
+    addrs: list[str] = []
+    dns: list[str] = []
+    for a in attr.attributes:
+        if a.type == CfgAttr.INTERNAL_IP4_ADDRESS and len(a.value) == 4:
+            addrs.append(str(ipaddress.IPv4Address(a.value)))
+        elif a.type == CfgAttr.INTERNAL_IP6_ADDRESS and len(a.value) in (16, 17):
+            addrs.append(str(ipaddress.IPv6Address(a.value[:16])))
+        elif a.type == CfgAttr.INTERNAL_IP4_DNS and len(a.value) == 4:
+            dns.append(str(ipaddress.IPv4Address(a.value)))
+        elif a.type == CfgAttr.INTERNAL_IP6_DNS and len(a.value) == 16:
+            dns.append(str(ipaddress.IPv6Address(a.value)))
+    return addrs, dns
+
+
+def requested_addresses(attr: AttributePayload) -> list[tuple[int, str | None]]:
+    """(IP version, requested address or None) per address attribute of a
+    Mode Config REQUEST, each version once."""
+    out: dict[int, str | None] = {}
+    for a in attr.attributes:
+        if a.type == CfgAttr.INTERNAL_IP4_ADDRESS and 4 not in out:
+            ip = ipaddress.IPv4Address(a.value) if len(a.value) == 4 else None
+            out[4] = str(ip) if ip is not None and not ip.is_unspecified else None
+        elif a.type == CfgAttr.INTERNAL_IP6_ADDRESS and 6 not in out:
+            ip6 = ipaddress.IPv6Address(a.value[:16]) if len(a.value) in (16, 17) else None
+            out[6] = str(ip6) if ip6 is not None and not ip6.is_unspecified else None
+    return list(out.items())
