@@ -187,6 +187,20 @@ class PeerAddressChanged(IpsecEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class LocalAddressChanged(IpsecEvent):
+    """Our own address moved (a roaming MOBIKE initiator, RFC 4555 §3.5): the
+    peer answered our UPDATE_SA_ADDRESSES sent from ``new_addr``.  The IKE SA
+    already uses it; the Child SAs' ESP must leave from it too, UDP-
+    encapsulated or not as ``encap`` says (NAT detection redone for the new
+    path; None: unchanged)."""
+
+    peer: str
+    old_addr: Address
+    new_addr: Address
+    encap: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ExchangeStep(IpsecEvent):
     """One line of the protocol story: ``IKE_SA_INIT sent``, ``MM3 received``.
     Also logged; the event lets a demo or UI show progress."""

@@ -171,8 +171,9 @@ async def test_up_status_down(gateways: Gateways) -> None:
     assert rc == 0, err
     text = out
     assert text.startswith("hq: ESTABLISHED, IKEv2, ")
-    assert "  local  'site-a.example' @ 192.0.2.1[500]" in text
-    assert "  remote 'hq.example' @ 192.0.2.2[500]" in text
+    # a MOBIKE initiator (mobike defaults to on) runs IKE on 4500 from IKE_AUTH on
+    assert "  local  'site-a.example' @ 192.0.2.1[4500]" in text
+    assert "  remote 'hq.example' @ 192.0.2.2[4500]" in text
     assert "  aes128gcm16-prfsha256-x25519" in text
     assert "  lan: #1, INSTALLED, TUNNEL, ESP:aes128gcm16" in text
     assert "#pkts encaps: 3, #pkts decaps: 0, #replay failed: 0, #integrity failed: 0" in text

@@ -28,7 +28,8 @@ COOKIE2 = bytes(range(16))
 
 
 def _pair(*, i_announces: bool = True, r_mobike: bool = True, r_kw: dict | None = None) -> tuple[Pair, Any]:
-    i_cfg, r_cfg = psk_pair_configs(r_kw={"mobike": r_mobike, **(r_kw or {})})
+    # the initiator's own MOBIKE is off: the test tasks of mobike_helpers play it
+    i_cfg, r_cfg = psk_pair_configs(i_kw={"mobike": False}, r_kw={"mobike": r_mobike, **(r_kw or {})})
     p = Pair(i_cfg, r_cfg)
     p.initiate()
     task = announce(p.i) if i_announces else None

@@ -69,7 +69,7 @@ def test_nat_in_front_of_initiator_switches_to_4500() -> None:
 
 
 def test_no_nat_no_switch() -> None:
-    p = Pair(*psk_pair_configs())
+    p = Pair(*psk_pair_configs(i_kw={"mobike": False}))  # a MOBIKE initiator floats to 4500 anyway
     _establish(p)
     assert not p.i.nat_t and p.i.remote_addr == ("192.0.2.2", 500)
     assert not p.events("i", ChildSaInstalled)[0].encap
@@ -95,7 +95,8 @@ def test_encap_forces_udp_encapsulation() -> None:
 
 
 def test_nat_mapping_change_is_followed() -> None:
-    p = Pair(*psk_pair_configs(), nat=True)
+    # without MOBIKE: a MOBIKE responder only moves on UPDATE_SA_ADDRESSES
+    p = Pair(*psk_pair_configs(i_kw={"mobike": False}), nat=True)
     _establish(p)
     assert p.r is not None
     p.i.dpd(p.now)
@@ -112,7 +113,7 @@ def test_behind_a_nat_the_peer_address_is_not_updated() -> None:
     """RFC 7296 §2.23: a host behind a NAT does not follow an authenticated
     packet to a new address (it could redirect its traffic); it keeps
     answering the address it has, and nothing tells its data plane to move."""
-    p = Pair(*psk_pair_configs(), nat=True)
+    p = Pair(*psk_pair_configs(i_kw={"mobike": False}), nat=True)  # RFC 7296 rules, no MOBIKE
     _establish(p)
     assert p.r is not None and p.i.remote_addr == ("192.0.2.2", 4500)
     p.r.dpd(p.now)

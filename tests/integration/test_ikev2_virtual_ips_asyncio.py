@@ -95,7 +95,7 @@ async def test_clients_reach_the_gateway_network_from_their_virtual_ips() -> Non
         (sa,) = endpoint_status(alice.ep)["ike_sas"]
         assert (sa["local_vips"], sa["remote_vips"]) == (["10.3.0.1"], [])
         assert sorted(s["remote_vips"] for s in endpoint_status(gw.ep)["ike_sas"]) == [["10.3.0.1"], ["10.3.0.2"]]
-        assert "@ 192.0.2.10[500] [10.3.0.1]" in format_status(endpoint_status(alice.ep))
+        assert "@ 192.0.2.10[4500] [10.3.0.1]" in format_status(endpoint_status(alice.ep))  # MOBIKE: on 4500
         # traffic from each virtual IP crosses the tunnel, and the answers come back
         alice.app.send_batch([udp_packet("10.3.0.1", SERVER, 40000, 7, b"from alice")])
         bob.app.send_batch([udp_packet("10.3.0.2", SERVER, 40001, 7, b"from bob")])

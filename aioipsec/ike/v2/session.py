@@ -60,6 +60,7 @@ from ...events import (
     IkeSaDeleted,
     IkeSaEstablished,
     IpsecEvent,
+    LocalAddressChanged,
     NegotiationFailed,
     PeerAddressChanged,
 )
@@ -262,6 +263,9 @@ class IkeSa:
         self.mobike = False
         """MOBIKE (RFC 4555) negotiated in IKE_AUTH: no implicit address
         updates; the peer moves us with UPDATE_SA_ADDRESSES."""
+        self.natd_dst: bytes | None = None
+        """MOBIKE initiator behind a NAT: the peer's last NAT_DETECTION_DESTINATION_IP
+        (its hash of our NAT's mapping); a different one means the mapping changed."""
         self.request_addr: Address | None = None
         """Source address of the request being processed (MOBIKE).  Here and
         not on the session: a 30th session attribute turns CPython 3.11's
@@ -544,7 +548,7 @@ class IkeSessionV2:
     def initiate(self, now: float, child: str | None = None) -> None:
         """Start IKE_SA_INIT and IKE_AUTH with the Child SA ``child`` (default:
         the configuration's first child; none configured: a childless IKE_AUTH)."""
-        from .tasks import ChildCreate, IkeAuth, IkeConfig, IkeInit, IkeNatd
+        from .tasks import ChildCreate, IkeAuth, IkeConfig, IkeInit, IkeMobike, IkeNatd
 
         if not self.is_initiator or self._initiated:
             raise LocalProtocolError("initiate() can only be called once, on an initiator session")
@@ -558,6 +562,8 @@ class IkeSessionV2:
         if self.config.vips:
             # before IkeAuth: the reply is parsed when the IKE SA is declared established
             sa.tm.queue(IkeConfig(self, sa, True))
+        if self.config.mobike:
+            sa.tm.queue(IkeMobike(self, sa, True, auth=True))  # MOBIKE_SUPPORTED (RFC 4555 §3.3)
         sa.tm.queue(IkeAuth(self, sa, True))
         cfg = self._child_config(child)
         if cfg is not None:
@@ -626,6 +632,67 @@ class IkeSessionV2:
             return
         self.sa.tm.queue(IkeDelete(self, self.sa, True, reason="deleted locally"), first=True)
         self._kick(now)
+
+    def roam(self, local_addr: Address, now: float) -> None:
+        """Our address changed to ``local_addr`` (a roaming client; RFC 4555
+        §3.5): send an UPDATE_SA_ADDRESSES request (with NAT-D for the new
+        path and a COOKIE2) that the caller transmits *from* ``local_addr``.
+        When the peer answers, the session uses ``local_addr`` and emits
+        :class:`LocalAddressChanged` (the Child SAs follow, UDP encapsulation
+        as NAT detection now finds it); without an answer the peer is dead
+        (:class:`DpdTimeout`).  Only an IKE SA that negotiated MOBIKE can move:
+        otherwise this raises :class:`LocalProtocolError` and the IKE SA has
+        to be re-initiated from the new address (what strongSwan does; the
+        asyncio endpoint's ``roam`` does that)."""
+        self.now = now
+        if not self.is_established:
+            raise LocalProtocolError("the IKE SA is not established")
+        if not self.sa.mobike:
+            raise LocalProtocolError(
+                f"MOBIKE was not negotiated with {self.peer}: the IKE SA cannot move to "
+                f"{_peer_str(local_addr)}; re-initiate it from there")
+        self.queue_roam((local_addr[0], local_addr[1]))
+        self._kick(now)
+
+    def queue_roam(self, local_addr: Address) -> None:
+        """Queue UPDATE_SA_ADDRESSES from ``local_addr`` ahead of other
+        requests; an update still queued just takes the newer address."""
+        from .tasks import IkeDelete, IkeMobike
+
+        sa = self.sa
+        for t in sa.tm.queued:
+            if isinstance(t, IkeMobike) and t.roam_to is not None:
+                t.roam_to = local_addr
+                return
+        task = IkeMobike(self, sa, True, roam_to=local_addr)
+        if sa.tm.queued and isinstance(sa.tm.queued[0], IkeDelete):
+            sa.tm.queue(task)
+        else:
+            sa.tm.queue(task, first=True)
+
+    def local_moved(self, sa: IkeSa, addr: Address, natd: bool) -> None:
+        """The peer answered our UPDATE_SA_ADDRESSES (RFC 4555 §3.5): we are
+        at ``addr`` now.  ``natd``: NAT detection was redone for the new path
+        and UDP encapsulation of the Child SAs follows it.
+        :class:`LocalAddressChanged` tells the data plane."""
+        old = self.local_addr
+        encap: bool | None = (sa.nat_local or sa.nat_remote) if natd else None
+        self.local_addr = addr
+        if sa.nat_local or sa.nat_remote:
+            self.switch_to_natt()
+        addr = self.local_addr
+        switched = [c for c in self.children.values()
+                    if encap is not None and c.state is not ChildState.DELETED and c.encap != encap]
+        for c in switched:
+            c.encap = bool(encap)
+        if addr == old and not switched:
+            logger.info("MOBIKE update to %s answered by %s: address and UDP encapsulation unchanged",
+                        _peer_str(addr), self.peer)
+            return
+        logger.info("IKE_SA %s %s now at %s (was %s; MOBIKE update answered by %s; UDP encapsulation %s)",
+                    self.config.name, sa.spis(), _peer_str(addr), _peer_str(old), self.peer,
+                    "unchanged" if encap is None else ("on" if encap else "off"))
+        self.emit(LocalAddressChanged(self.peer, old, addr, encap))
 
     def note_peer_traffic(self, now: float) -> None:
         """Authenticated ESP/AH from the peer arrived by ``now`` (the caller's
@@ -1609,7 +1676,7 @@ class IkeSessionV2:
     # ================================================================== timers
 
     def _handle_timer(self, now: float) -> None:
-        from .tasks import IkeDpd
+        from .tasks import IkeDpd, IkeMobike
 
         for sa in (self.sa, *self.old_sas):
             if sa.state is IkeState.CLOSED:
@@ -1663,7 +1730,11 @@ class IkeSessionV2:
             and sa.tm.active is None
             and not sa.tm.queued
         ):
-            sa.tm.queue(IkeDpd(self, sa, True))
+            if sa.mobike and self.is_initiator and sa.nat_local:
+                # strongSwan's MOBIKE DPD: NAT-D shows whether our NAT's mapping changed
+                sa.tm.queue(IkeMobike(self, sa, True, check=True))
+            else:
+                sa.tm.queue(IkeDpd(self, sa, True))
         elif self.config.dpd_delay > 0 and now >= sa.last_inbound + self.config.dpd_delay:
             # something is queued or outstanding; its response will count as liveness
             sa.last_inbound = now
@@ -1686,7 +1757,8 @@ class IkeSessionV2:
             return
         exchange = _exchange_name(act.exchange_type) if act else "?"
         logger.info("giving up on %s with %s after %d retransmits", exchange, self.peer, self.retransmit_policy.tries)
-        if act is not None and any(isinstance(t, IkeDpd) for t in act.tasks):
+        if act is not None and any(isinstance(t, IkeDpd) or getattr(t, "liveness", False) for t in act.tasks):
+            # a liveness check, or a MOBIKE update / NAT check of ours: the peer is gone
             self.emit(DpdTimeout(self.peer))
             self._close("dead peer", now)
             return

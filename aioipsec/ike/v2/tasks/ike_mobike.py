@@ -1,4 +1,28 @@
-"""MOBIKE, responder side (RFC 4555; model: strongSwan ``ike_mobike.c``).
+"""MOBIKE (RFC 4555; model: strongSwan ``ike_mobike.c``).
+
+Initiator side (a roaming client):
+
+* IKE_AUTH carries MOBIKE_SUPPORTED when the connection has ``mobike`` on;
+  the IKE SA uses MOBIKE (``sa.mobike``) only when the response has it too.
+  Such an initiator already runs IKE_AUTH on port 4500 (IkeNatd floats when
+  the peer supports NAT detection, as charon does), so a later NAT on the
+  path needs no port change.
+* :meth:`IkeSessionV2.roam` queues an INFORMATIONAL with
+  UPDATE_SA_ADDRESSES, NAT_DETECTION_* for the new address and a random
+  COOKIE2 (§3.5, §3.7).  Its answer must echo the COOKIE2 (else the IKE SA
+  is closed, §3.7); NAT detection is redone from the answer's NAT-D, then
+  the session moves its local address and the Child SAs
+  (:class:`~aioipsec.events.LocalAddressChanged`).  No answer: the peer is
+  dead (:class:`~aioipsec.events.DpdTimeout`), like a liveness check.
+* Behind a NAT, liveness checks carry NAT-D (strongSwan's MOBIKE DPD): when
+  the peer's NAT_DETECTION_DESTINATION_IP differs from the last one (the
+  NAT's mapping of us changed) or none was seen yet on this IKE SA, an
+  UPDATE_SA_ADDRESSES follows, because a MOBIKE responder no longer follows
+  a mapping change by itself.
+
+Responder side:
+
+
 
 In IKE_AUTH, an initiator that sent MOBIKE_SUPPORTED gets it back when the
 chosen connection has ``mobike`` on (§3.3); the IKE SA then uses MOBIKE:
@@ -24,8 +48,9 @@ from __future__ import annotations
 import logging
 
 from ....errors import InvalidSyntax
+from ....selectors import Address
 from ...constants import ExchangeType, NotifyType
-from ...natd import check_natd
+from ...natd import check_natd, fake_natd, natd_hash
 from ..message import Message
 from .base import Task, TaskStatus
 from .common import notify
@@ -35,6 +60,8 @@ logger = logging.getLogger("aioipsec.ike")
 
 COOKIE2_MIN, COOKIE2_MAX = 8, 64
 """RFC 4555 §4.7: the COOKIE2 data is 8 to 64 octets."""
+COOKIE2_LEN = 16
+"""Length of the COOKIE2 we send (strongSwan's too)."""
 
 _ADDRESS_LIST = (
     NotifyType.ADDITIONAL_IP4_ADDRESS,
@@ -43,20 +70,110 @@ _ADDRESS_LIST = (
 )
 
 
+def _natd_hashes(msg: Message) -> tuple[list[bytes], list[bytes]]:
+    src: list[bytes] = []
+    dst: list[bytes] = []
+    for n in msg.notifies:
+        if n.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP:
+            src.append(n.data)
+        elif n.notify_type == NotifyType.NAT_DETECTION_DESTINATION_IP:
+            dst.append(n.data)
+    return src, dst
+
+
 class IkeMobike(Task):
     """Responder task for IKE_AUTH (MOBIKE_SUPPORTED) and for every
-    INFORMATIONAL request of an IKE SA that uses MOBIKE."""
+    INFORMATIONAL request of an IKE SA that uses MOBIKE.
+
+    Initiator task in one of three roles: ``auth`` (MOBIKE_SUPPORTED in
+    IKE_AUTH), ``roam_to`` (UPDATE_SA_ADDRESSES from that new local
+    address) or ``check`` (a liveness check with NAT-D, behind a NAT)."""
 
     exchange_type = ExchangeType.INFORMATIONAL
     name = "ike_mobike"
 
-    def __init__(self, session, sa, initiator: bool) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, session, sa, initiator: bool, *, auth: bool = False,  # type: ignore[no-untyped-def]
+                 roam_to: Address | None = None, check: bool = False) -> None:
         super().__init__(session, sa, initiator)
         self.announce = False
         self.update = False
         self.cookie2: bytes | None = None
         self.natd: tuple[list[bytes], list[bytes]] | None = None
         self.source = sa.request_addr
+        self.auth = auth
+        if auth:
+            # shares the IKE_AUTH request with IkeAuth (instance attributes:
+            # the class is an INFORMATIONAL task otherwise)
+            self.exchange_type = ExchangeType.IKE_AUTH  # type: ignore[misc]
+            self.combinable = True  # type: ignore[misc]
+        self.roam_to = roam_to
+        """Initiator: the local address to move the IKE SA to (UPDATE_SA_ADDRESSES)."""
+        self.check = check
+        """Initiator: a liveness check carrying NAT-D (we are behind a NAT)."""
+        self.failure_reason = ""
+
+    @property
+    def liveness(self) -> bool:
+        """An initiator INFORMATIONAL of ours: no answer means a dead peer."""
+        return self.initiator and not self.auth
+
+    # ------------------------------------------------------------------ initiator
+
+    def build_i(self, msg: Message) -> TaskStatus:
+        s, sa = self.session, self.sa
+        if self.auth:
+            if not s.config.mobike:
+                return TaskStatus.SKIP
+            msg.add(notify(NotifyType.MOBIKE_SUPPORTED))
+            return TaskStatus.SUCCESS
+        if not sa.established or not sa.mobike:
+            return TaskStatus.SKIP
+        spi_i, spi_r = sa.spi_i or bytes(8), sa.spi_r
+        local = self.roam_to or s.local_addr
+        if self.roam_to is not None:
+            msg.add(notify(NotifyType.UPDATE_SA_ADDRESSES))
+        src = fake_natd(s.random) if s.config.encap else natd_hash(spi_i, spi_r, local)
+        msg.add(notify(NotifyType.NAT_DETECTION_SOURCE_IP, src))
+        msg.add(notify(NotifyType.NAT_DETECTION_DESTINATION_IP, natd_hash(spi_i, spi_r, s.remote_addr)))
+        if self.roam_to is not None:
+            self.cookie2 = s.random(COOKIE2_LEN)
+            msg.add(notify(NotifyType.COOKIE2, self.cookie2))
+            s.step("MOBIKE update", sa, local=f"{local[0]}[{local[1]}]")
+        return TaskStatus.SUCCESS
+
+    def process_i(self, msg: Message) -> TaskStatus:
+        s, sa = self.session, self.sa
+        if self.auth:
+            if msg.has_notify(NotifyType.MOBIKE_SUPPORTED):
+                sa.mobike = True
+                s.step("MOBIKE enabled", sa)
+            elif msg.error_notify() is None:
+                logger.info("peer %s does not support MOBIKE: the IKE SA cannot follow an address change", s.peer)
+            return TaskStatus.SUCCESS
+        src, dst = _natd_hashes(msg)
+        if self.roam_to is None:
+            # liveness check with NAT-D: did the NAT's mapping of us change?
+            if dst and dst[0] != sa.natd_dst:
+                known = sa.natd_dst is not None
+                sa.natd_dst = dst[0]
+                logger.info("peer %s: %s; sending a MOBIKE update", s.peer,
+                            "our NAT mapping changed" if known else "our NAT mapping is not known yet")
+                s.queue_roam(s.local_addr)
+            return TaskStatus.SUCCESS
+        got = msg.get_notify(NotifyType.COOKIE2)
+        if got is None or self.cookie2 is None or got.data != self.cookie2:
+            # RFC 4555 §3.7: a response without our COOKIE2 closes the IKE SA
+            self.failure_reason = "MOBIKE: COOKIE2 missing or wrong in the UPDATE_SA_ADDRESSES response"
+            logger.warning("peer %s: %s; closing the IKE SA %s", s.peer, self.failure_reason, sa.spis())
+            return TaskStatus.FAILED
+        natd = bool(src or dst)
+        if natd:
+            res = check_natd(sa.spi_i or bytes(8), sa.spi_r, src, dst, self.roam_to, s.remote_addr)
+            apply_natd(sa, res, s.config.encap)
+            if dst:
+                sa.natd_dst = dst[0]
+        s.local_moved(sa, self.roam_to, natd=natd)
+        return TaskStatus.SUCCESS
 
     # ------------------------------------------------------------------ responder
 

@@ -1,6 +1,7 @@
 """NAT detection in IKE_SA_INIT (RFC 7296 §2.23; model: strongSwan
 ``ike_natd.c``).  ``encap = true`` fakes our source hash so that both sides
-believe we are behind a NAT and encapsulate ESP in UDP."""
+believe we are behind a NAT and encapsulate ESP in UDP.  An initiator with
+``mobike`` on moves to port 4500 whenever the peer supports NAT detection."""
 
 from __future__ import annotations
 
@@ -70,7 +71,11 @@ class IkeNatd(Task):
         if msg.get(SaPayload) is None:
             return TaskStatus.SUCCESS  # COOKIE / error response: nothing to check
         self._check(msg, msg.spi_r)
-        if self.sa.nat_local or self.sa.nat_remote:
+        sa = self.sa
+        # a MOBIKE initiator floats to 4500 even without a NAT, so a NAT that
+        # shows up later needs no port change (RFC 4555 §3.3; charon does so
+        # whenever the peer supports NAT detection)
+        if sa.nat_local or sa.nat_remote or (self.session.config.mobike and sa.natd_supported):
             self.session.switch_to_natt()
         return TaskStatus.SUCCESS
 
