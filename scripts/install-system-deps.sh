@@ -43,6 +43,7 @@ declare -A NEED=(
     [/usr/lib/ipsec/plugins/libstrongswan-chapoly.so]=libstrongswan-extra-plugins
     [/usr/lib/ipsec/plugins/libstrongswan-openssl.so]=libstrongswan-standard-plugins
     [/usr/lib/ipsec/plugins/libstrongswan-gcm.so]=libstrongswan-standard-plugins
+    [/usr/lib/ipsec/plugins/libstrongswan-xauth-generic.so]=libcharon-extauth-plugins
     [/usr/sbin/ip]=iproute2
     [/usr/sbin/iptables]=iptables
     [/usr/bin/iperf3]=iperf3

@@ -12,16 +12,28 @@ import hmac
 import logging
 
 import pytest
+from ikev1_pair import ADDR_I, Pair
 
 from aioipsec.config import AuthConfig, PoolConfig, child, connection
 from aioipsec.events import AuthFailed, ChildSaInstalled, IkeSaDeleted, IkeSaEstablished
-from aioipsec.ike.v1.constants import CfgAttr, CfgType, ExchangeType, Flag, PayloadType
+from aioipsec.ike.v1.constants import (
+    VID_XAUTH,
+    CfgAttr,
+    CfgType,
+    ExchangeType,
+    Flag,
+    PayloadType,
+)
 from aioipsec.ike.v1.message import Message, decode_message, encode_message
-from aioipsec.ike.v1.payloads import AttributePayload, CfgAttribute, HashPayload, UnknownPayload, encode_chain
+from aioipsec.ike.v1.payloads import (
+    AttributePayload,
+    CfgAttribute,
+    HashPayload,
+    UnknownPayload,
+    encode_chain,
+)
 from aioipsec.ike.v2.pools import build_pools
 from aioipsec.selectors import parse_ts
-
-from ikev1_pair import ADDR_I, Pair
 
 PSK = "group-secret"
 
@@ -101,6 +113,7 @@ def open_transactions(p: Pair) -> list[tuple[str, AttributePayload]]:
 def test_xauth_and_mode_config_give_the_client_a_pool_address_for_quick_mode() -> None:
     p, pools = make_pair()
     p.start()
+    assert VID_XAUTH in p.wire[1].data  # MM2 announces XAUTH, as strongSwan and Cisco gateways do
     steps = p.steps("r")
     for s in ("XAUTH-REQUEST sent", "XAUTH-REPLY received", "XAUTH-SET sent", "XAUTH-ACK received",
               "XAUTH complete", "MODECFG-REPLY sent", "IPsec SA established"):

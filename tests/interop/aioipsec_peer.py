@@ -161,12 +161,17 @@ def render_aioipsec_config(conn: Connection, topology: Topology, side: str, *,
         lines += [""]
     lines += ["[connections.ih]"]
     lines += [f"{k} = {_toml_value(v)}" for k, v in ike.items()]
-    lines += [f"local = {_toml_value(local)}", f"remote = {_toml_value(remote)}", "",
-              "[connections.ih.children.ih]"]
+    lines += [f"local = {_toml_value(local)}", f"remote = {_toml_value(remote)}"]
+    for key, keys in (("local-2", conn.local2), ("remote-2", conn.remote2)):
+        if keys:
+            lines += [f"{key} = {_toml_value(dict(keys))}"]
+    lines += ["", "[connections.ih.children.ih]"]
     lines += [f"{k} = {_toml_value(v)}" for k, v in child.items()]
     if prof.auth == "psk":
         # no id list: the secret matches any identity pair (like the charon side)
         lines += ["", "[secrets.ih]", f"secret = {_toml_value(conn.psk)}"]
+    for user, password in conn.xauth_secrets.items():
+        lines += ["", f"[secrets.xauth-{user}]", f"id = {_toml_value(user)}", f"secret = {_toml_value(password)}"]
     return "\n".join(lines) + "\n"
 
 

@@ -50,6 +50,8 @@ WRONG_PSK = "aioipsec-interop-WRONG-psk-fedcba9876543210"
 
 BASE_PLUGINS = ("random nonce openssl aes sha1 sha2 md5 hmac xcbc cmac ctr ccm gcm chapoly "
                 "curve25519 gmp x509 pem pkcs1 pkcs8 pubkey revocation constraints kdf drbg")
+# XAUTH (IKEv1 second round, user name + password) lives in libcharon-extauth-plugins
+XAUTH_PLUGIN = Path("/usr/lib/ipsec/plugins/libstrongswan-xauth-generic.so")
 DATAPLANE_PLUGINS = {"libipsec": "kernel-libipsec kernel-netlink", "kernel": "kernel-netlink"}
 # ike=2 state machine, cfg=2 proposals, net=1 each IKE packet, enc=1 payload lists,
 # knl=2 SA/route install, chd=2 CHILD_SA, esp=1 libipsec errors (ICV failures ...)
@@ -147,6 +149,12 @@ class Connection:
     # address pools (swanctl's top-level ``pools``), name -> keys: {"rw": {"addrs": "10.3.0.0/28"}};
     # a connection names them with ike_options={"pools": "rw"}
     pools: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # second authentication rounds (swanctl ``local-2`` / ``remote-2`` sections), e.g.
+    # {"auth": "xauth", "xauth_id": "alice"}, and XAUTH passwords by user name
+    # (``secrets.xauth-<user>``)
+    local2: Mapping[str, str] | None = None
+    remote2: Mapping[str, str] | None = None
+    xauth_secrets: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def named(cls, profile: str, **kwargs: Any) -> Connection:
@@ -202,6 +210,12 @@ def render_swanctl(conn: Connection, topology: Topology, side: str) -> str:
     else:
         # no id entries: the secret matches any identity pair
         secrets = f'    ike-ih {{\n        secret = "{conn.psk}"\n    }}'
+    for user, password in conn.xauth_secrets.items():
+        secrets += f'\n    xauth-{user} {{\n        id = {user}\n        secret = "{password}"\n    }}'
+    rounds = ""
+    for name, keys in (("local-2", conn.local2), ("remote-2", conn.remote2)):
+        if keys:
+            rounds += f"        {name} {{\n{_option_lines(keys, 12)}\n        }}\n"
     values = {
         "PROFILE": prof.name,
         "VERSION": str(prof.version),
@@ -216,6 +230,7 @@ def render_swanctl(conn: Connection, topology: Topology, side: str) -> str:
         "START_ACTION": conn.start_action,
         "CHILD_OPTIONS": _option_lines(conn.child_options, 16),
         "SECRETS": secrets,
+        "AUTH_ROUNDS": rounds,
     }
     text = render_template((TEMPLATES / "swanctl.conf.in").read_text(), values)
     if conn.pools:
@@ -235,8 +250,9 @@ def render_strongswan_conf(*, logfile: Path, vici: Path, dataplane: str = "libip
     if log_keys:
         levels.update(ike=4, chd=4)
     levels.update(debug or {})
+    xauth = " xauth-generic" if XAUTH_PLUGIN.exists() else ""
     return render_template((TEMPLATES / "strongswan.conf.in").read_text(), {
-        "PLUGINS": f"{BASE_PLUGINS} {DATAPLANE_PLUGINS[dataplane]} socket-default vici",
+        "PLUGINS": f"{BASE_PLUGINS}{xauth} {DATAPLANE_PLUGINS[dataplane]} socket-default vici",
         "LOGFILE": str(logfile),
         "VICI_SOCKET": str(vici),
         "RETRANSMIT_TRIES": str(retransmit_tries),

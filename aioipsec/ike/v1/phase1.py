@@ -74,6 +74,7 @@ from ..auth import (
     IdType,
     cert_der,
     cert_matches_identity,
+    check_revocation,
     identity_matches_config,
     load_der_certificate,
     verify_chain,
@@ -85,6 +86,7 @@ from .constants import (
     VID_FRAGMENTATION_FULL,
     VID_NATT_DRAFTS,
     VID_NATT_RFC3947,
+    VID_XAUTH,
     CertEncoding,
     Ike1Auth,
     Ike1Encr,
@@ -565,7 +567,8 @@ def verify_signature(
         if leaf is None:
             raise AuthenticationFailed(f"no certificate of the peer matches its identity {identity}")
         try:
-            verify_chain(leaf, [c for c in certs if c is not leaf], list(cfg.remote.cacerts), at)
+            chain = verify_chain(leaf, [c for c in certs if c is not leaf], list(cfg.remote.cacerts), at)
+            check_revocation(chain, cfg.remote.crls, cfg.remote.revocation, at, peer=str(identity))
         except _AuthFailed as exc:
             raise AuthenticationFailed(str(exc)) from None
         pub = leaf.public_key()
@@ -617,6 +620,8 @@ def vendor_ids(cfg: ConnectionConfig, *, initiator: bool, peer: PeerFeatures | N
     draft peer), DPD, and IKE fragmentation when enabled."""
     out: list[Payload] = []
     out.append(VendorIdPayload(VID_DPD))
+    if cfg.xauth_server or cfg.xauth_client:
+        out.append(VendorIdPayload(VID_XAUTH))  # as strongSwan and Cisco send with XAUTH
     if cfg.fragmentation and (initiator or (peer is not None and peer.fragmentation)):
         out.append(VendorIdPayload(VID_FRAGMENTATION_FULL))
     if initiator or (peer is not None and peer.natt and not peer.natt_draft):
