@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 DEFAULT_CONTROL = "/run/aioipsec.ctl"
-CONTROL_COMMANDS = ("up", "down", "status", "clear", "reload", "keys", "list-conns")
+CONTROL_COMMANDS = ("up", "down", "status", "clear", "reload", "keys", "list-conns", "roam")
 
 USAGE = f"""usage: aioipsec <command> [options]
 
@@ -26,6 +26,7 @@ PATH defaults to $AIOIPSEC_CONTROL, else {DEFAULT_CONTROL}):
   keys --wireshark DIR   write Wireshark esp_sa / ikev2_decryption_table / ikev1_decryption_table
                          (connections with key_export = true only)
   list-conns             the loaded connections
+  roam ADDRESS           our address changed: rebind there; IKEv2 SAs with MOBIKE move, others re-initiate
 
 run `aioipsec <command> --help` for a command's options"""
 
@@ -116,6 +117,8 @@ def _control(path: str, cmd: str, argv: list[str]) -> int:
     elif cmd == "status":
         ap.add_argument("name", nargs="?")
         ap.add_argument("--json", action="store_true", help="machine-readable (schema: aioipsec.status)")
+    elif cmd == "roam":
+        ap.add_argument("address")
     elif cmd == "keys":
         ap.add_argument("--wireshark", required=True, metavar="DIR", help="directory for the Wireshark tables")
     ns = ap.parse_args(argv)
@@ -130,6 +133,8 @@ def _control(path: str, cmd: str, argv: list[str]) -> int:
         timeout = 30.0
     if cmd == "keys":
         req["dir"] = os.path.abspath(ns.wireshark)
+    if cmd == "roam":
+        req["address"] = ns.address
     try:
         result = asyncio.run(request(path, req, timeout))
     except FileNotFoundError:

@@ -12,6 +12,7 @@ Requests::
     {"cmd": "reload"}                         -> re-read the config file (applies to new SAs)
     {"cmd": "keys", "dir": "/path"}           -> Wireshark tables of connections with key_export = true
     {"cmd": "list-conns"}                     -> the loaded connections
+    {"cmd": "roam", "address": "192.0.2.9"}   -> our address changed: rebind, MOBIKE-update the IKE SAs
 
 Answers: ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``.
 A bad request is answered with an error; it never stops the daemon.
@@ -124,6 +125,14 @@ class ControlServer:
             return await d.clear(name)
         if cmd == "reload":
             return d.reload()
+        if cmd == "roam":
+            address = req.get("address")
+            if not isinstance(address, str) or not address:
+                raise ControlError("roam needs an address")
+            try:
+                return d.roam(address)
+            except ValueError as exc:
+                raise ControlError(str(exc)) from None
         if cmd == "keys":
             from .keyexport import export_wireshark
 

@@ -297,6 +297,29 @@ class Daemon:
                     f"; renegotiating {', '.join(restarted)}" if restarted else "")
         return f"cleared: {', '.join(done) or 'nothing'}" + (f"; renegotiating: {', '.join(restarted)}" if restarted else "")
 
+    def roam(self, address: str) -> str:
+        """Our address changed to ``address`` (a roaming client; the control
+        command ``roam``): the endpoint binds its sockets there, IKE SAs with
+        MOBIKE send UPDATE_SA_ADDRESSES from it, the others are initiated
+        again (:meth:`~aioipsec.asyncio.endpoint.Endpoint.roam`).  The address
+        is not detected by itself: whatever manages the interface (a DHCP
+        hook, NetworkManager dispatcher) tells the daemon."""
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ValueError(f"roam needs an IP address, not {address!r}") from None
+        ep = self.endpoint
+        old = ep.local_ip
+        moved = ep.roam(address)
+        if self.tun is not None and self._remote_nets("transport"):
+            for sock in (ep.ike_socket, ep.natt_socket, ep.esp_socket, getattr(ep, "ah_socket", None)):
+                set_mark = getattr(sock, "set_mark", None)
+                if set_mark is not None:
+                    set_mark(BYPASS_MARK)  # the new sockets bypass the transport-mode table too
+        names = ", ".join(sorted(p.name for p in moved)) or "none"
+        logger.info("roamed %s -> %s; IKE SAs updated or re-initiated: %s", old, address, names)
+        return f"roamed {old} -> {address}: {names}"
+
     def reload(self) -> str:
         try:
             new = load_config(self.path)

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..esp.ip import PROTO_AH, header_info
@@ -305,6 +305,24 @@ class DataPlane:
                 continue
             changed = pipe.remote != addr or (encap is not None and pipe.encap != encap)
             pipe.remote = addr
+            if encap is not None:
+                pipe.encap = encap
+            n += changed
+        return n
+
+    def local_moved(self, owner: SessionProtocol, addr: Address, encap: bool | None = None) -> int:
+        """We moved to ``addr`` (a roaming MOBIKE initiator,
+        :class:`~aioipsec.events.LocalAddressChanged`): the Child SAs of
+        ``owner`` now have that local address (the endpoint's sockets already
+        send from it), and their UDP encapsulation becomes ``encap`` unless
+        that is None.  Returns how many SAs changed."""
+        n = 0
+        for pipe in self.sad_in.values():
+            if pipe.owner is not owner:
+                continue
+            changed = pipe.ev.local_addr != addr or (encap is not None and pipe.encap != encap)
+            if pipe.ev.local_addr != addr:
+                pipe.ev = replace(pipe.ev, local_addr=addr)
             if encap is not None:
                 pipe.encap = encap
             n += changed

@@ -25,6 +25,7 @@ from ..events import (
     IkeSaDeleted,
     IkeSaEstablished,
     IpsecEvent,
+    LocalAddressChanged,
     NegotiationFailed,
     PeerAddressChanged,
 )
@@ -247,8 +248,104 @@ class Endpoint:
             raw_ah = kw.pop("raw_ah", None)
             if ah is None and (raw_ah or (raw_ah is None and _configures_ah(configurations))):
                 ah = _open_raw_ah(host, required=bool(raw_ah))
-        return cls(configurations=configurations, ike_socket=ike, natt_socket=natt, esp_socket=esp, ah_socket=ah,
-                   loop=loop, **kw)
+        ep = cls(configurations=configurations, ike_socket=ike, natt_socket=natt, esp_socket=esp, ah_socket=ah,
+                 loop=loop, **kw)
+        ep._network = network
+        return ep
+
+    _network: MemoryNetwork | None = None
+    """The in-memory network the sockets were bound on by :meth:`create` (:meth:`roam` binds there too)."""
+
+    # ---------------------------------------------------------------- roaming
+
+    def _bind_sockets(self, host: str) -> tuple[DatagramSocket, DatagramSocket | None, DatagramSocket | None,
+                                                DatagramSocket | None]:
+        """Sockets like the current ones (same ports, the same raw sockets
+        present), bound to ``host``."""
+        port = self.ike_socket.local_addr[1]
+        natt_port = self.natt_socket.local_addr[1] if self.natt_socket is not None else None
+        net = self._network
+        if net is not None:
+            ike: DatagramSocket = net.bind((host, port))
+            natt = net.bind((host, natt_port)) if natt_port is not None else None
+            esp = net.bind((host, 0)) if self.esp_socket is not None else None
+            ah = net.bind((host, AH_MEMORY_PORT)) if self.ah_socket is not None else None
+            return ike, natt, esp, ah
+        ike = UdpSocket.bind(self.loop, host, port)
+        try:
+            natt = UdpSocket.bind(self.loop, host, natt_port) if natt_port is not None else None
+        except BaseException:
+            ike.close()
+            raise
+        esp = _open_raw_esp(host, required=False) if self.esp_socket is not None else None
+        ah = _open_raw_ah(host, required=False) if self.ah_socket is not None else None
+        return ike, natt, esp, ah
+
+    def roam(self, host: str, *, sockets: tuple[Any, Any, Any, Any] | None = None) -> list[SessionProtocol]:
+        """Our address changed to ``host`` (a roaming client: new Wi-Fi,
+        DHCP lease, the old address removed from the interface).  The
+        endpoint binds its sockets there (``sockets``: the IKE, NAT-T, raw
+        ESP and raw AH sockets to use instead, e.g. for an endpoint built
+        without :meth:`create`) and closes the old ones; then each
+        established IKE SA that negotiated MOBIKE sends UPDATE_SA_ADDRESSES
+        from the new address (RFC 4555 §3.5) and, once the peer answers,
+        its Child SAs follow (:class:`~aioipsec.events.LocalAddressChanged`).
+        An IKE SA of ours without MOBIKE (IKEv1, or a peer without it) cannot
+        move: as strongSwan does, it is deleted and initiated again from the
+        new address.  ``host`` equal to the current address binds nothing and
+        only sends the updates (a NAT mapping that changed).  Returns the
+        sessions that were moved or re-initiated."""
+        if host != self.local_ip:
+            new = sockets or self._bind_sockets(host)
+            old = (self.ike_socket, self.natt_socket, self.esp_socket, self.ah_socket)
+            self.ike_socket, self.natt_socket, self.esp_socket, self.ah_socket = new
+            receivers = (self._on_ike_port, self._on_natt_port, self._on_esp_socket, self._on_ah_socket)
+            for sock, receiver in zip(new, receivers):
+                if sock is not None:
+                    sock.set_receiver(receiver)
+            for sock in old:
+                if sock is not None and sock not in new:
+                    sock.close()
+            logger.info("local address %s -> %s: sockets bound on %s", self.local_ip, host, host)
+            self.local_ip = host
+        now = self.loop.time()
+        out: list[SessionProtocol] = []
+        for proto in list(self.sessions):
+            s = proto.session
+            if getattr(s, "is_closed", False) or not getattr(s, "is_established", False):
+                continue  # still negotiating: its retransmissions leave from the new address
+            sa = getattr(s, "sa", None)
+            if getattr(sa, "mobike", False) and hasattr(s, "roam"):
+                nat_port = self.natt_socket.local_addr[1] if self.natt_socket is not None else 4500
+                port = nat_port if getattr(s, "nat_t", False) else self.ike_socket.local_addr[1]
+                ike_logger.info("%s: roaming to %s, MOBIKE update to %s", proto.name, host, s.peer)
+                s.roam((host, port), now)
+                proto.process()
+                out.append(proto)
+            elif getattr(s, "is_initiator", False):
+                out.append(self._reinitiate(proto, host))
+        return out
+
+    def _reinitiate(self, proto: SessionProtocol, host: str) -> SessionProtocol:
+        """An IKE SA of ours that cannot follow our address change (no
+        MOBIKE): delete it and set up the connection again from ``host``."""
+        s = proto.session
+        children = list(dict.fromkeys(ev.name for ev in proto.children.values()))
+        ike_logger.info("%s: local address now %s and no MOBIKE with %s: deleting the IKE SA and initiating again",
+                        proto.name, host, getattr(s, "peer", proto.remote_addr[0]))
+        remote = proto.remote_addr
+        try:
+            s.delete(self.loop.time())
+        except Exception:
+            ike_logger.debug("delete before re-initiation failed", exc_info=True)
+        proto.process()
+        conf = self.configurations.get(proto.name)
+        fresh = self.initiate(proto.name, children[0] if children else None,
+                              remote=None if conf is not None and conf.remote_addrs else (remote[0], 500))
+        for name in children[1:]:
+            fresh.session.create_child_sa(name, self.loop.time())
+        fresh.process()
+        return fresh
 
     def set_pools(self, pools: Any) -> None:
         """Use ``pools``: :class:`~aioipsec.config.PoolConfig` objects (a list,
@@ -502,6 +599,10 @@ class Endpoint:
                 peers.add(p.remote)
         return peers
 
+    def _start_keepalives(self) -> None:
+        if self._keepalive_task is None and self.natt_socket is not None and self._keepalive_interval > 0:
+            self._keepalive_task = self.loop.create_task(self._keepalives())
+
     async def _keepalives(self) -> None:
         """RFC 3948 §4: a one-byte 0xFF datagram every 20 s (by default) to
         each peer while we are behind a NAT; received ones are ignored."""
@@ -576,13 +677,20 @@ class Endpoint:
                         proto.name, ev.old_addr[0], ev.old_addr[1], ev.new_addr[0], ev.new_addr[1],
                         "NAT mapping changed" if encap is None else
                         f"MOBIKE, UDP encapsulation {'on' if encap else 'off'}", moved)
+        elif isinstance(ev, LocalAddressChanged):
+            moved = self.dataplane.local_moved(proto, ev.new_addr, ev.encap)
+            logger.info("%s: we moved %s[%d] -> %s[%d] (MOBIKE update answered by %s, UDP encapsulation %s): "
+                        "%d Child SA(s) follow", proto.name, ev.old_addr[0], ev.old_addr[1], ev.new_addr[0],
+                        ev.new_addr[1], ev.peer, "unchanged" if ev.encap is None else ("on" if ev.encap else "off"),
+                        moved)
+            if _behind_nat(proto):
+                self._start_keepalives()
         elif isinstance(ev, IkeSaEstablished):
             self._half_open.discard(proto)
             if ev.version == 1:
                 self._v1_by_ip[proto.session.remote_addr[0]] = proto
-            if (ev.nat_local and self._keepalive_task is None and self.natt_socket is not None
-                    and self._keepalive_interval > 0):
-                self._keepalive_task = self.loop.create_task(self._keepalives())
+            if ev.nat_local:
+                self._start_keepalives()
         elif isinstance(ev, (AuthFailed, NegotiationFailed, DpdTimeout)):
             self.dataplane.acquire_failed(proto.name)
         elif isinstance(ev, IkeSaDeleted) and getattr(proto.session, "is_closed", False):
