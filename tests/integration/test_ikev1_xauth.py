@@ -244,3 +244,37 @@ def test_malformed_transactions_are_dropped_and_counted() -> None:
         p.deliver(d)
     p.pump()
     assert p.of("i", ChildSaInstalled) and p.of("r", ChildSaInstalled)
+
+
+def test_aggressive_mode_with_xauth_as_cisco_clients_run_it() -> None:
+    ci, cr = configs()
+    ci.aggressive = cr.aggressive = True
+    p = Pair(ci, cr)
+    p.r.pools = build_pools([PoolConfig("rw", "10.3.0.0/28")])
+    p.start()
+    assert [d.exchange for d in p.wire[:3]] == [ExchangeType.AGGRESSIVE] * 3
+    assert "XAUTH complete" in p.steps("r")
+    [ci_sa] = p.of("i", ChildSaInstalled)
+    assert ci_sa.local_ts == (parse_ts("10.3.0.1/32"),)
+    assert p.of("r", ChildSaInstalled)
+
+
+def test_reconnect_gets_the_same_lease_and_mode_config_retransmission_gets_the_same_reply() -> None:
+    p, pools = make_pair()
+    # the first Mode Config REPLY is lost: the client's retransmitted REQUEST gets the cached answer
+    lost = []
+    p.drop = lambda d: d.sender == "r" and d.exchange == ExchangeType.TRANSACTION and len(transactions(p)) == 6 \
+        and not lost and not lost.append(d)
+    p.start()
+    assert lost
+    p.drop = lambda d: False
+    p.advance(p.now + 10)
+    assert p.of("i", ChildSaInstalled)
+    assert pools["rw"].leases() == [("10.3.0.1", "alice", True)]
+    p.i.delete(p.now)
+    p.pump()
+    p.clear_events()
+    p.i.initiate(p.now, child="net")
+    p.pump()
+    assert p.of("i", IkeSaEstablished)[-1].local_vips == ("10.3.0.1",)
+    assert pools["rw"].leases() == [("10.3.0.1", "alice", True)]
