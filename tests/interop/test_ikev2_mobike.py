@@ -4,6 +4,11 @@ address changes (a second documentation address is added in its namespace and
 the first removed, as on a new network).  charon notices through netlink,
 probes the new path and sends UPDATE_SA_ADDRESSES from it; the gateway follows
 without a new IKE SA (same IKE SPIs, same Child SA), and pings resume.
+
+The other way round, the aioipsec daemon is the road warrior and a charon
+gateway (``mobike = yes``, strongSwan's default) follows it: the daemon is
+told of its new address with the control command ``roam`` (it does not watch
+the interface itself), rebinds there and sends UPDATE_SA_ADDRESSES.
 """
 
 from __future__ import annotations
@@ -77,6 +82,61 @@ def test_strongswan_client_roams_and_the_aioipsec_gateway_follows(aioipsec, stro
             assert re.search(r"CHILD_SA ih\{1\} state change: UPDATING => INSTALLED\s.*queueing CHILD_REKEY task",
                              ss.logs(), re.S)
         assert ss_now.packets_in >= 2 and ss_now.packets_out >= 2, ss_now
+        assert aio_now.packets_in >= 2 and aio_now.packets_out >= 2, aio_now
+    finally:
+        try:
+            topo.left.ns.ip("addr", "del", f"{NEW_ADDR}/24", "dev", "eth0")
+        except NetnsError:
+            pass  # the test failed before adding it
+        topo.left.ns.ip("addr", "replace", f"{old}/24", "dev", "eth0")
+
+
+def test_aioipsec_client_roams_and_the_strongswan_gateway_follows(aioipsec, strongswan,
+                                                                  direct_topology: Topology) -> None:
+    topo = direct_topology
+    gateway = Connection.named("ikev2-psk-gcm", ike_options={"mobike": "yes"})
+    client = Connection.named("ikev2-psk-gcm")  # aioipsec: mobike defaults to on
+    ss = strongswan(topo, "right", gateway)
+    aio = aioipsec(topo, "left", client)
+    establish(aio, ss, "aioipsec")
+    assert re.search(r"peer supports MOBIKE", ss.logs()), "charon did not see our MOBIKE_SUPPORTED"
+    aio.wait_log(r"MOBIKE enabled 192\.0\.2\.2\[4500\]", timeout=5)  # charon answered it: IKE on 4500
+    assert _ping_ok(topo, "left")
+    [before] = ss.list_sas()
+    assert before.raw.get("remote-host") == topo.left.outer4, before.raw
+    old = topo.left.outer4
+
+    # the direct topology is shared by the whole interop session: whatever
+    # happens here, the client gets its address back for the tests after this one
+    try:
+        # the client moves to a new network (the old address goes first: deleting a
+        # subnet's primary address takes its secondaries along) and is told so
+        topo.left.ns.ip("addr", "del", f"{old}/24", "dev", "eth0")
+        topo.left.ns.ip("addr", "add", f"{NEW_ADDR}/24", "dev", "eth0")
+        answer = aio.control({"cmd": "roam", "address": NEW_ADDR})
+        assert answer == f"roamed {old} -> {NEW_ADDR}: ih", answer
+        # charon got UPDATE_SA_ADDRESSES with NAT-D and COOKIE2 from the new address ...
+        ss.wait_log(r"parsed INFORMATIONAL request \d+ \[ N\(UPD_SA_ADDR\) N\(NATD_S_IP\) N\(NATD_D_IP\) "
+                    r"N\(COOKIE2\) \]", timeout=10)
+        # ... and its answer (COOKIE2 echoed, else we would close the IKE SA) moved us
+        aio.wait_log(rf"IKE_SA ih .* now at {re.escape(NEW_ADDR)}\[4500\] \(was {re.escape(old)}\[4500\]; "
+                     r"MOBIKE update answered", timeout=10)
+
+        deadline = time.monotonic() + 15
+        while not _ping_ok(topo, "left", count=2):
+            assert time.monotonic() < deadline, "no traffic over the new address"
+        assert _ping_ok(topo, "right")
+        [after] = ss.list_sas()
+        assert (after.spi_i, after.spi_r) == (before.spi_i, before.spi_r), "a new IKE SA was made"
+        assert after.raw.get("remote-host") == NEW_ADDR, after.raw
+        [aio_sa] = aio.list_sas()
+        assert (aio_sa.spi_i, aio_sa.spi_r) == (before.spi_i, before.spi_r)
+        assert aio_sa.raw["local_addr"] == f"{NEW_ADDR}[4500]", aio_sa.raw
+        # kernel-libipsec cannot move its SAs in place: charon may rekey the Child SA
+        # after the update (on the same IKE SA); whichever is installed carries the pings
+        [ss_now] = [c for c in after.children if c.state == "INSTALLED"]
+        [aio_now] = [c for c in aio_sa.children if c.state == "INSTALLED"]
+        assert (aio_now.spi_in, aio_now.spi_out) == (ss_now.spi_out, ss_now.spi_in)
         assert aio_now.packets_in >= 2 and aio_now.packets_out >= 2, aio_now
     finally:
         try:
