@@ -112,7 +112,8 @@ class ConnectionConfig:
     mobike: bool = True
     """IKEv2 MOBIKE (RFC 4555), as swanctl ``mobike``: as responder, answer an
     initiator's MOBIKE_SUPPORTED and follow its UPDATE_SA_ADDRESSES (a
-    roaming client keeps its IKE and Child SAs)."""
+    roaming client keeps its IKE and Child SAs); as initiator, announce it,
+    run IKE on 4500 from IKE_AUTH on, and move with ``roam()``."""
     fragmentation: bool = True
     """IKE fragmentation (RFC 7383 / IKEv1 vendor extension) when supported by the peer."""
     fragment_size: int = 1280
