@@ -37,6 +37,15 @@ class AuthConfig:
     """Local: intermediate certificates sent along with ``cert``."""
     rsa_pss: bool = False
     """Use RSASSA-PSS (RFC 7427) instead of PKCS#1 v1.5 for RSA keys."""
+    crls: list[Any] = field(default_factory=list)
+    """Remote: certificate revocation lists (``x509.CertificateRevocationList``)
+    checked for every certificate of the peer's chain below the trust anchor
+    (the loader puts the top-level ``crls`` here, as swanctl loads ``x509crl/``
+    for all connections).  CRLs are not fetched from distribution points."""
+    revocation: str = "relaxed"
+    """Remote: swanctl ``revocation``: ``strict`` (each certificate needs a
+    current CRL of its issuer), ``ifuri`` (only if it names a CRL distribution
+    point) or ``relaxed`` (only a revoked certificate fails)."""
     xauth_id: str | None = None
     """Second round ``auth = "xauth"`` on the local side (an IKEv1 XAUTH
     client): the user name sent (its password is the ``xauth`` secret of

@@ -20,6 +20,7 @@ from typing import Any
 from .config import AuthConfig, ChildConfig, ConnectionConfig, GlobalConfig, PoolConfig
 from .crypto.transforms import Proposal, parse_proposal
 from .errors import AlgorithmError, ConfigError
+from .ike.auth import REVOCATION_POLICIES
 from .selectors import TrafficSelector, parse_ts
 
 
@@ -35,6 +36,9 @@ class Configuration:
     """Where the daemon listens (``[daemon]``)."""
     pools: dict[str, PoolConfig] = field(default_factory=dict)
     """Virtual IP address pools (``[pools.<name>]``), named by ``connections.<name>.pools``."""
+    crls: list[Any] = field(default_factory=list)
+    """Certificate revocation lists (top-level ``crls``, like swanctl's
+    ``x509crl/``), shared by the ``remote`` side of every connection."""
     source: str | None = None
 
 
@@ -166,10 +170,10 @@ _CHILD_KEYS = {
     "life_time", "rand_time", "rekey_bytes", "life_bytes", "rekey_packets", "life_packets",
     "replay_window", "dpd_action", "close_action",
 }
-_AUTH_KEYS = {"auth", "id", "certs", "cert", "key", "private_key", "cacerts", "intermediates", "rsa_pss"}
+_AUTH_KEYS = {"auth", "id", "certs", "cert", "key", "private_key", "cacerts", "intermediates", "rsa_pss", "revocation"}
 _SECRET_KEYS = {"id", "secret", "secret_file"}
 _ROUND2_KEYS = {"auth", "xauth_id"}
-_TOP_KEYS = {"connections", "secrets", "global", "tun", "daemon", "pools"}
+_TOP_KEYS = {"connections", "secrets", "global", "tun", "daemon", "pools", "crls"}
 _POOL_KEYS = {"addrs", "dns"}
 _DAEMON_KEYS = {"address", "port", "port_nat_t", "keep_alive"}
 _GLOBAL_KEYS = {"cookie_threshold", "half_open_max", "init_limit_per_peer", "fragment_reassembly_max"}
@@ -229,6 +233,8 @@ def parse_config(data: dict[str, Any], *, file: str | None = None, base: Path | 
         if cfg.daemon.port == cfg.daemon.port_nat_t:
             raise ctx.err("daemon.port_nat_t", f"must differ from daemon.port ({cfg.daemon.port})")
     cfg.pools = _parse_pools(ctx, data.get("pools", {}))
+    if "crls" in data:
+        cfg.crls = [_load_crl(ctx, f"crls[{i}]", q) for i, q in enumerate(ctx.strings("crls", data["crls"]))]
     conns = ctx.table("connections", data.get("connections", {}))
     all_secrets = _parse_secrets(ctx, data.get("secrets", {}))
     secrets = [x for x in all_secrets if not _is_xauth_secret(x[0])]
@@ -239,6 +245,7 @@ def parse_config(data: dict[str, Any], *, file: str | None = None, base: Path | 
             if pool not in cfg.pools:
                 known = ", ".join(sorted(cfg.pools)) or "none"
                 raise ctx.err(f"connections.{name}.pools[{i}]", f'no pool named "{pool}" (defined: {known})')
+        cfg.connections[name].remote.crls = cfg.crls
     return cfg
 
 
@@ -350,6 +357,19 @@ def _load_cert(ctx: _Ctx, path: str, raw: Any) -> Any:
         raise ctx.err(path, f"not a certificate: {exc}") from None
 
 
+def _load_crl(ctx: _Ctx, path: str, raw: Any) -> Any:
+    """A CRL file, PEM or DER (swanctl ``x509crl/``)."""
+    from cryptography import x509
+
+    data = ctx.read(path, raw)
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_crl(data)
+        return x509.load_der_x509_crl(data)
+    except ValueError as exc:
+        raise ctx.err(path, f"not a certificate revocation list (PEM or DER): {exc}") from None
+
+
 def _load_key(ctx: _Ctx, path: str, raw: Any) -> Any:
     from cryptography.hazmat.primitives import serialization
 
@@ -374,6 +394,10 @@ def _parse_auth(ctx: _Ctx, path: str, raw: Any, local: bool) -> AuthConfig:
             raise ctx.err(f"{path}.id", "must not be empty (leave it out to use the address)")
     if "rsa_pss" in raw:
         a.rsa_pss = ctx.boolean(f"{path}.rsa_pss", raw["rsa_pss"])
+    if "revocation" in raw:
+        if local:
+            raise ctx.err(f"{path}.revocation", "a revocation policy applies to the remote side only")
+        a.revocation = ctx.choice(f"{path}.revocation", raw["revocation"], REVOCATION_POLICIES)
     certs = raw.get("certs", raw.get("cert"))
     if certs is not None:
         key = "certs" if "certs" in raw else "cert"
