@@ -314,6 +314,8 @@ class Endpoint:
             s = proto.session
             if getattr(s, "is_closed", False) or not getattr(s, "is_established", False):
                 continue  # still negotiating: its retransmissions leave from the new address
+            if not getattr(s, "is_initiator", False):
+                continue  # a peer of ours that is the initiator moves the IKE SA itself (or not)
             sa = getattr(s, "sa", None)
             if getattr(sa, "mobike", False) and hasattr(s, "roam"):
                 nat_port = self.natt_socket.local_addr[1] if self.natt_socket is not None else 4500
@@ -322,7 +324,7 @@ class Endpoint:
                 s.roam((host, port), now)
                 proto.process()
                 out.append(proto)
-            elif getattr(s, "is_initiator", False):
+            else:
                 out.append(self._reinitiate(proto, host))
         return out
 

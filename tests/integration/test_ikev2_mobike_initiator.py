@@ -209,6 +209,15 @@ def test_without_mobike_roam_sends_nothing_and_says_so(i_mobike: bool, r_mobike:
     assert p.i.local_addr == before and p.i.is_established
 
 
+def test_the_responder_does_not_move_the_ike_sa() -> None:
+    """RFC 4555 §3.1: only the initiator decides the addresses."""
+    p = _pair()
+    assert p.r is not None and p.r.sa.mobike
+    with pytest.raises(LocalProtocolError, match="only the initiator"):
+        p.r.roam(("192.0.2.88", 4500), p.now)
+    assert p.r.datagrams_to_send(p.now) == [] and not p.r.sa.tm.queued
+
+
 def test_roam_before_establishment_is_refused() -> None:
     i_cfg, r_cfg = psk_pair_configs()
     p = Pair(i_cfg, r_cfg)
@@ -274,3 +283,23 @@ def test_behind_a_nat_liveness_checks_find_a_changed_mapping_and_update() -> Non
     [moved] = _kinds(p, "r", PeerAddressChanged)
     assert (moved.old_addr, moved.new_addr, moved.encap) == (mapped, new_mapping, True)
     assert r.remote_addr == new_mapping and p.i.is_established
+
+
+def test_an_ike_rekey_keeps_mobike_and_the_update_uses_the_new_sa() -> None:
+    p = _pair()
+    r = p.r
+    assert r is not None
+    old_spis = (p.i.sa.spi_i, p.i.sa.spi_r)
+    p.i.rekey_ike_sa(p.now)
+    p.settle()
+    assert (p.i.sa.spi_i, p.i.sa.spi_r) != old_spis and p.i.sa.mobike and r.sa.mobike
+    p.clear_events()
+    p.i.roam(NEW, p.now)
+    data, req = _request(p)
+    assert (req.spi_i, req.spi_r) == (p.i.sa.spi_i, p.i.sa.spi_r)
+    assert _notify(req, NotifyType.NAT_DETECTION_SOURCE_IP) == natd_hash(p.i.sa.spi_i, p.i.sa.spi_r, NEW)
+    r.receive_datagram(data, NEW, p.now)
+    [(resp, _)] = r.datagrams_to_send(p.now)
+    p.i.receive_datagram(resp, GW, p.now)
+    [ev] = _kinds(p, "i", LocalAddressChanged)
+    assert ev.new_addr == NEW and p.i.local_addr == NEW and r.remote_addr == NEW

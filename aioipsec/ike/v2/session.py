@@ -647,6 +647,9 @@ class IkeSessionV2:
         self.now = now
         if not self.is_established:
             raise LocalProtocolError("the IKE SA is not established")
+        if not self.is_initiator:
+            # RFC 4555 §3.1: the initiator decides the addresses; a responder never moves the SA
+            raise LocalProtocolError(f"only the initiator moves a MOBIKE IKE SA; {self.peer} has to")
         if not self.sa.mobike:
             raise LocalProtocolError(
                 f"MOBIKE was not negotiated with {self.peer}: the IKE SA cannot move to "
