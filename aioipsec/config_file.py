@@ -522,10 +522,6 @@ def _parse_connection(
         c.retransmit_tries = ctx.integer(f"{path}.retransmit_tries", raw["retransmit_tries"], 0, 100)
     if "vips" in raw:
         c.vips = _addrs(ctx, f"{path}.vips", raw["vips"], any_ok=False, expected='"0.0.0.0", "::" or an IP address')
-        if c.version != 2 and c.vips:
-            # an IKEv1 client's Mode Config pull exists in the session (embedders:
-            # ConnectionConfig.vips); the daemon acts as IKEv1 gateway only
-            raise ctx.err(f"{path}.vips", "virtual IPs are supported with IKEv2 only (version = 2)")
     if "pools" in raw:
         c.pools = ctx.strings(f"{path}.pools", raw["pools"])
     if "fragment_size" in raw:
@@ -542,6 +538,15 @@ def _parse_connection(
             c.local2 = round2
         else:
             c.remote2 = round2
+    if c.version == 1 and c.vips:
+        # IKEv1 virtual IPs come by Mode Config pull, which the Phase 1
+        # initiator starts (after XAUTH with local-2); a gateway asks for none
+        if c.xauth_server:
+            raise ctx.err(f"{path}.vips", 'an XAUTH gateway (remote-2 = { auth = "xauth" }) assigns virtual IPs '
+                          "from its pools; it asks for none (IKEv1 Mode Config is pulled by the client)")
+        if not [a for a in c.remote_addrs if a not in ("%any", "%any6", "0.0.0.0", "::")]:
+            raise ctx.err(f"{path}.vips", "IKEv1 virtual IPs are pulled by Mode Config after a Phase 1 we start: "
+                          "the connection needs remote_addrs")
     if c.xauth_server or c.xauth_client:
         c.xauth_secrets = {ids[0]: secret for _n, ids, secret in (xauth or [])}
         if c.xauth_server and not c.xauth_secrets:

@@ -70,6 +70,14 @@ def test_client_round() -> None:
     assert c.xauth_secrets["alice"] == b"alice-pw"
 
 
+def test_xauth_client_asks_for_a_virtual_ip() -> None:
+    # the daemon as a Cisco-style road warrior: XAUTH, then a Mode Config pull of its address
+    text = GW.replace("{round2}", 'local-2 = { auth = "xauth", xauth_id = "alice" }\n'
+                                  'remote_addrs = ["192.0.2.1"]\nvips = ["0.0.0.0"]').replace("{secrets}", USERS)
+    c = loads_config(text, file="c.toml").connections["gw"]
+    assert c.xauth_client and c.vips == ["0.0.0.0"] and c.remote_addrs == ["192.0.2.1"]
+
+
 @pytest.mark.parametrize(
     ("round2", "secrets", "message"),
     [

@@ -259,12 +259,28 @@ def test_unknown_pool_named_by_a_connection() -> None:
     assert str(info.value) == 'rw.toml: connections.gw.pools[1]: no pool named "rw7" (defined: rw, rw6)'
 
 
-def test_vips_and_pools_are_ikev2_only() -> None:
+def test_ikev1_vips_are_a_mode_config_pull_of_the_initiator() -> None:
+    # an IKEv1 client asks for its address by Mode Config (after XAUTH with local-2)
     text = textwrap.dedent(CONF.format(vips='["0.0.0.0"]', extra="")).replace(
         "[connections.client]\n", "[connections.client]\nversion = 1\n")
+    cfg = loads_config(text, file="rw.toml")
+    assert cfg.connections["client"].version == 1 and cfg.connections["client"].vips == ["0.0.0.0"]
+    # ... which only the Phase 1 initiator starts: a responder-only connection cannot pull
+    no_peer = text.replace('[connections.client]\nversion = 1\nremote_addrs = ["192.0.2.2"]\n',
+                           "[connections.client]\nversion = 1\n")
+    assert no_peer != text
     with pytest.raises(ConfigError) as info:
-        loads_config(text, file="rw.toml")
-    assert "connections.client.vips: virtual IPs are supported with IKEv2 only" in str(info.value)
+        loads_config(no_peer, file="rw.toml")
+    assert str(info.value).startswith("rw.toml: connections.client.vips: IKEv1 virtual IPs are pulled by Mode Config"
+                                      " after a Phase 1 we start: the connection needs remote_addrs"), str(info.value)
+    # an XAUTH gateway assigns addresses and asks for none
+    gw = text.replace('[connections.client]\nversion = 1\n',
+                      '[connections.client]\nversion = 1\nremote-2 = { auth = "xauth" }\n') + \
+        '\n[secrets.xauth-alice]\nid = "alice"\nsecret = "pw"\n'
+    with pytest.raises(ConfigError) as info:
+        loads_config(gw, file="rw.toml")
+    assert str(info.value).startswith('rw.toml: connections.client.vips: an XAUTH gateway (remote-2 = { auth = "xauth" })'
+                                      " assigns virtual IPs from its pools; it asks for none"), str(info.value)
 
 
 # ------------------------------------------------------------------ daemon: the VIP on the TUN device
