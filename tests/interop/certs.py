@@ -8,6 +8,9 @@ outer IPv4 address of the direct topology.  Files (PEM; keys as unencrypted PKCS
     ca-<kind>.crt.pem   ca-<kind>.key.pem
     <side>-<kind>.crt.pem   <side>-<kind>.key.pem      side in left, right
 
+:func:`reissue_host_cert` makes another certificate for a side from the same CA (a
+second PKI directory charon can be pointed at), :func:`write_crl` a CRL of a CA
+(``CertificateRevocationListBuilder``) revoking given serials.
 :meth:`TestPki.install_swanctl` copies what one charon side needs into its swanctl
 directory (``x509ca/``, ``x509/``, ``private/``).  RSA-3072 key generation takes a
 second or two, so the session fixture makes one PKI per run.
@@ -73,6 +76,12 @@ class TestPki:
     def key(self, side: str, kind: str) -> Path:
         return self.directory / f"{side}-{kind}.key.pem"
 
+    def ca_key(self, kind: str) -> Path:
+        return self.directory / f"ca-{kind}.key.pem"
+
+    def serial(self, side: str, kind: str) -> int:
+        return x509.load_pem_x509_certificate(self.cert(side, kind).read_bytes()).serial_number
+
     def install_swanctl(self, swanctl_dir: Path, side: str, kind: str) -> None:
         """Copy the CA, ``side``'s certificate and key into a swanctl directory."""
         for sub, src in (("x509ca", self.ca_cert(kind)), ("x509", self.cert(side, kind)),
@@ -110,37 +119,95 @@ def generate_pki(directory: Path, kinds: tuple[str, ...] = KINDS) -> TestPki:
         )
         _write(directory / f"ca-{kind}.crt.pem", ca_cert.public_bytes(serialization.Encoding.PEM))
         _write(directory / f"ca-{kind}.key.pem", _key_pem(ca_key), secret=True)
-        for side, (fqdn, ip) in SIDES.items():
-            key = _new_key(kind)
-            cert = (
-                x509.CertificateBuilder()
-                .subject_name(_name(fqdn)).issuer_name(ca_name)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(not_before).not_valid_after(not_after)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.SubjectAlternativeName([
-                    x509.DNSName(fqdn), x509.IPAddress(ipaddress.ip_address(ip))]),
-                    critical=False)
-                .add_extension(x509.KeyUsage(
-                    digital_signature=True, content_commitment=False,
-                    key_encipherment=(kind == "rsa"), data_encipherment=False,
-                    key_agreement=False, key_cert_sign=False, crl_sign=False,
-                    encipher_only=False, decipher_only=False), critical=True)
-                .add_extension(x509.ExtendedKeyUsage([
-                    ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH,
-                    ExtendedKeyUsageOID.IPSEC_IKE]),  # id-kp-ipsecIKE, RFC 4945
-                    critical=False)
-                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                               critical=False)
-                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
-                    ca_ski), critical=False)
-                .sign(ca_key, hashes.SHA256())
-            )
-            _write(directory / f"{side}-{kind}.crt.pem",
-                   cert.public_bytes(serialization.Encoding.PEM))
+        for side in SIDES:
+            cert, key = _host_cert(kind, side, ca_key, ca_name, ca_ski, not_before, not_after)
+            _write(directory / f"{side}-{kind}.crt.pem", cert.public_bytes(serialization.Encoding.PEM))
             _write(directory / f"{side}-{kind}.key.pem", _key_pem(key), secret=True)
     return TestPki(directory)
+
+
+def _host_cert(kind: str, side: str, ca_key: PrivateKey, ca_name: x509.Name,
+               ca_ski: x509.SubjectKeyIdentifier, not_before: datetime.datetime,
+               not_after: datetime.datetime) -> tuple[x509.Certificate, PrivateKey]:
+    fqdn, ip = SIDES[side]
+    key = _new_key(kind)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(fqdn)).issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before).not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([
+            x509.DNSName(fqdn), x509.IPAddress(ipaddress.ip_address(ip))]),
+            critical=False)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False,
+            key_encipherment=(kind == "rsa"), data_encipherment=False,
+            key_agreement=False, key_cert_sign=False, crl_sign=False,
+            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([
+            ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH,
+            ExtendedKeyUsageOID.IPSEC_IKE]),  # id-kp-ipsecIKE, RFC 4945
+            critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+            ca_ski), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def _load_ca(pki: TestPki, kind: str) -> tuple[x509.Certificate, PrivateKey]:
+    ca = x509.load_pem_x509_certificate(pki.ca_cert(kind).read_bytes())
+    key = serialization.load_pem_private_key(pki.ca_key(kind).read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+    return ca, key
+
+
+def reissue_host_cert(pki: TestPki, directory: Path, side: str, kind: str) -> TestPki:
+    """A new certificate for ``side`` (same subject and SAN, new key and serial) from
+    ``pki``'s ``kind`` CA, written with that CA's certificate into ``directory``: a
+    :class:`TestPki` with which :meth:`TestPki.install_swanctl` installs it for charon."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = _load_ca(pki, kind)
+    now = datetime.datetime.now(datetime.UTC)
+    ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    cert, key = _host_cert(kind, side, ca_key, ca.subject, ski, now - datetime.timedelta(days=1),
+                           now + datetime.timedelta(days=30))
+    shutil.copyfile(pki.ca_cert(kind), directory / pki.ca_cert(kind).name)
+    _write(directory / f"{side}-{kind}.crt.pem", cert.public_bytes(serialization.Encoding.PEM))
+    _write(directory / f"{side}-{kind}.key.pem", _key_pem(key), secret=True)
+    return TestPki(directory)
+
+
+def write_crl(pki: TestPki, kind: str, path: Path, revoked: dict[int, x509.ReasonFlags | None], *,
+              number: int = 1, next_update: datetime.timedelta = datetime.timedelta(days=7),
+              der: bool = False) -> Path:
+    """A CRL of ``pki``'s ``kind`` CA listing the serials of ``revoked`` (with a
+    reason code unless ``None``), thisUpdate an hour ago; PEM unless ``der``."""
+    ca, ca_key = _load_ca(pki, kind)
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.subject)
+        .last_update(now - datetime.timedelta(hours=1))
+        .next_update(now + next_update)
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                       critical=False)
+    )
+    for serial, reason in revoked.items():
+        entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(
+            now - datetime.timedelta(hours=2))
+        if reason is not None:
+            entry = entry.add_extension(x509.CRLReason(reason), critical=False)
+        builder = builder.add_revoked_certificate(entry.build())
+    crl = builder.sign(ca_key, hashes.SHA256())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write(path, crl.public_bytes(serialization.Encoding.DER if der else serialization.Encoding.PEM))
+    return path
 
 
 def _write(path: Path, data: bytes, *, secret: bool = False) -> None:
