@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..esp.ip import PROTO_AH, header_info
 from ..esp.natt import transport_packet
+from ..esp.sa import AhSa
 from ..events import ChildSaDeleted, ChildSaExpired, ChildSaInstalled
 from ..selectors import Address, TrafficSelector
 
@@ -307,6 +308,8 @@ class DataPlane:
             pipe.remote = addr
             if encap is not None:
                 pipe.encap = encap
+            if isinstance(pipe.sa_out, AhSa) and pipe.sa_out.outer_dst is not None:
+                pipe.sa_out.outer_dst = addr[0]  # AH tunnel: the outer header is ours to build (and ICV-covered)
             n += changed
         return n
 
@@ -325,6 +328,8 @@ class DataPlane:
                 pipe.ev = replace(pipe.ev, local_addr=addr)
             if encap is not None:
                 pipe.encap = encap
+            if isinstance(pipe.sa_out, AhSa) and pipe.sa_out.outer_src is not None:
+                pipe.sa_out.outer_src = addr[0]
             n += changed
         return n
 

@@ -15,6 +15,7 @@ from asyncwait import Host, until
 from aioipsec.asyncio.endpoint import Endpoint
 from aioipsec.asyncio.sockets import MemoryNetwork
 from aioipsec.config import child, connection
+from aioipsec.crypto.transforms import parse_proposal
 from aioipsec.events import LocalAddressChanged, PeerAddressChanged
 from aioipsec.netutil import udp_packet
 from aioipsec.selectors import Address
@@ -45,20 +46,25 @@ class Napt:
 
 
 class Sites:
-    def __init__(self, *, gw_mobike: bool = True) -> None:
+    def __init__(self, *, gw_mobike: bool = True, ah: bool = False) -> None:
         self.net = MemoryNetwork()
         self.gw_mobike = gw_mobike
+        self.ah = ah
         self.events: dict[str, list[Any]] = {"site": [], "gw": []}
 
     async def __aenter__(self) -> Self:
         site_in, self.site_app = memory_pipe(queue_size=1024)
         gw_in, self.gw_app = memory_pipe(queue_size=1024)
+        site_child, gw_child = child("lan", local_ts=[NET_A], remote_ts=[NET_B]), child("lan", local_ts=[NET_B], remote_ts=[NET_A])
+        if self.ah:  # AH-only Child SAs (whole IP packets on the AH socket)
+            for ch in (site_child, gw_child):
+                ch.esp_proposals = []
+                ch.ah_proposals = [parse_proposal("sha256", "ah")]
         site_cfg = connection("to-gw", psk=PSK, local_id="site.example", remote_id="gw.example",
-                              local_addrs=[SITE], remote_addrs=[GW], dpd_delay=0,
-                              children=[child("lan", local_ts=[NET_A], remote_ts=[NET_B])])
+                              local_addrs=[SITE], remote_addrs=[GW], dpd_delay=0, children=[site_child])
         gw_cfg = connection("to-site", psk=PSK, local_id="gw.example", remote_id="site.example",
                             local_addrs=[GW], remote_addrs=["%any"], dpd_delay=0, mobike=self.gw_mobike,
-                            children=[child("lan", local_ts=[NET_B], remote_ts=[NET_A])])
+                            children=[gw_child])
         self.gw = await Endpoint.create(GW, configurations=[gw_cfg], network=self.net, inner=gw_in)
         self.site = await Endpoint.create(SITE, configurations=[site_cfg], network=self.net, inner=site_in)
         for name, ep in (("site", self.site), ("gw", self.gw)):
@@ -147,3 +153,24 @@ async def test_without_mobike_the_client_initiates_again_from_the_new_address() 
         await until(lambda: fresh.session.is_established and fresh.children, what="the new IKE SA")
         assert fresh.session.sa.spi_i != old_spi and not t.of("site", LocalAddressChanged)
         await t.both_ways("after")
+
+
+async def test_ah_tunnel_child_sas_follow_the_roaming_client() -> None:
+    """AH carries its outer header inside the ICV-covered packet: after the
+    move both ends build it from the new address (the gateway's packets go to
+    NEW, the client's come from NEW) and traffic flows on the same AH SAs."""
+    async with Sites(ah=True) as t:
+        proto = t.site.initiate("to-gw")
+        await until(lambda: t.gw.dataplane.outbound and t.site.dataplane.outbound, what="AH Child SAs")
+        (site_pipe,), (gw_pipe,) = t.site.dataplane.outbound, t.gw.dataplane.outbound
+        assert site_pipe.ev.protocol == gw_pipe.ev.protocol == "ah"
+        await t.both_ways("before")
+        t.site.roam(NEW)
+        await until(lambda: t.of("site", LocalAddressChanged) and t.of("gw", PeerAddressChanged), what="the move")
+        assert (site_pipe.sa_out.outer_src, site_pipe.sa_out.outer_dst) == (NEW, GW)
+        assert (gw_pipe.sa_out.outer_src, gw_pipe.sa_out.outer_dst) == (GW, NEW)
+        before = (site_pipe.sa_in.stats.packets_in, gw_pipe.sa_in.stats.packets_in)
+        await t.both_ways("after")
+        assert site_pipe.sa_in.stats.packets_in > before[0] and gw_pipe.sa_in.stats.packets_in > before[1]
+        assert t.site.dataplane.outbound == [site_pipe] and t.gw.dataplane.outbound == [gw_pipe]
+        assert proto.session.sa.mobike
