@@ -153,6 +153,12 @@ class ConnectionConfig:
     send_cert: str = "ifasked"
     """``always``, ``ifasked`` or ``never``."""
     initial_contact: bool = True
+    unique: str = "replace"
+    """Uniqueness policy (swanctl ``unique``, strongSwan ``uniqueids``), IKEv1:
+    ``replace``: a Phase 1 established with the identities of another
+    session's (the peer's XAUTH user on a gateway) replaces it, its IPsec SAs
+    included (the peer came back from another address); ``no``: only when the
+    new one carries INITIAL-CONTACT; ``never``: both stay."""
     key_export: bool = False
     """Allow exporting keys (Wireshark tables); never logged otherwise."""
     vips: list[str] = field(default_factory=list)

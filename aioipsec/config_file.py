@@ -162,7 +162,7 @@ _CONN_KEYS = {
     "version", "local_addrs", "remote_addrs", "local_port", "remote_port", "proposals", "aggressive",
     "encap", "fragmentation", "fragment_size", "dpd_delay", "dpd_timeout", "rekey_time", "over_time",
     "rand_time", "local", "remote", "children", "legacy", "retransmit_timeout", "retransmit_base",
-    "retransmit_tries", "retransmit_jitter", "send_certreq", "send_cert", "initial_contact", "key_export",
+    "retransmit_tries", "retransmit_jitter", "send_certreq", "send_cert", "initial_contact", "key_export", "unique",
     "vips", "pools", "mobike", "local-2", "remote-2",
 }
 _CHILD_KEYS = {
@@ -505,6 +505,10 @@ def _parse_connection(
             setattr(c, key, ctx.boolean(f"{path}.{key}", raw[key]))
     if "send_cert" in raw:
         c.send_cert = ctx.choice(f"{path}.send_cert", raw["send_cert"], ("always", "ifasked", "never"))
+    if "unique" in raw:
+        c.unique = ctx.choice(f"{path}.unique", raw["unique"], ("replace", "no", "never"))
+        if c.version != 1 and c.unique != "replace":
+            raise ctx.err(f"{path}.unique", "a uniqueness policy is enforced for IKEv1 only (version = 1)")
     for key in ("dpd_delay", "dpd_timeout", "rekey_time", "over_time", "rand_time", "retransmit_timeout"):
         if key in raw:
             setattr(c, key, ctx.duration(f"{path}.{key}", raw[key]))

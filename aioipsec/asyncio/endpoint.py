@@ -439,6 +439,17 @@ class Endpoint:
             return p
         return None
 
+    def _v1_unique(self, proto: SessionProtocol) -> None:
+        """swanctl ``unique`` (IKEv1): a Phase 1 just established with the
+        identities of another session (the peer came back from another
+        address: sessions are per peer address) replaces it and its IPsec SAs."""
+        replaces = getattr(proto.session, "replaces", None)
+        if replaces is None:
+            return
+        for other in [p for p in self.sessions if p is not proto and replaces(p.session)]:
+            other.session.replaced_by(proto.session, self.loop.time())
+            other.process()
+
     def _rate_ok(self, ip: str) -> bool:
         """At most ``init_limit_per_peer`` new IKE SAs per address per second.
         The table holds at most RATE_TABLE_MAX addresses in the order their
@@ -691,6 +702,7 @@ class Endpoint:
             self._half_open.discard(proto)
             if ev.version == 1:
                 self._v1_by_ip[proto.session.remote_addr[0]] = proto
+                self._v1_unique(proto)
             if ev.nat_local:
                 self._start_keepalives()
         elif isinstance(ev, (AuthFailed, NegotiationFailed, DpdTimeout)):

@@ -172,6 +172,9 @@ class IkeSessionV1:
         self.stats: Counter[str] = Counter()
         self.now = 0.0
         self._prefloat_remote: Address | None = None
+        self._ipsec_addr: Address | None = None
+        """The peer address the IPsec SAs send to (set at install, moved with
+        the peer); a Phase 1 renewal from elsewhere moves them (_phase1_done)."""
         self.pools: Mapping[str, AddressPool] = pools or {}
         """Gateway: the endpoint's address pools by name (shared with IKEv2,
         :mod:`aioipsec.ike.v2.pools`), for Mode Config."""
@@ -400,16 +403,61 @@ class IkeSessionV1:
             raise LocalProtocolError(f"no IPsec SA with inbound SPI {spi_in:#010x}")
         self._delete_child(child, "deleted locally", now, send=True)
 
-    def delete(self, now: float) -> None:
+    def delete(self, now: float, reason: str = "deleted locally") -> None:
         """Delete every IPsec SA and the ISAKMP SA, telling the peer with
         Informational deletes (the operator's ``clear crypto isakmp``)."""
         self.now = now
         for child in list(self.children.values()):
-            self._delete_child(child, "deleted locally", now, send=True)
+            self._delete_child(child, reason, now, send=True)
         for sa in list(self.sas):
             if sa.state is not State.DELETED:
-                self._remove_sa(sa, "deleted locally", now, notify_peer=True)
+                self._remove_sa(sa, reason, now, notify_peer=True)
         self._close()
+
+    def unique_id(self) -> tuple[str, str, str] | None:
+        """(connection, our identity, the peer's) of the established ISAKMP
+        SA, what uniqueness compares (strongSwan: my ID and the other's EAP/
+        XAUTH identity): on an XAUTH gateway the peer is its XAUTH user (road
+        warriors share one group identity).  None before the SA is
+        established (XAUTH and Mode Config included) or once closed."""
+        sa = self.sa
+        if sa is None or not sa.established or sa.gate or self._closed:
+            return None
+        local = str(sa.local_id) if sa.local_id is not None else self.local_addr[0]
+        if sa.cfg.xauth_server and sa.xauth_user is not None:
+            remote = f"xauth:{sa.xauth_user}"
+        else:
+            remote = str(sa.remote_id) if sa.remote_id is not None else self.remote_addr[0]
+        return sa.cfg.name, local, remote
+
+    def replaces(self, other: Any) -> bool:
+        """Whether this session's ISAKMP SA, just established, replaces
+        ``other`` (another IKEv1 session of the same endpoint, an older SA)
+        under the connection's uniqueness policy (:attr:`ConnectionConfig.unique`):
+        the same identities on both, and with ``no`` INITIAL-CONTACT too.
+        The peer came back from another address (a new session: sessions are
+        per peer address); the caller deletes ``other`` with
+        :meth:`replaced_by`."""
+        if other is self or getattr(other, "version", None) != 1 or other.is_closed:
+            return False
+        policy = self.cfg.unique
+        mine, theirs = self.unique_id(), other.unique_id()
+        if policy == "never" or mine is None or mine != theirs:
+            return False
+        sa, old = self.sa, other.sa
+        assert sa is not None and old is not None
+        if (old.established_at or 0.0) > (sa.established_at or 0.0):
+            return False  # the other one is the newer
+        return policy == "replace" or sa.initial_contact
+
+    def replaced_by(self, new: IkeSessionV1, now: float) -> None:
+        """Delete everything: ``new`` (same identities, another address) replaces us."""
+        sa = new.sa
+        reason = f"replaced by a new ISAKMP SA with {new.peer} (unique = {new.cfg.unique})"
+        logger.info("ISAKMP SA with %s and its %d IPsec SA(s) replaced: the peer established a new one from %s:%d "
+                    "with the same identities (cookies %s)", self.peer, len(self.children), new.remote_addr[0],
+                    new.remote_addr[1], sa.cookies if sa is not None else "?")
+        self.delete(now, reason)
 
     def note_peer_traffic(self, now: float) -> None:
         """Authenticated ESP/AH from the peer arrived by ``now`` (the caller's
@@ -744,6 +792,7 @@ class IkeSessionV1:
         """IKE and the IPsec SAs go to ``addr`` from now on."""
         old = self.remote_addr
         self.remote_addr = addr
+        self._ipsec_addr = addr
         self.stats["peer_moves"] += 1
         logger.info("peer %s now at %s:%d (was %s:%d: NAT mapping changed; cookies %s)",
                     self.peer, addr[0], addr[1], old[0], old[1], sa.cookies)
@@ -923,6 +972,8 @@ class IkeSessionV1:
             self._established_event(sa)
         if sa.initial_contact:
             self._drop_stale(sa, now)
+        else:
+            self._renewed_from_elsewhere(sa)
         for old in list(self.sas):
             if old is sa or old.state is State.DELETED or not old.established:
                 continue
@@ -941,6 +992,27 @@ class IkeSessionV1:
                 loser.superseded = True
                 loser.hard_at = min(loser.hard_at or now + SUPERSEDED_GRACE, now + SUPERSEDED_GRACE)
         self._flush_pending(now)
+
+    def _renewed_from_elsewhere(self, sa: IsakmpSa) -> None:
+        """A Phase 1 renewal by the same peer identity completed at another
+        address or port than the IPsec SAs it keeps send to (the peer's NAT
+        made new mappings, then it renewed): they follow, as after any
+        authenticated message from the new address (:meth:`_peer_seen`);
+        this one cannot be replayed (fresh nonces and key exchange).  A
+        Phase 1 of another identity that got here (another host behind the
+        same NAT address) moves nothing."""
+        old_addr = self._ipsec_addr
+        if not self.children or old_addr is None or old_addr == self.remote_addr:
+            return
+        renewed = [o for o in self.sas if o is not sa and o.established and o.state is not State.DELETED]
+        if not renewed or any(str(o.remote_id) != str(sa.remote_id) for o in renewed):
+            return
+        self._ipsec_addr = self.remote_addr
+        self.stats["peer_moves"] += 1
+        logger.info("peer %s renewed Phase 1 from %s:%d: its %d IPsec SA(s) move there from %s:%d (cookies %s)",
+                    self.peer, self.remote_addr[0], self.remote_addr[1], len(self.children), old_addr[0],
+                    old_addr[1], sa.cookies)
+        self._events.append(PeerAddressChanged(self.peer, old_addr, self.remote_addr))
 
     def _established_event(self, sa: IsakmpSa) -> None:
         assert sa.suite is not None
@@ -1426,6 +1498,7 @@ class IkeSessionV1:
             created_no=next(self._order),
         )
         self.children[spi_in] = child
+        self._ipsec_addr = self.remote_addr
         self._step(sa, "IPsec SA established")
         logger.info(
             "IPsec SA %s{%d} %s with SPIs %08x_i %08x_o and TS %s === %s%s",
