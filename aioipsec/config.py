@@ -86,6 +86,12 @@ class ChildConfig:
     dpd_action: str = "clear"
     """``clear``, ``trap`` or ``restart`` when the peer is declared dead."""
     close_action: str = "none"
+    updown: str | None = None
+    """Command run when a Child SA comes up and goes down (swanctl ``updown``):
+    an executable's path, optionally followed by arguments (split like a shell
+    command line, but run without a shell), with strongSwan's ``PLUTO_*``
+    environment (``PLUTO_VERB=up-client`` ...).  Run by the daemon
+    (:mod:`aioipsec.daemon`), not by a bare :class:`Endpoint`."""
 
     @property
     def hard_lifetime(self) -> float:
@@ -230,6 +236,31 @@ class GlobalConfig:
     """Largest reassembled IKE message (bytes)."""
 
 
+def updown_argv(command: str) -> list[str]:
+    """``updown``'s command line as argv (shell-like splitting, no shell);
+    ``TypeError`` when it is not a string, ``ValueError`` with the reason
+    when it is empty or its program does not exist or is not executable."""
+    import os
+    import shlex
+
+    if not isinstance(command, str):
+        raise TypeError(f"expected a string (a script path), got {type(command).__name__}")
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise ValueError(f"cannot split the command line: {exc}") from None
+    if not argv:
+        raise ValueError("must not be empty")
+    prog = argv[0]
+    if not os.path.exists(prog):
+        raise ValueError(f"file not found: {prog}")
+    if os.path.isdir(prog):
+        raise ValueError(f"is a directory, not a script: {prog}")
+    if not os.access(prog, os.X_OK):
+        raise ValueError(f"not executable: {prog}")
+    return argv
+
+
 def child(
     name: str = "child",
     *,
@@ -239,7 +270,16 @@ def child(
     legacy: bool = False,
     **kw: Any,
 ) -> ChildConfig:
-    """Convenience constructor taking strings: ``child("lan", local_ts=["10.1.0.0/16"], ...)``."""
+    """Convenience constructor taking strings: ``child("lan", local_ts=["10.1.0.0/16"], ...)``.
+    ``updown`` is checked as the loader does (:class:`~aioipsec.errors.ConfigError`
+    naming ``children.<name>.updown``)."""
+    if kw.get("updown") is not None:
+        from .errors import ConfigError
+
+        try:
+            updown_argv(kw["updown"])
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"children.{name}.updown", str(exc)) from None
     return ChildConfig(
         name=name,
         local_ts=[parse_ts(t) for t in (local_ts or []) if t != "dynamic"],

@@ -168,7 +168,7 @@ _CONN_KEYS = {
 _CHILD_KEYS = {
     "local_ts", "remote_ts", "esp_proposals", "ah_proposals", "mode", "start_action", "rekey_time",
     "life_time", "rand_time", "rekey_bytes", "life_bytes", "rekey_packets", "life_packets",
-    "replay_window", "dpd_action", "close_action",
+    "replay_window", "dpd_action", "close_action", "updown",
 }
 _AUTH_KEYS = {"auth", "id", "certs", "cert", "key", "private_key", "cacerts", "intermediates", "rsa_pss", "revocation"}
 _SECRET_KEYS = {"id", "secret", "secret_file"}
@@ -460,9 +460,33 @@ def _parse_child(ctx: _Ctx, path: str, name: str, raw: dict[str, Any], legacy: b
             setattr(c, key, ctx.integer(f"{path}.{key}", raw[key], 0))
     if "replay_window" in raw:
         c.replay_window = ctx.integer(f"{path}.replay_window", raw["replay_window"], 0, 1 << 20)
+    if "updown" in raw:
+        c.updown = _updown(ctx, f"{path}.updown", raw["updown"])
     if c.life_time is not None and c.life_time < c.rekey_time:
         raise ctx.err(f"{path}.life_time", f"must not be shorter than rekey_time ({c.rekey_time:g}s)")
     return c
+
+
+def _updown(ctx: _Ctx, path: str, raw: Any) -> str:
+    """swanctl ``updown``: a script (relative to the file) and optional
+    arguments; it must exist and be executable now."""
+    import shlex
+
+    from .config import updown_argv
+
+    text = ctx.string(path, raw)
+    try:
+        argv = shlex.split(text)
+    except ValueError as exc:
+        raise ctx.err(path, f"cannot split the command line: {exc}") from None
+    if argv and not Path(argv[0]).is_absolute() and ctx.base is not None:
+        argv[0] = str(ctx.base / argv[0])
+    command = shlex.join(argv)
+    try:
+        updown_argv(command)
+    except ValueError as exc:
+        raise ctx.err(path, str(exc)) from None
+    return command
 
 
 def _parse_round2(ctx: _Ctx, path: str, raw: Any, local: bool) -> AuthConfig:

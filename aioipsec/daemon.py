@@ -17,10 +17,13 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from typing import Any
 
 from .config_file import Configuration, load_config
@@ -50,7 +53,133 @@ def route_prefixes(ts: TrafficSelector) -> list[str]:
     return [str(net) for net in ipaddress.summarize_address_range(ts.start_addr, ts.end_addr)]
 
 
+UPDOWN_TIMEOUT = 10.0
+"""Seconds an ``updown`` run may take before it is killed (with its process group)."""
+UPDOWN_OUTPUT_LINES = 50
+"""Lines of an ``updown`` run's output logged (the rest is read and dropped)."""
+_IPPROTO_ICMP, _IPPROTO_ICMPV6 = 1, 58
+
+
+def _subnet(ts: TrafficSelector) -> str | None:
+    """``addr/prefixlen`` when the selector's range is exactly one prefix
+    (strongSwan's ``to_subnet``), else None (the variable is left out)."""
+    nets = list(ipaddress.summarize_address_range(ts.start_addr, ts.end_addr))
+    return str(nets[0]) if len(nets) == 1 else None
+
+
+def _updown_port(me: TrafficSelector, other: TrafficSelector, local: bool) -> int:
+    """charon's ``get_port``: the selector's first port; for ICMP the type
+    (local) or code (remote) out of the port field (RFC 4301 encoding)."""
+    if max(me.proto, other.proto) in (_IPPROTO_ICMP, _IPPROTO_ICMPV6):
+        port = max(me.start_port, other.start_port)
+        return port >> 8 if local else port & 0xFF
+    return me.start_port if local else other.start_port
+
+
+def updown_envs(
+    up: bool,
+    ev: Any,
+    *,
+    connection: str,
+    me: str,
+    peer: str,
+    peer_port: int,
+    my_id: str,
+    peer_id: str,
+    reqid: int,
+    uniqueid: int,
+    interface: str,
+    local_vips: tuple[str, ...] = (),
+    remote_vips: tuple[str, ...] = (),
+    dns: tuple[str, ...] = (),
+    path: str | None = None,
+) -> list[dict[str, str]]:
+    """The environments of one ``updown`` event of the Child SA installed by
+    ``ev`` (a :class:`~aioipsec.events.ChildSaInstalled`): one per pair of
+    local and remote selector, as charon's updown plugin runs the script
+    (``PLUTO_*`` names and verbs of its ``invoke_once``).  Only addresses,
+    identities, selectors and names: never key material.
+
+    ``connection`` is what charon puts in ``PLUTO_CONNECTION``: the child's
+    name.  ``PLUTO_VERB`` is ``up-client`` / ``down-client``, ``-host`` when
+    the local selector is our own (IKE) address alone (transport mode, or a
+    host-to-host tunnel), with ``-v6`` for IPv6 (of ``me`` for a host, of the
+    selector otherwise)."""
+    base = {"PATH": path if path is not None else os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
+    me_ip = ipaddress.ip_address(me)
+    out = []
+    for lts in ev.local_ts:
+        for rts in ev.remote_ts:
+            is_host = lts.start == lts.end and lts.version == me_ip.version and lts.start == int(me_ip)
+            v6 = me_ip.version == 6 if is_host else lts.version == 6
+            env = dict(base)
+            env["PLUTO_VERSION"] = "1.1"
+            env["PLUTO_VERB"] = f"{'up' if up else 'down'}-{'host' if is_host else 'client'}{'-v6' if v6 else ''}"
+            env["PLUTO_CONNECTION"] = connection
+            env["PLUTO_INTERFACE"] = interface
+            env["PLUTO_REQID"] = str(reqid)
+            env["PLUTO_PROTO"] = ev.protocol
+            env["PLUTO_UNIQUEID"] = str(uniqueid)
+            env["PLUTO_ME"] = me
+            env["PLUTO_MY_ID"] = my_id
+            mine = _subnet(lts)
+            if mine is not None:
+                env["PLUTO_MY_CLIENT"] = mine
+            env["PLUTO_MY_PORT"] = str(_updown_port(lts, rts, True))
+            env["PLUTO_MY_PROTOCOL"] = str(lts.proto)
+            env["PLUTO_PEER"] = peer
+            env["PLUTO_PEER_ID"] = peer_id
+            theirs = _subnet(rts)
+            if theirs is not None:
+                env["PLUTO_PEER_CLIENT"] = theirs
+            env["PLUTO_PEER_PORT"] = str(_updown_port(lts, rts, False))
+            env["PLUTO_PEER_PROTOCOL"] = str(rts.proto)
+            for side, vips in (("MY", local_vips), ("PEER", remote_vips)):
+                n4 = n6 = 0
+                for i, vip in enumerate(vips):
+                    if i == 0:
+                        env[f"PLUTO_{side}_SOURCEIP"] = vip  # legacy: the first one
+                    if ipaddress.ip_address(vip).version == 4:
+                        n4 += 1
+                        env[f"PLUTO_{side}_SOURCEIP4_{n4}"] = vip
+                    else:
+                        n6 += 1
+                        env[f"PLUTO_{side}_SOURCEIP6_{n6}"] = vip
+            if ev.encap:
+                env["PLUTO_UDP_ENC"] = str(peer_port)
+            n4 = n6 = 0
+            for server in dns:
+                if ipaddress.ip_address(server).version == 4:
+                    n4 += 1
+                    env[f"PLUTO_DNS4_{n4}"] = server
+                else:
+                    n6 += 1
+                    env[f"PLUTO_DNS6_{n6}"] = server
+            out.append(env)
+    return out
+
+
+@dataclass(eq=False)
+class _UpdownChild:
+    """A Child SA with an ``updown`` command, from its first install to its
+    deletion; rekeys keep it (their SAs join ``spis``)."""
+
+    reqid: int
+    argv: list[str]
+    proto: Any
+    connection: str
+    key: tuple[str, str, str]
+    """What its runs are serialised by: connection, child, peer."""
+    ev: Any
+    """The latest install (selectors, protocol, UDP encapsulation)."""
+    spis: set[int] = field(default_factory=set)
+    down: bool = False
+
+
 class Daemon:
+    updown_timeout: float = UPDOWN_TIMEOUT
+    """Seconds an ``updown`` run may take (then it is killed and logged)."""
+
     def __init__(
         self,
         path: str,
@@ -78,6 +207,15 @@ class Daemon:
         session (SessionProtocol) that holds each."""
         self.control: Any = None
         self._stop = asyncio.Event()
+        self._updown: dict[tuple[int, int], _UpdownChild] = {}
+        """Child SAs with an updown command by (id of their session, inbound SPI)."""
+        self._updown_last: dict[tuple[str, str, str], asyncio.Future[None]] = {}
+        """The latest run per child and peer: the next one waits for it."""
+        self._updown_tasks: set[asyncio.Future[None]] = set()
+        self._updown_ids: dict[int, int] = {}
+        """PLUTO_UNIQUEID per session (id of its SessionProtocol)."""
+        self._updown_next = 1
+        self._updown_next_uid = 1
 
     def _local_host(self) -> str:
         if self.config.daemon.address:
@@ -124,6 +262,7 @@ class Daemon:
         )
         self.endpoint.event_listeners.append(self._log_event)
         self.endpoint.event_listeners.append(self._vip_event)
+        self.endpoint.event_listeners.append(self._updown_event)
         if self.tun is not None:
             self._install_transport_policy()
         logger.info("listening on %s:%d and %s:%d", host, dc.port, host, dc.port_nat_t)
@@ -242,6 +381,167 @@ class Daemon:
             return True
         logger.warning("%s failed: %s", " ".join(cmd), r.stderr.strip())
         return False
+
+    # ------------------------------------------------------------------ updown
+
+    def _updown_event(self, proto: Any, ev: Any) -> None:
+        """strongSwan's updown plugin: a child's ``updown`` command runs when
+        its Child SA is installed (up) and when it is deleted (down), not for
+        a rekey (charon's ``child_updown`` fires for neither the new SA nor
+        the replaced one), once per local/remote selector pair."""
+        from .events import ChildSaDeleted, ChildSaInstalled, IkeSaDeleted
+
+        if isinstance(ev, ChildSaInstalled):
+            if ev.rekeyed_from is not None:
+                rec = self._updown.get((id(proto), ev.rekeyed_from))
+                if rec is not None and not rec.down:
+                    rec.spis.add(ev.spi_in)
+                    self._updown[(id(proto), ev.spi_in)] = rec
+                    if ev.outbound:
+                        rec.ev = ev
+                return  # a rekey (or one of a child we never ran up for)
+            conn, cfg = self.endpoint._child_config(proto, ev.name)
+            if cfg is None or not getattr(cfg, "updown", None):
+                return
+            try:
+                argv = shlex.split(cfg.updown)
+            except ValueError as exc:
+                logger.warning("%s: CHILD_SA %s: updown %r unusable: %s", proto.name, ev.name, cfg.updown, exc)
+                return
+            if not argv:
+                return
+            rec = _UpdownChild(self._updown_next, argv, proto, conn, (conn, ev.name, str(ev.remote_addr[0])), ev)
+            self._updown_next += 1
+            rec.spis.add(ev.spi_in)
+            self._updown[(id(proto), ev.spi_in)] = rec
+            self._updown_run(rec, True)
+        elif isinstance(ev, ChildSaDeleted):
+            rec = self._updown.pop((id(proto), ev.spi_in), None)
+            if rec is None:
+                return
+            rec.spis.discard(ev.spi_in)
+            if not rec.spis and not rec.down:
+                rec.down = True
+                self._updown_run(rec, False)
+        elif isinstance(ev, IkeSaDeleted) and getattr(proto.session, "is_closed", False):
+            self._updown_all_down(proto)
+
+    def _updown_all_down(self, proto: Any) -> None:
+        """charon: an IKE SA going down takes its Child SAs down with it (the
+        ones no ChildSaDeleted reported)."""
+        for key, rec in list(self._updown.items()):
+            if rec.proto is proto:
+                del self._updown[key]
+                if not rec.down:
+                    rec.down = True
+                    self._updown_run(rec, False)
+        self._updown_ids.pop(id(proto), None)
+
+    def _updown_run(self, rec: _UpdownChild, up: bool) -> None:
+        """Build the environments now (the SA's state at the event) and queue
+        the runs after the child's previous ones (up before down)."""
+        proto = rec.proto
+        s = proto.session
+        info = getattr(proto, "ike_info", None)
+        local = getattr(s, "local_addr", None) or rec.ev.local_addr
+        remote = getattr(s, "remote_addr", None) or rec.ev.remote_addr
+        uid = self._updown_ids.get(id(proto))
+        if uid is None:
+            uid = self._updown_ids[id(proto)] = self._updown_next_uid
+            self._updown_next_uid += 1
+        label = f"{rec.key[0]}/{rec.key[1]} with {remote[0]}"
+        try:
+            envs = updown_envs(
+                up, rec.ev, connection=rec.ev.name, me=str(local[0]), peer=str(remote[0]), peer_port=int(remote[1]),
+                my_id=str(info.local_id) if info else "", peer_id=str(info.remote_id) if info else "",
+                reqid=rec.reqid, uniqueid=uid, interface=self.tun.name if self.tun is not None else "unknown",
+                local_vips=tuple(getattr(info, "local_vips", ()) or ()),
+                remote_vips=tuple(getattr(info, "remote_vips", ()) or ()), dns=tuple(getattr(info, "dns", ()) or ()),
+            )
+        except Exception:
+            logger.exception("%s: cannot build the updown environment", label)
+            return
+        prev = self._updown_last.get(rec.key)
+        task = asyncio.ensure_future(self._updown_chain(prev, rec.argv, envs, label))
+        self._updown_last[rec.key] = task
+        self._updown_tasks.add(task)
+
+        def done(t: asyncio.Future[None]) -> None:
+            self._updown_tasks.discard(t)
+            if self._updown_last.get(rec.key) is t:
+                del self._updown_last[rec.key]
+
+        task.add_done_callback(done)
+
+    async def _updown_chain(self, prev: asyncio.Future[None] | None, argv: list[str],
+                            envs: list[dict[str, str]], label: str) -> None:
+        if prev is not None:
+            await asyncio.wait([prev])  # its own outcome is logged by it
+        for env in envs:
+            try:
+                await self._updown_exec(argv, env, label)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("%s: updown %s %s failed", label, env.get("PLUTO_VERB"), argv[0])
+
+    async def _updown_exec(self, argv: list[str], env: dict[str, str], label: str) -> None:
+        """One run: no shell, stdin from /dev/null, stdout and stderr logged
+        line by line (``updown: ...``), killed after :attr:`updown_timeout`."""
+        verb = env["PLUTO_VERB"]
+        what = f"{label}: updown {verb} {argv[0]}"
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            logger.warning("%s could not be started: %s", what, exc.strerror or exc)
+            return
+        assert proc.stdout is not None
+        stdout = proc.stdout
+
+        async def read() -> None:
+            n = 0
+            while True:
+                try:
+                    line = await stdout.readline()
+                except ValueError:  # a line past the stream limit: drop a chunk
+                    await stdout.read(65536)
+                    continue
+                if not line:
+                    return
+                n += 1
+                if n <= UPDOWN_OUTPUT_LINES:
+                    logger.info("%s: updown: %s", label, line.decode(errors="replace").rstrip())
+
+        try:
+            await asyncio.wait_for(asyncio.gather(read(), proc.wait()), self.updown_timeout)
+        except TimeoutError:
+            exited = proc.returncode
+            try:
+                os.killpg(proc.pid, 9)
+            except (ProcessLookupError, PermissionError):
+                pass
+            await proc.wait()
+            if exited is None:
+                logger.warning("%s did not finish within %gs: killed", what, self.updown_timeout)
+            else:
+                logger.warning("%s exited with status %d but left its output open past %gs (a background "
+                               "process?): its process group was killed", what, exited, self.updown_timeout)
+            return
+        if proc.returncode == 0:
+            logger.info("%s: done", what)
+        elif proc.returncode < 0:
+            logger.warning("%s killed by signal %d", what, -proc.returncode)
+        else:
+            logger.warning("%s failed with exit status %d", what, proc.returncode)
+
+    async def _updown_drain(self) -> None:
+        """Wait for the queued runs (each bounded by the timeout): the down
+        runs of a shutdown finish before the daemon exits."""
+        while self._updown_tasks:
+            await asyncio.gather(*list(self._updown_tasks), return_exceptions=True)
 
     def _log_event(self, proto: Any, ev: Any) -> None:
         from .events import AuthFailed, DpdTimeout, ExchangeStep, NegotiationFailed
@@ -380,6 +680,10 @@ class Daemon:
             await self.control.close()
         if self.endpoint is not None:
             await self.endpoint.close()
+            # SAs that went without a ChildSaDeleted still get their down run
+            for proto in {id(r.proto): r.proto for r in self._updown.values()}.values():
+                self._updown_all_down(proto)
+        await self._updown_drain()
         if self.tun is not None:
             for vip in list(self.vips):
                 self._del_vip(vip)
