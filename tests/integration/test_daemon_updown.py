@@ -229,6 +229,7 @@ async def test_up_and_down_runs(pair: Pair, version: int) -> None:
     assert {(r["PLUTO_CONNECTION"], r["PLUTO_ME"], r["PLUTO_PEER"], r["PLUTO_MY_CLIENT"]) for r in rh} == {
         ("net", "192.0.2.2", "192.0.2.1", "203.0.113.0/24")}
     assert sorted(r["PLUTO_PEER_CLIENT"] for r in rh) == mine
+    assert {(r["PLUTO_MY_ID"], r["PLUTO_PEER_ID"]) for r in rh} == {(ids["id_h"], ids["id_a"])}
     # no key of the Child SA anywhere in what the scripts saw
     text = p.log_a.read_text() + p.log_h.read_text()
     for ev in proto.children.values():
@@ -350,3 +351,69 @@ async def test_runs_of_a_child_are_serial_up_before_down(short_dir: Path) -> Non
         await p.drain()
         assert out.read_text().splitlines() == ["start up-client", "end up-client", "start down-client",
                                                 "end down-client"]
+
+
+RW = """
+[connections.gw]
+local_addrs  = ["192.0.2.1"]
+remote_addrs = ["192.0.2.2"]
+vips = ["0.0.0.0"]
+local  = {{ auth = "psk", id = "rw.example" }}
+remote = {{ auth = "psk", id = "gw.example" }}
+[connections.gw.children.net]
+remote_ts = ["203.0.113.0/24"]
+updown = "{script}"
+[secrets.gw]
+secret = "a long pre-shared key for the updown test"
+"""
+GW = """
+[pools.rw]
+addrs = "10.3.0.0/28"
+dns = ["10.3.0.53"]
+[connections.rw]
+local_addrs  = ["192.0.2.2"]
+pools = ["rw"]
+local  = {{ auth = "psk", id = "gw.example" }}
+remote = {{ auth = "psk" }}
+[connections.rw.children.net]
+local_ts = ["203.0.113.0/24"]
+updown = "{script}"
+[secrets.rw]
+secret = "a long pre-shared key for the updown test"
+"""
+
+
+async def test_virtual_ips_and_dns(short_dir: Path) -> None:
+    rec = write_script(short_dir / "record.sh", RECORD)
+    pa, ph = short_dir / "rw.toml", short_dir / "gw.toml"
+    pa.write_text(textwrap.dedent(RW.format(script=f"{rec} {short_dir / 'a.log'}")))
+    ph.write_text(textwrap.dedent(GW.format(script=f"{rec} {short_dir / 'h.log'}")))
+    net = MemoryNetwork()
+    a_gw, _a_app = memory_pipe()
+    h_gw, _h_app = memory_pipe()
+    a = Daemon(str(pa), network=net, inner=a_gw)
+    h = Daemon(str(ph), network=net, inner=h_gw)
+    await h.start()
+    await a.start()
+    try:
+        a.up("gw")
+        proto = await until_session(a, "gw")
+        await asyncio.wait_for(proto.wait_child("net"), 10)
+        await until(lambda: h.endpoint.find_session("rw") is not None and h.endpoint.find_session("rw").children,
+                    what="the gateway's Child SA")
+        await a._updown_drain()
+        await h._updown_drain()
+        (ra,) = runs(short_dir / "a.log")
+        # the road warrior's selector is its virtual IP, in PLUTO_MY_SOURCEIP as charon
+        assert (ra["PLUTO_VERB"], ra["PLUTO_MY_CLIENT"], ra["PLUTO_MY_SOURCEIP"], ra["PLUTO_MY_SOURCEIP4_1"]) == (
+            "up-client", "10.3.0.1/32", "10.3.0.1", "10.3.0.1")
+        assert ra["PLUTO_DNS4_1"] == "10.3.0.53" and "PLUTO_PEER_SOURCEIP" not in ra
+        (rh,) = runs(short_dir / "h.log")
+        assert (rh["PLUTO_PEER_CLIENT"], rh["PLUTO_PEER_SOURCEIP"], rh["PLUTO_CONNECTION"]) == (
+            "10.3.0.1/32", "10.3.0.1", "net")
+        assert "PLUTO_MY_SOURCEIP" not in rh
+    finally:
+        await a.shutdown()
+        await h.shutdown()
+    assert [r["PLUTO_VERB"] for r in runs(short_dir / "a.log")] == ["up-client", "down-client"], "shutdown runs down"
+    assert [r["PLUTO_VERB"] for r in runs(short_dir / "h.log")] == ["up-client", "down-client"]
