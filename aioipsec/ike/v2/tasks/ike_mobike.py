@@ -45,6 +45,8 @@ chosen connection has ``mobike`` on (§3.3); the IKE SA then uses MOBIKE:
 
 from __future__ import annotations
 
+import hmac
+
 import logging
 
 from ....errors import InvalidSyntax
@@ -153,7 +155,7 @@ class IkeMobike(Task):
         src, dst = _natd_hashes(msg)
         if self.roam_to is None:
             # liveness check with NAT-D: did the NAT's mapping of us change?
-            if dst and dst[0] != sa.natd_dst:
+            if dst and (sa.natd_dst is None or not hmac.compare_digest(dst[0], sa.natd_dst)):
                 known = sa.natd_dst is not None
                 sa.natd_dst = dst[0]
                 logger.info("peer %s: %s; sending a MOBIKE update", s.peer,
