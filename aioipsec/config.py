@@ -155,6 +155,17 @@ class ConnectionConfig:
     retransmit_tries: int = 5
     retransmit_jitter: float = 0.0
     """Fraction (0..1) by which each retransmit timeout is randomly shortened."""
+    keyingtries: int = 1
+    """Attempts to establish the IKE SA when we initiate it (swanctl
+    ``keyingtries``): an attempt is one whole retransmission sequence; when it
+    ends unanswered (the peer is not there, or stopped answering before the
+    IKE SA was up) the endpoint starts the next one, like charon at once
+    (the sequence's last, longest timeout is the wait between attempts),
+    until this many were made; 0 = until it is established.  A permanent
+    error (authentication failed, NO_PROPOSAL_CHOSEN, any error notify) ends
+    the attempts whatever this says, as in charon.  Initiations by
+    ``start_action``, ``close_action = start``, ``dpd_action = restart``,
+    trap policies and ``up`` each get the whole budget."""
     send_certreq: bool = True
     send_cert: str = "ifasked"
     """``always``, ``ifasked`` or ``never``."""

@@ -162,7 +162,7 @@ _CONN_KEYS = {
     "version", "local_addrs", "remote_addrs", "local_port", "remote_port", "proposals", "aggressive",
     "encap", "fragmentation", "fragment_size", "dpd_delay", "dpd_timeout", "rekey_time", "over_time",
     "rand_time", "local", "remote", "children", "legacy", "retransmit_timeout", "retransmit_base",
-    "retransmit_tries", "retransmit_jitter", "send_certreq", "send_cert", "initial_contact", "key_export", "unique",
+    "retransmit_tries", "retransmit_jitter", "keyingtries", "send_certreq", "send_cert", "initial_contact", "key_export", "unique",
     "vips", "pools", "mobike", "local-2", "remote-2",
 }
 _CHILD_KEYS = {
@@ -548,6 +548,8 @@ def _parse_connection(
         c.retransmit_jitter = float(v)
     if "retransmit_tries" in raw:
         c.retransmit_tries = ctx.integer(f"{path}.retransmit_tries", raw["retransmit_tries"], 0, 100)
+    if "keyingtries" in raw:
+        c.keyingtries = ctx.integer(f"{path}.keyingtries", raw["keyingtries"], 0, 0xFFFFFFFF)
     if "vips" in raw:
         c.vips = _addrs(ctx, f"{path}.vips", raw["vips"], any_ok=False, expected='"0.0.0.0", "::" or an IP address')
     if "pools" in raw:

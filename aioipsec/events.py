@@ -209,3 +209,36 @@ class ExchangeStep(IpsecEvent):
     peer: str = ""
     details: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
     """Read-only; for an IKEv2 message (SPIs, kind, mid, payloads) built when first read."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyingRetry(IpsecEvent):
+    """An IKE SA we initiated was not established and the peer did not
+    answer (its retransmissions ran out): the next attempt of the connection
+    starts now (swanctl ``keyingtries``; charon's "peer not responding,
+    trying again")."""
+
+    connection: str
+    peer: str
+    """The address the attempts go to."""
+    attempt: int
+    """The attempt starting now: 2, 3, ..."""
+    tries: int
+    """``keyingtries``: the attempts allowed, 0 = until established."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyingFailed(IpsecEvent):
+    """The connection's initiation ended without an IKE SA: its
+    ``keyingtries`` attempts went unanswered, or an attempt failed with a
+    permanent error (authentication, no proposal chosen, an error notify),
+    which is never retried."""
+
+    connection: str
+    peer: str
+    attempts: int
+    """Attempts made."""
+    tries: int
+    """``keyingtries`` (0 = until established)."""
+    reason: str
+    """``peer not responding``, or the permanent error."""
