@@ -174,9 +174,11 @@ class Endpoint:
         self.sessions: set[SessionProtocol] = set()
         self._half_open: set[SessionProtocol] = set()
         """Sessions whose IKE SA has not been established yet (O(1) count per IKE_SA_INIT)."""
-        self._v1_by_ip: dict[str, SessionProtocol] = {}
-        """Established IKEv1 sessions by peer address (Phase 1 renewals go to them)."""
         self._by_spi: dict[bytes, SessionProtocol] = {}
+        """IKEv2 sessions by IKE SPI (8 bytes: either SPI, both are ours to
+        route by); IKEv1 sessions by the cookie pair CKY-I + CKY-R of each of
+        their ISAKMP SAs (16 bytes; CKY-R zero while our Main/Aggressive Mode
+        awaits the responder's cookie)."""
         self._spis_of: dict[SessionProtocol, set[bytes]] = {}
         self._by_init: dict[tuple[bytes, str], SessionProtocol] = {}
         self._rate: dict[str, tuple[float, int]] = {}
@@ -410,18 +412,15 @@ class Endpoint:
         spi_i, spi_r = data[0:8], data[8:16]
         version = _ike_version(data)
         proto = None
-        if spi_r != bytes(8):
+        if version == 1:
+            proto = self._v1_route(spi_i, spi_r, addr)
+        elif spi_r != bytes(8):
             proto = self._by_spi.get(spi_r) or self._by_spi.get(spi_i)
         else:
-            # a retransmitted IKE_SA_INIT/MM1, or an answer to our own request
-            # that carries no responder SPI (INVALID_KE_PAYLOAD, COOKIE, an
-            # IKEv1 notify): route by the initiator SPI, which is ours then
+            # a retransmitted IKE_SA_INIT, or an answer to our own request that
+            # carries no responder SPI (INVALID_KE_PAYLOAD, COOKIE): route by
+            # the initiator SPI, which is ours then
             proto = self._by_init.get((spi_i, addr[0])) or self._by_spi.get(spi_i)
-            if proto is None and version == 1:
-                # IKEv1 renews Phase 1 with a fresh Main/Aggressive Mode under new
-                # cookies: it belongs to the peer's existing session, which owns
-                # the IPsec SAs that survive the renewal
-                proto = self._v1_session_of(addr[0])
         if proto is None:
             if spi_r != bytes(8) or not self.respond:
                 self.stats.unknown_spi += 1
@@ -433,16 +432,45 @@ class Endpoint:
             self._by_init[(spi_i, addr[0])] = proto
         proto.datagram_received(data, addr, on_4500)  # its process() routes the session's SPIs here
 
-    def _v1_session_of(self, ip: str) -> SessionProtocol | None:
-        p = self._v1_by_ip.get(ip)
-        if p is not None and p in self.sessions and p.session.is_established and not p.session.is_closed:
-            return p
-        return None
+    def _v1_route(self, spi_i: bytes, spi_r: bytes, addr: Address) -> SessionProtocol | None:
+        """The session of an IKEv1 message, by its ISAKMP cookies (as charon
+        and pluto do; never by the peer's address, which hosts behind one NAT
+        share).  CKY-R zero: a retransmitted MM1/AM1 (its CKY-I from that
+        address), or a notify answering our own MM1/AM1; an unknown CKY-I
+        there is a new Phase 1 (a new responder session).  Otherwise the
+        pair (CKY-I, CKY-R) of an ISAKMP SA, or our own Main/Aggressive Mode
+        whose responder cookie this message (MM2/AM2) brings."""
+        zero = bytes(8)
+        if spi_r == zero:
+            return self._by_init.get((spi_i, addr[0])) or self._by_spi.get(spi_i + zero)
+        return self._by_spi.get(spi_i + spi_r) or self._by_spi.get(spi_i + zero)
+
+    def _v1_renewal(self, proto: SessionProtocol) -> bool:
+        """An IKEv1 Phase 1 that a peer started (a new session: new cookies)
+        is established: when it renews the ISAKMP SA of another session of
+        the same peer (same connection and identities, same IP address, no
+        INITIAL-CONTACT: :meth:`IkeSessionV1.adopts`), that session takes the
+        new ISAKMP SA over and keeps its IPsec SAs (what a session of a peer
+        always did when its renewal reached it); this one is forgotten."""
+        for other in list(self.sessions):
+            adopts = getattr(other.session, "adopts", None)
+            if other is proto or adopts is None or not adopts(proto.session):
+                continue
+            inits = [k for k, v in self._by_init.items() if v is proto]
+            other.session.adopt(proto.session, self.loop.time())
+            other.use_4500 = proto.use_4500  # IKE goes on where the renewal came from (floated or not)
+            self.forget(proto)
+            for key in inits:
+                self._by_init[key] = other  # a late retransmitted MM1 finds its ISAKMP SA there
+            other.process()  # its events (established, peer moved), and routes the new cookies there
+            return True
+        return False
 
     def _v1_unique(self, proto: SessionProtocol) -> None:
         """swanctl ``unique`` (IKEv1): a Phase 1 just established with the
         identities of another session (the peer came back from another
-        address: sessions are per peer address) replaces it and its IPsec SAs."""
+        address, or restarted: each Phase 1 a peer starts is a new session)
+        replaces it and its IPsec SAs."""
         replaces = getattr(proto.session, "replaces", None)
         if replaces is None:
             return
@@ -564,7 +592,8 @@ class Endpoint:
             return
         s = proto.session
         spis = self._spis_of.setdefault(proto, set())
-        current = {
+        pairs = getattr(s, "cookie_pairs", None)  # IKEv1: CKY-I + CKY-R
+        current = set(pairs) if pairs is not None else {
             spi
             for spi in (getattr(s, "spi_i", None), getattr(s, "spi_r", None), *getattr(s, "all_spis", ()))
             if spi and spi != bytes(8)
@@ -701,7 +730,8 @@ class Endpoint:
         elif isinstance(ev, IkeSaEstablished):
             self._half_open.discard(proto)
             if ev.version == 1:
-                self._v1_by_ip[proto.session.remote_addr[0]] = proto
+                if not ev.initiator and self._v1_renewal(proto):
+                    return  # the session it joined reports it
                 self._v1_unique(proto)
             if ev.nat_local:
                 self._start_keepalives()
@@ -788,8 +818,6 @@ class Endpoint:
     def forget(self, proto: SessionProtocol) -> None:
         self.sessions.discard(proto)
         self._half_open.discard(proto)
-        for ip in [ip for ip, p in self._v1_by_ip.items() if p is proto]:
-            del self._v1_by_ip[ip]
         for spi in self._spis_of.pop(proto, set()):
             if self._by_spi.get(spi) is proto:
                 del self._by_spi[spi]

@@ -246,6 +246,13 @@ class IkeSessionV1:
         return out
 
     @property
+    def cookie_pairs(self) -> list[bytes]:
+        """CKY-I + CKY-R (16 bytes) of every live ISAKMP SA, CKY-R zero while
+        our Main/Aggressive Mode awaits it: what the endpoint routes IKEv1
+        messages by (hosts behind one NAT share an address, never cookies)."""
+        return [s.spi_i + s.spi_r for s in self.sas if s.state is not State.DELETED]
+
+    @property
     def is_established(self) -> bool:
         sa = self.sa
         return sa is not None and sa.established
@@ -449,6 +456,65 @@ class IkeSessionV1:
         if (old.established_at or 0.0) > (sa.established_at or 0.0):
             return False  # the other one is the newer
         return policy == "replace" or sa.initial_contact
+
+    def adopts(self, new: Any) -> bool:
+        """Whether ``new`` (another IKEv1 session of the same endpoint: the
+        peer started a Phase 1 under new cookies, which the endpoint routes
+        to a new session) renews this session's ISAKMP SA: its only ISAKMP
+        SA, which the peer initiated, was just established (XAUTH included)
+        with the same connection and identities as ours, from the same IP
+        address (the port may differ: a NAT's new mapping), without
+        INITIAL-CONTACT (a restarted peer's SAs here are stale instead), and
+        nothing was negotiated over it yet.  Like charon's IKEv1
+        reauthentication check: a renewal keeps the IPsec SAs.  Another host
+        behind the same NAT address has another identity (or XAUTH user)."""
+        if new is self or getattr(new, "version", None) != 1 or self._closed or new.is_closed:
+            return False
+        if len(new.sas) != 1 or new.children:
+            return False
+        sa = new.sas[0]
+        if sa.initiator or not sa.established or sa.gate or sa.initial_contact:
+            return False
+        if self.remote_addr[0] != new.remote_addr[0]:
+            return False
+        mine = self.unique_id()
+        return mine is not None and mine == new.unique_id()
+
+    def adopt(self, new: IkeSessionV1, now: float) -> None:
+        """Take over ``new``'s ISAKMP SA, the peer's renewal of ours (see
+        :meth:`adopts`), as if it had been negotiated here: it becomes the
+        current SA (``rekeyed_from`` the one it renews, which lingers for the
+        peer's delete), IKE follows it to its address and port, and so do the
+        IPsec SAs kept (:class:`PeerAddressChanged`).  ``new`` is left empty."""
+        self.now = now
+        (sa,) = new.sas
+        new.sas = []
+        new._closed = True
+        sa.tm.session = self
+        for task in sa.tm.tasks():
+            task.session = self
+        cur = self.sa
+        sa.rekeyed_from = cur.spi_i if cur is not None and cur.established else None
+        sa.created_no = next(self._order)
+        sa.established_no = next(self._order)
+        self.sas.append(sa)
+        self.remote_addr = new.remote_addr
+        self.local_addr = new.local_addr
+        if new._prefloat_remote is not None:
+            self._prefloat_remote = new._prefloat_remote
+        for lease in new._leases:  # Mode Config before the handover (leases are per identity: the same)
+            if lease not in self._leases:
+                self._leases.append(lease)
+        self.remote_vips += [v for v in new.remote_vips if v not in self.remote_vips]
+        new._leases, new.remote_vips = [], []
+        self.stats.update(new.stats)
+        logger.info("Phase 1 renewal by %s from %s:%d (cookies %s) replaces ISAKMP SA %s: %d IPsec SA(s) kept",
+                    self.peer, self.remote_addr[0], self.remote_addr[1], sa.cookies,
+                    sa.rekeyed_from.hex() if sa.rekeyed_from else "-", len(self.children))
+        self._established_event(sa)
+        self._renewed_from_elsewhere(sa)
+        self._supersede_older(sa, now)
+        self._flush_pending(now)
 
     def replaced_by(self, new: IkeSessionV1, now: float) -> None:
         """Delete everything: ``new`` (same identities, another address) replaces us."""
@@ -974,6 +1040,13 @@ class IkeSessionV1:
             self._drop_stale(sa, now)
         else:
             self._renewed_from_elsewhere(sa)
+        self._supersede_older(sa, now)
+        self._flush_pending(now)
+
+    def _supersede_older(self, sa: IsakmpSa, now: float) -> None:
+        """``sa`` was just established: the older established SAs it renews
+        are superseded (deleted now when we initiated it, else after a grace
+        period if the peer does not delete them)."""
         for old in list(self.sas):
             if old is sa or old.state is State.DELETED or not old.established:
                 continue
@@ -991,7 +1064,6 @@ class IkeSessionV1:
                 loser = old if old.spi_i < sa.spi_i else sa
                 loser.superseded = True
                 loser.hard_at = min(loser.hard_at or now + SUPERSEDED_GRACE, now + SUPERSEDED_GRACE)
-        self._flush_pending(now)
 
     def _renewed_from_elsewhere(self, sa: IsakmpSa) -> None:
         """A Phase 1 renewal by the same peer identity completed at another
