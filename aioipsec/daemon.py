@@ -544,13 +544,20 @@ class Daemon:
             await asyncio.gather(*list(self._updown_tasks), return_exceptions=True)
 
     def _log_event(self, proto: Any, ev: Any) -> None:
-        from .events import AuthFailed, DpdTimeout, ExchangeStep, NegotiationFailed
+        from .events import (
+            AuthFailed,
+            DpdTimeout,
+            ExchangeStep,
+            KeyingFailed,
+            NegotiationFailed,
+        )
         from .logging import describe_event
 
         if isinstance(ev, ExchangeStep):
             return  # the session logs its steps itself
         # describe_event never shows key fields (ChildSaInstalled carries the ESP keys)
-        level = logging.WARNING if isinstance(ev, (AuthFailed, NegotiationFailed, DpdTimeout)) else logging.INFO
+        failed = (AuthFailed, NegotiationFailed, DpdTimeout, KeyingFailed)
+        level = logging.WARNING if isinstance(ev, failed) else logging.INFO
         logger.log(level, "%s: %s", getattr(proto, "name", "-"), describe_event(ev))
 
     def up(self, conn: str, child: str | None = None) -> str:
@@ -561,18 +568,20 @@ class Daemon:
             # `up NAME` on a connection that is up (or coming up): nothing new
             return f"{conn}: already {'up' if getattr(existing.session, 'is_established', False) else 'connecting'}"
         if existing is not None and child:
-            existing.session.create_child_sa(child, self.endpoint.loop.time())
-            existing.process()
+            self.endpoint.create_child(existing, child)  # a further attempt of a connecting IKE SA asks for it too
             return f"creating CHILD_SA {child} on existing IKE SA {conn}"
         self.endpoint.initiate(conn, child)
         return f"initiating {conn}"
 
     async def down(self, conn: str) -> str:
+        """Delete the connection's IKE SA; an initiation still being
+        attempted (``keyingtries``) makes no further attempt."""
+        stopped = self.endpoint.stop_keying(conn)
         p = self.endpoint.find_session(conn)
         if p is None:
-            return f"{conn}: no IKE SA"
+            return f"{conn}: no IKE SA" + ("; no further attempts" if stopped else "")
         await p.close()
-        return f"{conn}: IKE SA deleted"
+        return f"{conn}: IKE SA deleted" + ("; no further attempts" if stopped else "")
 
     async def clear(self, conn: str | None = None) -> str:
         """The seed's "clear crypto session": delete the IKE SAs (all, or
@@ -583,6 +592,7 @@ class Daemon:
         names = [conn] if conn else list(self.config.connections)
         done, restarted = [], []
         for n in names:
+            self.endpoint.stop_keying(n)  # start_action = start below begins a new budget
             p = self.endpoint.find_session(n)
             if p is not None:
                 await p.close()

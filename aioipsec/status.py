@@ -30,7 +30,9 @@ change; removing a key or changing its type bumps ``schema``::
       "established": float | null, # seconds since established
       "rekey_in": int | null,      # seconds until rekey / reauthentication (null: never)
       "expire_in": int | null,     # seconds until hard expiry (null: never)
-      "children": [CHILD, ...]     # its Child SAs (IKEv1: its IPsec SAs), by unique id
+      "children": [CHILD, ...],    # its Child SAs (IKEv1: its IPsec SAs), by unique id
+      "attempt": int | null,       # an IKE SA of ours not established yet: which attempt of the
+      "keyingtries": int | null    #   connection's keyingtries (0 = until established) it is; else null
     }
 
     CHILD = {
@@ -232,8 +234,12 @@ def endpoint_status(endpoint: Any) -> dict[str, Any]:
     for pipe in _pipes(endpoint):
         by_owner.setdefault(id(pipe.owner), []).append(child_row(pipe, now))
     ike_sas = []
+    keying = getattr(endpoint, "keying_attempt", None)
     for proto in sorted(endpoint.sessions, key=lambda p: (p.name, getattr(p, "established_at", None) or 0.0)):
-        ike_sas.append(ike_row(proto, now, by_owner.pop(id(proto), [])))
+        row = ike_row(proto, now, by_owner.pop(id(proto), []))
+        attempt = keying(proto) if keying is not None else None
+        row["attempt"], row["keyingtries"] = attempt if attempt is not None else (None, None)
+        ike_sas.append(row)
     static = [r for rows in by_owner.values() for r in rows]
     es, ds = endpoint.stats, endpoint.dataplane.stats
     return {
@@ -316,6 +322,10 @@ def format_status(st: dict[str, Any]) -> str:
         rv = "".join(f" [{v}]" for v in sa.get("remote_vips") or ())
         out.append(f"  local  '{sa['local_id'] or ''}' @ {sa['local_addr']}{' (NAT)' if sa['nat_local'] else ''}{lv}")
         out.append(f"  remote '{sa['remote_id'] or ''}' @ {sa['remote_addr']}{' (NAT)' if sa['nat_remote'] else ''}{rv}")
+        if sa.get("attempt") is not None:
+            tries = sa.get("keyingtries")
+            out.append(f"  connecting: attempt {sa['attempt']} of {tries}" if tries else
+                       f"  connecting: attempt {sa['attempt']}, keyingtries = 0 (until established)")
         if sa["proposal"]:
             out.append(f"  {sa['proposal']}")
         if sa["established"] is not None:

@@ -14,6 +14,7 @@ import itertools
 import logging
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import ConnectionConfig, GlobalConfig
@@ -25,6 +26,8 @@ from ..events import (
     IkeSaDeleted,
     IkeSaEstablished,
     IpsecEvent,
+    KeyingFailed,
+    KeyingRetry,
     LocalAddressChanged,
     NegotiationFailed,
     PeerAddressChanged,
@@ -119,6 +122,29 @@ def _ike_version(data: bytes) -> int:
     return data[17] >> 4 if len(data) >= IKE_HEADER_LEN else 0
 
 
+@dataclass(eq=False)
+class _Keying:
+    """One initiation of a connection under swanctl ``keyingtries``: its
+    attempts are IKE SAs (sessions) started one after the other."""
+
+    conn: str
+    children: list[str]
+    """Child SAs to negotiate (the first with the IKE SA); each attempt asks again."""
+    remote: Address
+    tries: int
+    """keyingtries: attempts allowed, 0 = until established."""
+    attempt: int = 1
+    proto: SessionProtocol | None = None
+    """The current attempt."""
+    failure: str = ""
+    """A permanent error the current attempt reported (never retried)."""
+    handle: asyncio.Handle | None = field(default=None, repr=False)
+
+
+def _tries_text(k: _Keying) -> str:
+    return f"attempt {k.attempt} of {k.tries}" if k.tries else f"attempt {k.attempt} (keyingtries = 0: until established)"
+
+
 class EndpointStats:
     def __init__(self) -> None:
         self.ike_in = 0
@@ -181,6 +207,8 @@ class Endpoint:
         awaits the responder's cookie)."""
         self._spis_of: dict[SessionProtocol, set[bytes]] = {}
         self._by_init: dict[tuple[bytes, str], SessionProtocol] = {}
+        self._keying: dict[str, _Keying] = {}
+        """Initiations not established yet, by connection name (keyingtries)."""
         self._rate: dict[str, tuple[float, int]] = {}
         self.stats = EndpointStats()
         self.dataplane = DataPlane(self, inner)
@@ -344,12 +372,9 @@ class Endpoint:
             ike_logger.debug("delete before re-initiation failed", exc_info=True)
         proto.process()
         conf = self.configurations.get(proto.name)
-        fresh = self.initiate(proto.name, children[0] if children else None,
-                              remote=None if conf is not None and conf.remote_addrs else (remote[0], 500))
-        for name in children[1:]:
-            fresh.session.create_child_sa(name, self.loop.time())
-        fresh.process()
-        return fresh
+        return self.initiate(proto.name, children[0] if children else None,
+                             remote=None if conf is not None and conf.remote_addrs else (remote[0], 500),
+                             more_children=children[1:])
 
     def set_pools(self, pools: Any) -> None:
         """Use ``pools``: :class:`~aioipsec.config.PoolConfig` objects (a list,
@@ -658,13 +683,33 @@ class Endpoint:
 
     # ---------------------------------------------------------------- sessions
 
-    def initiate(self, name: str, child: str | None = None, *, remote: Address | None = None) -> SessionProtocol:
-        """Start an IKE SA for connection ``name`` (and its first Child SA)."""
+    def initiate(self, name: str, child: str | None = None, *, remote: Address | None = None,
+                 more_children: Sequence[str] = ()) -> SessionProtocol:
+        """Start an IKE SA for connection ``name`` (and its first Child SA, or
+        ``child``; then ``more_children`` on it).  Returns the first attempt:
+        when it ends unanswered, up to ``keyingtries`` attempts follow, each
+        a new session (:class:`~aioipsec.events.KeyingRetry`, and
+        :class:`~aioipsec.events.KeyingFailed` when they end without an IKE
+        SA); :meth:`stop_keying` ends them.  A new ``initiate`` of the same
+        connection replaces the attempts of an earlier one."""
         conn = self.configurations[name]
         if remote is None:
             if not conn.remote_addrs:
                 raise ValueError(f"connection {name} has no remote_addrs")
             remote = (conn.remote_addrs[0], conn.remote_port)
+        if child is None and conn.children:
+            child = next(iter(conn.children))
+        children = list(dict.fromkeys([c for c in (child, *more_children) if c is not None]))
+        earlier = self._keying.pop(name, None)
+        if earlier is not None and earlier.handle is not None:
+            earlier.handle.cancel()
+        k = _Keying(name, children, remote, conn.keyingtries)
+        proto = self._attempt(k, conn)
+        self._keying[name] = k
+        return proto
+
+    def _attempt(self, k: _Keying, conn: ConnectionConfig) -> SessionProtocol:
+        """One attempt of ``k``: a new session that initiates the IKE SA."""
         local = (self.local_ip, self.ike_socket.local_addr[1])
         if conn.version == 1:
             from ..ike.v1.session import IkeSessionV1 as Session
@@ -674,18 +719,118 @@ class Endpoint:
             configuration=conn,
             is_initiator=True,
             local_addr=local,
-            remote_addr=remote,
+            remote_addr=k.remote,
             random=self.random,
             wall_clock=_utc_now,
         )
-        proto = SessionProtocol(self, session, name)
+        proto = SessionProtocol(self, session, k.conn)
         self.sessions.add(proto)
         self._half_open.add(proto)
-        if child is None and conn.children:
-            child = next(iter(conn.children))
-        session.initiate(self.loop.time(), child=child)
+        k.proto = proto
+        k.failure = ""
+        now = self.loop.time()
+        session.initiate(now, child=k.children[0] if k.children else None)
+        for name in k.children[1:]:
+            session.create_child_sa(name, now)
         proto.process()  # routes the session's SPIs here
         return proto
+
+    def create_child(self, proto: SessionProtocol, child: str) -> None:
+        """Negotiate Child SA ``child`` on ``proto``'s IKE SA (queued while it
+        is being established; a further attempt of it asks for it too)."""
+        k = self._keying.get(proto.name)
+        if k is not None and k.proto is proto and child not in k.children:
+            k.children.append(child)
+        proto.session.create_child_sa(child, self.loop.time())
+        proto.process()
+
+    def stop_keying(self, name: str) -> bool:
+        """End the attempts of connection ``name``'s initiation (``down``):
+        no further attempt starts; the one under way is left to the caller.
+        True when there were attempts."""
+        k = self._keying.pop(name, None)
+        if k is None:
+            return False
+        if k.handle is not None:
+            k.handle.cancel()
+        if k.attempt > 1 or k.tries != 1:
+            ike_logger.info("%s: no more attempts to establish the IKE SA with %s (stopped at %s)",
+                            name, k.remote[0], _tries_text(k))
+        return True
+
+    def keying_attempt(self, proto: SessionProtocol) -> tuple[int, int] | None:
+        """(attempt, keyingtries) when ``proto`` is an attempt of an initiation
+        not established yet, else None (``status``)."""
+        k = self._keying.get(proto.name)
+        if k is None or k.proto is not proto:
+            return None
+        return k.attempt, k.tries
+
+    def _keying_event(self, k: _Keying, proto: SessionProtocol, ev: IpsecEvent) -> None:
+        """Follow an attempt: established ends the initiation; closed
+        unanswered starts the next attempt or gives up; closed by a permanent
+        error gives up (charon retries only "peer not responding")."""
+        if isinstance(ev, IkeSaEstablished):
+            del self._keying[k.conn]
+            if k.attempt > 1:
+                ike_logger.info("%s: IKE SA with %s established on %s", k.conn, k.remote[0], _tries_text(k))
+        elif isinstance(ev, AuthFailed):
+            k.failure = f"authentication failed at {ev.step}: {ev.reason}"
+        elif isinstance(ev, NegotiationFailed):
+            if ev.notify != "TIMEOUT" and not k.failure:
+                k.failure = f"{ev.exchange} failed: {ev.notify or 'error'} {ev.reason}".strip()
+        elif isinstance(ev, IkeSaDeleted) and getattr(proto.session, "is_closed", False):
+            if self._closed:
+                return
+            if ev.reason == "deleted locally" and not k.failure:
+                del self._keying[k.conn]  # our own delete: whoever did it knows (no failure, no event)
+                ike_logger.debug("%s: initiation ended by a local delete on %s", k.conn, _tries_text(k))
+                return
+            if ev.reason == "retransmits exhausted" and not k.failure:
+                if k.tries == 0 or k.attempt < k.tries:
+                    k.handle = self.loop.call_soon(self._retry, k)
+                    return
+                reason = "peer not responding"
+                ike_logger.warning("%s: establishing the IKE SA with %s failed, peer not responding: giving up "
+                                   "after %d attempt%s (keyingtries = %d)", k.conn, k.remote[0], k.attempt,
+                                   "" if k.attempt == 1 else "s", k.tries)
+            else:
+                reason = k.failure or ev.reason
+                ike_logger.warning("%s: establishing the IKE SA with %s failed on %s: %s; not trying again (a "
+                                   "permanent error: keyingtries repeats unanswered attempts only)",
+                                   k.conn, k.remote[0], _tries_text(k), reason)
+            del self._keying[k.conn]
+            self.loop.call_soon(self._emit, proto, KeyingFailed(k.conn, k.remote[0], k.attempt, k.tries, reason))
+
+    def _retry(self, k: _Keying) -> None:
+        k.handle = None
+        if self._closed or self._keying.get(k.conn) is not k:
+            return
+        conn = self.configurations.get(k.conn)
+        old = k.proto
+        assert old is not None
+        if conn is None:
+            del self._keying[k.conn]
+            ike_logger.warning("%s: no such connection any more (reloaded): no further attempt", k.conn)
+            self._emit(old, KeyingFailed(k.conn, k.remote[0], k.attempt, k.tries, "connection removed"))
+            return
+        k.attempt += 1
+        ike_logger.info("%s: peer %s not responding, trying again: %s", k.conn, k.remote[0], _tries_text(k))
+        self._emit(old, KeyingRetry(k.conn, k.remote[0], k.attempt, k.tries))
+        try:
+            self._attempt(k, conn)
+        except (ValueError, KeyError, OSError) as exc:
+            self._keying.pop(k.conn, None)
+            ike_logger.error("%s: attempt %d toward %s could not start: %s", k.conn, k.attempt, k.remote[0], exc)
+            self._emit(old, KeyingFailed(k.conn, k.remote[0], k.attempt, k.tries, f"could not start: {exc}"))
+
+    def _emit(self, proto: SessionProtocol, ev: IpsecEvent) -> None:
+        """An endpoint event (not a session's) to the listeners."""
+        for listener in self.event_listeners:
+            try:
+                listener(proto, ev)
+            except Exception:
+                logger.exception("event listener failed")
 
     def find_session(self, conn: str) -> SessionProtocol | None:
         for p in self.sessions:
@@ -702,10 +847,12 @@ class Endpoint:
             self.initiate(conn, child, remote=None if self.configurations[conn].remote_addrs else remote)
         else:
             if not any(c.name == child for c in proto.children.values()):
-                proto.session.create_child_sa(child, self.loop.time())
-                proto.process()
+                self.create_child(proto, child)
 
     def handle_session_event(self, proto: SessionProtocol, ev: IpsecEvent) -> None:
+        k = self._keying.get(proto.name)
+        if k is not None and k.proto is proto:
+            self._keying_event(k, proto, ev)
         if isinstance(ev, ChildSaInstalled):
             proto.close_pending.pop(ev.name, None)
             self.dataplane.install(proto, ev)
@@ -737,6 +884,8 @@ class Endpoint:
                 self._start_keepalives()
         elif isinstance(ev, (AuthFailed, NegotiationFailed, DpdTimeout)):
             self.dataplane.acquire_failed(proto.name)
+            if isinstance(ev, DpdTimeout):
+                self._dpd_action(proto)
         elif isinstance(ev, IkeSaDeleted) and getattr(proto.session, "is_closed", False):
             # a Child SA being negotiated on it is gone with it (no failure event for that)
             self.dataplane.acquire_failed(proto.name)
@@ -808,12 +957,59 @@ class Endpoint:
             if target is None:
                 conf = self.configurations.get(conn)
                 remote = None if conf is not None and conf.remote_addrs else peer
-                target = self.initiate(conn, start.pop(0), remote=remote)
+                self.initiate(conn, start[0], remote=remote, more_children=start[1:])  # keyingtries: a new budget
+                return
             for name in start:
-                target.session.create_child_sa(name, now)
-            target.process()
+                self.create_child(target, name)
         except Exception as exc:
             ike_logger.error("%s: close_action = start toward %s failed: %s", conn, peer[0], exc)
+
+    # ---------------------------------------------------------------- dpd_action
+
+    def _dpd_action(self, proto: SessionProtocol) -> None:
+        """swanctl ``dpd_action`` of the Child SAs of an IKE SA whose peer was
+        declared dead (its IKE SA is being deleted): ``restart`` initiates
+        them again at once, with the connection's whole ``keyingtries``
+        budget (charon re-establishes the IKE SA); ``trap`` installs a trap
+        policy so the next matching packet negotiates; ``clear``: nothing."""
+        installed: dict[str, ChildSaInstalled] = {}
+        for ev in proto.children.values():
+            installed.setdefault(ev.name, ev)
+        restart: list[str] = []
+        peer = proto.remote_addr
+        for name, ev in installed.items():
+            conn, cfg = self._child_config(proto, name)
+            if cfg is None or cfg.dpd_action == "clear":
+                continue
+            ike_logger.info("%s: CHILD_SA %s with dead peer %s, dpd_action = %s", conn, name, peer[0], cfg.dpd_action)
+            if cfg.dpd_action == "restart":
+                restart.append(name)
+            elif cfg.dpd_action == "trap" and not any(t.conn == conn and t.child == name for t in self.dataplane.traps):
+                self.dataplane.add_trap(conn, name, list(cfg.local_ts) or list(ev.local_ts),
+                                        list(cfg.remote_ts) or list(ev.remote_ts), remote=peer)
+        if restart:
+            self.loop.call_soon(self._dpd_restart, proto, restart, peer)
+
+    def _dpd_restart(self, proto: SessionProtocol, children: list[str], peer: Address) -> None:
+        if self._closed:
+            return
+        conn = getattr(proto.session, "name", None) or proto.name
+        try:
+            target = self.find_session(conn)
+            if target is not None and target is not proto:
+                # the peer came back already (it initiated): the children go onto its IKE SA
+                for name in children:
+                    if not any(c.name == name for c in target.children.values()):
+                        self.create_child(target, name)
+                return
+            if target is proto and not getattr(proto.session, "is_closed", False):
+                proto.session.delete(self.loop.time())
+                proto.process()
+            conf = self.configurations.get(conn)
+            remote = None if conf is not None and conf.remote_addrs else (peer[0], conf.remote_port if conf else 500)
+            self.initiate(conn, children[0], remote=remote, more_children=children[1:])
+        except (ValueError, KeyError, OSError) as exc:
+            ike_logger.error("%s: dpd_action = restart toward %s failed: %s", conn, peer[0], exc)
 
     def forget(self, proto: SessionProtocol) -> None:
         self.sessions.discard(proto)
@@ -834,6 +1030,8 @@ class Endpoint:
         if self._closed:
             return
         self._closed = True
+        for name in list(self._keying):
+            self.stop_keying(name)
         if delete:
             pending = [p.close(timeout) for p in list(self.sessions) if getattr(p.session, "is_established", False)]
             if pending:
