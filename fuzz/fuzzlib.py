@@ -536,17 +536,46 @@ def ikev2_fragments(data: bytes) -> None:
 # =========================================================================== IKEv1
 
 
+def v1_xauth_configs(suite: int = 0, *, aggressive: bool = False) -> tuple[ConnectionConfig, ConnectionConfig]:
+    """An XAUTH road warrior (``local-2 = xauth``, user alice, a Mode Config
+    pull of ``0.0.0.0``) and an XAUTH gateway (``remote-2 = xauth``, pool
+    ``rw``: give the responder session :func:`xauth_pools`)."""
+    from aioipsec.config import AuthConfig
+
+    ike, esp = V1_SUITES[suite % len(V1_SUITES)]
+    common: dict[str, Any] = {"version": 1, "psk": PSK, "proposals": [ike], "aggressive": aggressive, "dpd_delay": 30.0}
+    i = connection("v1-rw", local_id="rw.example", remote_id="hq.example", vips=["0.0.0.0"],
+                   local2=AuthConfig(auth="xauth", xauth_id="alice"), xauth_secrets={"alice": b"alice-pw"},
+                   children=[child("net", remote_ts=["203.0.113.0/24"], esp_proposals=[esp])], **common)  # fmt: skip
+    r = connection("v1-gw", local_id="hq.example", pools=["rw"], remote2=AuthConfig(auth="xauth"),
+                   xauth_secrets={"alice": b"alice-pw", "bob": b"bob-pw"},
+                   children=[child("net", local_ts=["203.0.113.0/24"], esp_proposals=[esp])], **common)  # fmt: skip
+    return i, r
+
+
+def xauth_pools() -> Any:
+    from aioipsec.config import PoolConfig
+    from aioipsec.ike.v2.pools import build_pools
+
+    return build_pools([PoolConfig("rw", "10.3.0.0/28", dns=["10.3.0.53"])])
+
+
 class V1World:
-    def __init__(self, seed: int = 1, suite: int = 0, aggressive: bool = False, **kw: Any) -> None:
+    def __init__(self, seed: int = 1, suite: int = 0, aggressive: bool = False, *,
+                 xauth: bool = False, **kw: Any) -> None:  # fmt: skip
         from aioipsec.ike.v1 import IkeSessionV1
 
         self.now = 1000.0
-        self.cfg_i, self.cfg_r = v1_configs(suite, aggressive=aggressive, **kw)
+        if xauth:
+            self.cfg_i, self.cfg_r = v1_xauth_configs(suite, aggressive=aggressive)
+        else:
+            self.cfg_i, self.cfg_r = v1_configs(suite, aggressive=aggressive, **kw)
         self.i = IkeSessionV1(
             configuration=self.cfg_i, is_initiator=True, local_addr=I_ADDR, remote_addr=R_ADDR, random=seeded(seed)
         )
         self.r = IkeSessionV1.respond(
-            configurations=[self.cfg_r], local_addr=R_ADDR, remote_addr=I_ADDR, random=seeded(seed + 1000)
+            configurations=[self.cfg_r], local_addr=R_ADDR, remote_addr=I_ADDR, random=seeded(seed + 1000),
+            pools=xauth_pools() if xauth else None,
         )
         self.transcript: list[bytes] = []
         self.pending_i: list[bytes] = []

@@ -67,6 +67,8 @@ __all__ = [
 ]
 
 _XAUTH_TYPES = frozenset(a for a in CfgAttr if a >= CfgAttr.XAUTH_TYPE)
+_BASIC_XAUTH = frozenset((CfgAttr.XAUTH_TYPE, CfgAttr.XAUTH_STATUS))
+"""XAUTH attributes whose value is a number of 16 bits (draft-beaulieu-ike-xauth §4.1: basic)."""
 
 
 def _cfg_name(t: int) -> str:
@@ -112,6 +114,10 @@ class TransactionTask(Task):
             raise ParseError(
                 f"attribute payload of type {_cfg_name(attr.cfg_type)}, expected {' or '.join(_cfg_name(t) for t in expected)}"
             )
+        for a in attr.attributes:
+            if a.type in _BASIC_XAUTH and len(a.value) > 2:
+                # a 16-bit number (basic format); echoed as one in our answer
+                raise ParseError(f"{CfgAttr(a.type).name} with a value of {len(a.value)} bytes (at most 2)")
         return attr
 
     def failed(self, reason: str, notify: str, now: float) -> None:
