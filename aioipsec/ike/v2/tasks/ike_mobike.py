@@ -38,7 +38,10 @@ chosen connection has ``mobike`` on (§3.3); the IKE SA then uses MOBIKE:
   Child SAs follows the new NAT state (§3.5: encapsulation may be turned on
   or off); the data plane learns both from :class:`PeerAddressChanged`.
 * NAT_DETECTION_* notifies in any of its INFORMATIONAL requests are
-  answered with our own (§3.5), COOKIE2 is echoed (§3.7).
+  answered with our own (§3.5), COOKIE2 is echoed (§3.7).  A COOKIE2
+  outside 8..64 octets or a NAT-D that is not a 20-octet hash makes the
+  request malformed (INVALID_SYNTAX, nothing moves); such a NAT-D in a
+  response of the peer is rejected and counted the same way.
 * ADDITIONAL_IP4/6_ADDRESS and NO_ADDITIONAL_ADDRESSES are accepted and
   ignored: as a gateway we never initiate a path change towards the peer.
 """
@@ -46,7 +49,6 @@ chosen connection has ``mobike`` on (§3.3); the IKE SA then uses MOBIKE:
 from __future__ import annotations
 
 import hmac
-
 import logging
 
 from ....errors import InvalidSyntax
@@ -72,14 +74,26 @@ _ADDRESS_LIST = (
 )
 
 
+NATD_LEN = 20
+"""A NAT_DETECTION_*_IP notify carries a SHA-1 hash (RFC 7296 §3.10.1)."""
+
+
+def _natd_data(n) -> bytes:  # type: ignore[no-untyped-def]
+    """The hash of a NAT-D notify; another length is malformed (it could only
+    ever read as a NAT, and a MOBIKE peer would act on it)."""
+    if len(n.data) != NATD_LEN:
+        raise InvalidSyntax(f"{n.notify_type.name} of {len(n.data)} bytes ({NATD_LEN} expected)")
+    return n.data
+
+
 def _natd_hashes(msg: Message) -> tuple[list[bytes], list[bytes]]:
     src: list[bytes] = []
     dst: list[bytes] = []
     for n in msg.notifies:
         if n.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP:
-            src.append(n.data)
+            src.append(_natd_data(n))
         elif n.notify_type == NotifyType.NAT_DETECTION_DESTINATION_IP:
-            dst.append(n.data)
+            dst.append(_natd_data(n))
     return src, dst
 
 
@@ -152,7 +166,12 @@ class IkeMobike(Task):
             elif msg.error_notify() is None:
                 logger.info("peer %s does not support MOBIKE: the IKE SA cannot follow an address change", s.peer)
             return TaskStatus.SUCCESS
-        src, dst = _natd_hashes(msg)
+        try:
+            src, dst = _natd_hashes(msg)
+        except InvalidSyntax:
+            # rejected (logged by the session); the IKE SA stays where it is
+            s.stats.malformed += 1
+            raise
         if self.roam_to is None:
             # liveness check with NAT-D: did the NAT's mapping of us change?
             if dst and (sa.natd_dst is None or not hmac.compare_digest(dst[0], sa.natd_dst)):
@@ -200,9 +219,9 @@ class IkeMobike(Task):
                     raise InvalidSyntax(f"COOKIE2 of {len(n.data)} bytes (8..64 expected)")
                 self.cookie2 = n.data
             elif t == NotifyType.NAT_DETECTION_SOURCE_IP:
-                src.append(n.data)
+                src.append(_natd_data(n))
             elif t == NotifyType.NAT_DETECTION_DESTINATION_IP:
-                dst.append(n.data)
+                dst.append(_natd_data(n))
             elif t in _ADDRESS_LIST:
                 addresses += 1
         if addresses:
