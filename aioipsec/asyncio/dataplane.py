@@ -458,7 +458,11 @@ class DataPlane:
             sealed = [d for d in pipe.sa_out.seal_batch(batch) if d]
         self._after_sa(pipe, pipe.sa_out)
         if sealed:
-            self.endpoint.send_esp(sealed, pipe.remote, pipe.encap)
+            if pipe.encap and getattr(self.endpoint, "natt_wildcard", False):
+                # the NAT-T socket is bound to the wildcard address: from the SA's own address
+                self.endpoint.send_esp(sealed, pipe.remote, True, pipe.ev.local_addr[0])
+            else:
+                self.endpoint.send_esp(sealed, pipe.remote, pipe.encap)
 
     def _seal_transport(self, pipe: ChildPipeline, batch: Sequence[bytes]) -> list[bytes]:
         """Transport mode: ESP carries the IP payload; the outer header is the

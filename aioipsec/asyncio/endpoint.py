@@ -13,6 +13,7 @@ import datetime
 import itertools
 import logging
 import os
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +36,7 @@ from ..events import (
 from ..selectors import Address, TrafficSelector
 from .dataplane import DataPlane
 from .protocol import SessionProtocol
-from .sockets import DatagramSocket, MemoryNetwork, UdpSocket
+from .sockets import DatagramSocket, MemoryNetwork, UdpSocket, is_wildcard
 
 logger = logging.getLogger("aioipsec.net")
 ike_logger = logging.getLogger("aioipsec.ike")
@@ -116,6 +117,18 @@ def _configures_ah(configurations: Sequence[ConnectionConfig] | ConnectionConfig
 AH_MEMORY_PORT = 51
 """On a :class:`MemoryNetwork`, the port that stands for IP protocol 51 (AH:
 whole IP packets); port 0 stands for protocol 50."""
+
+
+def _route_source(remote: str) -> str | None:
+    """The address the kernel would send from towards ``remote`` (a UDP
+    socket's ``connect`` sends nothing), or None when there is no route."""
+    family = socket.AF_INET6 if ":" in remote else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect((remote, 9))
+            return str(s.getsockname()[0])
+    except OSError:
+        return None
 
 
 def _ike_version(data: bytes) -> int:
@@ -394,14 +407,18 @@ class Endpoint:
     # ---------------------------------------------------------------- receive
 
     def _on_ike_port(self, batch: list[tuple[bytes, Address]]) -> None:
-        for data, addr in batch:
-            self._ike_received(data, addr, False)
+        for item in batch:
+            if len(item) > 2:  # a wildcard-bound socket adds the datagram's destination address
+                self._ike_received(item[0], item[1], False, item[2])  # type: ignore[misc]
+            else:
+                self._ike_received(item[0], item[1], False)
 
     def _on_natt_port(self, batch: list[tuple[bytes, Address]]) -> None:
         esp: list[bytes] = []
         append = esp.append
         marker = NON_ESP_MARKER
-        for data, addr in batch:
+        for item in batch:
+            data = item[0]
             if len(data) >= 8 and data[:4] != marker:  # ESP, the common case, first
                 append(data)
             elif data[:4] == marker:
@@ -412,7 +429,10 @@ class Endpoint:
                     self.dataplane.inbound_datagrams(esp)
                     esp = []
                     append = esp.append
-                self._ike_received(data[4:], addr, True)
+                if len(item) > 2:
+                    self._ike_received(data[4:], item[1], True, item[2])  # type: ignore[misc]
+                else:
+                    self._ike_received(data[4:], item[1], True)
             elif len(data) == 1 and data[0] == 0xFF:
                 self.stats.keepalives_in += 1  # RFC 3948 NAT keepalive: ignore
             else:
@@ -429,7 +449,10 @@ class Endpoint:
         self.stats.ah_in += len(batch)
         self.dataplane.inbound_ah([d for d, _ in batch])
 
-    def _ike_received(self, data: bytes, addr: Address, on_4500: bool) -> None:
+    def _ike_received(self, data: bytes, addr: Address, on_4500: bool, dst: str | None = None) -> None:
+        """An IKE message from ``addr``; ``dst``: the address it was sent to
+        (given by a socket bound to the wildcard address; a new responder
+        session takes it as its local address)."""
         if len(data) < IKE_HEADER_LEN:
             self.stats.malformed += 1
             return
@@ -451,7 +474,7 @@ class Endpoint:
                 self.stats.unknown_spi += 1
                 logger.debug("IKE message for unknown SPI %s from %s dropped", spi_i.hex(), addr)
                 return
-            proto = self._new_responder(version, data, addr, on_4500)
+            proto = self._new_responder(version, data, addr, on_4500, dst)
             if proto is None:
                 return
             self._by_init[(spi_i, addr[0])] = proto
@@ -538,7 +561,8 @@ class Endpoint:
             out.append(c)
         return out
 
-    def _new_responder(self, version: int, data: bytes, addr: Address, on_4500: bool) -> SessionProtocol | None:
+    def _new_responder(self, version: int, data: bytes, addr: Address, on_4500: bool,
+                       dst: str | None = None) -> SessionProtocol | None:
         if not self._rate_ok(addr[0]):
             self.stats.rate_limited += 1
             return None
@@ -549,7 +573,10 @@ class Endpoint:
         if not configs:
             logger.info("no connection configured for IKEv%d peer %s; ignored", version, addr[0])
             return None
-        local = (self.local_ip, (self.natt_socket.local_addr[1] if on_4500 and self.natt_socket else self.ike_socket.local_addr[1]))
+        # bound to the wildcard address: the session is at the address the peer
+        # used (NAT-D is computed over it, replies leave from it), as charon
+        local_ip = dst if dst and is_wildcard(self.local_ip) else self.local_ip
+        local = (local_ip, (self.natt_socket.local_addr[1] if on_4500 and self.natt_socket else self.ike_socket.local_addr[1]))
         if version == 2:
             from ..ike.v2.session import IkeSessionV2
 
@@ -562,7 +589,7 @@ class Endpoint:
                 if reply is not None:  # b"": drop silently; bytes: a COOKIE to send
                     if reply:
                         self.stats.cookies_sent += 1
-                        self.send_ike(reply, addr, on_4500)
+                        self.send_ike(reply, addr, on_4500, dst)
                     else:
                         self.stats.half_open_dropped += 1
                     return None
@@ -633,16 +660,35 @@ class Endpoint:
 
     # ---------------------------------------------------------------- send
 
-    def send_ike(self, data: bytes, addr: Address, use_4500: bool) -> None:
+    def send_ike(self, data: bytes, addr: Address, use_4500: bool, src: str | None = None) -> None:
+        """Send an IKE message to ``addr``; ``src``: the session's local
+        address, the source when the socket is bound to the wildcard address
+        (``IP_PKTINFO``; ignored otherwise)."""
         self.stats.ike_out += 1
         if use_4500 and self.natt_socket is not None:
-            self.natt_socket.sendto(NON_ESP_MARKER + data, addr)
+            sock, data = self.natt_socket, NON_ESP_MARKER + data
         else:
-            self.ike_socket.sendto(data, addr)
+            sock = self.ike_socket
+        if src and getattr(sock, "pktinfo", False) and not is_wildcard(src):
+            sock.sendto(data, addr, src)
+        else:
+            sock.sendto(data, addr)
 
-    def send_esp(self, datagrams: Sequence[bytes], remote: Address, encap: bool) -> None:
+    @property
+    def natt_wildcard(self) -> bool:
+        """The NAT-T socket is bound to the wildcard address (UDP-encapsulated
+        ESP names its source: :meth:`send_esp` ``src``)."""
+        return bool(getattr(self.natt_socket, "pktinfo", False))
+
+    def send_esp(self, datagrams: Sequence[bytes], remote: Address, encap: bool, src: str | None = None) -> None:
+        """``src``: the Child SA's local address, the source of UDP-encapsulated
+        ESP when the NAT-T socket is bound to the wildcard address (raw ESP
+        leaves from the routing source)."""
         if encap and self.natt_socket is not None:
-            self.natt_socket.send_batch(datagrams, remote)
+            if src and getattr(self.natt_socket, "pktinfo", False) and not is_wildcard(src):
+                self.natt_socket.send_batch(datagrams, remote, src)
+            else:
+                self.natt_socket.send_batch(datagrams, remote)
         elif self.esp_socket is not None:
             self.esp_socket.send_batch(datagrams, (remote[0], 0))
         else:
@@ -710,7 +756,11 @@ class Endpoint:
 
     def _attempt(self, k: _Keying, conn: ConnectionConfig) -> SessionProtocol:
         """One attempt of ``k``: a new session that initiates the IKE SA."""
-        local = (self.local_ip, self.ike_socket.local_addr[1])
+        local_ip = self.local_ip
+        if is_wildcard(local_ip) and self._network is None:
+            # bound to the wildcard address: from where the kernel routes to the peer
+            local_ip = _route_source(k.remote[0]) or local_ip
+        local = (local_ip, self.ike_socket.local_addr[1])
         if conn.version == 1:
             from ..ike.v1.session import IkeSessionV1 as Session
         else:

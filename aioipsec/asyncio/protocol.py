@@ -109,6 +109,8 @@ class SessionProtocol:
 
     def transmit(self) -> None:
         now = self._loop.time()
+        local = getattr(self.session, "local_addr", None)
+        src = local[0] if local else None  # the source, where the socket is bound to the wildcard address
         for data, addr in self.session.datagrams_to_send(now):
             # Float to 4500 when sending to the peer's 4500 (initiator) or once the
             # peer reached our 4500 (datagram_received).  Not on the session's nat_t:
@@ -117,7 +119,7 @@ class SessionProtocol:
             # through a NAT, a reply from 4500 never reaches the initiator.
             if addr[1] == 4500:
                 self.use_4500 = True
-            self._endpoint.send_ike(data, addr, self.use_4500)
+            self._endpoint.send_ike(data, addr, self.use_4500, src)
         self._arm_timer()
 
     def _arm_timer(self) -> None:

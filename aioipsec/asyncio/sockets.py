@@ -12,6 +12,13 @@ datagrams to one peer leave in one ``sendmsg`` (UDP GSO), and the kernel may
 hand over runs of one sender's datagrams in one read (UDP GRO), split here.
 Measured with ``bench/tunnel.py`` (both daemons' CPU time per ESP packet):
 GSO 4.9 -> 4.3 µs, GRO 4.3 -> 3.9 µs for TCP traffic.
+
+A socket bound to the wildcard address (``0.0.0.0`` / ``::``) asks for the
+destination address of every datagram (``IP_PKTINFO`` / ``IPV6_RECVPKTINFO``,
+as charon does): its batches hold ``(data, addr, dst)`` triples, and a send
+may name the source address (``IP_PKTINFO`` / ``IPV6_PKTINFO`` on
+``sendmsg``), so a multi-homed host answers from the address it was reached
+at.  Other sockets deliver ``(data, addr)`` pairs.
 """
 
 from __future__ import annotations
@@ -45,6 +52,42 @@ their segment size (``UDP_GRO``); they are split again here.  Off with
 ``AIOIPSEC_UDP_GRO=0``."""
 _GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
 _INT = struct.Struct("=i")
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux; not in every build's socket module
+IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
+IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
+_IN_PKTINFO = struct.Struct("=i4s4s")
+"""struct in_pktinfo: ipi_ifindex, ipi_spec_dst (local address), ipi_addr (header destination)."""
+_IN6_PKTINFO = struct.Struct("=16sI")
+"""struct in6_pktinfo: ipi6_addr, ipi6_ifindex."""
+_PKTINFO_CMSG_SPACE = socket.CMSG_SPACE(max(_IN_PKTINFO.size, _IN6_PKTINFO.size))
+WILDCARDS = frozenset(("0.0.0.0", "::", ""))
+
+
+def is_wildcard(host: str) -> bool:
+    """``host`` is the any-address (a socket bound there receives for every local address)."""
+    return host in WILDCARDS
+
+
+def parse_pktinfo(ancdata: Sequence[tuple[int, int, bytes]]) -> str | None:
+    """The destination address of a received datagram from its ancillary
+    data (``IP_PKTINFO``: ``ipi_addr``, the header's destination;
+    ``IPV6_PKTINFO``: ``ipi6_addr``), or None when there is none (or it is
+    truncated)."""
+    for level, kind, value in ancdata:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= _IN_PKTINFO.size:
+            return socket.inet_ntop(socket.AF_INET, _IN_PKTINFO.unpack_from(value)[2])
+        if level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO and len(value) >= _IN6_PKTINFO.size:
+            return socket.inet_ntop(socket.AF_INET6, _IN6_PKTINFO.unpack_from(value)[0])
+    return None
+
+
+def pktinfo_cmsg(src: str) -> tuple[int, int, bytes]:
+    """The ancillary item that makes ``sendmsg`` use source address ``src``
+    (``IP_PKTINFO`` with ``ipi_spec_dst``, or ``IPV6_PKTINFO``; interface
+    index 0: the routing table picks it)."""
+    if ":" in src:
+        return (socket.IPPROTO_IPV6, IPV6_PKTINFO, _IN6_PKTINFO.pack(socket.inet_pton(socket.AF_INET6, src), 0))
+    return (socket.IPPROTO_IP, IP_PKTINFO, _IN_PKTINFO.pack(0, socket.inet_pton(socket.AF_INET, src), bytes(4)))
 
 
 class DatagramSocket:
@@ -54,16 +97,19 @@ class DatagramSocket:
     sent: int = 0
     received: int = 0
     send_errors: int = 0
+    pktinfo: bool = False
+    """Bound to the wildcard address: batches hold ``(data, addr, dst)`` and
+    ``src`` of a send is honoured."""
 
     def set_receiver(self, receiver: Receiver) -> None:
         raise NotImplementedError
 
-    def sendto(self, data: bytes, addr: Address) -> None:
+    def sendto(self, data: bytes, addr: Address, src: str | None = None) -> None:
         raise NotImplementedError
 
-    def send_batch(self, datagrams: Sequence[bytes], addr: Address) -> None:
+    def send_batch(self, datagrams: Sequence[bytes], addr: Address, src: str | None = None) -> None:
         for d in datagrams:
-            self.sendto(d, addr)
+            self.sendto(d, addr, src)
 
     def close(self) -> None:
         raise NotImplementedError
@@ -96,6 +142,17 @@ class UdpSocket(DatagramSocket):
                 except OSError:
                     pass
             sock.bind((host, port))
+            pktinfo = False
+            if is_wildcard(host):
+                try:
+                    if family == socket.AF_INET6:
+                        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+                    else:
+                        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+                    pktinfo = True
+                except OSError as exc:
+                    logger.warning("no packet info on %s:%d (%s): replies leave from the routing source address",
+                                   host, port, exc)
             gro = False
             if UDP_GRO_ON and sys.platform == "linux":
                 try:
@@ -108,7 +165,12 @@ class UdpSocket(DatagramSocket):
             raise
         u = cls(loop, sock)
         u.gro = gro
+        u.pktinfo = pktinfo
         return u
+
+    pktinfo = False
+    """Bound to the wildcard address with ``IP_PKTINFO``/``IPV6_RECVPKTINFO``
+    on: batches hold ``(data, addr, dst)`` and sends may name their source."""
 
     gro = False
     """The kernel may coalesce received datagrams (``UDP_GRO``); read with recvmsg."""
@@ -126,7 +188,9 @@ class UdpSocket(DatagramSocket):
                 deliver(self._receiver, batch, self.local_addr, logger)
 
     def _read(self, batch: list[tuple[bytes, Address]]) -> None:
-        if self.gro:
+        if self.pktinfo:
+            self._read_pktinfo(batch)  # type: ignore[arg-type]
+        elif self.gro:
             self._read_gro(batch)
         else:
             recvfrom_batch(self._sock.recvfrom, batch)
@@ -157,9 +221,38 @@ class UdpSocket(DatagramSocket):
             else:
                 append((data, addr))
 
-    def sendto(self, data: bytes, addr: Address) -> None:
+    def _read_pktinfo(self, batch: list[tuple[bytes, Address, str | None]]) -> None:
+        """Drain with ``recvmsg``, each datagram with its destination address
+        (``IP_PKTINFO``), GRO runs split as in :meth:`_read_gro`."""
+        recvmsg = self._sock.recvmsg
+        append = batch.append
+        sol_udp, space, unpack = socket.SOL_UDP, _GRO_CMSG_SPACE + _PKTINFO_CMSG_SPACE, _INT.unpack
+        while len(batch) < MAX_BATCH:
+            data, anc, _flags, a = recvmsg(65535, space)
+            addr = (a[0], a[1])
+            dst = parse_pktinfo(anc)
+            seg = 0
+            for level, kind, value in anc:
+                if level == sol_udp and kind == UDP_GRO and len(value) >= 4:
+                    seg = unpack(value[:4])[0]
+            if 0 < seg < len(data):
+                self.gro_reads += 1
+                for off in range(0, len(data), seg):
+                    append((data[off : off + seg], addr, dst))
+            else:
+                append((data, addr, dst))
+
+    def _sendmsg_from(self, data: bytes, addr: Any, src: str) -> None:
+        self._sock.sendmsg([data], [pktinfo_cmsg(src)], 0, addr)
+
+    def sendto(self, data: bytes, addr: Address, src: str | None = None) -> None:
+        """Send ``data`` to ``addr``; ``src``: from that local address (a
+        socket bound to the wildcard address only; others ignore it)."""
         try:
-            self._sock.sendto(data, addr)
+            if src and self.pktinfo:
+                self._sendmsg_from(data, addr, src)
+            else:
+                self._sock.sendto(data, addr)
             self.sent += 1
         except (BlockingIOError, InterruptedError):
             self.send_errors += 1
@@ -171,20 +264,28 @@ class UdpSocket(DatagramSocket):
     gso_sends = 0
     """``sendmsg`` calls that carried several datagrams (UDP GSO)."""
 
-    def send_batch(self, datagrams: Sequence[bytes], addr: Address) -> None:
+    def send_batch(self, datagrams: Sequence[bytes], addr: Address, src: str | None = None) -> None:
+        if not (src and self.pktinfo):
+            src = None
         if self.gso and len(datagrams) > 1:
-            self._send_gso(datagrams, addr)
+            self._send_gso(datagrams, addr, src)
             return
-        n, errors = send_each(self._sock.sendto, datagrams, addr)
+        n, errors = send_each(self._sendto_of(src), datagrams, addr)
         self.sent += n
         self.send_errors += errors
 
-    def _send_gso(self, datagrams: Sequence[bytes], addr: Address) -> None:
+    def _sendto_of(self, src: str | None) -> Callable[[bytes, Any], Any]:
+        if src is None:
+            return self._sock.sendto
+        return lambda data, addr: self._sendmsg_from(data, addr, src)
+
+    def _send_gso(self, datagrams: Sequence[bytes], addr: Address, src: str | None = None) -> None:
         """Runs of equal-sized datagrams (the last of a run may be shorter) go
         out in one ``sendmsg`` each, segmented by the kernel (UDP GSO): a full
         batch of ESP for TCP traffic costs a few system calls, not one per
         packet.  Other datagrams are sent one by one."""
-        sendmsg, sendto = self._sock.sendmsg, self._sock.sendto
+        sendmsg, sendto = self._sock.sendmsg, self._sendto_of(src)
+        extra = [pktinfo_cmsg(src)] if src else []
         n_all = len(datagrams)
         i = sent = 0
         while i < n_all:
@@ -197,7 +298,7 @@ class UdpSocket(DatagramSocket):
                 j += 1  # a shorter datagram may end a run
             if j - i >= 2 and self.gso:
                 try:
-                    sendmsg(datagrams[i:j], [(socket.SOL_UDP, UDP_SEGMENT, struct.pack("=H", size))], 0, addr)
+                    sendmsg(datagrams[i:j], [(socket.SOL_UDP, UDP_SEGMENT, struct.pack("=H", size)), *extra], 0, addr)
                     sent += j - i
                     self.gso_sends += 1
                     i = j
@@ -318,6 +419,12 @@ class MemoryNetwork:
 
     def _deliver(self, dst: Address, batch: list[tuple[bytes, Address]]) -> None:
         s = self._sockets.get(dst)
+        if s is None:
+            # a socket bound to the wildcard address of the family takes it,
+            # with the destination address (what IP_PKTINFO gives a real one)
+            s = self._sockets.get(("::" if ":" in dst[0] else "0.0.0.0", dst[1]))
+            if s is not None:
+                batch = [(data, src, dst[0]) for data, src in batch]  # type: ignore[misc]
         if s is None or s._receiver is None:
             self.dropped += len(batch)
             return
@@ -335,15 +442,16 @@ class MemorySocket(DatagramSocket):
         self.local_addr = addr
         self._receiver: Receiver | None = None
         self._closed = False
+        self.pktinfo = is_wildcard(addr[0])
 
     def set_receiver(self, receiver: Receiver) -> None:
         self._receiver = receiver
 
-    def sendto(self, data: bytes, addr: Address) -> None:
+    def sendto(self, data: bytes, addr: Address, src: str | None = None) -> None:
         if self._closed:
             return
         self.sent += 1
-        self._net._send(self.local_addr, bytes(data), addr)
+        self._net._send((src, self.local_addr[1]) if src and self.pktinfo else self.local_addr, bytes(data), addr)
 
     def close(self) -> None:
         if not self._closed:
