@@ -225,8 +225,11 @@ class Daemon:
                 if a not in ("%any", "0.0.0.0", "::"):
                     return a
         for conn in self.config.connections.values():
-            if conn.remote_addrs:
-                return _route_source(conn.remote_addrs[0])
+            for a in conn.remote_addrs:
+                if a not in ("%any", "%any6", "0.0.0.0", "::"):
+                    return _route_source(a)
+        # a road-warrior gateway: every address, each IKE SA at the one its
+        # peer reached (the endpoint's sockets get each datagram's destination)
         return "0.0.0.0"
 
     async def start(self) -> None:
