@@ -353,7 +353,7 @@ def _load_cert(ctx: _Ctx, path: str, raw: Any) -> Any:
     data = ctx.read(path, raw)
     try:
         return x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise ctx.err(path, f"not a certificate: {exc}") from None
 
 
@@ -363,11 +363,18 @@ def _load_crl(ctx: _Ctx, path: str, raw: Any) -> Any:
 
     data = ctx.read(path, raw)
     try:
-        if b"-----BEGIN" in data:
-            return x509.load_pem_x509_crl(data)
-        return x509.load_der_x509_crl(data)
-    except ValueError as exc:
+        crl = x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data)
+    except (ValueError, x509.InvalidVersion) as exc:
         raise ctx.err(path, f"not a certificate revocation list (PEM or DER): {exc}") from None
+    try:
+        # cryptography parses extensions and entries on first use: a broken
+        # one fails here, not in the revocation check of every IKE_AUTH
+        crl.extensions  # noqa: B018
+        for entry in crl:
+            entry.extensions  # noqa: B018
+    except ValueError as exc:
+        raise ctx.err(path, f"malformed certificate revocation list: {exc}") from None
+    return crl
 
 
 def _load_key(ctx: _Ctx, path: str, raw: Any) -> Any:
