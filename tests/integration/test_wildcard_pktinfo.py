@@ -31,12 +31,12 @@ def _v6_loopback() -> bool:
         return False
 
 
-def _confs(target: str, port: int) -> tuple[Any, Any]:
+def _confs(target: str, port: int, version: int = 2) -> tuple[Any, Any]:
     psk = "wildcard-pktinfo"
     ini = connection("gw", psk=psk, local_id="client.example", remote_id="gw.example", remote_addrs=[target],
-                     remote_port=port, dpd_delay=0,
+                     remote_port=port, dpd_delay=0, version=version,
                      children=[child("net", local_ts=["10.1.0.0/24"], remote_ts=["10.2.0.0/24"])])
-    resp = connection("rw", psk=psk, local_id="gw.example", remote_id="client.example", dpd_delay=0,
+    resp = connection("rw", psk=psk, local_id="gw.example", remote_id="client.example", dpd_delay=0, version=version,
                       children=[child("net", local_ts=["10.2.0.0/24"], remote_ts=["10.1.0.0/24"])])
     return ini, resp
 
@@ -112,11 +112,12 @@ async def test_wildcard_memory_socket_gets_the_destination() -> None:
     assert got_w[-1] == (b"e", ("192.0.2.7", 500), "198.51.100.1")
 
 
-async def test_wildcard_gateway_on_memory_network() -> None:
+@pytest.mark.parametrize("version", [2, 1], ids=["ikev2", "ikev1"])
+async def test_wildcard_gateway_on_memory_network(version: int) -> None:
     """The same over the in-memory network: a gateway bound to 0.0.0.0
     reached at 198.51.100.1 has its IKE SA there and NAT-D finds no NAT."""
     net = MemoryNetwork()
-    ini, resp = _confs("198.51.100.1", 500)
+    ini, resp = _confs("198.51.100.1", 500, version)
     gw = await Endpoint.create("0.0.0.0", configurations=[resp], network=net)
     cl = await Endpoint.create("192.0.2.7", configurations=[ini], network=net)
     seen: list[Any] = []
