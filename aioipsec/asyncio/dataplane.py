@@ -458,9 +458,9 @@ class DataPlane:
             sealed = [d for d in pipe.sa_out.seal_batch(batch) if d]
         self._after_sa(pipe, pipe.sa_out)
         if sealed:
-            if pipe.encap and getattr(self.endpoint, "natt_wildcard", False):
-                # the NAT-T socket is bound to the wildcard address: from the SA's own address
-                self.endpoint.send_esp(sealed, pipe.remote, True, pipe.ev.local_addr[0])
+            if getattr(self.endpoint, "natt_wildcard" if pipe.encap else "esp_wildcard", False):
+                # the socket is bound to the wildcard address: from the SA's own address
+                self.endpoint.send_esp(sealed, pipe.remote, pipe.encap, pipe.ev.local_addr[0])
             else:
                 self.endpoint.send_esp(sealed, pipe.remote, pipe.encap)
 

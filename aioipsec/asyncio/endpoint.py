@@ -675,22 +675,31 @@ class Endpoint:
             sock.sendto(data, addr)
 
     @property
+    def esp_wildcard(self) -> bool:
+        """The raw ESP socket is bound to the wildcard address (plain ESP
+        names its source: :meth:`send_esp` ``src``)."""
+        return bool(getattr(self.esp_socket, "pktinfo", False))
+
+    @property
     def natt_wildcard(self) -> bool:
         """The NAT-T socket is bound to the wildcard address (UDP-encapsulated
         ESP names its source: :meth:`send_esp` ``src``)."""
         return bool(getattr(self.natt_socket, "pktinfo", False))
 
     def send_esp(self, datagrams: Sequence[bytes], remote: Address, encap: bool, src: str | None = None) -> None:
-        """``src``: the Child SA's local address, the source of UDP-encapsulated
-        ESP when the NAT-T socket is bound to the wildcard address (raw ESP
-        leaves from the routing source)."""
+        """``src``: the Child SA's local address, the source of the ESP when
+        the socket that carries it (NAT-T or raw ESP) is bound to the wildcard
+        address."""
         if encap and self.natt_socket is not None:
             if src and getattr(self.natt_socket, "pktinfo", False) and not is_wildcard(src):
                 self.natt_socket.send_batch(datagrams, remote, src)
             else:
                 self.natt_socket.send_batch(datagrams, remote)
         elif self.esp_socket is not None:
-            self.esp_socket.send_batch(datagrams, (remote[0], 0))
+            if src and getattr(self.esp_socket, "pktinfo", False) and not is_wildcard(src):
+                self.esp_socket.send_batch(datagrams, (remote[0], 0), src)
+            else:
+                self.esp_socket.send_batch(datagrams, (remote[0], 0))
         else:
             self.dataplane.stats.no_transport += len(datagrams)
 

@@ -4,10 +4,11 @@ reached at (IP_PKTINFO), in network namespaces.
 The right side gets a second address (192.0.2.3) on its interface and runs a
 road-warrior aioipsec daemon (local_addrs and remote_addrs %any: it binds
 0.0.0.0).  The left aioipsec peer targets 192.0.2.3, and its namespace drops
-every UDP datagram from the gateway's first address 192.0.2.2 (as a peer that
-only accepts answers from the address it targeted, or a firewall, would):
-the IKE SA comes up only if the gateway answers from 192.0.2.3; with ESP in
-UDP, the ping gets through only if the ESP leaves from 192.0.2.3 too.  The
+every UDP datagram and every ESP packet from the gateway's first address
+192.0.2.2 (as a peer that only accepts answers from the address it targeted,
+or a firewall, would): the IKE SA comes up only if the gateway answers from
+192.0.2.3, and the ping gets through only if the ESP (raw or in UDP) leaves
+from 192.0.2.3 too.  The
 gateway's status shows the IKE SA at 192.0.2.3 and, without forced
 encapsulation, NAT-D finds no NAT (plain ESP).  The address and the filter
 are removed in a ``finally``."""
@@ -23,7 +24,7 @@ from .traffic import ping
 PROFILE = "ikev2-psk-gcm"
 SECOND = "192.0.2.3"
 FIRST = "192.0.2.2"
-DROP = ["INPUT", "-p", "udp", "-s", FIRST, "-j", "DROP"]
+DROPS = [["INPUT", "-p", proto, "-s", FIRST, "-j", "DROP"] for proto in ("udp", "esp")]
 
 
 @pytest.mark.parametrize("encap", [False, True], ids=["plain-esp", "udp-encap"])
@@ -32,7 +33,8 @@ def test_wildcard_gateway_answers_from_the_targeted_address(direct: Topology, ai
     conn = Connection.named(PROFILE)
     gw_ns.ip("addr", "add", f"{SECOND}/24", "dev", "eth0")
     try:
-        peer_ns.run(["iptables", "-I", *DROP])
+        for rule in DROPS:
+            peer_ns.run(["iptables", "-I", *rule])
         gw = aio(direct, "right", conn, extra={"ike": {"local_addrs": ["%any"], "remote_addrs": ["%any"]}})
         ike = {"remote_addrs": [SECOND]}
         if encap:
@@ -55,5 +57,6 @@ def test_wildcard_gateway_answers_from_the_targeted_address(direct: Topology, ai
         (lsa,) = left.status()["ike_sas"]
         assert lsa["remote_addr"].startswith(SECOND + "["), lsa["remote_addr"]
     finally:
-        peer_ns.run(["iptables", "-D", *DROP], check=False)
+        for rule in DROPS:
+            peer_ns.run(["iptables", "-D", *rule], check=False)
         gw_ns.ip("addr", "del", f"{SECOND}/24", "dev", "eth0")

@@ -54,6 +54,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from aioipsec.asyncio.sockets import is_wildcard, pktinfo_cmsg
 from aioipsec.selectors import Address
 from aioipsec.transports._batch import MAX_BATCH, RECV_SIZE, Batch, QueuedReader, send_each
 
@@ -150,6 +151,9 @@ class RawEspSocket(QueuedReader):
         self.protocol = protocol
         name = sock.getsockname()
         self.local_addr: Address = (name[0], 0)
+        self.pktinfo = is_wildcard(name[0])
+        """Bound to the wildcard address: a send may name its source address
+        (``IP_PKTINFO`` / ``IPV6_PKTINFO``), as the endpoint's UDP sockets do."""
         self._loop = loop
         self._init_reader()
         self.sent = 0
@@ -195,18 +199,26 @@ class RawEspSocket(QueuedReader):
         """Firewall mark of everything sent (``SO_MARK``)."""
         self._sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_MARK", 36), mark)
 
-    def sendto(self, data: bytes, addr: Address | tuple[Any, ...]) -> None:
+    def sendto(self, data: bytes, addr: Address | tuple[Any, ...], src: str | None = None) -> None:
+        """``src``: from that local address (a socket bound to the wildcard
+        address only; others ignore it)."""
         try:
-            self._sock.sendto(data, (addr[0], 0))
+            self._sendto_of(src)(data, (addr[0], 0))
             self.sent += 1
         except OSError as exc:
             self.send_errors += 1
             logger.debug("raw send to %s failed: %s", addr[0], exc)
 
-    def send_batch(self, datagrams: Sequence[bytes], addr: Address | tuple[Any, ...]) -> None:
-        n, errors = send_each(self._sock.sendto, datagrams, (addr[0], 0))
+    def send_batch(self, datagrams: Sequence[bytes], addr: Address | tuple[Any, ...], src: str | None = None) -> None:
+        n, errors = send_each(self._sendto_of(src), datagrams, (addr[0], 0))
         self.sent += n
         self.send_errors += errors
+
+    def _sendto_of(self, src: str | None) -> Callable[[bytes, Any], Any]:
+        if not (src and self.pktinfo):
+            return self._sock.sendto
+        sendmsg, anc = self._sock.sendmsg, [pktinfo_cmsg(src)]
+        return lambda data, to: sendmsg([data], anc, 0, to)
 
 
 class RawAhSocket(RawEspSocket):
