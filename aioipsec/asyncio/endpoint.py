@@ -478,6 +478,12 @@ class Endpoint:
             if proto is None:
                 return
             self._by_init[(spi_i, addr[0])] = proto
+            proto.datagram_received(data, addr, on_4500)
+            if getattr(proto.session, "is_closed", False):
+                # its first message was refused (a malformed MM1 closes an IKEv1
+                # session without an event): do not keep it as a half-open session
+                proto._finish(None)
+            return
         proto.datagram_received(data, addr, on_4500)  # its process() routes the session's SPIs here
 
     def _v1_route(self, spi_i: bytes, spi_r: bytes, addr: Address) -> SessionProtocol | None:

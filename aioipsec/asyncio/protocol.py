@@ -54,6 +54,7 @@ class SessionProtocol:
         self.session = session
         self.name = name
         self.use_4500 = False
+        self._had_input = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._established: asyncio.Future[IkeSaEstablished] = self._loop.create_future()
@@ -78,12 +79,18 @@ class SessionProtocol:
         return self.session.remote_addr  # type: ignore[no-any-return]
 
     def datagram_received(self, data: bytes, addr: Address, on_4500: bool) -> None:
-        if on_4500:
-            self.use_4500 = True
+        first = not self._had_input
+        self._had_input = True
+        before = getattr(self.session, "remote_addr", None)
         try:
             self.session.receive_datagram(data, addr, self._loop.time())
         except Exception:  # a session must never raise on peer input; contain it anyway
             logger.exception("session %s failed on input from %s", self.name, addr)
+        # IKE floats to 4500 with the peer's first message, or once the session
+        # accepted one from 4500 (it follows the float to that address); never
+        # on anything else that reached our 4500 with its SPIs (forged, garbage)
+        if on_4500 and (first or (before != addr and getattr(self.session, "remote_addr", None) == addr)):
+            self.use_4500 = True
         self.process()
 
     def process(self) -> None:

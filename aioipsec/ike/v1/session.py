@@ -297,6 +297,10 @@ class IkeSessionV1:
         except ValueError as exc:  # e.g. an algorithm this build lacks: never escape
             logger.warning("datagram from %s dropped: %s", addr[0], exc, exc_info=True)
             self.stats["dropped"] += 1
+        if not self.is_initiator and not self.sas and not self._closed:
+            # a responder session whose first datagram opened no ISAKMP SA (not an
+            # MM1/AM1, a broken header): nothing of the peer's to keep, it ends
+            self._close()
 
     def export_keys(self) -> list[dict[str, Any]]:
         """Phase 1 keys of the live ISAKMP SAs, for Wireshark's
