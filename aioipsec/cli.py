@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 DEFAULT_CONTROL = "/run/aioipsec.ctl"
-CONTROL_COMMANDS = ("up", "down", "status", "clear", "reload", "keys", "list-conns", "roam")
+CONTROL_COMMANDS = ("up", "down", "status", "clear", "reload", "keys", "list-conns", "roam", "rekey", "list-pools")
 
 USAGE = f"""usage: aioipsec <command> [options]
 
@@ -19,13 +19,16 @@ commands:
 control commands (talk to a running daemon: aioipsec [--control PATH] <command>;
 PATH defaults to $AIOIPSEC_CONTROL, else {DEFAULT_CONTROL}):
   up NAME [CHILD]        initiate a connection and wait until its Child SA is up (--no-wait)
-  down NAME              delete its IKE SA and Child SAs
+  down NAME              delete its IKE SA and Child SAs (--child CHILD: only that child's, the IKE SA stays)
+  rekey NAME             rekey its Child SAs now (--child CHILD: only that child's; --ike: the IKE SA,
+                         Child SAs kept) and print the new SPIs
   status [NAME] [--json] IKE and Child SAs with counters (--json: the schema in aioipsec.status)
   clear [NAME]           delete SAs; `start` children renegotiate at once, `trap` ones on traffic
   reload                 re-read the config file (same as SIGHUP; applies to new SAs)
   keys --wireshark DIR   write Wireshark esp_sa / ikev2_decryption_table / ikev1_decryption_table
                          (connections with key_export = true only)
   list-conns             the loaded connections
+  list-pools             address pools: size, online, offline (--leases: each lease; --json)
   roam ADDRESS           our address changed: rebind there; IKEv2 SAs with MOBIKE move, others re-initiate
 
 run `aioipsec <command> --help` for a command's options"""
@@ -91,6 +94,20 @@ def _check(argv: list[str]) -> int:
     return 0
 
 
+def format_pools(pools: list[dict[str, Any]]) -> str:
+    """``list-pools`` as text (like ``swanctl --list-pools --leases``)."""
+    if not pools:
+        return "no pools"
+    out = []
+    for p in pools:
+        out.append(f"{p['name']}: {p['addrs']} ({p['first']} - {p['last']}), size {p['size']}, "
+                   f"online {p['online']}, offline {p['offline']}")
+        for lease in p.get("leases", ()):
+            out.append(f"  {lease['address']:<39} {'online' if lease['online'] else 'offline':<7} "
+                       f"'{lease['identity']}'")
+    return "\n".join(out)
+
+
 def _control(path: str, cmd: str, argv: list[str]) -> int:
     import argparse
     import asyncio
@@ -112,6 +129,16 @@ def _control(path: str, cmd: str, argv: list[str]) -> int:
         ap.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
     elif cmd == "down":
         ap.add_argument("name")
+        ap.add_argument("--child", help="delete only this child's Child SAs; the IKE SA stays")
+    elif cmd == "rekey":
+        ap.add_argument("name")
+        what = ap.add_mutually_exclusive_group()
+        what.add_argument("--child", help="rekey only this child's Child SAs")
+        what.add_argument("--ike", action="store_true", help="rekey the IKE SA (its Child SAs are kept)")
+        ap.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the new SA (default 30)")
+    elif cmd == "list-pools":
+        ap.add_argument("--leases", action="store_true", help="each lease: address, online/offline, identity")
+        ap.add_argument("--json", action="store_true", help="machine-readable")
     elif cmd == "clear":
         ap.add_argument("name", nargs="?")
     elif cmd == "status":
@@ -131,6 +158,13 @@ def _control(path: str, cmd: str, argv: list[str]) -> int:
         timeout = ns.timeout + 5
     if cmd in ("down", "clear"):
         timeout = 30.0
+    if cmd == "rekey":
+        if ns.ike:
+            req["ike"] = True
+        req["timeout"] = ns.timeout
+        timeout = ns.timeout + 5
+    if cmd == "list-pools" and ns.leases:
+        req["leases"] = True
     if cmd == "keys":
         req["dir"] = os.path.abspath(ns.wireshark)
     if cmd == "roam":
@@ -146,6 +180,8 @@ def _control(path: str, cmd: str, argv: list[str]) -> int:
         return 1
     if cmd == "status":
         print(json.dumps(result, indent=2) if ns.json else format_status(result))
+    elif cmd == "list-pools":
+        print(json.dumps(result, indent=2) if ns.json else format_pools(result))
     elif cmd == "keys":
         recs = result["records"]
         print(f"wrote {result['directory']}: " + ", ".join(f"{k} ({v} records)" for k, v in recs.items()))

@@ -8,10 +8,16 @@ Requests::
     {"cmd": "up", "name": "hq", "child": null, "wait": true, "timeout": 30}
                                               -> initiate; with wait: answer once the Child SA is up
     {"cmd": "down", "name": "hq"}             -> delete the IKE SA and its Child SAs
+    {"cmd": "down", "name": "hq", "child": "lan"}
+                                              -> delete only child lan's Child SAs; the IKE SA stays
+    {"cmd": "rekey", "name": "hq", "child": null, "ike": false, "timeout": 30}
+                                              -> rekey now (ike: the IKE SA; child: its Child SAs;
+                                                 neither: every Child SA); answers with the new SPIs
     {"cmd": "clear", "name": null}            -> delete (all / one) and renegotiate
     {"cmd": "reload"}                         -> re-read the config file (applies to new SAs)
     {"cmd": "keys", "dir": "/path"}           -> Wireshark tables of connections with key_export = true
     {"cmd": "list-conns"}                     -> the loaded connections
+    {"cmd": "list-pools", "leases": false}    -> the address pools (size, online, offline; leases)
     {"cmd": "roam", "address": "192.0.2.9"}   -> our address changed: rebind, MOBIKE-update the IKE SAs
 
 Answers: ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``.
@@ -118,7 +124,21 @@ class ControlServer:
             return await self._up(req)
         if cmd == "down":
             _known(d, _required(name))
-            return await d.down(name)
+            child = _child(d, name, req.get("child"))
+            if child is None:
+                return await d.down(name)
+            return await _operator(d.down(name, child, _timeout(req, 10.0)), name)
+        if cmd == "rekey":
+            _known(d, _required(name))
+            child = _child(d, name, req.get("child"))
+            ike = req.get("ike", False)
+            if not isinstance(ike, bool):
+                raise ControlError("ike must be true or false")
+            if ike and child is not None:
+                raise ControlError("rekey either the IKE SA or a child, not both")
+            return await _operator(d.rekey(name, child, ike, _timeout(req, 30.0)), name)
+        if cmd == "list-pools":
+            return d.list_pools(bool(req.get("leases", False)))
         if cmd == "clear":
             if name is not None:
                 _known(d, name)
@@ -178,6 +198,40 @@ def _required(name: Any) -> str:
     if not isinstance(name, str) or not name:
         raise ControlError("this command needs a connection name")
     return name
+
+
+def _child(d: Any, name: str, child: Any) -> str | None:
+    if child is None:
+        return None
+    if not isinstance(child, str) or not child:
+        raise ControlError("child must be a name")
+    if child not in d.config.connections[name].children:
+        raise ControlError(f"connection {name} has no child named {child}")
+    return child
+
+
+def _timeout(req: dict[str, Any], default: float) -> float:
+    t = req.get("timeout", default)
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 3600:
+        raise ControlError("timeout must be a number of seconds (0 < timeout <= 3600)")
+    return float(t)
+
+
+async def _operator(coro: Any, name: str) -> Any:
+    """Run a daemon operation; its refusals (no SA, a session that cannot do
+    it now, no answer in time) become errors that name the connection."""
+    from .errors import LocalProtocolError
+
+    try:
+        return await coro
+    except KeyError as exc:
+        raise ControlError(str(exc.args[0]) if exc.args else f"{name}: not found") from None
+    except (LookupError, RuntimeError) as exc:
+        raise ControlError(str(exc)) from None
+    except TimeoutError as exc:
+        raise ControlError(str(exc) or f"{name}: timed out") from None
+    except LocalProtocolError as exc:
+        raise ControlError(f"{name}: {exc}") from None
 
 
 def _known(d: Any, name: str) -> Any:

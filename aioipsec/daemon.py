@@ -576,15 +576,182 @@ class Daemon:
         self.endpoint.initiate(conn, child)
         return f"initiating {conn}"
 
-    async def down(self, conn: str) -> str:
+    async def down(self, conn: str, child: str | None = None, timeout: float = 10.0) -> str:
         """Delete the connection's IKE SA; an initiation still being
-        attempted (``keyingtries``) makes no further attempt."""
+        attempted (``keyingtries``) makes no further attempt.  With ``child``
+        (``swanctl --terminate --child``): delete only that child's Child SAs
+        (INFORMATIONAL / IKEv1 delete) and wait for them to go; the IKE SA stays."""
+        if child is not None:
+            return await self._down_child(conn, child, timeout)
         stopped = self.endpoint.stop_keying(conn)
         p = self.endpoint.find_session(conn)
         if p is None:
             return f"{conn}: no IKE SA" + ("; no further attempts" if stopped else "")
         await p.close()
         return f"{conn}: IKE SA deleted" + ("; no further attempts" if stopped else "")
+
+    def _established(self, conn: str) -> Any:
+        if conn not in self.config.connections:
+            raise KeyError(f"no connection named {conn}")
+        p = self.endpoint.find_session(conn)
+        if p is None:
+            raise LookupError(f"{conn}: no IKE SA")
+        if not getattr(p.session, "is_established", False):
+            raise LookupError(f"{conn}: the IKE SA is not established yet")
+        return p
+
+    def _child_name(self, conn: str, child: str) -> None:
+        if child not in self.config.connections[conn].children:
+            raise KeyError(f"connection {conn} has no child named {child}")
+
+    @staticmethod
+    def _live_children(p: Any, name: str | None, *, installed_only: bool) -> list[Any]:
+        """The ChildSaInstalled events of ``p``'s Child SAs (of ``name``) that
+        are still in use: not replaced by a rekey, not being deleted; with
+        ``installed_only`` not being rekeyed either."""
+        out = []
+        for spi, ev in sorted(p.children.items()):
+            if name is not None and ev.name != name:
+                continue
+            c = p.session.children.get(spi)
+            if c is None or getattr(c, "rekeyed", False):  # IKEv1 flags
+                continue
+            if installed_only and getattr(c, "rekeying", False):
+                continue
+            state = getattr(getattr(c, "state", None), "name", None)  # IKEv2 ChildState
+            if state is not None and state not in (("INSTALLED",) if installed_only else ("INSTALLED", "REKEYING")):
+                continue
+            out.append(ev)
+        return out
+
+    def _watch(self, p: Any, match: Any) -> asyncio.Future[Any]:
+        """A future for the first event of session ``p`` that ``match``es;
+        it fails when a negotiation of ``p`` fails or its IKE SA is gone."""
+        from .events import IkeSaDeleted, NegotiationFailed
+        from .logging import describe_event
+
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def listener(proto: Any, ev: Any) -> None:
+            if proto is not p or fut.done():
+                return
+            if match(ev):
+                fut.set_result(ev)
+            elif isinstance(ev, NegotiationFailed):
+                fut.set_exception(RuntimeError(f"{p.name}: {describe_event(ev)}"))
+            elif isinstance(ev, IkeSaDeleted) and getattr(p.session, "is_closed", False):
+                fut.set_exception(RuntimeError(f"{p.name}: the IKE SA was deleted"))
+
+        listeners = self.endpoint.event_listeners
+        listeners.append(listener)
+        fut.add_done_callback(lambda _f: listeners.remove(listener) if listener in listeners else None)
+        return fut
+
+    async def _wait_all(self, futs: list[asyncio.Future[Any]], timeout: float, what: str) -> list[Any]:
+        try:
+            return list(await asyncio.wait_for(asyncio.gather(*futs), timeout))
+        except TimeoutError:
+            raise TimeoutError(f"{what}: no answer within {timeout:g}s") from None
+        finally:
+            for f in futs:
+                if not f.done():
+                    f.cancel()
+
+    async def rekey(self, conn: str, child: str | None = None, ike: bool = False, timeout: float = 30.0) -> str:
+        """``swanctl --rekey``: rekey now through the session's own rekey
+        (IKEv2 CREATE_CHILD_SA; IKEv1 a Quick Mode that replaces the IPsec SA,
+        or a new Phase 1 that replaces the ISAKMP SA, make-before-break) and
+        wait for the new SA.  ``ike``: the IKE SA (its Child SAs stay);
+        ``child``: that child's Child SAs; neither: every Child SA."""
+        from .events import ChildSaInstalled, IkeSaEstablished
+
+        p = self._established(conn)
+        if child is not None:
+            self._child_name(conn, child)
+        loop = asyncio.get_running_loop()
+        if ike:
+            s = p.session
+            old_i, old_r = s.spi_i, s.spi_r
+            fut = self._watch(p, lambda ev: isinstance(ev, IkeSaEstablished) and (ev.spi_i, ev.spi_r) != (old_i, old_r))
+            try:
+                s.rekey_ike_sa(loop.time())
+            except Exception:
+                fut.cancel()
+                raise
+            p.process()
+            (ev,) = await self._wait_all([fut], timeout, f"{conn}: IKE rekey")
+            kept = len(self._live_children(p, None, installed_only=False))
+            logger.info("%s: IKE SA rekeyed on request, %s_i %s_r -> %s_i %s_r", conn, old_i.hex(), old_r.hex(),
+                        ev.spi_i.hex(), ev.spi_r.hex())
+            return (f"{conn}: IKE SA rekeyed, SPIs {old_i.hex()}_i {old_r.hex()}_r -> {ev.spi_i.hex()}_i "
+                    f"{ev.spi_r.hex()}_r, {kept} CHILD_SA{'' if kept == 1 else 's'} kept")
+        olds = self._live_children(p, child, installed_only=True)
+        if not olds:
+            raise LookupError(f"{conn}: no installed CHILD_SA" + (f" {child}" if child else "") + " to rekey")
+        futs = []
+        for old in olds:
+            spi = old.spi_in
+            futs.append(self._watch(p, lambda ev, spi=spi: isinstance(ev, ChildSaInstalled) and ev.rekeyed_from == spi))
+        try:
+            for old in olds:
+                p.session.rekey_child_sa(old.spi_in, loop.time())
+        except Exception:
+            for f in futs:
+                f.cancel()
+            raise
+        p.process()
+        news = await self._wait_all(futs, timeout, f"{conn}: CHILD_SA rekey")
+        lines = []
+        for old, new in zip(olds, news):
+            logger.info("%s: CHILD_SA %s rekeyed on request, 0x%08x_i 0x%08x_o -> 0x%08x_i 0x%08x_o", conn,
+                        new.name, old.spi_in, old.spi_out, new.spi_in, new.spi_out)
+            lines.append(f"{conn}: CHILD_SA {new.name} rekeyed, SPIs 0x{old.spi_in:08x}_i 0x{old.spi_out:08x}_o -> "
+                         f"0x{new.spi_in:08x}_i 0x{new.spi_out:08x}_o")
+        return "\n".join(lines)
+
+    async def _down_child(self, conn: str, child: str, timeout: float) -> str:
+        from .events import ChildSaDeleted
+
+        if conn not in self.config.connections:
+            raise KeyError(f"no connection named {conn}")
+        self._child_name(conn, child)
+        p = self.endpoint.find_session(conn)
+        if p is None:
+            return f"{conn}: no IKE SA"
+        olds = self._live_children(p, child, installed_only=False)
+        if not olds:
+            return f"{conn}: no CHILD_SA {child}"
+        loop = asyncio.get_running_loop()
+        futs = []
+        for old in olds:
+            spi = old.spi_in
+            futs.append(self._watch(p, lambda ev, spi=spi: isinstance(ev, ChildSaDeleted) and ev.spi_in == spi))
+        try:
+            for old in olds:
+                p.session.delete_child_sa(old.spi_in, loop.time())
+        except Exception:
+            for f in futs:
+                f.cancel()
+            raise
+        p.process()
+        await self._wait_all(futs, timeout, f"{conn}: CHILD_SA {child} delete")
+        spis = ", ".join(f"0x{o.spi_in:08x}_i 0x{o.spi_out:08x}_o" for o in olds)
+        return f"{conn}: CHILD_SA {child} deleted (SPIs {spis}); the IKE SA stays"
+
+    def list_pools(self, leases: bool = False) -> list[dict[str, Any]]:
+        """``swanctl --list-pools [--leases]``: every address pool (shared
+        by IKEv2 configuration payloads and IKEv1 Mode Config) with its
+        lease counts, and with ``leases`` each lease."""
+        out = []
+        for name, pool in sorted((self.endpoint.pools or {}).items()):
+            row: dict[str, Any] = {
+                "name": name, "addrs": pool.addrs, "first": str(pool.first), "last": str(pool.last),
+                "size": pool.size, "online": pool.online, "offline": pool.offline,
+            }
+            if leases:
+                row["leases"] = [{"address": a, "identity": ident, "online": on} for a, ident, on in pool.leases()]
+            out.append(row)
+        return out
 
     async def clear(self, conn: str | None = None) -> str:
         """The seed's "clear crypto session": delete the IKE SAs (all, or
