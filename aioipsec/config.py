@@ -170,12 +170,15 @@ class ConnectionConfig:
     send_cert: str = "ifasked"
     """``always``, ``ifasked`` or ``never``."""
     initial_contact: bool = True
-    unique: str = "replace"
-    """Uniqueness policy (swanctl ``unique``, strongSwan ``uniqueids``), IKEv1:
-    ``replace``: a Phase 1 established with the identities of another
-    session's (the peer's XAUTH user on a gateway) replaces it, its IPsec SAs
-    included (the peer came back from another address); ``no``: only when the
-    new one carries INITIAL-CONTACT; ``never``: both stay."""
+    unique: str = "no"
+    """Uniqueness policy (swanctl ``unique``, default ``no`` as there), on a
+    gateway, by connection, our identity and the peer's (its XAUTH user with
+    IKEv1): ``no``: a new IKE SA (ISAKMP SA) whose IKE_AUTH carries
+    INITIAL_CONTACT (INITIAL-CONTACT) replaces the older ones, their Child
+    (IPsec) SAs included; ``replace``: always, as strongSwan's
+    ``uniqueids = yes`` (the peer came back from another address); ``keep``:
+    the new one is refused (IKEv2: AUTHENTICATION_FAILED) while one is up,
+    unless it carries INITIAL_CONTACT; ``never``: all stay."""
     key_export: bool = False
     """Allow exporting keys (Wireshark tables); never logged otherwise."""
     vips: list[str] = field(default_factory=list)

@@ -537,9 +537,7 @@ def _parse_connection(
     if "send_cert" in raw:
         c.send_cert = ctx.choice(f"{path}.send_cert", raw["send_cert"], ("always", "ifasked", "never"))
     if "unique" in raw:
-        c.unique = ctx.choice(f"{path}.unique", raw["unique"], ("replace", "no", "never"))
-        if c.version != 1 and c.unique != "replace":
-            raise ctx.err(f"{path}.unique", "a uniqueness policy is enforced for IKEv1 only (version = 1)")
+        c.unique = ctx.choice(f"{path}.unique", raw["unique"], ("no", "never", "replace", "keep"))
     for key in ("dpd_delay", "dpd_timeout", "rekey_time", "over_time", "rand_time", "retransmit_timeout"):
         if key in raw:
             setattr(c, key, ctx.duration(f"{path}.{key}", raw[key]))

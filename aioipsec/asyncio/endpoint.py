@@ -528,9 +528,34 @@ class Endpoint:
         replaces = getattr(proto.session, "replaces", None)
         if replaces is None:
             return
+        kept_out_by = getattr(proto.session, "kept_out_by", None)
+        keeper = next((p for p in self.sessions if p is not proto and kept_out_by(p.session)), None)
+        if keeper is not None:  # unique = keep: the older one stays, this one goes
+            ike_logger.info("%s: deleting the new ISAKMP SA with %s: %s already has one from %s (unique = keep)",
+                            proto.name, proto.session.peer, keeper.session.unique_id()[2], keeper.session.peer)
+            proto.session.delete(self.loop.time(), "refused: an ISAKMP SA of the same identities is up (unique = keep)")
+            self.loop.call_soon(proto.process)  # we are inside its process(): its deletes go out next
+            return
         for other in [p for p in self.sessions if p is not proto and replaces(p.session)]:
             other.session.replaced_by(proto.session, self.loop.time())
             other.process()
+
+    def _v2_unique(self, session: Any, initial_contact: bool) -> bool:
+        """swanctl ``unique`` (IKEv2), called by a responder's IKE_AUTH once
+        the peer is authenticated, before the answer: the established IKE SAs
+        of the same connection and identities it replaces are deleted now,
+        their Child SAs with them (:meth:`IkeSessionV2.unique_duplicates`);
+        True refuses the new one (``keep``)."""
+        refuse, dups = session.unique_duplicates((p.session for p in self.sessions), initial_contact)
+        if refuse:
+            return True
+        now = self.loop.time()
+        for other in dups:
+            proto = next((p for p in self.sessions if p.session is other), None)
+            other.replaced_by(session, now, initial_contact)
+            if proto is not None:
+                proto.process()  # its Delete leaves, its Child SAs leave the data plane
+        return False
 
     def _rate_ok(self, ip: str) -> bool:
         """At most ``init_limit_per_peer`` new IKE SAs per address per second.
@@ -607,6 +632,7 @@ class Endpoint:
                 global_config=self.global_config,
                 wall_clock=_utc_now,
                 pools=self.pools,
+                unique_check=self._v2_unique,
             )
         elif version == 1:
             from ..ike.v1.session import IkeSessionV1

@@ -9,8 +9,9 @@ Two asyncio endpoints on the in-memory network:
 
 * the site comes back from another IP address after losing its state: the
   gateway's old session (another peer address, so another session) and its
-  IPsec SAs are deleted once the new Phase 1 is established (``unique =
-  "replace"``, the default), kept with ``unique = "never"``;
+  IPsec SAs are deleted once the new Phase 1 is established (the default
+  ``unique = "no"``, with the INITIAL-CONTACT the restarted site sends), kept
+  with ``unique = "never"``;
 * the NAT in front of the site changes its mappings and the site renews its
   Phase 1 (no INITIAL-CONTACT: a renewal keeps the IPsec SAs) from the new
   port: the IPsec SAs the renewal keeps follow the new mapping.

@@ -1,8 +1,8 @@
 """The IKEv1 uniqueness policy, sans-I/O (:meth:`IkeSessionV1.replaces`, what
 the endpoint asks when a Phase 1 is established): two sessions of one
 responder configuration, as a peer that came back from another address makes.
-``unique = "replace"`` (default) replaces the older session of the same
-identities, ``"no"`` only when the new Phase 1 carried INITIAL-CONTACT,
+``unique = "replace"`` replaces the older session of the same
+identities, ``"no"`` (default, as swanctl) only when the new Phase 1 carried INITIAL-CONTACT,
 ``"never"`` never; other identities, another connection, a session not yet
 established or an older one replace nothing.  On an XAUTH gateway the peer is
 its XAUTH user: road warriors sharing a group PSK identity do not replace
@@ -72,6 +72,22 @@ def test_unique_never_and_no() -> None:
     assert second.r.replaces(first.r)
 
 
+def test_unique_keep() -> None:
+    # without INITIAL-CONTACT the newer one goes, the older stays
+    first, second = two("keep", initial_contact=False)
+    assert not second.r.replaces(first.r)
+    assert second.r.kept_out_by(first.r)
+    assert not first.r.kept_out_by(second.r)  # the older one is never the one kept out
+    # with INITIAL-CONTACT the peer lost the old one: it is replaced (as charon)
+    first, second = two("keep")
+    assert second.r.replaces(first.r) and not second.r.kept_out_by(first.r)
+    # other policies never keep out
+    first, second = two("replace", initial_contact=False)
+    assert not second.r.kept_out_by(first.r)
+    first, second = two("keep", ids2=("other.example", "gw.example"), initial_contact=False)
+    assert not second.r.kept_out_by(first.r)
+
+
 def test_other_identities_do_not_replace() -> None:
     first, second = two(ids2=("other.example", "gw.example"))
     assert first.r.unique_id() == ("ikev1", "gw.example", "site.example")
@@ -110,16 +126,19 @@ secret = "x"
 """
 
 
-@pytest.mark.parametrize(("version", "line", "want"), [(1, "", "replace"), (1, 'unique = "never"', "never"),
-                                                       (1, 'unique = "no"', "no"), (2, 'unique = "replace"', "replace")])
+@pytest.mark.parametrize(("version", "line", "want"), [
+    (1, "", "no"), (1, 'unique = "never"', "never"), (1, 'unique = "no"', "no"), (1, 'unique = "replace"', "replace"),
+    (1, 'unique = "keep"', "keep"), (2, "", "no"), (2, 'unique = "replace"', "replace"), (2, 'unique = "never"', "never"),
+    (2, 'unique = "keep"', "keep")])
 def test_loader_takes_unique(version: int, line: str, want: str) -> None:
     cfg = loads_config(textwrap.dedent(CONF.format(version=version, unique=line)), file="u.toml")
     assert cfg.connections["gw"].unique == want
 
 
 @pytest.mark.parametrize(("version", "line", "message"), [
-    (1, 'unique = "keep"', 'u.toml: connections.gw.unique: expected "replace", "no", "never", got "keep"'),
-    (2, 'unique = "never"', "u.toml: connections.gw.unique: a uniqueness policy is enforced for IKEv1 only"),
+    (1, 'unique = "yes"', 'u.toml: connections.gw.unique: expected "no", "never", "replace", "keep", got "yes"'),
+    (2, 'unique = "sometimes"',
+     'u.toml: connections.gw.unique: expected "no", "never", "replace", "keep", got "sometimes"'),
 ])
 def test_loader_refuses_bad_unique(version: int, line: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -459,7 +459,25 @@ class IkeSessionV1:
         assert sa is not None and old is not None
         if (old.established_at or 0.0) > (sa.established_at or 0.0):
             return False  # the other one is the newer
+        if policy == "keep":
+            return sa.initial_contact  # the peer lost it: as charon, INITIAL-CONTACT replaces
         return policy == "replace" or sa.initial_contact
+
+    def kept_out_by(self, other: Any) -> bool:
+        """``unique = keep``: whether this session's ISAKMP SA, just
+        established without INITIAL-CONTACT, must go because ``other`` (an
+        older established one of the same identities) stays.  The caller
+        deletes this session (strongSwan refuses it in Phase 1; here the
+        gateway deletes it with its first Informational)."""
+        if other is self or getattr(other, "version", None) != 1 or other.is_closed or self.cfg.unique != "keep":
+            return False
+        sa, old = self.sa, other.sa
+        if sa is None or old is None or sa.initial_contact:
+            return False
+        mine = self.unique_id()
+        if mine is None or mine != other.unique_id():
+            return False
+        return (old.established_at or 0.0) <= (sa.established_at or 0.0)
 
     def adopts(self, new: Any) -> bool:
         """Whether ``new`` (another IKEv1 session of the same endpoint: the

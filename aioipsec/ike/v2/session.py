@@ -32,7 +32,7 @@ import logging
 import os
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -365,6 +365,7 @@ class IkeSessionV2:
         configurations: Sequence[ConnectionConfig] | None = None,
         wall_clock: Callable[[], datetime.datetime] | None = None,
         pools: Mapping[str, AddressPool] | None = None,
+        unique_check: Callable[[IkeSessionV2, bool], bool] | None = None,
     ) -> None:
         self.config = configuration
         self.candidates: list[ConnectionConfig] = list(configurations or [configuration])
@@ -401,7 +402,12 @@ class IkeSessionV2:
         """Why the session closed (empty while open)."""
         self.nat_t = False
         """UDP encapsulation / port 4500 in use (NAT detected or forced)."""
-        self._initiated = False
+        self.unique_check = unique_check
+        """Responder: the endpoint's uniqueness check (swanctl ``unique``),
+        called by IKE_AUTH once the peer is authenticated with whether it sent
+        INITIAL_CONTACT; it replaces older IKE SAs of the same identities
+        (:meth:`unique_duplicates`, :meth:`replaced_by`) and returns True to
+        refuse this one (``keep``).  None: no other IKE SA is looked at."""
         self.pending_acquires: set[str] = set()
         self.reserved_spis: set[int] = set()
         """Inbound Child SPIs handed out to exchanges still in progress."""
@@ -432,6 +438,7 @@ class IkeSessionV2:
         global_config: GlobalConfig | None = None,
         wall_clock: Callable[[], datetime.datetime] | None = None,
         pools: Mapping[str, AddressPool] | None = None,
+        unique_check: Callable[[IkeSessionV2, bool], bool] | None = None,
     ) -> IkeSessionV2:
         """A responder session for an incoming IKE_SA_INIT.  The configuration
         is chosen among ``configurations``: first by the IKE proposal in
@@ -449,6 +456,7 @@ class IkeSessionV2:
             configurations=configurations,
             wall_clock=wall_clock,
             pools=pools,
+            unique_check=unique_check,
         )
 
     @staticmethod
@@ -524,6 +532,13 @@ class IkeSessionV2:
         return self.sa.state
 
     @property
+    def _initiated(self) -> bool:
+        """initiate() was called (it leaves the first IKE SA's CREATED state
+        for good).  Derived, not stored: a 30th instance attribute turns
+        CPython's key-sharing instance dict into a plain one (+1.3 KB per session)."""
+        return self.is_initiator and self.sa.state is not IkeState.CREATED
+
+    @property
     def is_established(self) -> bool:
         return self.sa.established
 
@@ -553,7 +568,6 @@ class IkeSessionV2:
         if not self.is_initiator or self._initiated:
             raise LocalProtocolError("initiate() can only be called once, on an initiator session")
         self.now = now
-        self._initiated = True
         sa = self.sa
         sa.created_at = now
         sa.state = IkeState.CONNECTING
@@ -1492,6 +1506,61 @@ class IkeSessionV2:
             sa.remote_id,
             sa.proposal,
         )
+
+    def unique_id(self) -> tuple[str, str, str] | None:
+        """(connection, our identity, the peer's) of the IKE SA, what the
+        uniqueness policy compares (strongSwan: my ID and the other's EAP
+        identity; IKE_AUTH here has no EAP, so the peer's IDi/IDr).  None
+        before the peer's identity is known or once closed."""
+        sa = self.sa
+        if sa.remote_id is None or self.is_closed:
+            return None
+        local = sa.local_id if sa.local_id is not None else self.local_identity()
+        return self.config.name, str(local), str(sa.remote_id)
+
+    def unique_duplicates(self, others: Iterable[Any], initial_contact: bool) -> tuple[bool, list[IkeSessionV2]]:
+        """swanctl ``unique`` for this IKE SA, authenticated in IKE_AUTH (not
+        yet answered), against ``others`` (the endpoint's sessions): (refuse,
+        the established IKE SAs of the same connection and identities to
+        replace).  ``no``: replace them only if the peer sent INITIAL_CONTACT;
+        ``never``: never; ``replace``: always; ``keep``: refuse this one
+        while one is up, unless INITIAL_CONTACT says the peer lost it (then
+        replace, as charon)."""
+        policy = self.config.unique
+        if policy == "never" or (policy == "no" and not initial_contact):
+            return False, []
+        mine = self.unique_id()
+        if mine is None:
+            return False, []
+        dups = [
+            o for o in others
+            if o is not self and isinstance(o, IkeSessionV2) and o.sa.established and o.unique_id() == mine
+        ]
+        if dups and policy == "keep" and not initial_contact:
+            return True, []
+        return False, dups
+
+    def replaced_by(self, new: IkeSessionV2, now: float, initial_contact: bool) -> None:
+        """``new`` (the same connection and identities) replaces this IKE SA
+        under the uniqueness policy: tell our peer address with a Delete
+        (sent once: a peer that restarted does not know these SPIs any more)
+        and close now with every Child SA, before ``new``'s Child SAs need
+        their selectors.  Its virtual IP leases go offline only if ``new``
+        does not hold them (a lease counts its IKE SAs, :mod:`.pools`)."""
+        self.now = now
+        if self.is_closed:
+            return
+        sa = self.sa
+        why = "INITIAL_CONTACT" if initial_contact else f"unique = {new.config.unique}"
+        logger.info("IKE_SA %s %s with %s and its %d Child SA(s) replaced: peer '%s' established IKE SA %s from %s "
+                    "(%s)", self.config.name, sa.spis(), self.peer, len(self.child_sas), sa.remote_id,
+                    new.sa.spis(), new.peer, why)
+        if sa.established and sa.sk is not None:
+            mid = sa.tm.active.mid + 1 if sa.tm.active is not None else sa.tm.my_mid
+            info = self.new_message(sa, ExchangeType.INFORMATIONAL, response=False, mid=mid)
+            info.payloads = [DeletePayload(ProtocolId.IKE)]
+            self.send_one_shot(sa, info)
+        self._close(f"replaced by a new IKE SA with {new.peer} ({why})", now)
 
     def replace_sa(self, new: IkeSa, now: float) -> None:
         """Make ``new`` the current IKE SA (IKE rekey); the old one stays in

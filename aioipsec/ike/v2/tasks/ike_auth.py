@@ -40,6 +40,8 @@ class IkeAuth(Task):
         super().__init__(session, sa, initiator)
         self.failure_reason = ""
         self.peer_certreq = False
+        self.initial_contact = False
+        """Responder: the peer's IKE_AUTH carried INITIAL_CONTACT (RFC 7296 §3.10.1)."""
 
     # ------------------------------------------------------------------ shared
 
@@ -198,12 +200,21 @@ class IkeAuth(Task):
         octets = A.signed_octets(sa.init_request, sa.nr, peer_id.body(), sa.prf, sa.keys.sk_pi)
         how = self._verify(chosen, msg, peer_id, auth, octets)
         self.peer_certreq = bool(msg.get_all(CertReqPayload))
+        self.initial_contact = msg.has_notify(NotifyType.INITIAL_CONTACT)
         s.step("IKE_AUTH authenticated", sa, peer_id=str(peer_id), method=how)
         return TaskStatus.SUCCESS
 
     def build_r(self, msg: Message) -> TaskStatus:
         s, sa, cfg = self.session, self.sa, self.session.config
         assert sa.keys is not None
+        # swanctl unique, as charon's ike_auth build_r: once the peer is
+        # authenticated and every task processed the request (its virtual IP
+        # leased), before the answer: older IKE SAs of the same identities go
+        # (their Child SAs with them), or this one is refused (keep)
+        if s.unique_check is not None and s.unique_check(s, self.initial_contact):
+            raise AuthenticationFailed(
+                f"cancelling IKE_SA setup due to uniqueness policy (unique = keep): peer '{sa.remote_id}' "
+                f"already has an IKE SA of {cfg.name}")
         ident = s.local_identity()
         sa.local_id = ident
         msg.add(IdrPayload(ident.id_type, ident.data))
