@@ -161,7 +161,7 @@ async def test_a_client_that_lost_its_state_replaces_its_ike_sa_with_initial_con
         # the lease moved without going offline in between
         assert online_after_release == [1]
         assert pool.leases() == [("10.3.0.1", "alice.example", True), ("10.3.0.2", "bob.example", True)]
-        assert pool._online["alice.example"] == 1
+        assert pool._online["alice.example"] == 1 and pool.holds("alice.example")
         # bob (another identity) was not touched
         assert not [e for e in bob.events if isinstance(e, (IkeSaDeleted, ChildSaDeleted))]
         await roundtrip(bob, gw, "10.3.0.2", b"bob still")

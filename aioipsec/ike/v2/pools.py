@@ -140,6 +140,10 @@ class AddressPool:
             self._offline[identity] = None
         return True
 
+    def holds(self, identity: str) -> bool:
+        """Whether an IKE SA of ``identity`` holds its lease (online)."""
+        return identity in self._online
+
     @property
     def online(self) -> int:
         return len(self._online)

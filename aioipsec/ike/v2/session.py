@@ -933,7 +933,8 @@ class IkeSessionV2:
         leases, self._leases = self._leases, []
         for pool, ident, ip in leases:
             if pool.release(ident, ip):
-                logger.info("IKE_SA %s: lease %s of %s in pool %s released", self.config.name, ip, ident, pool.name)
+                logger.info("IKE_SA %s: lease %s of %s in pool %s released%s", self.config.name, ip, ident, pool.name,
+                            " (still online: another IKE SA of that identity holds it)" if pool.holds(ident) else "")
 
     @staticmethod
     def _split_selector(
