@@ -299,3 +299,16 @@ async def test_list_pools_online_then_offline(short_dir: Path) -> None:  # noqa:
     finally:
         await a.shutdown()
         await h.shutdown()
+
+
+async def test_rekey_without_answer_times_out_cleanly(gws: Gateways) -> None:
+    g = gws
+    await up_both(g)
+    g.h.endpoint._ike_received = lambda *a, **k: None  # HQ goes silent (IKE only)
+    rc, out, err = await g.cli("rekey", "hq", "--child", "lan", "--timeout", "0.5")
+    assert (rc, err.strip()) == (1, "error: hq: CHILD_SA rekey: no answer within 0.5s")
+    rc, out, err = await g.cli("rekey", "hq", "--ike", "--timeout", "0.5")
+    assert (rc, err.strip()) == (1, "error: hq: IKE rekey: no answer within 0.5s")
+    assert len(g.a.endpoint.event_listeners) == 3, "the watchers are gone after a timeout too"
+    rc, out, err = await g.cli("status")
+    assert rc == 0 and out.startswith("hq: ")
