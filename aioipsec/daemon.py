@@ -559,8 +559,11 @@ class Daemon:
         if isinstance(ev, ExchangeStep):
             return  # the session logs its steps itself
         # describe_event never shows key fields (ChildSaInstalled carries the ESP keys)
-        failed = (AuthFailed, NegotiationFailed, DpdTimeout, KeyingFailed)
-        level = logging.WARNING if isinstance(ev, failed) else logging.INFO
+        failed = (AuthFailed, NegotiationFailed, DpdTimeout)
+        # a KeyingFailed after a permanent error repeats that error's warning:
+        # a warning only when the attempts went unanswered
+        giving_up = isinstance(ev, KeyingFailed) and ev.reason == "peer not responding"
+        level = logging.WARNING if isinstance(ev, failed) or giving_up else logging.INFO
         logger.log(level, "%s: %s", getattr(proto, "name", "-"), describe_event(ev))
 
     def up(self, conn: str, child: str | None = None) -> str:

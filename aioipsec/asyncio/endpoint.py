@@ -887,9 +887,10 @@ class Endpoint:
                                    "" if k.attempt == 1 else "s", k.tries)
             else:
                 reason = k.failure or ev.reason
-                ike_logger.warning("%s: establishing the IKE SA with %s failed on %s: %s; not trying again (a "
-                                   "permanent error: keyingtries repeats unanswered attempts only)",
-                                   k.conn, k.remote[0], _tries_text(k), reason)
+                # the failure itself was reported (AuthFailed / NegotiationFailed, warnings): info here
+                ike_logger.info("%s: establishing the IKE SA with %s failed on %s: %s; not trying again (a "
+                                "permanent error: keyingtries repeats unanswered attempts only)",
+                                k.conn, k.remote[0], _tries_text(k), reason)
             del self._keying[k.conn]
             self.loop.call_soon(self._emit, proto, KeyingFailed(k.conn, k.remote[0], k.attempt, k.tries, reason))
 
