@@ -660,6 +660,21 @@ class Daemon:
                 if not f.done():
                     f.cancel()
 
+    async def _on_children(self, p: Any, olds: list[Any], op: Any, match_of: Any, timeout: float, what: str) -> list[Any]:
+        """Run the session's ``op(spi_in, now)`` (rekey or delete) on each of
+        ``olds`` and wait for the event ``match_of(spi_in)`` of every one."""
+        futs = [self._watch(p, match_of(old.spi_in)) for old in olds]
+        try:
+            now = asyncio.get_running_loop().time()
+            for old in olds:
+                op(old.spi_in, now)
+        except Exception:
+            for f in futs:
+                f.cancel()
+            raise
+        p.process()
+        return await self._wait_all(futs, timeout, what)
+
     async def rekey(self, conn: str, child: str | None = None, ike: bool = False, timeout: float = 30.0) -> str:
         """``swanctl --rekey``: rekey now through the session's own rekey
         (IKEv2 CREATE_CHILD_SA; IKEv1 a Quick Mode that replaces the IPsec SA,
@@ -691,19 +706,10 @@ class Daemon:
         olds = self._live_children(p, child, installed_only=True)
         if not olds:
             raise LookupError(f"{conn}: no installed CHILD_SA" + (f" {child}" if child else "") + " to rekey")
-        futs = []
-        for old in olds:
-            spi = old.spi_in
-            futs.append(self._watch(p, lambda ev, spi=spi: isinstance(ev, ChildSaInstalled) and ev.rekeyed_from == spi))
-        try:
-            for old in olds:
-                p.session.rekey_child_sa(old.spi_in, loop.time())
-        except Exception:
-            for f in futs:
-                f.cancel()
-            raise
-        p.process()
-        news = await self._wait_all(futs, timeout, f"{conn}: CHILD_SA rekey")
+        news = await self._on_children(
+            p, olds, p.session.rekey_child_sa,
+            lambda spi: lambda ev: isinstance(ev, ChildSaInstalled) and ev.rekeyed_from == spi,
+            timeout, f"{conn}: CHILD_SA rekey")
         lines = []
         for old, new in zip(olds, news):
             logger.info("%s: CHILD_SA %s rekeyed on request, 0x%08x_i 0x%08x_o -> 0x%08x_i 0x%08x_o", conn,
@@ -724,20 +730,10 @@ class Daemon:
         olds = self._live_children(p, child, installed_only=False)
         if not olds:
             return f"{conn}: no CHILD_SA {child}"
-        loop = asyncio.get_running_loop()
-        futs = []
-        for old in olds:
-            spi = old.spi_in
-            futs.append(self._watch(p, lambda ev, spi=spi: isinstance(ev, ChildSaDeleted) and ev.spi_in == spi))
-        try:
-            for old in olds:
-                p.session.delete_child_sa(old.spi_in, loop.time())
-        except Exception:
-            for f in futs:
-                f.cancel()
-            raise
-        p.process()
-        await self._wait_all(futs, timeout, f"{conn}: CHILD_SA {child} delete")
+        await self._on_children(
+            p, olds, p.session.delete_child_sa,
+            lambda spi: lambda ev: isinstance(ev, ChildSaDeleted) and ev.spi_in == spi,
+            timeout, f"{conn}: CHILD_SA {child} delete")
         spis = ", ".join(f"0x{o.spi_in:08x}_i 0x{o.spi_out:08x}_o" for o in olds)
         return f"{conn}: CHILD_SA {child} deleted (SPIs {spis}); the IKE SA stays"
 
