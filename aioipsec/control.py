@@ -181,7 +181,7 @@ class ControlServer:
         if proto is None:
             raise ControlError(f"{name}: no IKE SA was started")
         timeout = float(req.get("timeout", 30.0))
-        ike = await asyncio.wait_for(proto.wait_established(), timeout)
+        ike, proto = await _wait_established(d.endpoint, name, proto, timeout)
         lines = [f"{name}: IKE SA established, IKEv{ike.version} {ike.algorithms}, "
                  f"{ike.local_id} <-> {ike.remote_id}, SPIs {ike.spi_i.hex()}_i {ike.spi_r.hex()}_r"]
         if child is not None or conn.children:
@@ -192,6 +192,34 @@ class ControlServer:
                 f"{', '.join(map(str, ev.local_ts))} === {', '.join(map(str, ev.remote_ts))}"
             )
         return "\n".join(lines)
+
+
+async def _wait_established(endpoint: Any, name: str, proto: Any, timeout: float) -> tuple[Any, Any]:
+    """The IKE SA of ``name`` established, following keyingtries: when an
+    attempt ends unanswered and the endpoint starts the next one (a new
+    session, on the next loop turns), wait for that one, within ``timeout``
+    in all.  Other failures, and the last attempt's, are raised.  Returns
+    the event and the session that made it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return await asyncio.wait_for(proto.wait_established(), max(0.0, deadline - loop.time())), proto
+        except (TimeoutError, asyncio.CancelledError):
+            raise
+        except Exception:
+            nxt = None
+            for _ in range(50):  # the retry is scheduled with call_soon
+                if not endpoint.keying(name):
+                    break
+                p = endpoint.find_session(name)
+                if p is not None and p is not proto:
+                    nxt = p
+                    break
+                await asyncio.sleep(0)
+            if nxt is None:
+                raise
+            proto = nxt
 
 
 def _required(name: Any) -> str:

@@ -849,6 +849,11 @@ class Endpoint:
                             name, k.remote[0], _tries_text(k))
         return True
 
+    def keying(self, name: str) -> bool:
+        """An initiation of connection ``name`` is still making attempts
+        (keyingtries): a failed attempt is followed by another."""
+        return name in self._keying
+
     def keying_attempt(self, proto: SessionProtocol) -> tuple[int, int] | None:
         """(attempt, keyingtries) when ``proto`` is an attempt of an initiation
         not established yet, else None (``status``)."""

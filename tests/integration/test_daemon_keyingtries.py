@@ -181,3 +181,31 @@ async def test_three_attempts_from_the_file(short_dir: Path, caplog: pytest.LogC
                    "peer='192.0.2.2', attempts=3, tries=3, reason='peer not responding')") for r in caplog.records)
     finally:
         await a.shutdown()
+
+
+async def test_up_wait_follows_the_later_attempts(short_dir: Path) -> None:
+    """`up --wait` while keyingtries repeats unanswered attempts: the answer
+    is the attempt that succeeds, not the first one's failure."""
+    pa, ph = write(short_dir, 2, 0)
+    net = MemoryNetwork()
+    a_gw, _a_app = memory_pipe()
+    h_gw, _h_app = memory_pipe()
+    a = Daemon(str(pa), network=net, inner=a_gw)
+    events: list[Any] = []
+    await a.start()
+    a.endpoint.event_listeners.append(lambda p, ev: events.append(ev))
+    h = None
+    try:
+        server = ControlServer(a, str(short_dir / "unused.ctl"))
+        waiting = asyncio.ensure_future(server.handle({"cmd": "up", "name": "hq", "wait": True, "timeout": 8}))
+        await until(lambda: len(retries(events)) >= 2, timeout=5, what="two further attempts")
+        assert not waiting.done()
+        h = Daemon(str(ph), network=net, inner=h_gw)
+        await h.start()
+        answer = await asyncio.wait_for(waiting, 8)
+        assert answer.startswith("hq: IKE SA established, IKEv2 "), answer
+        assert "hq: CHILD_SA lan installed" in answer
+    finally:
+        await a.shutdown()
+        if h is not None:
+            await h.shutdown()
