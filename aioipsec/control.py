@@ -200,14 +200,14 @@ async def _wait_established(endpoint: Any, name: str, proto: Any, timeout: float
     session, on the next loop turns), wait for that one, within ``timeout``
     in all.  Other failures, and the last attempt's, are raised.  Returns
     the event and the session that made it."""
+    from .asyncio.protocol import IkeError
+
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         try:
             return await asyncio.wait_for(proto.wait_established(), max(0.0, deadline - loop.time())), proto
-        except (TimeoutError, asyncio.CancelledError):
-            raise
-        except Exception:
+        except (IkeError, ConnectionError):  # this attempt failed
             nxt = None
             for _ in range(50):  # the retry is scheduled with call_soon
                 if not endpoint.keying(name):
