@@ -139,10 +139,19 @@ class ConnectionConfig:
     """IKEv1: declare the peer dead after this long without R-U-THERE-ACK."""
     rekey_time: float = 14400.0
     """IKE SA soft lifetime (rekey)."""
+    reauth_time: float = 0.0
+    """IKEv2 reauthentication (swanctl ``reauth_time``, 0 = off): after this
+    (minus jitter) the initiator of the connection establishes a new IKE SA
+    (IKE_SA_INIT + IKE_AUTH, credentials checked again, no INITIAL_CONTACT)
+    with the same Child SAs, then deletes the old one (make-before-break,
+    charon's default ``make_before_break = yes``).  It survives IKE rekeys;
+    when rekey_time comes first, a rekey happens first, as in charon.
+    IKEv1 ignores it (its ``rekey_time`` already re-does Phase 1)."""
     over_time: float | None = None
-    """Hard IKE SA lifetime = rekey_time + over_time (default 10 % of rekey_time)."""
+    """Hard IKE SA lifetime = the earlier of rekey_time / reauth_time +
+    over_time (default 10 % of the longer of the two)."""
     rand_time: float | None = None
-    """Jitter subtracted from rekey_time (default over_time)."""
+    """Jitter subtracted from rekey_time and reauth_time (default over_time)."""
     local: AuthConfig = field(default_factory=AuthConfig)
     remote: AuthConfig = field(default_factory=AuthConfig)
     children: dict[str, ChildConfig] = field(default_factory=dict)
@@ -212,15 +221,17 @@ class ConnectionConfig:
         return self.local2 is not None and self.local2.auth == "xauth"
 
     @property
+    def over(self) -> float:
+        """over_time, or its default: 10 % of the longer of rekey_time and reauth_time."""
+        return self.over_time if self.over_time is not None else max(self.rekey_time, self.reauth_time) * 0.1
+
+    @property
     def hard_lifetime(self) -> float:
-        over = self.over_time if self.over_time is not None else self.rekey_time * 0.1
-        return self.rekey_time + over
+        return self.rekey_time + self.over
 
     @property
     def jitter(self) -> float:
-        if self.rand_time is not None:
-            return self.rand_time
-        return self.over_time if self.over_time is not None else self.rekey_time * 0.1
+        return self.rand_time if self.rand_time is not None else self.over
 
 
 @dataclass

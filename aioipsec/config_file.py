@@ -160,8 +160,8 @@ def _show(value: Any) -> str:
 
 _CONN_KEYS = {
     "version", "local_addrs", "remote_addrs", "local_port", "remote_port", "proposals", "aggressive",
-    "encap", "fragmentation", "fragment_size", "dpd_delay", "dpd_timeout", "rekey_time", "over_time",
-    "rand_time", "local", "remote", "children", "legacy", "retransmit_timeout", "retransmit_base",
+    "encap", "fragmentation", "fragment_size", "dpd_delay", "dpd_timeout", "rekey_time", "reauth_time",
+    "over_time", "rand_time", "local", "remote", "children", "legacy", "retransmit_timeout", "retransmit_base",
     "retransmit_tries", "retransmit_jitter", "keyingtries", "send_certreq", "send_cert", "initial_contact", "key_export", "unique",
     "vips", "pools", "mobike", "local-2", "remote-2",
 }
@@ -538,9 +538,17 @@ def _parse_connection(
         c.send_cert = ctx.choice(f"{path}.send_cert", raw["send_cert"], ("always", "ifasked", "never"))
     if "unique" in raw:
         c.unique = ctx.choice(f"{path}.unique", raw["unique"], ("no", "never", "replace", "keep"))
-    for key in ("dpd_delay", "dpd_timeout", "rekey_time", "over_time", "rand_time", "retransmit_timeout"):
+    for key in ("dpd_delay", "dpd_timeout", "rekey_time", "reauth_time", "over_time", "rand_time",
+                "retransmit_timeout"):
         if key in raw:
             setattr(c, key, ctx.duration(f"{path}.{key}", raw[key]))
+    if c.reauth_time and c.rand_time is not None and c.rand_time >= c.reauth_time:
+        raise ctx.err(f"{path}.rand_time", f"must be shorter than reauth_time ({c.reauth_time:g}s)")
+    if c.reauth_time and c.version == 1:
+        # IKEv1 has no IKE rekey: like charon, its Phase 1 is re-done at the
+        # earlier of the two (an IKEv1 "rekey" here already is a reauthentication)
+        c.rekey_time = min(c.rekey_time, c.reauth_time) if c.rekey_time else c.reauth_time
+        c.reauth_time = 0.0
     if "retransmit_base" in raw:
         v = raw["retransmit_base"]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 1:

@@ -242,3 +242,19 @@ class KeyingFailed(IpsecEvent):
     """``keyingtries`` (0 = until established)."""
     reason: str
     """``peer not responding``, or the permanent error."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReauthRequired(IpsecEvent):
+    """IKEv2 reauthentication is due on the initiator of a connection with
+    ``reauth_time`` (or was asked for): whoever drives the session (the
+    endpoint) establishes a new IKE SA with the same configuration, without
+    INITIAL_CONTACT, the Child SAs ``children`` and the virtual IPs
+    ``local_vips`` requested again, then deletes this one (make-before-break)."""
+
+    spi_i: bytes
+    spi_r: bytes
+    children: tuple[str, ...]
+    """Child configurations of the Child SAs in use (to create again)."""
+    local_vips: tuple[str, ...] = ()
+    """Virtual IPs the peer assigned to us (to ask for again)."""

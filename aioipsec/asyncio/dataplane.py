@@ -165,6 +165,23 @@ class ChildPipeline:
         return self.ev.name
 
 
+def _successor(old: ChildPipeline, new: ChildPipeline) -> bool:
+    """``new`` carries ``old``'s traffic under another IKE SA of the same
+    connection and peer (a reauthentication): same child, same selectors."""
+    return (
+        new is not old
+        and not new.deleted
+        and new.owner is not None
+        and old.owner is not None
+        and new.owner is not old.owner
+        and new.owner.name == old.owner.name
+        and new.ev.name == old.ev.name
+        and new.remote[0] == old.remote[0]
+        and new.ev.local_ts == old.ev.local_ts
+        and new.ev.remote_ts == old.ev.remote_ts
+    )
+
+
 @dataclass
 class TrapPolicy:
     conn: str
@@ -282,6 +299,15 @@ class DataPlane:
                         # (strongSwan's behaviour), so no packet races the install
                         pipe.switch_from = old
                         outbound = False
+        elif outbound and not ev.initiator:
+            # a reauthentication (a new IKE SA of the same peer, make-before-
+            # break): the same as a rekey responder, keep sending on the old
+            # Child SA until the peer uses this one or deletes the old one
+            old = next((p for p in self.outbound if _successor(p, pipe)), None)
+            if old is not None:
+                pipe.app_handler = old.app_handler
+                pipe.switch_from = old
+                outbound = False
         if outbound:
             # a lost rekey collision's redundant SA (outbound=False) only receives
             self.outbound.insert(0, pipe)
@@ -344,7 +370,8 @@ class DataPlane:
         if pipe in self.outbound:
             self.outbound.remove(pipe)
         pipe.deleted = True
-        if ev.reason == "rekeyed" and REKEYED_INBOUND_GRACE > 0:
+        replaced = ev.reason == "rekeyed" or any(_successor(pipe, p) for p in self.outbound)
+        if replaced and REKEYED_INBOUND_GRACE > 0:
             # plain ESP and IKE arrive on different sockets: the peer's last
             # packets on the old SA may be read after its DELETE
             handle = self.endpoint.loop.call_later(REKEYED_INBOUND_GRACE, self._forget_inbound, ev.spi_in, pipe)
@@ -369,7 +396,7 @@ class DataPlane:
     def remove_owner(self, owner: SessionProtocol) -> None:
         self._flow_out.clear()
         for spi, pipe in list(self.sad_in.items()):
-            if pipe.owner is owner:
+            if pipe.owner is owner and spi not in self._grace:  # a replaced SA's grace runs out by itself
                 del self.sad_in[spi]
                 if pipe in self.outbound:
                     self.outbound.remove(pipe)

@@ -32,6 +32,7 @@ from ..events import (
     LocalAddressChanged,
     NegotiationFailed,
     PeerAddressChanged,
+    ReauthRequired,
 )
 from ..selectors import Address, TrafficSelector
 from .dataplane import DataPlane
@@ -154,6 +155,17 @@ class _Keying:
     handle: asyncio.Handle | None = field(default=None, repr=False)
 
 
+@dataclass
+class _Reauth:
+    """A make-before-break IKEv2 reauthentication under way: the new
+    session ``new`` replaces ``old`` once the Child SAs ``pending`` are up."""
+
+    old: SessionProtocol
+    new: SessionProtocol
+    pending: set[str]
+    done: asyncio.Future[SessionProtocol] = field(repr=False)
+
+
 def _tries_text(k: _Keying) -> str:
     return f"attempt {k.attempt} of {k.tries}" if k.tries else f"attempt {k.attempt} (keyingtries = 0: until established)"
 
@@ -221,6 +233,8 @@ class Endpoint:
         self._spis_of: dict[SessionProtocol, set[bytes]] = {}
         self._by_init: dict[tuple[bytes, str], SessionProtocol] = {}
         self._keying: dict[str, _Keying] = {}
+        self._reauths: dict[SessionProtocol, _Reauth] = {}
+        """Reauthentications under way, by the new session (and by the old one)."""
         """Initiations not established yet, by connection name (keyingtries)."""
         self._rate: dict[str, tuple[float, int]] = {}
         self.stats = EndpointStats()
@@ -797,10 +811,17 @@ class Endpoint:
 
     def _attempt(self, k: _Keying, conn: ConnectionConfig) -> SessionProtocol:
         """One attempt of ``k``: a new session that initiates the IKE SA."""
+        return self._start(conn, k.conn, k.remote, k.children, k)
+
+    def _start(self, conn: ConnectionConfig, name: str, remote: Address, children: Sequence[str],
+               k: _Keying | None = None) -> SessionProtocol:
+        """A new initiator session of ``conn`` toward ``remote`` with the
+        Child SAs ``children`` (the first one in IKE_AUTH); the attempt of
+        ``k`` if given."""
         local_ip = self.local_ip
         if is_wildcard(local_ip) and self._network is None:
             # bound to the wildcard address: from where the kernel routes to the peer
-            local_ip = _route_source(k.remote[0]) or local_ip
+            local_ip = _route_source(remote[0]) or local_ip
         local = (local_ip, self.ike_socket.local_addr[1])
         if conn.version == 1:
             from ..ike.v1.session import IkeSessionV1 as Session
@@ -810,21 +831,110 @@ class Endpoint:
             configuration=conn,
             is_initiator=True,
             local_addr=local,
-            remote_addr=k.remote,
+            remote_addr=remote,
             random=self.random,
             wall_clock=_utc_now,
         )
-        proto = SessionProtocol(self, session, k.conn)
+        proto = SessionProtocol(self, session, name)
         self.sessions.add(proto)
         self._half_open.add(proto)
-        k.proto = proto
-        k.failure = ""
+        if k is not None:
+            k.proto = proto
+            k.failure = ""
         now = self.loop.time()
-        session.initiate(now, child=k.children[0] if k.children else None)
-        for name in k.children[1:]:
-            session.create_child_sa(name, now)
+        session.initiate(now, child=children[0] if children else None)
+        for child in children[1:]:
+            session.create_child_sa(child, now)
         proto.process()  # routes the session's SPIs here
         return proto
+
+    # ---------------------------------------------------------------- reauthentication
+
+    def reauthenticate(self, proto: SessionProtocol) -> asyncio.Future[SessionProtocol]:
+        """IKEv2 reauthentication of ``proto`` now (what ``reauth_time``
+        does): a future for the new session, set once it has replaced
+        ``proto`` (its Child SAs up, the old IKE SA being deleted), failed
+        when the new IKE SA could not be established.  ``LookupError`` when
+        ``proto`` is not an established IKEv2 IKE SA we initiated."""
+        s = proto.session
+        if not hasattr(s, "reauthenticate") or not s.is_established:
+            raise LookupError(f"{proto.name}: no established IKEv2 IKE SA to reauthenticate")
+        if not s.is_initiator:
+            raise LookupError(f"{proto.name}: only the initiator of the IKE SA reauthenticates it here")
+        r = self._reauths.get(proto)
+        if r is not None and r.old is proto:
+            return r.done
+        s.reauthenticate(self.loop.time())
+        proto.process()  # ReauthRequired -> _start_reauth
+        r = self._reauths.get(proto)
+        if r is None:
+            fut: asyncio.Future[SessionProtocol] = self.loop.create_future()
+            fut.set_exception(RuntimeError(f"{proto.name}: the reauthentication could not start"))
+            return fut
+        return r.done
+
+    def _start_reauth(self, proto: SessionProtocol, ev: ReauthRequired) -> None:
+        """Make-before-break (charon's default ``make_before_break = yes``):
+        a new IKE SA with the same configuration, no INITIAL_CONTACT, the
+        same Child SAs and virtual IPs; the old one goes when they are up."""
+        import dataclasses
+
+        old = proto.session
+        conn = self.configurations.get(proto.name) or old.config
+        vips = list(ev.local_vips) if conn.vips and ev.local_vips else list(conn.vips)
+        cfg = dataclasses.replace(conn, initial_contact=False, vips=vips)
+        children = [c for c in ev.children if c in cfg.children]
+        remote = (old.remote_addr[0], cfg.remote_port)
+        done: asyncio.Future[SessionProtocol] = self.loop.create_future()
+        try:
+            new = self._start(cfg, proto.name, remote, children)
+        except (ValueError, KeyError, OSError, RuntimeError) as exc:
+            ike_logger.error("%s: reauthentication with %s could not start: %s", proto.name, remote[0], exc)
+            return
+        r = _Reauth(proto, new, set(children), done)
+        self._reauths[new] = self._reauths[proto] = r
+        ike_logger.info("%s: reauthenticating IKE SA %s_i %s_r with %s: new IKE SA %s_i, %d Child SA(s) again%s",
+                        proto.name, ev.spi_i.hex(), ev.spi_r.hex(), remote[0], new.session.spi_i.hex(),
+                        len(children), f", virtual IP {', '.join(vips)} again" if ev.local_vips else "")
+
+    def _reauth_event(self, r: _Reauth, proto: SessionProtocol, ev: IpsecEvent) -> None:
+        if proto is r.old:
+            if isinstance(ev, IkeSaDeleted) and getattr(proto.session, "is_closed", False):
+                self._reauths.pop(proto, None)  # the old one is gone (by us, the peer or expiry)
+            return
+        if isinstance(ev, ChildSaInstalled) and ev.rekeyed_from is None:
+            r.pending.discard(ev.name)
+        elif isinstance(ev, NegotiationFailed) and proto.session.is_established:
+            r.pending.clear()  # a Child SA failed: charon too goes on with the ones that came up
+        elif isinstance(ev, IkeSaDeleted) and getattr(proto.session, "is_closed", False):
+            self._end_reauth(r, f"the new IKE SA failed: {ev.reason}")
+            return
+        if not r.pending and proto.session.is_established and not r.done.done():
+            self._finish_reauth(r)
+
+    def _finish_reauth(self, r: _Reauth) -> None:
+        """The new IKE SA and its Child SAs are up: delete the old IKE SA
+        (INFORMATIONAL; its Child SAs go with it)."""
+        self._reauths.pop(r.new, None)
+        old = r.old.session
+        ike_logger.info("%s: reauthenticated: IKE SA %s_i %s_r replaces %s_i %s_r with %s, deleting the old one",
+                        r.new.name, r.new.session.spi_i.hex(), r.new.session.spi_r.hex(), old.spi_i.hex(),
+                        old.spi_r.hex(), old.peer)
+        if not old.is_closed:
+            old.delete(self.loop.time())
+            r.old.process()
+        r.done.set_result(r.new)
+
+    def _end_reauth(self, r: _Reauth, why: str) -> None:
+        self._reauths.pop(r.new, None)
+        if self._reauths.get(r.old) is r:
+            del self._reauths[r.old]
+        ike_logger.warning("%s: reauthentication with %s failed (%s); the old IKE SA %s_i %s_r stays until it "
+                           "expires", r.old.name, r.old.session.peer, why, r.old.session.spi_i.hex(),
+                           r.old.session.spi_r.hex())
+        if not r.done.done():
+            r.done.set_exception(RuntimeError(f"{r.old.name}: reauthentication failed: {why}"))
+            r.done.exception()  # retrieved: nobody may be waiting for it
 
     def create_child(self, proto: SessionProtocol, child: str) -> None:
         """Negotiate Child SA ``child`` on ``proto``'s IKE SA (queued while it
@@ -950,6 +1060,12 @@ class Endpoint:
         k = self._keying.get(proto.name)
         if k is not None and k.proto is proto:
             self._keying_event(k, proto, ev)
+        r = self._reauths.get(proto)
+        if isinstance(ev, ReauthRequired):
+            if r is None and not self._closed:
+                self._start_reauth(proto, ev)
+        elif r is not None:
+            self._reauth_event(r, proto, ev)
         if isinstance(ev, ChildSaInstalled):
             proto.close_pending.pop(ev.name, None)
             self.dataplane.install(proto, ev)

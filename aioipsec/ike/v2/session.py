@@ -63,6 +63,7 @@ from ...events import (
     LocalAddressChanged,
     NegotiationFailed,
     PeerAddressChanged,
+    ReauthRequired,
 )
 from ...selectors import Address, TrafficSelector
 from ..auth import Identity
@@ -274,6 +275,8 @@ class IkeSa:
         self.remote_id: Identity | None = None
         self.established_at: float | None = None
         self.rekey_at = _INF
+        self.reauth_at = _INF
+        """When the connection's initiator reauthenticates (``reauth_time``; kept across IKE rekeys)."""
         self.expire_at = _INF
         self.last_inbound = 0.0
         self.rekeyed_from: bytes | None = None
@@ -624,6 +627,21 @@ class IkeSessionV2:
             raise LocalProtocolError("the IKE SA is not established")
         self._queue_ike_rekey(now)
 
+    def reauthenticate(self, now: float) -> None:
+        """Ask for an IKEv2 reauthentication now (also what ``reauth_time``
+        does): emits :class:`~aioipsec.events.ReauthRequired` with the Child
+        SAs to recreate; the IKE SA stops rekeying itself meanwhile.  The
+        owner starts the new session and deletes this one (:meth:`delete`)."""
+        self.now = now
+        sa = self.sa
+        if not self.is_established:
+            raise LocalProtocolError("the IKE SA is not established")
+        sa.reauth_at = sa.rekey_at = _INF
+        names = tuple(dict.fromkeys(c.name for c in self.children.values() if c.is_active))
+        logger.info("IKE_SA %s %s with %s: reauthenticating (new IKE SA, %d Child SA(s) again)",
+                    self.config.name, sa.spis(), self.peer, len(names))
+        self.emit(ReauthRequired(sa.spi_i or bytes(8), sa.spi_r, names, tuple(self.local_vips)))
+
     def delete_child_sa(self, spi_in: int, now: float) -> None:
         """Delete one Child SA (INFORMATIONAL with a Delete payload)."""
         self.now = now
@@ -787,7 +805,7 @@ class IkeSessionV2:
                 times.append(t)
         sa = self.sa
         if sa.established:
-            times += [sa.rekey_at, sa.expire_at]
+            times += [sa.rekey_at, sa.reauth_at, sa.expire_at]
             if self.config.dpd_delay > 0:
                 times.append(sa.last_inbound + self.config.dpd_delay)
             for c in self.children.values():
@@ -1476,7 +1494,15 @@ class IkeSessionV2:
         sa.last_inbound = now
         cfg = self.config
         sa.rekey_at = now + cfg.rekey_time - self.jitter(cfg.jitter) if cfg.rekey_time > 0 else _INF
-        sa.expire_at = now + cfg.hard_lifetime if cfg.rekey_time > 0 else _INF
+        old = next((o for o in self.old_sas if o.spi_i == rekeyed_from), None) if rekeyed_from else None
+        if old is not None:
+            sa.reauth_at = old.reauth_at  # charon: the reauthentication time survives an IKE rekey
+        elif cfg.reauth_time > 0 and self.is_initiator:
+            # only the connection's initiator reauthenticates (a gateway has no address to start from)
+            sa.reauth_at = now + cfg.reauth_time - self.jitter(cfg.jitter)
+        # hard lifetime: over_time past the earlier of rekey and reauthentication (charon)
+        soft = min(now + cfg.rekey_time if cfg.rekey_time > 0 else _INF, sa.reauth_at)
+        sa.expire_at = soft + cfg.over if soft != _INF else _INF
         sa.rekeyed_from = rekeyed_from
         self.emit(
             IkeSaEstablished(
@@ -1786,7 +1812,9 @@ class IkeSessionV2:
         if now >= sa.expire_at:
             self._ike_hard_expire(now)
             return
-        if now >= sa.rekey_at:
+        if now >= sa.reauth_at:
+            self.reauthenticate(now)
+        elif now >= sa.rekey_at:
             self._queue_ike_rekey(now)
         # Child SA lifetimes
         for child in list(self.children.values()):
