@@ -21,7 +21,7 @@ PATH defaults to $AIOIPSEC_CONTROL, else {DEFAULT_CONTROL}):
   up NAME [CHILD]        initiate a connection and wait until its Child SA is up (--no-wait)
   down NAME              delete its IKE SA and Child SAs (--child CHILD: only that child's, the IKE SA stays)
   rekey NAME             rekey its Child SAs now (--child CHILD: only that child's; --ike: the IKE SA,
-                         Child SAs kept) and print the new SPIs
+                         Child SAs kept; --reauth: reauthenticate it, IKEv2) and print the new SPIs
   status [NAME] [--json] IKE and Child SAs with counters (--json: the schema in aioipsec.status)
   clear [NAME]           delete SAs; `start` children renegotiate at once, `trap` ones on traffic
   reload                 re-read the config file (same as SIGHUP; applies to new SAs)
@@ -135,6 +135,8 @@ def _control(path: str, cmd: str, argv: list[str]) -> int:
         what = ap.add_mutually_exclusive_group()
         what.add_argument("--child", help="rekey only this child's Child SAs")
         what.add_argument("--ike", action="store_true", help="rekey the IKE SA (its Child SAs are kept)")
+        what.add_argument("--reauth", action="store_true",
+                          help="IKEv2: reauthenticate (a new IKE SA and Child SAs, then the old ones deleted)")
         ap.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the new SA (default 30)")
     elif cmd == "list-pools":
         ap.add_argument("--leases", action="store_true", help="each lease: address, online/offline, identity")
@@ -161,6 +163,8 @@ def _control(path: str, cmd: str, argv: list[str]) -> int:
     if cmd == "rekey":
         if ns.ike:
             req["ike"] = True
+        if ns.reauth:
+            req["reauth"] = True
         req["timeout"] = ns.timeout
         timeout = ns.timeout + 5
     if cmd == "list-pools" and ns.leases:

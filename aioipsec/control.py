@@ -12,6 +12,7 @@ Requests::
                                               -> delete only child lan's Child SAs; the IKE SA stays
     {"cmd": "rekey", "name": "hq", "child": null, "ike": false, "timeout": 30}
                                               -> rekey now (ike: the IKE SA; child: its Child SAs;
+                                                 "reauth": true: reauthenticate the IKEv2 IKE SA;
                                                  neither: every Child SA); answers with the new SPIs
     {"cmd": "clear", "name": null}            -> delete (all / one) and renegotiate
     {"cmd": "reload"}                         -> re-read the config file (applies to new SAs)
@@ -134,9 +135,14 @@ class ControlServer:
             ike = req.get("ike", False)
             if not isinstance(ike, bool):
                 raise ControlError("ike must be true or false")
+            reauth = req.get("reauth", False)
+            if not isinstance(reauth, bool):
+                raise ControlError("reauth must be true or false")
             if ike and child is not None:
                 raise ControlError("rekey either the IKE SA or a child, not both")
-            return await _operator(d.rekey(name, child, ike, _timeout(req, 30.0)), name)
+            if reauth and (ike or child is not None):
+                raise ControlError("reauth renews the IKE SA and every Child SA: not with ike or child")
+            return await _operator(d.rekey(name, child, ike, _timeout(req, 30.0), reauth=reauth), name)
         if cmd == "list-pools":
             return d.list_pools(bool(req.get("leases", False)))
         if cmd == "clear":

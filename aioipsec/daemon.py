@@ -675,18 +675,39 @@ class Daemon:
         p.process()
         return await self._wait_all(futs, timeout, what)
 
-    async def rekey(self, conn: str, child: str | None = None, ike: bool = False, timeout: float = 30.0) -> str:
+    async def rekey(self, conn: str, child: str | None = None, ike: bool = False, timeout: float = 30.0,
+                    *, reauth: bool = False) -> str:
         """``swanctl --rekey``: rekey now through the session's own rekey
         (IKEv2 CREATE_CHILD_SA; IKEv1 a Quick Mode that replaces the IPsec SA,
         or a new Phase 1 that replaces the ISAKMP SA, make-before-break) and
         wait for the new SA.  ``ike``: the IKE SA (its Child SAs stay);
-        ``child``: that child's Child SAs; neither: every Child SA."""
+        ``child``: that child's Child SAs; neither: every Child SA.
+        ``reauth`` (``swanctl --rekey --reauth``): an IKEv2 reauthentication,
+        a new IKE SA and Child SAs, then the old ones deleted (IKEv1: the
+        same as ``ike``, its Phase 1 rekey already is one)."""
         from .events import ChildSaInstalled, IkeSaEstablished
 
         p = self._established(conn)
         if child is not None:
             self._child_name(conn, child)
         loop = asyncio.get_running_loop()
+        if reauth and hasattr(p.session, "reauthenticate"):
+            s = p.session
+            old_i, old_r = s.spi_i, s.spi_r
+            try:
+                new = await asyncio.wait_for(self.endpoint.reauthenticate(p), timeout)
+            except TimeoutError:
+                raise TimeoutError(f"{conn}: reauthentication: no new IKE SA within {timeout:g}s") from None
+            ns = new.session
+            kids = self._live_children(new, None, installed_only=False)
+            logger.info("%s: IKE SA reauthenticated on request, %s_i %s_r -> %s_i %s_r", conn, old_i.hex(),
+                        old_r.hex(), ns.spi_i.hex(), ns.spi_r.hex())
+            head = (f"{conn}: IKE SA reauthenticated, SPIs {old_i.hex()}_i {old_r.hex()}_r -> {ns.spi_i.hex()}_i "
+                    f"{ns.spi_r.hex()}_r, {len(kids)} CHILD_SA{'' if len(kids) == 1 else 's'} created again")
+            lines = [head]
+            lines += [f"{conn}: CHILD_SA {ev.name} 0x{ev.spi_in:08x}_i 0x{ev.spi_out:08x}_o" for ev in kids]
+            return "\n".join(lines)
+        ike = ike or reauth
         if ike:
             s = p.session
             old_i, old_r = s.spi_i, s.spi_r
