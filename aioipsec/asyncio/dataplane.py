@@ -239,8 +239,9 @@ class DataPlane:
             self._reader = self.endpoint.loop.create_task(self._read_inner(), name="aioipsec-inner-reader")
 
     async def close(self) -> None:
-        for handle in self._grace.values():
+        for spi, handle in self._grace.items():
             handle.cancel()
+            self.sad_in.pop(spi, None)  # remove_owner left it for its grace, which ends now
         self._grace.clear()
         if self._reader is not None:
             self._reader.cancel()
