@@ -28,7 +28,8 @@ change; removing a key or changing its type bumps ``schema``::
       "nat_local": bool | null,    # we are behind a NAT
       "nat_remote": bool | null,   # the peer is behind a NAT
       "established": float | null, # seconds since established
-      "rekey_in": int | null,      # seconds until rekey / reauthentication (null: never)
+      "rekey_in": int | null,      # seconds until rekey (IKEv1: the Phase 1 renewal; null: never)
+      "reauth_in": int | null,     # seconds until reauthentication (IKEv2 reauth_time; null: none)
       "expire_in": int | null,     # seconds until hard expiry (null: never)
       "children": [CHILD, ...],    # its Child SAs (IKEv1: its IPsec SAs), by unique id
       "attempt": int | null,       # an IKE SA of ours not established yet: which attempt of the
@@ -222,6 +223,8 @@ def ike_row(proto: Any, now: float, children: list[dict[str, Any]]) -> dict[str,
         "nat_remote": info.nat_remote if info else None,
         "established": None if est_at is None else round(now - est_at, 1),
         "rekey_in": rekey_in,
+        "reauth_in": _left(getattr(getattr(s, "sa", None), "reauth_at", None), now)
+        if getattr(s, "is_established", False) else None,
         "expire_in": expire_in,
         "children": children,
     }
@@ -332,6 +335,8 @@ def format_status(st: dict[str, Any]) -> str:
             when = [f"established {_ago(sa['established'])}"]
             if sa.get("rekey_in") is not None:
                 when.append(f"rekeying in {_dur(sa['rekey_in'])}")
+            if sa.get("reauth_in") is not None:
+                when.append(f"reauth in {_dur(sa['reauth_in'])}")
             if sa.get("expire_in") is not None:
                 when.append(f"expires in {_dur(sa['expire_in'])}")
             out.append(f"  {', '.join(when)}")

@@ -225,3 +225,25 @@ async def test_a_failed_reauthentication_keeps_the_old_ike_sa() -> None:
     finally:
         await cl.close()
         await gw.close()
+
+
+async def test_status_shows_when_the_reauthentication_is_due() -> None:
+    """``status`` (JSON ``reauth_in``, text "reauth in"), as swanctl --list-sas
+    prints it; the gateway, which never reauthenticates, shows none."""
+    from aioipsec.status import format_status
+
+    net = MemoryNetwork()
+    gw = await gateway(net)
+    cl = await client(net, reauth_time=3600, rand_time=0)
+    try:
+        cl.ep.initiate("home")
+        await until(lambda: cl.of(ChildSaInstalled), what="the Child SA")
+        (csa,) = endpoint_status(cl.ep)["ike_sas"]
+        assert 3590 <= csa["reauth_in"] <= 3600, csa
+        assert "reauth in 59m" in format_status(endpoint_status(cl.ep)) or "reauth in 1h" in format_status(
+            endpoint_status(cl.ep))
+        (gsa,) = endpoint_status(gw.ep)["ike_sas"]
+        assert gsa["reauth_in"] is None and "reauth in" not in format_status(endpoint_status(gw.ep))
+    finally:
+        await cl.close()
+        await gw.close()

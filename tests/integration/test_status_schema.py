@@ -27,7 +27,8 @@ IKE_SA = {
     "remote_addr": OPT_STR, "local_id": OPT_STR, "remote_id": OPT_STR, "local_vips": list, "remote_vips": list,
     "spi_i": str, "spi_r": str,
     "proposal": OPT_STR, "nat_local": OPT_BOOL, "nat_remote": OPT_BOOL, "established": OPT_NUM,
-    "rekey_in": OPT_INT, "expire_in": OPT_INT, "children": list, "attempt": OPT_INT, "keyingtries": OPT_INT,
+    "rekey_in": OPT_INT, "reauth_in": OPT_INT, "expire_in": OPT_INT, "children": list, "attempt": OPT_INT,
+    "keyingtries": OPT_INT,
 }
 CHILD = {
     "child": str, "unique_id": int, "mode": str, "protocol": str, "spi_in": str, "spi_out": str,
