@@ -54,7 +54,7 @@ import logging
 from ....errors import InvalidSyntax
 from ....selectors import Address
 from ...constants import ExchangeType, NotifyType
-from ...natd import check_natd, fake_natd, natd_hash
+from ...natd import check_natd
 from ..message import Message
 from .base import Task, TaskStatus
 from .common import notify
@@ -148,9 +148,7 @@ class IkeMobike(Task):
         local = self.roam_to or s.local_addr
         if self.roam_to is not None:
             msg.add(notify(NotifyType.UPDATE_SA_ADDRESSES))
-        src = fake_natd(s.random) if s.config.encap else natd_hash(spi_i, spi_r, local)
-        msg.add(notify(NotifyType.NAT_DETECTION_SOURCE_IP, src))
-        msg.add(notify(NotifyType.NAT_DETECTION_DESTINATION_IP, natd_hash(spi_i, spi_r, s.remote_addr)))
+        add_natd(s, msg, spi_i, spi_r, s.remote_addr, local)
         if self.roam_to is not None:
             self.cookie2 = s.random(COOKIE2_LEN)
             msg.add(notify(NotifyType.COOKIE2, self.cookie2))

@@ -14,10 +14,12 @@ from .base import Task, TaskStatus
 from .common import notify
 
 
-def add_natd(session, msg: Message, spi_i: bytes, spi_r: bytes, remote: Address) -> None:  # type: ignore[no-untyped-def]
-    """N(NAT_DETECTION_SOURCE_IP) for our address (faked with ``encap``) and
-    N(NAT_DETECTION_DESTINATION_IP) for ``remote`` (IKE_SA_INIT; MOBIKE)."""
-    src = fake_natd(session.random) if session.config.encap else natd_hash(spi_i, spi_r, session.local_addr)
+def add_natd(session, msg: Message, spi_i: bytes, spi_r: bytes, remote: Address,  # type: ignore[no-untyped-def]
+             local: Address | None = None) -> None:
+    """N(NAT_DETECTION_SOURCE_IP) for our address (``local``, default the
+    session's; faked with ``encap``) and N(NAT_DETECTION_DESTINATION_IP) for
+    ``remote`` (IKE_SA_INIT; MOBIKE)."""
+    src = fake_natd(session.random) if session.config.encap else natd_hash(spi_i, spi_r, local or session.local_addr)
     msg.add(notify(NotifyType.NAT_DETECTION_SOURCE_IP, src))
     msg.add(notify(NotifyType.NAT_DETECTION_DESTINATION_IP, natd_hash(spi_i, spi_r, remote)))
 
