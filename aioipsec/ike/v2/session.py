@@ -716,10 +716,7 @@ class IkeSessionV2:
         if sa.nat_local or sa.nat_remote:
             self.switch_to_natt()
         addr = self.local_addr
-        switched = [c for c in self.children.values()
-                    if encap is not None and c.state is not ChildState.DELETED and c.encap != encap]
-        for c in switched:
-            c.encap = bool(encap)
+        switched = self._set_children_encap(encap)
         if addr == old and not switched:
             logger.info("MOBIKE update to %s answered by %s: address and UDP encapsulation unchanged",
                         _peer_str(addr), self.peer)
@@ -728,6 +725,16 @@ class IkeSessionV2:
                     self.config.name, sa.spis(), _peer_str(addr), _peer_str(old), self.peer,
                     "unchanged" if encap is None else ("on" if encap else "off"))
         self.emit(LocalAddressChanged(self.peer, old, addr, encap))
+
+    def _set_children_encap(self, encap: bool | None) -> list[Any]:
+        """UDP encapsulation of the live Child SAs after MOBIKE redid NAT
+        detection (``None``: not redone, nothing changes); the ones switched."""
+        if encap is None:
+            return []
+        switched = [c for c in self.children.values() if c.state is not ChildState.DELETED and c.encap != encap]
+        for c in switched:
+            c.encap = encap
+        return switched
 
     def note_peer_traffic(self, now: float) -> None:
         """Authenticated ESP/AH from the peer arrived by ``now`` (the caller's
@@ -1282,10 +1289,7 @@ class IkeSessionV2:
         encap: bool | None = (sa.nat_local or sa.nat_remote) if natd else None
         if addr[1] == NATT_PORT or sa.nat_local or sa.nat_remote:
             self.switch_to_natt()  # MOBIKE runs on 4500 (RFC 4555 §3.3); remote_addr is set below
-        switched = [c for c in self.children.values()
-                    if encap is not None and c.state is not ChildState.DELETED and c.encap != encap]
-        for c in switched:
-            c.encap = bool(encap)
+        switched = self._set_children_encap(encap)
         if addr == old and not switched:
             self.remote_addr = addr
             logger.info("MOBIKE update from %s: address and UDP encapsulation unchanged", self.peer)
