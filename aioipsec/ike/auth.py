@@ -849,13 +849,17 @@ class RevocationStatus:
     """The CRL used: issuer, number, thisUpdate/nextUpdate (``None``: none)."""
 
 
-def _crl_label(crl: x509.CertificateRevocationList) -> str:
+def _crl_number(crl: x509.CertificateRevocationList) -> int | None:
     from cryptography import x509
 
     try:
-        number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     except x509.ExtensionNotFound:
-        number = None
+        return None
+
+
+def _crl_label(crl: x509.CertificateRevocationList) -> str:
+    number = _crl_number(crl)
     nxt = crl.next_update_utc
     return (
         f"CRL of '{_dn_text(_name_attrs(crl.issuer))}'"
@@ -866,13 +870,8 @@ def _crl_label(crl: x509.CertificateRevocationList) -> str:
 
 
 def _crl_sort_key(crl: x509.CertificateRevocationList) -> tuple[int, datetime.datetime]:
-    from cryptography import x509
-
-    try:
-        number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-    except x509.ExtensionNotFound:
-        number = -1
-    return number, crl.last_update_utc
+    number = _crl_number(crl)
+    return (-1 if number is None else number), crl.last_update_utc
 
 
 def _is_delta_crl(crl: x509.CertificateRevocationList) -> bool:
