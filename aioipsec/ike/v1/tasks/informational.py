@@ -27,18 +27,35 @@ from ..message import Message, check_rules, decode_message
 from ..payloads import DeletePayload, HashPayload, IsakmpHeader, NotifyPayload, Payload, encode_chain
 
 if TYPE_CHECKING:
+    from ..phase1 import Phase1Keys
     from ..sa import IsakmpSa
     from ..session import IkeSessionV1
 
 logger = logging.getLogger("aioipsec.ike")
 
 
+def hashed_message(sa: IsakmpSa, exchange: int, mid: int, payloads: list[Payload]) -> Message:
+    """``HDR*, HASH(1), payloads`` with HASH(1) = prf(SKEYID_a, M-ID | payloads):
+    a protected Informational, and every Transaction message (XAUTH, Mode
+    Config: draft-dukes-ike-mode-cfg §3.1 uses the same hash)."""
+    assert sa.keys is not None
+    _first, chain = encode_chain(payloads)
+    h = sa.keys.prf_a(mid.to_bytes(4, "big") + chain)
+    return Message(exchange, mid, sa.spi_i, sa.spi_r, [HashPayload(h), *payloads], Flag.ENCRYPTION)
+
+
+def hash_matches(keys: Phase1Keys, mid: int, msg: Message) -> bool:
+    """Whether the HASH(1) that leads ``msg`` (the payload rules put it
+    first) is prf(SKEYID_a, M-ID | the payloads after it)."""
+    h = msg.payloads[0]
+    assert isinstance(h, HashPayload)
+    return hmac.compare_digest(h.data, keys.prf_a(mid.to_bytes(4, "big") + msg.after_first()))
+
+
 def build_informational(sa: IsakmpSa, payloads: list[Payload], mid: int, protect: bool) -> Message:
     """An Informational message; ``protect`` adds HASH(1) and encrypts."""
     if protect and sa.keys is not None:
-        _first, chain = encode_chain(payloads)
-        h = sa.keys.prf_a(mid.to_bytes(4, "big") + chain)
-        return Message(ExchangeType.INFORMATIONAL, mid, sa.spi_i, sa.spi_r, [HashPayload(h), *payloads], Flag.ENCRYPTION)
+        return hashed_message(sa, ExchangeType.INFORMATIONAL, mid, payloads)
     return Message(ExchangeType.INFORMATIONAL, mid, sa.spi_i, sa.spi_r, list(payloads), 0)
 
 
@@ -70,10 +87,7 @@ def process_informational(
             msg, _last = decode_message(data, keys.encr, keys.iv.get_iv(header.message_id), header)
             keys.iv.forget(header.message_id)
             check_rules("INFO*", msg.payloads)
-            h = msg.payloads[0]
-            assert isinstance(h, HashPayload)
-            expected = keys.prf_a(header.message_id.to_bytes(4, "big") + msg.after_first())
-            if not hmac.compare_digest(h.data, expected):
+            if not hash_matches(keys, header.message_id, msg):
                 raise ParseError("HASH(1) mismatch")
         else:
             msg, _last = decode_message(data, header=header)

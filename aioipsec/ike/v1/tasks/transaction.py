@@ -33,7 +33,6 @@ counted (the peer retransmits); no value of an XAUTH attribute is logged.
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 from typing import TYPE_CHECKING, ClassVar
 
@@ -45,11 +44,11 @@ from ..constants import (
     CfgAttr,
     CfgType,
     ExchangeType,
-    Flag,
 )
 from ..message import Message
-from ..payloads import AttributePayload, CfgAttribute, HashPayload, encode_chain
+from ..payloads import AttributePayload, CfgAttribute
 from ..task_manager import Task
+from .informational import hash_matches, hashed_message
 
 if TYPE_CHECKING:
     from ..sa import IsakmpSa
@@ -95,18 +94,13 @@ class TransactionTask(Task):
 
     def _message(self, cfg_type: int, attributes: list[CfgAttribute]) -> Message:
         attr = AttributePayload(cfg_type=cfg_type, identifier=self.identifier, attributes=attributes)
-        _first, chain = encode_chain([attr])
-        h = self._keys().prf_a(self.mid.to_bytes(4, "big") + chain)
-        return Message(self.exchange, self.mid, self.sa.spi_i, self.sa.spi_r, [HashPayload(h), attr], Flag.ENCRYPTION)
+        return hashed_message(self.sa, self.exchange, self.mid, [attr])
 
     def _attributes(self, msg: Message, *expected: int) -> AttributePayload:
         """The verified attribute payload of ``msg`` (its HASH checked), of
         one of the ``expected`` types; anything else raises ParseError (the
         message is dropped and counted)."""
-        h = msg.payloads[0]
-        assert isinstance(h, HashPayload)  # the payload rules put it first
-        want = self._keys().prf_a(self.mid.to_bytes(4, "big") + msg.after_first())
-        if not hmac.compare_digest(h.data, want):
+        if not hash_matches(self._keys(), self.mid, msg):
             raise IntegrityError("Transaction HASH mismatch")
         attr = msg.get(AttributePayload)
         assert attr is not None
