@@ -261,12 +261,14 @@ class GlobalConfig:
     """Largest reassembled IKE message (bytes)."""
 
 
-def updown_argv(command: str) -> list[str]:
-    """``updown``'s command line as argv (shell-like splitting, no shell);
+def updown_argv(command: str, base: Any = None) -> list[str]:
+    """``updown``'s command line as argv (shell-like splitting, no shell),
+    a relative program taken relative to the directory ``base`` when given;
     ``TypeError`` when it is not a string, ``ValueError`` with the reason
     when it is empty or its program does not exist or is not executable."""
     import os
     import shlex
+    from pathlib import Path
 
     if not isinstance(command, str):
         raise TypeError(f"expected a string (a script path), got {type(command).__name__}")
@@ -276,6 +278,8 @@ def updown_argv(command: str) -> list[str]:
         raise ValueError(f"cannot split the command line: {exc}") from None
     if not argv:
         raise ValueError("must not be empty")
+    if base is not None and not Path(argv[0]).is_absolute():
+        argv[0] = str(Path(base) / argv[0])
     prog = argv[0]
     if not os.path.exists(prog):
         raise ValueError(f"file not found: {prog}")

@@ -483,17 +483,10 @@ def _updown(ctx: _Ctx, path: str, raw: Any) -> str:
 
     text = ctx.string(path, raw)
     try:
-        argv = shlex.split(text)
-    except ValueError as exc:
-        raise ctx.err(path, f"cannot split the command line: {exc}") from None
-    if argv and not Path(argv[0]).is_absolute() and ctx.base is not None:
-        argv[0] = str(ctx.base / argv[0])
-    command = shlex.join(argv)
-    try:
-        updown_argv(command)
+        argv = updown_argv(text, ctx.base)
     except ValueError as exc:
         raise ctx.err(path, str(exc)) from None
-    return command
+    return shlex.join(argv)
 
 
 def _parse_round2(ctx: _Ctx, path: str, raw: Any, local: bool) -> AuthConfig:
