@@ -486,11 +486,8 @@ class DataPlane:
             sealed = [d for d in pipe.sa_out.seal_batch(batch) if d]
         self._after_sa(pipe, pipe.sa_out)
         if sealed:
-            if getattr(self.endpoint, "natt_wildcard" if pipe.encap else "esp_wildcard", False):
-                # the socket is bound to the wildcard address: from the SA's own address
-                self.endpoint.send_esp(sealed, pipe.remote, pipe.encap, pipe.ev.local_addr[0])
-            else:
-                self.endpoint.send_esp(sealed, pipe.remote, pipe.encap)
+            # the source: honoured by send_esp only where the socket is bound to the wildcard address
+            self.endpoint.send_esp(sealed, pipe.remote, pipe.encap, pipe.ev.local_addr[0])
 
     def _seal_transport(self, pipe: ChildPipeline, batch: Sequence[bytes]) -> list[bytes]:
         """Transport mode: ESP carries the IP payload; the outer header is the

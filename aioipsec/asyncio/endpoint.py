@@ -720,18 +720,6 @@ class Endpoint:
         else:
             sock.sendto(data, addr)
 
-    @property
-    def esp_wildcard(self) -> bool:
-        """The raw ESP socket is bound to the wildcard address (plain ESP
-        names its source: :meth:`send_esp` ``src``)."""
-        return bool(getattr(self.esp_socket, "pktinfo", False))
-
-    @property
-    def natt_wildcard(self) -> bool:
-        """The NAT-T socket is bound to the wildcard address (UDP-encapsulated
-        ESP names its source: :meth:`send_esp` ``src``)."""
-        return bool(getattr(self.natt_socket, "pktinfo", False))
-
     def send_esp(self, datagrams: Sequence[bytes], remote: Address, encap: bool, src: str | None = None) -> None:
         """``src``: the Child SA's local address, the source of the ESP when
         the socket that carries it (NAT-T or raw ESP) is bound to the wildcard

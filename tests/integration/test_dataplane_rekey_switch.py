@@ -25,7 +25,7 @@ class FakeEndpoint:
         self.loop = loop
         self.sent: list[tuple[bytes, Any]] = []
 
-    def send_esp(self, datagrams: list[bytes], remote: Any, encap: bool) -> None:
+    def send_esp(self, datagrams: list[bytes], remote: Any, encap: bool, src: str | None = None) -> None:
         self.sent += [(d, remote) for d in datagrams]
 
 
