@@ -63,8 +63,8 @@ _IPPROTO_ICMP, _IPPROTO_ICMPV6 = 1, 58
 def _subnet(ts: TrafficSelector) -> str | None:
     """``addr/prefixlen`` when the selector's range is exactly one prefix
     (strongSwan's ``to_subnet``), else None (the variable is left out)."""
-    nets = list(ipaddress.summarize_address_range(ts.start_addr, ts.end_addr))
-    return str(nets[0]) if len(nets) == 1 else None
+    nets = route_prefixes(ts)
+    return nets[0] if len(nets) == 1 else None
 
 
 def _updown_port(me: TrafficSelector, other: TrafficSelector, local: bool) -> int:

@@ -233,9 +233,9 @@ class Endpoint:
         self._spis_of: dict[SessionProtocol, set[bytes]] = {}
         self._by_init: dict[tuple[bytes, str], SessionProtocol] = {}
         self._keying: dict[str, _Keying] = {}
+        """Initiations not established yet, by connection name (keyingtries)."""
         self._reauths: dict[SessionProtocol, _Reauth] = {}
         """Reauthentications under way, by the new session (and by the old one)."""
-        """Initiations not established yet, by connection name (keyingtries)."""
         self._rate: dict[str, tuple[float, int]] = {}
         self.stats = EndpointStats()
         self.dataplane = DataPlane(self, inner)
