@@ -96,6 +96,8 @@ from .tasks.transaction import (
     requested_addresses,
 )
 
+from ..v2.pools import lease_from
+
 if TYPE_CHECKING:
     from ..v2.pools import AddressPool
 
@@ -1200,23 +1202,15 @@ class IkeSessionV1:
         for pool, owner, ip in self._leases:
             if owner == ident and ipaddress.ip_address(ip).version == version:
                 return pool, ip  # a repeated request (or a new Phase 1): the same address
-        for name in sa.cfg.pools:
-            pool = self.pools.get(name)
-            if pool is None:
-                logger.warning("Mode Config %s: pool %s is not known to this endpoint (peer %s)", sa.cfg.name, name, self.peer)
-                continue
-            if pool.version != version:
-                continue
-            ip = pool.acquire(ident, requested)
-            if ip is None:
-                logger.warning("Mode Config %s: pool %s exhausted, no address for %s", sa.cfg.name, name, self.peer)
-                continue
-            self._leases.append((pool, ident, ip))
-            self.remote_vips.append(str(ip))
-            logger.info("Mode Config %s: assigned virtual IP %s from pool %s to %s (cookies %s)",
-                        sa.cfg.name, ip, name, self.peer, sa.cookies)
-            return pool, ip
-        return None
+        got = lease_from(self.pools, sa.cfg.pools, ident, version, requested, f"Mode Config {sa.cfg.name}", self.peer)
+        if got is None:
+            return None
+        pool, ip, name = got
+        self._leases.append((pool, ident, ip))
+        self.remote_vips.append(str(ip))
+        logger.info("Mode Config %s: assigned virtual IP %s from pool %s to %s (cookies %s)",
+                    sa.cfg.name, ip, name, self.peer, sa.cookies)
+        return pool, ip
 
     def _release_leases(self) -> None:
         leases, self._leases = self._leases, []

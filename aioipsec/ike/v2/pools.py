@@ -15,10 +15,13 @@ every responder session of an endpoint.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 
 from ...config import PoolConfig
+
+logger = logging.getLogger("aioipsec.ike")
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -160,6 +163,29 @@ class AddressPool:
 
     def __repr__(self) -> str:
         return f"<AddressPool {self.name} {self.addrs} size={self.size} online={self.online} offline={self.offline}>"
+
+
+def lease_from(
+    pools: Mapping[str, AddressPool], names: Iterable[str], identity: str, version: int,
+    requested: str | IpAddress | None, what: str, peer: str,
+) -> tuple[AddressPool, IpAddress, str] | None:
+    """The first address of IP ``version`` that the pools ``names`` (in order)
+    lease to ``identity``, with its pool and the pool's name; unknown and
+    exhausted pools are skipped with a warning (``what``: the log prefix, e.g.
+    "IKE_SA gw"; ``peer``: who asked).  Shared by IKEv2 CP and IKEv1 Mode Config."""
+    for name in names:
+        pool = pools.get(name)
+        if pool is None:
+            logger.warning("%s: pool %s is not known to this endpoint (peer %s)", what, name, peer)
+            continue
+        if pool.version != version:
+            continue
+        ip = pool.acquire(identity, requested)
+        if ip is None:
+            logger.warning("%s: pool %s exhausted, no address for %s", what, name, peer)
+            continue
+        return pool, ip, name
+    return None
 
 
 def build_pools(

@@ -81,7 +81,7 @@ from .message import (
     peek_header,
 )
 from .payloads import DeletePayload, MalformedMessage, NotifyPayload, SaPayload, SkfPayload
-from .pools import AddressPool
+from .pools import AddressPool, lease_from
 from .task_manager import RetransmitPolicy, TaskManagerV2, random_fraction
 from .tasks.base import Task, TaskStatus
 
@@ -934,25 +934,16 @@ class IkeSessionV2:
         identity from the chosen connection's pools (in order); recorded in
         :attr:`remote_vips` and released when the session closes."""
         ident = str(self.sa.remote_id) if self.sa.remote_id is not None else self.remote_addr[0]
-        for name in self.config.pools:
-            pool = self.pools.get(name)
-            if pool is None:
-                logger.warning("IKE_SA %s: pool %s is not known to this endpoint (peer %s)", self.config.name, name,
-                               self.peer_label())
-                continue
-            if pool.version != version:
-                continue
-            ip = pool.acquire(ident, requested)
-            if ip is None:
-                logger.warning("IKE_SA %s: pool %s exhausted, no address for %s", self.config.name, name,
-                               self.peer_label())
-                continue
-            self._leases.append((pool, ident, ip))
-            self.remote_vips.append(str(ip))
-            logger.info("IKE_SA %s: assigned virtual IP %s from pool %s to %s", self.config.name, ip, name,
-                        self.peer_label())
-            return pool, ip
-        return None
+        got = lease_from(self.pools, self.config.pools, ident, version, requested, f"IKE_SA {self.config.name}",
+                         self.peer_label())
+        if got is None:
+            return None
+        pool, ip, name = got
+        self._leases.append((pool, ident, ip))
+        self.remote_vips.append(str(ip))
+        logger.info("IKE_SA %s: assigned virtual IP %s from pool %s to %s", self.config.name, ip, name,
+                    self.peer_label())
+        return pool, ip
 
     def _release_leases(self) -> None:
         leases, self._leases = self._leases, []
