@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ._frozen import fast_init
 from .crypto.transforms import EncrAlg, IntegAlg
 from .selectors import Address, TrafficSelector
 
@@ -20,6 +21,7 @@ class IpsecEvent:
     __slots__ = ()
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class IkeSaEstablished(IpsecEvent):
     spi_i: bytes
@@ -51,6 +53,7 @@ class IkeSaEstablished(IpsecEvent):
     """DNS servers the peer sent with our virtual IP (INTERNAL_IP4/6_DNS)."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class IkeSaDeleted(IpsecEvent):
     spi_i: bytes
@@ -61,6 +64,7 @@ class IkeSaDeleted(IpsecEvent):
     ``retransmits exhausted``, ``authentication failed``, ..."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AuthFailed(IpsecEvent):
     peer: str
@@ -71,6 +75,7 @@ class AuthFailed(IpsecEvent):
     """Human-readable reason."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class NegotiationFailed(IpsecEvent):
     peer: str
@@ -83,6 +88,7 @@ class NegotiationFailed(IpsecEvent):
     """Free text."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ChildSaInstalled(IpsecEvent):
     """Everything the data plane needs to build both directions of a Child SA."""
@@ -140,6 +146,7 @@ class ChildSaInstalled(IpsecEvent):
     peer is about to remove."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ChildSaDeleted(IpsecEvent):
     name: str
@@ -149,6 +156,7 @@ class ChildSaDeleted(IpsecEvent):
     """``deleted by peer``, ``deleted locally``, ``rekeyed``, ``expired``, ``ike sa deleted``."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ChildSaExpired(IpsecEvent):
     """Raised by the data plane: an SA hit a byte/packet limit or ran out of
@@ -161,6 +169,7 @@ class ChildSaExpired(IpsecEvent):
     """``seq-exhausted``, ``bytes`` or ``packets``."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DpdTimeout(IpsecEvent):
     """The peer did not answer liveness checks; its IKE SA is being deleted."""
@@ -168,6 +177,7 @@ class DpdTimeout(IpsecEvent):
     peer: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PeerAddressChanged(IpsecEvent):
     """An authenticated IKE message of an established IKE SA came from a new
@@ -186,6 +196,7 @@ class PeerAddressChanged(IpsecEvent):
     from now on (NAT detection redone for the new path); None: unchanged."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class LocalAddressChanged(IpsecEvent):
     """Our own address moved (a roaming MOBIKE initiator, RFC 4555 §3.5): the
@@ -200,6 +211,7 @@ class LocalAddressChanged(IpsecEvent):
     encap: bool | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ExchangeStep(IpsecEvent):
     """One line of the protocol story: ``IKE_SA_INIT sent``, ``MM3 received``.
@@ -211,6 +223,7 @@ class ExchangeStep(IpsecEvent):
     """Read-only; for an IKEv2 message (SPIs, kind, mid, payloads) built when first read."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class KeyingRetry(IpsecEvent):
     """An IKE SA we initiated was not established and the peer did not
@@ -227,6 +240,7 @@ class KeyingRetry(IpsecEvent):
     """``keyingtries``: the attempts allowed, 0 = until established."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class KeyingFailed(IpsecEvent):
     """The connection's initiation ended without an IKE SA: its
@@ -244,6 +258,7 @@ class KeyingFailed(IpsecEvent):
     """``peer not responding``, or the permanent error."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ReauthRequired(IpsecEvent):
     """IKEv2 reauthentication is due on the initiator of a connection with

@@ -7,9 +7,12 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from ._frozen import fast_init
+
 Address = tuple[str, int]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TrafficSelector:
     """One selector.  Addresses are kept as integers for fast matching."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes
 
+from .._frozen import fast_init
 from .prf import Prf, hash_algorithm, prf, prf_plus
 from .transforms import EncrAlg, IntegAlg, PrfAlg
 
@@ -35,6 +36,7 @@ __all__ = [
 # --------------------------------------------------------------------------- IKEv2
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class IkeV2Keys:
     """The seven IKE SA keys of RFC 7296 §2.14.  ``repr`` hides the values."""

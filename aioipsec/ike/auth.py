@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
+from .._frozen import fast_init
 from ..errors import AuthenticationFailed
 
 if TYPE_CHECKING:
@@ -348,6 +349,7 @@ def _dn_text(attrs: Iterable[tuple[str, str]]) -> str:
     )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Identity:
     """An IKE identity: type and raw data of an ID payload."""
@@ -835,6 +837,7 @@ certificate, ``ifuri`` only for those with a CRL distribution point,
 _log = logging.getLogger("aioipsec.ike")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RevocationStatus:
     """The CRL check of one certificate of a verified chain (strongSwan's

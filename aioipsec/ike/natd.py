@@ -25,7 +25,9 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from .._frozen import fast_init
 from ..selectors import Address
+
 
 @functools.lru_cache(maxsize=1024)
 def _packed(ip: str) -> bytes:
@@ -45,6 +47,7 @@ def fake_natd(random: Callable[[int], bytes]) -> bytes:
     return random(20)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class NatdResult:
     """Outcome of processing the peer's NAT-D notifies."""

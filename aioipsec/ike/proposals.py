@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from .._frozen import fast_init
 from ..crypto.transforms import (
     Alg,
     EncrAlg,
@@ -110,6 +111,7 @@ def to_wire(
     return out
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Selected:
     """A negotiated proposal: one algorithm per transform type."""

@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
+from ..._frozen import fast_init
 from ...crypto.cipher import make_encr, make_integ
 from ...crypto.transforms import EncrAlg, EncrId, IntegAlg
 from ...errors import (
@@ -500,6 +501,7 @@ MAX_DELETE = 20
 UNLIMITED = 1 << 16
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PayloadRule:
     payload_type: int
@@ -507,6 +509,7 @@ class PayloadRule:
     max: int = 1
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class MessageRule:
     """Payloads allowed in one (exchange, request/response)."""

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, TypeVar
 
+from ..._frozen import fast_init
 from ...buffer import Buffer, BufferReadError, BufferWriteError
 from ...crypto.transforms import (
     EncrAlg,
@@ -165,6 +166,7 @@ _MORE_PROPOSALS = 2
 _MORE_TRANSFORMS = 3
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TransformAttribute:
     """One transform attribute: ``value`` is an ``int`` for the short (TV)
@@ -188,6 +190,7 @@ class TransformAttribute:
         return cls(t, buf.pull_bytes(n))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Transform:
     transform_type: int
@@ -230,6 +233,7 @@ class Transform:
         return cls(ttype, tid, tuple(attrs)), more == _LAST
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SaProposal:
     num: int
@@ -320,6 +324,7 @@ class SaProposal:
         return cls(num, protocol, spi, tuple(transforms))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SaPayload:
     payload_type: ClassVar[int] = PayloadType.SA
@@ -385,6 +390,7 @@ class SaPayload:
 #    ~                       Key Exchange Data                       ~
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class KePayload:
     payload_type: ClassVar[int] = PayloadType.KE
@@ -416,6 +422,7 @@ class KePayload:
 # The AUTH computation signs "RestOfInitIDPayload" = the body: use payload_body().
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class _IdPayload:
     id_type: int
@@ -442,11 +449,13 @@ class _IdPayload:
         return id_to_str(self.id_type, self.data)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class IdiPayload(_IdPayload):
     payload_type: ClassVar[int] = PayloadType.IDi
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class IdrPayload(_IdPayload):
     payload_type: ClassVar[int] = PayloadType.IDr
@@ -493,6 +502,7 @@ def id_to_str(id_type: int, data: bytes) -> str:
 #    ~                Certificate Data / Certification Authority     ~
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CertPayload:
     payload_type: ClassVar[int] = PayloadType.CERT
@@ -511,6 +521,7 @@ class CertPayload:
         return cls(buf.pull_uint8(), buf.pull_rest())
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CertReqPayload:
     payload_type: ClassVar[int] = PayloadType.CERTREQ
@@ -534,6 +545,7 @@ class CertReqPayload:
 #    ~                      Authentication Data                      ~
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AuthPayload:
     payload_type: ClassVar[int] = PayloadType.AUTH
@@ -561,6 +573,7 @@ class AuthPayload:
 # =========================================================================== Nonce
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class NoncePayload:
     """Ni / Nr.  The decoder enforces 16..256 octets (RFC 7296 §3.9) and raises
@@ -592,6 +605,7 @@ class NoncePayload:
 #    ~                       Notification Data                       ~
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class NotifyPayload:
     payload_type: ClassVar[int] = PayloadType.NOTIFY
@@ -633,6 +647,7 @@ class NotifyPayload:
 #    ~               Security Parameter Index(es) (SPI)              ~
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DeletePayload:
     """``DeletePayload(ProtocolId.IKE)`` deletes the IKE SA (no SPIs);
@@ -672,6 +687,7 @@ class DeletePayload:
 # =========================================================================== Vendor ID
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class VendorPayload:
     payload_type: ClassVar[int] = PayloadType.VENDOR
@@ -697,6 +713,7 @@ class VendorPayload:
 #    ~                         Ending Address*                       ~
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class _TsPayload:
     selectors: tuple[TrafficSelector, ...] = ()
@@ -778,11 +795,13 @@ class _TsPayload:
         return cls(tuple(selectors))  # type: ignore[call-arg]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TsiPayload(_TsPayload):
     payload_type: ClassVar[int] = PayloadType.TSi
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TsrPayload(_TsPayload):
     payload_type: ClassVar[int] = PayloadType.TSr
@@ -793,6 +812,7 @@ class TsrPayload(_TsPayload):
 #  SKF:  generic header | Fragment Number (2) | Total Fragments (2) | IV | ciphertext | ICV
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SkPayload:
     """The Encrypted payload as it is on the wire (IV || ciphertext || ICV).
@@ -817,6 +837,7 @@ class SkPayload:
         return cls(next_payload, buf.pull_rest())
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SkfPayload:
     """One Encrypted Fragment payload (RFC 7383 §2.5), still encrypted."""
@@ -851,6 +872,7 @@ class SkfPayload:
 #    ~                             Value                             ~
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CpAttribute:
     attr_type: int
@@ -858,6 +880,7 @@ class CpAttribute:
     value: bytes = b""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CpPayload:
     payload_type: ClassVar[int] = PayloadType.CP
@@ -890,6 +913,7 @@ class CpPayload:
 #    |     Type      | Type_Data...
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class EapPayload:
     """An EAP message (RFC 3748) carried opaque: the header plus ``data``
@@ -925,6 +949,7 @@ class EapPayload:
 # =========================================================================== unknown
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class UnknownPayload:
     """A payload type this codec does not know (kept, never acted upon).

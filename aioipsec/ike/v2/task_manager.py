@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..._frozen import fast_init
+
 if TYPE_CHECKING:
     from .tasks.base import Task
 
@@ -33,6 +35,7 @@ RETRANSMIT_LIMIT = 0.0
 """Upper bound of a single timeout (0: none)."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RetransmitPolicy:
     """Retransmission schedule (strongSwan ``retransmit_*`` settings)."""
