@@ -92,6 +92,9 @@ class ChildConfig:
     command line, but run without a shell), with strongSwan's ``PLUTO_*``
     environment (``PLUTO_VERB=up-client`` ...).  Run by the daemon
     (:mod:`aioipsec.daemon`), not by a bare :class:`Endpoint`."""
+    updown_timeout: float | None = None
+    """Seconds one ``updown`` run may take before it is killed with its
+    process group (> 0); None: the daemon's default, 10 s."""
 
     @property
     def hard_lifetime(self) -> float:
@@ -300,15 +303,20 @@ def child(
     **kw: Any,
 ) -> ChildConfig:
     """Convenience constructor taking strings: ``child("lan", local_ts=["10.1.0.0/16"], ...)``.
-    ``updown`` is checked as the loader does (:class:`~aioipsec.errors.ConfigError`
-    naming ``children.<name>.updown``)."""
-    if kw.get("updown") is not None:
-        from .errors import ConfigError
+    ``updown`` and ``updown_timeout`` are checked as the loader does
+    (:class:`~aioipsec.errors.ConfigError` naming ``children.<name>.updown``)."""
+    from .errors import ConfigError
 
+    if kw.get("updown") is not None:
         try:
             updown_argv(kw["updown"])
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"children.{name}.updown", str(exc)) from None
+    if kw.get("updown_timeout") is not None:
+        t = kw["updown_timeout"]
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < float("inf"):
+            raise ConfigError(f"children.{name}.updown_timeout", f"expected seconds > 0, got {t!r}")
+        kw["updown_timeout"] = float(t)
     return ChildConfig(
         name=name,
         local_ts=[parse_ts(t) for t in (local_ts or []) if t != "dynamic"],

@@ -168,7 +168,7 @@ _CONN_KEYS = {
 _CHILD_KEYS = {
     "local_ts", "remote_ts", "esp_proposals", "ah_proposals", "mode", "start_action", "rekey_time",
     "life_time", "rand_time", "rekey_bytes", "life_bytes", "rekey_packets", "life_packets",
-    "replay_window", "dpd_action", "close_action", "updown",
+    "replay_window", "dpd_action", "close_action", "updown", "updown_timeout",
 }
 _AUTH_KEYS = {"auth", "id", "certs", "cert", "key", "private_key", "cacerts", "intermediates", "rsa_pss", "revocation"}
 _SECRET_KEYS = {"id", "secret", "secret_file"}
@@ -469,6 +469,10 @@ def _parse_child(ctx: _Ctx, path: str, name: str, raw: dict[str, Any], legacy: b
         c.replay_window = ctx.integer(f"{path}.replay_window", raw["replay_window"], 0, 1 << 20)
     if "updown" in raw:
         c.updown = _updown(ctx, f"{path}.updown", raw["updown"])
+    if "updown_timeout" in raw:
+        c.updown_timeout = ctx.duration(f"{path}.updown_timeout", raw["updown_timeout"])
+        if not 0 < c.updown_timeout < float("inf"):
+            raise ctx.err(f"{path}.updown_timeout", f"must be more than 0 seconds, got {_show(raw['updown_timeout'])}")
     if c.life_time is not None and c.life_time < c.rekey_time:
         raise ctx.err(f"{path}.life_time", f"must not be shorter than rekey_time ({c.rekey_time:g}s)")
     return c

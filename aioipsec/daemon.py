@@ -28,6 +28,7 @@ from typing import Any
 
 from .config_file import Configuration, load_config
 from .errors import ConfigError
+from .netutil import interface_of
 from .selectors import TrafficSelector
 
 logger = logging.getLogger("aioipsec.daemon")
@@ -89,6 +90,8 @@ def updown_envs(
     reqid: int,
     uniqueid: int,
     interface: str,
+    tun_interface: str | None = None,
+    xauth_id: str | None = None,
     local_vips: tuple[str, ...] = (),
     remote_vips: tuple[str, ...] = (),
     dns: tuple[str, ...] = (),
@@ -104,7 +107,15 @@ def updown_envs(
     name.  ``PLUTO_VERB`` is ``up-client`` / ``down-client``, ``-host`` when
     the local selector is our own (IKE) address alone (transport mode, or a
     host-to-host tunnel), with ``-v6`` for IPv6 (of ``me`` for a host, of the
-    selector otherwise)."""
+    selector otherwise).
+
+    ``interface`` is charon's ``PLUTO_INTERFACE``: the outer interface, the
+    one that holds ``me`` (``unknown`` if none does); ``tun_interface`` our
+    own ``PLUTO_TUN_INTERFACE``, the TUN device the tunnel's cleartext goes
+    through (strongSwan's kernel-libipsec exports none; left out without
+    one).  ``xauth_id`` is ``PLUTO_XAUTH_ID``: the user name the peer passed
+    IKEv1 XAUTH with (on the gateway, as charon's
+    ``COND_XAUTH_AUTHENTICATED``)."""
     base = {"PATH": path if path is not None else os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
     me_ip = ipaddress.ip_address(me)
     out = []
@@ -117,6 +128,8 @@ def updown_envs(
             env["PLUTO_VERB"] = f"{'up' if up else 'down'}-{'host' if is_host else 'client'}{'-v6' if v6 else ''}"
             env["PLUTO_CONNECTION"] = connection
             env["PLUTO_INTERFACE"] = interface
+            if tun_interface is not None:
+                env["PLUTO_TUN_INTERFACE"] = tun_interface
             env["PLUTO_REQID"] = str(reqid)
             env["PLUTO_PROTO"] = ev.protocol
             env["PLUTO_UNIQUEID"] = str(uniqueid)
@@ -134,6 +147,8 @@ def updown_envs(
                 env["PLUTO_PEER_CLIENT"] = theirs
             env["PLUTO_PEER_PORT"] = str(_updown_port(lts, rts, False))
             env["PLUTO_PEER_PROTOCOL"] = str(rts.proto)
+            if xauth_id is not None:
+                env["PLUTO_XAUTH_ID"] = xauth_id
             for side, vips in (("MY", local_vips), ("PEER", remote_vips)):
                 n4 = n6 = 0
                 for i, vip in enumerate(vips):
@@ -159,6 +174,18 @@ def updown_envs(
     return out
 
 
+def _xauth_id(session: Any) -> str | None:
+    """The user name an IKEv1 peer passed XAUTH with, on the gateway (charon
+    sets ``COND_XAUTH_AUTHENTICATED`` on the XAUTH server only, and exports
+    the peer's XAUTH identity); None otherwise (IKEv2: no EAP here)."""
+    sa = getattr(session, "sa", None) if getattr(session, "version", None) == 1 else None
+    cfg = getattr(sa, "cfg", None)
+    if sa is None or cfg is None or not getattr(cfg, "xauth_server", False):
+        return None
+    user = getattr(sa, "xauth_user", None)
+    return str(user) if user is not None else None
+
+
 @dataclass(eq=False)
 class _UpdownChild:
     """A Child SA with an ``updown`` command, from its first install to its
@@ -174,6 +201,13 @@ class _UpdownChild:
     """The latest install (selectors, protocol, UDP encapsulation)."""
     spis: set[int] = field(default_factory=set)
     down: bool = False
+    timeout: float | None = None
+    """The child's ``updown_timeout``; None: :attr:`Daemon.updown_timeout`."""
+    interface: str | None = None
+    """PLUTO_INTERFACE as found for the up run; the down run reuses it (the
+    address may be gone by then), as charon caches it per reqid."""
+    xauth_id: str | None = None
+    """PLUTO_XAUTH_ID of the up run, kept for the down run."""
 
 
 class Daemon:
@@ -413,7 +447,8 @@ class Daemon:
                 return
             if not argv:
                 return
-            rec = _UpdownChild(self._updown_next, argv, proto, conn, (conn, ev.name, str(ev.remote_addr[0])), ev)
+            rec = _UpdownChild(self._updown_next, argv, proto, conn, (conn, ev.name, str(ev.remote_addr[0])), ev,
+                               timeout=getattr(cfg, "updown_timeout", None))
             self._updown_next += 1
             rec.spis.add(ev.spi_in)
             self._updown[(id(proto), ev.spi_in)] = rec
@@ -453,11 +488,16 @@ class Daemon:
             uid = self._updown_ids[id(proto)] = self._updown_next_uid
             self._updown_next_uid += 1
         label = f"{rec.key[0]}/{rec.key[1]} with {remote[0]}"
+        if up:
+            # charon looks the interface up for the up run and caches it
+            rec.interface = interface_of(str(local[0]))
+            rec.xauth_id = _xauth_id(s)
         try:
             envs = updown_envs(
                 up, rec.ev, connection=rec.ev.name, me=str(local[0]), peer=str(remote[0]), peer_port=int(remote[1]),
                 my_id=str(info.local_id) if info else "", peer_id=str(info.remote_id) if info else "",
-                reqid=rec.reqid, uniqueid=uid, interface=self.tun.name if self.tun is not None else "unknown",
+                reqid=rec.reqid, uniqueid=uid, interface=rec.interface or "unknown",
+                tun_interface=self.tun.name if self.tun is not None else None, xauth_id=rec.xauth_id,
                 local_vips=tuple(getattr(info, "local_vips", ()) or ()),
                 remote_vips=tuple(getattr(info, "remote_vips", ()) or ()), dns=tuple(getattr(info, "dns", ()) or ()),
             )
@@ -465,7 +505,8 @@ class Daemon:
             logger.exception("%s: cannot build the updown environment", label)
             return
         prev = self._updown_last.get(rec.key)
-        task = asyncio.ensure_future(self._updown_chain(prev, rec.argv, envs, label))
+        timeout = rec.timeout if rec.timeout is not None else self.updown_timeout
+        task = asyncio.ensure_future(self._updown_chain(prev, rec.argv, envs, label, timeout))
         self._updown_last[rec.key] = task
         self._updown_tasks.add(task)
 
@@ -477,20 +518,21 @@ class Daemon:
         task.add_done_callback(done)
 
     async def _updown_chain(self, prev: asyncio.Future[None] | None, argv: list[str],
-                            envs: list[dict[str, str]], label: str) -> None:
+                            envs: list[dict[str, str]], label: str, timeout: float) -> None:
         if prev is not None:
             await asyncio.wait([prev])  # its own outcome is logged by it
         for env in envs:
             try:
-                await self._updown_exec(argv, env, label)
+                await self._updown_exec(argv, env, label, timeout)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("%s: updown %s %s failed", label, env.get("PLUTO_VERB"), argv[0])
 
-    async def _updown_exec(self, argv: list[str], env: dict[str, str], label: str) -> None:
+    async def _updown_exec(self, argv: list[str], env: dict[str, str], label: str, timeout: float) -> None:
         """One run: no shell, stdin from /dev/null, stdout and stderr logged
-        line by line (``updown: ...``), killed after :attr:`updown_timeout`."""
+        line by line (``updown: ...``), killed after ``timeout`` seconds (the
+        child's ``updown_timeout``, else :attr:`updown_timeout`)."""
         verb = env["PLUTO_VERB"]
         what = f"{label}: updown {verb} {argv[0]}"
         try:
@@ -519,7 +561,7 @@ class Daemon:
                     logger.info("%s: updown: %s", label, line.decode(errors="replace").rstrip())
 
         try:
-            await asyncio.wait_for(asyncio.gather(read(), proc.wait()), self.updown_timeout)
+            await asyncio.wait_for(asyncio.gather(read(), proc.wait()), timeout)
         except TimeoutError:
             exited = proc.returncode
             try:
@@ -528,10 +570,10 @@ class Daemon:
                 pass
             await proc.wait()
             if exited is None:
-                logger.warning("%s did not finish within %gs: killed", what, self.updown_timeout)
+                logger.warning("%s did not finish within %gs: killed", what, timeout)
             else:
                 logger.warning("%s exited with status %d but left its output open past %gs (a background "
-                               "process?): its process group was killed", what, exited, self.updown_timeout)
+                               "process?): its process group was killed", what, exited, timeout)
             return
         if proc.returncode == 0:
             logger.info("%s: done", what)

@@ -4,12 +4,23 @@ for the demo, the datagram API and tests.  Not on the hot path."""
 from __future__ import annotations
 
 import ipaddress
+import socket
 import struct
 
 from .esp import ip as _ip
 from .esp.ip import checksum, ipv6_header
 
-__all__ = ["checksum", "ipv4_header", "ipv6_header", "icmp_echo", "udp_packet", "parse_udp", "parse_icmp_echo", "echo_reply_for"]
+__all__ = [
+    "checksum",
+    "echo_reply_for",
+    "icmp_echo",
+    "interface_of",
+    "ipv4_header",
+    "ipv6_header",
+    "parse_icmp_echo",
+    "parse_udp",
+    "udp_packet",
+]
 
 
 def ipv4_header(src: str, dst: str, proto: int, payload_len: int, ttl: int = 64, ident: int = 0) -> bytes:
@@ -71,3 +82,75 @@ def echo_reply_for(pkt: bytes) -> bytes | None:
     src, dst, _t, ident, seq = info
     off = (pkt[0] & 0x0F) * 4
     return icmp_echo(dst, src, ident, seq, pkt[off + 8 :], reply=True)
+
+
+_RTM_GETADDR, _RTM_NEWADDR = 22, 20
+_NLMSG_DONE, _NLMSG_ERROR = 3, 2
+_NLM_F_REQUEST, _NLM_F_DUMP = 0x1, 0x300
+_IFA_ADDRESS, _IFA_LOCAL = 1, 2
+
+
+def interface_of(address: str) -> str | None:
+    """The name of the interface that holds ``address`` (an address of this
+    host), what charon's ``kernel_interface->get_interface`` gives updown's
+    ``PLUTO_INTERFACE``; None when no interface has it (or off Linux).  One
+    rtnetlink address dump (``RTM_GETADDR``), no ``ip`` process: IPv4
+    secondary addresses and IPv6 included."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    netlink = getattr(socket, "AF_NETLINK", None)
+    if netlink is None:
+        return None
+    family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+    want = ip.packed
+    try:
+        with socket.socket(netlink, socket.SOCK_RAW, 0) as s:  # NETLINK_ROUTE
+            s.settimeout(2.0)
+            s.bind((0, 0))
+            # nlmsghdr + ifaddrmsg (only the family set: every address of it)
+            req = struct.pack("=IHHII", 16 + 8, _RTM_GETADDR, _NLM_F_REQUEST | _NLM_F_DUMP, 1, 0)
+            s.send(req + struct.pack("=BBBBI", family, 0, 0, 0, 0))
+            found: int | None = None
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                off, done = 0, False
+                while off + 16 <= len(data):
+                    length, mtype = struct.unpack_from("=IH", data, off)
+                    if length < 16 or off + length > len(data):
+                        done = True
+                        break
+                    if mtype in (_NLMSG_DONE, _NLMSG_ERROR):
+                        done = True
+                        break
+                    if mtype == _RTM_NEWADDR and found is None and length >= 24:
+                        index = struct.unpack_from("=I", data, off + 20)[0]
+                        if _ifa_has(data, off + 24, off + length, want):
+                            found = index
+                    off += (length + 3) & ~3
+                if done:
+                    break
+    except OSError:
+        return None
+    if found is None:
+        return None
+    try:
+        return socket.if_indextoname(found)
+    except OSError:
+        return None
+
+
+def _ifa_has(data: bytes, off: int, end: int, want: bytes) -> bool:
+    """Whether the rtattrs in ``data[off:end]`` carry ``want`` as IFA_LOCAL
+    (IPv4: our side of a point-to-point link) or IFA_ADDRESS."""
+    while off + 4 <= end:
+        alen, atype = struct.unpack_from("=HH", data, off)
+        if alen < 4 or off + alen > end:
+            return False
+        if atype in (_IFA_ADDRESS, _IFA_LOCAL) and data[off + 4 : off + alen] == want:
+            return True
+        off += (alen + 3) & ~3
+    return False

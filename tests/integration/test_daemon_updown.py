@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import textwrap
 from collections.abc import AsyncIterator, Iterator
@@ -141,22 +142,32 @@ def short_dir() -> Iterator[Path]:
 
 @contextlib.asynccontextmanager
 async def make_pair(d: Path, *, v: dict[str, Any] = V2, two_subnets: bool = False, script_a: str | None = None,
-                    script_h: str | None = None, timeout: float = 10.0) -> AsyncIterator[Pair]:
+                    script_h: str | None = None, timeout: float | None = 10.0,
+                    addrs: tuple[str, str] | None = None, child_a: str = "") -> AsyncIterator[Pair]:
     """Two daemons on an in-memory network; each child's ``updown`` records
-    its runs (``a.log``, ``h.log``) unless ``script_a``/``script_h`` say otherwise."""
+    its runs (``a.log``, ``h.log``) unless ``script_a``/``script_h`` say otherwise.
+    ``addrs`` replaces the outer addresses (site-a's, hq's); ``child_a`` is
+    added to site-a's child; ``timeout`` None keeps the daemons' default."""
     rec = write_script(d / "record.sh", RECORD)
     script_a = script_a or f"{rec} {d / 'a.log'}"
     script_h = script_h or f"{rec} {d / 'h.log'}"
     extra = ', "198.51.101.0/24"' if two_subnets else ""
     pa, ph = d / "site-a.toml", d / "hq.toml"
-    pa.write_text(textwrap.dedent(SITE_A.format(script_a=script_a, extra_local=extra, **v)))
-    ph.write_text(textwrap.dedent(HQ.format(script_h=script_h, extra_local=extra, **v)))
+    text_a = textwrap.dedent(SITE_A.format(script_a=script_a, extra_local=extra, **v)).replace(
+        f'updown = "{script_a}"', f'updown = "{script_a}"\n{child_a}')
+    text_h = textwrap.dedent(HQ.format(script_h=script_h, extra_local=extra, **v))
+    if addrs is not None:
+        text_a = text_a.replace("192.0.2.1", "@A@").replace("192.0.2.2", addrs[1]).replace("@A@", addrs[0])
+        text_h = text_h.replace("192.0.2.1", "@A@").replace("192.0.2.2", addrs[1]).replace("@A@", addrs[0])
+    pa.write_text(text_a)
+    ph.write_text(text_h)
     net = MemoryNetwork()
     a_gw, a_app = memory_pipe()
     h_gw, h_app = memory_pipe()
     a = Daemon(str(pa), network=net, inner=a_gw)
     h = Daemon(str(ph), network=net, inner=h_gw)
-    a.updown_timeout = h.updown_timeout = timeout
+    if timeout is not None:
+        a.updown_timeout = h.updown_timeout = timeout
     await h.start()
     await a.start()
     try:
@@ -417,3 +428,133 @@ async def test_virtual_ips_and_dns(short_dir: Path) -> None:
         await h.shutdown()
     assert [r["PLUTO_VERB"] for r in runs(short_dir / "a.log")] == ["up-client", "down-client"], "shutdown runs down"
     assert [r["PLUTO_VERB"] for r in runs(short_dir / "h.log")] == ["up-client", "down-client"]
+
+
+async def test_interface_is_the_outer_one_holding_our_address(short_dir: Path) -> None:
+    # 127.0.0.1 is this host's own (on "lo"): PLUTO_INTERFACE names
+    # the interface holding PLUTO_ME, as charon's get_interface; without a TUN
+    # device (an inner transport here) PLUTO_TUN_INTERFACE is left out
+    lo = socket.if_indextoname(1)
+    async with make_pair(short_dir, addrs=("127.0.0.1", "127.0.0.2")) as p:
+        await p.up()
+        await p.drain()
+        (ra,) = runs(p.log_a)
+        (rh,) = runs(p.log_h)
+        assert (ra["PLUTO_ME"], ra["PLUTO_INTERFACE"]) == ("127.0.0.1", lo)
+        # 127.0.0.2 is routed to lo (127.0.0.0/8) but no interface holds it: charon's "unknown"
+        assert (rh["PLUTO_ME"], rh["PLUTO_INTERFACE"]) == ("127.0.0.2", "unknown")
+        assert "PLUTO_TUN_INTERFACE" not in ra and "PLUTO_XAUTH_ID" not in ra
+        await p.a.down("hq")
+        await p.drain()
+        down = runs(p.log_a)[1]
+        assert (down["PLUTO_VERB"], down["PLUTO_INTERFACE"]) == ("down-client", lo)
+
+
+async def test_down_reuses_the_interface_of_the_up_run(short_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # charon caches the interface per reqid: the address may be gone when the SA goes down
+    import aioipsec.daemon as daemon_mod
+
+    async with make_pair(short_dir, addrs=("127.0.0.1", "127.0.0.2")) as p:
+        await p.up()
+        await p.drain()
+        monkeypatch.setattr(daemon_mod, "interface_of", lambda addr: None)
+        await p.a.down("hq")
+        await p.drain()
+        assert [(r["PLUTO_VERB"], r["PLUTO_INTERFACE"]) for r in runs(p.log_a)] == [
+            ("up-client", socket.if_indextoname(1)), ("down-client", socket.if_indextoname(1))]
+
+
+async def test_child_updown_timeout_from_the_config(short_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    hang = write_script(short_dir / "hang.sh", HANG)
+    pids = short_dir / "pids"
+    caplog.set_level(logging.INFO, logger="aioipsec.daemon")
+    # the daemons keep their default (10 s): the child's own updown_timeout applies
+    async with make_pair(short_dir, script_a=f"{hang} {pids}", timeout=None, child_a='updown_timeout = "0.6s"') as p:
+        assert p.a.updown_timeout == 10.0
+        t0 = asyncio.get_running_loop().time()
+        await p.up()
+        await p.drain()
+        took = asyncio.get_running_loop().time() - t0
+        assert f"hq/lan with 192.0.2.2: updown up-client {hang} did not finish within 0.6s: killed" in caplog.text
+        assert took < 5, took
+        # hq's child has none: its (recording) run is not affected
+        assert [r["PLUTO_VERB"] for r in runs(p.log_h)] == ["up-client"]
+
+
+XAUTH_RW = """
+[connections.gw]
+version = 1
+proposals = ["aes256-sha256-modp2048"]
+local_addrs  = ["192.0.2.1"]
+remote_addrs = ["192.0.2.2"]
+vips = ["0.0.0.0"]
+local  = {{ auth = "psk", id = "rw.example" }}
+remote = {{ auth = "psk", id = "gw.example" }}
+local-2 = {{ auth = "xauth", xauth_id = "alice" }}
+[connections.gw.children.net]
+remote_ts = ["203.0.113.0/24"]
+esp_proposals = ["aes256-sha256"]
+updown = "{script}"
+[secrets.ike]
+secret = "a long group pre-shared key for the updown test"
+[secrets.xauth-alice]
+id = "alice"
+secret = "alice's password"
+"""
+XAUTH_GW = """
+[pools.rw]
+addrs = "10.3.0.0/28"
+[connections.rw]
+version = 1
+proposals = ["aes256-sha256-modp2048"]
+local_addrs  = ["192.0.2.2"]
+pools = ["rw"]
+local  = {{ auth = "psk", id = "gw.example" }}
+remote = {{ auth = "psk" }}
+remote-2 = {{ auth = "xauth" }}
+[connections.rw.children.net]
+local_ts = ["203.0.113.0/24"]
+esp_proposals = ["aes256-sha256"]
+updown = "{script}"
+[secrets.ike]
+secret = "a long group pre-shared key for the updown test"
+[secrets.xauth-alice]
+id = "alice"
+secret = "alice's password"
+"""
+
+
+async def test_ikev1_xauth_id_and_mode_config_address(short_dir: Path) -> None:
+    rec = write_script(short_dir / "record.sh", RECORD)
+    pa, ph = short_dir / "rw.toml", short_dir / "gw.toml"
+    pa.write_text(textwrap.dedent(XAUTH_RW.format(script=f"{rec} {short_dir / 'a.log'}")))
+    ph.write_text(textwrap.dedent(XAUTH_GW.format(script=f"{rec} {short_dir / 'h.log'}")))
+    net = MemoryNetwork()
+    a_gw, _a_app = memory_pipe()
+    h_gw, _h_app = memory_pipe()
+    a = Daemon(str(pa), network=net, inner=a_gw)
+    h = Daemon(str(ph), network=net, inner=h_gw)
+    await h.start()
+    await a.start()
+    try:
+        a.up("gw")
+        proto = await until_session(a, "gw")
+        await until(lambda: len(proto.children) == 1, 10, what="the client's Child SA")
+        await until(lambda: h.endpoint.find_session("rw") is not None and h.endpoint.find_session("rw").children,
+                    what="the gateway's Child SA")
+        await a._updown_drain()
+        await h._updown_drain()
+        (rh,) = runs(short_dir / "h.log")
+        # the gateway: the user the peer passed XAUTH with, as charon's updown plugin
+        assert (rh["PLUTO_VERB"], rh["PLUTO_XAUTH_ID"], rh["PLUTO_PEER_ID"]) == ("up-client", "alice", "rw.example")
+        assert (rh["PLUTO_PEER_CLIENT"], rh["PLUTO_PEER_SOURCEIP"]) == ("10.3.0.1/32", "10.3.0.1")
+        check_clean(rh)
+        (ra,) = runs(short_dir / "a.log")
+        # the client authenticated itself: charon sets no XAUTH condition there
+        assert "PLUTO_XAUTH_ID" not in ra
+        assert (ra["PLUTO_MY_CLIENT"], ra["PLUTO_MY_SOURCEIP"]) == ("10.3.0.1/32", "10.3.0.1")
+    finally:
+        await a.shutdown()
+        await h.shutdown()
+    down = runs(short_dir / "h.log")[1:]
+    assert [(r["PLUTO_VERB"], r.get("PLUTO_XAUTH_ID")) for r in down] == [("down-client", "alice")]
