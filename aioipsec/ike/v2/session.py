@@ -191,6 +191,8 @@ class SessionStats:
     peer_moves_ignored: int = 0
     """Authenticated messages from a new peer address not followed because
     we are behind a NAT (RFC 7296 §2.23)."""
+    auth_lifetime_ignored: int = 0
+    """AUTH_LIFETIME notifies (RFC 4478) ignored: zero or not 4 bytes."""
 
 
 @dataclass(eq=False)
@@ -277,6 +279,10 @@ class IkeSa:
         self.rekey_at = _INF
         self.reauth_at = _INF
         """When the connection's initiator reauthenticates (``reauth_time``; kept across IKE rekeys)."""
+        self.reauth_by = _INF
+        """RFC 4478 AUTH_LIFETIME: the hard lifetime it sets (the initiator: the
+        peer's lifetime; the responder: the one it sent plus ``over_time``);
+        kept across IKE rekeys."""
         self.expire_at = _INF
         self.last_inbound = 0.0
         self.rekeyed_from: bytes | None = None
@@ -1492,12 +1498,13 @@ class IkeSessionV2:
         old = next((o for o in self.old_sas if o.spi_i == rekeyed_from), None) if rekeyed_from else None
         if old is not None:
             sa.reauth_at = old.reauth_at  # charon: the reauthentication time survives an IKE rekey
+            sa.reauth_by = old.reauth_by
         elif cfg.reauth_time > 0 and self.is_initiator:
             # only the connection's initiator reauthenticates (a gateway has no address to start from)
             sa.reauth_at = now + cfg.reauth_time - self.jitter(cfg.jitter)
         # hard lifetime: over_time past the earlier of rekey and reauthentication (charon)
         soft = min(now + cfg.rekey_time if cfg.rekey_time > 0 else _INF, sa.reauth_at)
-        sa.expire_at = soft + cfg.over if soft != _INF else _INF
+        sa.expire_at = min(soft + cfg.over if soft != _INF else _INF, sa.reauth_by)
         sa.rekeyed_from = rekeyed_from
         self.emit(
             IkeSaEstablished(
@@ -1837,6 +1844,9 @@ class IkeSessionV2:
 
     def _ike_hard_expire(self, now: float) -> None:
         sa = self.sa
+        if now >= sa.reauth_by:
+            logger.info("IKE_SA %s %s with %s: not reauthenticated within its AUTH_LIFETIME (RFC 4478), closing",
+                        self.config.name, sa.spis(), self.peer_label(sa.remote_id))
         # one shot, not retransmitted; past an outstanding request if there is one
         mid = sa.tm.active.mid + 1 if sa.tm.active is not None else sa.tm.my_mid
         msg = self.new_message(sa, ExchangeType.INFORMATIONAL, response=False, mid=mid)

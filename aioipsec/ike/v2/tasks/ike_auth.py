@@ -17,6 +17,7 @@ from ..message import Message
 from ..payloads import AuthPayload, CertPayload, CertReqPayload, DeletePayload, IdiPayload, IdrPayload
 from .base import Task, TaskStatus
 from .common import notify
+from .ike_auth_lifetime import add_auth_lifetime, process_auth_lifetime
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -150,6 +151,7 @@ class IkeAuth(Task):
         if s.cp_failure:
             return self._cp_required(s.cp_failure)
         s.ike_established(sa, s.now)
+        process_auth_lifetime(s, sa, msg, s.now)
         return TaskStatus.SUCCESS
 
     def _cp_required(self, why: str) -> TaskStatus:
@@ -222,6 +224,7 @@ class IkeAuth(Task):
             msg.add(c)
         octets = A.signed_octets(sa.init_response, sa.ni, ident.body(), sa.prf, sa.keys.sk_pr)
         msg.add(self._auth_payload(cfg, octets))
+        add_auth_lifetime(s, sa, msg)
         return TaskStatus.SUCCESS
 
     def after_response_sent(self, now: float) -> None:
