@@ -101,7 +101,6 @@ _TAILS_V6 = frozenset(t + bytes((NH_IPV6,)) for t in _PAD_TAIL)
 """Every well-formed ESP trailer (padding, pad length, next header) after an
 inner IPv4 / IPv6 packet: one set lookup checks all three at once."""
 _V4_LEN = struct.Struct("!BxH")  # version/IHL, total length
-_HEAD_OF = itemgetter(slice(0, 16))
 """The 16-byte head SPI | seq | IV of an AEAD ESP packet without ESN."""
 _CT_OF = itemgetter(slice(16, None))
 """Its ciphertext and ICV."""
@@ -661,9 +660,15 @@ class EspSa(_SaBase):
         c = self._open_run_c.get(n)
         if c is None:
             c = self._open_fields(n)
-        unpack_aads, unpack_nonces, hi_mask, run0, run_k, iv_mask, salts, size = c
-        heads = b"".join(map(_HEAD_OF, batch))  # SPI | seq | IV per packet
-        if len(heads) != size:  # a datagram shorter than its head
+        pack_heads, unpack_aads, unpack_nonces, hi_mask, run0, run_k, iv_mask, salts, size = c
+        # SPI | seq | IV per packet: one struct call copies the first 16 bytes
+        # of each datagram (46 -> 5 ns per packet against joining slices).  A
+        # datagram shorter than that is padded with zeros here; if its head
+        # still fits the run, its ciphertext d[16:] is empty, it fails the tag
+        # and is dropped as MALFORMED below, as on the general path
+        try:
+            heads = pack_heads(*batch)
+        except struct.error:  # not bytes/bytearray
             return None
         h = int.from_bytes(heads, "big")
         first = (heads[4] << 24) | (heads[5] << 16) | (heads[6] << 8) | heads[7]
@@ -747,8 +752,8 @@ class EspSa(_SaBase):
         return out
 
     def _open_fields(self, n: int) -> tuple[Any, ...]:
-        """Cached per batch size for :meth:`_open_run`: the unpackers of n
-        joined 16-byte heads (SPI | seq | IV) into the AADs and of the nonces
+        """Cached per batch size for :meth:`_open_run`: the packer of the
+        first 16 bytes of n datagrams, the unpackers of n joined 16-byte heads (SPI | seq | IV) into the AADs and of the nonces
         (salt || IV), and the integers that check and rewrite the heads read
         as one number: the mask of the SPI | seq words, that of a run
         starting at 0 (SPI | i in record i) and the multiple of the first
@@ -769,6 +774,7 @@ class EspSa(_SaBase):
         if len(self._open_run_c) >= _SEAL_RUN_SIZES:
             self._open_run_c.clear()
         c = self._open_run_c[n] = (
+            struct.Struct("16s" * n).pack,
             struct.Struct("8s8x" * n).unpack,
             struct.Struct(f"{8 - sl}x{sl + 8}s" * n).unpack,
             hi_mask,
