@@ -38,7 +38,10 @@ class Configuration:
     """Virtual IP address pools (``[pools.<name>]``), named by ``connections.<name>.pools``."""
     crls: list[Any] = field(default_factory=list)
     """Certificate revocation lists (top-level ``crls``, like swanctl's
-    ``x509crl/``), shared by the ``remote`` side of every connection."""
+    ``x509crl/``), shared by the ``remote`` side of every connection; read
+    on every load, so a daemon ``reload`` picks up new CRL files."""
+    crl_files: list[str] = field(default_factory=list)
+    """The file each of :attr:`crls` was read from, in the same order."""
     source: str | None = None
 
 
@@ -234,7 +237,9 @@ def parse_config(data: dict[str, Any], *, file: str | None = None, base: Path | 
             raise ctx.err("daemon.port_nat_t", f"must differ from daemon.port ({cfg.daemon.port})")
     cfg.pools = _parse_pools(ctx, data.get("pools", {}))
     if "crls" in data:
-        cfg.crls = [_load_crl(ctx, f"crls[{i}]", q) for i, q in enumerate(ctx.strings("crls", data["crls"]))]
+        for i, q in enumerate(ctx.strings("crls", data["crls"])):
+            cfg.crls.append(_load_crl(ctx, f"crls[{i}]", q))
+            cfg.crl_files.append(str(ctx.path(f"crls[{i}]", q)))
     conns = ctx.table("connections", data.get("connections", {}))
     all_secrets = _parse_secrets(ctx, data.get("secrets", {}))
     secrets = [x for x in all_secrets if not _is_xauth_secret(x[0])]

@@ -250,6 +250,26 @@ class Daemon:
         """PLUTO_UNIQUEID per session (id of its SessionProtocol)."""
         self._updown_next = 1
         self._updown_next_uid = 1
+        self._log_crls(self.config)
+
+    @staticmethod
+    def _log_crls(config: Configuration) -> None:
+        """Which CRLs a (re)load read, as charon's credential loading lists
+        them: issuer, CRL number, this and next update, entries (info); a
+        stale one (past its next update) is a warning, as the revocation
+        check will treat it so."""
+        import datetime
+
+        from .ike.auth import _crl_label
+
+        now = datetime.datetime.now(datetime.UTC)
+        files = config.crl_files if len(config.crl_files) == len(config.crls) else ["(no file)"] * len(config.crls)
+        for crl, path in zip(config.crls, files, strict=True):
+            nxt = crl.next_update_utc
+            stale = nxt is not None and nxt < now
+            (logger.warning if stale else logger.info)(
+                "CRL loaded from %s: %s, %d revoked%s", path, _crl_label(crl), len(crl),
+                " -- stale, its next update has passed" if stale else "")
 
     def _local_host(self) -> str:
         if self.config.daemon.address:
@@ -870,6 +890,7 @@ class Daemon:
             return f"reload failed: {exc}"
         old = self.config
         self.config = new
+        self._log_crls(new)
         self.endpoint.configurations = dict(new.connections)
         self.endpoint.global_config = new.global_config
         self.endpoint.set_pools(list(new.pools.values()))  # unchanged pools keep their leases
