@@ -13,7 +13,10 @@ otherwise it reauthenticates actively at its ``reauth_time``.  So:
   AUTH_LIFETIME 20, the daemon reauthenticates at 18 s (the lifetime minus
   10 %), make-before-break: charon then lists one IKE SA with new SPIs (it
   answered a new IKE_SA_INIT) before the 20 s are up, never had to start a
-  reauthentication itself, and pings from the virtual IP across it all pass.
+  reauthentication itself, and pings from the virtual IP across it all pass;
+* the reverse, the daemon the responder with ``reauth_time``: charon
+  honours its AUTH_LIFETIME (reauthenticates at the lifetime minus its
+  ``over_time``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import pytest
 
 from .netns import Topology
 from .strongswan import Connection
+from .test_harness_smoke import ping
 from .test_ikev2_strongswan import establish, start_pair
 from .test_ikev2_virtual_ips import VIP, ping_from_vip
 
@@ -93,4 +97,34 @@ def test_charon_auth_lifetime_makes_aioipsec_reauthenticate(aioipsec, strongswan
     assert "did not reauthenticate as requested" not in ss.logs()
     assert "reauthenticating IKE_SA" not in ss.logs(), ss.logs()[-3000:]
     sent, received = ping_from_vip(topo, "left", count=3)
+    assert (sent, received) == (3, 3)
+
+
+def test_aioipsec_gateway_auth_lifetime_makes_charon_reauthenticate(aioipsec, strongswan,
+                                                                    direct_topology: Topology) -> None:
+    """The reverse: the daemon answers with ``reauth_time = 20s``; charon, the
+    initiator without one (``over_time = 5s``: its margin), logs the notify
+    and reauthenticates at 15 s, a new IKE SA the daemon answers."""
+    topo = direct_topology
+    client = Connection.named("ikev2-psk-gcm", ike_options={"over_time": "5s"})
+    plain = Connection.named("ikev2-psk-gcm")
+    ss = strongswan(topo, "left", client)
+    aio = aioipsec(topo, "right", plain, extra={"ike": {"reauth_time": f"{LIFETIME}s", "rand_time": "0s"}})
+    establish(aio, ss, "strongswan")
+    t0 = time.monotonic()
+    (ike0,) = ss.list_sas()
+    assert ike0.initiator
+    ss.wait_log(rf"received AUTH_LIFETIME of {LIFETIME}s, scheduling reauthentication in {LIFETIME - 5}s", timeout=5)
+    deadline = t0 + LIFETIME + 3
+    while True:
+        sas = [sa for sa in ss.list_sas() if sa.state == "ESTABLISHED" and sa.children]
+        if len(sas) == 1 and (sas[0].spi_i, sas[0].spi_r) != (ike0.spi_i, ike0.spi_r):
+            break
+        assert time.monotonic() < deadline, f"charon did not reauthenticate: {sas}"
+        time.sleep(0.2)
+    assert sas[0].initiator
+    assert time.monotonic() - t0 > LIFETIME - 5 - 1, "not before its AUTH_LIFETIME minus over_time"
+    assert re.search(r"reauthenticating IKE_SA ih\[1\]", ss.logs()), ss.logs()[-3000:]
+    aio.wait_established(10)
+    sent, received = ping(topo, "left", count=3)
     assert (sent, received) == (3, 3)
