@@ -248,6 +248,16 @@ class PoolConfig:
     (swanctl's ``10.3.0.1-10.3.0.9`` is accepted too)."""
     dns: list[str] = field(default_factory=list)
     """DNS servers sent with a lease (INTERNAL_IP4_DNS / INTERNAL_IP6_DNS)."""
+    nbns: list[str] = field(default_factory=list)
+    """WINS servers sent with a lease (INTERNAL_IP4_NBNS; INTERNAL_IP6_NBNS
+    in IKEv1 Mode Config only, IKEv2 has no such attribute)."""
+    subnet: list[str] = field(default_factory=list)
+    """Networks reachable through the gateway sent with a lease
+    (INTERNAL_IP4_SUBNET / INTERNAL_IP6_SUBNET, RFC 7296 §3.15.2), as charon
+    sends swanctl's pool ``subnet``."""
+    split_include: list[str] = field(default_factory=list)
+    """IPv4 networks sent as Cisco Unity UNITY_SPLIT_INCLUDE in IKEv1 Mode
+    Config, only to peers that sent the Cisco Unity vendor ID."""
 
 
 @dataclass

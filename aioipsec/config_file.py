@@ -177,7 +177,7 @@ _AUTH_KEYS = {"auth", "id", "certs", "cert", "key", "private_key", "cacerts", "i
 _SECRET_KEYS = {"id", "secret", "secret_file"}
 _ROUND2_KEYS = {"auth", "xauth_id"}
 _TOP_KEYS = {"connections", "secrets", "global", "tun", "daemon", "pools", "crls"}
-_POOL_KEYS = {"addrs", "dns"}
+_POOL_KEYS = {"addrs", "dns", "nbns", "subnet", "split_include"}
 _DAEMON_KEYS = {"address", "port", "port_nat_t", "keep_alive"}
 _GLOBAL_KEYS = {"cookie_threshold", "half_open_max", "init_limit_per_peer", "fragment_reassembly_max"}
 
@@ -275,7 +275,26 @@ def _parse_pools(ctx: _Ctx, raw: Any) -> dict[str, PoolConfig]:
                 raise ctx.err(f"{path}.addrs", f'overlaps pool "{other}"')
         spans.append((name, first.version, int(first), int(last)))
         dns = _addrs(ctx, f"{path}.dns", pool.get("dns", []), any_ok=False)
-        out[name] = PoolConfig(name=name, addrs=addrs, dns=dns)
+        nbns = _addrs(ctx, f"{path}.nbns", pool.get("nbns", []), any_ok=False)
+        subnet = _pool_nets(ctx, f"{path}.subnet", pool.get("subnet", []))
+        split = _pool_nets(ctx, f"{path}.split_include", pool.get("split_include", []), v4_only=True)
+        out[name] = PoolConfig(name=name, addrs=addrs, dns=dns, nbns=nbns, subnet=subnet, split_include=split)
+    return out
+
+
+def _pool_nets(ctx: _Ctx, path: str, raw: Any, *, v4_only: bool = False) -> list[str]:
+    """A pool's ``subnet`` / ``split_include``: networks (``10.1.0.0/16``;
+    an address alone is a host), normalized; ``v4_only``: Cisco Unity
+    split includes are IPv4."""
+    out = []
+    for i, text in enumerate(ctx.strings(path, raw)):
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ctx.err(f"{path}[{i}]", f'expected a subnet like "10.1.0.0/16", got "{text}"') from None
+        if v4_only and net.version != 4:
+            raise ctx.err(f"{path}[{i}]", f'expected an IPv4 subnet (Cisco Unity split includes are IPv4), got "{text}"')
+        out.append(str(net))
     return out
 
 

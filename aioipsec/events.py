@@ -51,6 +51,11 @@ class IkeSaEstablished(IpsecEvent):
     """Virtual IPs we leased to the peer from a pool (``remote-vips``)."""
     dns: tuple[str, ...] = ()
     """DNS servers the peer sent with our virtual IP (INTERNAL_IP4/6_DNS)."""
+    nbns: tuple[str, ...] = ()
+    """NBNS (WINS) servers the peer sent with our virtual IP (INTERNAL_IP4/6_NBNS)."""
+    remote_subnets: tuple[str, ...] = ()
+    """Networks the peer said are reachable through it (IKEv2 INTERNAL_IP4/6_SUBNET,
+    RFC 7296 §3.15.2; IKEv1 the same or Cisco Unity UNITY_SPLIT_INCLUDE), e.g. ``10.1.0.0/16``."""
 
 
 @fast_init

@@ -175,25 +175,38 @@ class TsType(enum.IntEnum):
 
 
 class CfgType(enum.IntEnum):
-    """Configuration payload types (RFC 7296 §3.15)."""
+    """Configuration payload types (RFC 7296 §3.15); the same numbers are the
+    IKEv1 attribute payload types (draft-dukes-ike-mode-cfg §3.2), which
+    use the names without ``CFG_`` (aliases)."""
 
     CFG_REQUEST = 1
     CFG_REPLY = 2
     CFG_SET = 3
     CFG_ACK = 4
+    REQUEST = 1
+    REPLY = 2
+    SET = 3
+    ACK = 4
 
 
 class CfgAttr(enum.IntEnum):
-    """Configuration attribute types (RFC 7296 §3.15.1 and later RFCs)."""
+    """Configuration attribute types of IKEv2 (RFC 7296 §3.15.1 and later
+    RFCs) and IKEv1 Mode Config (draft-dukes-ike-mode-cfg §3.3), XAUTH
+    (draft-beaulieu-ike-xauth §6) and Cisco Unity: one numbering.  Types
+    5, 9 and 11 are IKEv1 only (RFC 5996 dropped them); the codec of both
+    versions is :mod:`aioipsec.ike.cfgattr`."""
 
     INTERNAL_IP4_ADDRESS = 1
     INTERNAL_IP4_NETMASK = 2
     INTERNAL_IP4_DNS = 3
     INTERNAL_IP4_NBNS = 4
+    INTERNAL_ADDRESS_EXPIRY = 5  # IKEv1
     INTERNAL_IP4_DHCP = 6
     APPLICATION_VERSION = 7
     INTERNAL_IP6_ADDRESS = 8
+    INTERNAL_IP6_NETMASK = 9  # IKEv1
     INTERNAL_IP6_DNS = 10
+    INTERNAL_IP6_NBNS = 11  # IKEv1
     INTERNAL_IP6_DHCP = 12
     INTERNAL_IP4_SUBNET = 13
     SUPPORTED_ATTRIBUTES = 14
@@ -209,6 +222,27 @@ class CfgAttr(enum.IntEnum):
     TIMEOUT_PERIOD_FOR_LIVENESS_CHECK = 24
     INTERNAL_DNS_DOMAIN = 25
     INTERNAL_DNSSEC_TA = 26
+    XAUTH_TYPE = 16520
+    XAUTH_USER_NAME = 16521
+    XAUTH_USER_PASSWORD = 16522
+    XAUTH_PASSCODE = 16523
+    XAUTH_MESSAGE = 16524
+    XAUTH_CHALLENGE = 16525
+    XAUTH_DOMAIN = 16526
+    XAUTH_STATUS = 16527
+    XAUTH_NEXT_PIN = 16528
+    XAUTH_ANSWER = 16529
+    UNITY_BANNER = 28672
+    UNITY_SAVE_PASSWD = 28673
+    UNITY_DEF_DOMAIN = 28674
+    UNITY_SPLITDNS_NAME = 28675
+    UNITY_SPLIT_INCLUDE = 28676
+    UNITY_NATT_PORT = 28677
+    UNITY_LOCAL_LAN = 28678
+    UNITY_PFS = 28679
+    UNITY_FW_TYPE = 28680
+    UNITY_BACKUP_SERVERS = 28681
+    UNITY_DDNS_HOSTNAME = 28682
 
 
 class EapCode(enum.IntEnum):

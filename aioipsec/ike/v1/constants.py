@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import enum
 
+from ..constants import CfgAttr, CfgType  # noqa: F401 - one enum for both versions, re-exported
+
 ISAKMP_VERSION = 0x10
 """Major version 1, minor version 0, in one octet."""
 ISAKMP_HEADER_LEN = 28
@@ -198,45 +200,9 @@ class Ike1Auth(enum.IntEnum):
     XAUTH_RESP_RSA = 65006
 
 
-class CfgType(enum.IntEnum):
-    """Attribute payload types (draft-dukes-ike-mode-cfg §3.2)."""
-
-    REQUEST = 1
-    REPLY = 2
-    SET = 3
-    ACK = 4
-
-
-class CfgAttr(enum.IntEnum):
-    """Mode Config (draft-dukes-ike-mode-cfg §3.3) and XAUTH
-    (draft-beaulieu-ike-xauth §6) attribute types."""
-
-    INTERNAL_IP4_ADDRESS = 1
-    INTERNAL_IP4_NETMASK = 2
-    INTERNAL_IP4_DNS = 3
-    INTERNAL_IP4_NBNS = 4
-    INTERNAL_ADDRESS_EXPIRY = 5
-    INTERNAL_IP4_DHCP = 6
-    APPLICATION_VERSION = 7
-    INTERNAL_IP6_ADDRESS = 8
-    INTERNAL_IP6_NETMASK = 9
-    INTERNAL_IP6_DNS = 10
-    INTERNAL_IP6_NBNS = 11
-    INTERNAL_IP6_DHCP = 12
-    INTERNAL_IP4_SUBNET = 13
-    SUPPORTED_ATTRIBUTES = 14
-    INTERNAL_IP6_SUBNET = 15
-    XAUTH_TYPE = 16520
-    XAUTH_USER_NAME = 16521
-    XAUTH_USER_PASSWORD = 16522
-    XAUTH_PASSCODE = 16523
-    XAUTH_MESSAGE = 16524
-    XAUTH_CHALLENGE = 16525
-    XAUTH_DOMAIN = 16526
-    XAUTH_STATUS = 16527
-    XAUTH_NEXT_PIN = 16528
-    XAUTH_ANSWER = 16529
-
+# CfgType (REQUEST, REPLY, SET, ACK) and CfgAttr are the IKEv2 enums of
+# aioipsec.ike.constants (one numbering, one codec: aioipsec.ike.cfgattr),
+# imported at the top of this module.
 
 XAUTH_TYPE_GENERIC = 0
 XAUTH_STATUS_FAIL = 0

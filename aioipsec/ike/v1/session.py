@@ -46,6 +46,7 @@ from ...events import (
     PeerAddressChanged,
 )
 from ...selectors import Address, TrafficSelector
+from .. import cfgattr
 from ..auth import Identity
 from .constants import (
     ISAKMP_HEADER_LEN,
@@ -92,9 +93,9 @@ from .tasks.transaction import (
     TransactionTask,
     XauthRequestTask,
     XauthStatusTask,
-    address_attributes,
-    requested_addresses,
+    modecfg_reply,
 )
+from .tasks.transaction import dropped as modecfg_dropped
 
 from ..v2.pools import lease_from
 
@@ -186,6 +187,9 @@ class IkeSessionV1:
         """Virtual IPs we leased to the peer by Mode Config."""
         self.dns: list[str] = []
         """DNS servers that came with our virtual IPs."""
+        self.nbns: list[str] = []
+        self.remote_subnets: list[str] = []
+        """Client: NBNS servers and networks reachable through the gateway it sent (Mode Config)."""
         self._leases: list[tuple[AddressPool, str, Any]] = []
 
     @classmethod
@@ -1129,6 +1133,8 @@ class IkeSessionV1:
                 local_vips=tuple(self.local_vips),
                 remote_vips=tuple(self.remote_vips),
                 dns=tuple(self.dns),
+                nbns=tuple(self.nbns),
+                remote_subnets=tuple(self.remote_subnets),
             )
         )
 
@@ -1178,14 +1184,15 @@ class IkeSessionV1:
     def _modecfg_answer(self, sa: IsakmpSa, request: AttributePayload) -> list[CfgAttribute]:
         """Gateway: the REPLY to a Mode Config REQUEST: a lease of each
         requested family from the connection's pools (none if no pool has
-        one), with DNS servers."""
-        out: list[CfgAttribute] = []
-        for version, wanted in requested_addresses(request):
-            lease = self._lease_address(sa, version, wanted)
-            if lease is None:
-                continue
-            pool, ip = lease
-            out += address_attributes(str(ip), [str(d) for d in pool.dns])
+        one), with every attribute of the pools that leased (transaction.modecfg_reply)."""
+        leases = []
+        wanted = cfgattr.requested_addresses(request.attributes, 1)
+        modecfg_dropped(self, "REQUEST", [why for _, _, why in wanted if why])
+        for version, ip, _ in wanted:
+            lease = self._lease_address(sa, version, None if ip is None else str(ip))
+            if lease is not None:
+                leases.append(lease)
+        out = modecfg_reply(leases, unity=sa.features.unity)
         if not out:
             logger.warning("Mode Config: no virtual IP for %s (connection %s)", self.peer, sa.cfg.name)
         return out
@@ -1229,6 +1236,7 @@ class IkeSessionV1:
         elif isinstance(task, ModeCfgRequestTask):
             self.local_vips = list(task.addresses)
             self.dns = list(task.dns)
+            self.nbns, self.remote_subnets = list(task.nbns), list(task.subnets)
             if not task.addresses:
                 reason = f"gateway assigned no virtual IP (requested {', '.join(sa.cfg.vips)})"
                 self._events.append(NegotiationFailed(self.peer, "MODECFG", "FAILED_CP_REQUIRED", reason))

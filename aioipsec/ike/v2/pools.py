@@ -24,6 +24,7 @@ from ...config import PoolConfig
 logger = logging.getLogger("aioipsec.ike")
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 __all__ = ["AddressPool", "build_pools", "parse_pool_addrs"]
 
@@ -58,7 +59,10 @@ def parse_pool_addrs(text: str) -> tuple[IpAddress, IpAddress]:
 class AddressPool:
     """One pool of virtual IPs with leases per identity."""
 
-    def __init__(self, name: str, addrs: str, dns: Iterable[str] = ()) -> None:
+    def __init__(
+        self, name: str, addrs: str, dns: Iterable[str] = (), *, nbns: Iterable[str] = (),
+        subnet: Iterable[str] = (), split_include: Iterable[str] = (),
+    ) -> None:
         self.name = name
         self.addrs = addrs
         first, last = parse_pool_addrs(addrs)
@@ -67,6 +71,12 @@ class AddressPool:
         self.last = last
         self.size = int(last) - int(first) + 1
         self.dns: tuple[IpAddress, ...] = tuple(ipaddress.ip_address(d) for d in dns)
+        self.nbns: tuple[IpAddress, ...] = tuple(ipaddress.ip_address(d) for d in nbns)
+        self.subnet: tuple[IpNetwork, ...] = tuple(ipaddress.ip_network(n, strict=False) for n in subnet)
+        self.split_include: tuple[ipaddress.IPv4Network, ...] = tuple(
+            ipaddress.IPv4Network(n, strict=False) for n in split_include
+        )
+        """Attributes sent with a lease of this pool (:func:`aioipsec.ike.cfgattr.pool_attributes`)."""
         self._lease: dict[str, int] = {}
         """identity -> offset of its lease (online or offline)."""
         self._owner: dict[int, str] = {}
@@ -80,10 +90,15 @@ class AddressPool:
 
     @classmethod
     def from_config(cls, cfg: PoolConfig) -> AddressPool:
-        return cls(cfg.name, cfg.addrs, cfg.dns)
+        return cls(cfg.name, cfg.addrs, cfg.dns, nbns=cfg.nbns, subnet=cfg.subnet, split_include=cfg.split_include)
 
     def same_config(self, cfg: PoolConfig) -> bool:
-        return cfg.addrs == self.addrs and tuple(ipaddress.ip_address(d) for d in cfg.dns) == self.dns
+        return cfg.addrs == self.addrs and (self.dns, self.nbns, self.subnet, self.split_include) == (
+            tuple(ipaddress.ip_address(d) for d in cfg.dns),
+            tuple(ipaddress.ip_address(d) for d in cfg.nbns),
+            tuple(ipaddress.ip_network(n, strict=False) for n in cfg.subnet),
+            tuple(ipaddress.IPv4Network(n, strict=False) for n in cfg.split_include),
+        )
 
     def __contains__(self, addr: object) -> bool:
         try:

@@ -866,10 +866,11 @@ class IkeSessionV2:
         sa = sa or self.sa
         spi_i, spi_r = spis if spis is not None else (sa.spi_i or bytes(8), sa.spi_r)
         hi, hr = spi_i.hex(), spi_r.hex()
+        peer = self.peer
         if logger.isEnabledFor(logging.INFO):
             extra = " ".join(f"{k}={v}" for k, v in details.items())
-            logger.info("%s %s %s_i %s_r %s", text, self.peer, hi, hr, extra)
-        self.emit(ExchangeStep(text, self.peer, {"spi_i": hi, "spi_r": hr, **details}))
+            logger.info("%s %s %s_i %s_r %s", text, peer, hi, hr, extra)
+        self.emit(ExchangeStep(text, peer, {"spi_i": hi, "spi_r": hr, **details}))
 
     def new_nonce(self) -> bytes:
         return self.random(NONCE_LEN)
@@ -1273,7 +1274,8 @@ class IkeSessionV2:
             self.remote_addr = addr
             self.emit(PeerAddressChanged(_peer_str(addr), old, addr))
             return
-        logger.info("peer %s now at %s", self.peer, _peer_str(addr))
+        if logger.isEnabledFor(logging.INFO):  # the float to 4500 of every new IKE SA
+            logger.info("peer %s now at %s", self.peer, _peer_str(addr))
         self.remote_addr = addr
 
     def mobike_moved(self, sa: IkeSa, addr: Address, natd: bool) -> None:
@@ -1525,16 +1527,17 @@ class IkeSessionV2:
                 dns=tuple(self.dns_servers),
             )
         )
-        logger.info(
-            "IKE_SA %s established %s %s[%s]...%s[%s] %s",
-            self.config.name,
-            sa.spis(),
-            self.local_addr[0],
-            sa.local_id,
-            self.remote_addr[0],
-            sa.remote_id,
-            sa.proposal,
-        )
+        if logger.isEnabledFor(logging.INFO):  # spis() formats both SPIs
+            logger.info(
+                "IKE_SA %s established %s %s[%s]...%s[%s] %s",
+                self.config.name,
+                sa.spis(),
+                self.local_addr[0],
+                sa.local_id,
+                self.remote_addr[0],
+                sa.remote_id,
+                sa.proposal,
+            )
 
     def unique_id(self) -> tuple[str, str, str] | None:
         """(connection, our identity, the peer's) of the IKE SA, what the

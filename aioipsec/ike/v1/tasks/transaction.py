@@ -22,7 +22,15 @@ Phase 1 responder starts it once Phase 1 is complete::
 and then answers the client's Mode Config pull (strongSwan's default)::
 
     MODECFG-REQUEST  client -> gw  REQUEST(INTERNAL_IP4_ADDRESS, [INTERNAL_IP4_DNS] ...)
-    MODECFG-REPLY    gw -> client  REPLY(INTERNAL_IP4_ADDRESS=lease, INTERNAL_IP4_NETMASK, [DNS])
+    MODECFG-REPLY    gw -> client  REPLY(INTERNAL_IP4_ADDRESS=lease, INTERNAL_IP4_NETMASK,
+                                         the leasing pools' DNS, NBNS, SUBNET, [UNITY_SPLIT_INCLUDE])
+
+Every attribute of the pools that leased is sent whatever the request
+listed (as charon); UNITY_SPLIT_INCLUDE only to a peer that sent the Cisco
+Unity vendor ID, and a client takes one only from such a gateway.  Values
+are encoded and decoded by :mod:`aioipsec.ike.cfgattr` (shared with IKEv2);
+malformed ones are dropped, counted (``stats["cfg_attrs_dropped"]``) and
+logged with the peer.
 
 The client half (``local-2 = { auth = "xauth" }``, ``vips``) is here too:
 it answers the REQUEST and the SET and pulls its address.
@@ -34,9 +42,12 @@ counted (the peer retransmits); no value of an XAUTH attribute is logged.
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, ClassVar
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ....errors import IntegrityError, ParseError
+from ... import cfgattr
 from ..constants import (
     XAUTH_STATUS_FAIL,
     XAUTH_STATUS_OK,
@@ -61,20 +72,23 @@ __all__ = [
     "XauthRequestTask",
     "XauthStatusTask",
     "address_attributes",
+    "modecfg_reply",
     "parse_addresses",
     "requested_addresses",
 ]
 
-_XAUTH_TYPES = frozenset(a for a in CfgAttr if a >= CfgAttr.XAUTH_TYPE)
+logger = logging.getLogger("aioipsec.ike")
+
+_XAUTH_TYPES = frozenset(a for a in CfgAttr if CfgAttr.XAUTH_TYPE <= a <= CfgAttr.XAUTH_ANSWER)
 _BASIC_XAUTH = frozenset((CfgAttr.XAUTH_TYPE, CfgAttr.XAUTH_STATUS))
 """XAUTH attributes whose value is a number of 16 bits (draft-beaulieu-ike-xauth §4.1: basic)."""
 
 
+_CFG_NAMES = {CfgType.REQUEST: "REQUEST", CfgType.REPLY: "REPLY", CfgType.SET: "SET", CfgType.ACK: "ACK"}
+
+
 def _cfg_name(t: int) -> str:
-    try:
-        return CfgType(t).name
-    except ValueError:
-        return str(t)
+    return _CFG_NAMES.get(t, str(t))  # type: ignore[call-overload]
 
 
 class TransactionTask(Task):
@@ -190,6 +204,9 @@ class ModeCfgRequestTask(TransactionTask):
         self.vips = vips
         self.addresses: list[str] = []
         self.dns: list[str] = []
+        self.nbns: list[str] = []
+        self.subnets: list[str] = []
+        """INTERNAL_IP4/6_SUBNET and (Unity gateways) UNITY_SPLIT_INCLUDE networks."""
 
     def initiate(self, now: float) -> Message:
         self.identifier = int.from_bytes(self.session.random(2), "big")
@@ -204,12 +221,16 @@ class ModeCfgRequestTask(TransactionTask):
                     CfgAttribute(CfgAttr.INTERNAL_IP6_ADDRESS, value + bytes([128]) if value else b""),
                     CfgAttribute(CfgAttr.INTERNAL_IP6_DNS),
                 ]
+        if self.sa.features.unity:
+            attrs.append(CfgAttribute(CfgAttr.UNITY_SPLIT_INCLUDE))  # as strongSwan's unity plugin asks
         self.step_sent, self.step = "MODECFG-REQUEST", "MODECFG-REPLY"
         return self._message(CfgType.REQUEST, attrs)
 
     def process(self, msg: Message, now: float) -> None:
         attr = self._attributes(msg, CfgType.REPLY)
-        self.addresses, self.dns = parse_addresses(attr)
+        got = cfgattr.decode(attr.attributes, 1, unity=self.sa.features.unity)
+        dropped(self.session, "REPLY", got.dropped)
+        self.addresses, self.dns, self.nbns, self.subnets = got.addresses, got.dns, got.nbns, got.subnets
         self.step = ""
         self.done = True
 
@@ -256,51 +277,52 @@ class TransactionResponderTask(TransactionTask):
 # --------------------------------------------------------------------------- addresses
 
 
-def address_attributes(address: str, dns: list[str]) -> list[CfgAttribute]:
+def dropped(session: Any, what: str, reasons: list[str]) -> None:
+    """Malformed attributes of the peer's Mode Config ``what``: counted
+    (``stats["cfg_attrs_dropped"]``) and logged with the peer, not fatal."""
+    if not reasons:
+        return
+    session.stats["cfg_attrs_dropped"] += len(reasons)
+    for why in reasons:
+        logger.warning("Mode Config: dropped a %s attribute of %s: %s", what, session.peer, why)
+
+
+def address_attributes(address: str, dns: list[str] | None = None) -> list[CfgAttribute]:
     """INTERNAL_IP4_ADDRESS + INTERNAL_IP4_NETMASK (a host mask: iOS and
     Cisco clients want one) or INTERNAL_IP6_ADDRESS (address | prefix
     length 128), and the DNS servers of that family."""
     ip = ipaddress.ip_address(address)
+    out = [CfgAttribute(cfgattr.address_type(ip.version), cfgattr.address_value(ip))]
     if ip.version == 4:
-        out = [
-            CfgAttribute(CfgAttr.INTERNAL_IP4_ADDRESS, ip.packed),
-            CfgAttribute(CfgAttr.INTERNAL_IP4_NETMASK, b"\xff" * 4),
-        ]
-    else:
-        out = [CfgAttribute(CfgAttr.INTERNAL_IP6_ADDRESS, ip.packed + bytes([128]))]
-    for d in dns:
+        out.append(CfgAttribute(CfgAttr.INTERNAL_IP4_NETMASK, b"\xff" * 4))
+    for d in dns or ():
         dip = ipaddress.ip_address(d)
         if dip.version == ip.version:
-            out.append(CfgAttribute(CfgAttr.INTERNAL_IP4_DNS if dip.version == 4 else CfgAttr.INTERNAL_IP6_DNS, dip.packed))
+            out.append(CfgAttribute(cfgattr.dns_type(dip.version), dip.packed))
+    return out
+
+
+def modecfg_reply(leases: Iterable[tuple[Any, Any]], *, unity: bool = False) -> list[CfgAttribute]:
+    """A Mode Config REPLY's attributes for ``leases`` ((pool, address) per
+    family): each address (with a host netmask for IPv4), then every
+    attribute of the pools that leased (:func:`aioipsec.ike.cfgattr.pool_attributes`;
+    UNITY_SPLIT_INCLUDE when ``unity``)."""
+    leases = list(leases)
+    out: list[CfgAttribute] = []
+    for _, ip in leases:
+        out += address_attributes(str(ip))
+    out += [CfgAttribute(t, v) for t, v in cfgattr.pool_attributes([p for p, _ in leases], 1, unity=unity)]
     return out
 
 
 def parse_addresses(attr: AttributePayload) -> tuple[list[str], list[str]]:
     """(virtual IPs, DNS servers) of a Mode Config REPLY; values of the wrong
-    length are ignored."""
-    addrs: list[str] = []
-    dns: list[str] = []
-    for a in attr.attributes:
-        if a.type == CfgAttr.INTERNAL_IP4_ADDRESS and len(a.value) == 4:
-            addrs.append(str(ipaddress.IPv4Address(a.value)))
-        elif a.type == CfgAttr.INTERNAL_IP6_ADDRESS and len(a.value) in (16, 17):
-            addrs.append(str(ipaddress.IPv6Address(a.value[:16])))
-        elif a.type == CfgAttr.INTERNAL_IP4_DNS and len(a.value) == 4:
-            dns.append(str(ipaddress.IPv4Address(a.value)))
-        elif a.type == CfgAttr.INTERNAL_IP6_DNS and len(a.value) == 16:
-            dns.append(str(ipaddress.IPv6Address(a.value)))
-    return addrs, dns
+    length are ignored (:func:`aioipsec.ike.cfgattr.decode` gives all)."""
+    got = cfgattr.decode(attr.attributes, 1)
+    return got.addresses, got.dns
 
 
 def requested_addresses(attr: AttributePayload) -> list[tuple[int, str | None]]:
     """(IP version, requested address or None) per address attribute of a
     Mode Config REQUEST, each version once."""
-    out: dict[int, str | None] = {}
-    for a in attr.attributes:
-        if a.type == CfgAttr.INTERNAL_IP4_ADDRESS and 4 not in out:
-            ip = ipaddress.IPv4Address(a.value) if len(a.value) == 4 else None
-            out[4] = str(ip) if ip is not None and not ip.is_unspecified else None
-        elif a.type == CfgAttr.INTERNAL_IP6_ADDRESS and 6 not in out:
-            ip6 = ipaddress.IPv6Address(a.value[:16]) if len(a.value) in (16, 17) else None
-            out[6] = str(ip6) if ip6 is not None and not ip6.is_unspecified else None
-    return list(out.items())
+    return [(v, None if ip is None else str(ip)) for v, ip, _ in cfgattr.requested_addresses(attr.attributes, 1)]

@@ -11,48 +11,48 @@ is declared established (its event carries the addresses); it only parses.
 
 Responder (the chosen connection has ``pools``): one lease per requested
 family from the first pool of that family that has an address for the
-peer's identity, answered in CP(CFG_REPLY) with the pools' DNS servers.
-No address for a request: N(INTERNAL_ADDRESS_FAILURE) and no Child SA
-(RFC 7296 §3.10.1).  Leases are released when the session closes; an IKE
-rekey keeps them (CP is only exchanged in IKE_AUTH).
+peer's identity, answered in CP(CFG_REPLY) with every attribute of the
+pools that leased (DNS, NBNS, subnets: as charon, whatever the request
+listed; :mod:`aioipsec.ike.cfgattr`).  No address for a request:
+N(INTERNAL_ADDRESS_FAILURE) and no Child SA (RFC 7296 §3.10.1).  Leases are
+released when the session closes; an IKE rekey keeps them (CP is only
+exchanged in IKE_AUTH).
+
+The initiator records the reply's DNS servers, NBNS servers and subnets
+(INTERNAL_IP4/6_SUBNET, networks reachable through the peer) for
+:class:`~aioipsec.events.IkeSaEstablished`; malformed attributes are dropped,
+counted (``stats.cp_attrs_dropped``) and logged with the peer.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 
-from ...constants import CfgAttr, CfgType, ExchangeType, NotifyType
+from ... import cfgattr
+from ...constants import CfgType, ExchangeType, NotifyType
 from ..message import Message
 from ..payloads import AuthPayload, CpAttribute, CpPayload, IdrPayload
 from .base import Task, TaskStatus
 from .common import notify
 
-_ADDR_ATTR = {4: CfgAttr.INTERNAL_IP4_ADDRESS, 6: CfgAttr.INTERNAL_IP6_ADDRESS}
-_DNS_ATTR = {4: CfgAttr.INTERNAL_IP4_DNS, 6: CfgAttr.INTERNAL_IP6_DNS}
+logger = logging.getLogger("aioipsec.ike")
 
 
 def address_attribute(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None, version: int) -> CpAttribute:
     """INTERNAL_IP4_ADDRESS (4 octets) / INTERNAL_IP6_ADDRESS (16 octets and
     a prefix length); ``ip`` None or unspecified: the empty request form."""
-    if ip is None or ip.is_unspecified:
-        return CpAttribute(_ADDR_ATTR[version])
-    return CpAttribute(_ADDR_ATTR[version], ip.packed + (b"\x80" if version == 6 else b""))
+    return CpAttribute(cfgattr.address_type(version), cfgattr.address_value(ip))
 
 
 def parse_address(attr: CpAttribute) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The address of an INTERNAL_IP4/6_ADDRESS or _DNS attribute; None when
-    empty, all zeros or of the wrong length (dropped, not fatal)."""
-    v = attr.value
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address
-    if attr.attr_type in (CfgAttr.INTERNAL_IP4_ADDRESS, CfgAttr.INTERNAL_IP4_DNS) and len(v) == 4:
-        ip = ipaddress.IPv4Address(v)
-    elif attr.attr_type == CfgAttr.INTERNAL_IP6_ADDRESS and len(v) == 17:
-        ip = ipaddress.IPv6Address(v[:16])
-    elif attr.attr_type == CfgAttr.INTERNAL_IP6_DNS and len(v) == 16:
-        ip = ipaddress.IPv6Address(v)
-    else:
+    """The address of an INTERNAL_IP4/6_ADDRESS, _DNS or _NBNS attribute;
+    None when empty, all zeros or of the wrong length (dropped, not fatal;
+    IKEv2 lengths: :mod:`aioipsec.ike.cfgattr`)."""
+    try:
+        return cfgattr.decode_address(attr.attr_type, attr.value, 2)
+    except ValueError:
         return None
-    return None if ip.is_unspecified else ip
 
 
 def request_payload(vips: list[str]) -> CpPayload:
@@ -64,7 +64,7 @@ def request_payload(vips: list[str]) -> CpPayload:
         attrs.append(address_attribute(ip, ip.version))
         if ip.version not in families:
             families.append(ip.version)
-    attrs += [CpAttribute(_DNS_ATTR[v]) for v in families]
+    attrs += [CpAttribute(cfgattr.dns_type(v)) for v in families]
     return CpPayload(CfgType.CFG_REQUEST, tuple(attrs))
 
 
@@ -92,21 +92,13 @@ class IkeConfig(Task):
         if msg.get(IdrPayload) is None or msg.get(AuthPayload) is None:
             return TaskStatus.SUCCESS  # IKE_AUTH refused: IkeAuth reports it
         cp = next((c for c in msg.get_all(CpPayload) if c.cfg_type == CfgType.CFG_REPLY), None)
-        got: list[str] = []
-        dns: list[str] = []
-        if cp is not None:
-            for a in cp.attributes:
-                ip = parse_address(a)
-                if ip is None:
-                    continue
-                if a.attr_type in (CfgAttr.INTERNAL_IP4_ADDRESS, CfgAttr.INTERNAL_IP6_ADDRESS):
-                    if str(ip) not in got:
-                        got.append(str(ip))
-                elif a.attr_type in (CfgAttr.INTERNAL_IP4_DNS, CfgAttr.INTERNAL_IP6_DNS) and str(ip) not in dns:
-                    dns.append(str(ip))
-        s.local_vips = got
-        s.dns_servers = dns
-        if not got:
+        got = cfgattr.decode(cp.attributes if cp is not None else (), 2)
+        self._dropped(got.dropped, "CFG_REPLY")
+        s.local_vips = got.addresses
+        s.dns_servers = got.dns
+        s.nbns_servers = got.nbns
+        s.remote_subnets = got.subnets
+        if not got.addresses:
             if msg.has_notify(NotifyType.INTERNAL_ADDRESS_FAILURE):
                 why = "peer answered INTERNAL_ADDRESS_FAILURE"
             elif cp is None:
@@ -123,33 +115,36 @@ class IkeConfig(Task):
         cp = next((c for c in msg.get_all(CpPayload) if c.cfg_type == CfgType.CFG_REQUEST), None)
         if cp is None or not s.config.pools:
             return TaskStatus.SUCCESS
-        wanted: dict[int, ipaddress.IPv4Address | ipaddress.IPv6Address | None] = {}
-        for a in cp.attributes:
-            if a.attr_type == CfgAttr.INTERNAL_IP4_ADDRESS:
-                wanted.setdefault(4, parse_address(a))
-            elif a.attr_type == CfgAttr.INTERNAL_IP6_ADDRESS:
-                wanted.setdefault(6, parse_address(a))
+        wanted = cfgattr.requested_addresses(cp.attributes, 2)
+        self._dropped([why for _, _, why in wanted if why], "CFG_REQUEST")
         if not wanted:
             return TaskStatus.SUCCESS
         attrs: list[CpAttribute] = []
-        dns: list[CpAttribute] = []
-        for version, requested in wanted.items():
+        pools = []
+        for version, requested, _ in wanted:
             lease = s.lease_address(version, requested)
             if lease is None:
                 continue
             pool, ip = lease
             attrs.append(address_attribute(ip, version))
-            for d in pool.dns:
-                a = CpAttribute(_DNS_ATTR[d.version], d.packed)
-                if a not in dns:
-                    dns.append(a)
+            pools.append(pool)
         if not attrs:
             self.failed = True
             s.cp_failure = "no address left in pools " + ", ".join(s.config.pools)
             s.step("IKE_AUTH no virtual IP", self.sa, pools=",".join(s.config.pools), peer_id=str(self.sa.remote_id))
             return TaskStatus.SUCCESS
-        self.reply = CpPayload(CfgType.CFG_REPLY, tuple(attrs + dns))
+        attrs += [CpAttribute(t, v) for t, v in cfgattr.pool_attributes(pools, 2)]
+        self.reply = CpPayload(CfgType.CFG_REPLY, tuple(attrs))
         return TaskStatus.SUCCESS
+
+    def _dropped(self, reasons: list[str], what: str) -> None:
+        """Malformed attributes of the peer's ``what``: counted and logged, not fatal."""
+        if not reasons:
+            return
+        s = self.session
+        s.stats.cp_attrs_dropped += len(reasons)
+        for why in reasons:
+            logger.warning("IKE_SA %s: dropped a %s attribute of %s: %s", s.config.name, what, s.peer, why)
 
     def build_r(self, msg: Message) -> TaskStatus:
         if self.failed:
