@@ -615,9 +615,9 @@ class PeerFeatures:
     dpd: bool = False
     fragmentation: bool = False
     strongswan: bool = False
-
     unity: bool = False
     """The peer sent the Cisco Unity vendor ID (Mode Config UNITY_SPLIT_INCLUDE)."""
+
 
 def vendor_ids(cfg: ConnectionConfig, *, initiator: bool, peer: PeerFeatures | None = None) -> list[Payload]:
     """Our vendor IDs: NAT-T (RFC 3947; the drafts only when answering a
@@ -626,9 +626,9 @@ def vendor_ids(cfg: ConnectionConfig, *, initiator: bool, peer: PeerFeatures | N
     out.append(VendorIdPayload(VID_DPD))
     if cfg.xauth_server or cfg.xauth_client:
         out.append(VendorIdPayload(VID_XAUTH))  # as strongSwan and Cisco send with XAUTH
-    if cfg.fragmentation and (initiator or (peer is not None and peer.fragmentation)):
     if (cfg.vips if initiator else (cfg.pools and peer is not None and peer.unity)):
         out.append(VendorIdPayload(VID_CISCO_UNITY))  # Mode Config client / gateway answering one
+    if cfg.fragmentation and (initiator or (peer is not None and peer.fragmentation)):
         out.append(VendorIdPayload(VID_FRAGMENTATION_FULL))
     if initiator or (peer is not None and peer.natt and not peer.natt_draft):
         out.append(VendorIdPayload(VID_NATT_RFC3947))
@@ -650,9 +650,9 @@ def process_vendor_ids(payloads: Iterable[Payload], features: PeerFeatures) -> N
             features.natt_draft = True
         elif d == VID_DPD:
             features.dpd = True
-        elif len(d) == 20 and d[:16] == VID_FRAGMENTATION:
         elif d == VID_CISCO_UNITY:
             features.unity = True
+        elif len(d) == 20 and d[:16] == VID_FRAGMENTATION:
             features.fragmentation = bool(int.from_bytes(d[16:], "big") & FRAGMENTATION_IKE)
         elif d[:16] == bytes.fromhex("882fe56d6fd20dbc2251613b2ebe5beb"):
             features.strongswan = True

@@ -193,6 +193,8 @@ class SessionStats:
     we are behind a NAT (RFC 7296 §2.23)."""
     auth_lifetime_ignored: int = 0
     """AUTH_LIFETIME notifies (RFC 4478) ignored: zero or not 4 bytes."""
+    cp_attrs_dropped: int = 0
+    """Malformed Configuration Payload attributes dropped (:mod:`aioipsec.ike.cfgattr`)."""
 
 
 @dataclass(eq=False)
@@ -361,6 +363,11 @@ class IkeSessionV2:
     to check certificate validity periods; the session never reads the clock
     itself, so it is required when a configuration verifies certificates
     (remote auth other than ``psk``)."""
+
+    nbns_servers: list[str] = []  # noqa: RUF012 - never mutated: the CP task assigns new lists
+    remote_subnets: list[str] = []  # noqa: RUF012
+    """NBNS servers and networks reachable through the peer (INTERNAL_IP4/6_SUBNET)
+    that came with our virtual IPs; class defaults keep an SA without CP at its size."""
 
     def __init__(
         self,
@@ -1525,6 +1532,8 @@ class IkeSessionV2:
                 local_vips=tuple(self.local_vips),
                 remote_vips=tuple(self.remote_vips),
                 dns=tuple(self.dns_servers),
+                nbns=tuple(self.nbns_servers),
+                remote_subnets=tuple(self.remote_subnets),
             )
         )
         if logger.isEnabledFor(logging.INFO):  # spis() formats both SPIs
