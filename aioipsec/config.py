@@ -41,11 +41,25 @@ class AuthConfig:
     """Remote: certificate revocation lists (``x509.CertificateRevocationList``)
     checked for every certificate of the peer's chain below the trust anchor
     (the loader puts the top-level ``crls`` here, as swanctl loads ``x509crl/``
-    for all connections).  CRLs are not fetched from distribution points."""
+    for all connections).  The daemon also fetches CRLs from distribution
+    points and asks OCSP responders (:attr:`revocation_cache`)."""
     revocation: str = "relaxed"
     """Remote: swanctl ``revocation``: ``strict`` (each certificate needs a
     current CRL of its issuer), ``ifuri`` (only if it names a CRL distribution
     point) or ``relaxed`` (only a revoked certificate fails)."""
+    ocsp_uris: list[str] = field(default_factory=list)
+    """Remote: OCSP responders (``http://`` URIs) asked for certificates
+    issued by one of :attr:`cacerts`, besides the responder a certificate
+    names itself (strongSwan's ``authorities.<ca>.ocsp_uris``)."""
+    crl_uris: list[str] = field(default_factory=list)
+    """Remote: CRL URIs (``http://``) of :attr:`cacerts`, fetched up front
+    and kept fresh, besides the distribution points a certificate names
+    (strongSwan's ``authorities.<ca>.crl_uris``)."""
+    revocation_cache: Any = None
+    """Remote: fetched OCSP answers and CRLs
+    (:class:`~aioipsec.ike.auth.RevocationCache`), set by the daemon's
+    :class:`~aioipsec.asyncio.revocation_fetch.RevocationFetcher`; ``None``:
+    only :attr:`crls` are checked, nothing is fetched."""
     xauth_id: str | None = None
     """Second round ``auth = "xauth"`` on the local side (an IKEv1 XAUTH
     client): the user name sent (its password is the ``xauth`` secret of

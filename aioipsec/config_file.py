@@ -60,6 +60,9 @@ class DaemonConfig:
     keep_alive: float = 20.0
     """NAT keepalive interval (RFC 3948; strongswan.conf ``charon.keep_alive``), sent
     only by the end behind a NAT; 0 disables."""
+    fetch_timeout: float = 5.0
+    """Seconds one OCSP request or CRL download may take (strongswan.conf's
+    ``libcharon.plugins.curl.timeout``)."""
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -173,12 +176,13 @@ _CHILD_KEYS = {
     "life_time", "rand_time", "rekey_bytes", "life_bytes", "rekey_packets", "life_packets",
     "replay_window", "dpd_action", "close_action", "updown", "updown_timeout",
 }
-_AUTH_KEYS = {"auth", "id", "certs", "cert", "key", "private_key", "cacerts", "intermediates", "rsa_pss", "revocation"}
+_AUTH_KEYS = {"auth", "id", "certs", "cert", "key", "private_key", "cacerts", "intermediates", "rsa_pss", "revocation",
+              "ocsp_uris", "crl_uris"}
 _SECRET_KEYS = {"id", "secret", "secret_file"}
 _ROUND2_KEYS = {"auth", "xauth_id"}
 _TOP_KEYS = {"connections", "secrets", "global", "tun", "daemon", "pools", "crls"}
 _POOL_KEYS = {"addrs", "dns", "nbns", "subnet", "split_include"}
-_DAEMON_KEYS = {"address", "port", "port_nat_t", "keep_alive"}
+_DAEMON_KEYS = {"address", "port", "port_nat_t", "keep_alive", "fetch_timeout"}
 _GLOBAL_KEYS = {"cookie_threshold", "half_open_max", "init_limit_per_peer", "fragment_reassembly_max"}
 
 
@@ -233,6 +237,10 @@ def parse_config(data: dict[str, Any], *, file: str | None = None, base: Path | 
                 setattr(cfg.daemon, key, ctx.integer(f"daemon.{key}", d[key], 1, 65535))
         if "keep_alive" in d:
             cfg.daemon.keep_alive = ctx.duration("daemon.keep_alive", d["keep_alive"])
+        if "fetch_timeout" in d:
+            cfg.daemon.fetch_timeout = ctx.duration("daemon.fetch_timeout", d["fetch_timeout"])
+            if not 0 < cfg.daemon.fetch_timeout <= 300:
+                raise ctx.err("daemon.fetch_timeout", f"must be more than 0 and at most 300 seconds, got {_show(d['fetch_timeout'])}")
         if cfg.daemon.port == cfg.daemon.port_nat_t:
             raise ctx.err("daemon.port_nat_t", f"must differ from daemon.port ({cfg.daemon.port})")
     cfg.pools = _parse_pools(ctx, data.get("pools", {}))
@@ -429,6 +437,16 @@ def _parse_auth(ctx: _Ctx, path: str, raw: Any, local: bool) -> AuthConfig:
         if local:
             raise ctx.err(f"{path}.revocation", "a revocation policy applies to the remote side only")
         a.revocation = ctx.choice(f"{path}.revocation", raw["revocation"], REVOCATION_POLICIES)
+    for key in ("ocsp_uris", "crl_uris"):
+        if key not in raw:
+            continue
+        if local:
+            raise ctx.err(f"{path}.{key}", "revocation URIs apply to the remote side only")
+        uris = ctx.strings(f"{path}.{key}", raw[key])
+        for i, uri in enumerate(uris):
+            if not uri.lower().startswith("http://") or len(uri) <= len("http://"):
+                raise ctx.err(f"{path}.{key}[{i}]", f"must be an http:// URI, got {_show(uri)}")
+        setattr(a, key, uris)
     certs = raw.get("certs", raw.get("cert"))
     if certs is not None:
         key = "certs" if "certs" in raw else "cert"

@@ -251,6 +251,11 @@ class Daemon:
         self._updown_next = 1
         self._updown_next_uid = 1
         self._log_crls(self.config)
+        from .asyncio.revocation_fetch import RevocationFetcher
+
+        self.revocation = RevocationFetcher(timeout=self.config.daemon.fetch_timeout)
+        """OCSP and CRL distribution point fetching for every certificate-authenticated remote."""
+        self.revocation.configure(self.config.connections.values())
 
     @staticmethod
     def _log_crls(config: Configuration) -> None:
@@ -290,6 +295,7 @@ class Daemon:
         from .asyncio.endpoint import Endpoint
 
         inner = self.inner
+        self.revocation.start()
         # tunnel mode: the remote selectors are routed into the TUN device;
         # transport mode: the peer's own address is, by policy routing that the
         # daemon's marked sockets bypass (see _install_transport_policy)
@@ -891,6 +897,8 @@ class Daemon:
         old = self.config
         self.config = new
         self._log_crls(new)
+        self.revocation.timeout = new.daemon.fetch_timeout
+        self.revocation.configure(new.connections.values())
         self.endpoint.configurations = dict(new.connections)
         self.endpoint.global_config = new.global_config
         self.endpoint.set_pools(list(new.pools.values()))  # unchanged pools keep their leases
@@ -941,6 +949,7 @@ class Daemon:
         logger.info("shutting down: deleting %d IKE SA%s", n, "" if n == 1 else "s")
         if self.control is not None:
             await self.control.close()
+        await self.revocation.close()
         if self.endpoint is not None:
             await self.endpoint.close()
             # SAs that went without a ChildSaDeleted still get their down run

@@ -20,7 +20,9 @@
   missing, and identity-to-certificate matching.
 * Revocation: loaded CRLs checked for every certificate of a verified chain
   below its anchor, with strongSwan's ``strict`` / ``ifuri`` / ``relaxed``
-  policies (:func:`check_revocation`; CRLs are not fetched, OCSP is not done).
+  policies (:func:`check_revocation`), plus what the I/O layer fetched from
+  OCSP responders and CRL distribution points (:class:`RevocationCache`;
+  fetching is in :mod:`aioipsec.asyncio.revocation_fetch`, never here).
 
 All comparisons of MACs use :func:`hmac.compare_digest`.  Nothing here logs
 except :func:`check_revocation` (which CRL was used; never keys).
@@ -40,7 +42,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
@@ -827,12 +829,20 @@ def _verify_chain_manually(
     raise AuthenticationFailed("certificate chain too long")
 
 
-# --------------------------------------------------------------------------- revocation (CRLs)
+# --------------------------------------------------------------------------- revocation (CRLs, OCSP)
 
 REVOCATION_POLICIES = ("strict", "ifuri", "relaxed")
-"""swanctl ``remote.revocation``: ``strict`` needs a current CRL for every
-certificate, ``ifuri`` only for those with a CRL distribution point,
-``relaxed`` (the default) fails only on a revoked certificate."""
+"""swanctl ``remote.revocation``: ``strict`` needs a current status (CRL or
+OCSP) for every certificate, ``ifuri`` only for those naming a CRL
+distribution point or OCSP responder, ``relaxed`` (the default) fails only on
+a revoked certificate."""
+
+OCSP_NO_NEXT_UPDATE = datetime.timedelta(hours=1)
+"""How long an OCSP response without nextUpdate counts as current after its
+thisUpdate (and is cached)."""
+
+OCSP_CLOCK_SKEW = datetime.timedelta(minutes=5)
+"""A response whose thisUpdate is further than this in the future is refused."""
 
 _log = logging.getLogger("aioipsec.ike")
 
@@ -840,16 +850,286 @@ _log = logging.getLogger("aioipsec.ike")
 @fast_init
 @dataclass(frozen=True, slots=True)
 class RevocationStatus:
-    """The CRL check of one certificate of a verified chain (strongSwan's
-    ``cert_validation_t``): ``good`` (a current CRL of its issuer does not list
-    it), ``stale`` (only a CRL past its nextUpdate does not list it), ``skipped``
-    (no CRL of its issuer and no distribution point in the certificate) or
-    ``failed`` (no CRL, though the certificate names a distribution point)."""
+    """The revocation check of one certificate of a verified chain (strongSwan's
+    ``cert_validation_t``): ``good`` (a current OCSP response says good or a
+    current CRL of its issuer does not list it), ``stale`` (only a CRL or OCSP
+    response past its nextUpdate vouches for it), ``skipped`` (no status and no
+    CRL distribution point or OCSP URI for it) or ``failed`` (no status,
+    though it names a distribution point or responder)."""
 
     subject: str
     status: str
     crl: str | None = None
-    """The CRL used: issuer, number, thisUpdate/nextUpdate (``None``: none)."""
+    """What answered: the CRL (issuer, number, thisUpdate/nextUpdate, file or
+    URI) or the OCSP response (responder, URI); ``None``: nothing."""
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class OcspStatus:
+    """A verified OCSP answer for one certificate (:func:`verify_ocsp_response`)."""
+
+    status: str
+    """``good``, ``revoked`` or ``unknown``."""
+    this_update: datetime.datetime
+    next_update: datetime.datetime | None
+    responder: str
+    """Who signed it: ``the issuing CA`` or ``delegated responder 'DN'``."""
+    uri: str = ""
+    """The responder URI it was fetched from."""
+    revoked_at: datetime.datetime | None = None
+    reason: str | None = None
+
+    @property
+    def expires(self) -> datetime.datetime:
+        """Until when it is current (and cached): nextUpdate, or
+        :data:`OCSP_NO_NEXT_UPDATE` after thisUpdate."""
+        return self.next_update if self.next_update is not None else self.this_update + OCSP_NO_NEXT_UPDATE
+
+    def current(self, at: datetime.datetime) -> bool:
+        return at <= self.expires
+
+    @property
+    def label(self) -> str:
+        nxt = f"nextUpdate {self.next_update:%Y-%m-%d %H:%M:%S}Z" if self.next_update else "no nextUpdate"
+        return (
+            f"OCSP response of {self.responder} from {self.uri or '(unknown URI)'} "
+            f"(thisUpdate {self.this_update:%Y-%m-%d %H:%M:%S}Z, {nxt})"
+        )
+
+
+def _uris(names: Iterable[object]) -> list[str]:
+    from cryptography import x509
+
+    return [n.value for n in names if isinstance(n, x509.UniformResourceIdentifier)]
+
+
+def cert_crl_uris(cert: x509.Certificate) -> list[str]:
+    """The URIs of ``cert``'s CRL distribution points (any scheme)."""
+    from cryptography import x509
+
+    try:
+        cdps = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except (x509.ExtensionNotFound, ValueError):
+        return []
+    return [u for dp in cdps for u in _uris(dp.full_name or ())]
+
+
+def cert_ocsp_uris(cert: x509.Certificate) -> list[str]:
+    """The OCSP responder URIs of ``cert``'s Authority Information Access."""
+    from cryptography import x509
+    from cryptography.x509.oid import AuthorityInformationAccessOID
+
+    try:
+        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    except (x509.ExtensionNotFound, ValueError):
+        return []
+    return _uris(d.access_location for d in aia if d.access_method == AuthorityInformationAccessOID.OCSP)
+
+
+def _cert_key(cert: x509.Certificate) -> tuple[bytes, int]:
+    return cert.issuer.public_bytes(), cert.serial_number
+
+
+class RevocationCache:
+    """Revocation information fetched by the I/O layer
+    (:mod:`aioipsec.asyncio.revocation_fetch`) for the sans-I/O checks: OCSP
+    answers by certificate, CRLs by the URI they came from, and the URIs
+    configured per CA (``remote.ocsp_uris`` / ``crl_uris``).  The check
+    (:func:`check_revocation`) reads it and asks for what it lacks with
+    :meth:`want`: it never fetches, and never reads the clock."""
+
+    def __init__(self) -> None:
+        self.ocsp: dict[tuple[bytes, int], OcspStatus] = {}
+        self.crls: dict[str, x509.CertificateRevocationList] = {}
+        self.ca_ocsp_uris: dict[bytes, list[str]] = {}
+        """Configured OCSP responders by the DER subject of the CA (the issuer)."""
+        self.ca_crl_uris: dict[bytes, list[str]] = {}
+        """Configured CRL URIs by the DER subject of the CA (the issuer)."""
+        self.wanted: dict[tuple[bytes, int], tuple[x509.Certificate, x509.Certificate]] = {}
+        """Certificates (with their issuer) whose status is missing or stale."""
+        self.on_want: Callable[[], None] | None = None
+        """Called when :attr:`wanted` got an entry (the fetcher wakes up)."""
+
+    def ocsp_uris(self, cert: x509.Certificate) -> list[str]:
+        return list(dict.fromkeys([*cert_ocsp_uris(cert), *self.ca_ocsp_uris.get(cert.issuer.public_bytes(), ())]))
+
+    def crl_uris(self, cert: x509.Certificate) -> list[str]:
+        return list(dict.fromkeys([*cert_crl_uris(cert), *self.ca_crl_uris.get(cert.issuer.public_bytes(), ())]))
+
+    def ocsp_for(self, cert: x509.Certificate) -> OcspStatus | None:
+        return self.ocsp.get(_cert_key(cert))
+
+    def want(self, cert: x509.Certificate, issuer: x509.Certificate) -> None:
+        key = _cert_key(cert)
+        if key in self.wanted:
+            return
+        self.wanted[key] = (cert, issuer)
+        if self.on_want is not None:
+            self.on_want()
+
+
+def _spk_bits(key: object) -> bytes:
+    """The subjectPublicKey BIT STRING contents (what OCSP's issuerKeyHash hashes)."""
+    if isinstance(key, rsa.RSAPublicKey):
+        return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    if isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+        return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    raise ValueError(f"unsupported issuer key type {type(key).__name__}")
+
+
+def ocsp_request(cert: x509.Certificate, issuer: x509.Certificate, nonce: bytes | None = None) -> bytes:
+    """DER OCSPRequest (RFC 6960 §4.1) for ``cert``, SHA-1 CertID (what every
+    responder understands), with a nonce extension when ``nonce`` is given."""
+    from cryptography import x509
+    from cryptography.x509 import ocsp
+
+    b = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1())
+    if nonce is not None:
+        b = b.add_extension(x509.OCSPNonce(nonce), critical=False)
+    return b.build().public_bytes(serialization.Encoding.DER)
+
+
+def _verify_signed(key: object, signature: bytes, data: bytes, algo: hashes.HashAlgorithm | None) -> bool:
+    try:
+        if isinstance(key, rsa.RSAPublicKey) and algo is not None:
+            key.verify(signature, data, padding.PKCS1v15(), algo)
+        elif isinstance(key, ec.EllipticCurvePublicKey) and algo is not None:
+            key.verify(signature, data, ec.ECDSA(algo))
+        elif isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+            key.verify(signature, data)
+        else:
+            return False
+    except InvalidSignature:
+        return False
+    return True
+
+
+def verify_ocsp_response(
+    der: bytes,
+    cert: x509.Certificate,
+    issuer: x509.Certificate,
+    at: datetime.datetime,
+    *,
+    nonce: bytes | None = None,
+    uri: str = "",
+) -> OcspStatus:
+    """Parse and verify an OCSP response (RFC 6960) for ``cert`` issued by
+    ``issuer``, at time ``at``: status ``successful``; signed by ``issuer``
+    or by a delegated responder certificate that ``issuer`` signed, with the
+    OCSP signing EKU and valid at ``at`` (carried in the response and named by
+    its responder ID); a nonce, when the response has one, equal to
+    ``nonce``; thisUpdate not in the future; a single response for ``cert``.
+    A response past its nextUpdate is returned (its :meth:`~OcspStatus.current`
+    is False): the check treats it like a stale CRL.  Raises ValueError naming
+    what was wrong."""
+    from cryptography import x509
+    from cryptography.x509 import ocsp
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    try:
+        resp = ocsp.load_der_ocsp_response(der)
+    except ValueError as exc:
+        raise ValueError(f"malformed OCSP response: {exc}") from None
+    if resp.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
+        raise ValueError(f"OCSP responder answered {resp.response_status.name.lower()}")
+    try:
+        tbs, signature, algo = resp.tbs_response_bytes, resp.signature, resp.signature_hash_algorithm
+        rid_name, rid_hash = resp.responder_name, resp.responder_key_hash
+        extra = list(resp.certificates)
+        singles = list(resp.responses)
+        exts = resp.extensions
+    except (ValueError, TypeError, x509.UnsupportedGeneralNameType) as exc:
+        raise ValueError(f"malformed OCSP response: {exc}") from None
+
+    def named(c: x509.Certificate) -> bool:
+        if rid_name is not None:
+            return c.subject == rid_name
+        try:
+            return rid_hash == hashlib.sha1(_spk_bits(c.public_key())).digest()
+        except ValueError:
+            return False
+
+    responder = None
+    if named(issuer):
+        if not _verify_signed(issuer.public_key(), signature, tbs, algo):
+            raise ValueError("OCSP response signature does not verify with the issuing CA's key")
+        responder = "the issuing CA"
+    else:
+        for c in extra:
+            if not named(c):
+                continue
+            if c.issuer != issuer.subject:
+                raise ValueError(f"OCSP responder certificate '{_dn_text(_name_attrs(c.subject))}' is not issued by the CA")
+            try:
+                c.verify_directly_issued_by(issuer)
+            except (ValueError, TypeError, InvalidSignature):
+                raise ValueError(
+                    f"OCSP responder certificate '{_dn_text(_name_attrs(c.subject))}' is not signed by the CA"
+                ) from None
+            try:
+                eku = c.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+            except x509.ExtensionNotFound:
+                eku = None
+            if eku is None or ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
+                raise ValueError(
+                    f"OCSP responder certificate '{_dn_text(_name_attrs(c.subject))}' lacks the OCSP signing EKU"
+                )
+            if not (c.not_valid_before_utc <= at <= c.not_valid_after_utc):
+                raise ValueError(f"OCSP responder certificate '{_dn_text(_name_attrs(c.subject))}' is not valid now")
+            if not _verify_signed(c.public_key(), signature, tbs, algo):
+                raise ValueError("OCSP response signature does not verify with the responder certificate's key")
+            responder = f"delegated responder '{_dn_text(_name_attrs(c.subject))}'"
+            break
+        if responder is None:
+            raise ValueError("OCSP response is signed neither by the issuing CA nor by a responder certificate it carries")
+    try:
+        got = exts.get_extension_for_class(x509.OCSPNonce).value.nonce
+    except x509.ExtensionNotFound:
+        got = None
+    if nonce is not None and got is not None and got != nonce:
+        raise ValueError("OCSP response nonce does not match the request's")
+    name_der = issuer.subject.public_bytes()
+    bits = _spk_bits(issuer.public_key())
+    for single in singles:
+        if single.serial_number != cert.serial_number:
+            continue
+        try:
+            h = single.hash_algorithm
+            hn, hk = hashes.Hash(h), hashes.Hash(h)
+        except (ValueError, UnsupportedAlgorithm):
+            continue
+        hn.update(name_der)
+        hk.update(bits)
+        if single.issuer_name_hash != hn.finalize() or single.issuer_key_hash != hk.finalize():
+            continue
+        this, nxt = single.this_update_utc, single.next_update_utc
+        if this > at + OCSP_CLOCK_SKEW:
+            raise ValueError(f"OCSP response thisUpdate {this:%Y-%m-%d %H:%M:%S}Z is in the future")
+        status = single.certificate_status
+        if status == ocsp.OCSPCertStatus.REVOKED:
+            reason = single.revocation_reason
+            return OcspStatus("revoked", this, nxt, responder, uri, single.revocation_time_utc,
+                              reason.value if reason is not None else None)
+        return OcspStatus("good" if status == ocsp.OCSPCertStatus.GOOD else "unknown", this, nxt, responder, uri)
+    raise ValueError(f"OCSP response has no status for serial {cert.serial_number:#x}")
+
+
+def parse_crl(data: bytes) -> x509.CertificateRevocationList:
+    """A CRL, PEM or DER, with its extensions and entries decoded up front
+    (a malformed one fails here, not in every later check); raises ValueError."""
+    from cryptography import x509
+
+    try:
+        crl = x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data)
+        crl.extensions  # noqa: B018
+        for entry in crl:
+            entry.extensions  # noqa: B018
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not a certificate revocation list (PEM or DER): {exc}") from None
+    return crl
 
 
 def _crl_number(crl: x509.CertificateRevocationList) -> int | None:
@@ -889,16 +1169,8 @@ def _is_delta_crl(crl: x509.CertificateRevocationList) -> bool:
 
 def _has_crl_uri(cert: x509.Certificate) -> bool:
     """Does ``cert`` name a CRL distribution point with a URI (what strongSwan
-    would fetch; we do not fetch, so such a cert without a loaded CRL is ``failed``)?"""
-    from cryptography import x509
-
-    try:
-        cdps = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-    except x509.ExtensionNotFound:
-        return False
-    return any(
-        isinstance(name, x509.UniformResourceIdentifier) for dp in cdps for name in (dp.full_name or ())
-    )
+    would fetch; a cert with one but no CRL loaded or fetched is ``failed``)?"""
+    return bool(cert_crl_uris(cert))
 
 
 def _issuer_crls(
@@ -924,9 +1196,16 @@ def _cert_crl_status(
     issuer: x509.Certificate,
     crls: Sequence[x509.CertificateRevocationList],
     at: datetime.datetime,
+    sources: dict[int, str] | None = None,
 ) -> RevocationStatus:
-    """Raises AuthenticationFailed when a CRL of the issuer lists ``cert``."""
+    """Raises AuthenticationFailed when a CRL of the issuer lists ``cert``.
+    ``sources`` names the URI a fetched CRL (by ``id``) came from; the others
+    are from files."""
     from cryptography import x509
+
+    def label(crl: x509.CertificateRevocationList) -> str:
+        src = (sources or {}).get(id(crl))
+        return f"{_crl_label(crl)} from {src}" if src else f"{_crl_label(crl)} from file"
 
     subject = _dn_text(_name_attrs(cert.subject))
     usable = _issuer_crls(cert, issuer, crls)
@@ -942,14 +1221,53 @@ def _cert_crl_status(
         detail = f"reason {reason}, " if reason else ""
         raise AuthenticationFailed(
             f"certificate '{subject}' is revoked ({detail}since "
-            f"{entry.revocation_date_utc:%Y-%m-%d %H:%M:%S}Z, serial {cert.serial_number:#x}, {_crl_label(crl)})"
+            f"{entry.revocation_date_utc:%Y-%m-%d %H:%M:%S}Z, serial {cert.serial_number:#x}, {label(crl)})"
         )
     if not usable:
         return RevocationStatus(subject, "failed" if _has_crl_uri(cert) else "skipped")
     best = max(usable, key=_crl_sort_key)
     nxt = best.next_update_utc
     current = best.last_update_utc <= at and (nxt is None or at <= nxt)
-    return RevocationStatus(subject, "good" if current else "stale", _crl_label(best))
+    return RevocationStatus(subject, "good" if current else "stale", label(best))
+
+
+def _cert_status(
+    cert: x509.Certificate,
+    issuer: x509.Certificate,
+    crls: Sequence[x509.CertificateRevocationList],
+    at: datetime.datetime,
+    fetched: RevocationCache | None,
+) -> RevocationStatus:
+    """OCSP answer (fetched) and CRLs (files and fetched) for one certificate;
+    raises AuthenticationFailed when either says revoked."""
+    if fetched is None:
+        return _cert_crl_status(cert, issuer, crls, at)
+    subject = _dn_text(_name_attrs(cert.subject))
+    by_ocsp: RevocationStatus | None = None
+    answer = fetched.ocsp_for(cert)
+    if answer is not None:
+        if answer.status == "revoked":
+            detail = f"reason {answer.reason}, " if answer.reason else ""
+            since = f"since {answer.revoked_at:%Y-%m-%d %H:%M:%S}Z, " if answer.revoked_at else ""
+            raise AuthenticationFailed(
+                f"certificate '{subject}' is revoked ({detail}{since}serial {cert.serial_number:#x}, {answer.label})"
+            )
+        if answer.status == "good":
+            by_ocsp = RevocationStatus(subject, "good" if answer.current(at) else "stale", answer.label)
+    crl_uris = fetched.crl_uris(cert)
+    extra = [(u, fetched.crls[u]) for u in crl_uris if u in fetched.crls]
+    by_crl = _cert_crl_status(cert, issuer, [*crls, *(c for _u, c in extra)], at, {id(c): u for u, c in extra})
+    for st in (by_ocsp, by_crl):
+        if st is not None and st.status == "good":
+            return st
+    for st in (by_ocsp, by_crl):
+        if st is not None and st.status == "stale":
+            fetched.want(cert, issuer)
+            return st
+    if crl_uris or fetched.ocsp_uris(cert):
+        fetched.want(cert, issuer)
+        return RevocationStatus(subject, "failed")
+    return RevocationStatus(subject, "skipped")
 
 
 def check_revocation(
@@ -959,40 +1277,60 @@ def check_revocation(
     at: datetime.datetime,
     *,
     peer: str = "",
+    fetched: RevocationCache | None = None,
 ) -> list[RevocationStatus]:
-    """CRL check of a chain from :func:`verify_chain` (leaf first, trust anchor
-    last): every certificate below the anchor against the loaded CRLs of its
-    issuer, as strongSwan's ``revocation`` plugin does without fetching.
+    """Revocation check of a chain from :func:`verify_chain` (leaf first,
+    trust anchor last): every certificate below the anchor against the
+    loaded CRLs of its issuer and, with ``fetched`` (the daemon's
+    :class:`RevocationCache`), the OCSP answers and CRLs fetched from its
+    OCSP responder and distribution points, as strongSwan's ``revocation``
+    plugin does.  Nothing is fetched here: a certificate whose status is
+    missing or stale is put on ``fetched.wanted`` for the fetcher.
 
-    A revoked certificate fails under every ``policy``; then ``strict`` needs
-    status ``good`` for each certificate and ``ifuri`` ``good`` or ``skipped``
-    (strongSwan's constraint check).  A CRL past its nextUpdate is still used
-    (a revocation in it counts; otherwise the status is ``stale``, logged as a
-    warning, which only ``relaxed`` accepts).  Logs (``aioipsec.ike``, info)
-    which CRL was used for which certificate of ``peer``; raises
+    A revoked certificate fails under every ``policy`` (a revocation counts
+    in any CRL or OCSP answer of its issuer, stale or not); then ``strict``
+    needs status ``good`` for each certificate and ``ifuri`` ``good`` or
+    ``skipped`` (strongSwan's constraint check).  A CRL or OCSP answer past
+    its nextUpdate gives ``stale``, logged as a warning, which only
+    ``relaxed`` accepts.  Logs (``aioipsec.ike``) which source answered
+    (OCSP URI, CRL URI or file) for which certificate of ``peer``; raises
     :class:`AuthenticationFailed`."""
     if policy not in REVOCATION_POLICIES:
         raise AuthenticationFailed(f"unknown revocation policy {policy!r}")
     out = []
     for cert, issuer in itertools.pairwise(chain):
-        st = _cert_crl_status(cert, issuer, crls, at)
+        try:
+            st = _cert_status(cert, issuer, crls, at, fetched)
+        except AuthenticationFailed as exc:
+            _log.warning("revocation check peer=%s: %s", peer, exc)
+            raise
         out.append(st)
+        kind = "OCSP" if st.crl is not None and st.crl.startswith("OCSP") else "CRL"
         if st.status == "good":
-            _log.info("CRL check peer=%s: certificate '%s' not revoked, %s", peer, st.subject, st.crl)
+            _log.info("%s check peer=%s: certificate '%s' not revoked, %s", kind, peer, st.subject, st.crl)
         elif st.status == "stale":
             _log.warning(
-                "CRL check peer=%s: certificate '%s' not revoked, but %s is stale (used anyway)", peer, st.subject, st.crl
+                "%s check peer=%s: certificate '%s' not revoked, but %s is stale (used anyway)",
+                kind, peer, st.subject, st.crl,
             )
-        else:
+        elif fetched is None:
             _log.info(
                 "CRL check peer=%s: no CRL for certificate '%s'%s", peer, st.subject,
                 " (it names a CRL distribution point; CRLs are not fetched)" if st.status == "failed" else "",
             )
+        else:
+            _log.info(
+                "revocation check peer=%s: no CRL or OCSP answer for certificate '%s'%s", peer, st.subject,
+                " (it names a CRL distribution point or OCSP responder: none answered yet, fetching)"
+                if st.status == "failed" else "",
+            )
         if (policy == "strict" and st.status != "good") or (policy == "ifuri" and st.status not in ("good", "skipped")):
             why = {
                 "stale": f"only a stale {st.crl}",
-                "skipped": "no CRL of its issuer loaded",
-                "failed": "no CRL of its issuer loaded, though it names a CRL distribution point",
+                "skipped": "no CRL of its issuer loaded" + (" and no OCSP responder or CRL URI known" if fetched else ""),
+                "failed": "no CRL of its issuer loaded, though it names a CRL distribution point" if fetched is None
+                else "no CRL of its issuer loaded or fetched and no OCSP answer, though it names a "
+                "CRL distribution point or OCSP responder (fetching; a later attempt may succeed)",
             }[st.status]
             raise AuthenticationFailed(
                 f"revocation status of certificate '{st.subject}' unknown: {why} (revocation = {policy})"

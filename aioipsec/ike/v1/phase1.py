@@ -569,8 +569,9 @@ def verify_signature(
             raise AuthenticationFailed(f"no certificate of the peer matches its identity {identity}")
         try:
             chain = verify_chain(leaf, [c for c in certs if c is not leaf], list(cfg.remote.cacerts), at)
-            if cfg.remote.crls or cfg.remote.revocation != "relaxed":  # else nothing can fail
-                check_revocation(chain, cfg.remote.crls, cfg.remote.revocation, at, peer=str(identity))
+            fetched = cfg.remote.revocation_cache
+            if cfg.remote.crls or cfg.remote.revocation != "relaxed" or fetched is not None:  # else nothing can fail
+                check_revocation(chain, cfg.remote.crls, cfg.remote.revocation, at, peer=str(identity), fetched=fetched)
         except _AuthFailed as exc:
             raise AuthenticationFailed(str(exc)) from None
         pub = leaf.public_key()
