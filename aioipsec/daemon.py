@@ -900,6 +900,7 @@ class Daemon:
         self.revocation.timeout = new.daemon.fetch_timeout
         self.revocation.configure(new.connections.values())
         self.endpoint.configurations = dict(new.connections)
+        self.endpoint.open_ah_if_configured()  # an AH child added by the reload needs the raw AH socket
         self.endpoint.global_config = new.global_config
         self.endpoint.set_pools(list(new.pools.values()))  # unchanged pools keep their leases
         # trap policies follow the file; held packets of a kept trap stay held

@@ -313,6 +313,25 @@ class Endpoint:
     _network: MemoryNetwork | None = None
     """The in-memory network the sockets were bound on by :meth:`create` (:meth:`roam` binds there too)."""
 
+    def open_ah_if_configured(self) -> bool:
+        """After :attr:`configurations` changed (a daemon ``reload``): open the
+        raw AH socket, as :meth:`create` does at start, when a child now has
+        ``ah_proposals`` and none is open.  Without it an AH Child SA of the
+        new configuration would be refused at install.  Returns whether an AH
+        socket is open now (False when none is configured or the process may
+        not open one: a warning says so)."""
+        if self.ah_socket is not None:
+            return True
+        if not _configures_ah(list(self.configurations.values())):
+            return False
+        net = self._network
+        sock = net.bind((self.local_ip, AH_MEMORY_PORT)) if net is not None else _open_raw_ah(self.local_ip, required=False)
+        if sock is None:
+            return False
+        sock.set_receiver(self._on_ah_socket)
+        self.ah_socket = sock
+        return True
+
     # ---------------------------------------------------------------- roaming
 
     def _bind_sockets(self, host: str) -> tuple[DatagramSocket, DatagramSocket | None, DatagramSocket | None,
