@@ -4,8 +4,11 @@ for the demo, the datagram API and tests.  Not on the hot path."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from .esp import ip as _ip
 from .esp.ip import checksum, ipv6_header
@@ -17,8 +20,14 @@ __all__ = [
     "interface_of",
     "ipv4_header",
     "ipv6_header",
+    "local_addresses",
+    "nl_messages",
     "parse_icmp_echo",
+    "parse_ifaddr",
+    "parse_link",
+    "parse_route",
     "parse_udp",
+    "rtattrs",
     "udp_packet",
 ]
 
@@ -84,10 +93,191 @@ def echo_reply_for(pkt: bytes) -> bytes | None:
     return icmp_echo(dst, src, ident, seq, pkt[off + 8 :], reply=True)
 
 
-_RTM_GETADDR, _RTM_NEWADDR = 22, 20
-_NLMSG_DONE, _NLMSG_ERROR = 3, 2
+# ---------------------------------------------------------------- rtnetlink
+# The few rtnetlink messages aioipsec reads itself (no pyroute2): address and
+# link dumps, and the multicast events of :mod:`aioipsec.asyncio.netwatch`.
+
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
+RTM_NEWROUTE, RTM_DELROUTE = 24, 25
+NLMSG_NOOP, NLMSG_ERROR, NLMSG_DONE, NLMSG_OVERRUN = 1, 2, 3, 4
 _NLM_F_REQUEST, _NLM_F_DUMP = 0x1, 0x300
-_IFA_ADDRESS, _IFA_LOCAL = 1, 2
+_IFA_ADDRESS, _IFA_LOCAL, _IFA_FLAGS = 1, 2, 8
+_RTA_DST, _RTA_OIF, _RTA_GATEWAY, _RTA_PREFSRC, _RTA_TABLE = 1, 4, 5, 7, 15
+_IFLA_IFNAME = 3
+IFA_F_TENTATIVE, IFA_F_DADFAILED = 0x40, 0x08
+"""Address flags of an address that cannot be used (bound) yet or at all."""
+IFF_UP = 0x1
+
+
+class NetlinkError(ValueError):
+    """A malformed rtnetlink message (truncated header or attribute)."""
+
+
+def nl_messages(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """(type, body after the 16-byte nlmsghdr) of each netlink message in one
+    datagram; :class:`NetlinkError` at the first malformed one (the messages
+    before it were yielded)."""
+    off, n = 0, len(data)
+    while off < n:
+        if off + 16 > n:
+            raise NetlinkError(f"{n - off} bytes left, less than a netlink header")
+        length, mtype = struct.unpack_from("=IH", data, off)
+        if length < 16 or off + length > n:
+            raise NetlinkError(f"netlink message length {length} at offset {off} of a {n}-byte datagram")
+        yield mtype, data[off + 16 : off + length]
+        off += (length + 3) & ~3
+
+
+def rtattrs(body: bytes, off: int) -> dict[int, bytes]:
+    """The route attributes (``struct rtattr``) of ``body`` from ``off``, by
+    type (nested/byte-order flags masked off); :class:`NetlinkError` when one
+    runs past the message."""
+    out: dict[int, bytes] = {}
+    n = len(body)
+    while off + 4 <= n:
+        alen, atype = struct.unpack_from("=HH", body, off)
+        if alen < 4 or off + alen > n:
+            raise NetlinkError(f"route attribute {atype} of length {alen} at offset {off} of {n}")
+        out[atype & 0x3FFF] = body[off + 4 : off + alen]
+        off += (alen + 3) & ~3
+    return out
+
+
+def _ip_text(raw: bytes | None) -> str | None:
+    if raw is None:
+        return None
+    if len(raw) == 4:
+        return str(ipaddress.IPv4Address(raw))
+    if len(raw) == 16:
+        return str(ipaddress.IPv6Address(raw))
+    raise NetlinkError(f"a {len(raw)}-byte address")
+
+
+@dataclass(frozen=True)
+class IfAddr:
+    """One ``RTM_NEWADDR``/``RTM_DELADDR``: an address of interface ``index``."""
+
+    family: int
+    prefixlen: int
+    flags: int
+    scope: int
+    index: int
+    address: str | None
+    """IFA_ADDRESS (for an IPv4 point-to-point link: the peer's address)."""
+    local: str | None
+    """IFA_LOCAL (IPv4: ours); None for IPv6."""
+
+    @property
+    def ip(self) -> str | None:
+        """This host's address: IFA_LOCAL if present, else IFA_ADDRESS."""
+        return self.local or self.address
+
+    @property
+    def usable(self) -> bool:
+        """Bindable: not tentative (IPv6 duplicate address detection running) nor failed."""
+        return not self.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED)
+
+
+@dataclass(frozen=True)
+class RtRoute:
+    """One ``RTM_NEWROUTE``/``RTM_DELROUTE`` (only what a roaming decision looks at)."""
+
+    family: int
+    dst: str | None
+    dst_len: int
+    table: int
+    type: int
+    oif: int | None
+    gateway: str | None
+    prefsrc: str | None
+
+
+@dataclass(frozen=True)
+class IfLink:
+    """One ``RTM_NEWLINK``/``RTM_DELLINK``: interface ``index``, its flags (``IFF_*``)."""
+
+    index: int
+    flags: int
+    name: str | None
+
+    @property
+    def up(self) -> bool:
+        return bool(self.flags & IFF_UP)
+
+
+def parse_ifaddr(body: bytes) -> IfAddr:
+    """An ``ifaddrmsg`` and its attributes (:class:`NetlinkError` if malformed)."""
+    if len(body) < 8:
+        raise NetlinkError(f"ifaddrmsg of {len(body)} bytes")
+    family, prefixlen, flags, scope, index = struct.unpack_from("=BBBBI", body)
+    attrs = rtattrs(body, 8)
+    if _IFA_FLAGS in attrs and len(attrs[_IFA_FLAGS]) == 4:
+        flags = struct.unpack("=I", attrs[_IFA_FLAGS])[0]  # the full 32 bits
+    return IfAddr(family, prefixlen, flags, scope, index, _ip_text(attrs.get(_IFA_ADDRESS)),
+                  _ip_text(attrs.get(_IFA_LOCAL)))
+
+
+def parse_route(body: bytes) -> RtRoute:
+    """An ``rtmsg`` and its attributes (:class:`NetlinkError` if malformed)."""
+    if len(body) < 12:
+        raise NetlinkError(f"rtmsg of {len(body)} bytes")
+    family, dst_len, _src_len, _tos, table, _proto, _scope, rtype = struct.unpack_from("=8B", body)
+    attrs = rtattrs(body, 12)
+    if _RTA_TABLE in attrs and len(attrs[_RTA_TABLE]) == 4:
+        table = struct.unpack("=I", attrs[_RTA_TABLE])[0]
+    oif = struct.unpack("=I", attrs[_RTA_OIF])[0] if len(attrs.get(_RTA_OIF, b"")) == 4 else None
+    return RtRoute(family, _ip_text(attrs.get(_RTA_DST)), dst_len, table, rtype, oif,
+                   _ip_text(attrs.get(_RTA_GATEWAY)), _ip_text(attrs.get(_RTA_PREFSRC)))
+
+
+def parse_link(body: bytes) -> IfLink:
+    """An ``ifinfomsg`` and its name (:class:`NetlinkError` if malformed)."""
+    if len(body) < 16:
+        raise NetlinkError(f"ifinfomsg of {len(body)} bytes")
+    _family, _pad, _type, index, flags, _change = struct.unpack_from("=BBHiII", body)
+    name = rtattrs(body, 16).get(_IFLA_IFNAME)
+    return IfLink(index, flags, name.rstrip(b"\0").decode(errors="replace") if name is not None else None)
+
+
+def nl_dump(request: int, family: int = 0) -> list[tuple[int, bytes]]:
+    """(type, body) of every message of one rtnetlink dump (``RTM_GETADDR``,
+    ``RTM_GETLINK``) for ``family`` (0: all); raises OSError (no netlink:
+    off Linux, a timeout) or :class:`NetlinkError`."""
+    netlink = getattr(socket, "AF_NETLINK", None)
+    if netlink is None:
+        raise OSError("no AF_NETLINK on this system")
+    # the request's family-specific header: ifaddrmsg (8 bytes) or ifinfomsg (16)
+    hdr = struct.pack("=BBBBI", family, 0, 0, 0, 0) if request == RTM_GETADDR else struct.pack(
+        "=BBHiII", family, 0, 0, 0, 0, 0)
+    out: list[tuple[int, bytes]] = []
+    with socket.socket(netlink, socket.SOCK_RAW, 0) as s:  # NETLINK_ROUTE
+        s.settimeout(2.0)
+        s.bind((0, 0))
+        s.send(struct.pack("=IHHII", 16 + len(hdr), request, _NLM_F_REQUEST | _NLM_F_DUMP, 1, 0) + hdr)
+        while True:
+            data = s.recv(65536)
+            if not data:
+                return out
+            for mtype, body in nl_messages(data):
+                if mtype == NLMSG_DONE:
+                    return out
+                if mtype == NLMSG_ERROR:
+                    err = -struct.unpack_from("=i", body)[0] if len(body) >= 4 else 0
+                    raise OSError(err, f"rtnetlink dump {request}: {os.strerror(err) if err else 'error'}")
+                out.append((mtype, body))
+
+
+def local_addresses(family: int = 0) -> list[IfAddr]:
+    """Every address of this host's interfaces (one ``RTM_GETADDR`` dump),
+    IPv4 secondary addresses and IPv6 included; raises OSError or
+    :class:`NetlinkError`."""
+    return [parse_ifaddr(body) for mtype, body in nl_dump(RTM_GETADDR, family) if mtype == RTM_NEWADDR]
+
+
+def links() -> dict[int, IfLink]:
+    """This host's interfaces by index (one ``RTM_GETLINK`` dump)."""
+    return {lk.index: lk for lk in (parse_link(body) for mtype, body in nl_dump(RTM_GETLINK) if mtype == RTM_NEWLINK)}
 
 
 def interface_of(address: str) -> str | None:
@@ -100,57 +290,16 @@ def interface_of(address: str) -> str | None:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return None
-    netlink = getattr(socket, "AF_NETLINK", None)
-    if netlink is None:
-        return None
-    family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
-    want = ip.packed
+    want = str(ip)
     try:
-        with socket.socket(netlink, socket.SOCK_RAW, 0) as s:  # NETLINK_ROUTE
-            s.settimeout(2.0)
-            s.bind((0, 0))
-            # nlmsghdr + ifaddrmsg (only the family set: every address of it)
-            req = struct.pack("=IHHII", 16 + 8, _RTM_GETADDR, _NLM_F_REQUEST | _NLM_F_DUMP, 1, 0)
-            s.send(req + struct.pack("=BBBBI", family, 0, 0, 0, 0))
-            found: int | None = None
-            while True:
-                data = s.recv(65536)
-                if not data:
-                    break
-                off, done = 0, False
-                while off + 16 <= len(data):
-                    length, mtype = struct.unpack_from("=IH", data, off)
-                    if length < 16 or off + length > len(data):
-                        done = True
-                        break
-                    if mtype in (_NLMSG_DONE, _NLMSG_ERROR):
-                        done = True
-                        break
-                    if mtype == _RTM_NEWADDR and found is None and length >= 24:
-                        index = struct.unpack_from("=I", data, off + 20)[0]
-                        if _ifa_has(data, off + 24, off + length, want):
-                            found = index
-                    off += (length + 3) & ~3
-                if done:
-                    break
-    except OSError:
+        addrs = local_addresses(socket.AF_INET if ip.version == 4 else socket.AF_INET6)
+    except (OSError, NetlinkError):
         return None
-    if found is None:
-        return None
-    try:
-        return socket.if_indextoname(found)
-    except OSError:
-        return None
-
-
-def _ifa_has(data: bytes, off: int, end: int, want: bytes) -> bool:
-    """Whether the rtattrs in ``data[off:end]`` carry ``want`` as IFA_LOCAL
-    (IPv4: our side of a point-to-point link) or IFA_ADDRESS."""
-    while off + 4 <= end:
-        alen, atype = struct.unpack_from("=HH", data, off)
-        if alen < 4 or off + alen > end:
-            return False
-        if atype in (_IFA_ADDRESS, _IFA_LOCAL) and data[off + 4 : off + alen] == want:
-            return True
-        off += (alen + 3) & ~3
-    return False
+    for a in addrs:
+        # IFA_LOCAL (IPv4: our side of a point-to-point link) or IFA_ADDRESS
+        if want in (a.local, a.address):
+            try:
+                return socket.if_indextoname(a.index)
+            except OSError:
+                return None
+    return None
