@@ -63,6 +63,12 @@ class DaemonConfig:
     fetch_timeout: float = 5.0
     """Seconds one OCSP request or CRL download may take (strongswan.conf's
     ``libcharon.plugins.curl.timeout``)."""
+    roam_events: bool = True
+    """Follow this host's own address changes (strongswan.conf's
+    ``charon.roam_events``): the daemon watches rtnetlink and, when its local
+    address goes away or the kernel routes to the peer from another one,
+    roams as the ``roam`` command does.  Not for a daemon bound to the
+    wildcard (a gateway) or to ``address``."""
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -182,7 +188,7 @@ _SECRET_KEYS = {"id", "secret", "secret_file"}
 _ROUND2_KEYS = {"auth", "xauth_id"}
 _TOP_KEYS = {"connections", "secrets", "global", "tun", "daemon", "pools", "crls"}
 _POOL_KEYS = {"addrs", "dns", "nbns", "subnet", "split_include"}
-_DAEMON_KEYS = {"address", "port", "port_nat_t", "keep_alive", "fetch_timeout"}
+_DAEMON_KEYS = {"address", "port", "port_nat_t", "keep_alive", "fetch_timeout", "roam_events"}
 _GLOBAL_KEYS = {"cookie_threshold", "half_open_max", "init_limit_per_peer", "fragment_reassembly_max"}
 
 
@@ -237,6 +243,8 @@ def parse_config(data: dict[str, Any], *, file: str | None = None, base: Path | 
                 setattr(cfg.daemon, key, ctx.integer(f"daemon.{key}", d[key], 1, 65535))
         if "keep_alive" in d:
             cfg.daemon.keep_alive = ctx.duration("daemon.keep_alive", d["keep_alive"])
+        if "roam_events" in d:
+            cfg.daemon.roam_events = ctx.boolean("daemon.roam_events", d["roam_events"])
         if "fetch_timeout" in d:
             cfg.daemon.fetch_timeout = ctx.duration("daemon.fetch_timeout", d["fetch_timeout"])
             if not 0 < cfg.daemon.fetch_timeout <= 300:

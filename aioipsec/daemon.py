@@ -250,6 +250,10 @@ class Daemon:
         """PLUTO_UNIQUEID per session (id of its SessionProtocol)."""
         self._updown_next = 1
         self._updown_next_uid = 1
+        self.netwatch: Any = None
+        """The rtnetlink watcher (:class:`~aioipsec.asyncio.netwatch.NetlinkWatcher`) while ``roam_events`` is on."""
+        self.roamwatch: Any = None
+        """Its debounce and roaming decision (:class:`~aioipsec.asyncio.netwatch.RoamWatch`)."""
         self._log_crls(self.config)
         from .asyncio.revocation_fetch import RevocationFetcher
 
@@ -329,6 +333,7 @@ class Daemon:
         if self.tun is not None:
             self._install_transport_policy()
         logger.info("listening on %s:%d and %s:%d", host, dc.port, host, dc.port_nat_t)
+        self._roam_events()
         if self.control_path:
             from .control import ControlServer
 
@@ -865,13 +870,104 @@ class Daemon:
                     f"; renegotiating {', '.join(restarted)}" if restarted else "")
         return f"cleared: {', '.join(done) or 'nothing'}" + (f"; renegotiating: {', '.join(restarted)}" if restarted else "")
 
+    roam_delay: float = 1.0
+    """Seconds a burst of address/route events is collected before one
+    roaming decision (:class:`~aioipsec.asyncio.netwatch.RoamWatch`)."""
+
+    def _roam_events(self) -> None:
+        """Start or stop following our own address changes (``[daemon]
+        roam_events``, charon's ``charon.roam_events``) as the configuration
+        says.  Only for a daemon bound to one address it chose itself: not
+        on the wildcard (a gateway answers at every address), not with
+        ``[daemon] address`` (told where to be), not on an in-memory network."""
+        from .asyncio.netwatch import NetlinkWatcher, RoamWatch
+
+        ep = self.endpoint
+        why = None
+        if not self.config.daemon.roam_events:
+            why = "roam_events = false"
+        elif self.network is not None:
+            why = "not on a kernel network"
+        elif self.config.daemon.address:
+            why = f"bound to daemon.address {self.config.daemon.address}"
+        elif ep is None or ipaddress.ip_address(ep.local_ip).is_unspecified:
+            why = "bound to every address"
+        if why is not None:
+            if self.netwatch is not None:
+                logger.info("no longer following address changes: %s", why)
+                self._stop_roam_events()
+            return
+        if self.netwatch is not None:
+            return
+        loop = asyncio.get_running_loop()
+        rw = RoamWatch(loop, current=lambda: self.endpoint.local_ip, peers=self._roam_peers,
+                       roam=self._auto_roam, pinned=self._pinned_addrs, delay=self.roam_delay)
+        nw = NetlinkWatcher(loop, rw.events, ignore_index=self._own_interface)
+        try:
+            nw.start()
+        except OSError as exc:
+            logger.warning("cannot follow address changes (rtnetlink: %s); use the roam command", exc)
+            return
+        self.netwatch, self.roamwatch = nw, rw
+        logger.info("following address changes at %s (roam_events)", ep.local_ip)
+
+    def _stop_roam_events(self) -> None:
+        if self.roamwatch is not None:
+            self.roamwatch.cancel()
+        if self.netwatch is not None:
+            self.netwatch.close()
+        self.netwatch = self.roamwatch = None
+
+    def _own_interface(self, index: int) -> bool:
+        """Events of our own TUN device (virtual IPs, routes to the remote
+        subnets) do not move the endpoint."""
+        if self.tun is None:
+            return False
+        try:
+            return socket.if_nametoindex(self.tun.name) == index
+        except OSError:
+            return False
+
+    def _roam_peers(self) -> list[str]:
+        """The peers whose route decides where we are: those of the IKE SAs
+        we initiated (the ones a roam moves), else the configured ones."""
+        peers = []
+        for p in list(self.endpoint.sessions):
+            s = p.session
+            if getattr(s, "is_initiator", False) and not getattr(s, "is_closed", False):
+                peers.append(str(p.remote_addr[0]))
+        if not peers:
+            for conn in self.config.connections.values():
+                for a in conn.remote_addrs:
+                    try:
+                        ip = ipaddress.ip_address(a)
+                    except ValueError:
+                        continue  # %any, a range or a name
+                    if not ip.is_unspecified:
+                        peers.append(str(ip))
+        return list(dict.fromkeys(peers))
+
+    def _pinned_addrs(self) -> set[str]:
+        return {a for conn in self.config.connections.values() for a in conn.local_addrs}
+
+    def _auto_roam(self, address: str, reason: str) -> None:
+        """The :class:`~aioipsec.asyncio.netwatch.RoamWatch` decided: the
+        ``roam`` command's path, with the reason in the daemon's log."""
+        logger.info("roaming to %s by itself (roam_events): %s", address, reason)
+        try:
+            self.roam(address)
+        except OSError as exc:
+            logger.warning("roaming to %s (%s) failed: %s; waiting for the next address change", address, reason, exc)
+
     def roam(self, address: str) -> str:
         """Our address changed to ``address`` (a roaming client; the control
         command ``roam``): the endpoint binds its sockets there, IKE SAs with
         MOBIKE send UPDATE_SA_ADDRESSES from it, the others are initiated
-        again (:meth:`~aioipsec.asyncio.endpoint.Endpoint.roam`).  The address
-        is not detected by itself: whatever manages the interface (a DHCP
-        hook, NetworkManager dispatcher) tells the daemon."""
+        again (:meth:`~aioipsec.asyncio.endpoint.Endpoint.roam`).  With
+        ``roam_events`` (the default) the daemon calls this itself when
+        rtnetlink shows its address gone or a new source towards the peer
+        (:meth:`_roam_events`); without it whatever manages the interface
+        (a DHCP hook, NetworkManager dispatcher) tells the daemon."""
         try:
             ipaddress.ip_address(address)
         except ValueError:
@@ -903,6 +999,7 @@ class Daemon:
         self.endpoint.open_ah_if_configured()  # an AH child added by the reload needs the raw AH socket
         self.endpoint.global_config = new.global_config
         self.endpoint.set_pools(list(new.pools.values()))  # unchanged pools keep their leases
+        self._roam_events()
         # trap policies follow the file; held packets of a kept trap stay held
         dp = self.endpoint.dataplane
         kept = {(t.conn, t.child): t for t in dp.traps}
@@ -948,6 +1045,7 @@ class Daemon:
     async def shutdown(self) -> None:
         n = len(self.endpoint.sessions) if self.endpoint is not None else 0
         logger.info("shutting down: deleting %d IKE SA%s", n, "" if n == 1 else "s")
+        self._stop_roam_events()
         if self.control is not None:
             await self.control.close()
         await self.revocation.close()

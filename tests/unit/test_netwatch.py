@@ -22,6 +22,8 @@ from aioipsec.asyncio.netwatch import (
     decide_roam,
     parse_datagram,
 )
+from aioipsec.config_file import parse_config
+from aioipsec.errors import ConfigError
 
 
 def attr(atype: int, value: bytes) -> bytes:
@@ -306,3 +308,12 @@ def test_check_considers_only_peers_of_our_family_and_logs_the_reason(caplog: py
     assert ("address/route change (deleted addr 192.0.2.1/24 (if 3)): roaming 192.0.2.1 -> 192.0.2.3: "
             "192.0.2.1 is no longer on any interface that is up; the kernel routes to 198.51.100.2 from 192.0.2.3"
             ) in caplog.text
+
+
+# ---------------------------------------------------------------- the key
+
+def test_roam_events_key() -> None:
+    assert parse_config({}).daemon.roam_events is True
+    assert parse_config({"daemon": {"roam_events": False}}).daemon.roam_events is False
+    with pytest.raises(ConfigError, match=r"daemon\.roam_events: expected true or false, got"):
+        parse_config({"daemon": {"roam_events": "yes"}})
