@@ -219,10 +219,13 @@ def decode(attributes: Iterable[Any], ike_version: int, *, unity: bool = False) 
     (APPLICATION_VERSION, DHCP, XAUTH, ...) are ignored; UNITY_SPLIT_INCLUDE
     only counts when ``unity`` (the peer sent the Cisco Unity vendor ID)."""
     out = Received()
+    seen: set[tuple[int, str]] = set()  # (list, value): linear in the reply's size
 
     def add(lst: list[str], v: object) -> None:
-        if str(v) not in lst:
-            lst.append(str(v))
+        key = (id(lst), str(v))
+        if key not in seen:
+            seen.add(key)
+            lst.append(key[1])
 
     for a in attributes:
         t, v = _type(a), a.value
