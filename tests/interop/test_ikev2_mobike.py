@@ -7,8 +7,10 @@ without a new IKE SA (same IKE SPIs, same Child SA), and pings resume.
 
 The other way round, the aioipsec daemon is the road warrior and a charon
 gateway (``mobike = yes``, strongSwan's default) follows it: the daemon is
-told of its new address with the control command ``roam`` (it does not watch
-the interface itself), rebinds there and sends UPDATE_SA_ADDRESSES.
+told of its new address with the control command ``roam``, rebinds there and
+sends UPDATE_SA_ADDRESSES; or, with no command, its rtnetlink watcher
+(``[daemon] roam_events``, on by default as charon's ``charon.roam_events``)
+sees the address go and it roams by itself.
 """
 
 from __future__ import annotations
@@ -138,6 +140,50 @@ def test_aioipsec_client_roams_and_the_strongswan_gateway_follows(aioipsec, stro
         [aio_now] = [c for c in aio_sa.children if c.state == "INSTALLED"]
         assert (aio_now.spi_in, aio_now.spi_out) == (ss_now.spi_out, ss_now.spi_in)
         assert aio_now.packets_in >= 2 and aio_now.packets_out >= 2, aio_now
+    finally:
+        try:
+            topo.left.ns.ip("addr", "del", f"{NEW_ADDR}/24", "dev", "eth0")
+        except NetnsError:
+            pass  # the test failed before adding it
+        topo.left.ns.ip("addr", "replace", f"{old}/24", "dev", "eth0")
+
+
+def test_aioipsec_client_follows_its_address_change_by_itself(aioipsec, strongswan,
+                                                              direct_topology: Topology) -> None:
+    """As above, but no ``roam`` command: the daemon watches rtnetlink."""
+    topo = direct_topology
+    gateway = Connection.named("ikev2-psk-gcm", ike_options={"mobike": "yes"})
+    client = Connection.named("ikev2-psk-gcm")
+    ss = strongswan(topo, "right", gateway)
+    aio = aioipsec(topo, "left", client)
+    old = topo.left.outer4
+    aio.wait_log(rf"following address changes at {re.escape(old)} \(roam_events\)", timeout=5)
+    establish(aio, ss, "aioipsec")
+    aio.wait_log(r"MOBIKE enabled 192\.0\.2\.2\[4500\]", timeout=5)
+    assert _ping_ok(topo, "left")
+    [before] = ss.list_sas()
+
+    # the direct topology is shared by the whole interop session: whatever
+    # happens here, the client gets its address back for the tests after this one
+    try:
+        mark = time.monotonic()
+        topo.left.ns.ip("addr", "del", f"{old}/24", "dev", "eth0")
+        topo.left.ns.ip("addr", "add", f"{NEW_ADDR}/24", "dev", "eth0")
+        aio.wait_log(rf"roaming to {re.escape(NEW_ADDR)} by itself \(roam_events\): {re.escape(old)} is no longer "
+                     rf"on any interface that is up; the kernel routes to 192\.0\.2\.2 from {re.escape(NEW_ADDR)}",
+                     timeout=10)
+        ss.wait_log(r"parsed INFORMATIONAL request \d+ \[ N\(UPD_SA_ADDR\) N\(NATD_S_IP\) N\(NATD_D_IP\) "
+                    r"N\(COOKIE2\) \]", timeout=10)
+        aio.wait_log(rf"IKE_SA ih .* now at {re.escape(NEW_ADDR)}\[4500\] \(was {re.escape(old)}\[4500\]; "
+                     r"MOBIKE update answered", timeout=10)
+        while not _ping_ok(topo, "left", count=2):
+            assert time.monotonic() - mark < 15, "no traffic over the new address within 15 s"
+        assert _ping_ok(topo, "right")
+        [after] = ss.list_sas()
+        assert (after.spi_i, after.spi_r) == (before.spi_i, before.spi_r), "a new IKE SA was made"
+        assert after.raw.get("remote-host") == NEW_ADDR, after.raw
+        [aio_sa] = aio.list_sas()
+        assert aio_sa.raw["local_addr"] == f"{NEW_ADDR}[4500]", aio_sa.raw
     finally:
         try:
             topo.left.ns.ip("addr", "del", f"{NEW_ADDR}/24", "dev", "eth0")
