@@ -87,6 +87,8 @@ if TYPE_CHECKING:
 
 DEFAULT_LIFETIME = 28800
 """RFC 2407 §4.5: a Phase 2 SA without lifetime attributes lives 8 hours."""
+_WILDCARD4 = TrafficSelector.any(4)
+"""0.0.0.0/0, any protocol and port: what a Cisco Unity client proposes for the gateway."""
 
 # --------------------------------------------------------------------------- algorithm maps
 
@@ -528,6 +530,15 @@ class QuickModeTask(Task):
             self.tsi = _nat_hosts(self.tsi, host_ts(session.remote_addr[0]))
             self.tsr = _nat_hosts(self.tsr, host_ts(session.local_addr[0]))
         child = session._select_child(sa, self.tsi, self.tsr)
+        if child is None and self.ids and sa.features.unity and self.tsr == _WILDCARD4:
+            # a Cisco Unity client given split includes proposes 0.0.0.0/0 for our
+            # side (strongSwan unity_narrow.c narrow_pre, Cisco clients): as charon's
+            # narrow_responder_post, install our configured side, echo the IDs
+            for cfg in sa.cfg.children.values():
+                local = session._child_ts(cfg)[0]
+                if session._child_contains(cfg, self.tsi, local):
+                    child, self.tsr = cfg, local
+                    break
         if child is None:
             raise InvalidIdInformation(f"no child configuration matches {self.tsi} === {self.tsr}")
         self.child = child
