@@ -1041,7 +1041,8 @@ def verify_ocsp_response(
         extra = list(resp.certificates)
         singles = list(resp.responses)
         exts = resp.extensions
-    except (ValueError, TypeError, x509.UnsupportedGeneralNameType) as exc:
+    except (ValueError, TypeError, x509.UnsupportedGeneralNameType, UnsupportedAlgorithm) as exc:
+        # UnsupportedAlgorithm: an unknown signature algorithm OID (hypothesis found one flipped bit)
         raise ValueError(f"malformed OCSP response: {exc}") from None
 
     def named(c: x509.Certificate) -> bool:
@@ -1127,7 +1128,8 @@ def parse_crl(data: bytes) -> x509.CertificateRevocationList:
         crl.extensions  # noqa: B018
         for entry in crl:
             entry.extensions  # noqa: B018
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, x509.InvalidVersion, UnsupportedAlgorithm) as exc:
+        # InvalidVersion: one flipped bit in the version field (hypothesis)
         raise ValueError(f"not a certificate revocation list (PEM or DER): {exc}") from None
     return crl
 
