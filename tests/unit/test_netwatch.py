@@ -174,6 +174,51 @@ async def test_watcher_subscribes_to_rtnetlink() -> None:
         w.close()
 
 
+class ScriptedSocket:
+    """recv() returns or raises the scripted items, then would block."""
+
+    def __init__(self, *script: object) -> None:
+        self.script = list(script)
+        self.closed = False
+
+    def recv(self, n: int) -> bytes:
+        if not self.script:
+            raise BlockingIOError
+        item = self.script.pop(0)
+        if isinstance(item, BaseException):
+            raise item
+        return item  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_overrun_is_counted_and_reported_as_an_event() -> None:
+    import errno
+
+    got: list[list[NetEvent]] = []
+    sock = ScriptedSocket(OSError(errno.ENOBUFS, "No buffer space available"),
+                          ifaddr(netutil.RTM_NEWADDR, "192.0.2.3"))
+    w = NetlinkWatcher(None, got.append, sock=sock)  # type: ignore[arg-type]
+    w._readable()
+    [batch] = got
+    assert [e.kind for e in batch] == ["overrun", "addr"] and w.overruns == 1 and w.events == 2
+    assert str(batch[0]) == "netlink receive buffer overrun (events lost)"
+    assert w.sock is sock and not sock.closed  # still watching
+
+
+def test_a_receive_error_closes_the_watcher_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    import errno
+
+    got: list[list[NetEvent]] = []
+    sock = ScriptedSocket(ifaddr(netutil.RTM_DELADDR, "192.0.2.1"), OSError(errno.EBADF, "Bad file descriptor"))
+    w = NetlinkWatcher(None, got.append, sock=sock)  # type: ignore[arg-type]
+    w._readable()
+    assert sock.closed and w.sock is None
+    assert [e.kind for e in got[0]] == ["addr"]  # what was read before the error still counts
+    assert "receive failed ([Errno 9] Bad file descriptor); no longer following address changes" in caplog.text
+
+
 # ---------------------------------------------------------------- the decision
 
 PEER = "198.51.100.2"
