@@ -21,6 +21,14 @@ points at (``AuthConfig.revocation_cache``) and fills it:
   (:data:`REFRESH_MARGIN`), a failed fetch is retried after
   :attr:`RevocationFetcher.retry`.
 
+While a wanted certificate is queued or being fetched it is in
+``cache.pending`` and an IKEv2 handshake needing its status is held (its
+IKE_AUTH dropped unanswered until the peer retransmits, see
+:class:`~aioipsec.ike.auth.RevocationPending`); once the fetcher is done
+with it, answered or not, it is in ``cache.settled`` and the handshake is
+decided with what is cached.  ``cache.hold_limit`` (twice the timeout plus
+one second) bounds a hold.
+
 Blocking ``urllib.request`` calls run in the loop's default executor with a
 short timeout, so the event loop never waits on the network.  Only
 ``http://`` URIs are fetched (as OCSP and CRL distribution is done), without
@@ -91,6 +99,7 @@ class RevocationFetcher:
         clock: Callable[[], datetime.datetime] = _utcnow,
     ) -> None:
         self.cache = A.RevocationCache()
+        self.cache.hold_limit = 2 * timeout + 1.0  # an OCSP request, then a CRL download
         self.timeout = timeout
         self._fetch = fetch
         self._clock = clock
@@ -195,15 +204,27 @@ class RevocationFetcher:
     async def refresh(self) -> None:
         """Fetch everything wanted or due (once; the loop calls it again)."""
         now = self._clock()
-        for key, (cert, issuer) in list(self.cache.wanted.items()):
-            self.cache.wanted.pop(key, None)
+        cache = self.cache
+        for key, (cert, issuer) in list(cache.wanted.items()):
+            cache.wanted.pop(key, None)
             old = self._cert_due.get(key)
             # a failed fetch waits for its retry time; new and stale ones go now
             due = now if old is None or self._stale(key, now) else old[2]
             self._cert_due[key] = (cert, issuer, due)
+            if due > now:  # not fetched now: a handshake held for it is decided
+                cache.pending.discard(key)
+                cache.settled.add(key)
         due_certs = [(k, c, i) for k, (c, i, d) in self._cert_due.items() if d <= now]
         for key, cert, issuer in due_certs:
-            await self._refresh_cert(key, cert, issuer)
+            # while it is fetched, handshakes needing it are held; once done
+            # (answered or not) they are decided with what it got
+            cache.settled.discard(key)
+            cache.pending.add(key)
+            try:
+                await self._refresh_cert(key, cert, issuer)
+            finally:
+                cache.pending.discard(key)
+                cache.settled.add(key)
         now = self._clock()
         for uri in [u for u, d in self._crl_due.items() if d <= now]:
             await self._refresh_crl(uri)

@@ -931,6 +931,28 @@ def _cert_key(cert: x509.Certificate) -> tuple[bytes, int]:
     return cert.issuer.public_bytes(), cert.serial_number
 
 
+HOLD_LIMIT = 11.0
+"""Default :attr:`RevocationCache.hold_limit` (the fetcher sets twice its
+timeout plus one second: an OCSP request, then a CRL download)."""
+
+
+class RevocationPending(Exception):
+    """Raised by :func:`check_revocation` (with ``hold=True``) instead of
+    deciding when a certificate of the chain has no status yet and the
+    fetcher is getting it (:attr:`RevocationCache.pending`): the caller
+    drops the message unanswered, as if lost, and decides on the peer's
+    retransmission.  Not an :class:`AuthenticationFailed`."""
+
+    def __init__(self, peer: str, subjects: list[str], uris: list[str]) -> None:
+        self.peer = peer
+        self.subjects = subjects
+        self.uris = uris
+        super().__init__(
+            f"status of certificate {', '.join(repr(s) for s in subjects)} being fetched from "
+            f"{', '.join(uris) if uris else '(no URI)'}"
+        )
+
+
 class RevocationCache:
     """Revocation information fetched by the I/O layer
     (:mod:`aioipsec.asyncio.revocation_fetch`) for the sans-I/O checks: OCSP
@@ -949,7 +971,19 @@ class RevocationCache:
         self.wanted: dict[tuple[bytes, int], tuple[x509.Certificate, x509.Certificate]] = {}
         """Certificates (with their issuer) whose status is missing or stale."""
         self.on_want: Callable[[], None] | None = None
-        """Called when :attr:`wanted` got an entry (the fetcher wakes up)."""
+        """Called when :attr:`wanted` got an entry (the fetcher wakes up).
+        Set: a fetcher is attached, and a check may hold the handshake
+        (:class:`RevocationPending`) while a certificate is :attr:`pending`."""
+        self.pending: set[tuple[bytes, int]] = set()
+        """Certificates wanted or being fetched right now: a handshake
+        needing one of them is held until the fetcher is done with it."""
+        self.settled: set[tuple[bytes, int]] = set()
+        """Certificates the fetcher was done with (answered or not) and is
+        not fetching now: asking for one again does not hold a handshake (a
+        failed fetch is retried on the fetcher's schedule, not per handshake)."""
+        self.hold_limit: float = HOLD_LIMIT
+        """Seconds (session time) a handshake is held at most for a pending
+        certificate; then it is decided with what is cached."""
 
     def ocsp_uris(self, cert: x509.Certificate) -> list[str]:
         return list(dict.fromkeys([*cert_ocsp_uris(cert), *self.ca_ocsp_uris.get(cert.issuer.public_bytes(), ())]))
@@ -962,6 +996,8 @@ class RevocationCache:
 
     def want(self, cert: x509.Certificate, issuer: x509.Certificate) -> None:
         key = _cert_key(cert)
+        if self.on_want is not None and key not in self.settled:
+            self.pending.add(key)
         if key in self.wanted:
             return
         self.wanted[key] = (cert, issuer)
@@ -1280,6 +1316,7 @@ def check_revocation(
     *,
     peer: str = "",
     fetched: RevocationCache | None = None,
+    hold: bool = False,
 ) -> list[RevocationStatus]:
     """Revocation check of a chain from :func:`verify_chain` (leaf first,
     trust anchor last): every certificate below the anchor against the
@@ -1296,10 +1333,17 @@ def check_revocation(
     its nextUpdate gives ``stale``, logged as a warning, which only
     ``relaxed`` accepts.  Logs (``aioipsec.ike``) which source answered
     (OCSP URI, CRL URI or file) for which certificate of ``peer``; raises
-    :class:`AuthenticationFailed`."""
+    :class:`AuthenticationFailed`.
+
+    ``hold``: a certificate without any status (``failed``) that the
+    fetcher is getting right now (:attr:`RevocationCache.pending`) is not
+    decided by policy: after the whole chain was checked (a revocation known
+    for another certificate still fails at once) :class:`RevocationPending`
+    is raised, naming the certificates and their URIs."""
     if policy not in REVOCATION_POLICIES:
         raise AuthenticationFailed(f"unknown revocation policy {policy!r}")
     out = []
+    held: list[x509.Certificate] = []
     for cert, issuer in itertools.pairwise(chain):
         try:
             st = _cert_status(cert, issuer, crls, at, fetched)
@@ -1307,6 +1351,9 @@ def check_revocation(
             _log.warning("revocation check peer=%s: %s", peer, exc)
             raise
         out.append(st)
+        if hold and fetched is not None and st.status == "failed" and _cert_key(cert) in fetched.pending:
+            held.append(cert)
+            continue
         kind = "OCSP" if st.crl is not None and st.crl.startswith("OCSP") else "CRL"
         if st.status == "good":
             _log.info("%s check peer=%s: certificate '%s' not revoked, %s", kind, peer, st.subject, st.crl)
@@ -1337,4 +1384,8 @@ def check_revocation(
             raise AuthenticationFailed(
                 f"revocation status of certificate '{st.subject}' unknown: {why} (revocation = {policy})"
             )
+    if held:
+        assert fetched is not None
+        uris = [u for c in held for u in (*fetched.ocsp_uris(c), *fetched.crl_uris(c))]
+        raise RevocationPending(peer, [_dn_text(_name_attrs(c.subject)) for c in held], list(dict.fromkeys(uris)))
     return out

@@ -464,6 +464,53 @@ async def test_fetch_loop_runs_in_the_background(server: Server, pki: Pki) -> No
         await f.close()
 
 
+async def test_a_check_holds_while_the_fetcher_has_the_certificate(server: Server, pki: Pki) -> None:
+    """``hold=True``: a certificate without status that the fetcher will get
+    raises RevocationPending (naming it and its URI) instead of a verdict;
+    after the fetch the same check decides."""
+    f = _fetcher(pki)
+    assert f.cache.hold_limit == 5.0  # twice the 2 s timeout, plus 1 s
+    chain = [pki.certs["ocsp-only"], pki.ca]
+    with pytest.raises(auth.RevocationPending) as ei:
+        auth.check_revocation(chain, [], "strict", NOW, peer="p", fetched=f.cache, hold=True)
+    assert ei.value.subjects == ["O=ocsp test, CN=ocsp-only.example"] and ei.value.uris == [f"{server.base}/ocsp"]
+    assert server.hits["/ocsp"] == 0
+    await f.refresh()
+    [st] = auth.check_revocation(chain, [], "strict", NOW, peer="p", fetched=f.cache, hold=True)
+    assert st.status == "good" and server.hits["/ocsp"] == 1
+
+
+async def test_an_unreachable_responder_holds_only_until_the_fetch_failed(pki: Pki) -> None:
+    """Once the fetcher is done with a certificate (no answer), checks of it
+    are decided by policy, not held, until its retry is due (then it is
+    pending while fetched again)."""
+    f = _fetcher(pki)
+    chain = [pki.certs["dead"], pki.ca]
+    with pytest.raises(auth.RevocationPending):
+        auth.check_revocation(chain, [], "relaxed", NOW, fetched=f.cache, hold=True)
+    await f.refresh()
+    assert f.requests == 1
+    [st] = auth.check_revocation(chain, [], "relaxed", NOW, fetched=f.cache, hold=True)
+    assert st.status == "failed"
+    with pytest.raises(AuthenticationFailed, match="'O=ocsp test, CN=dead.example' unknown"):
+        auth.check_revocation(chain, [], "strict", NOW, fetched=f.cache, hold=True)
+    await f.refresh()  # wanted again, but its retry is not due: no request, still settled
+    assert f.requests == 1
+    [st] = auth.check_revocation(chain, [], "relaxed", NOW, fetched=f.cache, hold=True)
+    assert st.status == "failed"
+    # while the retry runs, the certificate is pending
+    seen: list[bool] = []
+
+    def fetch(*args: Any) -> bytes:
+        seen.append(auth._cert_key(pki.certs["dead"]) in f.cache.pending)
+        raise OSError("still down")
+
+    f._fetch = fetch  # type: ignore[method-assign]
+    f._clock = lambda: NOW + datetime.timedelta(seconds=f.retry + 1)  # type: ignore[method-assign]
+    await f.refresh()
+    assert seen == [True] and auth._cert_key(pki.certs["dead"]) not in f.cache.pending
+
+
 # --------------------------------------------------------------------------- configuration
 
 
@@ -524,7 +571,7 @@ local_addrs  = ["192.0.2.2"]
 remote_addrs = ["192.0.2.1"]
 proposals = ["aes128gcm16-prfsha256-x25519"]
 local  = { auth = "pubkey", id = "none.example", certs = ["gw.pem"], key = "gw.key" }
-remote = { auth = "pubkey", id = "ocsp-only.example", cacerts = ["ca.pem"], revocation = "strict" }
+remote = { auth = "pubkey", id = "ocsp-only.example", cacerts = ["ca.pem"]POLICY }
 [connections.client.children.net]
 local_ts  = ["203.0.113.0/24"]
 remote_ts = ["198.51.100.0/24"]
@@ -532,15 +579,18 @@ esp_proposals = ["aes128gcm16"]
 """
 
 
+@pytest.mark.parametrize("policy", ["relaxed", "strict"])
 @pytest.mark.parametrize("client_status", ["revoked", "good"])
 async def test_daemon_gateway_checks_the_client_by_ocsp(
-        server: Server, pki: Pki, tmp_path: Any, client_status: str, caplog: pytest.LogCaptureFixture) -> None:
+        server: Server, pki: Pki, tmp_path: Any, client_status: str, policy: str,
+        caplog: pytest.LogCaptureFixture) -> None:
     """IKEv2 over an in-memory network, the gateway with ``revocation =
-    strict``: the first IKE_AUTH of a client it has no status for fails
-    (nothing is fetched inside the handshake) and makes the daemon ask the
-    client certificate's OCSP responder; the next attempt is refused when
-    the responder said revoked (naming peer, subject, reason, serial and the
-    responder), accepted when it said good, without a second request."""
+    relaxed`` (the default) or ``strict`` and no status of the client's
+    certificate: its first IKE_AUTH is held (dropped unanswered, counted)
+    while the daemon asks the certificate's OCSP responder, and the client's
+    retransmission is decided with the answer -- on the FIRST attempt: refused
+    when the responder said revoked (naming peer, subject, reason, serial and
+    the responder), established when it said good; one OCSP request."""
     from asyncwait import until
 
     from aioipsec.asyncio.sockets import MemoryNetwork
@@ -556,13 +606,14 @@ async def test_daemon_gateway_checks_the_client_by_ocsp(
     (tmp_path / "gw.pem").write_bytes(pki.certs["none"].public_bytes(pem))
     (tmp_path / "gw.key").write_bytes(pki.keys["none"].private_bytes(*pkcs8))
     (tmp_path / "client.toml").write_text(CLIENT)
-    (tmp_path / "gw.toml").write_text(GATEWAY)
+    (tmp_path / "gw.toml").write_text(GATEWAY.replace("POLICY", "" if policy == "relaxed" else f', revocation = "{policy}"'))
     server.status[11] = client_status
     caplog.set_level(logging.INFO, logger="aioipsec")
     net = MemoryNetwork()
     c = Daemon(str(tmp_path / "client.toml"), network=net, inner=memory_pipe()[0])
     g = Daemon(str(tmp_path / "gw.toml"), network=net, inner=memory_pipe()[0])
     assert g.config.daemon.fetch_timeout == 2.0
+    assert g.config.connections["client"].remote.revocation == policy
     await g.start()
     await c.start()
     try:
@@ -571,33 +622,26 @@ async def test_daemon_gateway_checks_the_client_by_ocsp(
         g.endpoint.event_listeners.append(
             lambda _p, ev: up.append(ev) if isinstance(ev, IkeSaEstablished) else
             refused.append(ev) if isinstance(ev, AuthFailed) else None)
-
-        async def attempt() -> None:
-            up.clear()
-            refused.clear()
-            c.up("hq")
-            await until(lambda: up or refused, 10, what="the gateway's verdict")
-            await until(lambda: c.endpoint.find_session("hq") is None or up, 10, what="a refused SA gone")
-
-        await attempt()
-        [first] = refused
-        assert "unknown: no CRL of its issuer loaded or fetched and no OCSP answer" in first.reason, first.reason
-        await until(lambda: server.hits["/ocsp"] == 1 and g.revocation.cache.ocsp, 10, what="the OCSP answer")
-
-        await attempt()
+        c.up("hq")
+        await until(lambda: up or refused, 20, what="the gateway's verdict")
+        await until(lambda: c.endpoint.find_session("hq") is None or up, 10, what="a refused SA gone")
+        held = [r.getMessage() for r in caplog.records if "holding IKE_AUTH" in r.getMessage()]
+        assert len(held) == 1 and "peer 192.0.2.1[ocsp-only.example]: status of certificate " in held[0], held
+        assert f"'O=ocsp test, CN=ocsp-only.example' being fetched from {server.base}/ocsp" in held[0], held[0]
         if client_status == "revoked":
-            [second] = refused
+            [first] = refused
             assert not up
-            assert second.peer.endswith("[ocsp-only.example]")
-            assert "certificate 'O=ocsp test, CN=ocsp-only.example' is revoked (reason keyCompromise" in second.reason
-            assert "serial 0xb" in second.reason and f"from {server.base}/ocsp" in second.reason, second.reason
+            assert first.peer.endswith("[ocsp-only.example]")
+            assert "certificate 'O=ocsp test, CN=ocsp-only.example' is revoked (reason keyCompromise" in first.reason
+            assert "serial 0xb" in first.reason and f"from {server.base}/ocsp" in first.reason, first.reason
             assert any("peer=" in m and "ocsp-only.example" in m and "is revoked" in m
                        for m in (r.getMessage() for r in caplog.records if r.levelno == logging.WARNING))
         else:
             assert up and not refused
+            assert c.endpoint.find_session("hq") is not None
             assert any(m.startswith("OCSP check peer=") and "ocsp-only.example' not revoked" in m
                        and f"{server.base}/ocsp" in m for m in (r.getMessage() for r in caplog.records))
-        assert server.hits["/ocsp"] == 1  # the answer is cached until its nextUpdate
+        assert server.hits["/ocsp"] == 1
     finally:
         await c.shutdown()
         await g.shutdown()

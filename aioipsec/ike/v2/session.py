@@ -66,7 +66,7 @@ from ...events import (
     ReauthRequired,
 )
 from ...selectors import Address, TrafficSelector
-from ..auth import Identity
+from ..auth import Identity, RevocationPending
 from ..constants import NATT_PORT, ExchangeType, NotifyType, PayloadType, ProtocolId, notify_name
 from ..proposals import Selected
 from .fragment import Reassembler, ReassemblyLimitError, fragment_message
@@ -195,6 +195,9 @@ class SessionStats:
     """AUTH_LIFETIME notifies (RFC 4478) ignored: zero or not 4 bytes."""
     cp_attrs_dropped: int = 0
     """Malformed Configuration Payload attributes dropped (:mod:`aioipsec.ike.cfgattr`)."""
+    auth_pending: int = 0
+    """IKE_AUTH messages held (dropped unanswered) while the peer certificate's
+    revocation status was being fetched (:class:`~aioipsec.ike.auth.RevocationPending`)."""
 
 
 @dataclass(eq=False)
@@ -277,6 +280,9 @@ class IkeSa:
         key-sharing instance dict into a plain one (+1.3 KB per session)."""
         self.local_id: Identity | None = None
         self.remote_id: Identity | None = None
+        self.auth_held_at: float | None = None
+        """When an IKE_AUTH message of this SA was first held for a peer
+        certificate's revocation status being fetched (bounds the hold)."""
         self.established_at: float | None = None
         self.rekey_at = _INF
         self.reauth_at = _INF
@@ -1374,6 +1380,12 @@ class IkeSessionV2:
             resp = self.new_message(sa, msg.exchange_type, response=True, mid=msg.message_id)
             for t in tasks:
                 t.build(resp)
+        except RevocationPending:
+            # IKE_AUTH held for a certificate status being fetched: dropped as
+            # if lost (no response, message ID not consumed), the peer's
+            # retransmission is processed afresh (IkeAuth undid what it set)
+            self.stats.auth_pending += 1
+            return
         except NotifyError as exc:
             error = exc
             resp = self.new_message(sa, msg.exchange_type, response=True, mid=msg.message_id)
@@ -1457,6 +1469,11 @@ class IkeSessionV2:
         try:
             for t in act.tasks:
                 statuses.append(t.process(msg))
+        except RevocationPending:
+            # the responder's certificate status is being fetched: the response
+            # is ignored, our retransmission brings it again (the exchange stays active)
+            self.stats.auth_pending += 1
+            return
         except NotifyError as exc:
             self._response_failed(sa, msg, exc, now)
             return

@@ -87,6 +87,7 @@ class IkeAuth(Task):
                 raise AuthenticationFailed("peer sent no certificate")
             certs = [pinned]
         leaf, inters = certs[0], certs[1:]
+        pending: A.RevocationPending | None = None
         if pinned is not None and leaf == pinned:
             pass
         else:
@@ -95,12 +96,45 @@ class IkeAuth(Task):
             chain = A.verify_chain(leaf, inters, cfg.remote.cacerts, at)
             fetched = cfg.remote.revocation_cache
             if cfg.remote.crls or cfg.remote.revocation != "relaxed" or fetched is not None:  # else nothing can fail
-                A.check_revocation(chain, cfg.remote.crls, cfg.remote.revocation, at, peer=self.session.peer_label(peer_id),
-                                   fetched=fetched)
+                try:
+                    A.check_revocation(chain, cfg.remote.crls, cfg.remote.revocation, at,
+                                       peer=self.session.peer_label(peer_id), fetched=fetched,
+                                       hold=self._may_hold(fetched))
+                except A.RevocationPending as exc:
+                    pending = exc
         if not A.cert_matches_identity(leaf, peer_id):
             raise AuthenticationFailed(f"identity '{peer_id}' is not confirmed by the certificate")
         scheme = A.verify_signature(leaf.public_key(), auth.method, auth.data, octets)
+        if pending is not None:
+            # only a peer that proved its key is held (a forged AUTH fails now)
+            self._hold(pending)
+            raise pending
         return f"{scheme} signature of '{leaf.subject.rfc4514_string()}'"
+
+    def _may_hold(self, fetched: A.RevocationCache | None) -> bool:
+        """May the check hold this message for a certificate being fetched?
+        Yes until the IKE SA has been held for ``fetched.hold_limit``
+        seconds (session time); then the status is decided with what is
+        cached, by policy."""
+        if fetched is None:
+            return False
+        since = self.sa.auth_held_at
+        if since is None or self.session.now - since < fetched.hold_limit:
+            return True
+        logger.info(
+            "peer %s: certificate status still not fetched after %.0f s; deciding by policy %s",
+            self.session.peer, self.session.now - since, self.sa.spis(),
+        )
+        return False
+
+    def _hold(self, pending: A.RevocationPending) -> None:
+        """The message is dropped unanswered (the session counts it in
+        ``stats.auth_pending``); the peer's retransmission is processed
+        afresh once the fetcher has the status."""
+        sa = self.sa
+        if sa.auth_held_at is None:
+            sa.auth_held_at = self.session.now
+            logger.info("peer %s: %s, holding IKE_AUTH %s", pending.peer, pending, sa.spis())
 
     # ------------------------------------------------------------------ initiator
 
@@ -144,11 +178,16 @@ class IkeAuth(Task):
             self.failure_reason = f"{name} received"
             return TaskStatus.FAILED
         peer_id = Identity(idr.id_type, idr.data)
+        before = sa.remote_id
         sa.remote_id = peer_id
         if not A.identity_matches_config(peer_id, cfg.remote.id):
             raise AuthenticationFailed(f"peer identity '{peer_id}' does not match '{cfg.remote.id}'")
         octets = A.signed_octets(sa.init_response, sa.ni, peer_id.body(), sa.prf, sa.keys.sk_pr)
-        how = self._verify(cfg, msg, peer_id, auth, octets)
+        try:
+            how = self._verify(cfg, msg, peer_id, auth, octets)
+        except A.RevocationPending:
+            sa.remote_id = before  # the same response, resent, is processed afresh
+            raise
         s.step("IKE_AUTH authenticated", sa, peer_id=str(peer_id), method=how)
         if s.cp_failure:
             return self._cp_required(s.cp_failure)
@@ -181,6 +220,7 @@ class IkeAuth(Task):
         if idi is None:
             raise AuthenticationFailed("IKE_AUTH request without IDi")
         peer_id = Identity(idi.id_type, idi.data)
+        before_id = sa.remote_id
         sa.remote_id = peer_id
         if auth is None:
             raise AuthenticationFailed("IKE_AUTH without AUTH payload (EAP is not supported)")
@@ -200,9 +240,16 @@ class IkeAuth(Task):
             break
         if chosen is None:
             raise AuthenticationFailed(f"no configuration matches peer identity '{peer_id}'")
+        before = s.config
         s.config = chosen
         octets = A.signed_octets(sa.init_request, sa.nr, peer_id.body(), sa.prf, sa.keys.sk_pi)
-        how = self._verify(chosen, msg, peer_id, auth, octets)
+        try:
+            how = self._verify(chosen, msg, peer_id, auth, octets)
+        except A.RevocationPending:
+            # held: leave the SA as before this request (nothing else processed
+            # it yet: IkeAuth is the first task), so its retransmission starts afresh
+            s.config, sa.remote_id = before, before_id
+            raise
         self.peer_certreq = bool(msg.get_all(CertReqPayload))
         self.initial_contact = msg.has_notify(NotifyType.INITIAL_CONTACT)
         s.step("IKE_AUTH authenticated", sa, peer_id=str(peer_id), method=how)
