@@ -113,6 +113,8 @@ class RevocationFetcher:
         self._task: asyncio.Task[None] | None = None
         self.requests = 0
         """HTTP requests made (OCSP and CRL)."""
+        self.internal_errors = 0
+        """Fetches that raised something unexpected (logged with the traceback, retried later)."""
         self.cache.on_want = self._on_want
 
     # ------------------------------------------------------------------ configuration
@@ -222,12 +224,23 @@ class RevocationFetcher:
             cache.pending.add(key)
             try:
                 await self._refresh_cert(key, cert, issuer)
+            except Exception:  # noqa: BLE001 - a bug here must not end all later fetching
+                self._unexpected(f"status of certificate serial {cert.serial_number:#x}")
+                self._cert_due[key] = (cert, issuer, self._clock() + datetime.timedelta(seconds=self.retry))
             finally:
                 cache.pending.discard(key)
                 cache.settled.add(key)
         now = self._clock()
         for uri in [u for u, d in self._crl_due.items() if d <= now]:
-            await self._refresh_crl(uri)
+            try:
+                await self._refresh_crl(uri)
+            except Exception:  # noqa: BLE001
+                self._unexpected(f"CRL from {uri}")
+                self._crl_due[uri] = self._clock() + datetime.timedelta(seconds=self.retry)
+
+    def _unexpected(self, what: str) -> None:
+        self.internal_errors += 1
+        logger.exception("revocation fetch of the %s failed unexpectedly; trying again in %g s", what, self.retry)
 
     def _stale(self, key: tuple[bytes, int], now: datetime.datetime) -> bool:
         answer = self.cache.ocsp.get(key)

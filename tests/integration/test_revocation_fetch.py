@@ -7,6 +7,7 @@ point extensions; the OCSP answers and CRLs are built with ``cryptography``."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import http.server
 import logging
@@ -645,3 +646,36 @@ async def test_daemon_gateway_checks_the_client_by_ocsp(
     finally:
         await c.shutdown()
         await g.shutdown()
+
+
+async def test_an_unexpected_error_in_one_fetch_does_not_end_fetching(
+        server: Server, pki: Pki, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Whatever escapes a fetch (a bug, an exception type nobody expected) is
+    logged with its traceback and retried later; the other certificates of
+    the same refresh are still fetched, and refresh() itself never raises
+    (it would end the fetcher's loop and with it all revocation checking)."""
+    f = _fetcher(pki)
+    real = auth.verify_ocsp_response
+    calls = {"n": 0}
+
+    def flaky(der: bytes, cert: Any, *a: Any, **k: Any) -> Any:
+        calls["n"] += 1
+        if cert.serial_number == pki.certs["ocsp-only"].serial_number:
+            raise RuntimeError("unexpected")
+        return real(der, cert, *a, **k)
+
+    monkeypatch.setattr(auth, "verify_ocsp_response", flaky)
+    for name in ("ocsp-only", "ocsp2"):
+        with contextlib.suppress(AuthenticationFailed, auth.RevocationPending):
+            auth.check_revocation([pki.certs[name], pki.ca], [], "relaxed", NOW, peer="p", fetched=f.cache)
+    with caplog.at_level(logging.ERROR, logger="aioipsec"):
+        await f.refresh()  # must not raise
+    assert f.internal_errors == 1 and calls["n"] == 2
+    assert any("failed unexpectedly" in r.getMessage() and r.exc_info for r in caplog.records)
+    # the other certificate got its answer; the failed one has a status only after its retry
+    assert auth.check_revocation([pki.certs["ocsp2"], pki.ca], [], "strict", NOW, peer="p", fetched=f.cache) is not None
+    monkeypatch.setattr(auth, "verify_ocsp_response", real)
+    later = NOW + datetime.timedelta(seconds=f.retry + 1)
+    f._clock = lambda: later  # type: ignore[method-assign]
+    await f.refresh()
+    assert auth.check_revocation([pki.certs["ocsp-only"], pki.ca], [], "strict", later, peer="p", fetched=f.cache) is not None
