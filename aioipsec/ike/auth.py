@@ -1085,7 +1085,7 @@ def verify_ocsp_response(
         if rid_name is not None:
             return c.subject == rid_name
         try:
-            return rid_hash == hashlib.sha1(_spk_bits(c.public_key())).digest()
+            return rid_hash is not None and hmac.compare_digest(rid_hash, hashlib.sha1(_spk_bits(c.public_key())).digest())
         except ValueError:
             return False
 
@@ -1140,7 +1140,9 @@ def verify_ocsp_response(
             continue
         hn.update(name_der)
         hk.update(bits)
-        if single.issuer_name_hash != hn.finalize() or single.issuer_key_hash != hk.finalize():
+        # public values, compared in constant time like every hash here (crypto-hygiene test)
+        if not (hmac.compare_digest(single.issuer_name_hash, hn.finalize())
+                and hmac.compare_digest(single.issuer_key_hash, hk.finalize())):
             continue
         this, nxt = single.this_update_utc, single.next_update_utc
         if this > at + OCSP_CLOCK_SKEW:
