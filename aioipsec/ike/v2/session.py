@@ -585,7 +585,9 @@ class IkeSessionV2:
     def initiate(self, now: float, child: str | None = None) -> None:
         """Start IKE_SA_INIT and IKE_AUTH with the Child SA ``child`` (default:
         the configuration's first child; none configured: a childless IKE_AUTH)."""
-        from .tasks import ChildCreate, IkeAuth, IkeConfig, IkeInit, IkeMobike, IkeNatd
+        t = _TASKS or _load_tasks()  # not 'from .tasks import ...': a package import costs ~2 us per call
+        ChildCreate, IkeAuth, IkeConfig, IkeInit, IkeMobike, IkeNatd = (
+            t.ChildCreate, t.IkeAuth, t.IkeConfig, t.IkeInit, t.IkeMobike, t.IkeNatd)
 
         if not self.is_initiator or self._initiated:
             raise LocalProtocolError("initiate() can only be called once, on an initiator session")

@@ -27,8 +27,11 @@ def _accepts(proposals, sel) -> bool:  # type: ignore[no-untyped-def]
     return True
 
 
+_HASH_NOTIFY = b"".join(int(h).to_bytes(2, "big") for h in SUPPORTED_HASHES)
+
+
 def _hash_notify() -> bytes:
-    return b"".join(int(h).to_bytes(2, "big") for h in SUPPORTED_HASHES)
+    return _HASH_NOTIFY  # SIGNATURE_HASH_ALGORITHMS data, the same for every IKE_SA_INIT
 
 
 def _parse_hashes(data: bytes) -> list[int]:
