@@ -28,17 +28,19 @@ from typing import Any
 
 from .config_file import Configuration, load_config
 from .errors import ConfigError
-from .netutil import interface_of
+from .netutil import interface_of, route_source
 from .selectors import TrafficSelector
 
 logger = logging.getLogger("aioipsec.daemon")
 
 
 def _route_source(remote: str) -> str:
-    family = socket.AF_INET6 if ":" in remote else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.connect((remote, 500))
-        return str(s.getsockname()[0])
+    """:func:`netutil.route_source`, raising where there is no route: the
+    daemon cannot start without a local address."""
+    source = route_source(remote)
+    if source is None:
+        raise OSError(f"no route to {remote}: no local address to start from")
+    return source
 
 
 TRANSPORT_TABLE = 161

@@ -303,3 +303,18 @@ def interface_of(address: str) -> str | None:
             except OSError:
                 return None
     return None
+
+
+def route_source(remote: str) -> str | None:
+    """The address the kernel would send from towards ``remote`` (a
+    connected UDP socket to the IKE port: ``connect`` sends nothing), or None
+    when there is no route (or ``remote`` is no address).  The one place the
+    endpoint (a wildcard-bound initiator), the daemon (its local host) and
+    the roaming watcher ask the kernel; each decides what None means."""
+    family = socket.AF_INET6 if ":" in remote else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect((remote, 500))
+            return str(s.getsockname()[0])
+    except OSError:
+        return None

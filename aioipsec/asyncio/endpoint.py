@@ -13,7 +13,6 @@ import datetime
 import itertools
 import logging
 import os
-import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +33,7 @@ from ..events import (
     PeerAddressChanged,
     ReauthRequired,
 )
+from ..netutil import route_source
 from ..selectors import Address, TrafficSelector
 from .dataplane import DataPlane
 from .protocol import SessionProtocol
@@ -118,18 +118,6 @@ def _configures_ah(configurations: Sequence[ConnectionConfig] | ConnectionConfig
 AH_MEMORY_PORT = 51
 """On a :class:`MemoryNetwork`, the port that stands for IP protocol 51 (AH:
 whole IP packets); port 0 stands for protocol 50."""
-
-
-def _route_source(remote: str) -> str | None:
-    """The address the kernel would send from towards ``remote`` (a UDP
-    socket's ``connect`` sends nothing), or None when there is no route."""
-    family = socket.AF_INET6 if ":" in remote else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as s:
-            s.connect((remote, 9))
-            return str(s.getsockname()[0])
-    except OSError:
-        return None
 
 
 def _ike_version(data: bytes) -> int:
@@ -828,7 +816,7 @@ class Endpoint:
         local_ip = self.local_ip
         if is_wildcard(local_ip) and self._network is None:
             # bound to the wildcard address: from where the kernel routes to the peer
-            local_ip = _route_source(remote[0]) or local_ip
+            local_ip = route_source(remote[0]) or local_ip
         local = (local_ip, self.ike_socket.local_addr[1])
         if conn.version == 1:
             from ..ike.v1.session import IkeSessionV1 as Session

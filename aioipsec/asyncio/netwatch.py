@@ -244,7 +244,7 @@ class RoamWatch:
         self.roam = roam
         self.pinned = pinned
         self.addresses = addresses or usable_addresses
-        self.route_source = route_source or route_source_for
+        self.route_source = route_source or netutil.route_source
         self.delay = delay
         self.pending: list[NetEvent] = []
         """The events of the burst being collected."""
@@ -313,15 +313,3 @@ def usable_addresses() -> set[str]:
         if a.ip is not None and a.usable and (lk is None or lk.up):
             out.add(a.ip)
     return out
-
-
-def route_source_for(remote: str) -> str | None:
-    """The address the kernel would send from towards ``remote`` (a UDP
-    socket's ``connect`` sends nothing), or None when there is no route."""
-    family = socket.AF_INET6 if ":" in remote else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as s:
-            s.connect((remote, 500))
-            return str(s.getsockname()[0])
-    except OSError:
-        return None

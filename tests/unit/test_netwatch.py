@@ -131,8 +131,8 @@ def test_local_addresses_and_links_of_this_host() -> None:
     lo = socket.if_nametoindex("lo")
     assert netutil.links()[lo].up and netutil.links()[lo].name == "lo"
     assert "127.0.0.1" in netwatch.usable_addresses()
-    assert netwatch.route_source_for("127.0.0.1") == "127.0.0.1"
-    assert netwatch.route_source_for("not-an-address") is None
+    assert netutil.route_source("127.0.0.1") == "127.0.0.1"
+    assert netutil.route_source("not-an-address") is None
 
 
 # ---------------------------------------------------------------- the watcher
