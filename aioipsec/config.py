@@ -23,7 +23,11 @@ class AuthConfig:
     """One side's authentication (swanctl ``local``/``remote`` sections)."""
 
     auth: str = "psk"
-    """``psk`` or ``pubkey`` (certificates / raw signatures)."""
+    """``psk`` or ``pubkey`` (certificates / raw signatures); IKEv2 EAP
+    (RFC 7296 §2.16): local ``eap`` (any method the gateway asks for that we
+    allow), ``eap-md5`` or ``eap-gtc``; remote ``eap-md5`` or ``eap-gtc``
+    (we are the gateway: the peer authenticates with EAP, we with our
+    ``local`` auth).  EAP-MD5 needs the connection's ``legacy = true``."""
     id: str | None = None
     """IKE identity: FQDN, ``user@example`` (RFC822), IP address or a DN
     (``C=CH, O=example, CN=host``).  ``None``: the local/remote address."""
@@ -60,6 +64,10 @@ class AuthConfig:
     (:class:`~aioipsec.ike.auth.RevocationCache`), set by the daemon's
     :class:`~aioipsec.asyncio.revocation_fetch.RevocationFetcher`; ``None``:
     only :attr:`crls` are checked, nothing is fetched."""
+    eap_id: str | None = None
+    """EAP identity: local: the one we send (default: our IKE identity; its
+    password is the ``eap`` secret of that id); remote: ``%any`` (None) or
+    the only EAP identity accepted."""
     xauth_id: str | None = None
     """Second round ``auth = "xauth"`` on the local side (an IKEv1 XAUTH
     client): the user name sent (its password is the ``xauth`` secret of
@@ -225,6 +233,10 @@ class ConnectionConfig:
     password (draft-beaulieu-ike-xauth) after Phase 1."""
     xauth_secrets: dict[str, bytes] = field(default_factory=dict, repr=False)
     """XAUTH passwords by user name (swanctl ``secrets.xauth<suffix>``),
+    resolved by the loader: the users a gateway accepts, or a client's own."""
+
+    eap_secrets: dict[str, bytes] = field(default_factory=dict, repr=False)
+    """EAP passwords by EAP identity (swanctl ``secrets.eap<suffix>``),
     resolved by the loader: the users a gateway accepts, or a client's own."""
 
     @property

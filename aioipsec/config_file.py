@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import logging
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -183,7 +184,7 @@ _CHILD_KEYS = {
     "replay_window", "dpd_action", "close_action", "updown", "updown_timeout",
 }
 _AUTH_KEYS = {"auth", "id", "certs", "cert", "key", "private_key", "cacerts", "intermediates", "rsa_pss", "revocation",
-              "ocsp_uris", "crl_uris"}
+              "ocsp_uris", "crl_uris", "eap_id"}
 _SECRET_KEYS = {"id", "secret", "secret_file"}
 _ROUND2_KEYS = {"auth", "xauth_id"}
 _TOP_KEYS = {"connections", "secrets", "global", "tun", "daemon", "pools", "crls"}
@@ -258,10 +259,12 @@ def parse_config(data: dict[str, Any], *, file: str | None = None, base: Path | 
             cfg.crl_files.append(str(ctx.path(f"crls[{i}]", q)))
     conns = ctx.table("connections", data.get("connections", {}))
     all_secrets = _parse_secrets(ctx, data.get("secrets", {}))
-    secrets = [x for x in all_secrets if not _is_xauth_secret(x[0])]
+    secrets = [x for x in all_secrets if not _is_xauth_secret(x[0]) and not _is_eap_secret(x[0])]
     xauth = [x for x in all_secrets if _is_xauth_secret(x[0])]
+    eap = [x for x in all_secrets if _is_eap_secret(x[0])]
     for name, raw_conn in conns.items():
         cfg.connections[name] = _parse_connection(ctx, name, ctx.table(f"connections.{name}", raw_conn), secrets, xauth)
+        _eap_connection(ctx, f"connections.{name}", cfg.connections[name], eap)
         for i, pool in enumerate(cfg.connections[name].pools):
             if pool not in cfg.pools:
                 known = ", ".join(sorted(cfg.pools)) or "none"
@@ -320,6 +323,48 @@ def _is_xauth_secret(name: str) -> bool:
     return name.startswith("xauth")
 
 
+def _is_eap_secret(name: str) -> bool:
+    """swanctl ``eap<suffix>`` (``eap-alice``): an EAP user's password."""
+    return name.startswith("eap")
+
+
+_EAP_LOCAL = ("eap", "eap-md5", "eap-gtc")
+_EAP_REMOTE = ("eap-md5", "eap-gtc")
+_log = logging.getLogger("aioipsec.cfg")
+
+
+def _eap_connection(ctx: _Ctx, path: str, c: ConnectionConfig, eap: list[tuple[str, list[str], bytes]]) -> None:
+    """IKEv2 EAP (RFC 7296 §2.16): the version, the passwords, and MD5's
+    ``legacy`` opt-in."""
+    local, remote = c.local.auth.startswith("eap"), c.remote.auth.startswith("eap")
+    if not (local or remote):
+        if c.local.eap_id is not None or c.remote.eap_id is not None:
+            side = "local" if c.local.eap_id is not None else "remote"
+            raise ctx.err(f"{path}.{side}.eap_id", 'applies only with auth = "eap-md5", "eap-gtc" (or local "eap")')
+        return
+    side = "local" if local else "remote"
+    if c.version != 2:
+        raise ctx.err(f"{path}.{side}.auth", "EAP authentication is supported with IKEv2 only (version = 2)")
+    if local and remote:
+        raise ctx.err(f"{path}.remote.auth", "EAP on both sides: the gateway authenticates with psk or pubkey")
+    if c.local.auth == "eap-md5" or c.remote.auth == "eap-md5":
+        if not c.legacy:
+            raise ctx.err(f"{path}.{side}.auth", "EAP-MD5 is weak (MD5, no mutual authentication, "
+                          "no keys): it needs the connection's legacy = true")
+        _log.warning("%s.%s.auth: EAP-MD5 is weak (allowed by legacy = true)", path, side)
+    c.eap_secrets = {ids[0]: secret for _n, ids, secret in eap if ids}
+    if remote:
+        if not c.eap_secrets:
+            raise ctx.err(f"{path}.remote.auth", f'auth = "{c.remote.auth}" but no [secrets.eap*] entry '
+                          "(id = EAP identity, secret = password)")
+        if c.remote.eap_id is not None and c.remote.eap_id not in c.eap_secrets:
+            raise ctx.err(f"{path}.remote.eap_id", f"no [secrets.eap*] entry with id = {_show(c.remote.eap_id)}")
+        return
+    user = c.local.eap_id or c.local.id
+    if user is None or user not in c.eap_secrets:
+        raise ctx.err(f"{path}.local.eap_id", f"no [secrets.eap*] entry with id = {_show(user or '')} (the EAP password)")
+
+
 def _parse_secrets(ctx: _Ctx, raw: Any) -> list[tuple[str, list[str], bytes]]:
     out = []
     for name, sec in ctx.table("secrets", raw).items():
@@ -346,6 +391,8 @@ def _parse_secrets(ctx: _Ctx, raw: Any) -> list[tuple[str, list[str], bytes]]:
             raise ctx.err(f"{path}.secret", "must not be empty")
         if _is_xauth_secret(name) and len(ids) != 1:
             raise ctx.err(f"{path}.id", "an xauth secret needs exactly one id: the XAUTH user name")
+        if _is_eap_secret(name) and len(ids) != 1:
+            raise ctx.err(f"{path}.id", "an eap secret needs exactly one id: the EAP identity")
         out.append((name, ids, secret))
     return out
 
@@ -434,7 +481,18 @@ def _parse_auth(ctx: _Ctx, path: str, raw: Any, local: bool) -> AuthConfig:
     ctx.check_keys(path, raw, _AUTH_KEYS)
     a = AuthConfig()
     if "auth" in raw:
-        a.auth = ctx.choice(f"{path}.auth", raw["auth"], ("psk", "pubkey"))
+        if raw["auth"] == "eap-mschapv2":
+            raise ctx.err(f"{path}.auth", "EAP-MSCHAPv2 is not supported: it needs MD4, which this "
+                          "cryptography/OpenSSL does not offer (use eap-gtc inside the IKE SA)")
+        a.auth = ctx.choice(f"{path}.auth", raw["auth"], ("psk", "pubkey", *(_EAP_LOCAL if local else _EAP_REMOTE)))
+    if "eap_id" in raw:
+        a.eap_id = ctx.string(f"{path}.eap_id", raw["eap_id"]).strip()
+        if not a.eap_id:
+            raise ctx.err(f"{path}.eap_id", "must not be empty")
+        if a.eap_id in ("%any", "%any6"):
+            if local:
+                raise ctx.err(f"{path}.eap_id", "our own EAP identity cannot be %any")
+            a.eap_id = None
     if "id" in raw:
         a.id = ctx.string(f"{path}.id", raw["id"])
         if not a.id.strip():

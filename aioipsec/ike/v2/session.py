@@ -280,6 +280,8 @@ class IkeSa:
         key-sharing instance dict into a plain one (+1.3 KB per session)."""
         self.local_id: Identity | None = None
         self.remote_id: Identity | None = None
+        self.eap: Any = None
+        """IKE_AUTH with EAP in progress (``tasks.ike_auth.EapRounds``)."""
         self.auth_held_at: float | None = None
         """When an IKE_AUTH message of this SA was first held for a peer
         certificate's revocation status being fetched (bounds the hold)."""
@@ -396,7 +398,7 @@ class IkeSessionV2:
         """True when we initiated the (first) IKE SA of this session."""
         self.random = random
         self.global_config = global_config or GlobalConfig()
-        if wall_clock is None and any(c.remote.auth != "psk" for c in self.candidates):
+        if wall_clock is None and any(c.remote.auth == "pubkey" for c in self.candidates):
             raise LocalProtocolError("wall_clock is required to verify peer certificates")
         self.wall_clock = wall_clock
         if remote_addr is None:
@@ -1108,6 +1110,16 @@ class IkeSessionV2:
         self.transmit(packets)
         self._log_message(sa, msg, "sent", len(packets))
 
+    def _eap_request(self, sa: IkeSa, tasks: list[Task], now: float) -> None:
+        """Initiator: the next IKE_AUTH request of an EAP exchange (RFC 7296
+        §2.16), built by IkeAuth alone; ``tasks`` stay the active ones."""
+        msg = self.new_message(sa, ExchangeType.IKE_AUTH, response=False, mid=sa.tm.my_mid)
+        sa.eap.task.build(msg)
+        packets = self.encode(sa, msg)
+        sa.tm.start(ExchangeType.IKE_AUTH, tasks, packets, now)
+        self.transmit(packets)
+        self._log_message(sa, msg, "sent", len(packets))
+
     def _restart_request(self, sa: IkeSa, now: float) -> None:
         """Re-send the active exchange rebuilt from its tasks (IKE_SA_INIT retry)."""
         act = sa.tm.active
@@ -1374,10 +1386,18 @@ class IkeSessionV2:
         resp: Message | None = None
         try:
             check_rules(msg)
-            tasks = self._passive_tasks(sa, msg)
-            for t in tasks:
-                if t.process(msg) is TaskStatus.FAILED:
-                    failed = True
+            if sa.eap is not None and msg.exchange_type == ExchangeType.IKE_AUTH:
+                tasks, failed = self._eap_round(sa, msg)
+            else:
+                tasks = self._passive_tasks(sa, msg)
+                for t in tasks:
+                    st = t.process(msg)
+                    if st is TaskStatus.FAILED:
+                        failed = True
+                    elif st is TaskStatus.NEED_MORE:  # IkeAuth started EAP: the rest wait (RFC 7296 §2.16)
+                        sa.eap.tasks, sa.eap.request = [x for x in tasks if x is not t], msg
+                        tasks = [t]
+                        break
             # the SPIs may have been set while processing (IKE_SA_INIT)
             resp = self.new_message(sa, msg.exchange_type, response=True, mid=msg.message_id)
             for t in tasks:
@@ -1416,6 +1436,22 @@ class IkeSessionV2:
         if failed and not self.is_closed:
             reason = next((getattr(t, "failure_reason", "") for t in tasks if getattr(t, "failure_reason", "")), "failed")
             self._close(reason, now)
+
+    @staticmethod
+    def _eap_round(sa: IkeSa, msg: Message) -> tuple[list[Task], bool]:
+        """Responder: a later IKE_AUTH request of an EAP exchange.  IkeAuth
+        processes it; once it verified the final AUTH, the exchange's other
+        tasks process the first request (SA, TS, CP) and build into this
+        response.  Returns (the tasks that build the response, failed)."""
+        eap = sa.eap
+        st = eap.task.process(msg)
+        if st is not TaskStatus.SUCCESS:
+            return [eap.task], st is TaskStatus.FAILED
+        failed = False
+        for t in eap.tasks:
+            if t.process(eap.request) is TaskStatus.FAILED:
+                failed = True
+        return [eap.task, *eap.tasks], failed
 
     def _request_failed(self, sa: IkeSa, msg: Message, error: NotifyError, now: float) -> None:
         notify = notify_name(error.notify_type)
@@ -1468,8 +1504,12 @@ class IkeSessionV2:
                 self._close("invalid response", now)
             return
         statuses: list[TaskStatus] = []
+        order = act.tasks
+        eap = sa.eap
+        if eap is not None and act.exchange_type == ExchangeType.IKE_AUTH and not eap.final:
+            order = [eap.task]  # an EAP round (RFC 7296 §2.16): the rest wait for the final response
         try:
-            for t in act.tasks:
+            for t in order:
                 statuses.append(t.process(msg))
         except RevocationPending:
             # the responder's certificate status is being fetched: the response
@@ -1485,12 +1525,15 @@ class IkeSessionV2:
             self._restart_request(sa, now)
             return
         sa.tm.complete()
-        for t, st in zip(act.tasks, statuses):
+        if TaskStatus.NEED_MORE in statuses:
+            self._eap_request(sa, act.tasks, now)
+            return
+        for t, st in zip(order, statuses):
             if st is TaskStatus.REQUEUE:
                 sa.tm.queue(t, first=True)
         if TaskStatus.FAILED in statuses and not self.is_closed:
             reason = next(
-                (getattr(t, "failure_reason", "") for t, st in zip(act.tasks, statuses) if st is TaskStatus.FAILED),
+                (getattr(t, "failure_reason", "") for t, st in zip(order, statuses) if st is TaskStatus.FAILED),
                 "",
             )
             self._close(reason or "failed", now)

@@ -5,16 +5,43 @@ RFC 7427).  Models: strongSwan ``ike_auth.c``, ``ike_cert_pre/post.c``."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ....config import ConnectionConfig
 from ....errors import AuthenticationFailed
 from ....events import NegotiationFailed
 from ... import auth as A
 from ...auth import Identity
-from ...constants import AuthMethod, CertEncoding, ExchangeType, NotifyType, ProtocolId, notify_name
+from ...constants import (
+    AuthMethod,
+    CertEncoding,
+    EapCode,
+    ExchangeType,
+    NotifyType,
+    ProtocolId,
+    notify_name,
+)
+from ..eap import (
+    AUTH_METHODS,
+    METHOD_NAMES,
+    EapError,
+    EapPacket,
+    EapPeer,
+    EapServer,
+    EapType,
+    ServerState,
+)
 from ..message import Message
-from ..payloads import AuthPayload, CertPayload, CertReqPayload, DeletePayload, IdiPayload, IdrPayload
+from ..payloads import (
+    AuthPayload,
+    CertPayload,
+    CertReqPayload,
+    DeletePayload,
+    EapPayload,
+    IdiPayload,
+    IdrPayload,
+)
 from .base import Task, TaskStatus
 from .common import notify
 from .ike_auth_lifetime import add_auth_lifetime, process_auth_lifetime
@@ -32,6 +59,49 @@ def _configured_id(text: str | None) -> Identity | None:
     return Identity.from_string(text)
 
 
+@dataclass(eq=False)
+class EapRounds:
+    """An IKE_AUTH with EAP in progress (RFC 7296 §2.16), kept on the IKE SA
+    (``IkeSa.eap``) across its IKE_AUTH exchanges (message IDs 1, 2, ...).
+
+    Initiator: after the request without AUTH, the session gives only
+    ``task`` each response until the final one (the answer to our AUTH),
+    which all the exchange's tasks process.  Responder: ``tasks`` (the
+    exchange's other tasks) and ``request`` (the first IKE_AUTH request:
+    its SA, TS, CP) wait for the final AUTH; then they process ``request``
+    and build into the final response."""
+
+    task: IkeAuth
+    peer: EapPeer | None = None
+    server: EapServer | None = None
+    out: EapPacket | None = None
+    """The EAP packet our next message carries."""
+    final: bool = False
+    """Initiator: our AUTH went out (EAP succeeded); responder: the peer's
+    final AUTH verified."""
+    tasks: list[Any] = field(default_factory=list)
+    request: Message | None = None
+    verified: bool = False
+    """Initiator: the gateway's IDr and AUTH (first response) verified."""
+
+    @property
+    def identity(self) -> str:
+        if self.peer is not None:
+            return self.peer.identity.decode(errors="replace")
+        return (self.server.identity if self.server is not None else None) or "?"
+
+    @property
+    def method_name(self) -> str:
+        m = self.peer.method if self.peer is not None else (self.server.method if self.server else None)
+        return METHOD_NAMES.get(m, "EAP") if m is not None else "EAP"  # type: ignore[call-overload]
+
+
+def _peer_methods(cfg: ConnectionConfig) -> tuple[int, ...]:
+    if cfg.local.auth in AUTH_METHODS:
+        return (AUTH_METHODS[cfg.local.auth],)
+    return (EapType.GTC, EapType.MD5) if cfg.legacy else (EapType.GTC,)
+
+
 class IkeAuth(Task):
     exchange_type = ExchangeType.IKE_AUTH
     combinable = True
@@ -43,6 +113,8 @@ class IkeAuth(Task):
         self.peer_certreq = False
         self.initial_contact = False
         """Responder: the peer's IKE_AUTH carried INITIAL_CONTACT (RFC 7296 §3.10.1)."""
+        self.eap: EapRounds | None = None
+        """EAP authentication of the initiator (RFC 7296 §2.16) by this task."""
 
     # ------------------------------------------------------------------ shared
 
@@ -141,6 +213,8 @@ class IkeAuth(Task):
     def build_i(self, msg: Message) -> TaskStatus:
         s, sa, cfg = self.session, self.sa, self.session.config
         assert sa.keys is not None
+        if self.eap is not None:
+            return self._eap_build_i(msg)
         ident = s.local_identity()
         sa.local_id = ident
         msg.add(IdiPayload(ident.id_type, ident.data))
@@ -153,7 +227,10 @@ class IkeAuth(Task):
             msg.add(IdrPayload(want.id_type, want.data))
         octets = A.signed_octets(sa.init_request, sa.nr, ident.body(), sa.prf, sa.keys.sk_pi)
         try:
-            msg.add(self._auth_payload(cfg, octets))
+            if cfg.local.auth.startswith("eap"):
+                self._eap_start_i(cfg, ident)  # no AUTH: EAP follows (RFC 7296 §2.16)
+            else:
+                msg.add(self._auth_payload(cfg, octets))
         except AuthenticationFailed as exc:
             self.failure_reason = f"cannot authenticate: {exc}"
             self.session.emit(NegotiationFailed(s.peer, "IKE_AUTH", "", self.failure_reason))
@@ -165,10 +242,14 @@ class IkeAuth(Task):
     def process_i(self, msg: Message) -> TaskStatus:
         s, sa, cfg = self.session, self.sa, self.session.config
         assert sa.keys is not None
+        eap = self.eap
         if msg.has_notify(NotifyType.AUTHENTICATION_FAILED):
-            s.auth_failed(sa, "IKE_AUTH", "peer answered AUTHENTICATION_FAILED")
+            extra = f" ({eap.method_name} of EAP identity '{eap.identity}')" if eap is not None else ""
+            s.auth_failed(sa, "IKE_AUTH", f"peer answered AUTHENTICATION_FAILED{extra}")
             self.failure_reason = "authentication failed"
             return TaskStatus.FAILED
+        if eap is not None and eap.verified:
+            return self._eap_final_i(msg) if eap.final else self._eap_process_i(msg)
         idr = msg.get(IdrPayload)
         auth = msg.get(AuthPayload)
         if idr is None or auth is None:
@@ -189,11 +270,82 @@ class IkeAuth(Task):
             sa.remote_id = before  # the same response, resent, is processed afresh
             raise
         s.step("IKE_AUTH authenticated", sa, peer_id=str(peer_id), method=how)
+        if eap is not None:
+            eap.verified = True
+            return self._eap_process_i(msg)
+        return self._established_i(msg)
+
+    def _established_i(self, msg: Message) -> TaskStatus:
+        s, sa = self.session, self.sa
         if s.cp_failure:
             return self._cp_required(s.cp_failure)
         s.ike_established(sa, s.now)
         process_auth_lifetime(s, sa, msg, s.now)
         return TaskStatus.SUCCESS
+
+    # ------------------------------------------------------------------ EAP, initiator (client)
+
+    def _eap_start_i(self, cfg: ConnectionConfig, ident: Identity) -> None:
+        name = cfg.local.eap_id or cfg.local.id or str(ident)
+        secret = cfg.eap_secrets.get(name)
+        if secret is None:
+            raise AuthenticationFailed(f"no EAP secret for EAP identity '{name}'")
+        self.eap = EapRounds(self, peer=EapPeer(name.encode(), secret, _peer_methods(cfg)))
+        self.sa.eap = self.eap
+
+    def _eap_build_i(self, msg: Message) -> TaskStatus:
+        """A later IKE_AUTH request: our EAP response, or (after EAP Success)
+        our AUTH keyed with SK_pi: EAP-MD5/GTC make no MSK (RFC 7296 §2.16)."""
+        sa, eap = self.sa, self.eap
+        assert eap is not None and sa.keys is not None and sa.local_id is not None
+        if eap.out is not None:
+            out, eap.out = eap.out, None
+            msg.add(EapPayload(out.code, out.identifier, out.data))
+            return TaskStatus.SUCCESS
+        octets = A.signed_octets(sa.init_request, sa.nr, sa.local_id.body(), sa.prf, sa.keys.sk_pi)
+        msg.add(AuthPayload(AuthMethod.PSK, A.psk_auth_data(sa.prf, sa.keys.sk_pi, octets)))
+        eap.final = True
+        return TaskStatus.SUCCESS
+
+    def _eap_process_i(self, msg: Message) -> TaskStatus:
+        """An EAP request, Success or Failure from the gateway."""
+        s, eap = self.session, self.eap
+        assert eap is not None and eap.peer is not None
+        payload = msg.get(EapPayload)
+        if payload is None:
+            raise AuthenticationFailed(f"IKE_AUTH response without EAP payload ({eap.method_name} of "
+                                       f"EAP identity '{eap.identity}')")
+        try:
+            packet = EapPacket.from_parts(payload.code, payload.identifier, payload.data)
+        except EapError as exc:
+            s.stats.malformed += 1
+            raise AuthenticationFailed(f"malformed EAP request: {exc}") from None
+        before = eap.peer.malformed
+        reply = eap.peer.process(packet)
+        if eap.peer.result == EapCode.FAILURE:
+            raise AuthenticationFailed(f"{eap.method_name} authentication of EAP identity '{eap.identity}' "
+                                       "failed (EAP Failure)")
+        if eap.peer.result == EapCode.SUCCESS:
+            s.step("EAP succeeded", self.sa, eap_id=eap.identity, method=eap.method_name)
+            return TaskStatus.NEED_MORE
+        if reply is None:
+            s.stats.malformed += eap.peer.malformed - before
+            raise AuthenticationFailed(f"unexpected EAP message (code {packet.code}, type {packet.type})")
+        eap.out = reply
+        return TaskStatus.NEED_MORE
+
+    def _eap_final_i(self, msg: Message) -> TaskStatus:
+        """The gateway's AUTH keyed with SK_pr, then SA/TS (Child SA)."""
+        sa, eap = self.sa, self.eap
+        assert eap is not None and sa.keys is not None and sa.remote_id is not None
+        auth = msg.get(AuthPayload)
+        if auth is None:
+            raise AuthenticationFailed("no AUTH in the final IKE_AUTH response after EAP")
+        octets = A.signed_octets(sa.init_response, sa.ni, sa.remote_id.body(), sa.prf, sa.keys.sk_pr)
+        if auth.method != AuthMethod.PSK or not A.verify_psk(sa.prf, sa.keys.sk_pr, octets, auth.data):
+            raise AuthenticationFailed("the gateway's AUTH after EAP does not match (SK_pr)")
+        sa.eap = None
+        return self._established_i(msg)
 
     def _cp_required(self, why: str) -> TaskStatus:
         """We requested a virtual IP and got none (IkeConfig parsed the reply):
@@ -215,6 +367,8 @@ class IkeAuth(Task):
     def process_r(self, msg: Message) -> TaskStatus:
         s, sa = self.session, self.sa
         assert sa.keys is not None
+        if self.eap is not None:
+            return self._eap_process_r(msg)
         idi = msg.get(IdiPayload)
         auth = msg.get(AuthPayload)
         if idi is None:
@@ -222,8 +376,6 @@ class IkeAuth(Task):
         peer_id = Identity(idi.id_type, idi.data)
         before_id = sa.remote_id
         sa.remote_id = peer_id
-        if auth is None:
-            raise AuthenticationFailed("IKE_AUTH without AUTH payload (EAP is not supported)")
         idr = msg.get(IdrPayload)
         wanted = Identity(idr.id_type, idr.data) if idr is not None else None
         chosen = None
@@ -234,14 +386,20 @@ class IkeAuth(Task):
                 mine = _configured_id(cfg.local.id)
                 if mine is not None and not mine.matches(wanted):
                     continue
-            if (auth.method == AuthMethod.PSK) != (cfg.remote.auth == "psk"):
+            if auth is None:  # EAP (RFC 7296 §2.16)
+                if cfg.remote.auth not in AUTH_METHODS:
+                    continue
+            elif (auth.method == AuthMethod.PSK) != (cfg.remote.auth == "psk"):
                 continue
             chosen = cfg
             break
         if chosen is None:
-            raise AuthenticationFailed(f"no configuration matches peer identity '{peer_id}'")
+            how = " for EAP (IKE_AUTH without AUTH)" if auth is None else ""
+            raise AuthenticationFailed(f"no configuration matches peer identity '{peer_id}'{how}")
         before = s.config
         s.config = chosen
+        if auth is None:
+            return self._eap_start_r(chosen, msg)
         octets = A.signed_octets(sa.init_request, sa.nr, peer_id.body(), sa.prf, sa.keys.sk_pi)
         try:
             how = self._verify(chosen, msg, peer_id, auth, octets)
@@ -258,14 +416,9 @@ class IkeAuth(Task):
     def build_r(self, msg: Message) -> TaskStatus:
         s, sa, cfg = self.session, self.sa, self.session.config
         assert sa.keys is not None
-        # swanctl unique, as charon's ike_auth build_r: once the peer is
-        # authenticated and every task processed the request (its virtual IP
-        # leased), before the answer: older IKE SAs of the same identities go
-        # (their Child SAs with them), or this one is refused (keep)
-        if s.unique_check is not None and s.unique_check(s, self.initial_contact):
-            raise AuthenticationFailed(
-                f"cancelling IKE_SA setup due to uniqueness policy (unique = keep): peer '{sa.remote_id}' "
-                f"already has an IKE SA of {cfg.name}")
+        if self.eap is not None:
+            return self._eap_build_r(msg)
+        self._unique(cfg)
         ident = s.local_identity()
         sa.local_id = ident
         msg.add(IdrPayload(ident.id_type, ident.data))
@@ -276,5 +429,93 @@ class IkeAuth(Task):
         add_auth_lifetime(s, sa, msg)
         return TaskStatus.SUCCESS
 
+    def _unique(self, cfg: ConnectionConfig) -> None:
+        # swanctl unique, as charon's ike_auth build_r: once the peer is
+        # authenticated and every task processed the request (its virtual IP
+        # leased), before the answer: older IKE SAs of the same identities go
+        # (their Child SAs with them), or this one is refused (keep)
+        s, sa = self.session, self.sa
+        if s.unique_check is not None and s.unique_check(s, self.initial_contact):
+            raise AuthenticationFailed(
+                f"cancelling IKE_SA setup due to uniqueness policy (unique = keep): peer '{sa.remote_id}' "
+                f"already has an IKE SA of {cfg.name}")
+
     def after_response_sent(self, now: float) -> None:
+        if self.eap is not None and not self.eap.final:
+            return  # an EAP round: not established before the final AUTH
         self.session.ike_established(self.sa, now)
+
+    # ------------------------------------------------------------------ EAP, responder (gateway)
+
+    def _eap_start_r(self, cfg: ConnectionConfig, msg: Message) -> TaskStatus:
+        """IKE_AUTH without AUTH: the peer authenticates with EAP.  We answer
+        with IDr, our AUTH and EAP Request/Identity; the other tasks wait."""
+        s = self.session
+        server = EapServer(AUTH_METHODS[cfg.remote.auth], cfg.eap_secrets, s.random, allowed_id=cfg.remote.eap_id)
+        self.eap = EapRounds(self, server=server, out=server.start())
+        self.sa.eap = self.eap
+        self.peer_certreq = bool(msg.get_all(CertReqPayload))
+        self.initial_contact = msg.has_notify(NotifyType.INITIAL_CONTACT)
+        s.step("IKE_AUTH EAP started", self.sa, peer_id=str(self.sa.remote_id), method=self.eap.method_name)
+        return TaskStatus.NEED_MORE
+
+    def _eap_process_r(self, msg: Message) -> TaskStatus:
+        """A later IKE_AUTH request: the peer's EAP response, or its final
+        AUTH (keyed with SK_pi) after our EAP Success."""
+        s, sa, eap = self.session, self.sa, self.eap
+        assert eap is not None and eap.server is not None and sa.keys is not None and sa.remote_id is not None
+        server = eap.server
+        if server.state is ServerState.SUCCESS:
+            auth = msg.get(AuthPayload)
+            who = f"{eap.method_name} identity '{eap.identity}'"
+            if auth is None:
+                raise AuthenticationFailed(f"no AUTH after EAP Success ({who})")
+            octets = A.signed_octets(sa.init_request, sa.nr, sa.remote_id.body(), sa.prf, sa.keys.sk_pi)
+            if auth.method != AuthMethod.PSK or not A.verify_psk(sa.prf, sa.keys.sk_pi, octets, auth.data):
+                raise AuthenticationFailed(f"AUTH after EAP does not match (SK_pi; {who})")
+            eap.final = True
+            s.step("IKE_AUTH authenticated", sa, peer_id=str(sa.remote_id), method=f"{who} (EAP)")
+            return TaskStatus.SUCCESS
+        payload = msg.get(EapPayload)
+        packet: EapPacket | None = None
+        if payload is not None:
+            try:
+                packet = EapPacket.from_parts(payload.code, payload.identifier, payload.data)
+            except EapError:
+                packet = None
+        before = server.malformed
+        eap.out = server.process(packet)
+        s.stats.malformed += server.malformed - before
+        if server.state is ServerState.FAILURE:
+            s.auth_failed(sa, "IKE_AUTH", server.reason)
+            self.failure_reason = f"authentication failed: {server.reason}"
+            return TaskStatus.FAILED
+        if server.state is ServerState.SUCCESS:
+            s.step("EAP succeeded", sa, eap_id=eap.identity, method=eap.method_name)
+        return TaskStatus.NEED_MORE
+
+    def _eap_build_r(self, msg: Message) -> TaskStatus:
+        s, sa, cfg, eap = self.session, self.sa, self.session.config, self.eap
+        assert eap is not None and sa.keys is not None
+        if eap.final:  # the peer's AUTH verified: ours, keyed with SK_pr (no MSK, RFC 7296 §2.16)
+            self._unique(cfg)
+            assert sa.local_id is not None
+            sa.eap = None
+            octets = A.signed_octets(sa.init_response, sa.ni, sa.local_id.body(), sa.prf, sa.keys.sk_pr)
+            msg.add(AuthPayload(AuthMethod.PSK, A.psk_auth_data(sa.prf, sa.keys.sk_pr, octets)))
+            add_auth_lifetime(s, sa, msg)
+            return TaskStatus.SUCCESS
+        if sa.local_id is None:  # the first round: we authenticate ourselves now
+            ident = s.local_identity()
+            sa.local_id = ident
+            msg.add(IdrPayload(ident.id_type, ident.data))
+            for c in self._certs_to_send(cfg, self.peer_certreq):
+                msg.add(c)
+            octets = A.signed_octets(sa.init_response, sa.ni, ident.body(), sa.prf, sa.keys.sk_pr)
+            msg.add(self._auth_payload(cfg, octets))
+        out, eap.out = eap.out, None
+        if out is not None:
+            msg.add(EapPayload(out.code, out.identifier, out.data))
+        if eap.server is not None and eap.server.state is ServerState.FAILURE:
+            msg.add(notify(NotifyType.AUTHENTICATION_FAILED))
+        return TaskStatus.SUCCESS
