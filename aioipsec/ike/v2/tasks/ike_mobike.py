@@ -58,7 +58,7 @@ from ...natd import check_natd
 from ..message import Message
 from .base import Task, TaskStatus
 from .common import notify
-from .ike_natd import add_natd, apply_natd
+from .ike_natd import add_natd, apply_natd, natd_hashes
 
 logger = logging.getLogger("aioipsec.ike")
 
@@ -72,29 +72,6 @@ _ADDRESS_LIST = (
     NotifyType.ADDITIONAL_IP6_ADDRESS,
     NotifyType.NO_ADDITIONAL_ADDRESSES,
 )
-
-
-NATD_LEN = 20
-"""A NAT_DETECTION_*_IP notify carries a SHA-1 hash (RFC 7296 §3.10.1)."""
-
-
-def _natd_data(n) -> bytes:  # type: ignore[no-untyped-def]
-    """The hash of a NAT-D notify; another length is malformed (it could only
-    ever read as a NAT, and a MOBIKE peer would act on it)."""
-    if len(n.data) != NATD_LEN:
-        raise InvalidSyntax(f"{n.notify_type.name} of {len(n.data)} bytes ({NATD_LEN} expected)")
-    return n.data
-
-
-def _natd_hashes(msg: Message) -> tuple[list[bytes], list[bytes]]:
-    src: list[bytes] = []
-    dst: list[bytes] = []
-    for n in msg.notifies:
-        if n.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP:
-            src.append(_natd_data(n))
-        elif n.notify_type == NotifyType.NAT_DETECTION_DESTINATION_IP:
-            dst.append(_natd_data(n))
-    return src, dst
 
 
 class IkeMobike(Task):
@@ -165,7 +142,7 @@ class IkeMobike(Task):
                 logger.info("peer %s does not support MOBIKE: the IKE SA cannot follow an address change", s.peer)
             return TaskStatus.SUCCESS
         try:
-            src, dst = _natd_hashes(msg)
+            src, dst = natd_hashes(msg)
         except InvalidSyntax:
             # rejected (logged by the session); the IKE SA stays where it is
             s.stats.malformed += 1
@@ -205,8 +182,7 @@ class IkeMobike(Task):
                 else:
                     logger.info("peer %s supports MOBIKE, but it is disabled in connection %s", s.peer, s.config.name)
             return TaskStatus.SUCCESS
-        src: list[bytes] = []
-        dst: list[bytes] = []
+        src, dst = natd_hashes(msg)
         addresses = 0
         for n in msg.notifies:
             t = n.notify_type
@@ -216,10 +192,6 @@ class IkeMobike(Task):
                 if not COOKIE2_MIN <= len(n.data) <= COOKIE2_MAX:
                     raise InvalidSyntax(f"COOKIE2 of {len(n.data)} bytes (8..64 expected)")
                 self.cookie2 = n.data
-            elif t == NotifyType.NAT_DETECTION_SOURCE_IP:
-                src.append(_natd_data(n))
-            elif t == NotifyType.NAT_DETECTION_DESTINATION_IP:
-                dst.append(_natd_data(n))
             elif t in _ADDRESS_LIST:
                 addresses += 1
         if addresses:

@@ -5,6 +5,7 @@ believe we are behind a NAT and encapsulate ESP in UDP.  An initiator with
 
 from __future__ import annotations
 
+from ....errors import InvalidSyntax
 from ....selectors import Address
 from ...constants import ExchangeType, NotifyType
 from ...natd import NatdResult, check_natd, fake_natd, natd_hash
@@ -12,6 +13,30 @@ from ..message import Message
 from ..payloads import SaPayload
 from .base import Task, TaskStatus
 from .common import notify
+
+NATD_LEN = 20
+"""A NAT_DETECTION_*_IP notify carries a SHA-1 hash (RFC 7296 §3.10.1)."""
+
+
+def natd_hashes(msg: Message) -> tuple[list[bytes], list[bytes]]:
+    """The hashes of ``msg``'s NAT_DETECTION_SOURCE_IP and
+    NAT_DETECTION_DESTINATION_IP notifies (IKE_SA_INIT, MOBIKE).  A hash of
+    another length than :data:`NATD_LEN` makes the message malformed
+    (:class:`InvalidSyntax`), as charon's notify payload verification does:
+    compared like a hash it could only ever read as a NAT."""
+    src: list[bytes] = []
+    dst: list[bytes] = []
+    for n in msg.notifies:
+        t = n.notify_type
+        if t == NotifyType.NAT_DETECTION_SOURCE_IP:
+            src.append(n.data)
+        elif t == NotifyType.NAT_DETECTION_DESTINATION_IP:
+            dst.append(n.data)
+        else:
+            continue
+        if len(n.data) != NATD_LEN:
+            raise InvalidSyntax(f"{n.notify_type.name} of {len(n.data)} bytes ({NATD_LEN} expected)")
+    return src, dst
 
 
 def add_natd(session, msg: Message, spi_i: bytes, spi_r: bytes, remote: Address,  # type: ignore[no-untyped-def]
@@ -37,22 +62,12 @@ class IkeNatd(Task):
     combinable = True
     name = "ike_natd"
 
-    def _hashes(self, msg: Message) -> tuple[list[bytes], list[bytes]]:
-        src: list[bytes] = []
-        dst: list[bytes] = []
-        for n in msg.notifies:
-            if n.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP:
-                src.append(n.data)
-            elif n.notify_type == NotifyType.NAT_DETECTION_DESTINATION_IP:
-                dst.append(n.data)
-        return src, dst
-
     def _add(self, msg: Message, spi_r: bytes) -> None:
         add_natd(self.session, msg, msg.spi_i, spi_r, self.session.remote_addr)
 
     def _check(self, msg: Message, spi_r: bytes) -> None:
         s, sa = self.session, self.sa
-        src, dst = self._hashes(msg)
+        src, dst = natd_hashes(msg)
         res = check_natd(msg.spi_i, spi_r, src, dst, s.local_addr, s.remote_addr)
         apply_natd(sa, res, s.config.encap)
         sa.nat_forced = s.config.encap
@@ -72,7 +87,11 @@ class IkeNatd(Task):
     def process_i(self, msg: Message) -> TaskStatus:
         if msg.get(SaPayload) is None:
             return TaskStatus.SUCCESS  # COOKIE / error response: nothing to check
-        self._check(msg, msg.spi_r)
+        try:
+            self._check(msg, msg.spi_r)
+        except InvalidSyntax:
+            self.session.stats.malformed += 1  # a NAT-D of the wrong size: the negotiation fails
+            raise
         sa = self.sa
         # a MOBIKE initiator floats to 4500 even without a NAT, so a NAT that
         # shows up later needs no port change (RFC 4555 §3.3; charon does so
