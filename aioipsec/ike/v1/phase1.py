@@ -72,6 +72,7 @@ from ...selectors import Address
 from ..auth import (
     Identity,
     IdType,
+    RevocationPending,
     cert_der,
     cert_matches_identity,
     check_revocation,
@@ -541,12 +542,21 @@ def verify_signature(
     payloads: Sequence[Payload],
     at: datetime.datetime,
     method: int = Ike1Auth.RSA_SIG,
+    *,
+    hold: bool = False,
 ) -> x509.Certificate:
     """Verify SIG_x with the peer's certificate (CERT payloads of the
     message), the certificate chain against ``cfg.remote.cacerts`` at time
     ``at``, and that the certificate belongs to ``identity``.  ``method`` is
     the negotiated authentication method: RSA, or ECDSA, where the peer's key
-    must be on the method's curve."""
+    must be on the method's curve.
+
+    ``hold``: a certificate whose revocation status the fetcher is getting
+    right now is not decided by policy: once everything else verified
+    (chain, identity, signature: a forged SIG_x fails at once) the
+    :class:`~aioipsec.ike.auth.RevocationPending` of
+    :func:`~aioipsec.ike.auth.check_revocation` is raised, and the caller
+    drops the message as if lost."""
     sig = next((p for p in payloads if isinstance(p, SigPayload)), None)
     if sig is None:
         raise UnverifiedMessage("SIG payload missing")
@@ -561,6 +571,7 @@ def verify_signature(
                 raise InvalidCertificate(str(exc)) from None
     if not certs:
         raise AuthenticationFailed("peer sent no certificate")
+    pending: RevocationPending | None = None
     try:
         # cryptography parses extensions and the key on first use: a
         # certificate that loaded may still be malformed there (ValueError)
@@ -571,7 +582,11 @@ def verify_signature(
             chain = verify_chain(leaf, [c for c in certs if c is not leaf], list(cfg.remote.cacerts), at)
             fetched = cfg.remote.revocation_cache
             if cfg.remote.crls or cfg.remote.revocation != "relaxed" or fetched is not None:  # else nothing can fail
-                check_revocation(chain, cfg.remote.crls, cfg.remote.revocation, at, peer=str(identity), fetched=fetched)
+                try:
+                    check_revocation(chain, cfg.remote.crls, cfg.remote.revocation, at, peer=str(identity),
+                                     fetched=fetched, hold=hold)
+                except RevocationPending as exc:
+                    pending = exc  # raised once the signature verified
         except _AuthFailed as exc:
             raise AuthenticationFailed(str(exc)) from None
         pub = leaf.public_key()
@@ -586,15 +601,18 @@ def verify_signature(
             raise AuthenticationFailed(f"negotiated {method_label(method)} but the peer certificate has a {have} key")
         if not ecdsa_verify_digest(pub, auth_hash, sig.data):
             raise UnverifiedMessage(f"{method_label(method)} signature of {identity} does not verify")
-        return leaf
-    if method != Ike1Auth.RSA_SIG:
-        raise AuthenticationFailed(f"authentication method {_auth_name(method)} is not supported")
-    if not isinstance(pub, rsa.RSAPublicKey):
-        raise AuthenticationFailed("peer certificate has no RSA key")
-    try:
-        pub.verify(sig.data, auth_hash, padding.PKCS1v15(), NoDigestInfo())
-    except (InvalidSignature, ValueError):
-        raise UnverifiedMessage("signature does not verify") from None
+    else:
+        if method != Ike1Auth.RSA_SIG:
+            raise AuthenticationFailed(f"authentication method {_auth_name(method)} is not supported")
+        if not isinstance(pub, rsa.RSAPublicKey):
+            raise AuthenticationFailed("peer certificate has no RSA key")
+        try:
+            pub.verify(sig.data, auth_hash, padding.PKCS1v15(), NoDigestInfo())
+        except (InvalidSignature, ValueError):
+            raise UnverifiedMessage("signature does not verify") from None
+    if pending is not None:
+        # only a peer that proved its key is held
+        raise pending
     return leaf
 
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from ...errors import IntegrityError, ParseError, RemoteProtocolError
 from ...selectors import Address
+from ..auth import RevocationPending
 from .constants import ExchangeType, Flag, Ike1Auth
 from .errors import Ikev1Error, UnverifiedMessage
 from .message import Message, check_rules, decode_message
@@ -353,6 +354,11 @@ class TaskManagerV1:
         except (ParseError, IntegrityError) as exc:
             self.session._dropped(self.sa, task.step, exc)
             return
+        except RevocationPending:
+            # MM6/AM2 held while the responder's certificate status is fetched:
+            # ignored unaccepted (IV chain untouched), our retransmission brings it again
+            self.session.stats["auth_pending"] += 1
+            return
         except Ikev1Error as exc:
             if self._tolerate(task, exc, header):
                 return
@@ -399,6 +405,12 @@ class TaskManagerV1:
                 return
             self.passive.pop(task.mid, None)
             self.session._abandon_new(self.sa, now)
+            return
+        except RevocationPending:
+            # MM5/AM3 held while the initiator's certificate status is fetched:
+            # dropped unanswered and unaccepted (IV chain untouched), decided on
+            # the peer's retransmission (MM5), or on the AM3 our AM2 retransmission brings
+            self.session.stats["auth_pending"] += 1
             return
         except Ikev1Error as exc:
             if self._tolerate(task, exc, header):

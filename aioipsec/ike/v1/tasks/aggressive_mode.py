@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from ....crypto.kex import InvalidKeyExchangeData, KeyExchange
 from ....errors import LocalProtocolError
-from ...auth import Identity
+from ...auth import Identity, RevocationPending
 from ..constants import ExchangeType, Flag, ProtocolId
 from ..errors import Ikev1Error, InvalidKeyInformation, NoProposalChosen
 from ..message import Message
@@ -99,6 +99,12 @@ class AggressiveModeTask(Phase1Task):
             suite, keys, kex, gxr, nr, idir_b = self._try_am2(msg)
         except Ikev1Error:
             raise  # dropped once (unverified_dropped undoes the claims) or fatal
+        except RevocationPending:
+            # held for the certificate status being fetched: nothing of this
+            # copy stays (trial keys and key exchange are dropped), the AM2
+            # our AM1 retransmission brings back is processed afresh
+            self.unverified_dropped()
+            raise
         except BaseException:
             self.unverified_dropped()  # dropped as malformed: nothing of it stays
             raise
@@ -172,6 +178,12 @@ class AggressiveModeTask(Phase1Task):
         if self.initiator and self.step == "AM2":
             return self.am2_unproven
         return super().may_be_corrupted(exc, encrypted)
+
+    def _proven(self) -> None:
+        # AM2 held with its proof verified: an identity that is not the
+        # configured one is the responder's word, fatal at once
+        if self.initiator and self.step == "AM2":
+            self.am2_unproven = False
 
     def unverified_dropped(self) -> None:
         if self.am2_claimed is not None:

@@ -4,10 +4,12 @@ vendor IDs and NAT-D (the task half of strongSwan's ``phase1_t``)."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, ClassVar
 
 from ....crypto.kex import InvalidKeyExchangeData, KeyExchange
 from ....errors import LocalProtocolError
+from ...auth import RevocationPending
 from ..constants import MAX_NONCE, MIN_NONCE, NONCE_SIZE, Ike1Auth, NotifyType, ProtocolId
 from ..errors import AuthenticationFailed, InvalidKeyInformation, PayloadMalformed, UnverifiedMessage
 from ..message import Message
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
     from ..sa import IsakmpSa
     from ..session import IkeSessionV1
 
+logger = logging.getLogger("aioipsec.ike")
+
 
 class Phase1Task(Task):
     """Common state of one Phase 1 exchange."""
@@ -57,6 +61,9 @@ class Phase1Task(Task):
         self.idii_b = b""
         self.idir_b = b""
         self.peer_wants_cert = False
+        self.auth_held_at: float | None = None
+        """When a message of this Phase 1 was first held for the peer
+        certificate's revocation status being fetched (bounds the hold)."""
 
     # ------------------------------------------------------------------ config
 
@@ -142,6 +149,7 @@ class Phase1Task(Task):
         p = msg.get(IdPayload)
         assert p is not None
         body = p.body()
+        before_b = self.idir_b if self.initiator else self.idii_b
         if self.initiator:
             self.idir_b = body
         else:
@@ -156,6 +164,16 @@ class Phase1Task(Task):
             self._verify_auth(msg)
         except UnverifiedMessage:
             self.sa.remote_id = before
+            raise
+        except RevocationPending:
+            # held: the task as before this copy (the IV chain only moves on
+            # for an accepted message), so the peer's retransmission, the
+            # same bytes, decrypts and is processed afresh
+            self.sa.remote_id = before
+            if self.initiator:
+                self.idir_b = before_b
+            else:
+                self.idii_b = before_b
             raise
         self._check_peer_id()
         return body
@@ -183,7 +201,47 @@ class Phase1Task(Task):
             return
         assert self.sa.remote_id is not None
         at = self.session._wall_time()
-        verify_signature(self.sa.cfg, self.sa.remote_id, expected, msg.payloads, at, self.method)
+        try:
+            verify_signature(self.sa.cfg, self.sa.remote_id, expected, msg.payloads, at, self.method,
+                             hold=self._may_hold())
+        except RevocationPending as exc:
+            # the proof verified: the identity is judged now (a mismatch fails
+            # at once), only then is the message held
+            self._proven()
+            self._check_peer_id()
+            self._hold(exc)
+            raise
+
+    def _proven(self) -> None:
+        """The peer's HASH_x/SIG_x verified though the message is held."""
+
+    def _may_hold(self) -> bool:
+        """May the message be held for a certificate whose revocation status
+        is being fetched?  Yes (with a fetcher's cache) until this Phase 1
+        has been held for ``hold_limit`` seconds (session time); then the
+        status is decided with what is cached, by policy.  Never once the
+        exchange is done (a later copy of MM5 is only re-verified)."""
+        fetched = self.sa.cfg.remote.revocation_cache
+        if fetched is None or self.done:
+            return False
+        since = self.auth_held_at
+        now = self.session.now
+        if since is None or now - since < fetched.hold_limit:
+            return True
+        logger.info(
+            "peer %s: certificate status still not fetched after %.0f s; deciding by policy (cookies %s)",
+            self.session.peer, now - since, self.sa.cookies,
+        )
+        return False
+
+    def _hold(self, pending: RevocationPending) -> None:
+        """The message is dropped unanswered and unaccepted (the task
+        manager counts it in ``stats["auth_pending"]``); the peer's
+        retransmission is processed afresh once the fetcher has the status."""
+        if self.auth_held_at is None:
+            self.auth_held_at = self.session.now
+            logger.info("peer %s: %s, holding %s (cookies %s)",
+                        self.session.peer, pending, self.step, self.sa.cookies)
 
     def _certreqs(self) -> list[Payload]:
         if self.method != Ike1Auth.PSK and self.sa.cfg.send_certreq:
