@@ -203,9 +203,9 @@ class ControlServer:
 async def _wait_established(endpoint: Any, name: str, proto: Any, timeout: float) -> tuple[Any, Any]:
     """The IKE SA of ``name`` established, following keyingtries: when an
     attempt ends unanswered and the endpoint starts the next one (a new
-    session, on the next loop turns), wait for that one, within ``timeout``
-    in all.  Other failures, and the last attempt's, are raised.  Returns
-    the event and the session that made it."""
+    session: :meth:`Endpoint.next_attempt`), wait for that one, within
+    ``timeout`` in all.  Other failures, and the last attempt's, are raised.
+    Returns the event and the session that made it."""
     from .asyncio.protocol import IkeError
 
     loop = asyncio.get_running_loop()
@@ -214,15 +214,7 @@ async def _wait_established(endpoint: Any, name: str, proto: Any, timeout: float
         try:
             return await asyncio.wait_for(proto.wait_established(), max(0.0, deadline - loop.time())), proto
         except (IkeError, ConnectionError):  # this attempt failed
-            nxt = None
-            for _ in range(50):  # the retry is scheduled with call_soon
-                if not endpoint.keying(name):
-                    break
-                p = endpoint.find_session(name)
-                if p is not None and p is not proto:
-                    nxt = p
-                    break
-                await asyncio.sleep(0)
+            nxt = await asyncio.wait_for(endpoint.next_attempt(name, proto), max(0.0, deadline - loop.time()))
             if nxt is None:
                 raise
             proto = nxt

@@ -141,6 +141,17 @@ class _Keying:
     failure: str = ""
     """A permanent error the current attempt reported (never retried)."""
     handle: asyncio.Handle | None = field(default=None, repr=False)
+    waiters: list[asyncio.Future[SessionProtocol | None]] = field(default_factory=list, repr=False)
+    """:meth:`Endpoint.next_attempt` futures, set when the next attempt
+    starts (its session) or when no attempt follows (None)."""
+
+    def resolve(self, proto: SessionProtocol | None) -> None:
+        """Tell the waiters what follows the current attempt: ``proto``, or
+        None (no further attempt)."""
+        waiters, self.waiters = self.waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(proto)
 
 
 @dataclass
@@ -800,8 +811,15 @@ class Endpoint:
         if earlier is not None and earlier.handle is not None:
             earlier.handle.cancel()
         k = _Keying(name, children, remote, conn.keyingtries)
-        proto = self._attempt(k, conn)
+        try:
+            proto = self._attempt(k, conn)
+        except Exception:
+            if earlier is not None:
+                earlier.resolve(None)
+            raise
         self._keying[name] = k
+        if earlier is not None:
+            earlier.resolve(proto)  # its waiters follow this initiation
         return proto
 
     def _attempt(self, k: _Keying, conn: ConnectionConfig) -> SessionProtocol:
@@ -949,6 +967,7 @@ class Endpoint:
             return False
         if k.handle is not None:
             k.handle.cancel()
+        k.resolve(None)
         if k.attempt > 1 or k.tries != 1:
             ike_logger.info("%s: no more attempts to establish the IKE SA with %s (stopped at %s)",
                             name, k.remote[0], _tries_text(k))
@@ -958,6 +977,32 @@ class Endpoint:
         """An initiation of connection ``name`` is still making attempts
         (keyingtries): a failed attempt is followed by another."""
         return name in self._keying
+
+    def next_attempt(self, name: str, proto: SessionProtocol) -> asyncio.Future[SessionProtocol | None]:
+        """The attempt that follows ``proto`` in connection ``name``'s
+        initiation (keyingtries): a future set with its session when the
+        endpoint starts it (at once when it has), or with None when none
+        follows (the initiation ended, gave up or had a permanent error).  A
+        new :meth:`initiate` of ``name`` counts as the next attempt."""
+        fut: asyncio.Future[SessionProtocol | None] = self.loop.create_future()
+        k = self._keying.get(name)
+        if k is None:
+            fut.set_result(None)
+        elif k.proto is not proto:
+            fut.set_result(k.proto)
+        elif k.failure:
+            fut.set_result(None)  # a permanent error: never retried
+        else:
+            k.waiters.append(fut)
+            fut.add_done_callback(lambda f: f in k.waiters and k.waiters.remove(f))  # a waiter that gave up
+        return fut
+
+    def _end_keying(self, k: _Keying) -> None:
+        """``k`` makes no further attempt: out of the keying state, its
+        waiters told."""
+        if self._keying.get(k.conn) is k:
+            del self._keying[k.conn]
+        k.resolve(None)
 
     def keying_attempt(self, proto: SessionProtocol) -> tuple[int, int] | None:
         """(attempt, keyingtries) when ``proto`` is an attempt of an initiation
@@ -972,19 +1017,21 @@ class Endpoint:
         unanswered starts the next attempt or gives up; closed by a permanent
         error gives up (charon retries only "peer not responding")."""
         if isinstance(ev, IkeSaEstablished):
-            del self._keying[k.conn]
+            self._end_keying(k)
             if k.attempt > 1:
                 ike_logger.info("%s: IKE SA with %s established on %s", k.conn, k.remote[0], _tries_text(k))
         elif isinstance(ev, AuthFailed):
             k.failure = f"authentication failed at {ev.step}: {ev.reason}"
+            k.resolve(None)
         elif isinstance(ev, NegotiationFailed):
             if ev.notify != "TIMEOUT" and not k.failure:
                 k.failure = f"{ev.exchange} failed: {ev.notify or 'error'} {ev.reason}".strip()
+                k.resolve(None)
         elif isinstance(ev, IkeSaDeleted) and getattr(proto.session, "is_closed", False):
             if self._closed:
                 return
             if ev.reason == "deleted locally" and not k.failure:
-                del self._keying[k.conn]  # our own delete: whoever did it knows (no failure, no event)
+                self._end_keying(k)  # our own delete: whoever did it knows (no failure, no event)
                 ike_logger.debug("%s: initiation ended by a local delete on %s", k.conn, _tries_text(k))
                 return
             if ev.reason == "retransmits exhausted" and not k.failure:
@@ -1001,7 +1048,7 @@ class Endpoint:
                 ike_logger.info("%s: establishing the IKE SA with %s failed on %s: %s; not trying again (a "
                                 "permanent error: keyingtries repeats unanswered attempts only)",
                                 k.conn, k.remote[0], _tries_text(k), reason)
-            del self._keying[k.conn]
+            self._end_keying(k)
             self.loop.call_soon(self._emit, proto, KeyingFailed(k.conn, k.remote[0], k.attempt, k.tries, reason))
 
     def _retry(self, k: _Keying) -> None:
@@ -1012,7 +1059,7 @@ class Endpoint:
         old = k.proto
         assert old is not None
         if conn is None:
-            del self._keying[k.conn]
+            self._end_keying(k)
             ike_logger.warning("%s: no such connection any more (reloaded): no further attempt", k.conn)
             self._emit(old, KeyingFailed(k.conn, k.remote[0], k.attempt, k.tries, "connection removed"))
             return
@@ -1020,9 +1067,9 @@ class Endpoint:
         ike_logger.info("%s: peer %s not responding, trying again: %s", k.conn, k.remote[0], _tries_text(k))
         self._emit(old, KeyingRetry(k.conn, k.remote[0], k.attempt, k.tries))
         try:
-            self._attempt(k, conn)
+            k.resolve(self._attempt(k, conn))
         except (ValueError, KeyError, OSError) as exc:
-            self._keying.pop(k.conn, None)
+            self._end_keying(k)
             ike_logger.error("%s: attempt %d toward %s could not start: %s", k.conn, k.attempt, k.remote[0], exc)
             self._emit(old, KeyingFailed(k.conn, k.remote[0], k.attempt, k.tries, f"could not start: {exc}"))
 
