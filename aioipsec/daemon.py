@@ -116,8 +116,8 @@ def updown_envs(
     own ``PLUTO_TUN_INTERFACE``, the TUN device the tunnel's cleartext goes
     through (strongSwan's kernel-libipsec exports none; left out without
     one).  ``xauth_id`` is ``PLUTO_XAUTH_ID``: the user name the peer passed
-    IKEv1 XAUTH with (on the gateway, as charon's
-    ``COND_XAUTH_AUTHENTICATED``)."""
+    IKEv1 XAUTH with, or its IKEv2 EAP identity (on the gateway, as charon's
+    ``COND_XAUTH_AUTHENTICATED`` / ``COND_EAP_AUTHENTICATED``)."""
     base = {"PATH": path if path is not None else os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
     me_ip = ipaddress.ip_address(me)
     out = []
@@ -177,10 +177,15 @@ def updown_envs(
 
 
 def _xauth_id(session: Any) -> str | None:
-    """The user name an IKEv1 peer passed XAUTH with, on the gateway (charon
-    sets ``COND_XAUTH_AUTHENTICATED`` on the XAUTH server only, and exports
-    the peer's XAUTH identity); None otherwise (IKEv2: no EAP here)."""
-    sa = getattr(session, "sa", None) if getattr(session, "version", None) == 1 else None
+    """``PLUTO_XAUTH_ID``: on the gateway, the user name an IKEv1 peer passed
+    XAUTH with, or the EAP identity an IKEv2 peer authenticated with (charon
+    sets ``COND_XAUTH_AUTHENTICATED`` / ``COND_EAP_AUTHENTICATED`` on the
+    server side and exports ``get_other_eap_id``); None otherwise (a client,
+    or no XAUTH/EAP)."""
+    if getattr(session, "version", None) != 1:  # IKEv2: IkeSa.remote_eap_id, set on the gateway only
+        eap_id = getattr(getattr(session, "sa", None), "remote_eap_id", None)
+        return str(eap_id) if eap_id is not None else None
+    sa = getattr(session, "sa", None)
     cfg = getattr(sa, "cfg", None)
     if sa is None or cfg is None or not getattr(cfg, "xauth_server", False):
         return None

@@ -56,6 +56,12 @@ class IkeSaEstablished(IpsecEvent):
     remote_subnets: tuple[str, ...] = ()
     """Networks the peer said are reachable through it (IKEv2 INTERNAL_IP4/6_SUBNET,
     RFC 7296 §3.15.2; IKEv1 the same or Cisco Unity UNITY_SPLIT_INCLUDE), e.g. ``10.1.0.0/16``."""
+    local_eap_id: str | None = None
+    """IKEv2 EAP client: the EAP identity we authenticated with (None: no EAP)."""
+    remote_eap_id: str | None = None
+    """IKEv2 EAP gateway: the EAP identity the peer authenticated with, which
+    strongSwan uses instead of its IDi (uniqueness, pool leases, ``PLUTO_XAUTH_ID``,
+    swanctl's ``remote-eap-id``); None without EAP.  Never a password."""
 
 
 @fast_init

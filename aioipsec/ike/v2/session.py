@@ -282,6 +282,11 @@ class IkeSa:
         self.remote_id: Identity | None = None
         self.eap: Any = None
         """IKE_AUTH with EAP in progress (``tasks.ike_auth.EapRounds``)."""
+        self.remote_eap_id: str | None = None
+        """Gateway: the EAP identity the peer authenticated with (charon's
+        ``get_other_eap_id``: uniqueness, ``PLUTO_XAUTH_ID``, ``remote-eap-id``)."""
+        self.local_eap_id: str | None = None
+        """Client: the EAP identity we authenticated with (never the password)."""
         self.auth_held_at: float | None = None
         """When an IKE_AUTH message of this SA was first held for a peer
         certificate's revocation status being fetched (bounds the hold)."""
@@ -956,8 +961,12 @@ class IkeSessionV2:
     def lease_address(self, version: int, requested: Any = None) -> tuple[AddressPool, Any] | None:
         """Responder: lease an address of IP ``version`` to the peer's
         identity from the chosen connection's pools (in order); recorded in
-        :attr:`remote_vips` and released when the session closes."""
-        ident = str(self.sa.remote_id) if self.sa.remote_id is not None else self.remote_addr[0]
+        :attr:`remote_vips` and released when the session closes.  After EAP
+        the identity is the EAP one, as charon's ``get_other_eap_id`` (road
+        warriors sharing one IDi get an address each)."""
+        sa = self.sa
+        ident = sa.remote_eap_id if sa.remote_eap_id is not None else (
+            str(sa.remote_id) if sa.remote_id is not None else self.remote_addr[0])
         got = lease_from(self.pools, self.config.pools, ident, version, requested, f"IKE_SA {self.config.name}",
                          self.peer_label())
         if got is None:
@@ -1596,6 +1605,8 @@ class IkeSessionV2:
                 dns=tuple(self.dns_servers),
                 nbns=tuple(self.nbns_servers),
                 remote_subnets=tuple(self.remote_subnets),
+                local_eap_id=sa.local_eap_id,
+                remote_eap_id=sa.remote_eap_id,
             )
         )
         if logger.isEnabledFor(logging.INFO):  # spis() formats both SPIs
@@ -1613,13 +1624,16 @@ class IkeSessionV2:
     def unique_id(self) -> tuple[str, str, str] | None:
         """(connection, our identity, the peer's) of the IKE SA, what the
         uniqueness policy compares (strongSwan: my ID and the other's EAP
-        identity; IKE_AUTH here has no EAP, so the peer's IDi/IDr).  None
-        before the peer's identity is known or once closed."""
+        identity): the EAP identity the peer authenticated with on a gateway
+        (``eap:alice``: road warriors sharing one IDi are not duplicates, one
+        EAP user from two IKE identities is), else its IDi/IDr.  None before
+        the peer's identity is known or once closed."""
         sa = self.sa
         if sa.remote_id is None or self.is_closed:
             return None
         local = sa.local_id if sa.local_id is not None else self.local_identity()
-        return self.config.name, str(local), str(sa.remote_id)
+        remote = f"eap:{sa.remote_eap_id}" if sa.remote_eap_id is not None else str(sa.remote_id)
+        return self.config.name, str(local), remote
 
     def unique_duplicates(self, others: Iterable[Any], initial_contact: bool) -> tuple[bool, list[IkeSessionV2]]:
         """swanctl ``unique`` for this IKE SA, authenticated in IKE_AUTH (not
@@ -1656,7 +1670,8 @@ class IkeSessionV2:
         sa = self.sa
         why = "INITIAL_CONTACT" if initial_contact else f"unique = {new.config.unique}"
         logger.info("IKE_SA %s %s with %s and its %d Child SA(s) replaced: peer '%s' established IKE SA %s from %s "
-                    "(%s)", self.config.name, sa.spis(), self.peer, len(self.child_sas), sa.remote_id,
+                    "(%s)", self.config.name, sa.spis(), self.peer, len(self.child_sas),
+                    sa.remote_id if sa.remote_eap_id is None else f"{sa.remote_id}' EAP '{sa.remote_eap_id}",
                     new.sa.spis(), new.peer, why)
         if sa.established and sa.sk is not None:
             mid = sa.tm.active.mid + 1 if sa.tm.active is not None else sa.tm.my_mid

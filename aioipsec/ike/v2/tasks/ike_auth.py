@@ -345,6 +345,7 @@ class IkeAuth(Task):
         if auth.method != AuthMethod.PSK or not A.verify_psk(sa.prf, sa.keys.sk_pr, octets, auth.data):
             raise AuthenticationFailed("the gateway's AUTH after EAP does not match (SK_pr)")
         sa.eap = None
+        sa.local_eap_id = eap.identity  # the IkeSaEstablished event and status carry it
         return self._established_i(msg)
 
     def _cp_required(self, why: str) -> TaskStatus:
@@ -437,7 +438,8 @@ class IkeAuth(Task):
         s, sa = self.session, self.sa
         if s.unique_check is not None and s.unique_check(s, self.initial_contact):
             raise AuthenticationFailed(
-                f"cancelling IKE_SA setup due to uniqueness policy (unique = keep): peer '{sa.remote_id}' "
+                f"cancelling IKE_SA setup due to uniqueness policy (unique = keep): peer '{sa.remote_id}'"
+                f"{'' if sa.remote_eap_id is None else f' (EAP identity {sa.remote_eap_id!r})'} "
                 f"already has an IKE SA of {cfg.name}")
 
     def after_response_sent(self, now: float) -> None:
@@ -474,6 +476,9 @@ class IkeAuth(Task):
             if auth.method != AuthMethod.PSK or not A.verify_psk(sa.prf, sa.keys.sk_pi, octets, auth.data):
                 raise AuthenticationFailed(f"AUTH after EAP does not match (SK_pi; {who})")
             eap.final = True
+            # what charon's get_other_eap_id gives: uniqueness, the pool lease,
+            # PLUTO_XAUTH_ID and remote-eap-id use it instead of the IDi
+            sa.remote_eap_id = server.identity
             s.step("IKE_AUTH authenticated", sa, peer_id=str(sa.remote_id), method=f"{who} (EAP)")
             return TaskStatus.SUCCESS
         payload = msg.get(EapPayload)

@@ -32,7 +32,7 @@ import logging
 from ... import cfgattr
 from ...constants import CfgType, ExchangeType, NotifyType
 from ..message import Message
-from ..payloads import AuthPayload, CpAttribute, CpPayload, IdrPayload
+from ..payloads import AuthPayload, CpAttribute, CpPayload
 from .base import Task, TaskStatus
 from .common import notify
 
@@ -89,8 +89,10 @@ class IkeConfig(Task):
 
     def process_i(self, msg: Message) -> TaskStatus:
         s = self.session
-        if msg.get(IdrPayload) is None or msg.get(AuthPayload) is None:
-            return TaskStatus.SUCCESS  # IKE_AUTH refused: IkeAuth reports it
+        if msg.get(AuthPayload) is None:
+            # IKE_AUTH refused: IkeAuth reports it (the final response after
+            # EAP carries AUTH and the CFG_REPLY without IDr, RFC 7296 §2.16)
+            return TaskStatus.SUCCESS
         cp = next((c for c in msg.get_all(CpPayload) if c.cfg_type == CfgType.CFG_REPLY), None)
         got = cfgattr.decode(cp.attributes if cp is not None else (), 2)
         self._dropped(got.dropped, "CFG_REPLY")
