@@ -156,6 +156,10 @@ def test_charon_eap_client_against_our_gateway(eap_peers, direct_topology: Topol
     assert re.search(r"authentication of '[^']*right\.interop\.example[^']*' with EAP successful", logs)
     alog = aio.logs()
     assert re.search(rf"EAP succeeded .*eap_id=alice method={name.replace('_', '-')}", alog), alog[-3000:]
+    # our status knows charon's client by its EAP identity next to its IDi (swanctl's remote-eap-id)
+    (sa,) = aio.status()["ike_sas"]
+    assert (sa["remote_eap_id"], sa["local_eap_id"]) == ("alice", None) and sa["remote_id"] != "alice", sa
+    assert re.search(r"remote '[^']*' @ \S+ EAP: 'alice'", aio.cli("status"))
     ping_both_ways(topo, "right")
     assert PASSWORD not in alog
     aio.stop()
@@ -179,6 +183,8 @@ def test_our_eap_client_against_charon_gateway(eap_peers, direct_topology: Topol
     name = method.upper().replace("-", "_")
     assert re.search(rf"EAP method {name} succeeded, no MSK established", logs), logs[-3000:]
     assert re.search(r"authentication of '[^']*left\.interop\.example[^']*' with EAP successful", logs)
+    (sa,) = aio.status()["ike_sas"]
+    assert (sa["local_eap_id"], sa["remote_eap_id"]) == ("alice", None), sa
     ping_both_ways(topo, "left")
     alog = aio.logs()
     assert PASSWORD not in alog
