@@ -943,10 +943,14 @@ class RevocationPending(Exception):
     drops the message unanswered, as if lost, and decides on the peer's
     retransmission.  Not an :class:`AuthenticationFailed`."""
 
-    def __init__(self, peer: str, subjects: list[str], uris: list[str]) -> None:
+    def __init__(self, peer: str, subjects: list[str], uris: list[str],
+                 keys: frozenset[tuple[bytes, int]] = frozenset()) -> None:
         self.peer = peer
         self.subjects = subjects
         self.uris = uris
+        self.keys = keys
+        """The certificates waited for (issuer DER, serial): the held message
+        is processed again once the fetcher settled one of them."""
         super().__init__(
             f"status of certificate {', '.join(repr(s) for s in subjects)} being fetched from "
             f"{', '.join(uris) if uris else '(no URI)'}"
@@ -1389,5 +1393,6 @@ def check_revocation(
     if held:
         assert fetched is not None
         uris = [u for c in held for u in (*fetched.ocsp_uris(c), *fetched.crl_uris(c))]
-        raise RevocationPending(peer, [_dn_text(_name_attrs(c.subject)) for c in held], list(dict.fromkeys(uris)))
+        raise RevocationPending(peer, [_dn_text(_name_attrs(c.subject)) for c in held], list(dict.fromkeys(uris)),
+                                frozenset(_cert_key(c) for c in held))
     return out

@@ -407,3 +407,82 @@ def test_am3_held_by_the_responder(pki: Pki, status: str, caplog: pytest.LogCapt
         assert f"certificate '{SUBJECT_A}' is revoked (reason keyCompromise" in af.reason
         assert not p.r.is_established
     assert p.r.stats["auth_pending"] == 1
+
+
+# --------------------------------------------------------------------------- wake-up: retry_held
+
+
+@pytest.mark.parametrize("status", ["revoked", "good"])
+def test_mm5_decided_when_the_fetch_ends(pki: Pki, status: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The responder keeps the held MM5 (one per Phase 1) and processes it
+    again as soon as the fetcher is done with the certificate: decided at
+    the same instant, without the initiator's retransmission."""
+    caplog.set_level(logging.INFO, logger="aioipsec.ike")
+    p, f = _setup(pki, "relaxed")
+    mm5 = _first_held(p, "i")
+    _deliver_held(p, mm5, "r", "MM5", caplog)
+    task = p.r.sas[0].tm.passive[0]
+    assert task.held is not None and task.held[0] == mm5.data and task.held[1] == mm5.src
+    key = _key(_cert(pki, "p256-a"))
+    assert task.held[2] == {key}
+    assert p.r.retry_held(p.now, [(b"another CA", 7)]) is False  # not the certificate it waits for
+    f.done(_cert(pki, "p256-a"), status)
+    start, n = p.now, len(p.wire)
+    assert p.r.retry_held(p.now, [key]) is True
+    assert task.held is None
+    p.pump()
+    assert p.now == start
+    assert not any(d.data == mm5.data for d in _since(p, n))  # no MM5 retransmission
+    if status == "good":
+        assert [(d.sender, d.exchange) for d in _since(p, n)][:1] == [("r", MM)]  # MM6 at once
+        assert p.r.is_established and p.i.is_established
+        assert len(p.of("r", ChildSaInstalled)) == len(p.of("i", ChildSaInstalled)) == 1
+        assert not p.of("r", AuthFailed)
+    else:
+        [af] = p.of("r", AuthFailed)
+        assert af.peer == "192.0.2.1[site-a.example]" and af.step == "MM5"
+        assert f"certificate '{SUBJECT_A}' is revoked (reason keyCompromise" in af.reason
+        assert not p.r.is_established and not p.i.is_established
+    assert p.r.stats["auth_pending"] == 1 and p.r.stats["unverified"] == 0
+    assert p.r.retry_held(p.now) is False  # nothing kept any more
+
+
+def test_mm5_retried_while_still_pending_is_held_again(pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
+    """A retry before the status is there holds MM5 again, the Phase 1 state
+    untouched (the IV chain too, so the later retry still decrypts)."""
+    caplog.set_level(logging.INFO, logger="aioipsec.ike")
+    p, f = _setup(pki, "relaxed")
+    mm5 = _first_held(p, "i")
+    _deliver_held(p, mm5, "r", "MM5", caplog)
+    before = _phase1_state(p.r)
+    n = len(p.wire)
+    assert p.r.retry_held(p.now) is True
+    p.pump()
+    assert _since(p, n) == [] and _phase1_state(p.r) == before
+    assert p.r.stats["auth_pending"] == 2 and p.r.sas[0].tm.passive[0].held is not None
+    f.done(_cert(pki, "p256-a"), "good")
+    assert p.r.retry_held(p.now, [_key(_cert(pki, "p256-a"))]) is True
+    p.pump()
+    assert p.r.is_established and p.i.is_established
+
+
+@pytest.mark.parametrize("status", ["revoked", "good"])
+def test_mm6_decided_when_the_fetch_ends(pki: Pki, status: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The initiator processes its held MM6 again once the responder's
+    certificate is settled: no MM5 retransmission."""
+    caplog.set_level(logging.INFO, logger="aioipsec.ike")
+    p, f = _setup(pki, "relaxed", side="i")
+    mm6 = _first_held(p, "r", _encrypted)
+    _deliver_held(p, mm6, "i", "MM6", caplog)
+    f.done(_cert(pki, "p256-b"), status)
+    n = len(p.wire)
+    assert p.i.retry_held(p.now, {_key(_cert(pki, "p256-b"))}) is True
+    p.pump()
+    assert not any(d.sender == "i" and d.exchange == MM for d in _since(p, n))  # MM5 not resent
+    if status == "good":
+        assert p.i.is_established and len(p.of("i", ChildSaInstalled)) == 1
+    else:
+        [af] = p.of("i", AuthFailed)
+        assert af.step == "MM6" and f"certificate '{SUBJECT_B}' is revoked" in af.reason
+        assert not p.i.is_established and not p.r.is_established  # the protected delete decrypted
+    assert p.i.stats["auth_pending"] == 1

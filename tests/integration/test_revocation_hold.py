@@ -247,3 +247,96 @@ def test_initiator_holds_the_response(pki: Pki, status: str, caplog: pytest.LogC
         assert af.peer == "192.0.2.2[hq.example]" and "CN=hq.example' is revoked (reason keyCompromise" in af.reason
         assert not p.i.is_established
     assert p.i.stats.auth_pending == 1
+
+
+# ---------------------------------------------------------------------- wake-up: retry_held
+
+
+def _key(cert: object) -> tuple[bytes, int]:
+    return (cert.issuer.public_bytes(), cert.serial_number)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("status", ["revoked", "good"])
+def test_responder_decides_the_held_request_when_the_fetch_ends(
+        pki: Pki, status: str, caplog: pytest.LogCaptureFixture) -> None:
+    """retry_held processes the kept IKE_AUTH request again as soon as the
+    fetcher is done with the certificate: decided at the same instant, with
+    no retransmission from the initiator; the kept message is dropped then."""
+    caplog.set_level(logging.INFO, logger="aioipsec.ike")
+    p, f = _setup(pki, "relaxed")
+    req = _hold_first_request(p, f, caplog)
+    assert p.r is not None
+    msg, addr, waits = p.r.sa.auth_held  # type: ignore[misc]
+    assert msg.message_id == 1 and not msg.response and addr == ("192.0.2.1", 4500)
+    assert waits == {_key(_cert(pki, "p256-a"))}
+    start = p.now
+    # still pending, or another certificate settled: nothing is processed
+    assert p.r.retry_held(p.now, [(b"other", 1)]) is False
+    assert p.r.sa.auth_held is not None and p.out_r() == []
+    f.done(_cert(pki, "p256-a"), status)
+    assert p.r.retry_held(p.now, [_key(_cert(pki, "p256-a"))]) is True
+    assert p.r.sa.auth_held is None
+    p.to_i(p.out_r())
+    assert p.now == start and p.out_i() == []  # no retransmission was needed (or sent)
+    assert p.r.stats.auth_pending == 1
+    if status == "good":
+        assert p.r.is_established and p.i.is_established and p.r.sa.tm.peer_mid == 2
+        assert p.r.children and p.i.children
+    else:
+        [af] = p.events("r", AuthFailed)
+        assert "CN=site-a.example' is revoked (reason keyCompromise" in af.reason
+        assert p.events("i", AuthFailed) and not p.i.is_established
+    # the initiator's later retransmission of the same request: answered from the cache
+    if status == "good":
+        p.to_r([req])
+        assert p.r.stats.responses_resent == 1 and p.r.stats.auth_pending == 1
+    assert p.r.retry_held(p.now) is False  # nothing kept any more
+
+
+def test_a_retry_while_still_pending_holds_again_and_a_retransmission_replaces_it(
+        pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
+    """One message kept per IKE SA: retried while the certificate is still
+    being fetched (pending again), it is held again, unanswered; the peer's
+    retransmission replaces the kept copy; once settled it is decided."""
+    caplog.set_level(logging.INFO, logger="aioipsec.ike")
+    p, f = _setup(pki, "relaxed")
+    _hold_first_request(p, f, caplog)
+    assert p.r is not None
+    first = p.r.sa.auth_held
+    assert p.r.retry_held(p.now) is True  # settled=None: any; the status is still pending
+    assert p.out_r() == [] and p.r.stats.auth_pending == 2 and not p.r.is_established
+    assert p.r.sa.auth_held is not None and p.r.sa.auth_held is not first
+    p.to_r([_retransmit(p)])
+    assert p.out_r() == [] and p.r.stats.auth_pending == 3
+    kept = p.r.sa.auth_held
+    assert kept is not None and kept is not first
+    assert len(_held_lines(caplog)) == 1
+    f.done(_cert(pki, "p256-a"), "good")
+    assert p.r.retry_held(p.now, [_key(_cert(pki, "p256-a"))]) is True
+    p.to_i(p.out_r())
+    assert p.r.is_established and p.i.is_established and p.r.sa.auth_held is None
+
+
+@pytest.mark.parametrize("status", ["revoked", "good"])
+def test_initiator_decides_the_held_response_when_the_fetch_ends(
+        pki: Pki, status: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The initiator keeps the IKE_AUTH response it held and processes it
+    again once the responder's certificate is settled: no retransmission."""
+    caplog.set_level(logging.INFO, logger="aioipsec.ike")
+    p, f = _setup(pki, "relaxed", side="i")
+    p.roundtrip()  # IKE_AUTH request answered; the answer is held
+    assert p.r is not None and p.i.stats.auth_pending == 1 and not p.i.is_established
+    assert p.i.sa.auth_held is not None and p.i.sa.auth_held[0].response
+    start = p.now
+    f.done(_cert(pki, "p256-b"), status)
+    assert p.i.retry_held(p.now, {_key(_cert(pki, "p256-b"))}) is True
+    assert p.i.sa.auth_held is None
+    assert p.now == start and p.r.stats.responses_resent == 0
+    if status == "good":
+        assert p.i.is_established and p.i.sa.tm.my_mid == 2 and p.i.children
+        assert not p.events("i", AuthFailed)
+    else:
+        [af] = p.events("i", AuthFailed)
+        assert af.peer == "192.0.2.2[hq.example]" and "CN=hq.example' is revoked (reason keyCompromise" in af.reason
+        assert not p.i.is_established
+    assert p.i.stats.auth_pending == 1

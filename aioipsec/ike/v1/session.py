@@ -26,7 +26,7 @@ import itertools
 import logging
 import os
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ...config import ChildConfig, ConnectionConfig, GlobalConfig
@@ -307,6 +307,29 @@ class IkeSessionV1:
             # a responder session whose first datagram opened no ISAKMP SA (not an
             # MM1/AM1, a broken header): nothing of the peer's to keep, it ends
             self._close()
+
+    def retry_held(self, now: float, settled: Iterable[tuple[bytes, int]] | None = None) -> bool:
+        """The revocation fetcher is done with the certificates ``settled``
+        (issuer DER, serial; None: any): a Phase 1 message held for one of
+        them (MM5/MM6, AM2/AM3) is processed again, as if it had just
+        arrived.  Cheap when nothing is held.  Returns whether one was (the
+        caller then sends what the session produced).  Never raises."""
+        if not any(t.held is not None for sa in self.sas for t in sa.tm.tasks()):
+            return False
+        self.now = now
+        keys = None if settled is None else set(settled)
+        done = False
+        for sa in list(self.sas):
+            if sa.state is State.DELETED:
+                continue
+            try:
+                done = sa.tm.retry_held(keys, now) or done
+            except RemoteProtocolError as exc:
+                self._dropped(sa, "?", exc)
+            except ValueError as exc:  # as receive_datagram: never escape
+                logger.warning("held message from %s dropped: %s", self.remote_addr[0], exc, exc_info=True)
+                self.stats["dropped"] += 1
+        return done
 
     def export_keys(self) -> list[dict[str, Any]]:
         """Phase 1 keys of the live ISAKMP SAs, for Wireshark's

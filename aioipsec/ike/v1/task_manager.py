@@ -55,6 +55,11 @@ class Task:
     responder_retransmits: ClassVar[bool] = False
     """A responder resends its answer on a timer (3-message exchanges)."""
     phase1: ClassVar[bool] = False
+    held: tuple[bytes, Address, frozenset[tuple[bytes, int]]] | None = None
+    """Phase 1: the (reassembled) message dropped while a peer certificate's
+    revocation status is fetched, where it came from and the certificates it
+    waits for; fed to :meth:`TaskManagerV1.handle` again by the session's
+    ``retry_held`` once one is settled.  One per task: a copy replaces it."""
 
     def __init__(self, session: IkeSessionV1, sa: IsakmpSa, initiator: bool, mid: int = 0) -> None:
         self.session = session
@@ -313,6 +318,21 @@ class TaskManagerV1:
             return
         self._request(task, data, header, addr, now)
 
+    def retry_held(self, settled: set[tuple[bytes, int]] | None, now: float) -> bool:
+        """Feed each Phase 1 message held for a certificate in ``settled``
+        (None: any) to :meth:`handle` again, as if it had just arrived.
+        Returns whether one was."""
+        done = False
+        for task in self.tasks():
+            held = task.held
+            if held is None or (settled is not None and held[2] and settled.isdisjoint(held[2])):
+                continue
+            task.held = None  # held again if another certificate is still pending
+            data, addr, _keys = held
+            self.handle(data, IsakmpHeader.decode(data), addr, now)
+            done = True
+        return done
+
     def _decode(self, task: Task, data: bytes, header: IsakmpHeader, addr: Address) -> tuple[Message, bytes] | None:
         """Decrypt and check against the payload rules of the step the task
         expects.  A message that does not fit is dropped like a malformed
@@ -354,14 +374,17 @@ class TaskManagerV1:
         except (ParseError, IntegrityError) as exc:
             self.session._dropped(self.sa, task.step, exc)
             return
-        except RevocationPending:
+        except RevocationPending as exc:
             # MM6/AM2 held while the responder's certificate status is fetched:
-            # ignored unaccepted (IV chain untouched), our retransmission brings it again
+            # ignored unaccepted (IV chain untouched), processed again by the
+            # session's retry_held once fetched, or our retransmission brings it again
             self.session.stats["auth_pending"] += 1
+            task.held = (data, addr, exc.keys)
             return
         except Ikev1Error as exc:
             if self._tolerate(task, exc, header):
                 return
+            task.held = None
             self.initiating = None
             self.active = None
             if decoded is not None and decoded[0].encrypted and task.phase1:
@@ -370,6 +393,7 @@ class TaskManagerV1:
                 self._accepted(decoded[0], decoded[1], addr, now)
             self.session._task_error(self.sa, task, exc, now, answered=True)
             return
+        task.held = None  # decided: a kept copy is not processed again
         self._accepted(msg, last, addr, now)
         self.initiating = None
         self.old_responses.append(data)
@@ -406,19 +430,23 @@ class TaskManagerV1:
             self.passive.pop(task.mid, None)
             self.session._abandon_new(self.sa, now)
             return
-        except RevocationPending:
+        except RevocationPending as exc:
             # MM5/AM3 held while the initiator's certificate status is fetched:
-            # dropped unanswered and unaccepted (IV chain untouched), decided on
-            # the peer's retransmission (MM5), or on the AM3 our AM2 retransmission brings
+            # dropped unanswered and unaccepted (IV chain untouched), processed
+            # again by the session's retry_held once fetched, or decided on the
+            # peer's retransmission (MM5) or the AM3 our AM2 retransmission brings
             self.session.stats["auth_pending"] += 1
+            task.held = (data, addr, exc.keys)
             return
         except Ikev1Error as exc:
             if self._tolerate(task, exc, header):
                 return
+            task.held = None
             self.passive.pop(task.mid, None)
             self.responding.pop(task.mid, None)
             self.session._task_error(self.sa, task, exc, now, answered=False)
             return
+        task.held = None  # decided: a kept copy is not processed again
         self._accepted(msg, last, addr, now)
         # the answer to the previous message of this exchange is no longer needed
         old = self.responding.get(task.mid)

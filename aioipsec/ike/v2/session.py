@@ -290,6 +290,11 @@ class IkeSa:
         self.auth_held_at: float | None = None
         """When an IKE_AUTH message of this SA was first held for a peer
         certificate's revocation status being fetched (bounds the hold)."""
+        self.auth_held: tuple[Message, Address, frozenset[tuple[bytes, int]]] | None = None
+        """The IKE_AUTH message held right now (decoded: a fragmented one too),
+        where it came from and the certificates it waits for: processed again
+        by :meth:`IkeSessionV2.retry_held` once the fetcher settled one; a
+        retransmission replaces it, a decision drops it."""
         self.established_at: float | None = None
         self.rekey_at = _INF
         self.reauth_at = _INF
@@ -878,6 +883,48 @@ class IkeSessionV2:
         if not self.is_closed:
             self._kick(now)
 
+    def retry_held(self, now: float, settled: Iterable[tuple[bytes, int]] | None = None) -> bool:
+        """The revocation fetcher is done with the certificates ``settled``
+        (issuer DER, serial; None: any): process an IKE_AUTH message held for
+        one of them again, as if it had just arrived (responder: the request;
+        initiator: the response, while its exchange is still active).  Cheap
+        when nothing is held.  Returns whether something was processed (the
+        caller then sends what the session produced).  Never raises."""
+        held = [sa for sa in (self.sa, *self.old_sas) if sa.auth_held is not None]
+        if not held:
+            return False
+        keys = None if settled is None else set(settled)
+        done = False
+        self.now = now
+        for sa in held:
+            assert sa.auth_held is not None
+            msg, addr, waits = sa.auth_held
+            if sa.state is IkeState.CLOSED or self.is_closed:
+                sa.auth_held = None
+                continue
+            if keys is not None and waits and keys.isdisjoint(waits):
+                continue
+            sa.auth_held = None  # held again if another certificate is still pending
+            done = True
+            try:
+                if msg.response:
+                    act = sa.tm.active
+                    if act is not None and act.mid == msg.message_id and act.exchange_type == msg.exchange_type:
+                        self._process_response(sa, act, msg, addr, now)
+                elif sa.tm.classify_request(msg.message_id) == "new":
+                    sa.request_addr = addr
+                    try:
+                        self._process_request(sa, msg, now)
+                    finally:
+                        sa.request_addr = None
+            except Exception:  # pragma: no cover - defensive, as receive_datagram
+                self.stats.internal_errors += 1
+                logger.exception("IKE session %s: internal error on the held message from %s",
+                                 self.config.name, _peer_str(addr))
+        if done and not self.is_closed:
+            self._kick(now)
+        return done
+
     # ================================================================== helpers for tasks
 
     def emit(self, event: IpsecEvent) -> None:
@@ -1393,6 +1440,8 @@ class IkeSessionV2:
         tasks: list[Task] = []
         failed = False
         resp: Message | None = None
+        if msg.exchange_type == ExchangeType.IKE_AUTH:
+            sa.auth_held = None  # this copy replaces a held one (and is held again if still pending)
         try:
             check_rules(msg)
             if sa.eap is not None and msg.exchange_type == ExchangeType.IKE_AUTH:
@@ -1411,11 +1460,13 @@ class IkeSessionV2:
             resp = self.new_message(sa, msg.exchange_type, response=True, mid=msg.message_id)
             for t in tasks:
                 t.build(resp)
-        except RevocationPending:
+        except RevocationPending as exc:
             # IKE_AUTH held for a certificate status being fetched: dropped as
-            # if lost (no response, message ID not consumed), the peer's
-            # retransmission is processed afresh (IkeAuth undid what it set)
+            # if lost (no response, message ID not consumed); processed afresh
+            # by retry_held once the fetcher is done, or on the peer's
+            # retransmission (IkeAuth undid what it set)
             self.stats.auth_pending += 1
+            sa.auth_held = (msg, sa.request_addr or self.remote_addr, exc.keys)
             return
         except NotifyError as exc:
             error = exc
@@ -1512,6 +1563,13 @@ class IkeSessionV2:
                 self.emit(NegotiationFailed(self.peer, _exchange_name(msg.exchange_type), "INVALID_SYNTAX", str(exc)))
                 self._close("invalid response", now)
             return
+        self._process_response(sa, act, msg, addr, now)
+
+    def _process_response(self, sa: IkeSa, act: Any, msg: Message, addr: Address, now: float) -> None:
+        """The tasks of the active exchange ``act`` process its response
+        ``msg`` (decoded and checked; again from :meth:`retry_held`)."""
+        if act.exchange_type == ExchangeType.IKE_AUTH:
+            sa.auth_held = None  # this copy replaces a held one (and is held again if still pending)
         statuses: list[TaskStatus] = []
         order = act.tasks
         eap = sa.eap
@@ -1520,10 +1578,12 @@ class IkeSessionV2:
         try:
             for t in order:
                 statuses.append(t.process(msg))
-        except RevocationPending:
+        except RevocationPending as exc:
             # the responder's certificate status is being fetched: the response
-            # is ignored, our retransmission brings it again (the exchange stays active)
+            # is ignored (the exchange stays active), processed again by
+            # retry_held once the fetcher is done, or our retransmission brings it again
             self.stats.auth_pending += 1
+            sa.auth_held = (msg, addr, exc.keys)
             return
         except NotifyError as exc:
             self._response_failed(sa, msg, exc, now)

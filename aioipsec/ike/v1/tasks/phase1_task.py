@@ -236,8 +236,9 @@ class Phase1Task(Task):
 
     def _hold(self, pending: RevocationPending) -> None:
         """The message is dropped unanswered and unaccepted (the task
-        manager counts it in ``stats["auth_pending"]``); the peer's
-        retransmission is processed afresh once the fetcher has the status."""
+        manager counts it in ``stats["auth_pending"]`` and keeps it on
+        ``held``): processed afresh by the session's ``retry_held`` as soon
+        as the fetcher has the status (or the peer's retransmission is)."""
         if self.auth_held_at is None:
             self.auth_held_at = self.session.now
             logger.info("peer %s: %s, holding %s (cookies %s)",

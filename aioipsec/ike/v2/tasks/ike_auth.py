@@ -201,8 +201,9 @@ class IkeAuth(Task):
 
     def _hold(self, pending: A.RevocationPending) -> None:
         """The message is dropped unanswered (the session counts it in
-        ``stats.auth_pending``); the peer's retransmission is processed
-        afresh once the fetcher has the status."""
+        ``stats.auth_pending``) and kept on ``IkeSa.auth_held``: processed
+        afresh by the session's ``retry_held`` as soon as the fetcher has
+        the status (or the peer's retransmission is)."""
         sa = self.sa
         if sa.auth_held_at is None:
             sa.auth_held_at = self.session.now
