@@ -334,6 +334,8 @@ class Daemon:
             keepalive_interval=dc.keep_alive,
             pools=list(self.config.pools.values()),
         )
+        # a handshake held for a certificate status goes on as soon as it is fetched
+        self.revocation.on_settled = self.endpoint.retry_held
         self.endpoint.event_listeners.append(self._log_event)
         self.endpoint.event_listeners.append(self._vip_event)
         self.endpoint.event_listeners.append(self._updown_event)

@@ -1081,6 +1081,22 @@ class Endpoint:
             except Exception:
                 logger.exception("event listener failed")
 
+    def retry_held(self, settled: set[tuple[bytes, int]] | None = None) -> None:
+        """The revocation fetcher finished the certificates ``settled``
+        (``RevocationFetcher.on_settled``): every session holding a handshake
+        message for one of them processes it again now and sends what that
+        produced, as after a received datagram (no wait for a retransmission)."""
+        now = self.loop.time()
+        for proto in list(self.sessions):
+            retry = getattr(proto.session, "retry_held", None)
+            if retry is None:
+                continue
+            try:
+                if retry(now, settled):
+                    proto.process()
+            except Exception:  # a session must never break the others
+                logger.exception("session %s failed on its held handshake message", proto.name)
+
     def find_session(self, conn: str) -> SessionProtocol | None:
         for p in self.sessions:
             if p.name == conn and not getattr(p.session, "is_closed", False):

@@ -22,11 +22,13 @@ points at (``AuthConfig.revocation_cache``) and fills it:
   :attr:`RevocationFetcher.retry`.
 
 While a wanted certificate is queued or being fetched it is in
-``cache.pending`` and an IKEv2 handshake needing its status is held (its
-IKE_AUTH dropped unanswered until the peer retransmits, see
+``cache.pending`` and a handshake needing its status is held (its IKEv2
+IKE_AUTH or IKEv1 MM5/MM6/AM2/AM3 dropped unanswered and kept, see
 :class:`~aioipsec.ike.auth.RevocationPending`); once the fetcher is done
-with it, answered or not, it is in ``cache.settled`` and the handshake is
-decided with what is cached.  ``cache.hold_limit`` (twice the timeout plus
+with it, answered or not, it is in ``cache.settled``, :attr:`RevocationFetcher.on_settled`
+is called and the endpoint processes the kept message again at once
+(``retry_held``), so the handshake is decided with what is cached without
+waiting for a retransmission.  ``cache.hold_limit`` (twice the timeout plus
 one second) bounds a hold.
 
 Blocking ``urllib.request`` calls run in the loop's default executor with a
@@ -116,6 +118,11 @@ class RevocationFetcher:
         self.internal_errors = 0
         """Fetches that raised something unexpected (logged with the traceback, retried later)."""
         self.cache.on_want = self._on_want
+        self.on_settled: Callable[[set[tuple[bytes, int]]], None] | None = None
+        """Called on the loop with the certificates (issuer DER, serial) the
+        fetcher just finished, answered or not: the endpoint processes the
+        handshake messages held for them again (``retry_held``) at once
+        instead of waiting for the peer's retransmission."""
 
     # ------------------------------------------------------------------ configuration
 
@@ -216,6 +223,7 @@ class RevocationFetcher:
             if due > now:  # not fetched now: a handshake held for it is decided
                 cache.pending.discard(key)
                 cache.settled.add(key)
+                self._settled({key})
         due_certs = [(k, c, i) for k, (c, i, d) in self._cert_due.items() if d <= now]
         for key, cert, issuer in due_certs:
             # while it is fetched, handshakes needing it are held; once done
@@ -230,6 +238,7 @@ class RevocationFetcher:
             finally:
                 cache.pending.discard(key)
                 cache.settled.add(key)
+                self._settled({key})
         now = self._clock()
         for uri in [u for u, d in self._crl_due.items() if d <= now]:
             try:
@@ -237,6 +246,17 @@ class RevocationFetcher:
             except Exception:  # noqa: BLE001
                 self._unexpected(f"CRL from {uri}")
                 self._crl_due[uri] = self._clock() + datetime.timedelta(seconds=self.retry)
+
+    def _settled(self, keys: set[tuple[bytes, int]]) -> None:
+        """Tell :attr:`on_settled` (a failure there is logged, never ends fetching)."""
+        cb = self.on_settled
+        if cb is None:
+            return
+        try:
+            cb(keys)
+        except Exception:  # the fetch loop must go on
+            self.internal_errors += 1
+            logger.exception("processing the handshakes held for a fetched certificate status failed")
 
     def _unexpected(self, what: str) -> None:
         self.internal_errors += 1

@@ -7,6 +7,7 @@ point extensions; the OCSP answers and CRLs are built with ``cryptography``."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import http.server
@@ -512,6 +513,37 @@ async def test_an_unreachable_responder_holds_only_until_the_fetch_failed(pki: P
     assert seen == [True] and auth._cert_key(pki.certs["dead"]) not in f.cache.pending
 
 
+async def test_on_settled_names_each_finished_certificate(pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
+    """``on_settled`` is called with the key of every certificate the fetcher
+    is done with -- answered, unanswered, or settled without a fetch because
+    its retry is not due -- after it left ``pending``; the RevocationPending
+    of a held check names the same key; a failing callback is logged and
+    counted, fetching goes on."""
+    f = _fetcher(pki)
+    calls: list[tuple[set[Any], bool]] = []
+    f.on_settled = lambda keys: calls.append((set(keys), any(k in f.cache.pending for k in keys)))
+    good, dead = auth._cert_key(pki.certs["ocsp-only"]), auth._cert_key(pki.certs["dead"])
+    for name in ("ocsp-only", "dead"):
+        with pytest.raises(auth.RevocationPending) as ei:
+            auth.check_revocation([pki.certs[name], pki.ca], [], "relaxed", NOW, fetched=f.cache, hold=True)
+        assert ei.value.keys == {auth._cert_key(pki.certs[name])}
+    await f.refresh()
+    assert sorted(calls) == sorted([({good}, False), ({dead}, False)])
+    calls.clear()
+    f.cache.want(pki.certs["dead"], pki.ca)  # asked again before its retry is due: settled without a fetch
+    await f.refresh()
+    assert calls == [({dead}, False)]
+
+    def broken(keys: set[Any]) -> None:
+        raise RuntimeError("bug in a session")
+
+    f.on_settled = broken
+    f.cache.want(pki.certs["dead"], pki.ca)
+    await f.refresh()
+    assert f.internal_errors == 1
+    assert any("held for a fetched certificate status failed" in r.getMessage() for r in caplog.records)
+
+
 # --------------------------------------------------------------------------- configuration
 
 
@@ -679,3 +711,67 @@ async def test_an_unexpected_error_in_one_fetch_does_not_end_fetching(
     f._clock = lambda: later  # type: ignore[method-assign]
     await f.refresh()
     assert auth.check_revocation([pki.certs["ocsp-only"], pki.ca], [], "strict", later, peer="p", fetched=f.cache) is not None
+
+
+@pytest.mark.parametrize("client_status", ["revoked", "good"])
+async def test_daemon_gateway_decides_the_held_ike_auth_as_soon_as_the_status_is_fetched(
+        server: Server, pki: Pki, tmp_path: Any, client_status: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The same two daemons: the gateway holds the client's first IKE_AUTH
+    while it asks the OCSP responder, and the fetcher's completion makes it
+    process the kept request at once -- the verdict comes well before the
+    client's first retransmission (4 s), which is never sent."""
+    from asyncwait import until
+
+    from aioipsec.asyncio.sockets import MemoryNetwork
+    from aioipsec.daemon import Daemon
+    from aioipsec.events import AuthFailed, IkeSaEstablished
+    from aioipsec.transports.memory import memory_pipe
+
+    pem = serialization.Encoding.PEM
+    pkcs8 = (pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (tmp_path / "ca.pem").write_bytes(pki.ca.public_bytes(pem))
+    (tmp_path / "client.pem").write_bytes(pki.certs["ocsp-only"].public_bytes(pem))
+    (tmp_path / "client.key").write_bytes(pki.keys["ocsp-only"].private_bytes(*pkcs8))
+    (tmp_path / "gw.pem").write_bytes(pki.certs["none"].public_bytes(pem))
+    (tmp_path / "gw.key").write_bytes(pki.keys["none"].private_bytes(*pkcs8))
+    (tmp_path / "client.toml").write_text(CLIENT)
+    (tmp_path / "gw.toml").write_text(GATEWAY.replace("POLICY", ', revocation = "strict"'))
+    server.status[11] = client_status
+    caplog.set_level(logging.INFO, logger="aioipsec")
+    net = MemoryNetwork()
+    c = Daemon(str(tmp_path / "client.toml"), network=net, inner=memory_pipe()[0])
+    g = Daemon(str(tmp_path / "gw.toml"), network=net, inner=memory_pipe()[0])
+    assert c.config.connections["hq"].retransmit_timeout == 4.0
+    await g.start()
+    await c.start()
+    try:
+        up: list[Any] = []
+        refused: list[Any] = []
+        gws: list[Any] = []
+        g.endpoint.event_listeners.append(
+            lambda p, ev: (up.append(ev), gws.append(p)) if isinstance(ev, IkeSaEstablished) else
+            (refused.append(ev), gws.append(p)) if isinstance(ev, AuthFailed) else None)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        c.up("hq")
+        client = c.endpoint.find_session("hq")
+        assert client is not None
+        await until(lambda: up or refused, 20, what="the gateway's verdict")
+        elapsed = loop.time() - t0
+        assert elapsed < 2.0, elapsed  # not the retransmission at 4 s
+        held = [r.getMessage() for r in caplog.records if "holding IKE_AUTH" in r.getMessage()]
+        assert len(held) == 1, held
+        [gw] = gws
+        assert gw.session.stats.auth_pending == 1 and gw.session.sa.auth_held is None
+        if client_status == "revoked":
+            [first] = refused
+            assert not up and "CN=ocsp-only.example' is revoked (reason keyCompromise" in first.reason
+            await until(lambda: client.session.is_closed, 2, what="the client told AUTHENTICATION_FAILED")
+        else:
+            assert up and not refused
+            await until(lambda: client.session.is_established, 2, what="the client established")
+        assert client.session.stats.retransmits == 0
+        assert server.hits["/ocsp"] == 1
+    finally:
+        await c.shutdown()
+        await g.shutdown()
