@@ -298,6 +298,14 @@ class GlobalConfig:
     """IKE_SA_INIT requests accepted per peer address per second."""
     fragment_reassembly_max: int = 64 * 1024
     """Largest reassembled IKE message (bytes)."""
+    make_before_break: bool = True
+    """IKEv2 reauthentication order (strongswan.conf's ``charon.make_before_break``;
+    the configuration file's ``[daemon] make_before_break``).  True (charon's
+    default since 6.0): the new IKE SA and its Child SAs first, then the old
+    IKE SA deleted -- no traffic lost.  False (charon's default before 6.0,
+    for peers that mishandle overlapping IKE SAs): the old IKE SA (and its
+    Child SAs) deleted first, and once the peer answered the delete (or it
+    timed out) the connection initiated again -- traffic stops in between."""
 
 
 def updown_argv(command: str, base: Any = None) -> list[str]:

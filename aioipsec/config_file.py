@@ -69,7 +69,11 @@ class DaemonConfig:
     ``charon.roam_events``): the daemon watches rtnetlink and, when its local
     address goes away or the kernel routes to the peer from another one,
     roams as the ``roam`` command does.  Not for a daemon bound to the
-    wildcard (a gateway) or to ``address``."""
+    wildcard (a gateway) or to ``address``.
+
+    ``make_before_break`` (strongswan.conf's ``charon.make_before_break``,
+    default true) is kept in :attr:`Configuration.global_config`
+    (:attr:`GlobalConfig.make_before_break`), which the endpoint reads."""
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -189,7 +193,7 @@ _SECRET_KEYS = {"id", "secret", "secret_file"}
 _ROUND2_KEYS = {"auth", "xauth_id"}
 _TOP_KEYS = {"connections", "secrets", "global", "tun", "daemon", "pools", "crls"}
 _POOL_KEYS = {"addrs", "dns", "nbns", "subnet", "split_include"}
-_DAEMON_KEYS = {"address", "port", "port_nat_t", "keep_alive", "fetch_timeout", "roam_events"}
+_DAEMON_KEYS = {"address", "port", "port_nat_t", "keep_alive", "fetch_timeout", "roam_events", "make_before_break"}
 _GLOBAL_KEYS = {"cookie_threshold", "half_open_max", "init_limit_per_peer", "fragment_reassembly_max"}
 
 
@@ -246,6 +250,9 @@ def parse_config(data: dict[str, Any], *, file: str | None = None, base: Path | 
             cfg.daemon.keep_alive = ctx.duration("daemon.keep_alive", d["keep_alive"])
         if "roam_events" in d:
             cfg.daemon.roam_events = ctx.boolean("daemon.roam_events", d["roam_events"])
+        if "make_before_break" in d:
+            # the endpoint's setting (GlobalConfig: a reload replaces it there too)
+            cfg.global_config.make_before_break = ctx.boolean("daemon.make_before_break", d["make_before_break"])
         if "fetch_timeout" in d:
             cfg.daemon.fetch_timeout = ctx.duration("daemon.fetch_timeout", d["fetch_timeout"])
             if not 0 < cfg.daemon.fetch_timeout <= 300:

@@ -138,6 +138,10 @@ class _Keying:
     attempt: int = 1
     proto: SessionProtocol | None = None
     """The current attempt."""
+    config: ConnectionConfig | None = None
+    """The configuration each attempt uses instead of the endpoint's (a
+    break-before-make reauthentication: no INITIAL_CONTACT, the virtual IPs
+    asked for again)."""
     failure: str = ""
     """A permanent error the current attempt reported (never retried)."""
     handle: asyncio.Handle | None = field(default=None, repr=False)
@@ -156,13 +160,19 @@ class _Keying:
 
 @dataclass
 class _Reauth:
-    """A make-before-break IKEv2 reauthentication under way: the new
-    session ``new`` replaces ``old`` once the Child SAs ``pending`` are up."""
+    """An IKEv2 reauthentication under way: the new session ``new`` replaces
+    ``old`` once the Child SAs ``pending`` are up.  Make-before-break: ``new``
+    starts at once and ``old`` is deleted at the end.  Break-before-make
+    (``GlobalConfig.make_before_break = False``): ``old`` is deleted first,
+    ``new`` is None until it is gone and ``restart`` (the configuration,
+    peer and children to initiate) is used then; None once started or
+    stopped (``stop_keying``)."""
 
     old: SessionProtocol
-    new: SessionProtocol
+    new: SessionProtocol | None
     pending: set[str]
     done: asyncio.Future[SessionProtocol] = field(repr=False)
+    restart: tuple[ConnectionConfig, Address, list[str]] | None = None
 
 
 def _tries_text(k: _Keying) -> str:
@@ -824,7 +834,7 @@ class Endpoint:
 
     def _attempt(self, k: _Keying, conn: ConnectionConfig) -> SessionProtocol:
         """One attempt of ``k``: a new session that initiates the IKE SA."""
-        return self._start(conn, k.conn, k.remote, k.children, k)
+        return self._start(k.config or conn, k.conn, k.remote, k.children, k)
 
     def _start(self, conn: ConnectionConfig, name: str, remote: Address, children: Sequence[str],
                k: _Keying | None = None) -> SessionProtocol:
@@ -868,7 +878,10 @@ class Endpoint:
         does): a future for the new session, set once it has replaced
         ``proto`` (its Child SAs up, the old IKE SA being deleted), failed
         when the new IKE SA could not be established.  ``LookupError`` when
-        ``proto`` is not an established IKEv2 IKE SA we initiated."""
+        ``proto`` is not an established IKEv2 IKE SA we initiated.  With
+        ``GlobalConfig.make_before_break = False`` the old IKE SA is deleted
+        first and the new one initiated once it is gone (no traffic in
+        between); ``stop_keying`` meanwhile fails the future ("stopped")."""
         s = proto.session
         if not hasattr(s, "reauthenticate") or not s.is_established:
             raise LookupError(f"{proto.name}: no established IKEv2 IKE SA to reauthenticate")
@@ -889,7 +902,9 @@ class Endpoint:
     def _start_reauth(self, proto: SessionProtocol, ev: ReauthRequired) -> None:
         """Make-before-break (charon's default ``make_before_break = yes``):
         a new IKE SA with the same configuration, no INITIAL_CONTACT, the
-        same Child SAs and virtual IPs; the old one goes when they are up."""
+        same Child SAs and virtual IPs; the old one goes when they are up.
+        With ``GlobalConfig.make_before_break = False`` break-before-make
+        instead (:meth:`_break_before_make`)."""
         import dataclasses
 
         old = proto.session
@@ -899,6 +914,9 @@ class Endpoint:
         children = [c for c in ev.children if c in cfg.children]
         remote = (old.remote_addr[0], cfg.remote_port)
         done: asyncio.Future[SessionProtocol] = self.loop.create_future()
+        if not getattr(self.global_config, "make_before_break", True):
+            self._break_before_make(proto, ev, _Reauth(proto, None, set(children), done, (cfg, remote, children)))
+            return
         try:
             new = self._start(cfg, proto.name, remote, children)
         except (ValueError, KeyError, OSError, RuntimeError) as exc:
@@ -910,10 +928,61 @@ class Endpoint:
                         proto.name, ev.spi_i.hex(), ev.spi_r.hex(), remote[0], new.session.spi_i.hex(),
                         len(children), f", virtual IP {', '.join(vips)} again" if ev.local_vips else "")
 
+    def _break_before_make(self, proto: SessionProtocol, ev: ReauthRequired, r: _Reauth) -> None:
+        """Break-before-make (charon's ``make_before_break = no``, its
+        default before 6.0, for peers that mishandle two IKE SAs at once):
+        delete the old IKE SA (INFORMATIONAL; its Child SAs go with it) now;
+        once it is closed -- the peer answered, or the delete went
+        unanswered (charon: "trying to reestablish IKE_SA anyway") -- the
+        connection is initiated again (:meth:`_reestablish`).  No traffic
+        passes in between."""
+        assert r.restart is not None
+        cfg, remote, children = r.restart
+        self._reauths[proto] = r
+        ike_logger.info("%s: reauthenticating IKE SA %s_i %s_r with %s break-before-make (make_before_break = "
+                        "no): deleting it first, then a new IKE SA, %d Child SA(s) again%s; no traffic until then",
+                        proto.name, ev.spi_i.hex(), ev.spi_r.hex(), remote[0], len(children),
+                        f", virtual IP {', '.join(cfg.vips)} again" if ev.local_vips else "")
+        proto.session.delete(self.loop.time())
+        proto.process()
+
+    def _reestablish(self, r: _Reauth, why: str) -> None:
+        """Break-before-make, the old IKE SA gone (``why``): initiate the
+        connection again with the Child SAs it had, under ``keyingtries``
+        (an unanswered attempt is followed by another, as an ``up``; ``down``
+        ends them)."""
+        restart, r.restart = r.restart, None
+        if restart is None or self._closed:
+            return
+        cfg, remote, children = restart
+        name = r.old.name
+        if name not in self.configurations:
+            self._end_reauth(r, "the connection was removed")
+            return
+        if name in self._keying:
+            # something else (an acquire, an ``up``) initiates it already: no second IKE SA
+            self._end_reauth(r, "the connection is being initiated already")
+            return
+        k = _Keying(name, list(children), remote, cfg.keyingtries, config=cfg)
+        try:
+            new = self._attempt(k, cfg)
+        except (ValueError, KeyError, OSError, RuntimeError) as exc:
+            self._end_reauth(r, f"could not start: {exc}")
+            return
+        self._keying[name] = k
+        r.new = new
+        if not new.session.is_closed:
+            self._reauths[new] = r
+        ike_logger.info("%s: old IKE SA with %s closed (%s): initiating the new IKE SA %s_i, %d Child SA(s)",
+                        name, remote[0], why, new.session.spi_i.hex(), len(children))
+
     def _reauth_event(self, r: _Reauth, proto: SessionProtocol, ev: IpsecEvent) -> None:
         if proto is r.old:
             if isinstance(ev, IkeSaDeleted) and getattr(proto.session, "is_closed", False):
                 self._reauths.pop(proto, None)  # the old one is gone (by us, the peer or expiry)
+                if r.restart is not None and r.new is None:
+                    # after every listener saw it go (status, updown: down, then up)
+                    self.loop.call_soon(self._reestablish, r, ev.reason)
             return
         if isinstance(ev, ChildSaInstalled) and ev.rekeyed_from is None:
             r.pending.discard(ev.name)
@@ -928,23 +997,33 @@ class Endpoint:
     def _finish_reauth(self, r: _Reauth) -> None:
         """The new IKE SA and its Child SAs are up: delete the old IKE SA
         (INFORMATIONAL; its Child SAs go with it)."""
+        assert r.new is not None
         self._reauths.pop(r.new, None)
         old = r.old.session
-        ike_logger.info("%s: reauthenticated: IKE SA %s_i %s_r replaces %s_i %s_r with %s, deleting the old one",
+        ike_logger.info("%s: reauthenticated: IKE SA %s_i %s_r replaces %s_i %s_r with %s%s",
                         r.new.name, r.new.session.spi_i.hex(), r.new.session.spi_r.hex(), old.spi_i.hex(),
-                        old.spi_r.hex(), old.peer)
+                        old.spi_r.hex(), old.peer, "" if old.is_closed else ", deleting the old one")
         if not old.is_closed:
             old.delete(self.loop.time())
             r.old.process()
         r.done.set_result(r.new)
 
     def _end_reauth(self, r: _Reauth, why: str) -> None:
-        self._reauths.pop(r.new, None)
+        if r.new is not None:
+            self._reauths.pop(r.new, None)
         if self._reauths.get(r.old) is r:
             del self._reauths[r.old]
-        ike_logger.warning("%s: reauthentication with %s failed (%s); the old IKE SA %s_i %s_r stays until it "
-                           "expires", r.old.name, r.old.session.peer, why, r.old.session.spi_i.hex(),
-                           r.old.session.spi_r.hex())
+        bbm = r.restart is not None or r.old.session.is_closed
+        r.restart = None
+        if bbm:  # break-before-make: the old IKE SA is deleted (or being deleted)
+            ike_logger.warning("%s: reauthentication (break-before-make) with %s ended (%s); the old IKE SA "
+                               "%s_i %s_r is deleted: the connection is down%s", r.old.name, r.old.session.peer, why,
+                               r.old.session.spi_i.hex(), r.old.session.spi_r.hex(),
+                               " (keyingtries: trying again)" if self.keying(r.old.name) else "")
+        else:
+            ike_logger.warning("%s: reauthentication with %s failed (%s); the old IKE SA %s_i %s_r stays until it "
+                               "expires", r.old.name, r.old.session.peer, why, r.old.session.spi_i.hex(),
+                               r.old.session.spi_r.hex())
         if not r.done.done():
             r.done.set_exception(RuntimeError(f"{r.old.name}: reauthentication failed: {why}"))
             r.done.exception()  # retrieved: nobody may be waiting for it
@@ -962,9 +1041,14 @@ class Endpoint:
         """End the attempts of connection ``name``'s initiation (``down``):
         no further attempt starts; the one under way is left to the caller.
         True when there were attempts."""
+        stopped = False
+        for r in {id(r): r for r in self._reauths.values()}.values():
+            if r.old.name == name and r.restart is not None:
+                self._end_reauth(r, "stopped")  # break-before-make: the old IKE SA goes, no new one
+                stopped = True
         k = self._keying.pop(name, None)
         if k is None:
-            return False
+            return stopped
         if k.handle is not None:
             k.handle.cancel()
         k.resolve(None)
