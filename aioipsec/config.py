@@ -72,6 +72,13 @@ class AuthConfig:
     """Second round ``auth = "xauth"`` on the local side (an IKEv1 XAUTH
     client): the user name sent (its password is the ``xauth`` secret of
     that id)."""
+    xauth_tries: int = 3
+    """Second round ``auth = "xauth"`` on the remote side (an IKEv1 XAUTH
+    gateway): how many user name/password REPLYs the peer gets before the
+    gateway sends XAUTH_STATUS 0 and deletes the SA; after a wrong one it
+    sends a new REQUEST (no status in between).  charon has no such option
+    (its gateway asks once, as ``xauth_tries = 1``); the default 3 is
+    libreswan's ``XAUTH_PROMPT_TRIES`` and what Cisco gateways allow."""
 
 
 @dataclass

@@ -191,6 +191,7 @@ _AUTH_KEYS = {"auth", "id", "certs", "cert", "key", "private_key", "cacerts", "i
               "ocsp_uris", "crl_uris", "eap_id"}
 _SECRET_KEYS = {"id", "secret", "secret_file"}
 _ROUND2_KEYS = {"auth", "xauth_id"}
+_REMOTE2_KEYS = {"auth", "xauth_tries"}
 _TOP_KEYS = {"connections", "secrets", "global", "tun", "daemon", "pools", "crls"}
 _POOL_KEYS = {"addrs", "dns", "nbns", "subnet", "split_include"}
 _DAEMON_KEYS = {"address", "port", "port_nat_t", "keep_alive", "fetch_timeout", "roam_events", "make_before_break"}
@@ -611,8 +612,10 @@ def _updown(ctx: _Ctx, path: str, raw: Any) -> str:
 def _parse_round2(ctx: _Ctx, path: str, raw: Any, local: bool) -> AuthConfig:
     """``local-2`` / ``remote-2``: a second authentication round; IKEv1 XAUTH."""
     raw = ctx.table(path, raw)
-    ctx.check_keys(path, raw, _ROUND2_KEYS if local else {"auth"})
+    ctx.check_keys(path, raw, _ROUND2_KEYS if local else _REMOTE2_KEYS)
     a = AuthConfig(auth=ctx.choice(f"{path}.auth", raw.get("auth"), ("xauth",)))
+    if "xauth_tries" in raw:
+        a.xauth_tries = ctx.integer(f"{path}.xauth_tries", raw["xauth_tries"], 1, 10)
     if "xauth_id" in raw:
         a.xauth_id = ctx.string(f"{path}.xauth_id", raw["xauth_id"])
         if not a.xauth_id.strip():

@@ -62,6 +62,13 @@ class IkeSaEstablished(IpsecEvent):
     """IKEv2 EAP gateway: the EAP identity the peer authenticated with, which
     strongSwan uses instead of its IDi (uniqueness, pool leases, ``PLUTO_XAUTH_ID``,
     swanctl's ``remote-eap-id``); None without EAP.  Never a password."""
+    local_xauth_id: str | None = None
+    """IKEv1 XAUTH client: the user name we passed XAUTH with (swanctl's
+    ``local-xauth-id``); None without XAUTH."""
+    remote_xauth_id: str | None = None
+    """IKEv1 XAUTH gateway: the user name the peer passed XAUTH with, which
+    stands for the peer instead of its Phase 1 identity (uniqueness, pool
+    leases, ``PLUTO_XAUTH_ID``; swanctl's ``remote-xauth-id``); None without XAUTH."""
 
 
 @fast_init

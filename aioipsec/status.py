@@ -22,6 +22,8 @@ change; removing a key or changing its type bumps ``schema``::
       "remote_id": str | null,
       "local_eap_id": str | null,  # IKEv2 EAP: the identity we authenticated with (a client)
       "remote_eap_id": str | null, #   and the peer's (a gateway; swanctl's remote-eap-id); else null
+      "local_xauth_id": str | null,  # IKEv1 XAUTH: the user we passed XAUTH as (a client)
+      "remote_xauth_id": str | null, #   and the peer's user (a gateway; swanctl's remote-xauth-id); else null
       "local_vips": [str, ...],    # virtual IPs: ours (assigned by the peer's pool), the peer's
       "remote_vips": [str, ...],   #   (assigned from our pool); [] without them
       "spi_i": str,                # 16 hex digits (IKEv1: initiator cookie)
@@ -218,6 +220,8 @@ def ike_row(proto: Any, now: float, children: list[dict[str, Any]]) -> dict[str,
         "remote_id": info.remote_id if info else None,
         "local_eap_id": getattr(info, "local_eap_id", None),
         "remote_eap_id": getattr(info, "remote_eap_id", None),
+        "local_xauth_id": getattr(info, "local_xauth_id", None),
+        "remote_xauth_id": getattr(info, "remote_xauth_id", None),
         "local_vips": list(getattr(info, "local_vips", ()) or ()),
         "remote_vips": list(getattr(info, "remote_vips", ()) or ()),
         "spi_i": (getattr(s, "spi_i", b"") or bytes(8)).hex(),
@@ -330,6 +334,9 @@ def format_status(st: dict[str, Any]) -> str:
         # and, as swanctl, the EAP identity after the address: "EAP: 'alice'"
         le = f" EAP: '{sa['local_eap_id']}'" if sa.get("local_eap_id") is not None else ""
         re_ = f" EAP: '{sa['remote_eap_id']}'" if sa.get("remote_eap_id") is not None else ""
+        # the IKEv1 XAUTH user likewise: "XAuth: 'alice'"
+        le += f" XAuth: '{sa['local_xauth_id']}'" if sa.get("local_xauth_id") is not None else ""
+        re_ += f" XAuth: '{sa['remote_xauth_id']}'" if sa.get("remote_xauth_id") is not None else ""
         out.append(f"  local  '{sa['local_id'] or ''}' @ {sa['local_addr']}{le}{' (NAT)' if sa['nat_local'] else ''}{lv}")
         out.append(
             f"  remote '{sa['remote_id'] or ''}' @ {sa['remote_addr']}{re_}{' (NAT)' if sa['nat_remote'] else ''}{rv}")

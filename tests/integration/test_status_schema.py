@@ -25,7 +25,8 @@ TOP = {"schema": int, "ike_sas": list, "static_children": list, "endpoint": dict
 IKE_SA = {
     "name": str, "version": int, "state": str, "initiator": OPT_BOOL, "local_addr": OPT_STR,
     "remote_addr": OPT_STR, "local_id": OPT_STR, "remote_id": OPT_STR, "local_vips": list, "remote_vips": list,
-    "local_eap_id": OPT_STR, "remote_eap_id": OPT_STR, "spi_i": str, "spi_r": str,
+    "local_eap_id": OPT_STR, "remote_eap_id": OPT_STR, "local_xauth_id": OPT_STR, "remote_xauth_id": OPT_STR,
+    "spi_i": str, "spi_r": str,
     "proposal": OPT_STR, "nat_local": OPT_BOOL, "nat_remote": OPT_BOOL, "established": OPT_NUM,
     "rekey_in": OPT_INT, "reauth_in": OPT_INT, "expire_in": OPT_INT, "children": list, "attempt": OPT_INT,
     "keyingtries": OPT_INT,

@@ -73,6 +73,8 @@ class IsakmpSa:
     XAUTH exchanges), ``modecfg`` (our Mode Config pull); empty: nothing."""
     xauth_user: str | None = None
     """The user name that passed XAUTH over this SA."""
+    xauth_requests: int = 0
+    """XAUTH client: REQUESTs the gateway sent (more than one: it refused a password)."""
     tm: TaskManagerV1 = field(default=None, repr=False)  # type: ignore[assignment]
     """Set by the session right after creation."""
 

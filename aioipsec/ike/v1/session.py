@@ -1080,7 +1080,7 @@ class IkeSessionV1:
             # the gateway asks for the user's credentials; the SA counts as
             # established (event, Quick Mode) once they are good
             sa.gate = "xauth"
-            sa.tm.queue(XauthRequestTask(self, sa, self._new_mid()), now)
+            sa.tm.queue(XauthRequestTask(self, sa, self._new_mid(), 1, self._xauth_tries(sa)), now)
         elif sa.initiator and sa.cfg.xauth_client:
             sa.gate = "xauth"  # the gateway starts it
         elif sa.initiator and sa.cfg.vips:
@@ -1158,6 +1158,9 @@ class IkeSessionV1:
                 dns=tuple(self.dns),
                 nbns=tuple(self.nbns),
                 remote_subnets=tuple(self.remote_subnets),
+                # the XAUTH user, once it passed (the SA is established only then)
+                local_xauth_id=sa.xauth_user if sa.cfg.xauth_client else None,
+                remote_xauth_id=sa.xauth_user if sa.cfg.xauth_server else None,
             )
         )
 
@@ -1177,6 +1180,11 @@ class IkeSessionV1:
 
     def _xauth_label(self, user: str | None) -> str:
         return "(none)" if user is None else repr(user)
+
+    @staticmethod
+    def _xauth_tries(sa: IsakmpSa) -> int:
+        """Gateway: how many REPLYs the peer may get wrong (``remote-2`` ``xauth_tries``)."""
+        return max(1, sa.cfg.remote2.xauth_tries) if sa.cfg.remote2 is not None else 1
 
     def _xauth_verify(self, user: str, password: bytes) -> tuple[bool, str]:
         """Gateway: whether ``password`` is ``user``'s XAUTH secret (and why
@@ -1201,6 +1209,12 @@ class IkeSessionV1:
             out.append(CfgAttribute.basic(CfgAttr.XAUTH_TYPE, xtype.int_value))
         out += [CfgAttribute(CfgAttr.XAUTH_USER_NAME, user.encode()), CfgAttribute(CfgAttr.XAUTH_USER_PASSWORD, password)]
         sa.xauth_user = user
+        sa.xauth_requests += 1
+        if sa.xauth_requests > 1:
+            # the gateway refused what we sent and asks again; we answer the
+            # same (as charon): the gateway's limit of tries ends it
+            logger.warning("XAUTH: %s asks again (request %d): it refused user %r or its password (cookies %s)",
+                           self.peer, sa.xauth_requests, user, sa.cookies)
         logger.info("XAUTH: sending user name %r to %s (cookies %s)", user, self.peer, sa.cookies)
         return out
 
@@ -1251,9 +1265,18 @@ class IkeSessionV1:
 
     def _transaction_done(self, sa: IsakmpSa, task: TransactionTask, now: float) -> None:
         if isinstance(task, XauthRequestTask):
+            reason = task.reason
             if task.ok:
                 sa.xauth_user = task.user
-            sa.tm.queue(XauthStatusTask(self, sa, self._new_mid(), task.ok, task.user, task.reason), now)
+            elif task.attempt < task.tries:
+                # ask again: a new REQUEST, no SET in between (libreswan, Cisco)
+                logger.warning("XAUTH try %d/%d of user %s from %s failed: %s; asking again (cookies %s)",
+                               task.attempt, task.tries, self._xauth_label(task.user), self.peer, reason, sa.cookies)
+                sa.tm.queue(XauthRequestTask(self, sa, self._new_mid(), task.attempt + 1, task.tries), now)
+                return
+            else:
+                reason = f"{reason} (try {task.attempt}/{task.tries}, no tries left)"
+            sa.tm.queue(XauthStatusTask(self, sa, self._new_mid(), task.ok, task.user, reason), now)
         elif isinstance(task, XauthStatusTask):
             self._xauth_result(sa, task.ok, task.user, task.reason, now)
         elif isinstance(task, ModeCfgRequestTask):
@@ -1272,7 +1295,8 @@ class IkeSessionV1:
         elif isinstance(task, TransactionResponderTask):
             if task.kind == "xauth-set":
                 ok = task.status == 1
-                self._xauth_result(sa, ok, sa.xauth_user, "" if ok else "gateway answered XAUTH_STATUS 0", now)
+                asked = f" after {sa.xauth_requests} XAUTH requests" if sa.xauth_requests > 1 else ""
+                self._xauth_result(sa, ok, sa.xauth_user, "" if ok else f"gateway answered XAUTH_STATUS 0{asked}", now)
             elif task.kind == "modecfg" and self.remote_vips:
                 self._established_event(sa)  # again, now with the peer's virtual IP (status shows it)
 

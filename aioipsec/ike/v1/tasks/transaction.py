@@ -19,6 +19,13 @@ Phase 1 responder starts it once Phase 1 is complete::
     XAUTH-SET      gw -> client  SET(XAUTH_STATUS=1 or 0)         (a new message ID)
     XAUTH-ACK      client -> gw  ACK(XAUTH_STATUS)
 
+A wrong REPLY (unknown user, wrong password, no name or password) gets a
+new XAUTH-REQUEST under a new message ID, without a SET in between, until
+``remote-2`` ``xauth_tries`` (default 3) REPLYs failed; only then the SET
+says 0 (libreswan and Cisco gateways ask again; charon's asks once).  The
+client answers every REQUEST with its configured password (as charon), so
+a wrong one costs it ``xauth_tries`` round trips, bounded by the gateway.
+
 and then answers the client's Mode Config pull (strongSwan's default)::
 
     MODECFG-REQUEST  client -> gw  REQUEST(INTERNAL_IP4_ADDRESS, [INTERNAL_IP4_DNS] ...)
@@ -136,10 +143,17 @@ class TransactionTask(Task):
 
 
 class XauthRequestTask(TransactionTask):
-    """Gateway: ask for the user name and password, check them."""
+    """Gateway: ask for the user name and password, check them.
 
-    def __init__(self, session: IkeSessionV1, sa: IsakmpSa, mid: int) -> None:
+    ``attempt`` counts the tries (1 for the first REQUEST); after a wrong
+    answer the session starts the next try with a new task (a new REQUEST
+    under a new message ID, no SET in between) until ``tries`` answers
+    failed (``remote-2`` ``xauth_tries``)."""
+
+    def __init__(self, session: IkeSessionV1, sa: IsakmpSa, mid: int, attempt: int = 1, tries: int = 1) -> None:
         super().__init__(session, sa, True, mid)
+        self.attempt = attempt
+        self.tries = tries
         self.user: str | None = None
         self.ok = False
         self.reason = ""
