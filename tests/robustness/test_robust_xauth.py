@@ -241,6 +241,14 @@ def test_transaction_garbage_at_xauth_gateway_and_client(data: st.DataObject) ->
         # only an authenticated message that fits some step may end it (a forged
         # SET with status 0, a REPLY without a password...), never dropped garbage
         assert any_valid, f"{name}: dropped garbage ended the exchange: {failed}"
+        if all(isinstance(e, NegotiationFailed) and e.exchange == "QM" for e in failed):
+            # an authenticated Mode Config REPLY with another address than the
+            # gateway leased: the client takes it, and its Quick Mode for that
+            # address is refused (INVALID_ID_INFORMATION) -- a clear child
+            # failure; the ISAKMP SA stays up, as charon keeps an IKE SA whose
+            # CHILD_SA failed (see the deterministic test below)
+            assert w.i.is_established and w.r.is_established and not (w.i.children and w.r.children)
+            return
         assert w.i.is_closed or w.r.is_closed or not (w.i.is_established and w.r.is_established)
         return
     assert w.i.is_established and w.r.is_established, f"{name}: XAUTH / Mode Config never completed"
@@ -292,3 +300,31 @@ def test_xauth_number_attributes_longer_than_16_bits_are_dropped() -> None:
         w.run(30)
         assert w.i.is_established and w.r.is_established and w.i.children and w.r.children, name
         assert w.i.local_vips == ["10.3.0.1"], name
+
+
+def test_an_authenticated_modecfg_reply_with_another_address_fails_the_child_clearly() -> None:
+    """Found by the test above in a full run (a pre-existing case, also at the
+    start of the fourth session): an authenticated REPLY assigning 0.0.0.1
+    arrives before the gateway's real one.  The client takes that address,
+    the gateway refuses Quick Mode for it: NegotiationFailed on both ends
+    naming INVALID_ID_INFORMATION, no IPsec SA, the ISAKMP SA stays up, and
+    nothing escapes."""
+    for seed, suite in ((0, 0), (3, 1)):
+        fuzzlib.SWALLOWED.hits.clear()
+        w, _side = build_state("client-awaits-modecfg-reply", seed, suite)
+        sa = w.i.sa
+        w.collect()
+        real = (list(w.pending_i), list(w.pending_r))
+        body = bytes((CfgType.REPLY, 0, 0, 0)) + struct.pack("!HH4s", CfgAttr.INTERNAL_IP4_ADDRESS, 4, bytes((0, 0, 0, 1)))
+        w.i.receive_datagram(seal(sa, sa.tm.active.mid, body, True, []), fuzzlib.R_ADDR, w.now)
+        w.collect()
+        w.pending_i[:], w.pending_r[:] = real
+        w.run(60)
+        fuzzlib.check_nothing_swallowed("Mode Config REPLY with another address")
+        assert w.i.local_vips == ["0.0.0.1"]
+        failed = {side: [e for e in w.events[side] if isinstance(e, (AuthFailed, NegotiationFailed))] for side in "ir"}
+        assert failed["i"] and failed["r"]
+        assert all(isinstance(e, NegotiationFailed) and e.exchange == "QM" and e.notify == "INVALID_ID_INFORMATION"
+                   for e in failed["i"] + failed["r"])
+        assert "0.0.0.1/32" in failed["r"][0].reason
+        assert w.i.is_established and w.r.is_established and not w.i.children and not w.r.children
