@@ -421,6 +421,15 @@ class IkeAuth(Task):
         if self.eap is not None:
             return self._eap_build_r(msg)
         self._unique(cfg)
+        self._add_own_idr_auth(msg)
+        add_auth_lifetime(s, sa, msg)
+        return TaskStatus.SUCCESS
+
+    def _add_own_idr_auth(self, msg: Message) -> None:
+        """Responder: our IDr, the certificates the peer may want and our
+        AUTH (the non-EAP answer, and the first EAP round's)."""
+        s, sa, cfg = self.session, self.sa, self.session.config
+        assert sa.keys is not None
         ident = s.local_identity()
         sa.local_id = ident
         msg.add(IdrPayload(ident.id_type, ident.data))
@@ -428,8 +437,6 @@ class IkeAuth(Task):
             msg.add(c)
         octets = A.signed_octets(sa.init_response, sa.ni, ident.body(), sa.prf, sa.keys.sk_pr)
         msg.add(self._auth_payload(cfg, octets))
-        add_auth_lifetime(s, sa, msg)
-        return TaskStatus.SUCCESS
 
     def _unique(self, cfg: ConnectionConfig) -> None:
         # swanctl unique, as charon's ike_auth build_r: once the peer is
@@ -512,13 +519,7 @@ class IkeAuth(Task):
             add_auth_lifetime(s, sa, msg)
             return TaskStatus.SUCCESS
         if sa.local_id is None:  # the first round: we authenticate ourselves now
-            ident = s.local_identity()
-            sa.local_id = ident
-            msg.add(IdrPayload(ident.id_type, ident.data))
-            for c in self._certs_to_send(cfg, self.peer_certreq):
-                msg.add(c)
-            octets = A.signed_octets(sa.init_response, sa.ni, ident.body(), sa.prf, sa.keys.sk_pr)
-            msg.add(self._auth_payload(cfg, octets))
+            self._add_own_idr_auth(msg)
         out, eap.out = eap.out, None
         if out is not None:
             msg.add(EapPayload(out.code, out.identifier, out.data))
