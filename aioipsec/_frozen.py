@@ -46,7 +46,7 @@ def fast_init(cls: T) -> T:
     body: list[str] = []
     for f in fields:
         slot = getattr(cls, f.name, None)
-        if not f.init or f.kw_only or not isinstance(slot, types.MemberDescriptorType):
+        if f.kw_only or not isinstance(slot, types.MemberDescriptorType):  # init=False: caught above
             return cls
         ns[f"_s_{f.name}"] = slot.__set__
         if f.default_factory is not dataclasses.MISSING:

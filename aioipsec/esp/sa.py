@@ -101,9 +101,9 @@ _TAILS_V6 = frozenset(t + bytes((NH_IPV6,)) for t in _PAD_TAIL)
 """Every well-formed ESP trailer (padding, pad length, next header) after an
 inner IPv4 / IPv6 packet: one set lookup checks all three at once."""
 _V4_LEN = struct.Struct("!BxH")  # version/IHL, total length
-"""The 16-byte head SPI | seq | IV of an AEAD ESP packet without ESN."""
 _CT_OF = itemgetter(slice(16, None))
-"""Its ciphertext and ICV."""
+"""The ciphertext and ICV of an AEAD ESP packet without ESN (after its
+16-byte head SPI | seq | IV)."""
 
 
 # Seal batches: the ESP header (SPI | seq | IV = seq) and the nonce (salt |
@@ -693,8 +693,6 @@ class EspSa(_SaBase):
         app = out.append
         nby = 0
         if self.tunnel and self.check is None:
-            # a plaintext too short for the IPv6 length raises IndexError and
-            # leaves the loop like any other packet that needs the general checks
             # version/IHL and total length of every plaintext: one pack of
             # their first 4 bytes and one unpack (20 ns per packet less than
             # an unpack_from each).  A failed tag (None) becomes b"", read as
@@ -706,6 +704,8 @@ class EspSa(_SaBase):
                 firsts = unpack_firsts(pack_firsts(*[b"" if pt is None else pt for pt in pts]))
             tails4, tails6 = _TAILS_V4, _TAILS_V6
             f = iter(firsts)
+            # a plaintext too short for the IPv6 length raises IndexError and
+            # leaves the loop like any other packet that needs the general checks
             try:
                 for pt, vihl, tl in zip(pts, f, f):
                     if vihl == 0x45:  # IPv4 without options
