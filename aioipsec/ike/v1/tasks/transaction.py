@@ -80,8 +80,6 @@ __all__ = [
     "XauthStatusTask",
     "address_attributes",
     "modecfg_reply",
-    "parse_addresses",
-    "requested_addresses",
 ]
 
 logger = logging.getLogger("aioipsec.ike")
@@ -301,18 +299,14 @@ def dropped(session: Any, what: str, reasons: list[str]) -> None:
         logger.warning("Mode Config: dropped a %s attribute of %s: %s", what, session.peer, why)
 
 
-def address_attributes(address: str, dns: list[str] | None = None) -> list[CfgAttribute]:
+def address_attributes(address: str) -> list[CfgAttribute]:
     """INTERNAL_IP4_ADDRESS + INTERNAL_IP4_NETMASK (a host mask: iOS and
     Cisco clients want one) or INTERNAL_IP6_ADDRESS (address | prefix
-    length 128), and the DNS servers of that family."""
+    length 128); the pools' DNS servers follow in :func:`modecfg_reply`."""
     ip = ipaddress.ip_address(address)
     out = [CfgAttribute(cfgattr.address_type(ip.version), cfgattr.address_value(ip))]
     if ip.version == 4:
         out.append(CfgAttribute(CfgAttr.INTERNAL_IP4_NETMASK, b"\xff" * 4))
-    for d in dns or ():
-        dip = ipaddress.ip_address(d)
-        if dip.version == ip.version:
-            out.append(CfgAttribute(cfgattr.dns_type(dip.version), dip.packed))
     return out
 
 
@@ -327,16 +321,3 @@ def modecfg_reply(leases: Iterable[tuple[Any, Any]], *, unity: bool = False) -> 
         out += address_attributes(str(ip))
     out += [CfgAttribute(t, v) for t, v in cfgattr.pool_attributes([p for p, _ in leases], 1, unity=unity)]
     return out
-
-
-def parse_addresses(attr: AttributePayload) -> tuple[list[str], list[str]]:
-    """(virtual IPs, DNS servers) of a Mode Config REPLY; values of the wrong
-    length are ignored (:func:`aioipsec.ike.cfgattr.decode` gives all)."""
-    got = cfgattr.decode(attr.attributes, 1)
-    return got.addresses, got.dns
-
-
-def requested_addresses(attr: AttributePayload) -> list[tuple[int, str | None]]:
-    """(IP version, requested address or None) per address attribute of a
-    Mode Config REQUEST, each version once."""
-    return [(v, None if ip is None else str(ip)) for v, ip, _ in cfgattr.requested_addresses(attr.attributes, 1)]
