@@ -176,23 +176,6 @@ def updown_envs(
     return out
 
 
-def _xauth_id(session: Any) -> str | None:
-    """``PLUTO_XAUTH_ID``: on the gateway, the user name an IKEv1 peer passed
-    XAUTH with, or the EAP identity an IKEv2 peer authenticated with (charon
-    sets ``COND_XAUTH_AUTHENTICATED`` / ``COND_EAP_AUTHENTICATED`` on the
-    server side and exports ``get_other_eap_id``); None otherwise (a client,
-    or no XAUTH/EAP)."""
-    if getattr(session, "version", None) != 1:  # IKEv2: IkeSa.remote_eap_id, set on the gateway only
-        eap_id = getattr(getattr(session, "sa", None), "remote_eap_id", None)
-        return str(eap_id) if eap_id is not None else None
-    sa = getattr(session, "sa", None)
-    cfg = getattr(sa, "cfg", None)
-    if sa is None or cfg is None or not getattr(cfg, "xauth_server", False):
-        return None
-    user = getattr(sa, "xauth_user", None)
-    return str(user) if user is not None else None
-
-
 @dataclass(eq=False)
 class _UpdownChild:
     """A Child SA with an ``updown`` command, from its first install to its
@@ -531,7 +514,11 @@ class Daemon:
         if up:
             # charon looks the interface up for the up run and caches it
             rec.interface = interface_of(str(local[0]))
-            rec.xauth_id = _xauth_id(s)
+            # PLUTO_XAUTH_ID: on the gateway, the IKEv2 EAP identity or the IKEv1 XAUTH user the peer
+            # passed (charon's COND_EAP_AUTHENTICATED / COND_XAUTH_AUTHENTICATED), as the session put
+            # them in its IkeSaEstablished (each None on a client or without EAP/XAUTH)
+            eap_id = getattr(info, "remote_eap_id", None)
+            rec.xauth_id = eap_id if eap_id is not None else getattr(info, "remote_xauth_id", None)
         try:
             envs = updown_envs(
                 up, rec.ev, connection=rec.ev.name, me=str(local[0]), peer=str(remote[0]), peer_port=int(remote[1]),
