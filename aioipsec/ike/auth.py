@@ -1104,12 +1104,10 @@ def verify_ocsp_response(
                 continue
             if c.issuer != issuer.subject:
                 raise ValueError(f"OCSP responder certificate '{_dn_text(_name_attrs(c.subject))}' is not issued by the CA")
-            try:
-                c.verify_directly_issued_by(issuer)
-            except (ValueError, TypeError, InvalidSignature):
+            if not _verify_issued(c, issuer):
                 raise ValueError(
                     f"OCSP responder certificate '{_dn_text(_name_attrs(c.subject))}' is not signed by the CA"
-                ) from None
+                )
             try:
                 eku = c.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
             except x509.ExtensionNotFound:
