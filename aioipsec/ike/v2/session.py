@@ -1113,6 +1113,15 @@ class IkeSessionV2:
         self.transmit(packets)
         self._log_message(sa, msg, "sent", len(packets))
 
+    def send_ike_delete(self, sa: IkeSa) -> None:
+        """An INFORMATIONAL with the IKE SA's Delete, sent once (not
+        retransmitted: the IKE SA closes right after), with the message ID
+        past an outstanding request if there is one."""
+        mid = sa.tm.active.mid + 1 if sa.tm.active is not None else sa.tm.my_mid
+        msg = self.new_message(sa, ExchangeType.INFORMATIONAL, response=False, mid=mid)
+        msg.payloads = [DeletePayload(ProtocolId.IKE)]
+        self.send_one_shot(sa, msg)
+
     def _kick(self, now: float) -> None:
         """Start the next queued exchange on every IKE SA that has none outstanding."""
         if self.is_closed:
@@ -1734,10 +1743,7 @@ class IkeSessionV2:
                     sa.remote_id if sa.remote_eap_id is None else f"{sa.remote_id}' EAP '{sa.remote_eap_id}",
                     new.sa.spis(), new.peer, why)
         if sa.established and sa.sk is not None:
-            mid = sa.tm.active.mid + 1 if sa.tm.active is not None else sa.tm.my_mid
-            info = self.new_message(sa, ExchangeType.INFORMATIONAL, response=False, mid=mid)
-            info.payloads = [DeletePayload(ProtocolId.IKE)]
-            self.send_one_shot(sa, info)
+            self.send_ike_delete(sa)
         self._close(f"replaced by a new IKE SA with {new.peer} ({why})", now)
 
     def replace_sa(self, new: IkeSa, now: float) -> None:
@@ -1996,11 +2002,7 @@ class IkeSessionV2:
         if now >= sa.reauth_by:
             logger.info("IKE_SA %s %s with %s: not reauthenticated within its AUTH_LIFETIME (RFC 4478), closing",
                         self.config.name, sa.spis(), self.peer_label(sa.remote_id))
-        # one shot, not retransmitted; past an outstanding request if there is one
-        mid = sa.tm.active.mid + 1 if sa.tm.active is not None else sa.tm.my_mid
-        msg = self.new_message(sa, ExchangeType.INFORMATIONAL, response=False, mid=mid)
-        msg.payloads = [DeletePayload(ProtocolId.IKE)]
-        self.send_one_shot(sa, msg)
+        self.send_ike_delete(sa)
         self._close("expired", now)
 
     def _exchange_timeout(self, sa: IkeSa, now: float) -> None:

@@ -19,7 +19,6 @@ from ...constants import (
     EapCode,
     ExchangeType,
     NotifyType,
-    ProtocolId,
     notify_name,
 )
 from ..eap import (
@@ -37,7 +36,6 @@ from ..payloads import (
     AuthPayload,
     CertPayload,
     CertReqPayload,
-    DeletePayload,
     EapPayload,
     IdiPayload,
     IdrPayload,
@@ -357,10 +355,7 @@ class IkeAuth(Task):
         reason = f"{why} (peer {peer})"
         logger.warning("FAILED_CP_REQUIRED IKE_AUTH peer=%s %s: %s", peer, sa.spis(), why)
         s.emit(NegotiationFailed(peer, "IKE_AUTH", "FAILED_CP_REQUIRED", reason))
-        mid = sa.tm.active.mid + 1 if sa.tm.active is not None else sa.tm.my_mid  # IKE_AUTH still outstanding
-        info = s.new_message(sa, ExchangeType.INFORMATIONAL, response=False, mid=mid)
-        info.payloads = [DeletePayload(ProtocolId.IKE)]
-        s.send_one_shot(sa, info)
+        s.send_ike_delete(sa)  # past the IKE_AUTH still outstanding
         self.failure_reason = f"FAILED_CP_REQUIRED: {reason}"
         return TaskStatus.FAILED
 
