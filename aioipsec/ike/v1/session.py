@@ -1080,7 +1080,7 @@ class IkeSessionV1:
             # the gateway asks for the user's credentials; the SA counts as
             # established (event, Quick Mode) once they are good
             sa.gate = "xauth"
-            sa.tm.queue(XauthRequestTask(self, sa, self._new_mid(), 1, self._xauth_tries(sa)), now)
+            sa.tm.queue(XauthRequestTask(self, sa, self._new_mid()), now)
         elif sa.initiator and sa.cfg.xauth_client:
             sa.gate = "xauth"  # the gateway starts it
         elif sa.initiator and sa.cfg.vips:
@@ -1265,17 +1265,17 @@ class IkeSessionV1:
 
     def _transaction_done(self, sa: IsakmpSa, task: TransactionTask, now: float) -> None:
         if isinstance(task, XauthRequestTask):
-            reason = task.reason
+            reason, tries = task.reason, self._xauth_tries(sa)
             if task.ok:
                 sa.xauth_user = task.user
-            elif task.attempt < task.tries:
+            elif task.attempt < tries:
                 # ask again: a new REQUEST, no SET in between (libreswan, Cisco)
                 logger.warning("XAUTH try %d/%d of user %s from %s failed: %s; asking again (cookies %s)",
-                               task.attempt, task.tries, self._xauth_label(task.user), self.peer, reason, sa.cookies)
-                sa.tm.queue(XauthRequestTask(self, sa, self._new_mid(), task.attempt + 1, task.tries), now)
+                               task.attempt, tries, self._xauth_label(task.user), self.peer, reason, sa.cookies)
+                sa.tm.queue(XauthRequestTask(self, sa, self._new_mid(), task.attempt + 1), now)
                 return
             else:
-                reason = f"{reason} (try {task.attempt}/{task.tries}, no tries left)"
+                reason = f"{reason} (try {task.attempt}/{tries}, no tries left)"
             sa.tm.queue(XauthStatusTask(self, sa, self._new_mid(), task.ok, task.user, reason), now)
         elif isinstance(task, XauthStatusTask):
             self._xauth_result(sa, task.ok, task.user, task.reason, now)

@@ -145,13 +145,12 @@ class XauthRequestTask(TransactionTask):
 
     ``attempt`` counts the tries (1 for the first REQUEST); after a wrong
     answer the session starts the next try with a new task (a new REQUEST
-    under a new message ID, no SET in between) until ``tries`` answers
-    failed (``remote-2`` ``xauth_tries``)."""
+    under a new message ID, no SET in between) until ``remote-2``
+    ``xauth_tries`` answers failed."""
 
-    def __init__(self, session: IkeSessionV1, sa: IsakmpSa, mid: int, attempt: int = 1, tries: int = 1) -> None:
+    def __init__(self, session: IkeSessionV1, sa: IsakmpSa, mid: int, attempt: int = 1) -> None:
         super().__init__(session, sa, True, mid)
         self.attempt = attempt
-        self.tries = tries
         self.user: str | None = None
         self.ok = False
         self.reason = ""
