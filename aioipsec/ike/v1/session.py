@@ -488,8 +488,7 @@ class IkeSessionV1:
         assert sa is not None and old is not None
         if (old.established_at or 0.0) > (sa.established_at or 0.0):
             return False  # the other one is the newer
-        if policy == "keep":
-            return sa.initial_contact  # the peer lost it: as charon, INITIAL-CONTACT replaces
+        # no and keep: only INITIAL-CONTACT (the peer lost it, as charon) replaces
         return policy == "replace" or sa.initial_contact
 
     def kept_out_by(self, other: Any) -> bool:
