@@ -189,15 +189,16 @@ def _ike_state(s: Any) -> str:
     return "CONNECTING"
 
 
-def _ike_times(s: Any, now: float) -> tuple[int | None, int | None]:
-    """(rekey_in, expire_in) of the session's current IKE SA: IKEv2 keeps
-    ``rekey_at``/``expire_at``, IKEv1 ``soft_at``/``hard_at``."""
+def _ike_times(s: Any, now: float) -> tuple[int | None, int | None, int | None]:
+    """(rekey_in, reauth_in, expire_in) of the session's current IKE SA:
+    IKEv2 keeps ``rekey_at``/``reauth_at``/``expire_at``, IKEv1
+    ``soft_at``/``hard_at`` (no reauthentication)."""
     sa = getattr(s, "sa", None)
     if sa is None:
-        return None, None
+        return None, None, None
     soft = getattr(sa, "rekey_at", getattr(sa, "soft_at", None))
     hard = getattr(sa, "expire_at", getattr(sa, "hard_at", None))
-    return _left(soft, now), _left(hard, now)
+    return _left(soft, now), _left(getattr(sa, "reauth_at", None), now), _left(hard, now)
 
 
 def ike_row(proto: Any, now: float, children: list[dict[str, Any]]) -> dict[str, Any]:
@@ -205,7 +206,7 @@ def ike_row(proto: Any, now: float, children: list[dict[str, Any]]) -> dict[str,
     s = proto.session
     info = proto.ike_info
     est_at = getattr(proto, "established_at", None)
-    rekey_in, expire_in = _ike_times(s, now) if getattr(s, "is_established", False) else (None, None)
+    rekey_in, reauth_in, expire_in = _ike_times(s, now) if getattr(s, "is_established", False) else (None,) * 3
     version = getattr(s, "version", None) or (info.version if info else None)
     if version is None:
         version = 1 if type(s).__name__.endswith("V1") else 2
@@ -231,8 +232,7 @@ def ike_row(proto: Any, now: float, children: list[dict[str, Any]]) -> dict[str,
         "nat_remote": info.nat_remote if info else None,
         "established": None if est_at is None else round(now - est_at, 1),
         "rekey_in": rekey_in,
-        "reauth_in": _left(getattr(getattr(s, "sa", None), "reauth_at", None), now)
-        if getattr(s, "is_established", False) else None,
+        "reauth_in": reauth_in,
         "expire_in": expire_in,
         "children": children,
     }
