@@ -753,17 +753,16 @@ class Endpoint:
         the socket that carries it (NAT-T or raw ESP) is bound to the wildcard
         address."""
         if encap and self.natt_socket is not None:
-            if src and getattr(self.natt_socket, "pktinfo", False) and not is_wildcard(src):
-                self.natt_socket.send_batch(datagrams, remote, src)
-            else:
-                self.natt_socket.send_batch(datagrams, remote)
+            sock, dst = self.natt_socket, remote
         elif self.esp_socket is not None:
-            if src and getattr(self.esp_socket, "pktinfo", False) and not is_wildcard(src):
-                self.esp_socket.send_batch(datagrams, (remote[0], 0), src)
-            else:
-                self.esp_socket.send_batch(datagrams, (remote[0], 0))
+            sock, dst = self.esp_socket, (remote[0], 0)
         else:
             self.dataplane.stats.no_transport += len(datagrams)
+            return
+        if src and getattr(sock, "pktinfo", False) and not is_wildcard(src):
+            sock.send_batch(datagrams, dst, src)
+        else:
+            sock.send_batch(datagrams, dst)
 
     def send_ah(self, packets: Sequence[bytes], remote: Address) -> None:
         """Whole AH-protected IP packets (never encapsulated)."""
