@@ -109,7 +109,6 @@ class RevocationFetcher:
         """CRL URIs kept fresh, with when each is fetched next."""
         self._cert_due: dict[tuple[bytes, int], tuple[Any, Any, datetime.datetime]] = {}
         """Certificates (cert, issuer) whose status is kept, with when it is fetched next."""
-        self._issuers: list[Any] = []
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -133,7 +132,6 @@ class RevocationFetcher:
         Called on load and on every reload; what was fetched stays cached."""
         ca_ocsp: dict[bytes, list[str]] = {}
         ca_crl: dict[bytes, list[str]] = {}
-        issuers: list[Any] = []
         now = self._clock()
         for conn in connections:
             remote = conn.remote
@@ -141,7 +139,6 @@ class RevocationFetcher:
                 continue
             remote.revocation_cache = self.cache
             for ca in remote.cacerts:
-                issuers.append(ca)
                 key = ca.subject.public_bytes()
                 ca_ocsp.setdefault(key, [])
                 ca_crl.setdefault(key, [])
@@ -156,7 +153,6 @@ class RevocationFetcher:
                     self._cert_due.setdefault((pinned.issuer.public_bytes(), pinned.serial_number), (pinned, issuer, now))
         self.cache.ca_ocsp_uris = {k: v for k, v in ca_ocsp.items() if v}
         self.cache.ca_crl_uris = {k: v for k, v in ca_crl.items() if v}
-        self._issuers = issuers
         self._kick()
 
     # ------------------------------------------------------------------ running
