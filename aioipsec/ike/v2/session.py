@@ -1167,11 +1167,15 @@ class IkeSessionV2:
             kept.append(t)
         if not kept:
             return
+        self._start_request(sa, msg, kept, now)
+
+    def _start_request(self, sa: IkeSa, msg: Message, tasks: list[Task], now: float) -> None:
+        """Send the built request ``msg`` as the active exchange of ``tasks``."""
         packets = self.encode(sa, msg)
-        if exchange == ExchangeType.IKE_SA_INIT:
+        if msg.exchange_type == ExchangeType.IKE_SA_INIT:
             sa.init_request = packets[0]
         sa.tm.exchange_started = True
-        sa.tm.start(exchange, kept, packets, now)
+        sa.tm.start(msg.exchange_type, tasks, packets, now)
         self.transmit(packets)
         self._log_message(sa, msg, "sent", len(packets))
 
@@ -1180,10 +1184,7 @@ class IkeSessionV2:
         §2.16), built by IkeAuth alone; ``tasks`` stay the active ones."""
         msg = self.new_message(sa, ExchangeType.IKE_AUTH, response=False, mid=sa.tm.my_mid)
         sa.eap.task.build(msg)
-        packets = self.encode(sa, msg)
-        sa.tm.start(ExchangeType.IKE_AUTH, tasks, packets, now)
-        self.transmit(packets)
-        self._log_message(sa, msg, "sent", len(packets))
+        self._start_request(sa, msg, tasks, now)
 
     def _restart_request(self, sa: IkeSa, now: float) -> None:
         """Re-send the active exchange rebuilt from its tasks (IKE_SA_INIT retry)."""
