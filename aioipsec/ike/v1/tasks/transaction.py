@@ -89,11 +89,11 @@ _BASIC_XAUTH = frozenset((CfgAttr.XAUTH_TYPE, CfgAttr.XAUTH_STATUS))
 """XAUTH attributes whose value is a number of 16 bits (draft-beaulieu-ike-xauth §4.1: basic)."""
 
 
-_CFG_NAMES = {CfgType.REQUEST: "REQUEST", CfgType.REPLY: "REPLY", CfgType.SET: "SET", CfgType.ACK: "ACK"}
-
-
 def _cfg_name(t: int) -> str:
-    return _CFG_NAMES.get(t, str(t))  # type: ignore[call-overload]
+    try:
+        return CfgType(t).name.removeprefix("CFG_")  # the IKEv1 names are the aliases without CFG_
+    except ValueError:
+        return str(t)
 
 
 class TransactionTask(Task):
