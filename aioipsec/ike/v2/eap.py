@@ -68,7 +68,7 @@ class EapPacket:
     type_data: bytes = b""
 
     def encode(self) -> bytes:
-        body = b"" if self.type is None else bytes([self.type]) + self.type_data
+        body = self.data
         return bytes([self.code, self.identifier]) + (4 + len(body)).to_bytes(2, "big") + body
 
     @property
