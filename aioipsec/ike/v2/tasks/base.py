@@ -30,12 +30,12 @@ class TaskStatus(enum.Enum):
     """Initiator: run this task again in a new exchange (e.g. CREATE_CHILD_SA
     after INVALID_KE_PAYLOAD)."""
     SKIP = "skip"
+    """build(): nothing to do any more (e.g. the Child SA to rekey is gone);
+    the task is dropped and adds nothing to the message."""
     NEED_MORE = "need-more"
     """IkeAuth with EAP (RFC 7296 §2.16): the authentication continues in
     another IKE_AUTH exchange (message ID + 1); the exchange's other tasks
     wait for its final round (see ``ike_auth.EapRounds``)."""
-    """build(): nothing to do any more (e.g. the Child SA to rekey is gone);
-    the task is dropped and adds nothing to the message."""
 
 
 class Task:
