@@ -2,8 +2,9 @@
 ``reauth_time`` tells the initiator in its IKE_AUTH response how long the
 authentication holds (and closes the IKE SA ``over_time`` past that if nobody
 reauthenticated it); an initiator that receives it reauthenticates before it
-ends, make-before-break, even without a ``reauth_time`` of its own.  A zero
-or malformed lifetime is ignored and counted.  Two sans-I/O sessions with a
+ends, make-before-break, even without a ``reauth_time`` of its own; the
+same in a later INFORMATIONAL, which a responder ignores.  A zero or
+malformed lifetime is ignored and counted.  Two sans-I/O sessions with a
 hand-moved clock, and once two endpoints on a memory network in real time."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 from ikev2_pair import Pair, psk_pair_configs
+from mobike_helpers import MobikeInformational
 
 from aioipsec.config import ConnectionConfig
 from aioipsec.events import IkeSaDeleted, IkeSaEstablished, ReauthRequired
@@ -213,6 +215,89 @@ def test_a_zero_or_malformed_lifetime_is_ignored_and_counted(monkeypatch: pytest
     assert p.i.is_established and p.i.stats.auth_lifetime_ignored == 1
     assert p.i.sa.reauth_at == pytest.approx(500.0) and p.i.sa.reauth_by == INF, "our own schedule only"
     assert p.i.sa.expire_at == pytest.approx(500.0 + 1440.0)
+    (rec,) = [r for r in caplog.records if "AUTH_LIFETIME" in r.getMessage()]
+    assert "192.0.2.2" in rec.getMessage() and "ignored" in rec.getMessage()
+
+
+# --------------------------------------------------------------------------- INFORMATIONAL (RFC 4478 §3)
+
+
+def send_auth_lifetime(p: Pair, side: str, data: bytes) -> MobikeInformational:
+    """``side``'s session sends an INFORMATIONAL request with AUTH_LIFETIME
+    ``data`` (the test task keeps the response); the wire settles."""
+    s = p.i if side == "i" else p.r
+    assert s is not None
+    t = MobikeInformational(s, update=False, extra=[(NotifyType.AUTH_LIFETIME, data)])
+    s.sa.tm.queue(t)
+    s._kick(p.now)
+    p.settle()
+    assert t.response is not None, "answered"
+    return t
+
+
+def status_row(p: Pair) -> dict[str, Any]:
+    return ike_row(SimpleNamespace(session=p.i, ike_info=None, name="lan", established_at=0.0), p.now, [])
+
+
+@pytest.mark.parametrize("r_kw,before", [({"reauth_time": 1000.0, "rand_time": 0.0}, 900.0), ({}, INF)],
+                         ids=["after-ike-auth-lifetime", "none-in-ike-auth"])
+def test_an_informational_auth_lifetime_moves_the_initiators_reauthentication(
+        caplog: pytest.LogCaptureFixture, r_kw: dict, before: float) -> None:
+    p = pair({}, r_kw)
+    assert p.i.sa.reauth_at == pytest.approx(before)
+    run_to(p, 10.0)
+    with caplog.at_level(logging.INFO, logger="aioipsec.ike"):
+        t = send_auth_lifetime(p, "r", struct.pack("!I", 200))
+    assert t.response is not None and t.response.payloads == [], "an empty INFORMATIONAL response"
+    # the IKE_AUTH rules: margin min(over_time, 10 % of the lifetime) = 20 s, hard lifetime the lifetime
+    assert p.i.sa.reauth_at == pytest.approx(190.0) and p.i.sa.reauth_by == pytest.approx(210.0)
+    assert p.i.sa.expire_at == pytest.approx(210.0)
+    assert p.i.stats.auth_lifetime_ignored == 0
+    row = status_row(p)
+    assert row["reauth_in"] == 180 and row["expire_in"] == 200
+    (rec,) = [r for r in caplog.records if "received AUTH_LIFETIME" in r.getMessage()]
+    assert "received AUTH_LIFETIME of 200 s from 192.0.2.2" in rec.getMessage()
+    assert "reauthenticating in 180 s" in rec.getMessage()
+
+    # a longer one later does not postpone it (as in IKE_AUTH: only ever earlier)
+    send_auth_lifetime(p, "r", struct.pack("!I", 5000))
+    assert p.i.sa.reauth_at == pytest.approx(190.0) and p.i.sa.expire_at == pytest.approx(210.0)
+
+    run_to(p, 189.0)
+    assert not p.events("i", ReauthRequired)
+    run_to(p, 191.0)
+    (ev,) = p.events("i", ReauthRequired)
+    assert (ev.spi_i, ev.spi_r) == (p.i.spi_i, p.i.spi_r) and ev.children == ("lan",)
+    assert p.i.is_established, "make-before-break: the old IKE SA waits for the new one"
+
+
+def test_a_responder_ignores_an_informational_auth_lifetime(caplog: pytest.LogCaptureFixture) -> None:
+    p = pair({}, {"reauth_time": 100.0, "rand_time": 0.0, "over_time": 30.0})
+    assert p.r is not None
+    run_to(p, 10.0)
+    with caplog.at_level(logging.DEBUG, logger="aioipsec.ike"):
+        t = send_auth_lifetime(p, "i", struct.pack("!I", 20))
+    assert t.response is not None and t.response.payloads == [], "still answered, empty"
+    assert p.r.is_established and p.r.sa.reauth_at == INF, "the responder never reauthenticates"
+    assert p.r.sa.reauth_by == pytest.approx(130.0) and p.r.sa.expire_at == pytest.approx(130.0), "unchanged"
+    assert p.r.stats.auth_lifetime_ignored == 0, "not malformed"
+    (rec,) = [r for r in caplog.records if "AUTH_LIFETIME in INFORMATIONAL" in r.getMessage()]
+    assert rec.levelno == logging.DEBUG and "192.0.2.1" in rec.getMessage()
+    assert "ignored" in rec.getMessage() and "not the original initiator" in rec.getMessage()
+    run_to(p, 40.0)
+    assert not p.events("r", ReauthRequired) and not p.r.is_closed
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00\x00\x64", b"\x00\x00\x00\x64\x00", struct.pack("!I", 0)])
+def test_a_malformed_informational_auth_lifetime_is_counted_and_dropped(caplog: pytest.LogCaptureFixture,
+                                                                        data: bytes) -> None:
+    p = pair({"reauth_time": 500.0, "rand_time": 0.0}, {})
+    run_to(p, 10.0)
+    with caplog.at_level(logging.WARNING, logger="aioipsec.ike"):
+        t = send_auth_lifetime(p, "r", data)
+    assert t.response is not None and t.response.payloads == [], "answered: the IKE SA carries on"
+    assert p.i.is_established and p.i.stats.auth_lifetime_ignored == 1
+    assert p.i.sa.reauth_at == pytest.approx(500.0) and p.i.sa.reauth_by == INF, "our own schedule only"
     (rec,) = [r for r in caplog.records if "AUTH_LIFETIME" in r.getMessage()]
     assert "192.0.2.2" in rec.getMessage() and "ignored" in rec.getMessage()
 

@@ -16,6 +16,14 @@
   reauthenticate at once, and again on every new IKE SA) still leaves the
   IKE SA most of it.  A zero lifetime or a notify whose data is not 4
   bytes is ignored, logged and counted (``SessionStats.auth_lifetime_ignored``).
+* Later, in an INFORMATIONAL request (RFC 4478 §3: the responder may send
+  it at any time, e.g. charon's ``ike_auth_lifetime`` task queued on its own):
+  the original initiator reschedules exactly as for IKE_AUTH on its current,
+  established IKE SA; the peer gets the empty response every INFORMATIONAL
+  gets (:class:`~.ike_dpd.Informational`).  We do not reauthenticate as the
+  responder, so a responder ignores it (debug log).  charon differs here: it
+  applies a received AUTH_LIFETIME whatever its role (``set_auth_lifetime``),
+  and as a responder with virtual IPs or EAP answers with its own.
 """
 
 from __future__ import annotations
@@ -83,3 +91,20 @@ def process_auth_lifetime(s: IkeSessionV2, sa: IkeSa, msg: Message, now: float) 
                     s.config.name, sa.spis(), lifetime, peer, sa.reauth_at - now)
     sa.reauth_by = now + max(float(lifetime), MIN_GRACE)
     sa.expire_at = min(sa.expire_at, sa.reauth_by)
+
+
+def process_informational_auth_lifetime(s: IkeSessionV2, sa: IkeSa, msg: Message, now: float) -> None:
+    """An INFORMATIONAL request carrying AUTH_LIFETIME: the original
+    initiator moves its reauthentication as :func:`process_auth_lifetime`
+    does for IKE_AUTH; anyone else ignores it."""
+    if not msg.has_notify(NotifyType.AUTH_LIFETIME):
+        return
+    if not s.is_initiator:
+        logger.debug("IKE_SA %s %s: AUTH_LIFETIME in INFORMATIONAL from %s ignored: we are not the original "
+                     "initiator (only it reauthenticates)", s.config.name, sa.spis(), s.peer_label(sa.remote_id))
+        return
+    if sa is not s.sa or not sa.established:
+        logger.debug("IKE_SA %s %s: AUTH_LIFETIME in INFORMATIONAL from %s ignored: the IKE SA is not the "
+                     "established current one", s.config.name, sa.spis(), s.peer_label(sa.remote_id))
+        return
+    process_auth_lifetime(s, sa, msg, now)

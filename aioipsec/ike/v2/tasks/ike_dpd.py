@@ -6,13 +6,14 @@ peer alive.  If the retransmissions run out, the session reports
 :class:`~aioipsec.events.DpdTimeout` and deletes the IKE SA.
 :class:`Informational` answers the peer's INFORMATIONAL requests that carry
 no Delete payload (liveness checks, AUTHENTICATION_FAILED after IKE_AUTH,
-status notifies)."""
+RFC 4478 AUTH_LIFETIME, status notifies) with an empty response."""
 
 from __future__ import annotations
 
 from ...constants import ExchangeType, NotifyType
 from ..message import Message
 from .base import Task, TaskStatus
+from .ike_auth_lifetime import process_informational_auth_lifetime
 
 
 class IkeDpd(Task):
@@ -39,6 +40,7 @@ class Informational(Task):
     def process_r(self, msg: Message) -> TaskStatus:
         if msg.has_notify(NotifyType.AUTHENTICATION_FAILED):
             self.auth_failed = True
+        process_informational_auth_lifetime(self.session, self.sa, msg, self.session.now)
         return TaskStatus.SUCCESS
 
     def build_r(self, msg: Message) -> TaskStatus:
