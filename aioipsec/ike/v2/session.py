@@ -281,7 +281,8 @@ class IkeSa:
         self.local_id: Identity | None = None
         self.remote_id: Identity | None = None
         self.eap: Any = None
-        """IKE_AUTH with EAP in progress (``tasks.ike_auth.EapRounds``)."""
+        """IKE_AUTH with EAP in progress (``tasks.ike_auth.EapRounds``): its
+        only place, read by the session and by ``IkeAuth.eap``."""
         self.remote_eap_id: str | None = None
         """Gateway: the EAP identity the peer authenticated with (charon's
         ``get_other_eap_id``: uniqueness, ``PLUTO_XAUTH_ID``, ``remote-eap-id``)."""

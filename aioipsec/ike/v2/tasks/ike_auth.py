@@ -111,8 +111,13 @@ class IkeAuth(Task):
         self.peer_certreq = False
         self.initial_contact = False
         """Responder: the peer's IKE_AUTH carried INITIAL_CONTACT (RFC 7296 §3.10.1)."""
-        self.eap: EapRounds | None = None
-        """EAP authentication of the initiator (RFC 7296 §2.16) by this task."""
+
+    @property
+    def eap(self) -> EapRounds | None:
+        """EAP authentication of the initiator (RFC 7296 §2.16) in progress:
+        kept on the IKE SA only (``IkeSa.eap``, which the session reads to
+        route the later rounds to this task)."""
+        return self.sa.eap
 
     # ------------------------------------------------------------------ shared
 
@@ -289,8 +294,7 @@ class IkeAuth(Task):
         secret = cfg.eap_secrets.get(name)
         if secret is None:
             raise AuthenticationFailed(f"no EAP secret for EAP identity '{name}'")
-        self.eap = EapRounds(self, peer=EapPeer(name.encode(), secret, _peer_methods(cfg)))
-        self.sa.eap = self.eap
+        self.sa.eap = EapRounds(self, peer=EapPeer(name.encode(), secret, _peer_methods(cfg)))
 
     def _eap_build_i(self, msg: Message) -> TaskStatus:
         """A later IKE_AUTH request: our EAP response, or (after EAP Success)
@@ -457,11 +461,10 @@ class IkeAuth(Task):
         with IDr, our AUTH and EAP Request/Identity; the other tasks wait."""
         s = self.session
         server = EapServer(AUTH_METHODS[cfg.remote.auth], cfg.eap_secrets, s.random, allowed_id=cfg.remote.eap_id)
-        self.eap = EapRounds(self, server=server, out=server.start())
-        self.sa.eap = self.eap
+        eap = self.sa.eap = EapRounds(self, server=server, out=server.start())
         self.peer_certreq = bool(msg.get_all(CertReqPayload))
         self.initial_contact = msg.has_notify(NotifyType.INITIAL_CONTACT)
-        s.step("IKE_AUTH EAP started", self.sa, peer_id=str(self.sa.remote_id), method=self.eap.method_name)
+        s.step("IKE_AUTH EAP started", self.sa, peer_id=str(self.sa.remote_id), method=eap.method_name)
         return TaskStatus.NEED_MORE
 
     def _eap_process_r(self, msg: Message) -> TaskStatus:
