@@ -1,7 +1,7 @@
 """IKEv2 EAP authentication (RFC 7296 §2.16) end to end, in memory: a client
 authenticating with EAP-MD5 / EAP-GTC against a gateway that proves itself
 with a certificate or a PSK; wrong password, unknown identity, a forged
-final AUTH, a malformed EAP response."""
+final AUTH (the client's and the gateway's), a malformed EAP response."""
 
 from __future__ import annotations
 
@@ -157,6 +157,27 @@ def test_forged_final_auth_is_refused(pki) -> None:
     assert len(fr) == 1 and "SK_pi" in fr[0].reason and "alice" in fr[0].reason
     assert p.r.is_closed and p.i.is_closed
     assert not p.events("r", ChildSaInstalled)
+
+
+def test_forged_final_gateway_auth_is_refused(pki) -> None:
+    """The gateway's final AUTH is keyed with SK_pr (no MSK): a client that
+    passed EAP refuses a wrong one and deletes the IKE SA."""
+    i, r = eap_configs("eap-gtc", pki=pki)
+    p = Pair(i, r)
+    p.initiate()
+    for _ in range(4):
+        p.roundtrip()  # INIT, IDr/AUTH/Identity, GTC request, Success
+    a = p.out_i()
+    assert decode_message(a[0], p.r.sa.sk).get(AuthPayload) is not None  # the client's final AUTH
+    real = p.r.sa.keys
+    p.r.sa.keys = dataclasses.replace(real, sk_pr=bytes(len(real.sk_pr)))
+    p.to_r(a)  # verifies the client's AUTH (SK_pi), builds its own with the wrong SK_pr
+    p.r.sa.keys = real
+    p.to_i(p.out_r())
+    fi = p.events("i", AuthFailed)
+    assert len(fi) == 1 and "AUTH after EAP does not match (SK_pr)" in fi[0].reason
+    assert p.i.is_closed and p.i.state is not IkeState.ESTABLISHED
+    assert not p.events("i", ChildSaInstalled)
 
 
 def test_malformed_eap_response_is_dropped_and_counted(pki) -> None:

@@ -287,6 +287,31 @@ class IkeAuth(Task):
         process_auth_lifetime(s, sa, msg, s.now)
         return TaskStatus.SUCCESS
 
+    # ------------------------------------------------------------------ EAP, both roles
+
+    def _eap_auth_key_octets(self, own: bool) -> tuple[bytes, bytes]:
+        """The shared key and signed octets of the AUTH after EAP (``own``:
+        ours, else the peer's).  EAP-MD5/GTC make no MSK, so the key is
+        SK_pi for the initiator's AUTH and SK_pr for the responder's (RFC
+        7296 §2.16), as charon's ``eap_authenticator``."""
+        sa = self.sa
+        assert sa.keys is not None
+        ident = sa.local_id if own else sa.remote_id
+        assert ident is not None
+        if own == self.initiator:  # the initiator's AUTH
+            return sa.keys.sk_pi, A.signed_octets(sa.init_request, sa.nr, ident.body(), sa.prf, sa.keys.sk_pi)
+        return sa.keys.sk_pr, A.signed_octets(sa.init_response, sa.ni, ident.body(), sa.prf, sa.keys.sk_pr)
+
+    def _eap_auth(self) -> AuthPayload:
+        """Our AUTH after EAP Success (see :meth:`_eap_auth_key_octets`)."""
+        key, octets = self._eap_auth_key_octets(own=True)
+        return AuthPayload(AuthMethod.PSK, A.psk_auth_data(self.sa.prf, key, octets))
+
+    def _eap_auth_ok(self, auth: AuthPayload) -> bool:
+        """Is ``auth`` the peer's AUTH after EAP Success (see :meth:`_eap_auth_key_octets`)?"""
+        key, octets = self._eap_auth_key_octets(own=False)
+        return auth.method == AuthMethod.PSK and A.verify_psk(self.sa.prf, key, octets, auth.data)
+
     # ------------------------------------------------------------------ EAP, initiator (client)
 
     def _eap_start_i(self, cfg: ConnectionConfig, ident: Identity) -> None:
@@ -305,8 +330,7 @@ class IkeAuth(Task):
             out, eap.out = eap.out, None
             msg.add(EapPayload(out.code, out.identifier, out.data))
             return TaskStatus.SUCCESS
-        octets = A.signed_octets(sa.init_request, sa.nr, sa.local_id.body(), sa.prf, sa.keys.sk_pi)
-        msg.add(AuthPayload(AuthMethod.PSK, A.psk_auth_data(sa.prf, sa.keys.sk_pi, octets)))
+        msg.add(self._eap_auth())
         eap.final = True
         return TaskStatus.SUCCESS
 
@@ -344,8 +368,7 @@ class IkeAuth(Task):
         auth = msg.get(AuthPayload)
         if auth is None:
             raise AuthenticationFailed("no AUTH in the final IKE_AUTH response after EAP")
-        octets = A.signed_octets(sa.init_response, sa.ni, sa.remote_id.body(), sa.prf, sa.keys.sk_pr)
-        if auth.method != AuthMethod.PSK or not A.verify_psk(sa.prf, sa.keys.sk_pr, octets, auth.data):
+        if not self._eap_auth_ok(auth):
             raise AuthenticationFailed("the gateway's AUTH after EAP does not match (SK_pr)")
         sa.eap = None
         sa.local_eap_id = eap.identity  # the IkeSaEstablished event and status carry it
@@ -478,8 +501,7 @@ class IkeAuth(Task):
             who = f"{eap.method_name} identity '{eap.identity}'"
             if auth is None:
                 raise AuthenticationFailed(f"no AUTH after EAP Success ({who})")
-            octets = A.signed_octets(sa.init_request, sa.nr, sa.remote_id.body(), sa.prf, sa.keys.sk_pi)
-            if auth.method != AuthMethod.PSK or not A.verify_psk(sa.prf, sa.keys.sk_pi, octets, auth.data):
+            if not self._eap_auth_ok(auth):
                 raise AuthenticationFailed(f"AUTH after EAP does not match (SK_pi; {who})")
             eap.final = True
             # what charon's get_other_eap_id gives: uniqueness, the pool lease,
@@ -510,10 +532,8 @@ class IkeAuth(Task):
         assert eap is not None and sa.keys is not None
         if eap.final:  # the peer's AUTH verified: ours, keyed with SK_pr (no MSK, RFC 7296 §2.16)
             self._unique(cfg)
-            assert sa.local_id is not None
             sa.eap = None
-            octets = A.signed_octets(sa.init_response, sa.ni, sa.local_id.body(), sa.prf, sa.keys.sk_pr)
-            msg.add(AuthPayload(AuthMethod.PSK, A.psk_auth_data(sa.prf, sa.keys.sk_pr, octets)))
+            msg.add(self._eap_auth())
             add_auth_lifetime(s, sa, msg)
             return TaskStatus.SUCCESS
         if sa.local_id is None:  # the first round: we authenticate ourselves now
