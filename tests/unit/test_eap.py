@@ -1,6 +1,7 @@
 """The EAP codec and methods (RFC 3748) used by IKEv2 EAP authentication:
-packet encoding, the MD5-Challenge response by the RFC formula, GTC, Nak,
-and a table of malformed packets (dropped and counted, never raising)."""
+packet encoding (the IKEv2 codec's EapPayload, as ike_auth sends and reads
+EAP), the MD5-Challenge response by the RFC formula, GTC, Nak, and a table
+of malformed packets (dropped and counted, never raising)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import random
 import pytest
 from cryptography.hazmat.primitives import hashes
 
-from aioipsec.ike.constants import EapCode
+from aioipsec.ike.constants import EapCode, PayloadType
 from aioipsec.ike.v2 import eap as E
 from aioipsec.ike.v2.eap import (
     EapError,
@@ -18,6 +19,12 @@ from aioipsec.ike.v2.eap import (
     EapServer,
     EapType,
     ServerState,
+)
+from aioipsec.ike.v2.payloads import (
+    EapPayload,
+    MalformedMessage,
+    decode_payloads,
+    encode_payloads,
 )
 
 
@@ -32,14 +39,28 @@ def md5(data: bytes) -> bytes:
     return h.finalize()
 
 
+def encode(packet: EapPacket) -> bytes:
+    """``packet`` as ike_auth sends it: the body of an EAP payload."""
+    _, data = encode_payloads([EapPayload(packet.code, packet.identifier, packet.data)])
+    return data[4:]  # after the generic payload header
+
+
+def decode(raw: bytes) -> EapPacket:
+    """An EAP payload body as ike_auth reads it: the IKEv2 payload codec,
+    then EapPacket.from_parts."""
+    [payload] = decode_payloads(PayloadType.EAP, bytes(2) + (4 + len(raw)).to_bytes(2, "big") + raw)
+    assert isinstance(payload, EapPayload)
+    return EapPacket.from_parts(payload.code, payload.identifier, payload.data)
+
+
 def test_packet_roundtrip_and_wire_format() -> None:
     p = EapPacket(EapCode.REQUEST, 0x2A, EapType.IDENTITY)
-    assert p.encode() == bytes([1, 0x2A, 0, 5, 1])
-    assert EapPacket.decode(p.encode()) == p
+    assert encode(p) == bytes([1, 0x2A, 0, 5, 1])
+    assert decode(encode(p)) == p
     r = EapPacket(EapCode.RESPONSE, 3, EapType.IDENTITY, b"alice")
-    assert r.encode() == b"\x02\x03\x00\x0a\x01alice" and EapPacket.decode(r.encode()) == r
+    assert encode(r) == b"\x02\x03\x00\x0a\x01alice" and decode(encode(r)) == r
     s = EapPacket(EapCode.SUCCESS, 9)
-    assert s.encode() == b"\x03\x09\x00\x04" and s.data == b"" and EapPacket.decode(s.encode()) == s
+    assert encode(s) == b"\x03\x09\x00\x04" and s.data == b"" and decode(encode(s)) == s
     assert EapPacket.from_parts(4, 1, b"") == EapPacket(EapCode.FAILURE, 1)
 
 
@@ -58,10 +79,22 @@ def test_md5_type_data() -> None:
     assert td[0] == 16 and E.parse_md5(td) == (b"\x01" * 16, b"gw")
 
 
-MALFORMED = [
-    (b"", "at least 4"),
-    (b"\x01\x01\x00", "at least 4"),
+MALFORMED_HEADER = [
+    (b"", "truncated"),  # shorter than Code, Identifier, Length
+    (b"\x01\x01\x00", "truncated"),
     (b"\x01\x01\x00\x09\x01", "length 9"),  # length beyond the data
+]
+
+
+@pytest.mark.parametrize("raw,why", MALFORMED_HEADER)
+def test_malformed_header_is_a_malformed_payload(raw: bytes, why: str) -> None:
+    """The header (Code, Identifier, Length) is the IKEv2 codec's: a bad one
+    is a malformed payload, never an EAP packet."""
+    with pytest.raises(MalformedMessage, match=why):
+        decode(raw)
+
+
+MALFORMED = [
     (b"\x01\x01\x00\x04", "without a type"),  # a Request needs a type
     (b"\x02\x01\x00\x04", "without a type"),
     (b"\x03\x01\x00\x05\x01", "with 1 octets"),  # Success with data
@@ -74,7 +107,7 @@ MALFORMED = [
 @pytest.mark.parametrize("raw,why", MALFORMED)
 def test_malformed_packets_raise_eap_error_only(raw: bytes, why: str) -> None:
     with pytest.raises(EapError, match=why):
-        EapPacket.decode(raw)
+        decode(raw)
 
 
 @pytest.mark.parametrize("td", [b"", b"\x00", b"\x10" + bytes(15), b"\x05abc"])

@@ -1,6 +1,7 @@
 """EAP (RFC 3748) for IKEv2 EAP authentication (RFC 7296 §2.16), sans-I/O.
 
-The packet codec (Code / Identifier / Length / Type / Type-Data) and the
+The EAP packet (Code / Identifier / Type / Type-Data; the IKEv2 codec's
+``EapPayload`` carries its header on the wire, Length included) and the
 methods this package speaks, in both roles:
 
 * **Identity** (type 1): the peer's EAP identity;
@@ -60,31 +61,21 @@ class EapError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class EapPacket:
-    """One EAP packet; ``type``/``type_data`` only for Request/Response."""
+    """One EAP packet; ``type``/``type_data`` only for Request/Response.
+
+    On the wire it is an :class:`~aioipsec.ike.v2.payloads.EapPayload`
+    (``code``, ``identifier``, :attr:`data`), the one EAP codec; a received
+    one becomes an :class:`EapPacket` with :meth:`from_parts`."""
 
     code: int
     identifier: int
     type: int | None = None
     type_data: bytes = b""
 
-    def encode(self) -> bytes:
-        body = self.data
-        return bytes([self.code, self.identifier]) + (4 + len(body)).to_bytes(2, "big") + body
-
     @property
     def data(self) -> bytes:
         """Type and Type-Data: the ``data`` of an :class:`EapPayload`."""
         return b"" if self.type is None else bytes([self.type]) + self.type_data
-
-    @classmethod
-    def decode(cls, raw: bytes) -> EapPacket:
-        """Parse a whole EAP packet; raises :class:`EapError`."""
-        if len(raw) < 4:
-            raise EapError(f"EAP packet of {len(raw)} octets, at least 4 needed")
-        length = int.from_bytes(raw[2:4], "big")
-        if length != len(raw):
-            raise EapError(f"EAP length {length} in a packet of {len(raw)} octets")
-        return cls.from_parts(raw[0], raw[1], raw[4:])
 
     @classmethod
     def from_parts(cls, code: int, identifier: int, data: bytes) -> EapPacket:
