@@ -20,10 +20,15 @@ high-order 32 bits of the sequence number.  Mutable fields:
   zeroed, §3.3.3.1.1.2);
 - IPv6: traffic class, flow label, hop limit, and the data of Hop-by-Hop and
   Destination options whose type has the "may change en route" bit (0x20)
-  set (§3.3.3.1.2).
+  set (§3.3.3.1.2); a Routing header of type 0 or 2 (RFC 6275) and the
+  destination address are taken as the final destination sees them (every
+  segment left visited: addresses swapped, Segments Left 0).  Other routing
+  types, a Fragment header (AH covers whole packets) and any other header in
+  front of AH are refused with a reason (:func:`ipv6_ah_offset`,
+  :func:`mute_ipv6`).
 
-Not handled: source-routing options (IPv4 LSRR/SSRR and IPv6 Routing
-headers would need the final destination address substituted).
+Not handled: IPv4 source-routing options (LSRR/SSRR are zeroed as mutable,
+so their final destination address is not substituted).
 
 AES-GMAC (RFC 4543 §3.2): an 8-byte IV follows the sequence number; the ICV
 is the GMAC (nonce = salt || IV) over the same zeroed packet with the IV in it.
@@ -35,9 +40,9 @@ import hmac
 import struct
 
 from ..crypto.cipher import GmacEncr, Integ
-from .ip import PROTO_DSTOPTS, PROTO_FRAGMENT, PROTO_HOPOPT
+from .ip import PROTO_AH, PROTO_DSTOPTS, PROTO_FRAGMENT, PROTO_HOPOPT, PROTO_ROUTING
 
-__all__ = ["AhCodec", "mute_ipv4_header", "mute_ipv6_headers", "AH_HEADER_LEN"]
+__all__ = ["AH_HEADER_LEN", "AhCodec", "ipv6_ah_offset", "mute_ipv4_header", "mute_ipv6", "mute_ipv6_headers"]
 
 AH_HEADER_LEN = 12
 _AH = struct.Struct("!BBHII")
@@ -89,28 +94,107 @@ def _mute_tlv_options(h: bytearray, start: int, end: int) -> bool:
     return True
 
 
-def mute_ipv6_headers(hdr: bytes | bytearray) -> bytes | None:
+_PRE_AH = frozenset({PROTO_HOPOPT, PROTO_ROUTING, PROTO_DSTOPTS})
+"""Extension headers that may precede AH (RFC 4302 §3.1.1, RFC 8200 §4.1);
+a Fragment header there means the packet is a fragment."""
+_FRAGMENT_WHY = "fragment header in front of AH (AH covers whole packets)"
+
+
+def _pre_ah_header(h: bytes | bytearray, nh: int, off: int, end: int, seen: list[int]) -> int | str:
+    """Length of extension header ``nh`` at ``off`` (ending by ``end``) in
+    front of AH, or why it cannot be there.  ``seen`` counts Routing and
+    Destination Options headers so far: at most one Routing header, and two
+    Destination Options (one each side of it); Hop-by-Hop only first."""
+    if nh == PROTO_FRAGMENT:
+        return _FRAGMENT_WHY
+    if nh not in _PRE_AH:
+        return f"no AH (next header {nh} after the IPv6 headers)"
+    if nh == PROTO_HOPOPT and off != 40:
+        return "hop-by-hop options header not first"
+    if nh == PROTO_ROUTING:
+        seen[0] += 1
+        if seen[0] > 1:
+            return "more than one routing header"
+    elif nh == PROTO_DSTOPTS:
+        seen[1] += 1
+        if seen[1] > 2:
+            return "more than two destination options headers"
+    if off + 8 > end:
+        return "extension header truncated"
+    hlen = (h[off + 1] + 1) * 8
+    if off + hlen > end:
+        return "extension header length past the packet"
+    return hlen
+
+
+def ipv6_ah_offset(pkt: bytes | bytearray, total: int) -> tuple[int, int] | str:
+    """``(ah_off, nh_off)``: where AH starts in the IPv6 packet ``pkt`` (its
+    first ``total`` bytes) after the Hop-by-Hop, Routing and Destination
+    Options headers that may precede it, and the offset of the byte naming
+    AH; or why the chain is refused (a Fragment header, another header,
+    lengths past ``total``, repeats)."""
+    nh, nh_off, off = pkt[6], 6, 40
+    seen = [0, 0]
+    while nh != PROTO_AH:
+        hlen = _pre_ah_header(pkt, nh, off, total, seen)
+        if isinstance(hlen, str):
+            return hlen
+        nh, nh_off, off = pkt[off], off, off + hlen
+    return off, nh_off
+
+
+def _final_route(h: bytearray, off: int) -> str | None:
+    """Turn the Routing header at ``off`` and the destination address into
+    what the final destination sees (RFC 4302 §3.3.3.1.2: mutable but
+    predictable); the reason if the header is refused."""
+    rtype, left = h[off + 2], h[off + 3]
+    if rtype not in (0, 2):
+        return f"routing header type {rtype} not supported"
+    n, odd = divmod(h[off + 1], 2)
+    if odd or not n or (rtype == 2 and (n != 1 or left > 1)):
+        return f"routing header type {rtype} malformed"
+    if left > n:
+        return f"routing header type {rtype} segments left {left} > {n} addresses"
+    while left:  # RFC 8200 §4.4 / RFC 6275 §6.4: each visit swaps in the next address
+        i = off + 8 + (n - left) * 16
+        h[24:40], h[i : i + 16] = h[i : i + 16], h[24:40]
+        left -= 1
+    h[off + 3] = 0
+    return None
+
+
+def mute_ipv6(hdr: bytes | bytearray) -> bytes | str:
     """``hdr`` (fixed IPv6 header plus the extension headers in front of AH)
-    with mutable fields zeroed; ``None`` if malformed."""
+    as the ICV covers it: traffic class, flow label, hop limit and mutable
+    option data zeroed, a Routing header (type 0 or 2) and the destination
+    address as at the final destination; or why the headers are refused."""
+    if len(hdr) < 40:
+        return "IPv6 header truncated"
     h = bytearray(hdr)
     h[0] &= 0xF0  # traffic class (low nibble of byte 0, high nibble of byte 1)
     h[1] = 0
     h[2] = h[3] = 0  # flow label
     h[7] = 0  # hop limit
-    nh, off = h[6], 40
-    while off < len(h):
-        if off + 2 > len(h):
-            return None
-        if nh == PROTO_FRAGMENT:  # fixed 8 bytes, immutable
-            hlen = 8
-        else:
-            hlen = (h[off + 1] + 1) * 8
-        if off + hlen > len(h):
-            return None
-        if nh in (PROTO_HOPOPT, PROTO_DSTOPTS) and not _mute_tlv_options(h, off + 2, off + hlen):
-            return None
+    nh, off, end = h[6], 40, len(h)
+    seen = [0, 0]
+    while off < end:
+        hlen = _pre_ah_header(h, nh, off, end, seen)
+        if isinstance(hlen, str):
+            return hlen
+        if nh == PROTO_ROUTING:
+            why = _final_route(h, off)
+            if why is not None:
+                return why
+        elif not _mute_tlv_options(h, off + 2, off + hlen):
+            return "malformed options"
         nh, off = h[off], off + hlen
     return bytes(h)
+
+
+def mute_ipv6_headers(hdr: bytes | bytearray) -> bytes | None:
+    """:func:`mute_ipv6`, ``None`` instead of the reason."""
+    muted = mute_ipv6(hdr)
+    return muted if isinstance(muted, bytes) else None
 
 
 class AhCodec:
@@ -140,15 +224,26 @@ class AhCodec:
         return self.auth.sign(data)  # type: ignore[union-attr]
 
     @staticmethod
-    def _mute(hdr: bytes, version: int) -> bytes | None:
-        return mute_ipv4_header(hdr) if version == 4 else mute_ipv6_headers(hdr)
+    def mute(hdr: bytes, version: int) -> bytes | str:
+        """The IP header part in front of AH as the ICV covers it, or why
+        it is refused."""
+        if version == 4:
+            muted = mute_ipv4_header(hdr)
+            return "malformed IPv4 options" if muted is None else muted
+        return mute_ipv6(hdr)
 
-    def seal(self, hdr: bytes, version: int, next_header: int, payload: bytes, seq: int, iv: bytes | None) -> bytes | None:
+    def seal(
+        self, hdr: bytes, version: int, next_header: int, payload: bytes, seq: int, iv: bytes | None,
+        muted: bytes | None = None,
+    ) -> bytes | None:
         """``hdr`` (IP header part, already naming AH with lengths fixed) +
-        AH + ``payload``; ``None`` if the IP header is malformed."""
-        muted = self._mute(hdr, version)
+        AH + ``payload``; ``None`` if the IP header is malformed.  ``muted``:
+        :meth:`mute` of ``hdr`` when the caller has it already."""
         if muted is None:
-            return None
+            m = self.mute(hdr, version)
+            if isinstance(m, str):
+                return None
+            muted = m
         ah_len = self.ah_len(version)
         if self.iv_len:
             iv = iv if iv is not None else seq.to_bytes(8, "big")
@@ -171,10 +266,16 @@ class AhCodec:
             return None
         return spi, lo, nh, ah_len
 
-    def verify(self, pkt: bytes, ah_off: int, total: int, version: int, ah_len: int, seq: int) -> bool:
-        muted = self._mute(pkt[:ah_off], version)
+    def verify(
+        self, pkt: bytes, ah_off: int, total: int, version: int, ah_len: int, seq: int, muted: bytes | None = None
+    ) -> bool:
+        """Whether the ICV of the AH at ``ah_off`` is right; ``muted``:
+        :meth:`mute` of ``pkt[:ah_off]`` when the caller has it already."""
         if muted is None:
-            return False
+            m = self.mute(pkt[:ah_off], version)
+            if isinstance(m, str):
+                return False
+            muted = m
         ah = pkt[ah_off : ah_off + ah_len]
         at = AH_HEADER_LEN + self.iv_len
         icv = ah[at : at + self.icv_len]

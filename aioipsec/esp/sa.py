@@ -29,6 +29,7 @@ runs through :class:`~aioipsec.esp.packet.EspCodec` one packet at a time.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import struct
@@ -1069,7 +1070,14 @@ class AhSa(_SaBase):
     IP packet (tunnel mode: with a new outer header from ``outer_src`` to
     ``outer_dst``) and :meth:`open` takes one.  ``integ`` is an integrity
     transform (HMAC-SHA1/SHA2, AES-XCBC) or the GMAC encryption transform
-    (``aes128gmac`` etc.: AUTH_AES_*_GMAC, RFC 4543) with key || salt."""
+    (``aes128gmac`` etc.: AUTH_AES_*_GMAC, RFC 4543) with key || salt.
+
+    IPv6 extension headers in front of AH (Hop-by-Hop, Destination Options,
+    a Routing header of type 0 or 2) are covered as RFC 4302 §3.3.3.1.2 says
+    and stay in the packet: transport mode delivers them with AH cut out and
+    the header before it naming AH's next header.  Headers that cannot be
+    there (a Fragment header, another routing type, a broken chain) drop the
+    packet as ``MALFORMED``; :attr:`header_drops` counts them by reason."""
 
     def __init__(
         self,
@@ -1118,6 +1126,19 @@ class AhSa(_SaBase):
         self.codec = _ah.AhCodec(spi, auth, esn)
         self.outer_src, self.outer_dst = outer_src, outer_dst
         self.random = random
+        self.header_drops: dict[str, int] = {}
+        """``MALFORMED`` drops for IP headers in front of AH, by reason."""
+
+    def _refuse(self, why: str, pkt: bytes) -> OpenResult:
+        """Count a packet whose IP headers in front of AH are refused (the
+        ``MALFORMED`` drop itself is counted by the caller)."""
+        self.header_drops[why] = self.header_drops.get(why, 0) + 1
+        if logger.isEnabledFor(logging.DEBUG):
+            v = pkt[0] >> 4 if pkt else 0  # the peer: source inbound, destination outbound
+            at, n = (8 if self.inbound else 24, 16) if v == 6 else (12 if self.inbound else 16, 4)
+            peer = ipaddress.ip_address(bytes(pkt[at : at + n])) if v in (4, 6) and len(pkt) >= at + n else "?"
+            logger.debug("AH %s spi=0x%08x peer %s: %s, dropped", self.name, self.spi, peer, why)
+        return _DROP[DropReason.MALFORMED]
 
     def seal_packet(
         self,
@@ -1168,8 +1189,13 @@ class AhSa(_SaBase):
             payload = ip_packet[info.insert_at : info.total_len]
             ah_len = codec.ah_len(info.version)
             hdr = rebuild_header(ip_packet, info.version, info.insert_at, info.nh_offset, PROTO_AH, ah_len + len(payload))
+            muted = codec.mute(hdr, info.version)
+            if isinstance(muted, str):
+                self._refuse(muted, ip_packet)
+                self._drop(DropReason.MALFORMED)
+                return None
             seqn = self.seq + 1
-            out = codec.seal(hdr, info.version, info.next_header, payload, seqn, iv)
+            out = codec.seal(hdr, info.version, info.next_header, payload, seqn, iv, muted)
         if out is None:
             self._drop(DropReason.MALFORMED)
             return None
@@ -1213,10 +1239,25 @@ class AhSa(_SaBase):
         return r
 
     def _open_one(self, pkt: bytes) -> OpenResult:
-        info = header_info(pkt)
-        if info is None or info.next_header != PROTO_AH:
-            return _DROP[DropReason.MALFORMED]
-        parsed = self.codec.parse(pkt, info.insert_at, info.total_len, info.version)
+        if pkt and pkt[0] >> 4 == 6:
+            if len(pkt) < 40:
+                return self._refuse("IPv6 header truncated", pkt)
+            total = 40 + ((pkt[4] << 8) | pkt[5])
+            if total > len(pkt):
+                return self._refuse("IPv6 payload length past the packet", pkt)
+            where = _ah.ipv6_ah_offset(pkt, total)
+            if isinstance(where, str):
+                return self._refuse(where, pkt)
+            version, (ah_off, nh_off) = 6, where
+        else:
+            info = header_info(pkt)
+            if info is None or info.next_header != PROTO_AH:
+                return _DROP[DropReason.MALFORMED]
+            version, ah_off, nh_off, total = info.version, info.insert_at, info.nh_offset, info.total_len
+        muted = self.codec.mute(pkt[:ah_off], version)
+        if isinstance(muted, str):
+            return self._refuse(muted, pkt)
+        parsed = self.codec.parse(pkt, ah_off, total, version)
         if parsed is None:
             return _DROP[DropReason.MALFORMED]
         spi, lo, nh, ah_len = parsed
@@ -1226,16 +1267,16 @@ class AhSa(_SaBase):
         seq = win.infer(lo)
         if not win.check(seq):
             return drop_result(DropReason.REPLAY, seq)
-        if not self.codec.verify(pkt, info.insert_at, info.total_len, info.version, ah_len, seq):
+        if not self.codec.verify(pkt, ah_off, total, version, ah_len, seq, muted):
             return drop_result(DropReason.INTEGRITY, seq)
         win.commit(seq)
-        payload = pkt[info.insert_at + ah_len : info.total_len]
+        payload = pkt[ah_off + ah_len : total]
         if self.tunnel:
             end = _inner_end(payload, nh, len(payload))  # the same rule as ESP
             if end < 0:
                 return drop_result(DropReason.MALFORMED, seq)
             return ok_result(payload if end == len(payload) else payload[:end], nh, seq)
-        hdr = rebuild_header(pkt, info.version, info.insert_at, info.nh_offset, nh, len(payload))
+        hdr = rebuild_header(pkt, version, ah_off, nh_off, nh, len(payload))
         return ok_result(hdr + payload, nh, seq)
 
     def open(self, packet: bytes, now: float | None = None) -> OpenResult:
