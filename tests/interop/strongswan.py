@@ -243,16 +243,19 @@ def render_swanctl(conn: Connection, topology: Topology, side: str) -> str:
 def render_strongswan_conf(*, logfile: Path, vici: Path, dataplane: str = "libipsec",
                            log_keys: bool = False, debug: Mapping[str, int] | None = None,
                            retransmit_tries: int = 3,
-                           options: Mapping[str, str] | None = None) -> str:
+                           options: Mapping[str, str] | None = None,
+                           extra_plugins: Sequence[str] = ()) -> str:
     """strongswan.conf; ``options`` are extra ``charon.<key> = <value>`` settings
-    (``{"cookie_threshold": "1"}``, ``{"dos_protection": "no"}`` ...)."""
+    (``{"cookie_threshold": "1"}``, ``{"dos_protection": "no"}`` ...), ``extra_plugins``
+    plugins loaded after the others (``["curl"]``: OCSP and CRL fetching over HTTP)."""
     levels = dict(LOG_LEVELS)
     if log_keys:
         levels.update(ike=4, chd=4)
     levels.update(debug or {})
     xauth = " xauth-generic" if XAUTH_PLUGIN.exists() else ""
     return render_template((TEMPLATES / "strongswan.conf.in").read_text(), {
-        "PLUGINS": f"{BASE_PLUGINS}{xauth} {DATAPLANE_PLUGINS[dataplane]} socket-default vici",
+        "PLUGINS": " ".join([f"{BASE_PLUGINS}{xauth} {DATAPLANE_PLUGINS[dataplane]} socket-default vici",
+                             *extra_plugins]),
         "LOGFILE": str(logfile),
         "VICI_SOCKET": str(vici),
         "RETRANSMIT_TRIES": str(retransmit_tries),
@@ -438,7 +441,8 @@ class StrongSwanPeer:
     def __init__(self, topology: Topology, side: str, *, log_keys: bool = False,
                  debug: Mapping[str, int] | None = None, dataplane: str = "libipsec",
                  retransmit_tries: int = 3,
-                 charon_options: Mapping[str, str] | None = None) -> None:
+                 charon_options: Mapping[str, str] | None = None,
+                 extra_plugins: Sequence[str] = ()) -> None:
         self.topology = topology
         self.side = topology.side(side)
         self.ns = self.side.ns
@@ -450,6 +454,7 @@ class StrongSwanPeer:
         self.dataplane = dataplane
         self.retransmit_tries = retransmit_tries
         self.charon_options = dict(charon_options or {})
+        self.extra_plugins = list(extra_plugins)
         self.connection: Connection | None = None
         self.process: NamespaceProcess | None = None
         self.dir.mkdir(parents=True, exist_ok=False)
@@ -515,7 +520,7 @@ class StrongSwanPeer:
         self.conf.write_text(render_strongswan_conf(
             logfile=self.log_path, vici=self.vici, dataplane=self.dataplane,
             log_keys=self.log_keys, debug=self.debug, retransmit_tries=self.retransmit_tries,
-            options=self.charon_options))
+            options=self.charon_options, extra_plugins=self.extra_plugins))
         self.vici.unlink(missing_ok=True)
         # ip netns exec, unshare (no --fork), sh's exec and env all exec: the PID we get
         # is charon's own.  /run is private to this charon (its hard-wired pid file).

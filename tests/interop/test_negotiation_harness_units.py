@@ -52,6 +52,16 @@ def test_charon_options(tmp_path: Path) -> None:
     assert conf.index("cookie_threshold") < conf.index("filelog {")
 
 
+def test_extra_plugins_are_loaded_last(tmp_path: Path) -> None:
+    conf = render_strongswan_conf(logfile=tmp_path / "c.log", vici=tmp_path / "c.vici",
+                                  extra_plugins=["curl"])
+    plugins = setting(conf, "load")[0].split()
+    assert plugins[-1] == "curl" and plugins.count("curl") == 1
+    plain = render_strongswan_conf(logfile=tmp_path / "c.log", vici=tmp_path / "c.vici")
+    assert "curl" not in setting(plain, "load")[0].split()
+    assert setting(plain, "load")[0].split() == plugins[:-1]
+
+
 def test_aioipsec_extra(tmp_path: Path) -> None:
     topo = make_topology("direct")
     text = render_aioipsec_config(
