@@ -178,8 +178,8 @@ class ControlServer:
         name = _required(req.get("name"))
         child = req.get("child")
         conn = _known(d, name)
-        if child is not None and child not in conn.children:
-            raise ControlError(f"connection {name} has no child named {child}")
+        if child is not None:
+            d.require_child(name, child, ControlError)
         msg = d.up(name, child)
         if not req.get("wait"):
             return str(msg)
@@ -231,8 +231,7 @@ def _child(d: Any, name: str, child: Any) -> str | None:
         return None
     if not isinstance(child, str) or not child:
         raise ControlError("child must be a name")
-    if child not in d.config.connections[name].children:
-        raise ControlError(f"connection {name} has no child named {child}")
+    d.require_child(name, child, ControlError)
     return child
 
 

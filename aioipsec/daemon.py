@@ -672,9 +672,12 @@ class Daemon:
             raise LookupError(f"{conn}: the IKE SA is not established yet")
         return p
 
-    def _child_name(self, conn: str, child: str) -> None:
+    def require_child(self, conn: str, child: str, error: type[Exception] = KeyError) -> None:
+        """Raise ``error`` naming both when the (known) connection ``conn`` has
+        no child ``child``: the one check the daemon's operations and the
+        control commands share, each with its own exception type."""
         if child not in self.config.connections[conn].children:
-            raise KeyError(f"connection {conn} has no child named {child}")
+            raise error(f"connection {conn} has no child named {child}")
 
     @staticmethod
     def _live_children(p: Any, name: str | None, *, installed_only: bool) -> list[Any]:
@@ -758,7 +761,7 @@ class Daemon:
 
         p = self._established(conn)
         if child is not None:
-            self._child_name(conn, child)
+            self.require_child(conn, child)
         loop = asyncio.get_running_loop()
         if reauth and hasattr(p.session, "reauthenticate"):
             s = p.session
@@ -813,7 +816,7 @@ class Daemon:
 
         if conn not in self.config.connections:
             raise KeyError(f"no connection named {conn}")
-        self._child_name(conn, child)
+        self.require_child(conn, child)
         p = self.endpoint.find_session(conn)
         if p is None:
             return f"{conn}: no IKE SA"
