@@ -344,6 +344,21 @@ def updown_argv(command: str, base: Any = None) -> list[str]:
     return argv
 
 
+def check_updown_timeout(path: str, seconds: Any, *, shown: str | None = None, file: str | None = None) -> float:
+    """A child's ``updown_timeout`` as a float: a number of seconds, more than
+    0 and finite; else a :class:`~aioipsec.errors.ConfigError` on ``path``.
+    The one check of :func:`child` (``seconds`` as given in code) and of the
+    configuration file's loader, which first reads a duration such as "30s"
+    into ``seconds`` and passes what was written as ``shown`` (and its
+    ``file``) for its message."""
+    from .errors import ConfigError
+
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < float("inf"):
+        reason = f"expected seconds > 0, got {seconds!r}" if shown is None else f"must be more than 0 seconds, got {shown}"
+        raise ConfigError(path, reason, file=file)
+    return float(seconds)
+
+
 def child(
     name: str = "child",
     *,
@@ -364,10 +379,7 @@ def child(
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"children.{name}.updown", str(exc)) from None
     if kw.get("updown_timeout") is not None:
-        t = kw["updown_timeout"]
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < float("inf"):
-            raise ConfigError(f"children.{name}.updown_timeout", f"expected seconds > 0, got {t!r}")
-        kw["updown_timeout"] = float(t)
+        kw["updown_timeout"] = check_updown_timeout(f"children.{name}.updown_timeout", kw["updown_timeout"])
     return ChildConfig(
         name=name,
         local_ts=[parse_ts(t) for t in (local_ts or []) if t != "dynamic"],

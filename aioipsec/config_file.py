@@ -586,9 +586,10 @@ def _parse_child(ctx: _Ctx, path: str, name: str, raw: dict[str, Any], legacy: b
     if "updown" in raw:
         c.updown = _updown(ctx, f"{path}.updown", raw["updown"])
     if "updown_timeout" in raw:
-        c.updown_timeout = ctx.duration(f"{path}.updown_timeout", raw["updown_timeout"])
-        if not 0 < c.updown_timeout < float("inf"):
-            raise ctx.err(f"{path}.updown_timeout", f"must be more than 0 seconds, got {_show(raw['updown_timeout'])}")
+        from .config import check_updown_timeout
+
+        key, value = f"{path}.updown_timeout", raw["updown_timeout"]
+        c.updown_timeout = check_updown_timeout(key, ctx.duration(key, value), shown=_show(value), file=ctx.file)
     if c.life_time is not None and c.life_time < c.rekey_time:
         raise ctx.err(f"{path}.life_time", f"must not be shorter than rekey_time ({c.rekey_time:g}s)")
     return c

@@ -133,3 +133,16 @@ def test_updown_timeout_in_code() -> None:
         with pytest.raises(ConfigError) as exc:
             child("lan", updown_timeout=bad)
         assert exc.value.path == "children.lan.updown_timeout"
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [(0, "expected seconds > 0, got 0"), (-2.0, "expected seconds > 0, got -2.0"),
+     (math.inf, "expected seconds > 0, got inf"), (True, "expected seconds > 0, got True"),
+     ("10s", "expected seconds > 0, got '10s'")],
+)
+def test_updown_timeout_in_code_keeps_its_reason(bad: object, reason: str) -> None:
+    # child() and the loader share config.check_updown_timeout; each keeps its wording
+    with pytest.raises(ConfigError) as exc:
+        child("lan", updown_timeout=bad)
+    assert (exc.value.path, exc.value.reason, exc.value.file) == ("children.lan.updown_timeout", reason, None)
