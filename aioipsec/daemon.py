@@ -26,6 +26,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from .asyncio.netwatch import ROAM_DELAY
 from .config_file import Configuration, load_config
 from .errors import ConfigError
 from .netutil import interface_of, route_source
@@ -869,7 +870,7 @@ class Daemon:
                     f"; renegotiating {', '.join(restarted)}" if restarted else "")
         return f"cleared: {', '.join(done) or 'nothing'}" + (f"; renegotiating: {', '.join(restarted)}" if restarted else "")
 
-    roam_delay: float = 1.0
+    roam_delay: float = ROAM_DELAY
     """Seconds a burst of address/route events is collected before one
     roaming decision (:class:`~aioipsec.asyncio.netwatch.RoamWatch`)."""
 
