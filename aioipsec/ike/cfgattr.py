@@ -34,6 +34,7 @@ only says which address families are wanted.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,10 +48,13 @@ __all__ = [
     "decode_address",
     "decode_split_include",
     "encode_split_include",
+    "log_dropped",
     "network_value",
     "pool_attributes",
     "requested_addresses",
 ]
+
+logger = logging.getLogger("aioipsec.ike")
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -256,6 +260,17 @@ def decode(attributes: Iterable[Any], ike_version: int, *, unity: bool = False) 
         except ValueError as exc:
             out.dropped.append(str(exc))
     return out
+
+
+def log_dropped(who: str, what: str, peer: Any, reasons: list[str]) -> int:
+    """The malformed (or not allowed) attributes of the peer's ``what``
+    (CFG_REPLY, REQUEST, ...) that were dropped, one warning each naming the
+    peer, never fatal; ``who`` starts the line (``IKE_SA <name>``, ``Mode
+    Config``).  Returns how many, for the caller's counter: IKEv2
+    ``SessionStats.cp_attrs_dropped``, IKEv1 ``stats["cfg_attrs_dropped"]``."""
+    for why in reasons:
+        logger.warning("%s: dropped a %s attribute of %s: %s", who, what, peer, why)
+    return len(reasons)
 
 
 def requested_addresses(attributes: Iterable[Any], ike_version: int) -> list[tuple[int, IpAddress | None, str | None]]:

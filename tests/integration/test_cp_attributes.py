@@ -61,6 +61,8 @@ def test_ikev2_malformed_attribute_is_dropped_counted_and_logged(monkeypatch, ca
     assert ev.local_vips == ("10.3.0.1",) and ev.remote_subnets == ("fd00:1::/48",)
     assert p.i.stats.cp_attrs_dropped == 1
     assert f"dropped a CFG_REPLY attribute of {p.i.peer}: INTERNAL_IP4_SUBNET of 3 octets (expected 8)" in caplog.text
+    # the line names the connection too (cfgattr.log_dropped, shared with IKEv1's "Mode Config: ...")
+    assert f"IKE_SA home: dropped a CFG_REPLY attribute of {p.i.peer}: INTERNAL_IP4_SUBNET" in caplog.text
 
 
 # ------------------------------------------------------------------ IKEv1 Mode Config

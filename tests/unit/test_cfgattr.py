@@ -6,6 +6,7 @@ attributes a gateway sends, and the pool keys of the configuration file."""
 from __future__ import annotations
 
 import ipaddress
+import logging
 from types import SimpleNamespace
 
 import pytest
@@ -165,3 +166,16 @@ def test_pool_key_errors_name_the_field(keys: str, field: str, text: str) -> Non
     with pytest.raises(ConfigError) as exc:
         loads_config(POOL.format(keys=keys))
     assert field in str(exc.value) and text in str(exc.value)
+
+
+def test_log_dropped_logs_each_reason_with_the_peer_and_returns_the_count(caplog: pytest.LogCaptureFixture) -> None:
+    # the one helper of IKEv2 CP (SessionStats.cp_attrs_dropped) and IKEv1 Mode Config (stats["cfg_attrs_dropped"])
+    with caplog.at_level(logging.WARNING, logger="aioipsec.ike"):
+        assert cfgattr.log_dropped("Mode Config", "REPLY", "192.0.2.2[500]", []) == 0
+        assert caplog.records == []
+        n = cfgattr.log_dropped("IKE_SA hq", "CFG_REPLY", "192.0.2.2[500]", ["first reason", "second reason"])
+    assert n == 2
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        ("aioipsec.ike", logging.WARNING, "IKE_SA hq: dropped a CFG_REPLY attribute of 192.0.2.2[500]: first reason"),
+        ("aioipsec.ike", logging.WARNING, "IKE_SA hq: dropped a CFG_REPLY attribute of 192.0.2.2[500]: second reason"),
+    ]

@@ -49,7 +49,6 @@ counted (the peer retransmits); no value of an XAUTH attribute is logged.
 from __future__ import annotations
 
 import ipaddress
-import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -81,8 +80,6 @@ __all__ = [
     "address_attributes",
     "modecfg_reply",
 ]
-
-logger = logging.getLogger("aioipsec.ike")
 
 _XAUTH_TYPES = frozenset(a for a in CfgAttr if CfgAttr.XAUTH_TYPE <= a <= CfgAttr.XAUTH_ANSWER)
 _BASIC_XAUTH = frozenset((CfgAttr.XAUTH_TYPE, CfgAttr.XAUTH_STATUS))
@@ -290,12 +287,10 @@ class TransactionResponderTask(TransactionTask):
 
 def dropped(session: Any, what: str, reasons: list[str]) -> None:
     """Malformed attributes of the peer's Mode Config ``what``: counted
-    (``stats["cfg_attrs_dropped"]``) and logged with the peer, not fatal."""
-    if not reasons:
-        return
-    session.stats["cfg_attrs_dropped"] += len(reasons)
-    for why in reasons:
-        logger.warning("Mode Config: dropped a %s attribute of %s: %s", what, session.peer, why)
+    (``stats["cfg_attrs_dropped"]``) and logged with the peer, not fatal
+    (:func:`aioipsec.ike.cfgattr.log_dropped`, shared with IKEv2)."""
+    if n := cfgattr.log_dropped("Mode Config", what, session.peer, reasons):
+        session.stats["cfg_attrs_dropped"] += n
 
 
 def address_attributes(address: str) -> list[CfgAttribute]:

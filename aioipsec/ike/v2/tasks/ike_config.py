@@ -27,7 +27,6 @@ counted (``stats.cp_attrs_dropped``) and logged with the peer.
 from __future__ import annotations
 
 import ipaddress
-import logging
 
 from ... import cfgattr
 from ...constants import CfgType, ExchangeType, NotifyType
@@ -35,8 +34,6 @@ from ..message import Message
 from ..payloads import AuthPayload, CpAttribute, CpPayload
 from .base import Task, TaskStatus
 from .common import notify
-
-logger = logging.getLogger("aioipsec.ike")
 
 
 def address_attribute(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None, version: int) -> CpAttribute:
@@ -140,13 +137,11 @@ class IkeConfig(Task):
         return TaskStatus.SUCCESS
 
     def _dropped(self, reasons: list[str], what: str) -> None:
-        """Malformed attributes of the peer's ``what``: counted and logged, not fatal."""
-        if not reasons:
-            return
+        """Malformed attributes of the peer's ``what``: counted and logged, not
+        fatal (:func:`aioipsec.ike.cfgattr.log_dropped`, shared with IKEv1)."""
         s = self.session
-        s.stats.cp_attrs_dropped += len(reasons)
-        for why in reasons:
-            logger.warning("IKE_SA %s: dropped a %s attribute of %s: %s", s.config.name, what, s.peer, why)
+        if n := cfgattr.log_dropped(f"IKE_SA {s.config.name}", what, s.peer, reasons):
+            s.stats.cp_attrs_dropped += n
 
     def build_r(self, msg: Message) -> TaskStatus:
         if self.failed:
