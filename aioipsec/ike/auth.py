@@ -998,6 +998,18 @@ class RevocationCache:
     def ocsp_for(self, cert: x509.Certificate) -> OcspStatus | None:
         return self.ocsp.get(_cert_key(cert))
 
+    def may_hold(self, held_since: float | None, now: float, *, peer: str, sa: str) -> bool:
+        """May a handshake first held at ``held_since`` (session time; None:
+        not held yet) be held again at ``now`` for a certificate being
+        fetched?  Yes until :attr:`hold_limit` seconds passed; then (logged,
+        naming ``peer`` and the SA label ``sa``) its status is decided with
+        what is cached, by policy."""
+        if held_since is None or now - held_since < self.hold_limit:
+            return True
+        _log.info("peer %s: certificate status still not fetched after %.0f s; deciding by policy %s",
+                  peer, now - held_since, sa)
+        return False
+
     def want(self, cert: x509.Certificate, issuer: x509.Certificate) -> None:
         key = _cert_key(cert)
         if self.on_want is not None and key not in self.settled:

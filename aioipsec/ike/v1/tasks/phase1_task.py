@@ -224,15 +224,8 @@ class Phase1Task(Task):
         fetched = self.sa.cfg.remote.revocation_cache
         if fetched is None or self.done:
             return False
-        since = self.auth_held_at
-        now = self.session.now
-        if since is None or now - since < fetched.hold_limit:
-            return True
-        logger.info(
-            "peer %s: certificate status still not fetched after %.0f s; deciding by policy (cookies %s)",
-            self.session.peer, now - since, self.sa.cookies,
-        )
-        return False
+        return fetched.may_hold(self.auth_held_at, self.session.now, peer=self.session.peer,
+                                sa=f"(cookies {self.sa.cookies})")
 
     def _hold(self, pending: RevocationPending) -> None:
         """The message is dropped unanswered and unaccepted (the task

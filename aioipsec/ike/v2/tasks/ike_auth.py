@@ -193,14 +193,7 @@ class IkeAuth(Task):
         cached, by policy."""
         if fetched is None:
             return False
-        since = self.sa.auth_held_at
-        if since is None or self.session.now - since < fetched.hold_limit:
-            return True
-        logger.info(
-            "peer %s: certificate status still not fetched after %.0f s; deciding by policy %s",
-            self.session.peer, self.session.now - since, self.sa.spis(),
-        )
-        return False
+        return fetched.may_hold(self.sa.auth_held_at, self.session.now, peer=self.session.peer, sa=self.sa.spis())
 
     def _hold(self, pending: A.RevocationPending) -> None:
         """The message is dropped unanswered (the session counts it in
