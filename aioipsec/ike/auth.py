@@ -54,6 +54,8 @@ if TYPE_CHECKING:
     from cryptography import x509
     from cryptography.x509.verification import Store
 
+    from ..config import AuthConfig
+
 # ``cryptography.x509`` is imported lazily: it pulls in ``email`` and with it
 # ``socket``, which the sans-I/O core must not import (DESIGN.md §1).
 
@@ -1406,3 +1408,28 @@ def check_revocation(
         raise RevocationPending(peer, [_dn_text(_name_attrs(c.subject)) for c in held], list(dict.fromkeys(uris)),
                                 frozenset(_cert_key(c) for c in held))
     return out
+
+
+def check_remote_revocation(
+    chain: Sequence[x509.Certificate],
+    remote: AuthConfig,
+    at: datetime.datetime,
+    *,
+    peer: str,
+    hold: bool = False,
+) -> RevocationPending | None:
+    """:func:`check_revocation` of a verified ``chain`` with the remote
+    side's configuration (``remote.crls``, ``remote.revocation``,
+    ``remote.revocation_cache``), as IKEv2 IKE_AUTH and IKEv1 Phase 1 do it;
+    skipped when nothing can fail (``relaxed``, no CRL, no fetcher).  Raises
+    :class:`AuthenticationFailed`; the :class:`RevocationPending` of
+    ``hold`` is returned instead, for the caller to raise once the peer's
+    signature verified (a forged one fails at once, never held)."""
+    fetched = remote.revocation_cache
+    if not (remote.crls or remote.revocation != "relaxed" or fetched is not None):
+        return None
+    try:
+        check_revocation(chain, remote.crls, remote.revocation, at, peer=peer, fetched=fetched, hold=hold)
+    except RevocationPending as exc:
+        return exc
+    return None

@@ -75,7 +75,7 @@ from ..auth import (
     RevocationPending,
     cert_der,
     cert_matches_identity,
-    check_revocation,
+    check_remote_revocation,
     identity_matches_config,
     load_der_certificate,
     verify_chain,
@@ -580,13 +580,8 @@ def verify_signature(
             raise AuthenticationFailed(f"no certificate of the peer matches its identity {identity}")
         try:
             chain = verify_chain(leaf, [c for c in certs if c is not leaf], list(cfg.remote.cacerts), at)
-            fetched = cfg.remote.revocation_cache
-            if cfg.remote.crls or cfg.remote.revocation != "relaxed" or fetched is not None:  # else nothing can fail
-                try:
-                    check_revocation(chain, cfg.remote.crls, cfg.remote.revocation, at, peer=str(identity),
-                                     fetched=fetched, hold=hold)
-                except RevocationPending as exc:
-                    pending = exc  # raised once the signature verified
+            # a pending status is raised once the signature verified
+            pending = check_remote_revocation(chain, cfg.remote, at, peer=str(identity), hold=hold)
         except _AuthFailed as exc:
             raise AuthenticationFailed(str(exc)) from None
         pub = leaf.public_key()

@@ -169,14 +169,8 @@ class IkeAuth(Task):
             assert self.session.wall_clock is not None  # required by the session for non-PSK remote auth
             at = self.session.wall_clock()
             chain = A.verify_chain(leaf, inters, cfg.remote.cacerts, at)
-            fetched = cfg.remote.revocation_cache
-            if cfg.remote.crls or cfg.remote.revocation != "relaxed" or fetched is not None:  # else nothing can fail
-                try:
-                    A.check_revocation(chain, cfg.remote.crls, cfg.remote.revocation, at,
-                                       peer=self.session.peer_label(peer_id), fetched=fetched,
-                                       hold=self._may_hold(fetched))
-                except A.RevocationPending as exc:
-                    pending = exc
+            pending = A.check_remote_revocation(chain, cfg.remote, at, peer=self.session.peer_label(peer_id),
+                                                hold=self._may_hold(cfg.remote.revocation_cache))
         if not A.cert_matches_identity(leaf, peer_id):
             raise AuthenticationFailed(f"identity '{peer_id}' is not confirmed by the certificate")
         scheme = A.verify_signature(leaf.public_key(), auth.method, auth.data, octets)
