@@ -40,7 +40,7 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -864,6 +864,8 @@ class RevocationStatus:
     crl: str | None = None
     """What answered: the CRL (issuer, number, thisUpdate/nextUpdate, file or
     URI) or the OCSP response (responder, URI); ``None``: nothing."""
+    source: Literal["OCSP", "CRL"] | None = None
+    """Which kind of answer :attr:`crl` describes; ``None``: nothing answered."""
 
 
 @fast_init
@@ -1284,7 +1286,7 @@ def _cert_crl_status(
     best = max(usable, key=_crl_sort_key)
     nxt = best.next_update_utc
     current = best.last_update_utc <= at and (nxt is None or at <= nxt)
-    return RevocationStatus(subject, "good" if current else "stale", label(best))
+    return RevocationStatus(subject, "good" if current else "stale", label(best), "CRL")
 
 
 def _cert_status(
@@ -1309,7 +1311,7 @@ def _cert_status(
                 f"certificate '{subject}' is revoked ({detail}{since}serial {cert.serial_number:#x}, {answer.label})"
             )
         if answer.status == "good":
-            by_ocsp = RevocationStatus(subject, "good" if answer.current(at) else "stale", answer.label)
+            by_ocsp = RevocationStatus(subject, "good" if answer.current(at) else "stale", answer.label, "OCSP")
     crl_uris = fetched.crl_uris(cert)
     extra = [(u, fetched.crls[u]) for u in crl_uris if u in fetched.crls]
     by_crl = _cert_crl_status(cert, issuer, [*crls, *(c for _u, c in extra)], at, {id(c): u for u, c in extra})
@@ -1372,7 +1374,7 @@ def check_revocation(
         if hold and fetched is not None and st.status == "failed" and _cert_key(cert) in fetched.pending:
             held.append(cert)
             continue
-        kind = "OCSP" if st.crl is not None and st.crl.startswith("OCSP") else "CRL"
+        kind = "OCSP" if st.source == "OCSP" else "CRL"
         if st.status == "good":
             _log.info("%s check peer=%s: certificate '%s' not revoked, %s", kind, peer, st.subject, st.crl)
         elif st.status == "stale":

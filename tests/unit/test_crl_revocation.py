@@ -118,6 +118,22 @@ def test_not_revoked_is_good_and_logged(pki, caplog: pytest.LogCaptureFixture) -
     assert not any("PRIVATE" in m or "-----BEGIN" in m for m in lines)
 
 
+def test_source_kind_of_ocsp_and_crl_answers(pki, caplog: pytest.LogCaptureFixture) -> None:
+    # the leaf vouched for by a (fetched) OCSP answer, the Sub CA by a CRL file
+    cache = auth.RevocationCache()
+    cache.ocsp[(pki["leaf"].issuer.public_bytes(), pki["leaf"].serial_number)] = auth.OcspStatus(
+        "good", NOW - DAY, NOW + DAY, "the issuing CA", "http://ocsp.example/")
+    with caplog.at_level(logging.INFO, logger="aioipsec.ike"):
+        out = auth.check_revocation(pki["chain"], [_crl(pki["root_key"], "Root CA")], "strict", NOW, peer="p2",
+                                    fetched=cache)
+    assert [(s.status, s.source) for s in out] == [("good", "OCSP"), ("good", "CRL")]
+    assert out[0].crl is not None and out[0].crl.startswith("OCSP response of the issuing CA from http://ocsp.example/")
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("OCSP check peer=p2: certificate 'C=CH, CN=peer.example' not revoked") for m in lines), lines
+    assert any(m.startswith("CRL check peer=p2: certificate 'C=CH, CN=Sub CA' not revoked") for m in lines), lines
+    assert auth.check_revocation(pki["chain"], [], "relaxed", NOW)[0].source is None  # nothing answered
+
+
 def test_newest_crl_is_used(pki) -> None:
     old = _crl(pki["sub_key"], "Sub CA", number=1, this=NOW - 30 * DAY, next_=NOW - 20 * DAY)
     new = _crl(pki["sub_key"], "Sub CA", number=2)
