@@ -232,12 +232,19 @@ class ConnectionConfig:
     """Responder: names of address pools (:class:`PoolConfig`) to assign
     virtual IPs from (the peer's dynamic ``remote_ts`` becomes its lease)."""
     local2: AuthConfig | None = None
-    """Second authentication round of our side (swanctl ``local-2``); IKEv1
-    only ``auth = "xauth"``: we are an XAUTH client (user ``xauth_id``)."""
+    """Second authentication round of our side (swanctl ``local-2``).  IKEv1
+    ``auth = "xauth"``: we are an XAUTH client (user ``xauth_id``).  IKEv2
+    (RFC 4739) ``auth = "eap-md5" | "eap-gtc" | "eap"``: when we initiate,
+    after our ``psk``/``pubkey`` round we announce ANOTHER_AUTH_FOLLOWS and
+    authenticate again with EAP as IDi ``id`` (default ``eap_id``, else our
+    first identity), EAP identity ``eap_id`` (default ``id``)."""
     remote2: AuthConfig | None = None
-    """Second authentication round of the peer (swanctl ``remote-2``); IKEv1
-    only ``auth = "xauth"``: as gateway we ask the peer for a user name and
-    password (draft-beaulieu-ike-xauth) after Phase 1."""
+    """Second authentication round of the peer (swanctl ``remote-2``).  IKEv1
+    ``auth = "xauth"``: as gateway we ask the peer for a user name and
+    password (draft-beaulieu-ike-xauth) after Phase 1.  IKEv2 (RFC 4739)
+    ``auth = "eap-md5" | "eap-gtc"``: after its ``psk``/``pubkey`` round the
+    peer must authenticate again with EAP (IDi matching ``id``, EAP identity
+    ``eap_id`` or any with a secret) before the Child SA is set up."""
     xauth_secrets: dict[str, bytes] = field(default_factory=dict, repr=False)
     """XAUTH passwords by user name (swanctl ``secrets.xauth<suffix>``),
     resolved by the loader: the users a gateway accepts, or a client's own."""

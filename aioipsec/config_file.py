@@ -192,6 +192,7 @@ _AUTH_KEYS = {"auth", "id", "certs", "cert", "key", "private_key", "cacerts", "i
 _SECRET_KEYS = {"id", "secret", "secret_file"}
 _ROUND2_KEYS = {"auth", "xauth_id"}
 _REMOTE2_KEYS = {"auth", "xauth_tries"}
+_ROUND2_V2_KEYS = {"auth", "id", "eap_id"}
 _TOP_KEYS = {"connections", "secrets", "global", "tun", "daemon", "pools", "crls"}
 _POOL_KEYS = {"addrs", "dns", "nbns", "subnet", "split_include"}
 _DAEMON_KEYS = {"address", "port", "port_nat_t", "keep_alive", "fetch_timeout", "roam_events", "make_before_break"}
@@ -273,6 +274,7 @@ def parse_config(data: dict[str, Any], *, file: str | None = None, base: Path | 
     for name, raw_conn in conns.items():
         cfg.connections[name] = _parse_connection(ctx, name, ctx.table(f"connections.{name}", raw_conn), secrets, xauth)
         _eap_connection(ctx, f"connections.{name}", cfg.connections[name], eap)
+        _eap_round2(ctx, f"connections.{name}", cfg.connections[name], eap)
         for i, pool in enumerate(cfg.connections[name].pools):
             if pool not in cfg.pools:
                 known = ", ".join(sorted(cfg.pools)) or "none"
@@ -371,6 +373,33 @@ def _eap_connection(ctx: _Ctx, path: str, c: ConnectionConfig, eap: list[tuple[s
     user = c.local.eap_id or c.local.id
     if user is None or user not in c.eap_secrets:
         raise ctx.err(f"{path}.local.eap_id", f"no [secrets.eap*] entry with id = {_show(user or '')} (the EAP password)")
+
+
+def _eap_round2(ctx: _Ctx, path: str, c: ConnectionConfig, eap: list[tuple[str, list[str], bytes]]) -> None:
+    """IKEv2 ``local-2`` / ``remote-2`` (EAP, RFC 4739): the passwords and
+    MD5's ``legacy`` opt-in, as for a first EAP round."""
+    if c.version != 2:
+        return
+    for key, r2 in (("local-2", c.local2), ("remote-2", c.remote2)):
+        if r2 is None:
+            continue
+        if r2.auth == "eap-md5":
+            if not c.legacy:
+                raise ctx.err(f"{path}.{key}.auth", "EAP-MD5 is weak (MD5, no mutual authentication, "
+                              "no keys): it needs the connection's legacy = true")
+            _log.warning("%s.%s.auth: EAP-MD5 is weak (allowed by legacy = true)", path, key)
+        c.eap_secrets = {ids[0]: secret for _n, ids, secret in eap if ids}
+        if key == "remote-2":
+            if not c.eap_secrets:
+                raise ctx.err(f"{path}.remote-2.auth", f'auth = "{r2.auth}" but no [secrets.eap*] entry '
+                              "(id = EAP identity, secret = password)")
+            if r2.eap_id is not None and r2.eap_id not in c.eap_secrets:
+                raise ctx.err(f"{path}.remote-2.eap_id", f"no [secrets.eap*] entry with id = {_show(r2.eap_id)}")
+        else:
+            user = r2.eap_id or r2.id or c.local.id
+            if user is None or user not in c.eap_secrets:
+                raise ctx.err(f"{path}.local-2.eap_id",
+                              f"no [secrets.eap*] entry with id = {_show(user or '')} (the EAP password)")
 
 
 def _parse_secrets(ctx: _Ctx, raw: Any) -> list[tuple[str, list[str], bytes]]:
@@ -610,6 +639,38 @@ def _updown(ctx: _Ctx, path: str, raw: Any) -> str:
     return shlex.join(argv)
 
 
+def _parse_round2_v2(ctx: _Ctx, path: str, raw: Any, local: bool, first: AuthConfig) -> AuthConfig:
+    """IKEv2 ``local-2`` / ``remote-2``: a second authentication round (RFC
+    4739) with EAP after a ``psk``/``pubkey`` first round: ``auth``, ``id``
+    (the round's IDi; local default ``eap_id``, else the first round's
+    identity) and ``eap_id`` (local: sent, default ``id``; remote: the only
+    one accepted, default ``%any``)."""
+    raw = ctx.table(path, raw)
+    ctx.check_keys(path, raw, _ROUND2_V2_KEYS)
+    if raw.get("auth") == "xauth":
+        raise ctx.err(path, "a second authentication round (XAUTH) is supported with IKEv1 only (version = 1); "
+                      'IKEv2 second rounds are EAP: auth = "eap-md5" or "eap-gtc"')
+    if raw.get("auth") in ("psk", "pubkey"):
+        raise ctx.err(f"{path}.auth", f"a second round with {_show(raw['auth'])} is not supported: "
+                      'IKEv2 second rounds are EAP ("eap-md5" or "eap-gtc")')
+    a = AuthConfig(auth=ctx.choice(f"{path}.auth", raw.get("auth"), _EAP_LOCAL if local else _EAP_REMOTE))
+    if first.auth.startswith("eap"):
+        side = "local" if local else "remote"
+        raise ctx.err(f"{path}.auth", f"a second round after an EAP first round ({side}.auth = {_show(first.auth)}) "
+                      'is not supported: the first round is "psk" or "pubkey"')
+    for key in ("id", "eap_id"):
+        if key in raw:
+            value = ctx.string(f"{path}.{key}", raw[key]).strip()
+            if not value:
+                raise ctx.err(f"{path}.{key}", "must not be empty")
+            if value in ("%any", "%any6"):
+                if local:
+                    raise ctx.err(f"{path}.{key}", "our own identity cannot be %any")
+                continue
+            setattr(a, key, value)
+    return a
+
+
 def _parse_round2(ctx: _Ctx, path: str, raw: Any, local: bool) -> AuthConfig:
     """``local-2`` / ``remote-2``: a second authentication round; IKEv1 XAUTH."""
     raw = ctx.table(path, raw)
@@ -690,9 +751,10 @@ def _parse_connection(
     for key, local in (("local-2", True), ("remote-2", False)):
         if key not in raw:
             continue
-        if c.version != 1:
-            raise ctx.err(f"{path}.{key}", "a second authentication round (XAUTH) is supported with IKEv1 only (version = 1)")
-        round2 = _parse_round2(ctx, f"{path}.{key}", raw[key], local)
+        if c.version == 2:
+            round2 = _parse_round2_v2(ctx, f"{path}.{key}", raw[key], local, c.local if local else c.remote)
+        else:
+            round2 = _parse_round2(ctx, f"{path}.{key}", raw[key], local)
         if local:
             c.local2 = round2
         else:

@@ -264,6 +264,8 @@ class IkeSa:
         """Peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427), None if not sent."""
         self.peer_certreq: list[bytes] | None = None
         """CA hashes of the peer's CERTREQ payloads (None: no CERTREQ)."""
+        self.multiple_auth = False
+        """The responder sent MULTIPLE_AUTH_SUPPORTED in IKE_SA_INIT (RFC 4739)."""
         self.natd_supported = False
         self.nat_local = False
         self.nat_remote = False

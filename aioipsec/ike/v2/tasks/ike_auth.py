@@ -1,6 +1,7 @@
 """IKE_AUTH: identities, certificates, CERTREQ, AUTH (PSK and signatures),
 configuration selection by identity (RFC 7296 §1.2, §2.15, §3.5-3.8;
-RFC 7427).  Models: strongSwan ``ike_auth.c``, ``ike_cert_pre/post.c``."""
+RFC 7427), EAP (§2.16) and a second, EAP, authentication round (RFC 4739).
+Models: strongSwan ``ike_auth.c``, ``ike_cert_pre/post.c``."""
 
 from __future__ import annotations
 
@@ -81,6 +82,15 @@ class EapRounds:
     request: Message | None = None
     verified: bool = False
     """Initiator: the gateway's IDr and AUTH (first response) verified."""
+    round2: bool = False
+    """A second authentication round (RFC 4739; ``local-2`` / ``remote-2``):
+    the first round's AUTH (psk/pubkey) is done; EAP follows in new
+    IKE_AUTH exchanges, the initiator identified as :attr:`round2_id`.
+    Responder: :attr:`server` is None until the round's IDi arrives."""
+    round2_id: Identity | None = None
+    """The initiator's IDi of the second round (what its AUTH after EAP covers)."""
+    idi_due: bool = False
+    """Initiator: the second round's IDi (no AUTH: EAP follows) is still to send."""
 
     @property
     def identity(self) -> str:
@@ -94,10 +104,10 @@ class EapRounds:
         return METHOD_NAMES.get(m, "EAP") if m is not None else "EAP"  # type: ignore[call-overload]
 
 
-def _peer_methods(cfg: ConnectionConfig) -> tuple[int, ...]:
-    if cfg.local.auth in AUTH_METHODS:
-        return (AUTH_METHODS[cfg.local.auth],)
-    return (EapType.GTC, EapType.MD5) if cfg.legacy else (EapType.GTC,)
+def _peer_methods(auth: str, legacy: bool) -> tuple[int, ...]:
+    if auth in AUTH_METHODS:
+        return (AUTH_METHODS[auth],)
+    return (EapType.GTC, EapType.MD5) if legacy else (EapType.GTC,)
 
 
 class IkeAuth(Task):
@@ -222,6 +232,8 @@ class IkeAuth(Task):
                 self._eap_start_i(cfg, ident)  # no AUTH: EAP follows (RFC 7296 §2.16)
             else:
                 msg.add(self._auth_payload(cfg, octets))
+                if cfg.local2 is not None:
+                    self._round2_plan_i(cfg, ident, msg)
         except AuthenticationFailed as exc:
             self.failure_reason = f"cannot authenticate: {exc}"
             self.session.emit(NegotiationFailed(s.peer, "IKE_AUTH", "", self.failure_reason))
@@ -263,6 +275,8 @@ class IkeAuth(Task):
         s.step("IKE_AUTH authenticated", sa, peer_id=str(peer_id), method=how)
         if eap is not None:
             eap.verified = True
+            if eap.idi_due:  # RFC 4739: the first round is done; our second round's IDi next
+                return TaskStatus.NEED_MORE
             return self._eap_process_i(msg)
         return self._established_i(msg)
 
@@ -284,6 +298,9 @@ class IkeAuth(Task):
         sa = self.sa
         assert sa.keys is not None
         ident = sa.local_id if own else sa.remote_id
+        eap = self.eap
+        if own == self.initiator and eap is not None and eap.round2_id is not None:
+            ident = eap.round2_id  # RFC 4739: the second round's IDi
         assert ident is not None
         if own == self.initiator:  # the initiator's AUTH
             return sa.keys.sk_pi, A.signed_octets(sa.init_request, sa.nr, ident.body(), sa.prf, sa.keys.sk_pi)
@@ -306,13 +323,38 @@ class IkeAuth(Task):
         secret = cfg.eap_secrets.get(name)
         if secret is None:
             raise AuthenticationFailed(f"no EAP secret for EAP identity '{name}'")
-        self.sa.eap = EapRounds(self, peer=EapPeer(name.encode(), secret, _peer_methods(cfg)))
+        self.sa.eap = EapRounds(self, peer=EapPeer(name.encode(), secret, _peer_methods(cfg.local.auth, cfg.legacy)))
+
+    def _round2_plan_i(self, cfg: ConnectionConfig, ident: Identity, msg: Message) -> None:
+        """``local-2`` (RFC 4739): our first IKE_AUTH, which carries our AUTH,
+        announces the EAP round that follows (ANOTHER_AUTH_FOLLOWS); the
+        gateway answers this round alone and waits for the next."""
+        r2 = cfg.local2
+        assert r2 is not None
+        if not self.sa.multiple_auth:
+            raise AuthenticationFailed(f"local-2 (auth = {r2.auth}) needs a second authentication round, but the peer "
+                                       "did not send MULTIPLE_AUTH_SUPPORTED in IKE_SA_INIT (RFC 4739)")
+        name = r2.eap_id or r2.id or cfg.local.id or str(ident)
+        secret = cfg.eap_secrets.get(name)
+        if secret is None:
+            raise AuthenticationFailed(f"no EAP secret for EAP identity '{name}' (local-2)")
+        idi = Identity.from_string(r2.id or r2.eap_id) if (r2.id or r2.eap_id) else ident
+        msg.add(notify(NotifyType.MULTIPLE_AUTH_SUPPORTED))
+        msg.add(notify(NotifyType.ANOTHER_AUTH_FOLLOWS))
+        peer = EapPeer(name.encode(), secret, _peer_methods(r2.auth, cfg.legacy))
+        self.sa.eap = EapRounds(self, peer=peer, round2=True, round2_id=idi, idi_due=True)
 
     def _eap_build_i(self, msg: Message) -> TaskStatus:
         """A later IKE_AUTH request: our EAP response, or (after EAP Success)
         our AUTH keyed with SK_pi: EAP-MD5/GTC make no MSK (RFC 7296 §2.16)."""
         sa, eap = self.sa, self.eap
         assert eap is not None and sa.keys is not None and sa.local_id is not None
+        if eap.idi_due:  # RFC 4739 second round: IDi without AUTH, EAP follows
+            assert eap.round2_id is not None
+            eap.idi_due = False
+            msg.add(IdiPayload(eap.round2_id.id_type, eap.round2_id.data))
+            self.session.step("IKE_AUTH round 2 started", sa, eap_id=eap.identity, round2_id=str(eap.round2_id))
+            return TaskStatus.SUCCESS
         if eap.out is not None:
             out, eap.out = eap.out, None
             msg.add(EapPayload(out.code, out.identifier, out.data))
@@ -389,7 +431,9 @@ class IkeAuth(Task):
         sa.remote_id = peer_id
         idr = msg.get(IdrPayload)
         wanted = Identity(idr.id_type, idr.data) if idr is not None else None
+        another = msg.has_notify(NotifyType.ANOTHER_AUTH_FOLLOWS)  # RFC 4739
         chosen = None
+        round2_mismatch: ConnectionConfig | None = None
         for cfg in s.candidates:
             if not A.identity_matches_config(peer_id, cfg.remote.id):
                 continue
@@ -402,8 +446,18 @@ class IkeAuth(Task):
                     continue
             elif (auth.method == AuthMethod.PSK) != (cfg.remote.auth == "psk"):
                 continue
+            if (cfg.remote2 is not None) != another:
+                round2_mismatch = round2_mismatch or cfg
+                continue
             chosen = cfg
             break
+        if chosen is None and round2_mismatch is not None:
+            r2 = round2_mismatch.remote2
+            raise AuthenticationFailed(
+                f"peer '{peer_id}' did not announce a second authentication round (no ANOTHER_AUTH_FOLLOWS), "
+                f"which {round2_mismatch.name} requires (remote-2 auth = {r2.auth})" if r2 is not None else
+                f"peer '{peer_id}' announced a second authentication round (ANOTHER_AUTH_FOLLOWS), "
+                f"but {round2_mismatch.name} has no remote-2")
         if chosen is None:
             how = " for EAP (IKE_AUTH without AUTH)" if auth is None else ""
             raise AuthenticationFailed(f"no configuration matches peer identity '{peer_id}'{how}")
@@ -422,6 +476,9 @@ class IkeAuth(Task):
         self.peer_certreq = bool(msg.get_all(CertReqPayload))
         self.initial_contact = msg.has_notify(NotifyType.INITIAL_CONTACT)
         s.step("IKE_AUTH authenticated", sa, peer_id=str(peer_id), method=how)
+        if another:  # RFC 4739: the remote-2 round (EAP) comes first; the other tasks wait
+            sa.eap = EapRounds(self, round2=True)
+            return TaskStatus.NEED_MORE
         return TaskStatus.SUCCESS
 
     def build_r(self, msg: Message) -> TaskStatus:
@@ -481,6 +538,8 @@ class IkeAuth(Task):
         """A later IKE_AUTH request: the peer's EAP response, or its final
         AUTH (keyed with SK_pi) after our EAP Success."""
         s, sa, eap = self.session, self.sa, self.eap
+        if eap is not None and eap.round2 and eap.server is None:
+            return self._round2_start_r(msg)
         assert eap is not None and eap.server is not None and sa.keys is not None and sa.remote_id is not None
         server = eap.server
         if server.state is ServerState.SUCCESS:
@@ -490,6 +549,9 @@ class IkeAuth(Task):
                 raise AuthenticationFailed(f"no AUTH after EAP Success ({who})")
             if not self._eap_auth_ok(auth):
                 raise AuthenticationFailed(f"AUTH after EAP does not match (SK_pi; {who})")
+            if msg.has_notify(NotifyType.ANOTHER_AUTH_FOLLOWS):
+                raise AuthenticationFailed(f"peer announced another authentication round after EAP ({who}; "
+                                           "ANOTHER_AUTH_FOLLOWS): not supported")
             eap.final = True
             # what charon's get_other_eap_id gives: uniqueness, the pool lease,
             # PLUTO_XAUTH_ID and remote-eap-id use it instead of the IDi
@@ -507,11 +569,33 @@ class IkeAuth(Task):
         eap.out = server.process(packet)
         s.stats.malformed += server.malformed - before
         if server.state is ServerState.FAILURE:
-            s.auth_failed(sa, "IKE_AUTH", server.reason)
+            s.auth_failed(sa, "IKE_AUTH", server.reason + (" (second round, remote-2)" if eap.round2 else ""))
             self.failure_reason = f"authentication failed: {server.reason}"
             return TaskStatus.FAILED
         if server.state is ServerState.SUCCESS:
             s.step("EAP succeeded", sa, eap_id=eap.identity, method=eap.method_name)
+        return TaskStatus.NEED_MORE
+
+    def _round2_start_r(self, msg: Message) -> TaskStatus:
+        """RFC 4739: the peer's second round (``remote-2``): its IDi without
+        AUTH.  We answer EAP Request/Identity alone (our IDr and AUTH went
+        in the first round); the round then runs as a first EAP round."""
+        s, sa, cfg, eap = self.session, self.sa, self.session.config, self.eap
+        r2 = cfg.remote2
+        assert eap is not None and r2 is not None
+        idi = msg.get(IdiPayload)
+        if idi is None:
+            raise AuthenticationFailed(f"second authentication round (remote-2 auth = {r2.auth}) without IDi")
+        ident = Identity(idi.id_type, idi.data)
+        if msg.get(AuthPayload) is not None:
+            raise AuthenticationFailed(f"second authentication round of '{ident}' with AUTH: "
+                                       f"remote-2 requires auth = {r2.auth} (IDi without AUTH)")
+        if not A.identity_matches_config(ident, r2.id):
+            raise AuthenticationFailed(f"second-round identity '{ident}' does not match remote-2 id '{r2.id}'")
+        server = EapServer(AUTH_METHODS[r2.auth], cfg.eap_secrets, s.random, allowed_id=r2.eap_id)
+        eap.server, eap.round2_id, eap.out = server, ident, server.start()
+        s.step("IKE_AUTH round 2 EAP started", sa, peer_id=str(sa.remote_id), round2_id=str(ident),
+               method=eap.method_name)
         return TaskStatus.NEED_MORE
 
     def _eap_build_r(self, msg: Message) -> TaskStatus:

@@ -119,6 +119,7 @@ class IkeInit(Task):
         sa.peer_hashes = _parse_hashes(hashes.data) if hashes is not None else None
         reqs = [c for c in msg.get_all(CertReqPayload) if c.encoding == CertEncoding.X509_SIGNATURE]
         sa.peer_certreq = [c.data for c in reqs] if reqs else None
+        sa.multiple_auth = msg.has_notify(NotifyType.MULTIPLE_AUTH_SUPPORTED)
         assert sa.spi_i is not None
         keys = initial_ike_keys(sel, self.ke.shared_secret, sa.ni, sa.nr, sa.spi_i, sa.spi_r)
         sa.set_keys(sel, keys)
@@ -184,6 +185,10 @@ class IkeInit(Task):
             msg.add(notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
             sa.frag_local = True
         msg.add(notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, _hash_notify()))
+        if any(c.remote2 is not None for c in self.session.candidates):
+            # RFC 4739: a connection wants a second round (remote-2), which
+            # the initiator announces only to a responder that sent this
+            msg.add(notify(NotifyType.MULTIPLE_AUTH_SUPPORTED))
         if cfg.remote.auth == "pubkey" and cfg.send_certreq and cfg.remote.cacerts:
             msg.add(CertReqPayload(CertEncoding.X509_SIGNATURE, certreq_data(cfg.remote.cacerts)))
         keys = initial_ike_keys(sel, ke.shared_secret, sa.ni, sa.nr, sa.spi_i, sa.spi_r)

@@ -1,0 +1,237 @@
+"""IKEv2 multiple authentication rounds (RFC 4739) end to end, in memory: a
+client with ``local-2`` (EAP-MD5 / EAP-GTC after its certificate or PSK
+round) against a gateway with ``remote-2``; the Child SA only after the
+second round; a wrong second-round password; a client that skips the round
+the gateway requires; a client announcing a round the gateway has no
+``remote-2`` for; a gateway that does not support multiple rounds."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from ikev2_pair import Pair, cert_pair_configs, make_pki, mirror, psk_pair_configs
+
+from aioipsec.config import AuthConfig
+from aioipsec.events import (
+    AuthFailed,
+    ChildSaInstalled,
+    IkeSaEstablished,
+    NegotiationFailed,
+)
+from aioipsec.ike.constants import EapCode, NotifyType
+from aioipsec.ike.v2 import eap as E
+from aioipsec.ike.v2.message import decode_message
+from aioipsec.ike.v2.payloads import (
+    AuthPayload,
+    EapPayload,
+    IdiPayload,
+    IdrPayload,
+    NotifyPayload,
+    SaPayload,
+    TsiPayload,
+)
+from aioipsec.ike.v2.session import IkeState
+
+PASSWORD = b"s3cret-alice"
+
+
+@pytest.fixture(scope="module")
+def pki():
+    return make_pki(("p256",))
+
+
+def multi_configs(method: str = "eap-md5", *, first: str = "pubkey", pki=None, client_secret: bytes = PASSWORD,
+                  local2: bool = True, remote2: bool = True):
+    i, r = cert_pair_configs(pki, "p256") if first == "pubkey" else psk_pair_configs()
+    if local2:
+        i.local2 = AuthConfig(auth=method, id="alice")
+        i.eap_secrets = {"alice": client_secret}
+    if remote2:
+        r.remote2 = AuthConfig(auth=method)
+        r.eap_secrets = {"alice": PASSWORD}
+    i.legacy = r.legacy = True
+    return i, r
+
+
+def has_notify(msg, kind: NotifyType) -> bool:
+    return any(isinstance(p, NotifyPayload) and p.notify_type == kind for p in msg.payloads)
+
+
+@pytest.mark.parametrize("method,first", [("eap-md5", "pubkey"), ("eap-gtc", "pubkey"), ("eap-md5", "psk")])
+def test_two_rounds_then_child_sa(pki, method: str, first: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    i, r = multi_configs(method, first=first, pki=pki)
+    p = Pair(i, r)
+    p.initiate()
+    a = p.out_i()
+    p.to_r(a)
+    b = p.out_r()
+    assert has_notify(decode_message(b[0]), NotifyType.MULTIPLE_AUTH_SUPPORTED)  # IKE_SA_INIT response
+    p.to_i(b)
+    # round 1: IDi, AUTH, SA/TS and ANOTHER_AUTH_FOLLOWS -> IDr, AUTH, no SA/TS yet
+    a = p.out_i()
+    req = decode_message(a[0], p.r.sa.sk)
+    assert req.message_id == 1 and req.get(AuthPayload) is not None and req.get(SaPayload) is not None
+    assert has_notify(req, NotifyType.ANOTHER_AUTH_FOLLOWS) and has_notify(req, NotifyType.MULTIPLE_AUTH_SUPPORTED)
+    p.to_r(a)
+    b = p.out_r()
+    resp = decode_message(b[0], p.i.sa.sk)
+    assert resp.get(IdrPayload) is not None and resp.get(AuthPayload) is not None
+    assert resp.get(SaPayload) is None and resp.get(EapPayload) is None
+    assert p.r.state is not IkeState.ESTABLISHED and not p.events("r", ChildSaInstalled)
+    p.to_i(b)
+    assert p.i.state is not IkeState.ESTABLISHED and not p.events("i", ChildSaInstalled)
+    # round 2: IDi "alice" without AUTH -> EAP Request/Identity (no IDr/AUTH again)
+    a = p.out_i()
+    req = decode_message(a[0], p.r.sa.sk)
+    idi = req.get(IdiPayload)
+    assert req.message_id == 2 and idi.data == b"alice" and req.get(AuthPayload) is None
+    p.to_r(a)
+    b = p.out_r()
+    resp = decode_message(b[0], p.i.sa.sk)
+    assert resp.get(IdrPayload) is None and resp.get(AuthPayload) is None
+    eap = resp.get(EapPayload)
+    assert eap.code == EapCode.REQUEST and eap.eap_type == E.EapType.IDENTITY
+    p.to_i(b)
+    mids = []
+    for _ in range(5):
+        a = p.out_i()
+        if not a:
+            break
+        req = decode_message(a[0], p.r.sa.sk)
+        mids.append(req.message_id)
+        p.to_r(a)
+        b = p.out_r()
+        resp = decode_message(b[0], p.i.sa.sk)
+        if req.get(AuthPayload) is None:  # an EAP round: no Child SA yet
+            assert resp.get(SaPayload) is None and not p.events("r", ChildSaInstalled)
+        else:  # the final AUTH: the gateway's AUTH and the Child SA of the first request
+            assert resp.get(AuthPayload) is not None and resp.get(SaPayload) is not None
+            assert resp.get(TsiPayload) is not None
+        p.to_i(b)
+    assert mids == [3, 4, 5]  # Identity, method, (Success ->) AUTH
+    assert p.i.state is IkeState.ESTABLISHED and p.r.state is IkeState.ESTABLISHED
+    ci, cr = p.events("i", ChildSaInstalled), p.events("r", ChildSaInstalled)
+    assert len(ci) == len(cr) == 1 and mirror(ci[0], cr[0])
+    (er,), (ei,) = p.events("r", IkeSaEstablished), p.events("i", IkeSaEstablished)
+    assert er.remote_id == "site-a.example" and er.remote_eap_id == "alice"  # both rounds' identities
+    assert ei.local_id == "site-a.example" and ei.local_eap_id == "alice" and ei.remote_id == "hq.example"
+    assert p.i.sa.eap is None and p.r.sa.eap is None
+    assert not p.events("i", AuthFailed) and not p.events("r", AuthFailed)
+    assert not any(PASSWORD.decode() in rec.getMessage() for rec in caplog.records)
+
+
+@pytest.mark.parametrize("method", ["eap-md5", "eap-gtc"])
+def test_wrong_round2_password_is_refused(pki, method: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    i, r = multi_configs(method, pki=pki, client_secret=b"wrong-password")
+    p = Pair(i, r)
+    p.initiate()
+    p.settle()
+    assert p.i.is_closed and p.r.is_closed
+    assert p.i.state is not IkeState.ESTABLISHED and p.r.state is not IkeState.ESTABLISHED
+    (fr,), (fi,) = p.events("r", AuthFailed), p.events("i", AuthFailed)
+    assert "alice" in fr.reason and "second round" in fr.reason and "site-a.example" in fr.peer
+    assert "alice" in fi.reason and "hq.example" in fi.peer
+    assert not p.events("i", ChildSaInstalled) and not p.events("r", ChildSaInstalled)
+    assert not p.events("r", IkeSaEstablished)
+    logs = "\n".join(rec.getMessage() for rec in caplog.records)
+    assert "wrong-password" not in logs and PASSWORD.decode() not in logs
+
+
+def test_client_without_round2_is_refused(pki) -> None:
+    """remote-2 configured, the client authenticates once (no
+    ANOTHER_AUTH_FOLLOWS): AUTHENTICATION_FAILED, naming the peer."""
+    i, r = multi_configs(pki=pki, local2=False)
+    p = Pair(i, r)
+    p.initiate()
+    p.roundtrip()  # IKE_SA_INIT
+    p.to_r(p.out_i())
+    b = p.out_r()
+    resp = decode_message(b[0], p.i.sa.sk)
+    assert has_notify(resp, NotifyType.AUTHENTICATION_FAILED) and resp.get(SaPayload) is None
+    p.to_i(b)
+    p.settle()
+    (fr,) = p.events("r", AuthFailed)
+    assert "site-a.example" in fr.peer and "ANOTHER_AUTH_FOLLOWS" in fr.reason and "remote-2" in fr.reason
+    assert p.r.is_closed and p.i.is_closed
+    assert not p.events("r", ChildSaInstalled) and not p.events("i", ChildSaInstalled)
+
+
+def test_client_announcing_unwanted_round_is_refused(pki) -> None:
+    """The client announces a second round, but no connection of the gateway
+    has remote-2: refused, not established after round 1."""
+    i, r = multi_configs(pki=pki, remote2=False)
+    _i2, r2 = multi_configs(pki=pki)  # another connection of the gateway wants remote-2: it sends the support
+    r2.name = "other"
+    r2.remote = AuthConfig(auth="pubkey", id="nobody.example", cacerts=r2.remote.cacerts)
+    p = Pair(i, [r, r2])
+    p.initiate()
+    p.settle()
+    (fr,) = p.events("r", AuthFailed)
+    assert "announced a second authentication round" in fr.reason and "site-a.example" in fr.peer
+    assert p.r.is_closed and not p.events("r", ChildSaInstalled)
+
+
+def test_gateway_without_multiple_auth_support(pki) -> None:
+    """local-2 but the gateway did not send MULTIPLE_AUTH_SUPPORTED: the
+    client does not start IKE_AUTH and says why."""
+    i, r = multi_configs(pki=pki, remote2=False)
+    p = Pair(i, r)
+    p.initiate()
+    p.roundtrip()
+    assert not p.out_i()
+    (nf,) = [e for e in p.events("i", NegotiationFailed) if e.exchange == "IKE_AUTH"]
+    assert "MULTIPLE_AUTH_SUPPORTED" in nf.reason and "local-2" in nf.reason
+    assert p.i.is_closed
+
+
+def test_round2_identity_must_match_remote2_id(pki) -> None:
+    i, r = multi_configs(pki=pki)
+    r.remote2.id = "bob"
+    p = Pair(i, r)
+    p.initiate()
+    p.settle()
+    (fr,) = p.events("r", AuthFailed)
+    assert "'alice' does not match remote-2 id 'bob'" in fr.reason
+    assert p.r.is_closed and p.i.is_closed and not p.events("r", ChildSaInstalled)
+
+
+def test_round2_restricted_eap_id(pki) -> None:
+    i, r = multi_configs("eap-gtc", pki=pki)
+    r.remote2.eap_id = "bob"
+    r.eap_secrets["bob"] = b"b"
+    p = Pair(i, r)
+    p.initiate()
+    p.settle()
+    (fr,) = p.events("r", AuthFailed)
+    assert "'alice' is not 'bob'" in fr.reason
+    assert not p.events("r", ChildSaInstalled)
+
+
+def test_third_round_is_refused(pki) -> None:
+    """A client announcing yet another round with its AUTH after the
+    round-2 EAP: refused (two rounds are supported), no Child SA."""
+    from aioipsec.ike.v2.tasks.common import notify
+
+    i, r = multi_configs(pki=pki)
+    p = Pair(i, r)
+    p.initiate()
+    p.roundtrip()  # IKE_SA_INIT
+    p.roundtrip()  # round 1
+    task = p.i.sa.eap.task
+    real = task._eap_build_i
+
+    def build(msg):  # the final AUTH of round 2 also carries ANOTHER_AUTH_FOLLOWS
+        st = real(msg)
+        if p.i.sa.eap is not None and p.i.sa.eap.final:
+            msg.add(notify(NotifyType.ANOTHER_AUTH_FOLLOWS))
+        return st
+
+    task._eap_build_i = build
+    p.settle()
+    (fr,) = p.events("r", AuthFailed)
+    assert "another authentication round after EAP" in fr.reason and "alice" in fr.reason
+    assert p.r.is_closed and p.i.is_closed
+    assert not p.events("r", ChildSaInstalled) and not p.events("r", IkeSaEstablished)
