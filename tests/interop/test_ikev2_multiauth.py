@@ -1,0 +1,161 @@
+"""IKEv2 multiple authentication rounds (RFC 4739) against strongSwan charon, in
+network namespaces: round 1 with the ECDSA certificates of the test CA, round 2
+EAP-MD5 with the password of ``[secrets.eap-alice]`` (charon: ``secrets {
+eap-alice { ... } }``), as swanctl configures it with ``local-2`` / ``remote-2``:
+
+* charon client (``local-2 { auth = eap-md5, id = alice }``) -> aioipsec gateway
+  (``remote-2 = { auth = "eap-md5", eap_id = "%any" }``): both rounds, the Child
+  SA, pings; our status shows the certificate identity and the EAP identity;
+* aioipsec client (``local-2 = { auth = "eap-md5", id = "alice" }``) -> charon
+  gateway (``remote-2 { auth = eap-md5, eap_id = %any }``);
+* a wrong round-2 password both ways, and a charon client without ``local-2``
+  against our gateway requiring it: no SA, AUTHENTICATION_FAILED naming the peer.
+
+Peers are started by ``test_ikev2_eap``'s ``eap_peers`` fixture (the EAP plugins
+loaded), which rewrites the rendered configurations before they start."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+
+from .aioipsec_peer import AioipsecPeer
+from .netns import Topology
+from .strongswan import StrongSwanPeer
+from .test_ikev2_eap import (
+    PASSWORD,
+    _swanctl_secret,
+    _toml_common,
+    assert_crossed,
+    eap_peers,  # noqa: F401  (the fixture)
+)
+from .test_ikev2_strongswan import assert_clean_log, ping_both_ways
+
+pytestmark = pytest.mark.interop
+
+
+def _swanctl_round2(text: str, block: str) -> str:
+    """Insert a ``local-2`` / ``remote-2`` block before the children."""
+    return text.replace("        children {\n", block + "        children {\n", 1)
+
+
+def charon_client(password: str, *, round2: bool = True) -> Callable[[str], str]:
+    def patch(text: str) -> str:
+        if round2:
+            text = _swanctl_round2(text, "        local-2 {\n            auth = eap-md5\n"
+                                   "            id = alice\n            eap_id = alice\n        }\n")
+        return _swanctl_secret(text, password)
+    return patch
+
+
+def charon_gateway() -> Callable[[str], str]:
+    def patch(text: str) -> str:
+        text = _swanctl_round2(text, "        remote-2 {\n            auth = eap-md5\n"
+                               "            eap_id = %any\n        }\n")
+        return _swanctl_secret(text, PASSWORD)
+    return patch
+
+
+def our_gateway() -> Callable[[str], str]:
+    def patch(text: str) -> str:
+        text = re.sub(r"(?m)^(remote = .*)$", r'\1\nremote-2 = { auth = "eap-md5", eap_id = "%any" }', text, count=1)
+        return _toml_common(text, PASSWORD)
+    return patch
+
+
+def our_client(password: str) -> Callable[[str], str]:
+    def patch(text: str) -> str:
+        text = re.sub(r"(?m)^(remote = .*)$", r'\1\nlocal-2 = { auth = "eap-md5", id = "alice" }', text, count=1)
+        return _toml_common(text, password)
+    return patch
+
+
+def test_charon_two_round_client_against_our_gateway(eap_peers, direct_topology: Topology) -> None:  # noqa: F811
+    topo = direct_topology
+    aio: AioipsecPeer = eap_peers["ours"](topo, "right", our_gateway())
+    ss: StrongSwanPeer = eap_peers["charon"](topo, "left", charon_client(PASSWORD))
+    ss.initiate(timeout=20)
+    assert_crossed(aio, ss)
+    logs = ss.logs()
+    assert re.search(r"EAP method EAP_MD5 succeeded, no MSK established", logs), logs[-3000:]
+    # charon verified our AUTH in round 1 (certificate) and again after EAP (SK_pr)
+    assert re.search(r"authentication of '[^']*right\.interop\.example[^']*' with \S+ successful", logs)
+    assert re.search(r"authentication of '[^']*right\.interop\.example[^']*' with EAP successful", logs)
+    alog = aio.logs()
+    assert re.search(r"IKE_AUTH round 2 EAP started .*round2_id=alice", alog), alog[-3000:]
+    assert re.search(r"EAP succeeded .*eap_id=alice method=EAP-MD5", alog), alog[-3000:]
+    (sa,) = aio.status()["ike_sas"]
+    # both rounds: the certificate's identity and the EAP identity
+    assert sa["remote_id"] == topo.left.fqdn and sa["remote_eap_id"] == "alice", sa
+    assert re.search(r"remote '[^']*left\.interop\.example[^']*' @ \S+ EAP: 'alice'", aio.cli("status"))
+    ping_both_ways(topo, "right")
+    assert PASSWORD not in alog
+    aio.stop()
+    assert_clean_log(aio)
+
+
+def test_our_two_round_client_against_charon_gateway(eap_peers, direct_topology: Topology) -> None:  # noqa: F811
+    topo = direct_topology
+    ss: StrongSwanPeer = eap_peers["charon"](topo, "right", charon_gateway())
+    aio: AioipsecPeer = eap_peers["ours"](topo, "left", our_client(PASSWORD))
+    aio.initiate(timeout=20)
+    assert_crossed(aio, ss)
+    logs = ss.logs()
+    assert re.search(r"EAP method EAP_MD5 succeeded, no MSK established", logs), logs[-3000:]
+    # charon checked our certificate in round 1, then our EAP round as 'alice'
+    assert re.search(r"authentication of '[^']*left\.interop\.example[^']*' with \S+ successful", logs)
+    assert re.search(r"authentication of 'alice' with EAP successful", logs), logs[-3000:]
+    (sa,) = aio.status()["ike_sas"]
+    assert sa["local_id"] == topo.left.fqdn and sa["local_eap_id"] == "alice", sa
+    ping_both_ways(topo, "left")
+    assert PASSWORD not in aio.logs()
+    aio.stop()
+    assert_clean_log(aio)
+
+
+def test_charon_client_wrong_round2_password_is_refused(eap_peers, direct_topology: Topology) -> None:  # noqa: F811
+    topo = direct_topology
+    aio: AioipsecPeer = eap_peers["ours"](topo, "right", our_gateway())
+    ss: StrongSwanPeer = eap_peers["charon"](topo, "left", charon_client("not-the-password"))
+    with pytest.raises(Exception, match="(?i)initiate|auth|fail"):
+        ss.initiate(timeout=15)
+    peer_ip = topo.left.outer4
+    aio.wait_log(rf"AUTHENTICATION_FAILED IKE_AUTH peer={re.escape(peer_ip)}\S*.*"
+                 r"EAP-MD5 authentication of EAP identity 'alice' failed \(second round, remote-2\)", timeout=5)
+    ss.wait_log(r"received (EAP_FAILURE|AUTHENTICATION_FAILED)", timeout=5)
+    assert ss.installed_children() == [] and aio.installed_children() == []
+    assert "not-the-password" not in aio.logs()
+    aio.stop()
+    assert_clean_log(aio)
+
+
+def test_our_client_wrong_round2_password_is_refused(eap_peers, direct_topology: Topology) -> None:  # noqa: F811
+    topo = direct_topology
+    ss: StrongSwanPeer = eap_peers["charon"](topo, "right", charon_gateway())
+    aio: AioipsecPeer = eap_peers["ours"](topo, "left", our_client("not-the-password"))
+    with pytest.raises(Exception, match="(?i)initiate|auth|fail"):
+        aio.initiate(timeout=15)
+    peer_ip = topo.right.outer4
+    aio.wait_log(rf"AUTHENTICATION_FAILED IKE_AUTH peer={re.escape(peer_ip)}\S*.*alice", timeout=5)
+    ss.wait_log(r"EAP method EAP_MD5 failed", timeout=5)
+    assert ss.installed_children() == [] and aio.installed_children() == []
+    assert "not-the-password" not in aio.logs()
+    aio.stop()
+    assert_clean_log(aio)
+
+
+def test_charon_client_without_round2_is_refused(eap_peers, direct_topology: Topology) -> None:  # noqa: F811
+    topo = direct_topology
+    aio: AioipsecPeer = eap_peers["ours"](topo, "right", our_gateway())
+    ss: StrongSwanPeer = eap_peers["charon"](topo, "left", charon_client(PASSWORD, round2=False))
+    with pytest.raises(Exception, match="(?i)initiate|auth|fail"):
+        ss.initiate(timeout=15)
+    peer_ip = topo.left.outer4
+    aio.wait_log(rf"AUTHENTICATION_FAILED IKE_AUTH peer={re.escape(peer_ip)}\S*.*"
+                 r"did not announce a second authentication round .*remote-2", timeout=5)
+    ss.wait_log(r"received AUTHENTICATION_FAILED", timeout=5)
+    assert ss.installed_children() == [] and aio.installed_children() == []
+    aio.stop()
+    assert_clean_log(aio)
