@@ -189,6 +189,16 @@ class ConnectionConfig:
     children: dict[str, ChildConfig] = field(default_factory=dict)
     psk: bytes | None = None
     """Pre-shared key (swanctl ``secrets``), resolved by the loader."""
+    ppk_id: str | None = None
+    """IKEv2 Postquantum Preshared Key (RFC 8784; swanctl ``ppk_id``): the
+    PPK_ID we send as initiator (its PPK is ``ppks[ppk_id]``), and as
+    responder the only one accepted (None: any in ``ppks``)."""
+    ppk_required: bool = False
+    """swanctl ``ppk_required``: no IKE SA without a PPK mixed in (else a
+    peer without the PPK falls back to the NO_PPK_AUTH authentication)."""
+    ppks: dict[str, bytes] = field(default_factory=dict, repr=False)
+    """Postquantum Preshared Keys by PPK_ID (swanctl ``secrets.ppk<suffix>``),
+    resolved by the loader; never logged."""
     legacy: bool = False
     """Explicit opt-in to weak algorithms (3DES, DES, MD5, MODP-1024)."""
     retransmit_timeout: float = 4.0

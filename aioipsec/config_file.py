@@ -180,7 +180,7 @@ _CONN_KEYS = {
     "encap", "fragmentation", "fragment_size", "dpd_delay", "dpd_timeout", "rekey_time", "reauth_time",
     "over_time", "rand_time", "local", "remote", "children", "legacy", "retransmit_timeout", "retransmit_base",
     "retransmit_tries", "retransmit_jitter", "keyingtries", "send_certreq", "send_cert", "initial_contact", "key_export", "unique",
-    "vips", "pools", "mobike", "local-2", "remote-2",
+    "vips", "pools", "mobike", "local-2", "remote-2", "ppk_id", "ppk_required",
 }
 _CHILD_KEYS = {
     "local_ts", "remote_ts", "esp_proposals", "ah_proposals", "mode", "start_action", "rekey_time",
@@ -268,13 +268,16 @@ def parse_config(data: dict[str, Any], *, file: str | None = None, base: Path | 
             cfg.crl_files.append(str(ctx.path(f"crls[{i}]", q)))
     conns = ctx.table("connections", data.get("connections", {}))
     all_secrets = _parse_secrets(ctx, data.get("secrets", {}))
-    secrets = [x for x in all_secrets if not _is_xauth_secret(x[0]) and not _is_eap_secret(x[0])]
+    secrets = [x for x in all_secrets
+               if not _is_xauth_secret(x[0]) and not _is_eap_secret(x[0]) and not _is_ppk_secret(x[0])]
     xauth = [x for x in all_secrets if _is_xauth_secret(x[0])]
     eap = [x for x in all_secrets if _is_eap_secret(x[0])]
+    ppks = [x for x in all_secrets if _is_ppk_secret(x[0])]
     for name, raw_conn in conns.items():
         cfg.connections[name] = _parse_connection(ctx, name, ctx.table(f"connections.{name}", raw_conn), secrets, xauth)
         _eap_connection(ctx, f"connections.{name}", cfg.connections[name], eap)
         _eap_round2(ctx, f"connections.{name}", cfg.connections[name], eap)
+        _ppk_connection(ctx, f"connections.{name}", cfg.connections[name], raw_conn, ppks)
         for i, pool in enumerate(cfg.connections[name].pools):
             if pool not in cfg.pools:
                 known = ", ".join(sorted(cfg.pools)) or "none"
@@ -336,6 +339,48 @@ def _is_xauth_secret(name: str) -> bool:
 def _is_eap_secret(name: str) -> bool:
     """swanctl ``eap<suffix>`` (``eap-alice``): an EAP user's password."""
     return name.startswith("eap")
+
+
+def _is_ppk_secret(name: str) -> bool:
+    """swanctl ``ppk<suffix>`` (``ppk-hq``): a Postquantum Preshared Key
+    (RFC 8784), its ``id`` the PPK_ID(s)."""
+    return name.startswith("ppk")
+
+
+PPK_MIN_BYTES = 32
+"""RFC 8784 §6: a PPK should have at least 256 bits of entropy; a shorter
+one is loaded with a warning."""
+
+
+def _ppk_connection(ctx: _Ctx, path: str, c: ConnectionConfig, raw: dict[str, Any],
+                    ppks: list[tuple[str, list[str], bytes]]) -> None:
+    """RFC 8784 PPK settings (swanctl ``ppk_id``, ``ppk_required``); every
+    connection gets all ``[secrets.ppk*]`` (a responder looks the PPK up
+    by the PPK_ID the peer sends)."""
+    if "ppk_id" in raw:
+        c.ppk_id = ctx.string(f"{path}.ppk_id", raw["ppk_id"])
+        if not c.ppk_id:
+            raise ctx.err(f"{path}.ppk_id", "must not be empty")
+    if "ppk_required" in raw:
+        c.ppk_required = ctx.boolean(f"{path}.ppk_required", raw["ppk_required"])
+    c.ppks = {i: secret for _n, ids, secret in ppks for i in ids}
+    eap = c.local.auth.startswith("eap") or c.remote.auth.startswith("eap")
+    rounds = c.local2 is not None or c.remote2 is not None
+    if c.ppk_id is None and not c.ppk_required:
+        if eap or rounds:
+            c.ppks = {}  # never announced or used with EAP / a second round (not supported)
+        return
+    key = "ppk_id" if c.ppk_id is not None else "ppk_required"
+    if c.version != 2:
+        raise ctx.err(f"{path}.{key}", "PPKs (RFC 8784) are supported with IKEv2 only (version = 2)")
+    if eap:
+        raise ctx.err(f"{path}.{key}", "PPKs are not supported with EAP authentication")
+    if rounds:
+        raise ctx.err(f"{path}.{key}", "PPKs are not supported with a second authentication round (local-2/remote-2)")
+    if c.ppk_id is not None and c.ppk_id not in c.ppks:
+        raise ctx.err(f"{path}.ppk_id", f"no [secrets.ppk*] entry with id = {_show(c.ppk_id)}")
+    if not c.ppks:
+        raise ctx.err(f"{path}.ppk_required", "ppk_required = true but no [secrets.ppk*] entry (id = PPK_ID, secret = PPK)")
 
 
 _EAP_LOCAL = ("eap", "eap-md5", "eap-gtc")
@@ -430,6 +475,12 @@ def _parse_secrets(ctx: _Ctx, raw: Any) -> list[tuple[str, list[str], bytes]]:
             raise ctx.err(f"{path}.id", "an xauth secret needs exactly one id: the XAUTH user name")
         if _is_eap_secret(name) and len(ids) != 1:
             raise ctx.err(f"{path}.id", "an eap secret needs exactly one id: the EAP identity")
+        if _is_ppk_secret(name):
+            if not ids:
+                raise ctx.err(f"{path}.id", "a ppk secret needs an id: the PPK_ID")
+            if len(secret) < PPK_MIN_BYTES:
+                _log.warning("%s.secret: the PPK has %d bytes; RFC 8784 recommends at least %d bits of entropy",
+                             path, len(secret), 8 * PPK_MIN_BYTES)
         out.append((name, ids, secret))
     return out
 

@@ -28,6 +28,7 @@ __all__ = [
     "ikev1_skeyid_sig",
     "ikev2_child_keymat",
     "ikev2_derive_keys",
+    "ikev2_ppk_keys",
     "ikev2_rekey_skeyseed",
     "ikev2_skeyseed",
 ]
@@ -107,6 +108,22 @@ def ikev2_derive_keys(
         parts.append(km[pos : pos + n])
         pos += n
     return IkeV2Keys(*parts)
+
+
+def ikev2_ppk_keys(alg: PrfAlg, ppk: bytes, keys: IkeV2Keys) -> IkeV2Keys:
+    """The IKE SA keys with a Postquantum Preshared Key mixed in (RFC 8784
+    §3): ``SK_d = prf+(PPK, SK_d')``, ``SK_pi = prf+(PPK, SK_pi')``,
+    ``SK_pr = prf+(PPK, SK_pr')``, each as long as before; the encryption
+    and integrity keys stay."""
+    return IkeV2Keys(
+        prf_plus(alg, ppk, keys.sk_d, len(keys.sk_d)),
+        keys.sk_ai,
+        keys.sk_ar,
+        keys.sk_ei,
+        keys.sk_er,
+        prf_plus(alg, ppk, keys.sk_pi, len(keys.sk_pi)),
+        prf_plus(alg, ppk, keys.sk_pr, len(keys.sk_pr)),
+    )
 
 
 def ikev2_child_keymat(

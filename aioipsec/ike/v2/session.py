@@ -266,6 +266,10 @@ class IkeSa:
         """CA hashes of the peer's CERTREQ payloads (None: no CERTREQ)."""
         self.multiple_auth = False
         """The responder sent MULTIPLE_AUTH_SUPPORTED in IKE_SA_INIT (RFC 4739)."""
+        self.use_ppk = False
+        """Both sides sent USE_PPK in IKE_SA_INIT (RFC 8784; ``tasks.ppk``)."""
+        self.ppk_id: str | None = None
+        """The PPK_ID whose PPK is mixed into this IKE SA's keys (None: none)."""
         self.natd_supported = False
         self.nat_local = False
         self.nat_remote = False

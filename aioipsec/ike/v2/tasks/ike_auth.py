@@ -41,6 +41,7 @@ from ..payloads import (
     IdiPayload,
     IdrPayload,
 )
+from . import ppk
 from .base import Task, TaskStatus
 from .common import notify
 from .ike_auth_lifetime import add_auth_lifetime, process_auth_lifetime
@@ -121,6 +122,8 @@ class IkeAuth(Task):
         self.peer_certreq = False
         self.initial_contact = False
         """Responder: the peer's IKE_AUTH carried INITIAL_CONTACT (RFC 7296 §3.10.1)."""
+        self.ppk: ppk.PpkKeys | None = None
+        """RFC 8784: the IKE SA keys without and with the PPK (``tasks.ppk``)."""
 
     @property
     def eap(self) -> EapRounds | None:
@@ -226,14 +229,16 @@ class IkeAuth(Task):
         want = _configured_id(cfg.remote.id)
         if want is not None:
             msg.add(IdrPayload(want.id_type, want.data))
-        octets = A.signed_octets(sa.init_request, sa.nr, ident.body(), sa.prf, sa.keys.sk_pi)
         try:
+            ppk.mix_i(self, cfg)  # RFC 8784: the PPK into SK_d/SK_pi/SK_pr first
+            octets = A.signed_octets(sa.init_request, sa.nr, ident.body(), sa.prf, sa.keys.sk_pi)
             if cfg.local.auth.startswith("eap"):
                 self._eap_start_i(cfg, ident)  # no AUTH: EAP follows (RFC 7296 §2.16)
             else:
                 msg.add(self._auth_payload(cfg, octets))
                 if cfg.local2 is not None:
                     self._round2_plan_i(cfg, ident, msg)
+                ppk.add_notifies_i(self, msg, cfg, ident)
         except AuthenticationFailed as exc:
             self.failure_reason = f"cannot authenticate: {exc}"
             self.session.emit(NegotiationFailed(s.peer, "IKE_AUTH", "", self.failure_reason))
@@ -266,6 +271,7 @@ class IkeAuth(Task):
         sa.remote_id = peer_id
         if not A.identity_matches_config(peer_id, cfg.remote.id):
             raise AuthenticationFailed(f"peer identity '{peer_id}' does not match '{cfg.remote.id}'")
+        ppk.settle_i(self, msg, cfg)  # RFC 8784: did the responder use the PPK?
         octets = A.signed_octets(sa.init_response, sa.ni, peer_id.body(), sa.prf, sa.keys.sk_pr)
         try:
             how = self._verify(cfg, msg, peer_id, auth, octets)
@@ -463,9 +469,10 @@ class IkeAuth(Task):
             raise AuthenticationFailed(f"no configuration matches peer identity '{peer_id}'{how}")
         before = s.config
         s.config = chosen
+        keys, auth = ppk.select_r(self, chosen, msg, auth)  # RFC 8784
         if auth is None:
             return self._eap_start_r(chosen, msg)
-        octets = A.signed_octets(sa.init_request, sa.nr, peer_id.body(), sa.prf, sa.keys.sk_pi)
+        octets = A.signed_octets(sa.init_request, sa.nr, peer_id.body(), sa.prf, keys.sk_pi)
         try:
             how = self._verify(chosen, msg, peer_id, auth, octets)
         except A.RevocationPending:
@@ -473,6 +480,7 @@ class IkeAuth(Task):
             # it yet: IkeAuth is the first task), so its retransmission starts afresh
             s.config, sa.remote_id = before, before_id
             raise
+        ppk.apply_r(self, keys)
         self.peer_certreq = bool(msg.get_all(CertReqPayload))
         self.initial_contact = msg.has_notify(NotifyType.INITIAL_CONTACT)
         s.step("IKE_AUTH authenticated", sa, peer_id=str(peer_id), method=how)
@@ -488,6 +496,7 @@ class IkeAuth(Task):
             return self._eap_build_r(msg)
         self._unique(cfg)
         self._add_own_idr_auth(msg)
+        ppk.add_notify_r(self, msg)
         add_auth_lifetime(s, sa, msg)
         return TaskStatus.SUCCESS
 

@@ -76,6 +76,8 @@ class IkeInit(Task):
             msg.add(notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
             sa.frag_local = True
         msg.add(notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, _hash_notify()))
+        if cfg.ppk_id:
+            msg.add(notify(NotifyType.USE_PPK))  # RFC 8784 §3
         return TaskStatus.SUCCESS
 
     def process_i(self, msg: Message) -> TaskStatus:
@@ -117,6 +119,7 @@ class IkeInit(Task):
         sa.frag_peer = msg.has_notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)
         hashes = msg.get_notify(NotifyType.SIGNATURE_HASH_ALGORITHMS)
         sa.peer_hashes = _parse_hashes(hashes.data) if hashes is not None else None
+        sa.use_ppk = bool(cfg.ppk_id) and msg.has_notify(NotifyType.USE_PPK)
         reqs = [c for c in msg.get_all(CertReqPayload) if c.encoding == CertEncoding.X509_SIGNATURE]
         sa.peer_certreq = [c.data for c in reqs] if reqs else None
         sa.multiple_auth = msg.has_notify(NotifyType.MULTIPLE_AUTH_SUPPORTED)
@@ -170,6 +173,8 @@ class IkeInit(Task):
         sa.frag_peer = msg.has_notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)
         hashes = msg.get_notify(NotifyType.SIGNATURE_HASH_ALGORITHMS)
         sa.peer_hashes = _parse_hashes(hashes.data) if hashes is not None else None
+        # as charon: USE_PPK back if the peer sent it and we have any PPK
+        sa.use_ppk = msg.has_notify(NotifyType.USE_PPK) and any(c.ppks for c in session.candidates)
         self.selected = sel
         self.ke = ke
         return TaskStatus.SUCCESS
@@ -189,6 +194,8 @@ class IkeInit(Task):
             # RFC 4739: a connection wants a second round (remote-2), which
             # the initiator announces only to a responder that sent this
             msg.add(notify(NotifyType.MULTIPLE_AUTH_SUPPORTED))
+        if sa.use_ppk:
+            msg.add(notify(NotifyType.USE_PPK))
         if cfg.remote.auth == "pubkey" and cfg.send_certreq and cfg.remote.cacerts:
             msg.add(CertReqPayload(CertEncoding.X509_SIGNATURE, certreq_data(cfg.remote.cacerts)))
         keys = initial_ike_keys(sel, ke.shared_secret, sa.ni, sa.nr, sa.spi_i, sa.spi_r)

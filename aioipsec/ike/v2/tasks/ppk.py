@@ -1,0 +1,204 @@
+"""IKEv2 Postquantum Preshared Keys (RFC 8784), as charon does them
+(``ike_auth.c`` get_ppk_i/get_ppk_r/apply_ppk, ``keymat_v2.c``).
+
+Both peers announce USE_PPK in IKE_SA_INIT (``tasks.ike_init``; the
+responder only if it has a PPK at all).  Then the initiator's first
+IKE_AUTH carries N(PPK_IDENTITY) and, unless ``ppk_required``,
+N(NO_PPK_AUTH): its AUTH data computed with the unmodified SK_pi.  SK_d,
+SK_pi and SK_pr become ``prf+(PPK, SK_x)`` (:func:`ikev2_ppk_keys`) before
+the AUTH payloads are computed or verified, so the Child SAs (and the IKE
+SAs rekeyed from this one) are keyed from the mixed SK_d.  A responder
+that knows the PPK answers with an empty N(PPK_IDENTITY); one that does
+not (and is not required to use one) verifies NO_PPK_AUTH and keeps the
+keys, which the initiator sees from the missing PPK_IDENTITY.
+
+Called from a few lines of :class:`~.ike_auth.IkeAuth`; PPKs are never
+logged, PPK_IDs are (they are identities)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ....crypto.kdf import IkeV2Keys, ikev2_ppk_keys
+from ....errors import AuthenticationFailed
+from ... import auth as A
+from ...auth import Identity
+from ...constants import NotifyType
+from ..message import Message
+from ..payloads import AuthPayload
+from .common import notify
+
+if TYPE_CHECKING:
+    from ....config import ConnectionConfig
+    from .ike_auth import IkeAuth
+
+logger = logging.getLogger("aioipsec.ike")
+
+PPK_ID_OPAQUE = 1
+PPK_ID_FIXED = 2
+"""PPK_ID types (RFC 8784 §5.1); like charon we send and accept FIXED only."""
+
+
+@dataclass(frozen=True, eq=False)
+class PpkKeys:
+    """Initiator: the IKE SA keys without and with the PPK, kept until the
+    responder's answer tells which one it used."""
+
+    ppk_id: str
+    plain: IkeV2Keys
+    mixed: IkeV2Keys
+
+    def __repr__(self) -> str:
+        return f"PpkKeys(ppk_id={self.ppk_id!r})"
+
+
+def encode_ppk_id(ppk_id: str) -> bytes:
+    """PPK_IDENTITY notification data: the PPK_ID type, then the PPK_ID."""
+    return bytes((PPK_ID_FIXED,)) + ppk_id.encode()
+
+
+def decode_ppk_id(data: bytes) -> str | None:
+    """The PPK_ID of a PPK_IDENTITY notification; None if it is not a
+    (UTF-8) PPK_ID_FIXED one."""
+    if len(data) < 2 or data[0] != PPK_ID_FIXED:
+        return None
+    try:
+        return data[1:].decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def _peer(task: IkeAuth) -> str:
+    return task.session.peer_label(task.sa.remote_id)
+
+
+# ---------------------------------------------------------------------- initiator
+
+
+def mix_i(task: IkeAuth, cfg: ConnectionConfig) -> None:
+    """Before our first AUTH: if both sides sent USE_PPK and we have a
+    PPK_ID, the PPK goes into SK_d/SK_pi/SK_pr (kept on ``task.ppk``).
+    Raises AuthenticationFailed where ``ppk_required`` cannot be met."""
+    sa = task.sa
+    assert sa.keys is not None and sa.prf_alg is not None
+    if task.ppk is not None:  # built again: mix into the original keys once
+        sa.keys = task.ppk.mixed
+        return
+    if not cfg.ppk_id:
+        if cfg.ppk_required:
+            raise AuthenticationFailed("PPK required but no ppk_id configured")
+        return
+    if not sa.use_ppk:
+        if cfg.ppk_required:
+            raise AuthenticationFailed(f"PPK required but peer {_peer(task)} does not support PPKs "
+                                       "(no USE_PPK in its IKE_SA_INIT response)")
+        return
+    if cfg.local.auth.startswith("eap"):
+        if cfg.ppk_required:
+            raise AuthenticationFailed("PPK required, but PPKs are not supported with EAP")
+        return
+    secret = cfg.ppks.get(cfg.ppk_id)
+    if secret is None:
+        if cfg.ppk_required:
+            raise AuthenticationFailed(f"PPK required but no PPK for PPK_ID '{cfg.ppk_id}'")
+        logger.info("peer %s: no PPK for PPK_ID '%s', ignored because PPK is not required", _peer(task), cfg.ppk_id)
+        return
+    task.ppk = PpkKeys(cfg.ppk_id, sa.keys, ikev2_ppk_keys(sa.prf_alg, secret, sa.keys))
+    sa.keys = task.ppk.mixed
+
+
+def add_notifies_i(task: IkeAuth, msg: Message, cfg: ConnectionConfig, ident: Identity) -> None:
+    """After our AUTH (computed with the PPK): N(PPK_IDENTITY), and unless
+    ``ppk_required`` N(NO_PPK_AUTH) with the AUTH data a responder without
+    the PPK verifies (the unmodified SK_pi, the same method)."""
+    st, sa = task.ppk, task.sa
+    if st is None:
+        return
+    msg.add(notify(NotifyType.PPK_IDENTITY, encode_ppk_id(st.ppk_id)))
+    if not cfg.ppk_required:
+        octets = A.signed_octets(sa.init_request, sa.nr, ident.body(), sa.prf, st.plain.sk_pi)
+        msg.add(notify(NotifyType.NO_PPK_AUTH, task._auth_payload(cfg, octets).data))
+
+
+def settle_i(task: IkeAuth, msg: Message, cfg: ConnectionConfig) -> None:
+    """The responder's IKE_AUTH answer, before its AUTH is verified: with
+    N(PPK_IDENTITY) it used the PPK (the mixed keys stay), without it fell
+    back to NO_PPK_AUTH (the original keys again, unless ``ppk_required``).
+    Repeatable for the same response (a held one is processed again)."""
+    st, sa = task.ppk, task.sa
+    if st is None:
+        if cfg.ppk_required:  # mix_i refused to build without a PPK
+            raise AuthenticationFailed(f"PPK required but not used with peer {_peer(task)}")
+        return
+    if msg.has_notify(NotifyType.PPK_IDENTITY):
+        sa.keys = st.mixed
+        sa.ppk_id = st.ppk_id
+        task.session.step("PPK used", sa, ppk_id=st.ppk_id)
+        return
+    if cfg.ppk_required:
+        raise AuthenticationFailed(f"PPK required but peer {_peer(task)} did not use PPK_ID '{st.ppk_id}' "
+                                   "(no PPK_IDENTITY in its IKE_AUTH response)")
+    sa.keys = st.plain
+    sa.ppk_id = None
+    logger.info("peer %s did not use PPK_ID '%s' (NO_PPK_AUTH); continuing without PPK, it is not required",
+                _peer(task), st.ppk_id)
+
+
+# ---------------------------------------------------------------------- responder
+
+
+def select_r(task: IkeAuth, cfg: ConnectionConfig, msg: Message,
+             auth: AuthPayload | None) -> tuple[IkeV2Keys, AuthPayload | None]:
+    """The keys to verify the initiator's AUTH with (and to keep, by
+    :func:`apply_r`, once it verified) and the AUTH to verify: the mixed
+    keys if the peer's PPK_ID is one of ours; else, unless ``ppk_required``
+    (AuthenticationFailed), the original keys and the NO_PPK_AUTH data."""
+    sa = task.sa
+    assert sa.keys is not None and sa.prf_alg is not None
+    keys = sa.keys
+    if not sa.use_ppk:
+        if cfg.ppk_required:
+            raise AuthenticationFailed(f"PPK required but peer {_peer(task)} does not support PPKs "
+                                       "(no USE_PPK in its IKE_SA_INIT)")
+        return keys, auth
+    if auth is None:  # EAP follows
+        if cfg.ppk_required:
+            raise AuthenticationFailed("PPK required, but PPKs are not supported with EAP")
+        return keys, auth
+    n = msg.get_notify(NotifyType.PPK_IDENTITY)
+    ppk_id = decode_ppk_id(n.data) if n is not None else None
+    if ppk_id is None:
+        if cfg.ppk_required:
+            how = "an unsupported PPK_IDENTITY" if n is not None else "no PPK_IDENTITY"
+            raise AuthenticationFailed(f"PPK required but peer {_peer(task)} sent {how}")
+        return keys, auth
+    if cfg.ppk_id is not None and ppk_id != cfg.ppk_id:
+        raise AuthenticationFailed(f"peer {_peer(task)} sent PPK_ID '{ppk_id}', but '{cfg.ppk_id}' is required")
+    secret = cfg.ppks.get(ppk_id)
+    if secret is None:
+        if cfg.ppk_required:
+            raise AuthenticationFailed(f"PPK required but no PPK for PPK_ID '{ppk_id}' of peer {_peer(task)}")
+        logger.info("peer %s: no PPK for PPK_ID '%s', ignored because PPK is not required; using NO_PPK_AUTH",
+                    _peer(task), ppk_id)
+        no_ppk = msg.get_notify(NotifyType.NO_PPK_AUTH)
+        return keys, (AuthPayload(auth.method, no_ppk.data) if no_ppk is not None else auth)
+    task.ppk = PpkKeys(ppk_id, keys, ikev2_ppk_keys(sa.prf_alg, secret, keys))
+    return task.ppk.mixed, auth
+
+
+def apply_r(task: IkeAuth, keys: IkeV2Keys) -> None:
+    """The initiator's AUTH verified with ``keys``: they are the IKE SA's
+    now (our AUTH, the Child SAs and later IKE rekeys use them)."""
+    sa = task.sa
+    sa.keys = keys
+    if task.ppk is not None and keys is task.ppk.mixed:
+        sa.ppk_id = task.ppk.ppk_id
+        task.session.step("PPK used", sa, ppk_id=task.ppk.ppk_id)
+
+
+def add_notify_r(task: IkeAuth, msg: Message) -> None:
+    """Our IKE_AUTH answer: an empty N(PPK_IDENTITY) if we used the PPK."""
+    if task.sa.ppk_id is not None and task.ppk is not None:
+        msg.add(notify(NotifyType.PPK_IDENTITY))

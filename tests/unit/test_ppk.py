@@ -1,0 +1,165 @@
+"""RFC 8784 Postquantum Preshared Keys: the key mixing against prf+ written
+out here with cryptography's HMAC, the PPK_IDENTITY encoding, and the
+loader's swanctl names (``ppk_id``, ``ppk_required``, ``[secrets.ppk*]``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import textwrap
+
+import pytest
+from cryptography.hazmat.primitives import hashes, hmac
+
+from aioipsec.config_file import loads_config
+from aioipsec.crypto.kdf import IkeV2Keys, ikev2_ppk_keys
+from aioipsec.crypto.transforms import PRF, PrfAlg
+from aioipsec.errors import ConfigError
+from aioipsec.ike.constants import NotifyType
+from aioipsec.ike.v2.tasks.ppk import decode_ppk_id, encode_ppk_id
+
+# --------------------------------------------------------------------------- key mixing
+
+
+def _prf_plus(algorithm: hashes.HashAlgorithm, key: bytes, seed: bytes, length: int) -> bytes:
+    """RFC 7296 §2.13 by hand: T1 = prf(K, S | 0x01), Tn = prf(K, Tn-1 | S | n)."""
+    out, t, n = b"", b"", 1
+    while len(out) < length:
+        h = hmac.HMAC(key, algorithm)
+        h.update(t + seed + bytes((n,)))
+        t = h.finalize()
+        out += t
+        n += 1
+    return out[:length]
+
+
+@pytest.mark.parametrize(("alg", "algorithm"), [
+    (PRF["prfsha256"], hashes.SHA256()),
+    (PRF["prfsha384"], hashes.SHA384()),
+    (PRF["prfsha512"], hashes.SHA512()),
+])
+def test_ppk_mixing_matches_hmac_prf_plus(alg: PrfAlg, algorithm: hashes.HashAlgorithm) -> None:
+    p = alg.key_len
+    keys = IkeV2Keys(os.urandom(p), os.urandom(32), os.urandom(32), os.urandom(36), os.urandom(36),
+                     os.urandom(p), os.urandom(p))
+    ppk = os.urandom(40)
+    mixed = ikev2_ppk_keys(alg, ppk, keys)
+    assert mixed.sk_d == _prf_plus(algorithm, ppk, keys.sk_d, p)
+    assert mixed.sk_pi == _prf_plus(algorithm, ppk, keys.sk_pi, p)
+    assert mixed.sk_pr == _prf_plus(algorithm, ppk, keys.sk_pr, p)
+    assert len(mixed.sk_d) == len(mixed.sk_pi) == len(mixed.sk_pr) == p
+    assert (mixed.sk_ai, mixed.sk_ar, mixed.sk_ei, mixed.sk_er) == (keys.sk_ai, keys.sk_ar, keys.sk_ei, keys.sk_er)
+    assert mixed.sk_d != keys.sk_d and mixed.sk_pi != keys.sk_pi
+    assert ikev2_ppk_keys(alg, os.urandom(40), keys).sk_d != mixed.sk_d  # the PPK matters
+
+
+def test_ppk_mixing_fixed_values() -> None:
+    """Fixed inputs: SK_d is one HMAC-SHA256 block, prf(PPK, SK_d' | 0x01)."""
+    keys = IkeV2Keys(b"\x01" * 32, b"", b"", b"\x00" * 16, b"\x00" * 16, b"\x02" * 32, b"\x03" * 32)
+    mixed = ikev2_ppk_keys(PRF["prfsha256"], b"k" * 32, keys)
+    h = hmac.HMAC(b"k" * 32, hashes.SHA256())
+    h.update(b"\x01" * 32 + b"\x01")
+    assert mixed.sk_d == h.finalize()
+
+
+def test_notify_types() -> None:
+    assert (NotifyType.USE_PPK, NotifyType.PPK_IDENTITY, NotifyType.NO_PPK_AUTH) == (16435, 16436, 16437)
+
+
+def test_ppk_identity_encoding() -> None:
+    assert encode_ppk_id("ppk-hq") == b"\x02ppk-hq"  # PPK_ID_FIXED
+    assert decode_ppk_id(b"\x02ppk-hq") == "ppk-hq"
+    assert decode_ppk_id(b"\x01opaque") is None  # PPK_ID_OPAQUE: not supported (as charon)
+    assert decode_ppk_id(b"\x02") is None and decode_ppk_id(b"") is None
+    assert decode_ppk_id(b"\x02\xff\xfe") is None
+
+
+# --------------------------------------------------------------------------- loader
+
+PPK_HEX = "0x" + "5a" * 32
+
+CONF = textwrap.dedent("""
+    [connections.hq]
+    {version}
+    remote_addrs = ["192.0.2.2"]
+    local = {{ auth = "{auth}", id = "site-a.example"{eap} }}
+    remote = {{ auth = "psk", id = "hq.example" }}
+    {ppk}
+
+    [secrets.ike-hq]
+    id = ["site-a.example", "hq.example"]
+    secret = "psk-secret"
+
+    [secrets.eap-alice]
+    id = "site-a.example"
+    secret = "pw"
+    {secrets}
+""")
+PPK_SECRET = textwrap.dedent(f"""
+    [secrets.ppk-hq]
+    id = ["ppk-hq", "ppk-hq-2"]
+    secret = "{PPK_HEX}"
+""")
+
+
+def load(ppk: str = 'ppk_id = "ppk-hq"', secrets: str = PPK_SECRET, *, version: str = "", auth: str = "psk"):
+    return loads_config(CONF.format(ppk=ppk, secrets=secrets, version=version, auth=auth, eap=""))
+
+
+def test_loader_ppk_settings() -> None:
+    c = load('ppk_id = "ppk-hq"\nppk_required = true').connections["hq"]
+    assert c.ppk_id == "ppk-hq" and c.ppk_required
+    assert c.ppks == {"ppk-hq": b"\x5a" * 32, "ppk-hq-2": b"\x5a" * 32}
+    assert c.psk == b"psk-secret"  # a ppk secret is no PSK candidate
+    assert "5a5a" not in repr(c) and "ZZZZ" not in repr(c)
+    plain = load("", secrets="").connections["hq"]
+    assert plain.ppk_id is None and not plain.ppk_required and plain.ppks == {}
+
+
+def test_loader_gateway_required_without_ppk_id() -> None:
+    c = load("ppk_required = true").connections["hq"]
+    assert c.ppk_id is None and c.ppk_required and "ppk-hq" in c.ppks
+
+
+@pytest.mark.parametrize(("ppk", "secrets", "kw", "path", "reason"), [
+    ('ppk_id = "nope"', PPK_SECRET, {}, "connections.hq.ppk_id", 'no [secrets.ppk*] entry with id = "nope"'),
+    ('ppk_id = ""', PPK_SECRET, {}, "connections.hq.ppk_id", "must not be empty"),
+    ("ppk_id = 3", PPK_SECRET, {}, "connections.hq.ppk_id", "expected a string"),
+    ('ppk_required = "yes"', PPK_SECRET, {}, "connections.hq.ppk_required", "expected true or false"),
+    ("ppk_required = true", "", {}, "connections.hq.ppk_required", "no [secrets.ppk*] entry"),
+    ('ppk_id = "ppk-hq"', PPK_SECRET, {"version": "version = 1"}, "connections.hq.ppk_id", "IKEv2 only"),
+    ('ppk_id = "ppk-hq"', PPK_SECRET, {"auth": "eap-gtc"}, "connections.hq.ppk_id", "not supported with EAP"),
+    ('ppk_id = "ppk-hq"', '[secrets.ppk-x]\nsecret = "x"', {}, "secrets.ppk-x.id", "needs an id"),
+    ('ppk_id = "ppk-hq"\nlocal-2 = { auth = "eap-gtc", id = "site-a.example" }', PPK_SECRET, {},
+     "connections.hq.ppk_id", "second authentication round"),
+])
+def test_loader_bad_values(ppk: str, secrets: str, kw: dict, path: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(ppk, secrets, **kw)
+    assert info.value.path == path
+    assert reason in info.value.reason
+
+
+def test_loader_eap_or_second_round_connections_never_use_ppks() -> None:
+    """A gateway announces USE_PPK when a candidate has PPKs; a connection
+    authenticating by EAP (first round or a second one) must not count, as
+    PPKs are not supported there (its final AUTH would be checked with keys
+    the peer did not use)."""
+    assert load("").connections["hq"].ppks  # psk: every [secrets.ppk*] is a candidate
+    assert load("", auth="eap-gtc").connections["hq"].ppks == {}
+    r2 = load('local-2 = { auth = "eap-gtc", id = "site-a.example" }').connections["hq"]
+    assert r2.local2 is not None and r2.ppks == {}
+
+
+def test_loader_warns_on_a_short_ppk_without_logging_it(caplog: pytest.LogCaptureFixture) -> None:
+    short = '[secrets.ppk-hq]\nid = "ppk-hq"\nsecret = "tooshort-secret-1234"'
+    with caplog.at_level(logging.WARNING, logger="aioipsec.cfg"):
+        c = load('ppk_id = "ppk-hq"', short).connections["hq"]
+    assert c.ppks == {"ppk-hq": b"tooshort-secret-1234"}
+    [rec] = [r for r in caplog.records if "ppk-hq" in r.getMessage()]
+    assert "secrets.ppk-hq.secret" in rec.getMessage() and "256 bits" in rec.getMessage()
+    assert "tooshort" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="aioipsec.cfg"):
+        load()
+    assert "RFC 8784" not in caplog.text  # 32 bytes: no warning
