@@ -41,7 +41,7 @@ TUN_NAME = "aioipsec0"
 RETRANSMIT = {"retransmit_timeout": "1s", "retransmit_base": 1.4, "retransmit_tries": 3}
 # swanctl keys a Connection may override, and what they are called in aioipsec's TOML
 _IKE_OPTION_KEYS = {"rekey_time", "over_time", "rand_time", "dpd_delay", "send_cert", "send_certreq",
-                    "fragmentation", "encap"}
+                    "fragmentation", "encap", "ppk_id", "ppk_required"}
 _LIST_OPTION_KEYS = {"vips", "pools"}           # swanctl comma lists, TOML lists in aioipsec
 _CHILD_OPTION_KEYS = {"rekey_time", "life_time", "rand_time", "replay_window", "start_action"}
 # IKE states in which an IKE SA carries its Child SAs (IKEv2 session; IKEv1 phase 1)
@@ -172,6 +172,8 @@ def render_aioipsec_config(conn: Connection, topology: Topology, side: str, *,
         lines += ["", "[secrets.ih]", f"secret = {_toml_value(conn.psk)}"]
     for user, password in conn.xauth_secrets.items():
         lines += ["", f"[secrets.xauth-{user}]", f"id = {_toml_value(user)}", f"secret = {_toml_value(password)}"]
+    for n, (ppk_id, ppk) in enumerate(conn.ppk_secrets.items()):
+        lines += ["", f"[secrets.ppk-{n}]", f"id = {_toml_value(ppk_id)}", f"secret = {_toml_value(ppk)}"]
     return "\n".join(lines) + "\n"
 
 

@@ -155,6 +155,9 @@ class Connection:
     local2: Mapping[str, str] | None = None
     remote2: Mapping[str, str] | None = None
     xauth_secrets: Mapping[str, str] = field(default_factory=dict)
+    # RFC 8784 Postquantum Preshared Keys by PPK_ID (``secrets.ppk-<n>``); a
+    # connection uses one with ike_options={"ppk_id": ..., "ppk_required": "yes"}
+    ppk_secrets: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def named(cls, profile: str, **kwargs: Any) -> Connection:
@@ -212,6 +215,8 @@ def render_swanctl(conn: Connection, topology: Topology, side: str) -> str:
         secrets = f'    ike-ih {{\n        secret = "{conn.psk}"\n    }}'
     for user, password in conn.xauth_secrets.items():
         secrets += f'\n    xauth-{user} {{\n        id = {user}\n        secret = "{password}"\n    }}'
+    for n, (ppk_id, ppk) in enumerate(conn.ppk_secrets.items()):
+        secrets += f'\n    ppk-{n} {{\n        id = {ppk_id}\n        secret = "{ppk}"\n    }}'
     rounds = ""
     for name, keys in (("local-2", conn.local2), ("remote-2", conn.remote2)):
         if keys:

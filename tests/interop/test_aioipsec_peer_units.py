@@ -131,3 +131,18 @@ def test_virtual_ip_client_and_pool_gateway_render_for_both_products(tmp_path: P
     assert "pools = rw" in text and "remote_ts = dynamic" in text
     assert "pools {\n    rw {\n        addrs = 10.3.0.0/28\n        dns = 10.3.0.53\n    }\n}" in text
     assert "vips = 0.0.0.0, ::" in render_swanctl(client, topo, "left")
+
+
+def test_ppk_renders_for_both_products(tmp_path: Path) -> None:
+    """RFC 8784: ``ppk_secrets`` and the ppk_id / ppk_required options, in
+    aioipsec's TOML (loaded by its loader) and in charon's swanctl.conf."""
+    from .strongswan import render_swanctl
+
+    direct = make_topology("direct")
+    conn = Connection.named("ikev2-psk-gcm", ppk_secrets={"ppk-1": "0x" + "ab" * 32},
+                            ike_options={"ppk_id": "ppk-1", "ppk_required": "yes"})
+    c = _load(tmp_path, render_aioipsec_config(conn, direct, "left")).connections["ih"]
+    assert (c.ppk_id, c.ppk_required, c.ppks) == ("ppk-1", True, {"ppk-1": b"\xab" * 32})
+    text = render_swanctl(conn, direct, "right")
+    assert "ppk_id = ppk-1" in text and "ppk_required = yes" in text
+    assert "ppk-0 {" in text and "id = ppk-1" in text and f'secret = "0x{"ab" * 32}"' in text
