@@ -26,6 +26,8 @@ change; removing a key or changing its type bumps ``schema``::
       "remote_xauth_id": str | null, #   and the peer's user (a gateway; swanctl's remote-xauth-id); else null
       "local_vips": [str, ...],    # virtual IPs: ours (assigned by the peer's pool), the peer's
       "remote_vips": [str, ...],   #   (assigned from our pool); [] without them
+      "remote_additional_addrs": [str, ...],  # MOBIKE: the peer's other addresses
+                                   #   (ADDITIONAL_IP4/6_ADDRESS, RFC 4555); [] without
       "spi_i": str,                # 16 hex digits (IKEv1: initiator cookie)
       "spi_r": str,
       "proposal": str | null,      # strongSwan syntax: "aes128gcm16-prfsha256-x25519"
@@ -225,6 +227,7 @@ def ike_row(proto: Any, now: float, children: list[dict[str, Any]]) -> dict[str,
         "remote_xauth_id": getattr(info, "remote_xauth_id", None),
         "local_vips": list(getattr(info, "local_vips", ()) or ()),
         "remote_vips": list(getattr(info, "remote_vips", ()) or ()),
+        "remote_additional_addrs": list(getattr(getattr(s, "sa", None), "peer_addrs", ()) or ()),
         "spi_i": (getattr(s, "spi_i", b"") or bytes(8)).hex(),
         "spi_r": (getattr(s, "spi_r", b"") or bytes(8)).hex(),
         "proposal": info.algorithms if info else None,
@@ -340,6 +343,8 @@ def format_status(st: dict[str, Any]) -> str:
         out.append(f"  local  '{sa['local_id'] or ''}' @ {sa['local_addr']}{le}{' (NAT)' if sa['nat_local'] else ''}{lv}")
         out.append(
             f"  remote '{sa['remote_id'] or ''}' @ {sa['remote_addr']}{re_}{' (NAT)' if sa['nat_remote'] else ''}{rv}")
+        if sa.get("remote_additional_addrs"):
+            out.append(f"  remote additional addresses: {', '.join(sa['remote_additional_addrs'])}")
         if sa.get("attempt") is not None:
             tries = sa.get("keyingtries")
             out.append(f"  connecting: attempt {sa['attempt']} of {tries}" if tries else

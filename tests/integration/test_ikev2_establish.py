@@ -96,7 +96,7 @@ def test_exchange_step_details_of_messages(caplog: pytest.LogCaptureFixture) -> 
         } == init
         auth = steps["IKE_AUTH received"].details
         assert (auth["kind"], auth["mid"], auth["spi_r"]) == ("response", "1", p.i.spi_r.hex())
-        assert auth["payloads"].startswith("IDr AUTH N(MOBIKE_SUPPORTED) SA TSi TSr")
+        assert auth["payloads"].startswith("IDr AUTH N(MOBIKE_SUPPORTED) N(NO_ADDITIONAL_ADDRESSES) SA TSi TSr")
         assert "fragments" not in auth and len(auth) == 5
 
 

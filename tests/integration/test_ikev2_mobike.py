@@ -168,7 +168,7 @@ def test_forged_or_replayed_update_changes_nothing() -> None:
     assert r.stats.responses_resent == 1
 
 
-def test_address_list_notifies_are_accepted_and_ignored() -> None:
+def test_address_list_notifies_are_kept_and_move_nothing() -> None:
     p, _ = _pair()
     r = p.r
     assert r is not None
@@ -177,6 +177,7 @@ def test_address_list_notifies_are_accepted_and_ignored() -> None:
     r.receive_datagram(req, OLD, p.now)
     [(resp, dst)] = r.datagrams_to_send(p.now)
     assert dst == OLD and r.remote_addr == OLD and not _moves(p)
+    assert r.sa.peer_addrs == ["192.0.2.78"]  # kept (status, path probing); more in test_ikev2_mobike_addresses.py
     p.i.receive_datagram(resp, r.local_addr, p.now)
     assert t.response is not None and t.response.error_notify() is None
 

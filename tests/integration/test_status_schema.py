@@ -25,6 +25,7 @@ TOP = {"schema": int, "ike_sas": list, "static_children": list, "endpoint": dict
 IKE_SA = {
     "name": str, "version": int, "state": str, "initiator": OPT_BOOL, "local_addr": OPT_STR,
     "remote_addr": OPT_STR, "local_id": OPT_STR, "remote_id": OPT_STR, "local_vips": list, "remote_vips": list,
+    "remote_additional_addrs": list,
     "local_eap_id": OPT_STR, "remote_eap_id": OPT_STR, "local_xauth_id": OPT_STR, "remote_xauth_id": OPT_STR,
     "spi_i": str, "spi_r": str,
     "proposal": OPT_STR, "nat_local": OPT_BOOL, "nat_remote": OPT_BOOL, "established": OPT_NUM,

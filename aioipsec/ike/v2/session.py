@@ -277,6 +277,12 @@ class IkeSa:
         self.mobike = False
         """MOBIKE (RFC 4555) negotiated in IKE_AUTH: no implicit address
         updates; the peer moves us with UPDATE_SA_ADDRESSES."""
+        self.peer_addrs: list[str] = []
+        """MOBIKE: the peer's additional addresses (ADDITIONAL_IP4/6_ADDRESS,
+        RFC 4555 §3.4), its current one not among them; at most 16."""
+        self.my_addrs: tuple[str, ...] = ()
+        """MOBIKE: this host's addresses we announce as additional ones (less
+        the IKE SA's own when sent); :meth:`IkeSessionV2.set_local_addresses`."""
         self.natd_dst: bytes | None = None
         """MOBIKE initiator behind a NAT: the peer's last NAT_DETECTION_DESTINATION_IP
         (its hash of our NAT's mapping); a different one means the mapping changed."""
@@ -728,6 +734,50 @@ class IkeSessionV2:
                 f"{_peer_str(local_addr)}; re-initiate it from there")
         self.queue_roam((local_addr[0], local_addr[1]))
         self._kick(now)
+
+    def set_local_addresses(self, addresses: Iterable[str], now: float) -> bool:
+        """This host's addresses are now ``addresses`` (the caller's view of
+        its interfaces).  MOBIKE announces them as our additional addresses
+        (RFC 4555 §3.4): in IKE_AUTH and, when the set changes on an
+        established IKE SA that uses MOBIKE, in an INFORMATIONAL of its own
+        (charon sends an address update on any address change).  Loopback,
+        link-local, unspecified and multicast addresses and our virtual IPs
+        are left out, as charon's regular addresses do; the IKE SA's own
+        address is left out when sending.  While the IKE SA's own address is
+        not among ``addresses`` (it is gone: a move to another one follows,
+        and its UPDATE_SA_ADDRESSES carries the list) nothing is sent from
+        it.  Whether an update was queued."""
+        from .tasks import IkeMobike
+
+        self.now = now
+        vips = set(self.local_vips) | set(self.remote_vips)
+        keep: set[str] = set()
+        for a in addresses:
+            try:
+                ip = ipaddress.ip_address(str(a).split("%", 1)[0])
+            except ValueError:
+                continue
+            if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast or str(ip) in vips:
+                continue
+            keep.add(str(ip))
+        new = tuple(sorted(keep, key=lambda a: (":" in a, ipaddress.ip_address(a).packed)))
+        sa = self.sa
+        if new == sa.my_addrs:
+            return False
+        sa.my_addrs = new
+        if not (sa.established and sa.mobike) or self.is_closed:
+            return False
+        if self.local_addr[0] not in keep:
+            logger.debug("IKE_SA %s %s: local addresses changed, %s among them no longer; the move announces them",
+                         self.config.name, sa.spis(), self.local_addr[0])
+            return False
+        if any(isinstance(t, IkeMobike) and (t.addresses or t.roam_to is not None) for t in sa.tm.queued):
+            return False  # a queued update or address list is built with the new set
+        logger.info("IKE_SA %s %s: local addresses changed; sending a MOBIKE address update to %s",
+                    self.config.name, sa.spis(), self.peer)
+        sa.tm.queue(IkeMobike(self, sa, True, addresses=True))
+        self._kick(now)
+        return True
 
     def queue_roam(self, local_addr: Address) -> None:
         """Queue UPDATE_SA_ADDRESSES from ``local_addr`` ahead of other

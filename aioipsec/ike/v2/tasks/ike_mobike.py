@@ -42,13 +42,30 @@ chosen connection has ``mobike`` on (§3.3); the IKE SA then uses MOBIKE:
   outside 8..64 octets or a NAT-D that is not a 20-octet hash makes the
   request malformed (INVALID_SYNTAX, nothing moves); such a NAT-D in a
   response of the peer is rejected and counted the same way.
-* ADDITIONAL_IP4/6_ADDRESS and NO_ADDITIONAL_ADDRESSES are accepted and
-  ignored: as a gateway we never initiate a path change towards the peer.
+
+Address lists (§3.4, §3.6; charon's ``build_address_list`` and
+``process_payloads``), in both roles:
+
+* IKE_AUTH (with MOBIKE_SUPPORTED, request and response) carries our
+  additional addresses: the session's :attr:`IkeSa.my_addrs` (the host's
+  addresses the caller told :meth:`IkeSessionV2.set_local_addresses`)
+  without the IKE SA's own address, at most :data:`MAX_SENT_ADDRESSES` of
+  them (charon's limit), or NO_ADDITIONAL_ADDRESSES when there are none.
+  An INFORMATIONAL of the ``addresses`` role (sent when that set changes)
+  and every UPDATE_SA_ADDRESSES carry the same list.
+* The peer's ADDITIONAL_IP4/6_ADDRESS notifies, in IKE_AUTH or in any of its
+  INFORMATIONAL requests, replace :attr:`IkeSa.peer_addrs` (its current
+  address left out, at most :data:`MAX_PEER_ADDRESSES`, the rest dropped
+  with a log line); NO_ADDITIONAL_ADDRESSES alone empties it.  One of the
+  wrong length (not 4 / 16 octets) is counted (``stats.malformed``) and
+  ignored; the rest of the message is processed.  The list is kept (status
+  shows it); receiving one never moves the IKE SA.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 
 from ....errors import InvalidSyntax
@@ -67,26 +84,87 @@ COOKIE2_MIN, COOKIE2_MAX = 8, 64
 COOKIE2_LEN = 16
 """Length of the COOKIE2 we send (strongSwan's too)."""
 
-_ADDRESS_LIST = (
-    NotifyType.ADDITIONAL_IP4_ADDRESS,
-    NotifyType.ADDITIONAL_IP6_ADDRESS,
-    NotifyType.NO_ADDITIONAL_ADDRESSES,
-)
+MAX_PEER_ADDRESSES = 16
+"""At most this many additional addresses of the peer are kept."""
+MAX_SENT_ADDRESSES = 8
+"""At most this many of ours are sent (charon's MAX_ADDITIONAL_ADDRS: some
+implementations do not take many more notifies)."""
+
+_ADDRESS_LEN = {NotifyType.ADDITIONAL_IP4_ADDRESS: 4, NotifyType.ADDITIONAL_IP6_ADDRESS: 16}
+
+
+def add_address_list(session, sa, msg: Message, local: str) -> None:  # type: ignore[no-untyped-def]
+    """ADDITIONAL_IP4/6_ADDRESS for our addresses other than ``local`` (the
+    IKE SA's), or NO_ADDITIONAL_ADDRESSES when there are none (RFC 4555 §3.4)."""
+    added = 0
+    for a in sa.my_addrs:
+        if a == local:
+            continue
+        ip = ipaddress.ip_address(a)
+        kind = NotifyType.ADDITIONAL_IP6_ADDRESS if ip.version == 6 else NotifyType.ADDITIONAL_IP4_ADDRESS
+        msg.add(notify(kind, ip.packed))
+        added += 1
+        if added >= MAX_SENT_ADDRESSES:
+            break
+    if not added:
+        msg.add(notify(NotifyType.NO_ADDITIONAL_ADDRESSES))
+
+
+def read_address_list(session, sa, msg: Message, peer: Address | None = None) -> bool:  # type: ignore[no-untyped-def]
+    """Take the peer's address list from ``msg`` into ``sa.peer_addrs``
+    (``peer``: where the peer is now, left out; default its address);
+    whether the message had one.  Malformed notifies are counted and skipped;
+    with none valid and no NO_ADDITIONAL_ADDRESSES the old list stays."""
+    s = session
+    current = (peer or s.remote_addr)[0]
+    found: list[str] = []
+    clear = valid = False
+    dropped = 0
+    for n in msg.notifies:
+        t = n.notify_type
+        if t == NotifyType.NO_ADDITIONAL_ADDRESSES:
+            clear = True
+            continue
+        want = _ADDRESS_LEN.get(t)
+        if want is None:
+            continue
+        if len(n.data) != want:
+            s.stats.malformed += 1
+            logger.warning("peer %s: %s of %d octets (%d expected) ignored", s.peer,
+                           "ADDITIONAL_IP6_ADDRESS" if want == 16 else "ADDITIONAL_IP4_ADDRESS", len(n.data), want)
+            continue
+        valid = True
+        a = str(ipaddress.ip_address(n.data))
+        if a == current or a in found:
+            continue
+        if len(found) >= MAX_PEER_ADDRESSES:
+            dropped += 1
+            continue
+        found.append(a)
+    if dropped:
+        logger.info("peer %s sent more than %d additional addresses; %d ignored", s.peer, MAX_PEER_ADDRESSES, dropped)
+    if not valid and not clear:
+        return False
+    if found != sa.peer_addrs:
+        logger.info("peer %s: additional addresses %s", s.peer, ", ".join(found) or "none")
+    sa.peer_addrs = found
+    return True
 
 
 class IkeMobike(Task):
     """Responder task for IKE_AUTH (MOBIKE_SUPPORTED) and for every
     INFORMATIONAL request of an IKE SA that uses MOBIKE.
 
-    Initiator task in one of three roles: ``auth`` (MOBIKE_SUPPORTED in
-    IKE_AUTH), ``roam_to`` (UPDATE_SA_ADDRESSES from that new local
-    address) or ``check`` (a liveness check with NAT-D, behind a NAT)."""
+    Initiator task in one of four roles: ``auth`` (MOBIKE_SUPPORTED and our
+    address list in IKE_AUTH), ``roam_to`` (UPDATE_SA_ADDRESSES from that
+    new local address), ``check`` (a liveness check with NAT-D, behind a
+    NAT) or ``addresses`` (our changed address list, either side)."""
 
     exchange_type = ExchangeType.INFORMATIONAL
     name = "ike_mobike"
 
     def __init__(self, session, sa, initiator: bool, *, auth: bool = False,  # type: ignore[no-untyped-def]
-                 roam_to: Address | None = None, check: bool = False) -> None:
+                 roam_to: Address | None = None, check: bool = False, addresses: bool = False) -> None:
         super().__init__(session, sa, initiator)
         self.announce = False
         self.update = False
@@ -103,6 +181,8 @@ class IkeMobike(Task):
         """Initiator: the local address to move the IKE SA to (UPDATE_SA_ADDRESSES)."""
         self.check = check
         """Initiator: a liveness check carrying NAT-D (we are behind a NAT)."""
+        self.addresses = addresses
+        """Initiator: an address list update (our local addresses changed)."""
         self.failure_reason = ""
 
     @property
@@ -118,6 +198,7 @@ class IkeMobike(Task):
             if not s.config.mobike:
                 return TaskStatus.SKIP
             msg.add(notify(NotifyType.MOBIKE_SUPPORTED))
+            add_address_list(s, sa, msg, s.local_addr[0])
             return TaskStatus.SUCCESS
         if not sa.established or not sa.mobike:
             return TaskStatus.SKIP
@@ -125,6 +206,11 @@ class IkeMobike(Task):
         local = self.roam_to or s.local_addr
         if self.roam_to is not None:
             msg.add(notify(NotifyType.UPDATE_SA_ADDRESSES))
+        if self.roam_to is not None or self.addresses:
+            add_address_list(s, sa, msg, local[0])
+        if self.addresses and self.roam_to is None and not self.check:
+            s.step("MOBIKE address update", sa, addresses=str(len(sa.my_addrs)))
+            return TaskStatus.SUCCESS
         add_natd(s, msg, spi_i, spi_r, s.remote_addr, local)
         if self.roam_to is not None:
             self.cookie2 = s.random(COOKIE2_LEN)
@@ -138,6 +224,7 @@ class IkeMobike(Task):
             if msg.has_notify(NotifyType.MOBIKE_SUPPORTED):
                 sa.mobike = True
                 s.step("MOBIKE enabled", sa)
+                read_address_list(s, sa, msg)
             elif msg.error_notify() is None:
                 logger.info("peer %s does not support MOBIKE: the IKE SA cannot follow an address change", s.peer)
             return TaskStatus.SUCCESS
@@ -147,6 +234,8 @@ class IkeMobike(Task):
             # rejected (logged by the session); the IKE SA stays where it is
             s.stats.malformed += 1
             raise
+        if self.addresses and self.roam_to is None and not self.check:
+            return TaskStatus.SUCCESS
         if self.roam_to is None:
             # liveness check with NAT-D: did the NAT's mapping of us change?
             if dst and (sa.natd_dst is None or not hmac.compare_digest(dst[0], sa.natd_dst)):
@@ -179,11 +268,11 @@ class IkeMobike(Task):
             if msg.has_notify(NotifyType.MOBIKE_SUPPORTED):
                 if s.config.mobike:
                     self.announce = True
+                    read_address_list(s, self.sa, msg)
                 else:
                     logger.info("peer %s supports MOBIKE, but it is disabled in connection %s", s.peer, s.config.name)
             return TaskStatus.SUCCESS
         src, dst = natd_hashes(msg)
-        addresses = 0
         for n in msg.notifies:
             t = n.notify_type
             if t == NotifyType.UPDATE_SA_ADDRESSES:
@@ -192,11 +281,7 @@ class IkeMobike(Task):
                 if not COOKIE2_MIN <= len(n.data) <= COOKIE2_MAX:
                     raise InvalidSyntax(f"COOKIE2 of {len(n.data)} bytes (8..64 expected)")
                 self.cookie2 = n.data
-            elif t in _ADDRESS_LIST:
-                addresses += 1
-        if addresses:
-            logger.debug("peer %s sent %d MOBIKE address list notifies; ignored (we never move the path)",
-                         s.peer, addresses)
+        read_address_list(s, self.sa, msg, self.source)
         if src or dst:
             self.natd = (src, dst)
         if self.update:
@@ -219,6 +304,7 @@ class IkeMobike(Task):
         if msg.exchange_type == ExchangeType.IKE_AUTH:
             if self.announce:
                 msg.add(notify(NotifyType.MOBIKE_SUPPORTED))
+                add_address_list(s, sa, msg, s.local_addr[0])
                 sa.mobike = True
                 s.step("MOBIKE enabled", sa)
             return TaskStatus.SUCCESS
