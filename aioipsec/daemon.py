@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -901,7 +902,8 @@ class Daemon:
             return
         loop = asyncio.get_running_loop()
         rw = RoamWatch(loop, current=lambda: self.endpoint.local_ip, peers=self._roam_peers,
-                       roam=self._auto_roam, pinned=self._pinned_addrs, delay=self.roam_delay)
+                       roam=self._auto_roam, pinned=self._pinned_addrs, delay=self.roam_delay,
+                       on_addresses=self._local_addresses)
         nw = NetlinkWatcher(loop, rw.events, ignore_index=self._own_interface)
         try:
             nw.start()
@@ -910,6 +912,16 @@ class Daemon:
             return
         self.netwatch, self.roamwatch = nw, rw
         logger.info("following address changes at %s (roam_events)", ep.local_ip)
+        loop.call_soon(rw.announce)  # MOBIKE's first address list, once the loop runs
+
+    def _local_addresses(self, present: Iterable[str]) -> None:
+        """The host's usable addresses now: MOBIKE announces them to the peers
+        as our additional addresses (charon sends an address update on any
+        address change)."""
+        sent = self.endpoint.set_local_addresses(present)
+        if sent:
+            logger.info("local addresses now %s; MOBIKE address update sent to %s",
+                        ", ".join(sorted(present)) or "none", ", ".join(sorted(p.name for p in sent)))
 
     def _stop_roam_events(self) -> None:
         if self.roamwatch is not None:

@@ -13,7 +13,7 @@ import datetime
 import itertools
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -413,6 +413,34 @@ class Endpoint:
                 out.append(self._reinitiate(proto, host))
         return out
 
+    local_addresses: tuple[str, ...] = ()
+    """This host's addresses (:meth:`set_local_addresses`): MOBIKE announces
+    them to the peers as our additional addresses (RFC 4555 §3.4)."""
+
+    def set_local_addresses(self, addresses: Iterable[str]) -> list[SessionProtocol]:
+        """The host's addresses are now ``addresses`` (the daemon's rtnetlink
+        view).  New IKEv2 sessions announce them in IKE_AUTH; an established
+        MOBIKE IKE SA whose announced set changes sends an address update
+        (charon does on any address change).  Returns the sessions that did."""
+        self.local_addresses = tuple(sorted(set(addresses)))
+        now = self.loop.time()
+        out = []
+        for proto in list(self.sessions):
+            s = proto.session
+            announce = getattr(s, "set_local_addresses", None)
+            if announce is None or getattr(s, "is_closed", False):
+                continue
+            if announce(self.local_addresses, now):
+                proto.process()
+                out.append(proto)
+        return out
+
+    def _announce_to(self, session: Any) -> None:
+        """A new session learns the addresses it announces in IKE_AUTH."""
+        announce = getattr(session, "set_local_addresses", None)
+        if self.local_addresses and announce is not None:
+            announce(self.local_addresses, self.loop.time())
+
     def _reinitiate(self, proto: SessionProtocol, host: str) -> SessionProtocol:
         """An IKE SA of ours that cannot follow our address change (no
         MOBIKE): delete it and set up the connection again from ``host``."""
@@ -676,6 +704,7 @@ class Endpoint:
                 pools=self.pools,
                 unique_check=self._v2_unique,
             )
+            self._announce_to(session)
         elif version == 1:
             from ..ike.v1.session import IkeSessionV1
 
@@ -857,6 +886,7 @@ class Endpoint:
             random=self.random,
             wall_clock=_utc_now,
         )
+        self._announce_to(session)
         proto = SessionProtocol(self, session, name)
         self.sessions.add(proto)
         self._half_open.add(proto)

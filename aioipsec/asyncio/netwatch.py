@@ -230,14 +230,16 @@ class RoamWatch:
     ``roam(new, reason)``: move there.  ``addresses()`` (the usable
     addresses of interfaces that are up) and ``route_source(peer)`` default
     to rtnetlink dumps and a connected UDP socket; ``pinned()``: the
-    ``local_addrs`` configured."""
+    ``local_addrs`` configured; ``on_addresses(present)``: told the usable
+    addresses at every check (MOBIKE announces them), before any move."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, current: Callable[[], str],
                  peers: Callable[[], list[str]], roam: Callable[[str, str], Any],
                  pinned: Callable[[], Iterable[str]] = tuple,
                  addresses: Callable[[], Iterable[str]] | None = None,
                  route_source: Callable[[str], str | None] | None = None,
-                 delay: float = ROAM_DELAY) -> None:
+                 delay: float = ROAM_DELAY,
+                 on_addresses: Callable[[set[str]], Any] | None = None) -> None:
         self.loop = loop
         self.current = current
         self.peers = peers
@@ -246,6 +248,7 @@ class RoamWatch:
         self.addresses = addresses or usable_addresses
         self.route_source = route_source or netutil.route_source
         self.delay = delay
+        self.on_addresses = on_addresses
         self.pending: list[NetEvent] = []
         """The events of the burst being collected."""
         self.checks = 0
@@ -260,6 +263,18 @@ class RoamWatch:
         self.pending.extend(events)
         if self._timer is None:
             self._timer = self.loop.call_later(self.delay, self._fire)
+
+    def announce(self) -> None:
+        """List the usable addresses and tell ``on_addresses`` (the first
+        look, before any event)."""
+        if self.on_addresses is None:
+            return
+        try:
+            present = set(self.addresses())
+        except (OSError, NetlinkError) as exc:
+            logger.warning("cannot list the local addresses (%s)", exc)
+            return
+        self.on_addresses(present)
 
     def cancel(self) -> None:
         if self._timer is not None:
@@ -287,6 +302,8 @@ class RoamWatch:
         except (OSError, NetlinkError) as exc:
             logger.warning("roaming check: cannot list the local addresses (%s)", exc)
             return None
+        if self.on_addresses is not None:
+            self.on_addresses(present)
         sources = [(p, self.route_source(p)) for p in dict.fromkeys(peers)]
         new, reason = decide_roam(current, present, sources, self.pinned())
         what = ", ".join(str(ev) for ev in burst[:4]) + (f" and {len(burst) - 4} more" if len(burst) > 4 else "")

@@ -60,6 +60,15 @@ async def test_address_gone_moves_the_ike_sa_without_a_roam_command(
     present = {"192.0.2.1", NEW}
     rw.addresses = lambda: set(present)
     rw.route_source = lambda peer: (NEW if "192.0.2.1" not in present else "192.0.2.1") if peer == "192.0.2.2" else None
+    # the first look (MOBIKE): the gateway learns NEW as our additional address
+    [gw] = list(g.h.endpoint.sessions)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while gw.session.sa.peer_addrs != [NEW]:
+        assert loop.time() < deadline, "the gateway never learnt the additional address"
+        await asyncio.sleep(0.02)
+    assert g.a.endpoint.local_addresses == ("192.0.2.1", NEW)
+    assert f"local addresses now 192.0.2.1, {NEW}; MOBIKE address update sent to hq" in caplog.text
 
     # a new address alone changes nothing: 192.0.2.1 is still there and still the route's source
     nw.callback([NetEvent("addr", True, 3, f"{NEW}/24")])
@@ -70,12 +79,12 @@ async def test_address_gone_moves_the_ike_sa_without_a_roam_command(
     present.discard("192.0.2.1")
     nw.callback([NetEvent("addr", False, 3, "192.0.2.1/24")])
     nw.callback([NetEvent("route", False, 3, "192.0.2.0/24")])
-    loop = asyncio.get_running_loop()
     deadline = loop.time() + 5
     while f"@ {NEW}[4500]" not in (await g.cli("status"))[1]:
         assert loop.time() < deadline, "status never showed the new address"
         await asyncio.sleep(0.05)
     assert rw.checks == 2 and rw.roams == 1
+    assert gw.session.sa.peer_addrs == []  # the update from NEW said NO_ADDITIONAL_ADDRESSES
     assert (f"roaming 192.0.2.1 -> {NEW}: 192.0.2.1 is no longer on any interface that is up; "
             f"the kernel routes to 192.0.2.2 from {NEW}") in caplog.text
     assert f"roaming to {NEW} by itself (roam_events): 192.0.2.1 is no longer on any interface" in caplog.text
