@@ -13,9 +13,10 @@ from types import SimpleNamespace
 from ikev2_pair import Pair, psk_pair_configs
 from mobike_helpers import send_informational
 
-from aioipsec.events import ExchangeStep, LocalAddressChanged, PeerAddressChanged
+from aioipsec.events import DpdTimeout, ExchangeStep, LocalAddressChanged, PeerAddressChanged
 from aioipsec.ike.constants import ExchangeType, NotifyType
 from aioipsec.ike.v2.message import decode_message
+from aioipsec.ike.v2.session import PROBE_ROUNDS
 from aioipsec.ike.v2.tasks.ike_mobike import MAX_PEER_ADDRESSES, MAX_SENT_ADDRESSES
 from aioipsec.status import format_status, ike_row
 
@@ -157,3 +158,95 @@ def test_status_shows_the_peers_additional_addresses() -> None:
     assert "  remote additional addresses: 198.51.100.7, 2001:db8::7" in text.splitlines()
     assert ike_row(SimpleNamespace(session=p.i, ike_info=None, name="rw"), p.now, [])[
         "remote_additional_addrs"] == ["203.0.113.9"]
+
+
+# ---------------------------------------------------------------- path probing
+
+
+def _fail_current_path(p: Pair, limit: float = 600.0) -> list[tuple[bytes, tuple[str, int]]]:
+    """A DPD of the initiator whose path to the peer's current address is
+    gone: run its timers, dropping everything sent, until a probe round goes
+    to more than one destination; that round."""
+    p.i.dpd(p.now)
+    p.i.datagrams_to_send(p.now)
+    end = p.now + limit
+    while p.now < end:
+        t = p.i.get_timer()
+        assert t is not None and not p.i.is_closed
+        p.now = t
+        p.i.handle_timer(p.now)
+        out = p.i.datagrams_to_send(p.now)
+        if len(out) > 1:
+            return out
+    raise AssertionError("no probe round")
+
+
+def test_a_failed_path_is_probed_and_the_peers_other_address_taken() -> None:
+    p = _pair(i_host=I_HOST, r_host=R_HOST)
+    r = p.r
+    assert r is not None
+    gw_old, gw_new = r.local_addr, ("203.0.113.9", r.local_addr[1])
+    spis = (p.i.sa.spi_i, p.i.sa.spi_r)
+    p.clear_events()
+    out = _fail_current_path(p)
+    # the same request (the DPD), to the current path and the peer's other (IPv4) address
+    assert [dst for _, dst in out] == [gw_old, gw_new] and out[0][0] == out[1][0]
+    assert p.i.sa.probes == 1 and p.i.remote_addr == gw_old
+    # only the other address reaches the peer; it answers from there
+    r.receive_datagram(out[1][0], p.i.local_addr, p.now)
+    [(resp, dst)] = r.datagrams_to_send(p.now)
+    assert dst == p.i.local_addr
+    p.i.receive_datagram(resp, gw_new, p.now)
+    p._drain_events()
+    [moved] = p.events("i", PeerAddressChanged)
+    assert isinstance(moved, PeerAddressChanged) and (moved.old_addr, moved.new_addr) == (gw_old, gw_new)
+    assert p.i.remote_addr == gw_new and p.i.sa.probes == 0 and p.i.is_established
+    # then UPDATE_SA_ADDRESSES to the address that answered (RFC 4555 §3.5: the initiator decides)
+    [(upd, dst)] = p.i.datagrams_to_send(p.now)
+    assert dst == gw_new and r.sa.sk is not None
+    req = decode_message(upd, r.sa.sk)
+    assert req.has_notify(NotifyType.UPDATE_SA_ADDRESSES) and req.has_notify(NotifyType.COOKIE2)
+    assert req.has_notify(NotifyType.NAT_DETECTION_SOURCE_IP)
+    r.receive_datagram(upd, p.i.local_addr, p.now)
+    [(resp, _)] = r.datagrams_to_send(p.now)
+    p.i.receive_datagram(resp, gw_new, p.now)
+    p._drain_events()
+    assert p.i.is_established and not p.i.sa.tm.active and (p.i.sa.spi_i, p.i.sa.spi_r) == spis
+    assert not p.events("i", DpdTimeout) and p.i.remote_addr == gw_new
+
+
+def test_probing_is_bounded_and_then_the_peer_is_dead() -> None:
+    p = _pair(i_host=I_HOST, r_host=["192.0.2.2", "203.0.113.9", "203.0.113.10", "2001:db8::2"])
+    p.clear_events()
+    start = p.now
+    out = _fail_current_path(p)
+    assert len(out) == 3  # the current path and the two other IPv4 addresses; not the IPv6 one
+    rounds = 1
+    while not p.i.is_closed:
+        t = p.i.get_timer()
+        assert t is not None
+        p.now = t
+        p.i.handle_timer(p.now)
+        sent = p.i.datagrams_to_send(p.now)
+        if sent:
+            assert len(sent) == 3
+            rounds += 1
+    p._drain_events()
+    assert rounds == PROBE_ROUNDS and p.events("i", DpdTimeout) and p.i.closed_reason == "dead peer"
+    assert p.now - start <= 600  # the retransmits, then PROBE_ROUNDS x PROBE_INTERVAL more
+
+
+def test_without_other_addresses_a_failed_path_is_not_probed() -> None:
+    p = _pair(i_host=I_HOST)
+    assert p.i.sa.peer_addrs == []
+    p.i.dpd(p.now)
+    p.i.datagrams_to_send(p.now)
+    while not p.i.is_closed:
+        t = p.i.get_timer()
+        assert t is not None
+        p.now = t
+        p.i.handle_timer(p.now)
+        assert len(p.i.datagrams_to_send(p.now)) <= 1
+    p._drain_events()
+    assert p.events("i", DpdTimeout) and not [e for e in p.events("i", ExchangeStep)
+                                               if isinstance(e, ExchangeStep) and e.text == "MOBIKE path probe"]

@@ -87,6 +87,12 @@ from .tasks.base import Task, TaskStatus
 
 logger = logging.getLogger("aioipsec.ike")
 
+PROBE_ROUNDS = 5
+"""MOBIKE path probing: rounds of the failed request sent to every path of
+the peer before it is declared dead (charon probes 10 times)."""
+PROBE_INTERVAL = 2.5
+"""Seconds between probe rounds (charon's ROUTEABILITY_CHECK_INTERVAL)."""
+
 HALF_OPEN_TIMEOUT = 30.0
 """Seconds a responder waits for IKE_AUTH after IKE_SA_INIT (strongSwan half_open_timeout)."""
 RETRY_DELAY = (2.0, 10.0)
@@ -281,6 +287,9 @@ class IkeSa:
         """MOBIKE: the peer's additional addresses (ADDITIONAL_IP4/6_ADDRESS,
         RFC 4555 §3.4), its current one not among them; at most 16."""
         self.my_addrs: tuple[str, ...] = ()
+        self.probes = 0
+        """MOBIKE path probing (initiator): rounds sent since the current
+        path failed (the outstanding liveness request resent to every path)."""
         """MOBIKE: this host's addresses we announce as additional ones (less
         the IKE SA's own when sent); :meth:`IkeSessionV2.set_local_addresses`."""
         self.natd_dst: bytes | None = None
@@ -1616,7 +1625,9 @@ class IkeSessionV2:
             return
         if msg.encrypted:
             sa.last_inbound = now
-            if addr != self.remote_addr and not (sa.mobike and sa.established):
+            if sa.probes:
+                self._probe_answered(sa, addr)
+            elif addr != self.remote_addr and not (sa.mobike and sa.established):
                 self._peer_moved(sa, addr)
         elif msg.exchange_type == ExchangeType.IKE_SA_INIT:
             sa.init_response = data
@@ -2008,6 +2019,8 @@ class IkeSessionV2:
                     attempt=str(act.attempt),
                 )
             elif what == "give-up":
+                if self._probe_paths(sa, now):
+                    continue
                 self._exchange_timeout(sa, now)
                 if self.is_closed:
                     return
@@ -2062,6 +2075,54 @@ class IkeSessionV2:
                         self.config.name, sa.spis(), self.peer_label(sa.remote_id))
         self.send_ike_delete(sa)
         self._close("expired", now)
+
+    def _probe_paths(self, sa: IkeSa, now: float) -> bool:
+        """The current path failed (a liveness request of ours, a DPD or a
+        MOBIKE update, got no answer after all its retransmits): with MOBIKE
+        and a peer that announced other addresses, resend that request to
+        every path (its current address and the other ones of our family),
+        at most :data:`PROBE_ROUNDS` times every :data:`PROBE_INTERVAL` s, as
+        charon's path probing; the first path that answers is taken
+        (:meth:`_probe_answered`).  Whether a round was sent."""
+        from .tasks import IkeDpd
+
+        act = sa.tm.active
+        if (act is None or sa is not self.sa or not sa.established or not sa.mobike or not self.is_initiator
+                or not sa.peer_addrs
+                or not any(isinstance(t, IkeDpd) or getattr(t, "liveness", False) for t in act.tasks)):
+            return False
+        if sa.probes >= PROBE_ROUNDS:
+            logger.info("peer %s: no path answered after %d probe rounds", self.peer, sa.probes)
+            return False
+        paths = self._probe_targets(sa)
+        if sa.probes == 0:
+            logger.info("path to %s failed; probing %s", self.peer, ", ".join(_peer_str(p) for p in paths))
+        sa.probes += 1
+        act.deadline = now + PROBE_INTERVAL
+        for dst in paths:
+            self.transmit(act.packets, dst)
+        self.step("MOBIKE path probe", sa, mid=str(act.mid), round=str(sa.probes), paths=str(len(paths)))
+        return True
+
+    def _probe_targets(self, sa: IkeSa) -> list[Address]:
+        """The peer's current address and its additional ones of our
+        address family, on the port it uses now (MOBIKE runs on 4500)."""
+        v6 = ":" in self.local_addr[0]
+        port = self.remote_addr[1]
+        return [self.remote_addr] + [(a, port) for a in sa.peer_addrs if (":" in a) is v6]
+
+    def _probe_answered(self, sa: IkeSa, addr: Address) -> None:
+        """A response while probing: the path to ``addr`` works.  If that is
+        another address of the peer, move there (the Child SAs follow,
+        :class:`PeerAddressChanged`) and tell the peer with UPDATE_SA_ADDRESSES
+        (RFC 4555 §3.5: the initiator decides the address pair)."""
+        rounds, sa.probes = sa.probes, 0
+        if addr == self.remote_addr or addr not in self._probe_targets(sa):
+            return
+        logger.info("peer %s answered the path probe (round %d) at %s; moving there", self.peer, rounds,
+                    _peer_str(addr))
+        self.mobike_moved(sa, addr, natd=False)
+        self.queue_roam(self.local_addr)
 
     def _exchange_timeout(self, sa: IkeSa, now: float) -> None:
         from .tasks import IkeDpd
