@@ -250,3 +250,31 @@ def test_without_other_addresses_a_failed_path_is_not_probed() -> None:
     p._drain_events()
     assert p.events("i", DpdTimeout) and not [e for e in p.events("i", ExchangeStep)
                                                if isinstance(e, ExchangeStep) and e.text == "MOBIKE path probe"]
+
+
+def test_after_a_move_an_address_update_leaves_the_new_address_out() -> None:
+    p = _pair(i_host=I_HOST, r_host=R_HOST)
+    r = p.r
+    assert r is not None and r.sa.sk is not None
+    new = ("198.51.100.7", p.i.local_addr[1])
+    # the old address is gone: no update from it
+    assert not p.i.set_local_addresses(["198.51.100.7", "2001:db8::7"], p.now)
+    assert not p.i.datagrams_to_send(p.now)
+    p.i.roam(new, p.now)
+    [(upd, _)] = p.i.datagrams_to_send(p.now)
+    req = decode_message(upd, r.sa.sk)
+    assert req.has_notify(NotifyType.UPDATE_SA_ADDRESSES)
+    assert not [n for n in req.notifies if n.notify_type in (
+        NotifyType.ADDITIONAL_IP4_ADDRESS, NotifyType.ADDITIONAL_IP6_ADDRESS, NotifyType.NO_ADDITIONAL_ADDRESSES)]
+    r.receive_datagram(upd, new, p.now)
+    [(resp, _)] = r.datagrams_to_send(p.now)
+    p.i.receive_datagram(resp, r.local_addr, p.now)
+    assert p.i.local_addr == new
+    [(lst, _)] = p.i.datagrams_to_send(p.now)
+    req = decode_message(lst, r.sa.sk)
+    assert not req.has_notify(NotifyType.UPDATE_SA_ADDRESSES)
+    assert [n.data for n in req.notifies if n.notify_type == NotifyType.ADDITIONAL_IP6_ADDRESS] == [
+        ipaddress.ip_address("2001:db8::7").packed]
+    assert not [n for n in req.notifies if n.notify_type == NotifyType.ADDITIONAL_IP4_ADDRESS]
+    r.receive_datagram(lst, new, p.now)
+    assert r.sa.peer_addrs == ["2001:db8::7"]

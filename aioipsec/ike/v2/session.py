@@ -754,8 +754,7 @@ class IkeSessionV2:
         are left out, as charon's regular addresses do; the IKE SA's own
         address is left out when sending.  While the IKE SA's own address is
         not among ``addresses`` (it is gone: a move to another one follows,
-        and its UPDATE_SA_ADDRESSES carries the list) nothing is sent from
-        it.  Whether an update was queued."""
+        and an address update after it) nothing is sent from it.  Whether an update was queued."""
         from .tasks import IkeMobike
 
         self.now = now

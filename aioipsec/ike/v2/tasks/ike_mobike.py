@@ -51,8 +51,9 @@ Address lists (§3.4, §3.6; charon's ``build_address_list`` and
   addresses the caller told :meth:`IkeSessionV2.set_local_addresses`)
   without the IKE SA's own address, at most :data:`MAX_SENT_ADDRESSES` of
   them (charon's limit), or NO_ADDITIONAL_ADDRESSES when there are none.
-  An INFORMATIONAL of the ``addresses`` role (sent when that set changes)
-  and every UPDATE_SA_ADDRESSES carry the same list.
+  An INFORMATIONAL of the ``addresses`` role carries the same list, sent
+  when that set changes and after a move of our address (UPDATE_SA_ADDRESSES
+  itself carries none, as charon's initiator sends it).
 * The peer's ADDITIONAL_IP4/6_ADDRESS notifies, in IKE_AUTH or in any of its
   INFORMATIONAL requests, replace :attr:`IkeSa.peer_addrs` (its current
   address left out, at most :data:`MAX_PEER_ADDRESSES`, the rest dropped
@@ -206,7 +207,7 @@ class IkeMobike(Task):
         local = self.roam_to or s.local_addr
         if self.roam_to is not None:
             msg.add(notify(NotifyType.UPDATE_SA_ADDRESSES))
-        if self.roam_to is not None or self.addresses:
+        if self.addresses:
             add_address_list(s, sa, msg, local[0])
         if self.addresses and self.roam_to is None and not self.check:
             s.step("MOBIKE address update", sa, addresses=str(len(sa.my_addrs)))
@@ -257,7 +258,11 @@ class IkeMobike(Task):
             apply_natd(sa, res, s.config.encap)
             if dst:
                 sa.natd_dst = dst[0]
+        moved = self.roam_to[0] != s.local_addr[0]
         s.local_moved(sa, self.roam_to, natd=natd)
+        if moved and sa.my_addrs and not any(isinstance(t, IkeMobike) and t.addresses for t in sa.tm.queued):
+            # our address list without the new address (charon: an address list update after a move)
+            sa.tm.queue(IkeMobike(s, sa, True, addresses=True))
         return TaskStatus.SUCCESS
 
     # ------------------------------------------------------------------ responder
