@@ -216,6 +216,8 @@ def test_ike_rekey_of_a_ppk_sa_and_child_rekey_through_it() -> None:
     ei, er = p.events("i", IkeSaEstablished), p.events("r", IkeSaEstablished)
     assert len(ei) == len(er) == 2
     assert p.i.sa.keys.sk_d == p.r.sa.keys.sk_d != mixed_d
+    # the new IKE SA's keys come from the PPK-mixed SK_d: it is PPK-protected too, on both ends
+    assert p.i.sa.ppk_id == p.r.sa.ppk_id == "ppk-hq"
     c = p.i.child_sas[0]
     p.i.rekey_child_sa(c.spi_in, p.now)
     p.settle()
