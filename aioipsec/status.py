@@ -24,6 +24,8 @@ change; removing a key or changing its type bumps ``schema``::
       "remote_eap_id": str | null, #   and the peer's (a gateway; swanctl's remote-eap-id); else null
       "local_xauth_id": str | null,  # IKEv1 XAUTH: the user we passed XAUTH as (a client)
       "remote_xauth_id": str | null, #   and the peer's user (a gateway; swanctl's remote-xauth-id); else null
+      "ppk_id": str | null,        # IKEv2 RFC 8784: the PPK_ID whose PPK is mixed into the keys (kept
+                                   #   by IKE rekeys); null without a PPK (swanctl shows none)
       "local_vips": [str, ...],    # virtual IPs: ours (assigned by the peer's pool), the peer's
       "remote_vips": [str, ...],   #   (assigned from our pool); [] without them
       "remote_additional_addrs": [str, ...],  # MOBIKE: the peer's other addresses
@@ -68,8 +70,10 @@ change; removing a key or changing its type bumps ``schema``::
       "integrity_failed": int,     # inbound drops: ICV/tag mismatch
       "malformed": int,            # inbound drops: bad length, bad padding
       "policy_dropped": int,       # decrypted but outside the negotiated selectors
-      "drops": {str: int}          # every drop by reason: replay, integrity, padding,
+      "drops": {str: int},         # every drop by reason: replay, integrity, padding,
                                    # malformed, spi, dummy, policy, expired (zero reasons left out)
+      "header_drops": {str: int}   # AH: the "malformed" drops for IP headers in front of AH (IPv6
+                                   # extension headers, IPv4 options), by reason, both directions; ESP: {}
     }
 
     ENDPOINT = {"ike_in", "ike_out", "esp_in", "malformed", "unknown_spi", "cookies_sent",
@@ -111,6 +115,15 @@ def _drops(pipe: Any) -> dict[str, int]:
                 out[key] = out.get(key, 0) + n
     if pipe.policy_dropped:
         out["policy"] = out.get("policy", 0) + pipe.policy_dropped
+    return dict(sorted(out.items()))
+
+
+def _header_drops(pipe: Any) -> dict[str, int]:
+    """AH SAs' ``header_drops`` of both directions, summed by reason."""
+    out: dict[str, int] = {}
+    for sa in (pipe.sa_in, pipe.sa_out):
+        for why, n in (getattr(sa, "header_drops", None) or {}).items():
+            out[why] = out.get(why, 0) + n
     return dict(sorted(out.items()))
 
 
@@ -165,6 +178,7 @@ def child_row(pipe: Any, now: float) -> dict[str, Any]:
         "malformed": getattr(sin, "malformed", 0) + getattr(sin, "padding_failed", 0),
         "policy_dropped": pipe.policy_dropped,
         "drops": _drops(pipe),
+        "header_drops": _header_drops(pipe),
     }
 
 
@@ -225,6 +239,8 @@ def ike_row(proto: Any, now: float, children: list[dict[str, Any]]) -> dict[str,
         "remote_eap_id": getattr(info, "remote_eap_id", None),
         "local_xauth_id": getattr(info, "local_xauth_id", None),
         "remote_xauth_id": getattr(info, "remote_xauth_id", None),
+        # the session's current IKE SA (IKEv2 IkeSa.ppk_id; IKEv1 has none)
+        "ppk_id": getattr(getattr(s, "sa", None), "ppk_id", None),
         "local_vips": list(getattr(info, "local_vips", ()) or ()),
         "remote_vips": list(getattr(info, "remote_vips", ()) or ()),
         "remote_additional_addrs": list(getattr(getattr(s, "sa", None), "peer_addrs", ()) or ()),
@@ -315,8 +331,11 @@ def format_child(c: dict[str, Any], indent: str = "  ") -> list[str]:
         f"#replay failed: {c['replay_failed']}, #integrity failed: {c['integrity_failed']}"
     )
     drops = c.get("drops") or {}
+    # AH: which IP headers in front of AH made the "malformed" drops
+    hdr = c.get("header_drops") or {}
     out.append(
         f"{indent}  drops: " + (", ".join(f"{k} {v}" for k, v in drops.items()) if drops else "none")
+        + (f"; AH header drops: {', '.join(f'{k} {v}' for k, v in hdr.items())}" if hdr else "")
         + f"; replay window {c.get('replay_window', 0)}"
     )
     return out
@@ -351,6 +370,8 @@ def format_status(st: dict[str, Any]) -> str:
                        f"  connecting: attempt {sa['attempt']}, keyingtries = 0 (until established)")
         if sa["proposal"]:
             out.append(f"  {sa['proposal']}")
+        if sa.get("ppk_id") is not None:  # RFC 8784; swanctl --list-sas shows no PPK
+            out.append(f"  ppk: '{sa['ppk_id']}'")
         if sa["established"] is not None:
             when = [f"established {_ago(sa['established'])}"]
             if sa.get("rekey_in") is not None:

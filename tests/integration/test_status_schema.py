@@ -1,7 +1,8 @@
 """``status --json`` keeps its documented schema (aioipsec.status, version 1),
 and the text form shows what ``swanctl --list-sas`` / ``show crypto ipsec sa``
 show: checked on IKEv2 and IKEv1 pairs with traffic, a replayed and a tampered
-packet, and on a static-key SA."""
+packet, on a static-key SA, on an RFC 8784 PPK pair (its PPK_ID, also after an
+IKE rekey) and on an AH SA that refused a packet for its IP headers."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ IKE_SA = {
     "remote_addr": OPT_STR, "local_id": OPT_STR, "remote_id": OPT_STR, "local_vips": list, "remote_vips": list,
     "remote_additional_addrs": list,
     "local_eap_id": OPT_STR, "remote_eap_id": OPT_STR, "local_xauth_id": OPT_STR, "remote_xauth_id": OPT_STR,
-    "spi_i": str, "spi_r": str,
+    "ppk_id": OPT_STR, "spi_i": str, "spi_r": str,
     "proposal": OPT_STR, "nat_local": OPT_BOOL, "nat_remote": OPT_BOOL, "established": OPT_NUM,
     "rekey_in": OPT_INT, "reauth_in": OPT_INT, "expire_in": OPT_INT, "children": list, "attempt": OPT_INT,
     "keyingtries": OPT_INT,
@@ -37,7 +38,7 @@ CHILD = {
     "proposal": str, "encap": bool, "esn": bool, "replay_window": int, "local_ts": list, "remote_ts": list,
     "local_addr": str, "remote_addr": str, "installed": (int, float), "rekey_in": OPT_INT, "expire_in": OPT_INT,
     "packets_in": int, "bytes_in": int, "packets_out": int, "bytes_out": int, "replay_failed": int,
-    "integrity_failed": int, "malformed": int, "policy_dropped": int, "drops": dict,
+    "integrity_failed": int, "malformed": int, "policy_dropped": int, "drops": dict, "header_drops": dict,
 }
 ENDPOINT = dict.fromkeys(
     ["ike_in", "ike_out", "esp_in", "malformed", "unknown_spi", "cookies_sent", "no_sa", "no_policy", "held_dropped",
@@ -74,6 +75,8 @@ def validate(st: dict[str, Any]) -> None:
         assert c["mode"] in ("tunnel", "transport") and c["protocol"] in ("esp", "ah")
         assert all(isinstance(t, str) for t in c["local_ts"] + c["remote_ts"])
         assert set(c["drops"]) <= DROP_REASONS and all(isinstance(v, int) and v > 0 for v in c["drops"].values())
+        assert all(isinstance(k, str) and isinstance(v, int) and v > 0 for k, v in c["header_drops"].items())
+        assert c["protocol"] == "ah" or c["header_drops"] == {}
 
 
 async def replay_and_tamper(pair: IpsecPair) -> None:
@@ -124,7 +127,8 @@ async def test_schema_and_counters(version: int) -> None:
         assert c["packets_in"] == 3 and c["packets_out"] == 1
         assert c["bytes_in"] > 0 and c["bytes_out"] > 0
         assert c["replay_failed"] == 1 and c["integrity_failed"] == 1
-        assert c["drops"] == {"integrity": 1, "replay": 1}
+        assert c["drops"] == {"integrity": 1, "replay": 1} and c["header_drops"] == {}
+        assert sa["ppk_id"] is None
         assert c["spi_out"] == left["ike_sas"][0]["children"][0]["spi_in"]
         assert 0 < c["rekey_in"] <= c["expire_in"] <= round(3600 * 1.1)
         assert c["replay_window"] == 64
@@ -177,3 +181,82 @@ async def test_static_children_and_empty() -> None:
     finally:
         await ep_a.close()
         await ep_h.close()
+
+
+PPK = bytes(range(32))
+
+
+async def test_ppk_id_in_json_and_text_and_kept_by_an_ike_rekey() -> None:
+    """RFC 8784: both ends show the PPK_ID in use (never the PPK); an IKE SA
+    rekeyed from it (keys from the PPK-mixed SK_d) shows it too."""
+    from asyncwait import until
+
+    async with open_pair(ppk_id="ppk-hq", ppks={"ppk-hq": PPK}) as pair:
+        for peer in (pair.left, pair.right):
+            st = endpoint_status(peer.endpoint)
+            validate(st)
+            [sa] = st["ike_sas"]
+            assert sa["ppk_id"] == "ppk-hq"
+            assert PPK.hex() not in json.dumps(st)
+            lines = format_status(st).splitlines()
+            assert lines[3:5] == ["  aes128gcm16-prfsha256-x25519", "  ppk: 'ppk-hq'"], lines
+        [proto] = pair.left.endpoint.sessions
+        old = proto.session.sa
+        await proto.rekey()
+        await until(lambda: proto.session.sa is not old and proto.session.is_established, what="IKE SA rekeyed")
+        for peer in (pair.left, pair.right):
+            st = endpoint_status(peer.endpoint)
+            validate(st)
+            [sa] = st["ike_sas"]
+            assert sa["spi_i"] != old.spi_i.hex() and sa["ppk_id"] == "ppk-hq"
+            assert "\n  ppk: 'ppk-hq'\n" in format_status(st)
+
+
+async def test_ah_header_drops_in_json_and_text() -> None:
+    """An AH SA that refused a packet for the IP header in front of AH (IPv4
+    options running past the header): the MALFORMED drop and its reason."""
+    from asyncwait import until
+
+    from aioipsec.asyncio.endpoint import AH_MEMORY_PORT, Endpoint
+    from aioipsec.asyncio.sockets import MemoryNetwork
+    from aioipsec.config import child, connection
+    from aioipsec.crypto.transforms import parse_proposal
+    from aioipsec.esp.ip import ipv4_header
+
+    def conf(name: str, me: str, peer: str) -> Any:
+        ch = child("lan", local_ts=[f"{me}/32"], remote_ts=[f"{peer}/32"], mode="transport")
+        ch.esp_proposals = []
+        ch.ah_proposals = [parse_proposal("sha256", "ah")]
+        return connection(name, psk="status-ah-psk", local_id=me, remote_id=peer, local_addrs=[me],
+                          remote_addrs=[peer], dpd_delay=0, children=[ch])
+
+    net = MemoryNetwork()
+    a = await Endpoint.create("192.0.2.1", configurations=[conf("to-b", "192.0.2.1", "192.0.2.2")], network=net)
+    b = await Endpoint.create("192.0.2.2", configurations=[conf("to-a", "192.0.2.2", "192.0.2.1")], network=net)
+    try:
+        a.initiate("to-b")
+        await until(lambda: a.dataplane.outbound and b.dataplane.outbound, what="AH Child SA on both ends")
+        [pb] = b.dataplane.outbound
+        # AH for B's inbound SPI behind an IPv4 timestamp option whose length runs past the header
+        ah = bytes([17, 5, 0, 0]) + pb.ev.spi_in.to_bytes(4, "big") + (1).to_bytes(4, "big") + bytes(16)
+        pkt = ipv4_header("192.0.2.1", "192.0.2.2", 51, len(ah) + 8, options=bytes([0x44, 40, 5, 0])) + ah + bytes(8)
+        sock = net.bind(("192.0.2.66", AH_MEMORY_PORT))
+        try:
+            sock.sendto(pkt, ("192.0.2.2", AH_MEMORY_PORT))
+        finally:
+            sock.close()
+        await until(lambda: pb.sa_in.header_drops, what="header drop counted")
+        st = endpoint_status(b)
+        validate(st)
+        [sa] = st["ike_sas"]
+        [c] = sa["children"]
+        assert c["protocol"] == "ah" and sa["ppk_id"] is None
+        assert c["drops"] == {"malformed": 1} and c["malformed"] == 1
+        assert c["header_drops"] == {"malformed IPv4 options": 1}
+        text = format_status(st)
+        assert "  lan: #1, INSTALLED, TRANSPORT, AH:" in text
+        assert "    drops: malformed 1; AH header drops: malformed IPv4 options 1; replay window 64" in text.splitlines()
+        assert "ppk:" not in text
+    finally:
+        await asyncio.wait_for(a.close(timeout=1.0), 5)
+        await asyncio.wait_for(b.close(timeout=1.0), 5)
