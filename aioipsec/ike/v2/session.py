@@ -287,11 +287,11 @@ class IkeSa:
         """MOBIKE: the peer's additional addresses (ADDITIONAL_IP4/6_ADDRESS,
         RFC 4555 §3.4), its current one not among them; at most 16."""
         self.my_addrs: tuple[str, ...] = ()
+        """MOBIKE: this host's addresses we announce as additional ones (less
+        the IKE SA's own when sent); :meth:`IkeSessionV2.set_local_addresses`."""
         self.probes = 0
         """MOBIKE path probing (initiator): rounds sent since the current
         path failed (the outstanding liveness request resent to every path)."""
-        """MOBIKE: this host's addresses we announce as additional ones (less
-        the IKE SA's own when sent); :meth:`IkeSessionV2.set_local_addresses`."""
         self.natd_dst: bytes | None = None
         """MOBIKE initiator behind a NAT: the peer's last NAT_DETECTION_DESTINATION_IP
         (its hash of our NAT's mapping); a different one means the mapping changed."""
