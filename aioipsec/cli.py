@@ -7,7 +7,8 @@ import sys
 from typing import Any
 
 DEFAULT_CONTROL = "/run/aioipsec.ctl"
-CONTROL_COMMANDS = ("up", "down", "status", "clear", "reload", "keys", "list-conns", "roam", "rekey", "list-pools")
+CONTROL_COMMANDS = ("up", "down", "status", "clear", "reload", "keys", "list-conns", "roam", "rekey", "list-pools",
+                    "redirect")
 
 USAGE = f"""usage: aioipsec <command> [options]
 
@@ -30,6 +31,9 @@ PATH defaults to $AIOIPSEC_CONTROL, else {DEFAULT_CONTROL}):
   list-conns             the loaded connections
   list-pools             address pools: size, online, offline (--leases: each lease; --json)
   roam ADDRESS           our address changed: rebind there; IKEv2 SAs with MOBIKE move, others re-initiate
+  redirect NAME --gateway ADDR
+                         send REDIRECT (RFC 5685) to the clients of its IKE SAs (--peer ADDR|ID: only
+                         that one): they move to ADDR (swanctl --redirect)
 
 run `aioipsec <command> --help` for a command's options"""
 
@@ -148,6 +152,10 @@ def _control(path: str, cmd: str, argv: list[str]) -> int:
         ap.add_argument("--json", action="store_true", help="machine-readable (schema: aioipsec.status)")
     elif cmd == "roam":
         ap.add_argument("address")
+    elif cmd == "redirect":
+        ap.add_argument("name")
+        ap.add_argument("--gateway", required=True, help="the gateway address to send the clients to")
+        ap.add_argument("--peer", help="only the IKE SA of the client at this address or with this identity")
     elif cmd == "keys":
         ap.add_argument("--wireshark", required=True, metavar="DIR", help="directory for the Wireshark tables")
     ns = ap.parse_args(argv)
@@ -173,6 +181,10 @@ def _control(path: str, cmd: str, argv: list[str]) -> int:
         req["dir"] = os.path.abspath(ns.wireshark)
     if cmd == "roam":
         req["address"] = ns.address
+    if cmd == "redirect":
+        req["gateway"] = ns.gateway
+        if ns.peer is not None:
+            req["peer"] = ns.peer
     try:
         result = asyncio.run(request(path, req, timeout))
     except FileNotFoundError:

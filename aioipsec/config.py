@@ -161,6 +161,18 @@ class ConnectionConfig:
     initiator's MOBIKE_SUPPORTED and follow its UPDATE_SA_ADDRESSES (a
     roaming client keeps its IKE and Child SAs); as initiator, announce it,
     run IKE on 4500 from IKE_AUTH on, and move with ``roam()``."""
+    follow_redirects: bool = True
+    """IKEv2 Redirect (RFC 5685), as strongswan.conf's ``charon.follow_redirects``
+    (default yes): announce REDIRECT_SUPPORTED in IKE_SA_INIT and follow a
+    gateway's REDIRECT (IKE_SA_INIT, IKE_AUTH or INFORMATIONAL) by setting the
+    connection up again toward the new gateway.  False: announce nothing, and
+    a REDIRECT sent anyway fails the negotiation (or is ignored on an
+    established IKE SA)."""
+    redirect_init: str = ""
+    """Gateway (RFC 5685 §4): answer the IKE_SA_INIT of every client that
+    announced REDIRECT_SUPPORTED (or REDIRECTED_FROM) with REDIRECT to this
+    address instead of setting up an IKE SA (a load balancer's front door);
+    clients without it are served here.  Empty: never."""
     fragmentation: bool = True
     """IKE fragmentation (RFC 7383 / IKEv1 vendor extension) when supported by the peer."""
     fragment_size: int = 1280

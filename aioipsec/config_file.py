@@ -180,7 +180,7 @@ _CONN_KEYS = {
     "encap", "fragmentation", "fragment_size", "dpd_delay", "dpd_timeout", "rekey_time", "reauth_time",
     "over_time", "rand_time", "local", "remote", "children", "legacy", "retransmit_timeout", "retransmit_base",
     "retransmit_tries", "retransmit_jitter", "keyingtries", "send_certreq", "send_cert", "initial_contact", "key_export", "unique",
-    "vips", "pools", "mobike", "local-2", "remote-2", "ppk_id", "ppk_required",
+    "vips", "pools", "mobike", "follow_redirects", "redirect_init", "local-2", "remote-2", "ppk_id", "ppk_required",
 }
 _CHILD_KEYS = {
     "local_ts", "remote_ts", "esp_proposals", "ah_proposals", "mode", "start_action", "rekey_time",
@@ -522,6 +522,17 @@ def _addrs(ctx: _Ctx, path: str, raw: Any, *, any_ok: bool = True, expected: str
     return out
 
 
+def _redirect_gateway(ctx: _Ctx, path: str, raw: Any) -> str:
+    """``redirect_init``: an IP address, or "" (never)."""
+    text = ctx.string(path, raw)
+    if text:
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            raise ctx.err(path, f'expected an IP address, got "{text}"') from None
+    return text
+
+
 def _load_cert(ctx: _Ctx, path: str, raw: Any) -> Any:
     from cryptography import x509
 
@@ -759,11 +770,14 @@ def _parse_connection(
             setattr(c, key, ctx.integer(f"{path}.{key}", raw[key], 1, 65535))
     if "proposals" in raw:
         c.proposals = _proposals(ctx, f"{path}.proposals", raw["proposals"], "ike", legacy)
-    for key in ("aggressive", "encap", "mobike", "fragmentation", "send_certreq", "initial_contact", "key_export"):
+    for key in ("aggressive", "encap", "mobike", "follow_redirects", "fragmentation", "send_certreq", "initial_contact",
+                "key_export"):
         if key in raw:
             setattr(c, key, ctx.boolean(f"{path}.{key}", raw[key]))
     if "send_cert" in raw:
         c.send_cert = ctx.choice(f"{path}.send_cert", raw["send_cert"], ("always", "ifasked", "never"))
+    if "redirect_init" in raw:
+        c.redirect_init = _redirect_gateway(ctx, f"{path}.redirect_init", raw["redirect_init"])
     if "unique" in raw:
         c.unique = ctx.choice(f"{path}.unique", raw["unique"], ("no", "never", "replace", "keep"))
     for key in ("dpd_delay", "dpd_timeout", "rekey_time", "reauth_time", "over_time", "rand_time",

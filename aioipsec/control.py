@@ -20,6 +20,9 @@ Requests::
     {"cmd": "list-conns"}                     -> the loaded connections
     {"cmd": "list-pools", "leases": false}    -> the address pools (size, online, offline; leases)
     {"cmd": "roam", "address": "192.0.2.9"}   -> our address changed: rebind, MOBIKE-update the IKE SAs
+    {"cmd": "redirect", "name": "hq", "gateway": "192.0.2.3", "peer": null}
+                                              -> REDIRECT (RFC 5685) the clients of hq's IKE SAs (peer:
+                                                 only the one at that address / with that identity)
 
 Answers: ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``.
 A bad request is answered with an error; it never stops the daemon.
@@ -159,6 +162,14 @@ class ControlServer:
                 return d.roam(address)
             except ValueError as exc:
                 raise ControlError(str(exc)) from None
+        if cmd == "redirect":
+            _known(d, _required(name))
+            gateway, peer = req.get("gateway"), req.get("peer")
+            if not isinstance(gateway, str) or not gateway:
+                raise ControlError("redirect needs a gateway")
+            if peer is not None and not isinstance(peer, str):
+                raise ControlError("peer must be a string")
+            return await _operator(_call(d.redirect, name, gateway, peer), name)
         if cmd == "keys":
             from .keyexport import export_wireshark
 
@@ -257,6 +268,11 @@ async def _operator(coro: Any, name: str) -> Any:
         raise ControlError(str(exc) or f"{name}: timed out") from None
     except LocalProtocolError as exc:
         raise ControlError(f"{name}: {exc}") from None
+
+
+async def _call(fn: Any, *args: Any) -> Any:
+    """A synchronous daemon operation as a coroutine (for :func:`_operator`)."""
+    return fn(*args)
 
 
 def _known(d: Any, name: str) -> Any:

@@ -29,7 +29,7 @@ from typing import Any
 
 from .asyncio.netwatch import ROAM_DELAY
 from .config_file import Configuration, load_config
-from .errors import ConfigError
+from .errors import ConfigError, LocalProtocolError
 from .netutil import interface_of, route_source
 from .selectors import TrafficSelector
 
@@ -970,6 +970,40 @@ class Daemon:
             self.roam(address)
         except OSError as exc:
             logger.warning("roaming to %s (%s) failed: %s; waiting for the next address change", address, reason, exc)
+
+    def redirect(self, conn: str, gateway: str, peer: str | None = None) -> str:
+        """``swanctl --redirect --ike NAME --gateway ADDR``: send REDIRECT
+        (RFC 5685, in an INFORMATIONAL) to the clients of connection ``conn``'s
+        established IKEv2 IKE SAs (``peer``: only the one at that address or
+        with that identity), which announced REDIRECT_SUPPORTED; they set the
+        connection up with ``gateway`` and delete the IKE SA here (else it is
+        deleted after 30 s).  ``LookupError`` when no IKE SA could be redirected."""
+        if conn not in self.config.connections:
+            raise KeyError(f"no connection named {conn}")
+        now = asyncio.get_running_loop().time()
+        done: list[str] = []
+        refused: list[str] = []
+        for p in sorted(self.endpoint.sessions, key=lambda p: p.session.spi_i):
+            s = p.session
+            if p.name != conn or not hasattr(s, "redirect") or not s.is_established:
+                continue
+            label = s.peer_label()
+            if peer is not None and peer not in (s.peer, str(s.sa.remote_id)):
+                continue
+            try:
+                s.redirect(gateway, now)
+            except LocalProtocolError as exc:
+                refused.append(f"{label}: {exc}")
+                continue
+            p.process()
+            done.append(label)
+        if not done:
+            why = "; ".join(refused) or "no established IKEv2 IKE SA" + (f" with {peer}" if peer else "")
+            raise LookupError(f"{conn}: nothing redirected to {gateway}: {why}")
+        logger.info("%s: redirecting %s to %s", conn, ", ".join(done), gateway)
+        lines = [f"{conn}: redirecting {label} to {gateway}" for label in done]
+        lines += [f"{conn}: not redirected: {r}" for r in refused]
+        return "\n".join(lines)
 
     def roam(self, address: str) -> str:
         """Our address changed to ``address`` (a roaming client; the control

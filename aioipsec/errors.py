@@ -95,3 +95,14 @@ class TemporaryFailure(NotifyError):
 
 class ChildSaNotFound(NotifyError):
     notify_type = 44
+
+
+class Redirect(NotifyError):
+    """Not a peer error: a gateway answers IKE_SA_INIT with REDIRECT (RFC 5685
+    §4; ``redirect_init``).  ``data`` is the redirect data (gateway and Ni)."""
+
+    notify_type = 16407
+
+    def __init__(self, gateway: str, data: bytes) -> None:
+        super().__init__(f"redirected to {gateway}", data)
+        self.gateway = gateway

@@ -291,3 +291,33 @@ class ReauthRequired(IpsecEvent):
     """Child configurations of the Child SAs in use (to create again)."""
     local_vips: tuple[str, ...] = ()
     """Virtual IPs the peer assigned to us (to ask for again)."""
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class IkeRedirected(IpsecEvent):
+    """The gateway redirected us (RFC 5685): in its IKE_SA_INIT or IKE_AUTH
+    response (this IKE SA is closed, reason ``redirected to X by Y``) or in
+    an INFORMATIONAL on the established IKE SA (it stays until the owner
+    deletes it).  Whoever drives the session (the endpoint) sets the
+    connection up again toward ``gateway`` with the Child SAs ``children``,
+    telling the new session ``peer`` (REDIRECTED_FROM) and ``redirects``
+    (loop protection), then deletes an established old IKE SA once the new
+    one is up."""
+
+    connection: str
+    peer: str
+    """The gateway that redirected us (its address, with its identity once known)."""
+    gateway: str
+    """The address to go to."""
+    exchange: str
+    """``IKE_SA_INIT``, ``IKE_AUTH`` or ``INFORMATIONAL``."""
+    spi_i: bytes
+    spi_r: bytes
+    children: tuple[str, ...] = ()
+    """Child configurations to negotiate with the new gateway."""
+    redirects: tuple[float, ...] = ()
+    """When the redirects of this connection within the loop-detection period
+    happened, this one last (session time; give it to the next session)."""
+    from_addr: str = ""
+    """The address of the gateway that redirected us (REDIRECTED_FROM)."""

@@ -41,7 +41,8 @@ change; removing a key or changing its type bumps ``schema``::
       "expire_in": int | null,     # seconds until hard expiry (null: never)
       "children": [CHILD, ...],    # its Child SAs (IKEv1: its IPsec SAs), by unique id
       "attempt": int | null,       # an IKE SA of ours not established yet: which attempt of the
-      "keyingtries": int | null    #   connection's keyingtries (0 = until established) it is; else null
+      "keyingtries": int | null,   #   connection's keyingtries (0 = until established) it is; else null
+      "redirected_from": str | null  # IKEv2 (RFC 5685): the gateway that redirected the connection here
     }
 
     CHILD = {
@@ -254,6 +255,7 @@ def ike_row(proto: Any, now: float, children: list[dict[str, Any]]) -> dict[str,
         "reauth_in": reauth_in,
         "expire_in": expire_in,
         "children": children,
+        "redirected_from": getattr(s, "redirected_from", "") or None,
     }
 
 
@@ -364,6 +366,8 @@ def format_status(st: dict[str, Any]) -> str:
             f"  remote '{sa['remote_id'] or ''}' @ {sa['remote_addr']}{re_}{' (NAT)' if sa['nat_remote'] else ''}{rv}")
         if sa.get("remote_additional_addrs"):
             out.append(f"  remote additional addresses: {', '.join(sa['remote_additional_addrs'])}")
+        if sa.get("redirected_from"):
+            out.append(f"  redirected to {sa['remote_addr']} by {sa['redirected_from']}")
         if sa.get("attempt") is not None:
             tries = sa.get("keyingtries")
             out.append(f"  connecting: attempt {sa['attempt']} of {tries}" if tries else

@@ -23,6 +23,7 @@ from ..events import (
     ChildSaDeleted,
     ChildSaInstalled,
     DpdTimeout,
+    IkeRedirected,
     IkeSaDeleted,
     IkeSaEstablished,
     IpsecEvent,
@@ -173,6 +174,9 @@ class _Reauth:
     pending: set[str]
     done: asyncio.Future[SessionProtocol] = field(repr=False)
     restart: tuple[ConnectionConfig, Address, list[str]] | None = None
+    redirect: str = ""
+    """Not a reauthentication: the gateway redirected the established IKE SA
+    ``old`` to this address (RFC 5685; ``new`` goes there)."""
 
 
 def _tries_text(k: _Keying) -> str:
@@ -865,10 +869,10 @@ class Endpoint:
         return self._start(k.config or conn, k.conn, k.remote, k.children, k)
 
     def _start(self, conn: ConnectionConfig, name: str, remote: Address, children: Sequence[str],
-               k: _Keying | None = None) -> SessionProtocol:
+               k: _Keying | None = None, redirected: IkeRedirected | None = None) -> SessionProtocol:
         """A new initiator session of ``conn`` toward ``remote`` with the
         Child SAs ``children`` (the first one in IKE_AUTH); the attempt of
-        ``k`` if given."""
+        ``k`` if given; following the redirect ``redirected`` if given."""
         local_ip = self.local_ip
         if is_wildcard(local_ip) and self._network is None:
             # bound to the wildcard address: from where the kernel routes to the peer
@@ -887,6 +891,9 @@ class Endpoint:
             wall_clock=_utc_now,
         )
         self._announce_to(session)
+        if redirected is not None:  # RFC 5685: REDIRECTED_FROM, and the redirects so far (loop protection)
+            session.redirected_from = redirected.from_addr
+            session.redirect_history = redirected.redirects
         proto = SessionProtocol(self, session, name)
         self.sessions.add(proto)
         self._half_open.add(proto)
@@ -899,6 +906,39 @@ class Endpoint:
             session.create_child_sa(child, now)
         proto.process()  # routes the session's SPIs here
         return proto
+
+    # ---------------------------------------------------------------- redirect (RFC 5685)
+
+    def _redirected(self, proto: SessionProtocol, ev: IkeRedirected) -> SessionProtocol | None:
+        """The gateway redirected ``proto`` (:class:`IkeRedirected`): the
+        connection is set up again toward ``ev.gateway`` with the same Child
+        SAs, as a new IKE SA.  Redirected in IKE_SA_INIT / IKE_AUTH (the
+        session closed itself): the attempt moves there (keyingtries goes on
+        against the new gateway).  Redirected on an established IKE SA: the
+        old one is deleted once the new one and its Child SAs are up (as a
+        make-before-break reauthentication)."""
+        conf = self.configurations.get(proto.name) or proto.session.config
+        remote = (ev.gateway, conf.remote_port)
+        children = [c for c in ev.children if c in conf.children]
+        k = self._keying.get(proto.name)
+        if k is not None and k.proto is not proto:
+            k = None
+        if k is not None:
+            k.remote = remote
+        try:
+            new = self._start(conf, proto.name, remote, children, k, redirected=ev)
+        except (ValueError, KeyError, OSError, RuntimeError) as exc:
+            ike_logger.error("%s: redirected to %s by %s, but the new IKE SA could not start: %s", proto.name,
+                             ev.gateway, ev.peer, exc)
+            return None
+        ike_logger.info("%s: redirected to %s by %s (%s): new IKE SA %s_i with %s, %d Child SA(s)%s", proto.name,
+                        ev.gateway, ev.peer, ev.exchange, new.session.spi_i.hex(), ev.gateway, len(children),
+                        "; the old IKE SA goes once they are up" if ev.exchange == "INFORMATIONAL" else "")
+        if ev.exchange == "INFORMATIONAL":
+            done: asyncio.Future[SessionProtocol] = self.loop.create_future()
+            r = _Reauth(proto, new, set(children), done, redirect=ev.gateway)
+            self._reauths[new] = self._reauths[proto] = r
+        return new
 
     # ---------------------------------------------------------------- reauthentication
 
@@ -1029,9 +1069,10 @@ class Endpoint:
         assert r.new is not None
         self._reauths.pop(r.new, None)
         old = r.old.session
-        ike_logger.info("%s: reauthenticated: IKE SA %s_i %s_r replaces %s_i %s_r with %s%s",
-                        r.new.name, r.new.session.spi_i.hex(), r.new.session.spi_r.hex(), old.spi_i.hex(),
-                        old.spi_r.hex(), old.peer, "" if old.is_closed else ", deleting the old one")
+        ike_logger.info("%s: %s: IKE SA %s_i %s_r replaces %s_i %s_r with %s%s", r.new.name,
+                        f"redirected to {r.redirect}" if r.redirect else "reauthenticated", r.new.session.spi_i.hex(),
+                        r.new.session.spi_r.hex(), old.spi_i.hex(), old.spi_r.hex(), old.peer,
+                        "" if old.is_closed else ", deleting the old one")
         if not old.is_closed:
             old.delete(self.loop.time())
             r.old.process()
@@ -1049,6 +1090,10 @@ class Endpoint:
                                "%s_i %s_r is deleted: the connection is down%s", r.old.name, r.old.session.peer, why,
                                r.old.session.spi_i.hex(), r.old.session.spi_r.hex(),
                                " (keyingtries: trying again)" if self.keying(r.old.name) else "")
+        elif r.redirect:
+            ike_logger.warning("%s: the IKE SA with %s (redirected there by %s) failed (%s); the old IKE SA %s_i %s_r "
+                               "stays", r.old.name, r.redirect, r.old.session.peer, why, r.old.session.spi_i.hex(),
+                               r.old.session.spi_r.hex())
         else:
             ike_logger.warning("%s: reauthentication with %s failed (%s); the old IKE SA %s_i %s_r stays until it "
                                "expires", r.old.name, r.old.session.peer, why, r.old.session.spi_i.hex(),
@@ -1235,6 +1280,13 @@ class Endpoint:
         if isinstance(ev, ReauthRequired):
             if r is None and not self._closed:
                 self._start_reauth(proto, ev)
+        elif isinstance(ev, IkeRedirected):
+            new = None if self._closed else self._redirected(proto, ev)
+            if new is not None and r is not None and r.new is proto and ev.exchange != "INFORMATIONAL":
+                # the new IKE SA of a reauthentication was redirected: the one it goes on with replaces it
+                self._reauths.pop(proto, None)
+                r.new = new
+                self._reauths[new] = r
         elif r is not None:
             self._reauth_event(r, proto, ev)
         if isinstance(ev, ChildSaInstalled):

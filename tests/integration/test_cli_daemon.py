@@ -318,3 +318,30 @@ async def test_check_command(short_dir: Path) -> None:
     rc, out, err = await run_cli("check", "-c", str(pa))
     assert rc == 1
     assert err.strip() == f'error: {pa}: connections.hq.children.lan.remote_tss: unknown key; did you mean "remote_ts"?'
+
+
+async def test_redirect_command_moves_the_client(gateways: Gateways) -> None:
+    """``aioipsec redirect NAME --gateway ADDR`` (swanctl --redirect) on hq:
+    site-a's daemon follows the REDIRECT (RFC 5685) and sets the connection
+    up toward the new address, its status saying where it came from."""
+    g = gateways
+    rc, out, err = await g.cli("up", "hq")
+    assert rc == 0, err
+    rc, out, err = await g.cli("redirect", "site-a", "--gateway", "192.0.2.9", "--peer", "192.0.2.7", ctl=g.ctl_h)
+    assert rc == 1 and "nothing redirected to 192.0.2.9: no established IKEv2 IKE SA with 192.0.2.7" in err
+    rc, out, err = await g.cli("redirect", "site-a", "--gateway", "not an address", ctl=g.ctl_h)
+    assert rc == 1 and "cannot redirect to 'not an address'" in err
+    rc, out, err = await g.cli("redirect", "site-a", "--gateway", "192.0.2.9", "--peer", "site-a.example",
+                               ctl=g.ctl_h)
+    assert (rc, out.strip(), err) == (0, "site-a: redirecting 192.0.2.1[site-a.example] to 192.0.2.9", "")
+    for _ in range(200):
+        st = json.loads((await g.cli("status", "--json"))[1])
+        if any(sa["remote_addr"].startswith("192.0.2.9") for sa in st["ike_sas"]):
+            break
+        await asyncio.sleep(0.01)
+    new = [sa for sa in st["ike_sas"] if sa["remote_addr"].startswith("192.0.2.9")]
+    assert new and new[0]["redirected_from"] == "192.0.2.2" and new[0]["state"] == "CONNECTING"
+    rc, out, err = await g.cli("status")
+    assert "redirected to 192.0.2.9[500] by 192.0.2.2" in out
+    rc, out, err = await g.cli("redirect", "nope", "--gateway", "192.0.2.9")
+    assert rc == 1 and "no connection named 'nope'" in err

@@ -92,7 +92,7 @@ def test_exchange_step_details_of_messages(caplog: pytest.LogCaptureFixture) -> 
         assert dict(init) == {
             "spi_i": p.i.spi_i.hex(), "spi_r": "0" * 16, "kind": "request", "mid": "0",
             "payloads": "SA KE NONCE N(IKEV2_FRAGMENTATION_SUPPORTED) N(SIGNATURE_HASH_ALGORITHMS) "
-                        "N(NAT_DETECTION_SOURCE_IP) N(NAT_DETECTION_DESTINATION_IP)",
+                        "N(REDIRECT_SUPPORTED) N(NAT_DETECTION_SOURCE_IP) N(NAT_DETECTION_DESTINATION_IP)",
         } == init
         auth = steps["IKE_AUTH received"].details
         assert (auth["kind"], auth["mid"], auth["spi_r"]) == ("response", "1", p.i.spi_r.hex())

@@ -31,7 +31,7 @@ IKE_SA = {
     "ppk_id": OPT_STR, "spi_i": str, "spi_r": str,
     "proposal": OPT_STR, "nat_local": OPT_BOOL, "nat_remote": OPT_BOOL, "established": OPT_NUM,
     "rekey_in": OPT_INT, "reauth_in": OPT_INT, "expire_in": OPT_INT, "children": list, "attempt": OPT_INT,
-    "keyingtries": OPT_INT,
+    "keyingtries": OPT_INT, "redirected_from": OPT_STR,
 }
 CHILD = {
     "child": str, "unique_id": int, "mode": str, "protocol": str, "spi_in": str, "spi_out": str,

@@ -48,6 +48,7 @@ from ...errors import (
     LocalProtocolError,
     NotifyError,
     ParseError,
+    Redirect,
     RemoteProtocolError,
     UnsupportedCriticalPayload,
 )
@@ -57,6 +58,7 @@ from ...events import (
     ChildSaInstalled,
     DpdTimeout,
     ExchangeStep,
+    IkeRedirected,
     IkeSaDeleted,
     IkeSaEstablished,
     IpsecEvent,
@@ -83,7 +85,7 @@ from .message import (
 from .payloads import DeletePayload, MalformedMessage, NotifyPayload, SaPayload, SkfPayload
 from .pools import AddressPool, lease_from
 from .task_manager import RetransmitPolicy, TaskManagerV2, random_fraction
-from .tasks.base import Task, TaskStatus
+from .tasks.base import ResponseDropped, Task, TaskStatus
 
 logger = logging.getLogger("aioipsec.ike")
 
@@ -201,6 +203,9 @@ class SessionStats:
     """AUTH_LIFETIME notifies (RFC 4478) ignored: zero or not 4 bytes."""
     cp_attrs_dropped: int = 0
     """Malformed Configuration Payload attributes dropped (:mod:`aioipsec.ike.cfgattr`)."""
+    redirects_invalid: int = 0
+    """REDIRECT notifies ignored: malformed data (GW identity type or length),
+    or an IKE_SA_INIT one whose nonce data is not our Ni (RFC 5685 §4.2)."""
     auth_pending: int = 0
     """IKE_AUTH messages held (dropped unanswered) while the peer certificate's
     revocation status was being fetched (:class:`~aioipsec.ike.auth.RevocationPending`)."""
@@ -242,6 +247,11 @@ class ChildSa:
 
 class IkeSa:
     """One IKE SA: SPIs, keys, nonces, message IDs (its task manager)."""
+
+    redirect_supported = False
+    """Gateway: the client announced REDIRECT_SUPPORTED (or REDIRECTED_FROM)
+    in IKE_SA_INIT (RFC 5685 §3): it may be sent REDIRECT.  A class default,
+    set on the instance only when true (keeps every IKE SA's dict small)."""
 
     def __init__(self, session: IkeSessionV2, *, initiator: bool, spi_i: bytes | None, spi_r: bytes = bytes(8)) -> None:
         self._session = weakref.ref(session)
@@ -404,6 +414,15 @@ class IkeSessionV2:
     itself, so it is required when a configuration verifies certificates
     (remote auth other than ``psk``)."""
 
+    redirected_from = ""
+    """Client: the gateway that redirected the connection to this session's
+    peer (sent as REDIRECTED_FROM instead of REDIRECT_SUPPORTED, RFC 5685 §5);
+    set by the owner before :meth:`initiate` (:class:`IkeRedirected`)."""
+    redirect_history: tuple[float, ...] = ()
+    """Client: when the connection's earlier redirects happened (session
+    time, :attr:`IkeRedirected.redirects`): loop protection, at most
+    ``MAX_REDIRECTS`` within ``REDIRECT_LOOP_PERIOD``.  Class defaults keep
+    a session that was never redirected at its size."""
     nbns_servers: list[str] = []  # noqa: RUF012 - never mutated: the CP task assigns new lists
     remote_subnets: list[str] = []  # noqa: RUF012
     """NBNS servers and networks reachable through the peer (INTERNAL_IP4/6_SUBNET)
@@ -719,6 +738,106 @@ class IkeSessionV2:
             return
         self.sa.tm.queue(IkeDelete(self, self.sa, True, reason="deleted locally"), first=True)
         self._kick(now)
+
+    def redirect(self, gateway: str, now: float) -> None:
+        """Gateway: redirect the client of this established IKE SA to
+        ``gateway`` (an IPv4/IPv6 address, or a name) with REDIRECT in an
+        INFORMATIONAL (RFC 5685 §5; swanctl ``--redirect``).  The client must
+        have announced REDIRECT_SUPPORTED.  It sets the connection up with
+        ``gateway`` and deletes this IKE SA; if it has not after
+        ``HALF_OPEN_TIMEOUT`` seconds once it answered, we delete it (charon)."""
+        from .tasks.ike_redirect import IkeRedirect, redirect_data
+
+        self.now = now
+        if not self.is_established:
+            raise LocalProtocolError("the IKE SA is not established")
+        if not self.sa.redirect_supported:
+            raise LocalProtocolError(f"peer {self.peer_label()} did not announce REDIRECT_SUPPORTED")
+        try:
+            redirect_data(gateway)
+        except (ValueError, UnicodeError) as exc:
+            raise LocalProtocolError(f"cannot redirect to '{gateway}': {exc}") from None
+        logger.info("IKE_SA %s %s: redirecting %s to %s", self.config.name, self.sa.spis(), self.peer_label(), gateway)
+        self.sa.tm.queue(IkeRedirect(self, self.sa, True, gateway=gateway))
+        self._kick(now)
+
+    def redirect_answered(self, sa: IkeSa, gateway: str) -> None:
+        """Gateway: the client answered our REDIRECT; it deletes the IKE SA
+        once set up with ``gateway``, else we do after ``HALF_OPEN_TIMEOUT``."""
+        logger.info("IKE_SA %s %s: %s acknowledged the redirect to %s", self.config.name, sa.spis(),
+                    self.peer_label(), gateway)
+
+        def _expire(now: float) -> None:
+            if sa is self.sa and not self.is_closed:
+                logger.info("IKE_SA %s %s: redirected peer %s did not delete it: deleting", self.config.name,
+                            sa.spis(), self.peer_label())
+                self.delete(now)
+
+        self.defer(self.now + HALF_OPEN_TIMEOUT, _expire)
+
+    def parse_redirect(self, data: bytes, exchange: str, nonce: bytes | None = None) -> tuple[int, str] | None:
+        """Client: the (GW identity type, gateway) of a REDIRECT notify, or
+        None (logged with the peer and counted, never raised) when its data
+        is malformed or, in IKE_SA_INIT, does not echo our ``nonce``."""
+        from .tasks.ike_redirect import InvalidRedirect, parse_redirect
+
+        try:
+            kind, gateway, echoed = parse_redirect(data)
+        except InvalidRedirect as exc:
+            self.stats.redirects_invalid += 1
+            logger.warning("invalid REDIRECT in %s from %s ignored: %s", exchange, self.peer_label(), exc)
+            return None
+        if nonce is not None and echoed != nonce:
+            self.stats.redirects_invalid += 1
+            logger.warning("REDIRECT to %s in IKE_SA_INIT from %s ignored: its nonce data is not our Ni",
+                           gateway, self.peer)
+            return None
+        return kind, gateway
+
+    def redirect_received(self, sa: IkeSa, kind: int, gateway: str, exchange: str, now: float) -> bool:
+        """Client: follow a valid REDIRECT to ``gateway`` (RFC 5685):
+        :class:`IkeRedirected` for the owner; a redirect during IKE_SA_INIT
+        or IKE_AUTH closes this session.  One that cannot be followed
+        (``follow_redirects`` off, a gateway name, a redirect loop) fails a
+        negotiation under way, with the reason, and is ignored on an
+        established IKE SA.  True when followed."""
+        from .tasks.ike_redirect import GW_FQDN, MAX_REDIRECTS, REDIRECT_LOOP_PERIOD
+
+        by = self.peer_label()
+        recent = tuple(t for t in self.redirect_history if now - t < REDIRECT_LOOP_PERIOD)
+        why = ""
+        if not self.config.follow_redirects:
+            why = "follow_redirects is off (REDIRECT_SUPPORTED was not sent)"
+        elif kind == GW_FQDN:
+            why = "gateway names are not resolved (only IPv4/IPv6 gateway identities are followed)"
+        elif len(recent) >= MAX_REDIRECTS:
+            why = (f"redirect loop: already redirected {len(recent)} times within {REDIRECT_LOOP_PERIOD:g} s "
+                   f"(at most {MAX_REDIRECTS})")
+        if why:
+            if sa.established:
+                logger.warning("IKE_SA %s %s: REDIRECT to %s by %s not followed: %s", self.config.name, sa.spis(),
+                               gateway, by, why)
+                return False
+            reason = f"redirected to {gateway} by {by}, not followed: {why}"
+            logger.warning("IKE_SA %s %s: %s", self.config.name, sa.spis(), reason)
+            self.emit(NegotiationFailed(by, exchange, "REDIRECT", reason))
+            self._close(reason, now)
+            return False
+        names = [c.name for c in self.children.values() if c.is_active]
+        if not sa.established:
+            t = _TASKS or _load_tasks()
+            names += [task.config.name for task in self.all_tasks() if isinstance(task, t.ChildCreate)
+                      and task.config is not None]
+        children = tuple(dict.fromkeys(names))
+        logger.info("IKE_SA %s %s: redirected to %s by %s (%s), %d Child SA(s) to set up there", self.config.name,
+                    sa.spis(), gateway, by, exchange, len(children))
+        self.emit(IkeRedirected(self.config.name, by, gateway, exchange, sa.spi_i or bytes(8), sa.spi_r, children,
+                                (*recent, now), self.remote_addr[0]))
+        if not sa.established:
+            self._close(f"redirected to {gateway} by {by}", now)
+        else:
+            sa.reauth_at = sa.rekey_at = _INF  # replaced soon: no rekeying meanwhile
+        return True
 
     def roam(self, local_addr: Address, now: float) -> None:
         """Our address changed to ``local_addr`` (a roaming client; RFC 4555
@@ -1505,6 +1624,10 @@ class IkeSessionV2:
                 tasks.append(t.ChildDelete(self, sa, False))
             if sa.mobike:
                 tasks.append(t.IkeMobike(self, sa, False))
+            if msg.has_notify(NotifyType.REDIRECT):
+                from .tasks.ike_redirect import IkeRedirect
+
+                tasks.append(IkeRedirect(self, sa, False))
             tasks.append(t.Informational(self, sa, False))
             return tasks
         raise UnsupportedExchange(f"exchange type {ex} not supported")
@@ -1592,6 +1715,11 @@ class IkeSessionV2:
         notify = notify_name(error.notify_type)
         ex = msg.exchange_type
         if ex == ExchangeType.IKE_SA_INIT:
+            if isinstance(error, Redirect):  # redirect_init: not a failure
+                logger.info("IKE_SA %s %s: redirecting %s to %s in IKE_SA_INIT", self.config.name, sa.spis(),
+                            self.peer, error.gateway)
+                self._close(f"peer redirected to {error.gateway}", now)
+                return
             if isinstance(error, InvalidKePayload):
                 self.step("INVALID_KE_PAYLOAD sent", sa, group=str(error.group))
                 return
@@ -1655,6 +1783,8 @@ class IkeSessionV2:
         try:
             for t in order:
                 statuses.append(t.process(msg))
+        except ResponseDropped:
+            return  # consumed by a task (an ignored or followed REDIRECT)
         except RevocationPending as exc:
             # the responder's certificate status is being fetched: the response
             # is ignored (the exchange stays active), processed again by

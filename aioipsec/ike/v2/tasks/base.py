@@ -38,6 +38,13 @@ class TaskStatus(enum.Enum):
     wait for its final round (see ``ike_auth.EapRounds``)."""
 
 
+class ResponseDropped(Exception):
+    """Raised by an initiator task's ``process``: the response is consumed
+    here and no other task sees it.  The exchange stays active (a forged or
+    malformed REDIRECT is ignored: our retransmission brings the real
+    answer) unless the task closed the session."""
+
+
 class Task:
     """Base class: subclasses implement ``build_i``/``process_i`` and
     ``process_r``/``build_r``."""

@@ -288,6 +288,15 @@ class IkeAuth(Task):
 
     def _established_i(self, msg: Message) -> TaskStatus:
         s, sa = self.session, self.sa
+        redirect = msg.get_notify(NotifyType.REDIRECT)
+        if redirect is not None:
+            # RFC 5685 §6: followed once the gateway is authenticated (here);
+            # malformed data is ignored (counted) as charon does
+            to = s.parse_redirect(redirect.data, "IKE_AUTH")
+            if to is not None:
+                s.redirect_received(sa, *to, "IKE_AUTH", s.now)
+                self.failure_reason = s.closed_reason
+                return TaskStatus.FAILED
         if s.cp_failure:
             return self._cp_required(s.cp_failure)
         s.ike_established(sa, s.now)

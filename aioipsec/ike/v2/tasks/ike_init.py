@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from ....crypto.kex import KeyExchange, create_key_exchange
 from ....crypto.transforms import KeAlg
-from ....errors import InvalidKePayload, InvalidSyntax, NoProposalChosen
+from ....errors import InvalidKePayload, InvalidSyntax, NoProposalChosen, Redirect
 from ....events import NegotiationFailed
 from ...auth import SUPPORTED_HASHES, certreq_data
 from ...constants import CertEncoding, ExchangeType, NotifyType, notify_name
 from ...proposals import WireProposal, accept_response, describe_offers, first_ke, ke_group_acceptable, select, to_wire
 from ..message import Message
 from ..payloads import CertReqPayload, KePayload, NoncePayload, SaPayload
-from .base import Task, TaskStatus
+from .base import ResponseDropped, Task, TaskStatus
 from .common import MAX_KE_RETRIES, initial_ike_keys, notify, notify_group, offered, sa_payload, select_with_ke, set_peer_ke
 
 MAX_COOKIE_RETRIES = 3
@@ -78,10 +78,25 @@ class IkeInit(Task):
         msg.add(notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, _hash_notify()))
         if cfg.ppk_id:
             msg.add(notify(NotifyType.USE_PPK))  # RFC 8784 §3
+        if cfg.follow_redirects:  # RFC 5685 §3, §5 (charon's follow_redirects)
+            if self.session.redirected_from:
+                from .ike_redirect import redirect_data
+
+                msg.add(notify(NotifyType.REDIRECTED_FROM, redirect_data(self.session.redirected_from)))
+            else:
+                msg.add(notify(NotifyType.REDIRECT_SUPPORTED))
         return TaskStatus.SUCCESS
 
     def process_i(self, msg: Message) -> TaskStatus:
         sa, cfg, session = self.sa, self.session.config, self.session
+        redirect = msg.get_notify(NotifyType.REDIRECT)
+        if redirect is not None and msg.get(SaPayload) is None:
+            # RFC 5685 §4.2: its nonce data must be our Ni, else it is
+            # ignored (a forgery: our retransmission brings the real answer)
+            to = session.parse_redirect(redirect.data, "IKE_SA_INIT", nonce=sa.ni)
+            if to is not None:
+                session.redirect_received(sa, *to, "IKE_SA_INIT", session.now)
+            raise ResponseDropped
         cookie = msg.get_notify(NotifyType.COOKIE)
         if cookie is not None and msg.get(SaPayload) is None:
             if self.cookie_retries >= MAX_COOKIE_RETRIES or not 1 <= len(cookie.data) <= 64:
@@ -175,6 +190,13 @@ class IkeInit(Task):
         sa.peer_hashes = _parse_hashes(hashes.data) if hashes is not None else None
         # as charon: USE_PPK back if the peer sent it and we have any PPK
         sa.use_ppk = msg.has_notify(NotifyType.USE_PPK) and any(c.ppks for c in session.candidates)
+        if msg.has_notify(NotifyType.REDIRECT_SUPPORTED) or msg.has_notify(NotifyType.REDIRECTED_FROM):
+            sa.redirect_supported = True  # RFC 5685 §3: it may be sent REDIRECT
+            to = session.config.redirect_init
+            if to:  # RFC 5685 §4.2: REDIRECT instead of the IKE SA, echoing the peer's Ni
+                from .ike_redirect import redirect_data
+
+                raise Redirect(to, redirect_data(to, nonce.data))
         self.selected = sel
         self.ke = ke
         return TaskStatus.SUCCESS

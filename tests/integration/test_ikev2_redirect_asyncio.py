@@ -1,0 +1,154 @@
+"""IKEv2 Redirect (RFC 5685) through the asyncio endpoint, in memory: a
+gateway redirects an established client (what the daemon's ``redirect``
+command does) and the client's endpoint sets the connection up with the
+second gateway, its Child SA and traffic there, then deletes the old IKE SA;
+a gateway with ``redirect_init`` sends clients that support it on in
+IKE_SA_INIT and serves the others; the loop limit stops a gateway pair that
+keeps redirecting to each other, naming the peer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from asyncwait import until
+
+from aioipsec.asyncio.endpoint import Endpoint
+from aioipsec.asyncio.sockets import MemoryNetwork
+from aioipsec.config import child, connection
+from aioipsec.events import (
+    ChildSaInstalled,
+    IkeRedirected,
+    IkeSaDeleted,
+    IkeSaEstablished,
+    KeyingFailed,
+)
+from aioipsec.netutil import parse_udp, udp_packet
+from aioipsec.status import endpoint_status
+from aioipsec.transports.memory import memory_pipe
+
+GW1, GW2, CLIENT = "192.0.2.2", "192.0.2.3", "192.0.2.10"
+NET = "203.0.113.0/24"
+SERVER = "203.0.113.20"
+PSK = "redirect-asyncio-psk"
+
+
+class Side:
+    def __init__(self, ep: Endpoint, app: Any) -> None:
+        self.ep = ep
+        self.app = app
+        self.received: list[bytes] = []
+        self.events: list[Any] = []
+        ep.event_listeners.append(lambda _p, ev: self.events.append(ev))
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            self.received.extend(await self.app.recv_batch())
+
+    def of(self, kind: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    async def close(self) -> None:
+        self.task.cancel()
+        try:
+            await self.task
+        except asyncio.CancelledError:
+            pass
+        await asyncio.wait_for(self.ep.close(timeout=1.0), 5)
+
+
+async def gateway(net: MemoryNetwork, addr: str, **kw: Any) -> Side:
+    gw_in, app = memory_pipe(queue_size=1024)
+    cfg = connection("rw", psk=PSK, local_id="gw.example", remote_id="%any", local_addrs=[addr], dpd_delay=0,
+                     children=[child("net", local_ts=[NET])], **kw)
+    ep = await Endpoint.create(addr, configurations=[cfg], network=net, inner=gw_in)
+    return Side(ep, app)
+
+
+async def client(net: MemoryNetwork, **kw: Any) -> Side:
+    return await client_at(net, CLIENT, **kw)
+
+
+async def client_at(net: MemoryNetwork, addr: str, **kw: Any) -> Side:
+    c_in, app = memory_pipe(queue_size=1024)
+    cfg = connection("home", psk=PSK, local_id="client.example", remote_id="gw.example", local_addrs=[addr],
+                     remote_addrs=[GW1], dpd_delay=0, children=[child("net", remote_ts=[NET])], **kw)
+    ep = await Endpoint.create(addr, configurations=[cfg], network=net, inner=c_in)
+    return Side(ep, app)
+
+
+async def roundtrip(cl: Side, gw: Side, text: bytes) -> None:
+    n_gw, n_cl = len(gw.received), len(cl.received)
+    cl.app.send_batch([udp_packet(CLIENT, SERVER, 40000, 7, text)])
+    await until(lambda: len(gw.received) > n_gw, what=f"the packet at {gw.ep.local_ip}")
+    u = parse_udp(gw.received[-1])
+    assert u is not None and u[4] == text
+    gw.app.send_batch([udp_packet(SERVER, CLIENT, 7, 40000, b"re: " + text)])
+    await until(lambda: len(cl.received) > n_cl, what="the answer at the client")
+
+
+async def test_gateway_redirects_an_established_client() -> None:
+    net = MemoryNetwork()
+    gw1, gw2 = await gateway(net, GW1), await gateway(net, GW2)
+    cl = await client(net)
+    try:
+        cl.ep.initiate("home")
+        await until(lambda: cl.of(ChildSaInstalled), what="the first Child SA")
+        await roundtrip(cl, gw1, b"before")
+        (proto,) = gw1.ep.sessions
+        proto.session.redirect(GW2, gw1.ep.loop.time())
+        proto.process()
+        await until(lambda: gw2.of(ChildSaInstalled), what="the Child SA with the second gateway")
+        await until(lambda: not gw1.ep.sessions, what="the old IKE SA deleted by the client")
+        (ev,) = cl.of(IkeRedirected)
+        assert (ev.gateway, ev.peer, ev.exchange) == (GW2, f"{GW1}[gw.example]", "INFORMATIONAL")
+        await roundtrip(cl, gw2, b"after")
+        [sa] = endpoint_status(cl.ep)["ike_sas"]
+        assert sa["remote_addr"].startswith(GW2) and sa["redirected_from"] == GW1
+        assert sa["state"] == "ESTABLISHED"
+    finally:
+        for side in (cl, gw1, gw2):
+            await side.close()
+
+
+async def test_redirect_init_and_the_loop_limit() -> None:
+    """Two gateways with ``redirect_init`` pointing at each other: the client
+    follows five redirects (in IKE_SA_INIT), then gives up naming the peer."""
+    net = MemoryNetwork()
+    gw1, gw2 = await gateway(net, GW1, redirect_init=GW2), await gateway(net, GW2, redirect_init=GW1)
+    cl = await client(net)
+    try:
+        cl.ep.initiate("home")
+        await until(lambda: cl.of(KeyingFailed), what="the initiation giving up")
+        redirects = cl.of(IkeRedirected)
+        assert [e.gateway for e in redirects] == [GW2, GW1, GW2, GW1, GW2]
+        assert all(e.exchange == "IKE_SA_INIT" for e in redirects)
+        assert [e.peer for e in redirects] == [GW1, GW2, GW1, GW2, GW1]
+        (failed,) = cl.of(KeyingFailed)
+        assert "redirect loop" in failed.reason and f"by {GW2}" in failed.reason, failed.reason
+        deleted = [e.reason for e in cl.of(IkeSaDeleted)]
+        assert deleted[0] == f"redirected to {GW2} by {GW1}"
+        assert not cl.of(IkeSaEstablished) and not cl.ep.sessions
+    finally:
+        for side in (cl, gw1, gw2):
+            await side.close()
+
+
+async def test_redirect_init_only_for_clients_that_support_it() -> None:
+    net = MemoryNetwork()
+    gw1, gw2 = await gateway(net, GW1, redirect_init=GW2), await gateway(net, GW2)
+    cl = await client(net)
+    old = await client_at(net, "192.0.2.11", follow_redirects=False)
+    try:
+        cl.ep.initiate("home")
+        old.ep.initiate("home")
+        await until(lambda: cl.of(ChildSaInstalled) and old.of(ChildSaInstalled), what="both Child SAs")
+        assert [e.gateway for e in cl.of(IkeRedirected)] == [GW2]
+        [sa] = endpoint_status(cl.ep)["ike_sas"]
+        assert sa["remote_addr"].startswith(GW2) and sa["redirected_from"] == GW1
+        [sa] = endpoint_status(old.ep)["ike_sas"]  # no REDIRECT_SUPPORTED: served by the first gateway
+        assert sa["remote_addr"].startswith(GW1) and sa["redirected_from"] is None
+    finally:
+        for side in (cl, old, gw1, gw2):
+            await side.close()
