@@ -558,7 +558,7 @@ class Endpoint:
                 # session without an event): do not keep it as a half-open session
                 proto._finish(None)
             return
-        proto.datagram_received(data, addr, on_4500)  # its process() routes the session's SPIs here
+        proto.datagram_received(data, addr, on_4500, dst)  # its process() routes the session's SPIs here
 
     def _v1_route(self, spi_i: bytes, spi_r: bytes, addr: Address) -> SessionProtocol | None:
         """The session of an IKEv1 message, by its ISAKMP cookies (as charon

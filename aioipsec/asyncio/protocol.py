@@ -78,7 +78,17 @@ class SessionProtocol:
     def remote_addr(self) -> Address:
         return self.session.remote_addr  # type: ignore[no-any-return]
 
-    def datagram_received(self, data: bytes, addr: Address, on_4500: bool) -> None:
+    _reply: tuple[Address, str] | None = None
+    """While an input is processed: (its source, the address it was sent to),
+    given by a socket bound to the wildcard address."""
+
+    def datagram_received(self, data: bytes, addr: Address, on_4500: bool, dst: str | None = None) -> None:
+        """``dst``: the address the datagram was sent to (a socket bound to the
+        wildcard address tells it); what the session sends back to ``addr``
+        right away (its answer) leaves from there, as charon answers a request
+        from its destination: a MOBIKE path probe to another address of ours
+        is answered from the address probed, not from the IKE SA's (whose
+        path may be the one that broke)."""
         first = not self._had_input
         self._had_input = True
         before = getattr(self.session, "remote_addr", None)
@@ -91,7 +101,11 @@ class SessionProtocol:
         # on anything else that reached our 4500 with its SPIs (forged, garbage)
         if on_4500 and (first or (before != addr and getattr(self.session, "remote_addr", None) == addr)):
             self.use_4500 = True
-        self.process()
+        self._reply = (addr, dst) if dst else None
+        try:
+            self.process()
+        finally:
+            self._reply = None
 
     def process(self) -> None:
         """Drain events, transmit, re-arm the timer."""
@@ -118,6 +132,7 @@ class SessionProtocol:
         now = self._loop.time()
         local = getattr(self.session, "local_addr", None)
         src = local[0] if local else None  # the source, where the socket is bound to the wildcard address
+        reply = self._reply
         for data, addr in self.session.datagrams_to_send(now):
             # Float to 4500 when sending to the peer's 4500 (initiator) or once the
             # peer reached our 4500 (datagram_received).  Not on the session's nat_t:
@@ -126,7 +141,7 @@ class SessionProtocol:
             # through a NAT, a reply from 4500 never reaches the initiator.
             if addr[1] == 4500:
                 self.use_4500 = True
-            self._endpoint.send_ike(data, addr, self.use_4500, src)
+            self._endpoint.send_ike(data, addr, self.use_4500, reply[1] if reply and addr == reply[0] else src)
         self._arm_timer()
 
     def _arm_timer(self) -> None:

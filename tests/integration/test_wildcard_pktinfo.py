@@ -175,3 +175,41 @@ async def test_wildcard_gateway_encapsulated_esp_leaves_from_the_sa_address() ->
     finally:
         await cl.close(timeout=1)
         await gw.close(timeout=1)
+
+
+async def test_wildcard_gateway_answers_a_path_probe_from_the_probed_address() -> None:
+    """MOBIKE path probing against a gateway bound to 0.0.0.0 with two
+    addresses (both announced): the path to the first one breaks (everything
+    sent to it is dropped), the client's DPD is unanswered, and it probes both.
+    The gateway must answer the probe that reached its second address from
+    that address (as charon answers a request from its destination), or the
+    client sees an answer from the broken path's address and never moves."""
+    net = MemoryNetwork()
+    first, second = "198.51.100.1", "198.51.100.2"
+    ini, resp = _confs(first, 500)
+    ini.dpd_delay, ini.retransmit_timeout, ini.retransmit_base, ini.retransmit_tries = 1.0, 0.2, 1.0, 1
+    gw = await Endpoint.create("0.0.0.0", configurations=[resp], network=net)
+    cl = await Endpoint.create("192.0.2.7", configurations=[ini], network=net)
+    gw.set_local_addresses([first, second])
+    try:
+        proto = cl.initiate("gw")
+        await asyncio.wait_for(proto.wait_child("net"), 5)
+        s = proto.session
+        assert s.sa.mobike and s.remote_addr == (first, 4500) and list(s.sa.peer_addrs) == [second]
+        spis = (s.sa.spi_i, s.sa.spi_r)
+        net.mangle = lambda src, data, dst: None if dst[0] == first else data
+        for _ in range(100):
+            if s.remote_addr == (second, 4500):
+                break
+            await asyncio.sleep(0.1)
+        assert s.remote_addr == (second, 4500), "the client did not move to the gateway's second address"
+        assert not s.is_closed and (s.sa.spi_i, s.sa.spi_r) == spis
+        (rproto,) = gw.sessions
+        for _ in range(20):  # its UPDATE_SA_ADDRESSES is answered
+            if not s.sa.tm.active:
+                break
+            await asyncio.sleep(0.05)
+        assert not s.sa.tm.active and not rproto.session.is_closed
+    finally:
+        await cl.close(timeout=1)
+        await gw.close(timeout=1)
