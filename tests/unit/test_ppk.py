@@ -128,7 +128,6 @@ def test_loader_gateway_required_without_ppk_id() -> None:
     ('ppk_required = "yes"', PPK_SECRET, {}, "connections.hq.ppk_required", "expected true or false"),
     ("ppk_required = true", "", {}, "connections.hq.ppk_required", "no [secrets.ppk*] entry"),
     ('ppk_id = "ppk-hq"', PPK_SECRET, {"version": "version = 1"}, "connections.hq.ppk_id", "IKEv2 only"),
-    ('ppk_id = "ppk-hq"', PPK_SECRET, {"auth": "eap-gtc"}, "connections.hq.ppk_id", "not supported with EAP"),
     ('ppk_id = "ppk-hq"', '[secrets.ppk-x]\nsecret = "x"', {}, "secrets.ppk-x.id", "needs an id"),
     ('ppk_id = "ppk-hq"\nlocal-2 = { auth = "eap-gtc", id = "site-a.example" }', PPK_SECRET, {},
      "connections.hq.ppk_id", "second authentication round"),
@@ -140,15 +139,25 @@ def test_loader_bad_values(ppk: str, secrets: str, kw: dict, path: str, reason: 
     assert reason in info.value.reason
 
 
-def test_loader_eap_or_second_round_connections_never_use_ppks() -> None:
+def test_loader_second_round_connections_never_use_ppks() -> None:
     """A gateway announces USE_PPK when a candidate has PPKs; a connection
-    authenticating by EAP (first round or a second one) must not count, as
-    PPKs are not supported there (its final AUTH would be checked with keys
-    the peer did not use)."""
+    with a second authentication round must not count, as PPKs are not
+    supported there (its final AUTH would be checked with keys the peer
+    did not use)."""
     assert load("").connections["hq"].ppks  # psk: every [secrets.ppk*] is a candidate
-    assert load("", auth="eap-gtc").connections["hq"].ppks == {}
     r2 = load('local-2 = { auth = "eap-gtc", id = "site-a.example" }').connections["hq"]
     assert r2.local2 is not None and r2.ppks == {}
+
+
+@pytest.mark.parametrize("ppk", ['ppk_id = "ppk-hq"', 'ppk_id = "ppk-hq"\nppk_required = true', ""])
+def test_loader_eap_connections_take_ppks(ppk: str) -> None:
+    """PPKs with EAP (the PPK goes in at the AUTH after EAP): an EAP client
+    with a ppk_id loads, and an EAP connection has every [secrets.ppk*]
+    (a gateway announces USE_PPK for it)."""
+    c = load(ppk, auth="eap-gtc").connections["hq"]
+    assert c.local.auth == "eap-gtc"
+    assert c.ppks == {"ppk-hq": b"\x5a" * 32, "ppk-hq-2": b"\x5a" * 32}
+    assert c.ppk_id == ("ppk-hq" if ppk else None) and c.ppk_required == ("required" in ppk)
 
 
 def test_loader_warns_on_a_short_ppk_without_logging_it(caplog: pytest.LogCaptureFixture) -> None:

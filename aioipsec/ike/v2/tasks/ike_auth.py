@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ....config import ConnectionConfig
+from ....crypto.kdf import IkeV2Keys
 from ....errors import AuthenticationFailed
 from ....events import NegotiationFailed
 from ... import auth as A
@@ -305,30 +306,32 @@ class IkeAuth(Task):
 
     # ------------------------------------------------------------------ EAP, both roles
 
-    def _eap_auth_key_octets(self, own: bool) -> tuple[bytes, bytes]:
+    def _eap_auth_key_octets(self, own: bool, keys: IkeV2Keys | None = None) -> tuple[bytes, bytes]:
         """The shared key and signed octets of the AUTH after EAP (``own``:
         ours, else the peer's).  EAP-MD5/GTC make no MSK, so the key is
         SK_pi for the initiator's AUTH and SK_pr for the responder's (RFC
-        7296 §2.16), as charon's ``eap_authenticator``."""
+        7296 §2.16), as charon's ``eap_authenticator``; ``keys``: other than
+        the IKE SA's (RFC 8784: the peer's AUTH checked with the PPK's)."""
         sa = self.sa
-        assert sa.keys is not None
+        keys = keys or sa.keys
+        assert keys is not None
         ident = sa.local_id if own else sa.remote_id
         eap = self.eap
         if own == self.initiator and eap is not None and eap.round2_id is not None:
             ident = eap.round2_id  # RFC 4739: the second round's IDi
         assert ident is not None
         if own == self.initiator:  # the initiator's AUTH
-            return sa.keys.sk_pi, A.signed_octets(sa.init_request, sa.nr, ident.body(), sa.prf, sa.keys.sk_pi)
-        return sa.keys.sk_pr, A.signed_octets(sa.init_response, sa.ni, ident.body(), sa.prf, sa.keys.sk_pr)
+            return keys.sk_pi, A.signed_octets(sa.init_request, sa.nr, ident.body(), sa.prf, keys.sk_pi)
+        return keys.sk_pr, A.signed_octets(sa.init_response, sa.ni, ident.body(), sa.prf, keys.sk_pr)
 
     def _eap_auth(self) -> AuthPayload:
         """Our AUTH after EAP Success (see :meth:`_eap_auth_key_octets`)."""
         key, octets = self._eap_auth_key_octets(own=True)
         return AuthPayload(AuthMethod.PSK, A.psk_auth_data(self.sa.prf, key, octets))
 
-    def _eap_auth_ok(self, auth: AuthPayload) -> bool:
+    def _eap_auth_ok(self, auth: AuthPayload, keys: IkeV2Keys | None = None) -> bool:
         """Is ``auth`` the peer's AUTH after EAP Success (see :meth:`_eap_auth_key_octets`)?"""
-        key, octets = self._eap_auth_key_octets(own=False)
+        key, octets = self._eap_auth_key_octets(own=False, keys=keys)
         return auth.method == AuthMethod.PSK and A.verify_psk(self.sa.prf, key, octets, auth.data)
 
     # ------------------------------------------------------------------ EAP, initiator (client)
@@ -374,7 +377,9 @@ class IkeAuth(Task):
             out, eap.out = eap.out, None
             msg.add(EapPayload(out.code, out.identifier, out.data))
             return TaskStatus.SUCCESS
+        ppk.mix_eap_i(self)  # RFC 8784: the PPK goes in at the AUTH after EAP
         msg.add(self._eap_auth())
+        ppk.add_notifies_i(self, msg, self.session.config, sa.local_id)
         eap.final = True
         return TaskStatus.SUCCESS
 
@@ -412,6 +417,7 @@ class IkeAuth(Task):
         auth = msg.get(AuthPayload)
         if auth is None:
             raise AuthenticationFailed("no AUTH in the final IKE_AUTH response after EAP")
+        ppk.settle_i(self, msg, self.session.config)  # RFC 8784: did the gateway use the PPK?
         if not self._eap_auth_ok(auth):
             raise AuthenticationFailed("the gateway's AUTH after EAP does not match (SK_pr)")
         sa.eap = None
@@ -565,11 +571,13 @@ class IkeAuth(Task):
             who = f"{eap.method_name} identity '{eap.identity}'"
             if auth is None:
                 raise AuthenticationFailed(f"no AUTH after EAP Success ({who})")
-            if not self._eap_auth_ok(auth):
+            keys, auth = ppk.select_r(self, s.config, msg, auth)  # RFC 8784: the PPK goes in here
+            if not self._eap_auth_ok(auth, keys):
                 raise AuthenticationFailed(f"AUTH after EAP does not match (SK_pi; {who})")
             if msg.has_notify(NotifyType.ANOTHER_AUTH_FOLLOWS):
                 raise AuthenticationFailed(f"peer announced another authentication round after EAP ({who}; "
                                            "ANOTHER_AUTH_FOLLOWS): not supported")
+            ppk.apply_r(self, keys)
             eap.final = True
             # what charon's get_other_eap_id gives: uniqueness, the pool lease,
             # PLUTO_XAUTH_ID and remote-eap-id use it instead of the IDi
@@ -623,6 +631,7 @@ class IkeAuth(Task):
             self._unique(cfg)
             sa.eap = None
             msg.add(self._eap_auth())
+            ppk.add_notify_r(self, msg)
             add_auth_lifetime(s, sa, msg)
             return TaskStatus.SUCCESS
         if sa.local_id is None:  # the first round: we authenticate ourselves now

@@ -12,6 +12,11 @@ that knows the PPK answers with an empty N(PPK_IDENTITY); one that does
 not (and is not required to use one) verifies NO_PPK_AUTH and keeps the
 keys, which the initiator sees from the missing PPK_IDENTITY.
 
+With EAP (RFC 8784 §3; charon's ``eap_authenticator`` with ``use_ppk``)
+all of this happens at the initiator's AUTH after EAP instead: the first
+IKE_AUTH exchange (the gateway's own AUTH) and the EAP rounds use the
+original keys.
+
 Called from a few lines of :class:`~.ike_auth.IkeAuth`; PPKs are never
 logged, PPK_IDs are (they are identities)."""
 
@@ -84,7 +89,8 @@ def mix_i(task: IkeAuth, cfg: ConnectionConfig) -> None:
     sa = task.sa
     assert sa.keys is not None and sa.prf_alg is not None
     if task.ppk is not None:  # built again: mix into the original keys once
-        sa.keys = task.ppk.mixed
+        if not _eap_i(cfg):
+            sa.keys = task.ppk.mixed
         return
     if not cfg.ppk_id:
         if cfg.ppk_required:
@@ -95,10 +101,6 @@ def mix_i(task: IkeAuth, cfg: ConnectionConfig) -> None:
             raise AuthenticationFailed(f"PPK required but peer {_peer(task)} does not support PPKs "
                                        "(no USE_PPK in its IKE_SA_INIT response)")
         return
-    if cfg.local.auth.startswith("eap"):
-        if cfg.ppk_required:
-            raise AuthenticationFailed("PPK required, but PPKs are not supported with EAP")
-        return
     secret = cfg.ppks.get(cfg.ppk_id)
     if secret is None:
         if cfg.ppk_required:
@@ -106,7 +108,22 @@ def mix_i(task: IkeAuth, cfg: ConnectionConfig) -> None:
         logger.info("peer %s: no PPK for PPK_ID '%s', ignored because PPK is not required", _peer(task), cfg.ppk_id)
         return
     task.ppk = PpkKeys(cfg.ppk_id, sa.keys, ikev2_ppk_keys(sa.prf_alg, secret, sa.keys))
-    sa.keys = task.ppk.mixed
+    if not _eap_i(cfg):  # EAP: the gateway's first AUTH and the EAP rounds use the original keys
+        sa.keys = task.ppk.mixed
+
+
+def _eap_i(cfg: ConnectionConfig) -> bool:
+    """Does our (initiator) first round authenticate with EAP?  Then the
+    PPK goes in only at the AUTH after EAP (RFC 8784 §3, as charon)."""
+    return cfg.local.auth.startswith("eap")
+
+
+def mix_eap_i(task: IkeAuth) -> None:
+    """EAP: just before our AUTH after EAP Success, the mixed keys (kept by
+    :func:`mix_i`) become the IKE SA's: that AUTH is keyed with, and covers
+    a prf of, the mixed SK_pi (charon's ``get_psk_sig`` with a PPK)."""
+    if task.ppk is not None:
+        task.sa.keys = task.ppk.mixed
 
 
 def add_notifies_i(task: IkeAuth, msg: Message, cfg: ConnectionConfig, ident: Identity) -> None:
@@ -119,15 +136,24 @@ def add_notifies_i(task: IkeAuth, msg: Message, cfg: ConnectionConfig, ident: Id
     msg.add(notify(NotifyType.PPK_IDENTITY, encode_ppk_id(st.ppk_id)))
     if not cfg.ppk_required:
         octets = A.signed_octets(sa.init_request, sa.nr, ident.body(), sa.prf, st.plain.sk_pi)
-        msg.add(notify(NotifyType.NO_PPK_AUTH, task._auth_payload(cfg, octets).data))
+        if _eap_i(cfg):  # the AUTH after EAP without MSK: keyed with the unmodified SK_pi too
+            data = A.psk_auth_data(sa.prf, st.plain.sk_pi, octets)
+        else:
+            data = task._auth_payload(cfg, octets).data
+        msg.add(notify(NotifyType.NO_PPK_AUTH, data))
 
 
 def settle_i(task: IkeAuth, msg: Message, cfg: ConnectionConfig) -> None:
     """The responder's IKE_AUTH answer, before its AUTH is verified: with
     N(PPK_IDENTITY) it used the PPK (the mixed keys stay), without it fell
     back to NO_PPK_AUTH (the original keys again, unless ``ppk_required``).
-    Repeatable for the same response (a held one is processed again)."""
+    Repeatable for the same response (a held one is processed again).
+    EAP: the gateway's first answer (its own AUTH) comes before any PPK;
+    the answer to our AUTH after EAP is the one settled."""
     st, sa = task.ppk, task.sa
+    eap = task.eap
+    if eap is not None and not eap.final and not eap.round2:
+        return
     if st is None:
         if cfg.ppk_required:  # mix_i refused to build without a PPK
             raise AuthenticationFailed(f"PPK required but not used with peer {_peer(task)}")
@@ -163,9 +189,7 @@ def select_r(task: IkeAuth, cfg: ConnectionConfig, msg: Message,
             raise AuthenticationFailed(f"PPK required but peer {_peer(task)} does not support PPKs "
                                        "(no USE_PPK in its IKE_SA_INIT)")
         return keys, auth
-    if auth is None:  # EAP follows
-        if cfg.ppk_required:
-            raise AuthenticationFailed("PPK required, but PPKs are not supported with EAP")
+    if auth is None:  # EAP follows: the PPK goes in at the peer's AUTH after EAP
         return keys, auth
     n = msg.get_notify(NotifyType.PPK_IDENTITY)
     ppk_id = decode_ppk_id(n.data) if n is not None else None
