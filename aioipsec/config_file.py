@@ -357,8 +357,8 @@ def _ppk_connection(ctx: _Ctx, path: str, c: ConnectionConfig, raw: dict[str, An
     """RFC 8784 PPK settings (swanctl ``ppk_id``, ``ppk_required``); every
     connection gets all ``[secrets.ppk*]`` (a responder looks the PPK up
     by the PPK_ID the peer sends), EAP ones too (the PPK goes in at the
-    AUTH after EAP); a connection with a second round (``local-2`` /
-    ``remote-2``) none."""
+    AUTH after EAP) and two-round ones (``local-2`` / ``remote-2``: at the
+    first round's AUTH)."""
     if "ppk_id" in raw:
         c.ppk_id = ctx.string(f"{path}.ppk_id", raw["ppk_id"])
         if not c.ppk_id:
@@ -366,16 +366,11 @@ def _ppk_connection(ctx: _Ctx, path: str, c: ConnectionConfig, raw: dict[str, An
     if "ppk_required" in raw:
         c.ppk_required = ctx.boolean(f"{path}.ppk_required", raw["ppk_required"])
     c.ppks = {i: secret for _n, ids, secret in ppks for i in ids}
-    rounds = c.local2 is not None or c.remote2 is not None
     if c.ppk_id is None and not c.ppk_required:
-        if rounds:
-            c.ppks = {}  # never announced or used with a second round (not supported)
         return
     key = "ppk_id" if c.ppk_id is not None else "ppk_required"
     if c.version != 2:
         raise ctx.err(f"{path}.{key}", "PPKs (RFC 8784) are supported with IKEv2 only (version = 2)")
-    if rounds:
-        raise ctx.err(f"{path}.{key}", "PPKs are not supported with a second authentication round (local-2/remote-2)")
     if c.ppk_id is not None and c.ppk_id not in c.ppks:
         raise ctx.err(f"{path}.ppk_id", f"no [secrets.ppk*] entry with id = {_show(c.ppk_id)}")
     if not c.ppks:

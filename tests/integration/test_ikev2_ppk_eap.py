@@ -175,3 +175,54 @@ def test_wrong_eap_password_still_refused_with_ppks(method: str) -> None:
     assert "alice" in fr.reason and "site-a.example" in fr.peer
     assert p.i.sa.ppk_id is None and p.r.sa.ppk_id is None
     assert not p.events("i", ChildSaInstalled) and not p.events("r", ChildSaInstalled)
+
+
+# --------------------------------------------------------------------------- RFC 4739 second round
+
+
+def round2_configs(first: str, pki, r_ppks: dict[str, bytes], *, required: bool = True):
+    i, r = psk_pair_configs() if first == "psk" else cert_pair_configs(pki, "p256")
+    i.local2 = AuthConfig(auth="eap-md5", id="alice")
+    i.eap_secrets = {"alice": PASSWORD}
+    r.remote2 = AuthConfig(auth="eap-md5")
+    r.eap_secrets = {"alice": PASSWORD}
+    i.legacy = r.legacy = True
+    i.ppk_id, i.ppks = "ppk-hq", {"ppk-hq": PPK}
+    r.ppks, r.ppk_required = r_ppks, required
+    return i, r
+
+
+@pytest.mark.parametrize("first", ["psk", "pubkey"])
+def test_ppk_in_the_first_round_then_an_eap_second_round(pki, first: str) -> None:
+    """A second (EAP) round after a psk/pubkey round: the PPK goes in at
+    the first round's AUTH (charon: "only use a PPK in the first round"),
+    answered with N(PPK_IDENTITY) in the gateway's first response; the
+    round-2 AUTH after EAP is keyed with the mixed SK_pi/SK_pr and carries
+    no PPK notify; the Child SA after round 2 is keyed from the mixed SK_d."""
+    p = Pair(*round2_configs(first, pki, {"ppk-hq": PPK}))
+    reqs, resps, plain = run(p)
+    assert p.r is not None
+    assert p.i.is_established and p.r.is_established
+    assert p.i.sa.ppk_id == p.r.sa.ppk_id == "ppk-hq"
+    assert reqs[0].get(AuthPayload) is not None and reqs[0].has_notify(NotifyType.PPK_IDENTITY)
+    assert resps[0].has_notify(NotifyType.PPK_IDENTITY)
+    assert all(not m.has_notify(NotifyType.PPK_IDENTITY) for m in reqs[1:] + resps[1:])
+    mixed = p.i.sa.keys
+    assert mixed == p.r.sa.keys and mixed.sk_d == prf_plus(PPK, plain.sk_d, len(plain.sk_d))
+    [ev_i], [ev_r] = p.events("i", ChildSaInstalled), p.events("r", ChildSaInstalled)
+    assert mirror(ev_i, ev_r)
+    assert ev_i.encr_key_out == prf_plus(mixed.sk_d, p.i.sa.ni + p.i.sa.nr, len(ev_i.encr_key_out))
+
+
+def test_second_round_after_a_no_ppk_auth_fallback(pki) -> None:
+    """The gateway does not know the PPK_ID (not required): it checks the
+    first round's NO_PPK_AUTH, both keep the original keys, and the EAP
+    round's AUTH and the Child SA use them."""
+    p = Pair(*round2_configs("psk", pki, {"ppk-old": OTHER_PPK}, required=False))
+    reqs, resps, plain = run(p)
+    assert p.r is not None and p.i.is_established and p.r.is_established
+    assert reqs[0].has_notify(NotifyType.NO_PPK_AUTH) and not resps[0].has_notify(NotifyType.PPK_IDENTITY)
+    assert p.i.sa.ppk_id is None and p.r.sa.ppk_id is None
+    assert p.i.sa.keys == plain == p.r.sa.keys
+    [ev_i], [ev_r] = p.events("i", ChildSaInstalled), p.events("r", ChildSaInstalled)
+    assert mirror(ev_i, ev_r)

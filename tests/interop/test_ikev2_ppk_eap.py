@@ -5,7 +5,9 @@ goes in at the client's AUTH after EAP, as charon does it.
 * charon EAP client with ``ppk_id`` -> our EAP gateway with the PPK;
 * our EAP client with ``ppk_id`` -> charon EAP gateway with the PPK;
 * charon EAP client with a PPK_ID our gateway does not know (not required):
-  our gateway checks its NO_PPK_AUTH and both continue without the PPK.
+  our gateway checks its NO_PPK_AUTH and both continue without the PPK;
+* RFC 4739 two rounds (certificate with the PPK, then EAP-MD5) both ways,
+  with :mod:`.test_ikev2_multiauth`'s rewrites.
 
 The peers are started by :mod:`.test_ikev2_eap`'s ``eap_peers`` fixture;
 this module adds the PPK settings to the rewritten configurations."""
@@ -17,6 +19,7 @@ from collections.abc import Callable
 
 import pytest
 
+from . import test_ikev2_multiauth as multiauth
 from .netns import Topology
 from .strongswan import XAUTH_PLUGIN
 from .test_ikev2_eap import (  # noqa: F401  (eap_peers: the fixture)
@@ -130,5 +133,47 @@ def test_charon_eap_client_unknown_ppk_id_falls_back(eap_peers, direct_topology:
     (sa,) = aio.status()["ike_sas"]
     assert sa["ppk_id"] is None, sa
     ping_both_ways(topo, "right")
+    aio.stop()
+    assert_clean_log(aio)
+
+
+# ---------------------------------------------------------------------------
+# RFC 4739: certificate round with the PPK, then an EAP-MD5 round
+
+def test_charon_two_round_client_with_ppk_against_our_gateway(eap_peers, direct_topology: Topology) -> None:  # noqa: F811
+    """charon (``local-2``, ``ppk_id``) mixes the PPK at its first round's
+    AUTH; our gateway (``remote-2``, PPK required) answers PPK_IDENTITY
+    there; round 2's AUTH after EAP and the Child SA use the mixed keys."""
+    topo = direct_topology
+    aio = eap_peers["ours"](topo, "right", our_ppk(multiauth.our_gateway(), None, required=True))
+    ss = eap_peers["charon"](topo, "left", charon_ppk(multiauth.charon_client(PASSWORD), PPK_ID, required=True))
+    ss.initiate(timeout=20)
+    assert_crossed(aio, ss)
+    logs = ss.logs()
+    assert re.search(r"authentication of '[^']*right\.interop\.example[^']*' with EAP successful", logs), logs[-3000:]
+    ss.wait_log(rf"using PPK for PPK_ID '{PPK_ID}'", timeout=5)
+    aio.wait_log(rf"PPK used .*ppk_id={PPK_ID}", timeout=5)
+    (sa,) = aio.status()["ike_sas"]
+    assert sa["ppk_id"] == PPK_ID and sa["remote_eap_id"] == "alice", sa
+    ping_both_ways(topo, "right")
+    assert_no_secrets(aio.logs())
+    aio.stop()
+    assert_clean_log(aio)
+
+
+def test_our_two_round_client_with_ppk_against_charon_gateway(eap_peers, direct_topology: Topology) -> None:  # noqa: F811
+    topo = direct_topology
+    ss = eap_peers["charon"](topo, "right", charon_ppk(multiauth.charon_gateway(), None, required=True))
+    aio = eap_peers["ours"](topo, "left", our_ppk(multiauth.our_client(PASSWORD), PPK_ID, required=True))
+    aio.initiate(timeout=20)
+    assert_crossed(aio, ss)
+    logs = ss.logs()
+    assert re.search(r"authentication of 'alice' with EAP successful", logs), logs[-3000:]
+    ss.wait_log(rf"using PPK for PPK_ID '{PPK_ID}'", timeout=5)
+    aio.wait_log(rf"PPK used .*ppk_id={PPK_ID}", timeout=5)
+    (sa,) = aio.status()["ike_sas"]
+    assert sa["ppk_id"] == PPK_ID and sa["local_eap_id"] == "alice", sa
+    ping_both_ways(topo, "left")
+    assert_no_secrets(aio.logs())
     aio.stop()
     assert_clean_log(aio)

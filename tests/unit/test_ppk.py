@@ -129,8 +129,6 @@ def test_loader_gateway_required_without_ppk_id() -> None:
     ("ppk_required = true", "", {}, "connections.hq.ppk_required", "no [secrets.ppk*] entry"),
     ('ppk_id = "ppk-hq"', PPK_SECRET, {"version": "version = 1"}, "connections.hq.ppk_id", "IKEv2 only"),
     ('ppk_id = "ppk-hq"', '[secrets.ppk-x]\nsecret = "x"', {}, "secrets.ppk-x.id", "needs an id"),
-    ('ppk_id = "ppk-hq"\nlocal-2 = { auth = "eap-gtc", id = "site-a.example" }', PPK_SECRET, {},
-     "connections.hq.ppk_id", "second authentication round"),
 ])
 def test_loader_bad_values(ppk: str, secrets: str, kw: dict, path: str, reason: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -139,14 +137,16 @@ def test_loader_bad_values(ppk: str, secrets: str, kw: dict, path: str, reason: 
     assert reason in info.value.reason
 
 
-def test_loader_second_round_connections_never_use_ppks() -> None:
-    """A gateway announces USE_PPK when a candidate has PPKs; a connection
-    with a second authentication round must not count, as PPKs are not
-    supported there (its final AUTH would be checked with keys the peer
-    did not use)."""
+@pytest.mark.parametrize("ppk", ['ppk_id = "ppk-hq"', 'ppk_id = "ppk-hq"\nppk_required = true', ""])
+def test_loader_second_round_connections_take_ppks(ppk: str) -> None:
+    """PPKs with a second round (the PPK goes in at the first round's
+    AUTH): a local-2 connection with a ppk_id loads and holds every
+    [secrets.ppk*] (a gateway announces USE_PPK for it)."""
     assert load("").connections["hq"].ppks  # psk: every [secrets.ppk*] is a candidate
-    r2 = load('local-2 = { auth = "eap-gtc", id = "site-a.example" }').connections["hq"]
-    assert r2.local2 is not None and r2.ppks == {}
+    r2 = load(ppk + '\nlocal-2 = { auth = "eap-gtc", id = "site-a.example" }').connections["hq"]
+    assert r2.local2 is not None
+    assert r2.ppks == {"ppk-hq": b"\x5a" * 32, "ppk-hq-2": b"\x5a" * 32}
+    assert r2.ppk_id == ("ppk-hq" if ppk else None) and r2.ppk_required == ("required" in ppk)
 
 
 @pytest.mark.parametrize("ppk", ['ppk_id = "ppk-hq"', 'ppk_id = "ppk-hq"\nppk_required = true', ""])

@@ -379,7 +379,7 @@ class IkeAuth(Task):
             return TaskStatus.SUCCESS
         ppk.mix_eap_i(self)  # RFC 8784: the PPK goes in at the AUTH after EAP
         msg.add(self._eap_auth())
-        ppk.add_notifies_i(self, msg, self.session.config, sa.local_id)
+        ppk.add_eap_notifies_i(self, msg, self.session.config)
         eap.final = True
         return TaskStatus.SUCCESS
 
@@ -631,11 +631,13 @@ class IkeAuth(Task):
             self._unique(cfg)
             sa.eap = None
             msg.add(self._eap_auth())
-            ppk.add_notify_r(self, msg)
+            if not eap.round2:
+                ppk.add_notify_r(self, msg)
             add_auth_lifetime(s, sa, msg)
             return TaskStatus.SUCCESS
         if sa.local_id is None:  # the first round: we authenticate ourselves now
             self._add_own_idr_auth(msg)
+            ppk.add_notify_r(self, msg)  # RFC 4739: a PPK used in a first psk/pubkey round
         out, eap.out = eap.out, None
         if out is not None:
             msg.add(EapPayload(out.code, out.identifier, out.data))

@@ -15,7 +15,10 @@ keys, which the initiator sees from the missing PPK_IDENTITY.
 With EAP (RFC 8784 §3; charon's ``eap_authenticator`` with ``use_ppk``)
 all of this happens at the initiator's AUTH after EAP instead: the first
 IKE_AUTH exchange (the gateway's own AUTH) and the EAP rounds use the
-original keys.
+original keys.  With a second, EAP, round (RFC 4739) the PPK goes in at
+the first (psk/pubkey) round's AUTH as without EAP, and the second round
+uses the keys that round settled, with no PPK notifies (charon: "only use
+a PPK in the first round").
 
 Called from a few lines of :class:`~.ike_auth.IkeAuth`; PPKs are never
 logged, PPK_IDs are (they are identities)."""
@@ -118,12 +121,25 @@ def _eap_i(cfg: ConnectionConfig) -> bool:
     return cfg.local.auth.startswith("eap")
 
 
+def _round2(task: IkeAuth) -> bool:
+    """An RFC 4739 second (EAP) round: the first round's AUTH settled any
+    PPK already (and the loader refuses PPKs with a second round)."""
+    return task.eap is not None and task.eap.round2
+
+
 def mix_eap_i(task: IkeAuth) -> None:
     """EAP: just before our AUTH after EAP Success, the mixed keys (kept by
     :func:`mix_i`) become the IKE SA's: that AUTH is keyed with, and covers
     a prf of, the mixed SK_pi (charon's ``get_psk_sig`` with a PPK)."""
-    if task.ppk is not None:
+    if task.ppk is not None and not _round2(task):
         task.sa.keys = task.ppk.mixed
+
+
+def add_eap_notifies_i(task: IkeAuth, msg: Message, cfg: ConnectionConfig) -> None:
+    """EAP: after our AUTH after EAP, the notifies of :func:`add_notifies_i`."""
+    if not _round2(task):
+        assert task.sa.local_id is not None
+        add_notifies_i(task, msg, cfg, task.sa.local_id)
 
 
 def add_notifies_i(task: IkeAuth, msg: Message, cfg: ConnectionConfig, ident: Identity) -> None:
@@ -152,7 +168,7 @@ def settle_i(task: IkeAuth, msg: Message, cfg: ConnectionConfig) -> None:
     the answer to our AUTH after EAP is the one settled."""
     st, sa = task.ppk, task.sa
     eap = task.eap
-    if eap is not None and not eap.final and not eap.round2:
+    if eap is not None and eap.final == eap.round2:  # not the answer to our first-round AUTH
         return
     if st is None:
         if cfg.ppk_required:  # mix_i refused to build without a PPK
@@ -184,6 +200,8 @@ def select_r(task: IkeAuth, cfg: ConnectionConfig, msg: Message,
     sa = task.sa
     assert sa.keys is not None and sa.prf_alg is not None
     keys = sa.keys
+    if _round2(task):  # the AUTH after a second round's EAP
+        return keys, auth
     if not sa.use_ppk:
         if cfg.ppk_required:
             raise AuthenticationFailed(f"PPK required but peer {_peer(task)} does not support PPKs "
@@ -217,7 +235,7 @@ def apply_r(task: IkeAuth, keys: IkeV2Keys) -> None:
     now (our AUTH, the Child SAs and later IKE rekeys use them)."""
     sa = task.sa
     sa.keys = keys
-    if task.ppk is not None and keys is task.ppk.mixed:
+    if task.ppk is not None and keys is task.ppk.mixed and not _round2(task):
         sa.ppk_id = task.ppk.ppk_id
         task.session.step("PPK used", sa, ppk_id=task.ppk.ppk_id)
 
