@@ -98,17 +98,37 @@ def to_wire(
     INVALID_KE_PAYLOAD)."""
     out = []
     for number, prop in enumerate(proposals, start=1):
-        kes: Iterable[KeAlg] = () if strip_ke else prop.ke
-        if ke_first is not None and ke_first in kes:
-            kes = [ke_first] + [k for k in kes if k != ke_first]
-        transforms: list[WireTransform] = []
-        transforms += [_wire(TransformType.ENCR, a) for a in prop.encr]
-        transforms += [_wire(TransformType.PRF, a) for a in prop.prf]
-        transforms += [_wire(TransformType.INTEG, a) for a in prop.integ]
-        transforms += [_wire(TransformType.KE, a) for a in kes]
-        transforms += [_wire(TransformType.ESN, a) for a in prop.esn]
-        out.append(WireProposal(number, PROTOCOL_BY_NAME[prop.protocol], spi, tuple(transforms)))
+        key = (id(prop), strip_ke, id(ke_first))
+        hit = _TRANSFORMS.get(key)
+        if hit is not None and hit[0] is prop and hit[1] is ke_first:
+            transforms = hit[2]
+        else:
+            transforms = _transforms(prop, strip_ke, ke_first)
+            if len(_TRANSFORMS) >= 512:
+                _TRANSFORMS.clear()
+            _TRANSFORMS[key] = (prop, ke_first, transforms)
+        out.append(WireProposal(number, PROTOCOL_BY_NAME[prop.protocol], spi, transforms))
     return out
+
+
+_TRANSFORMS: dict[tuple[int, bool, int], tuple[Proposal, KeAlg | None, tuple[WireTransform, ...]]] = {}
+"""to_wire's transforms per configured proposal and ``ke_first`` (keyed by
+identity, both kept beside them so that no id is reused while cached):
+configurations send the same few proposals in every handshake, and building
+the transforms costs ~4 us (bench/ike.py: two calls per handshake)."""
+
+
+def _transforms(prop: Proposal, strip_ke: bool, ke_first: KeAlg | None) -> tuple[WireTransform, ...]:
+    kes: Iterable[KeAlg] = () if strip_ke else prop.ke
+    if ke_first is not None and ke_first in kes:
+        kes = [ke_first] + [k for k in kes if k != ke_first]
+    transforms: list[WireTransform] = []
+    transforms += [_wire(TransformType.ENCR, a) for a in prop.encr]
+    transforms += [_wire(TransformType.PRF, a) for a in prop.prf]
+    transforms += [_wire(TransformType.INTEG, a) for a in prop.integ]
+    transforms += [_wire(TransformType.KE, a) for a in kes]
+    transforms += [_wire(TransformType.ESN, a) for a in prop.esn]
+    return tuple(transforms)
 
 
 @fast_init

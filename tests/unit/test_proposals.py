@@ -182,3 +182,32 @@ def test_selection_is_consistent(ours: list[str], theirs: list[str]) -> None:
     assert any(parse_proposal(str(sel), "ike") == parse_proposal(t, "ike") for t in common)
     back = P.accept_response(offered, [sel.to_wire()], ike(*theirs))
     assert str(back) == str(sel)
+
+
+def test_to_wire_cache_keeps_each_variant_apart() -> None:
+    """to_wire caches the transforms per proposal object, strip_ke and
+    ke_first: every variant must still come out as built from scratch, in
+    any order of calls, also for an equal proposal built anew."""
+    props = [parse_proposal("aes128gcm16-prfsha256-x25519-ecp256", "ike"),
+             parse_proposal("aes256-sha256-prfsha256-modp3072-x25519", "ike")]
+    x25519, ecp256 = KE["x25519"], KE["ecp256"]
+    variants = [dict(), dict(strip_ke=True), dict(ke_first=ecp256), dict(ke_first=x25519), dict(spi=b"\x01\x02\x03\x04")]
+    fresh = {i: [WireProposal(n, ProtocolId.IKE, kw.get("spi", b""),
+                              P._transforms(p, kw.get("strip_ke", False), kw.get("ke_first")))
+                 for n, p in enumerate(props, start=1)] for i, kw in enumerate(variants)}
+    for _round in range(2):
+        for i, kw in reversed(list(enumerate(variants))):
+            assert P.to_wire(props, **kw) == fresh[i]
+    first = P.to_wire(props, ke_first=ecp256)[0]
+    assert [t.id for t in first.of_type(TransformType.KE)] == [int(ecp256.id), int(x25519.id)]
+    assert P.to_wire(props, strip_ke=True)[0].of_type(TransformType.KE) == []
+    again = [parse_proposal(p.text, "ike") for p in props]  # equal, other objects
+    assert again == props and again[0] is not props[0]
+    assert P.to_wire(again, ke_first=x25519) == fresh[3]
+
+
+def test_algorithms_hash_by_name_consistently_with_equality() -> None:
+    a = ENCR["aes128gcm16"]
+    b = parse_proposal("aes128gcm16-prfsha256-x25519", "ike").encr[0]
+    assert a == b and hash(a) == hash(b) == hash("aes128gcm16")
+    assert {a: 1}[b] == 1
