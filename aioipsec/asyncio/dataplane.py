@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from ..esp.ip import PROTO_AH, header_info
+from ..esp.ah import ipv6_ah_offset
+from ..esp.ip import PROTO_AH, PROTO_DSTOPTS, header_info
 from ..esp.natt import transport_packet
 from ..esp.sa import AhSa
 from ..events import ChildSaDeleted, ChildSaExpired, ChildSaInstalled
@@ -127,12 +128,23 @@ def ipv4_with_ident(pkt: bytes, ident: int) -> bytes:
 def ah_spi(pkt: bytes) -> int | None:
     """The SPI of the AH header in the IP packet ``pkt``, or None if the
     packet is malformed or does not carry AH next (after the headers that
-    precede AH, :func:`~aioipsec.esp.ip.header_info`)."""
+    precede AH, :func:`~aioipsec.esp.ip.header_info`; over IPv6 also a
+    Destination Options header, which a peer may put in front of AH, RFC 4302
+    §3.1.1, and header_info leaves behind it: :func:`~aioipsec.esp.ah.ipv6_ah_offset`)."""
     info = header_info(pkt)
-    if info is None or info.next_header != PROTO_AH or info.insert_at + 12 > info.total_len:
+    if info is None:
         return None
-    at = info.insert_at + 4
-    return int.from_bytes(pkt[at : at + 4], "big")
+    at = info.insert_at
+    if info.next_header != PROTO_AH:
+        if info.version != 6 or info.next_header != PROTO_DSTOPTS:
+            return None
+        where = ipv6_ah_offset(pkt, info.total_len)
+        if isinstance(where, str):
+            return None
+        at = where[0]
+    if at + 12 > info.total_len:
+        return None
+    return int.from_bytes(pkt[at + 4 : at + 8], "big")
 
 
 @dataclass

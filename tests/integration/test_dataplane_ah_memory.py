@@ -9,13 +9,15 @@ shows AH in protocol 51 packets between the gateways, the payload readable
 (AH does not encrypt); the mutable TTL may change in flight; a replayed, a
 corrupted, a truncated and an unknown-SPI packet are dropped and counted,
 never raised; an IPv4 identification of 0 is never sent (the kernel would
-rewrite it after the ICV covered it); AH over NAT, or without an AH socket, is
-refused at install with a clear error.
+rewrite it after the ICV covered it); an IPv6 peer's Destination Options
+header in front of AH does not hide the SPI; AH over NAT, or without an AH socket,
+is refused at install with a clear error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -30,7 +32,7 @@ from aioipsec.asyncio.endpoint import AH_MEMORY_PORT, Endpoint
 from aioipsec.asyncio.sockets import MemoryNetwork
 from aioipsec.config import ConnectionConfig, child, connection
 from aioipsec.crypto.transforms import integ, parse_proposal
-from aioipsec.esp.ip import checksum, header_info
+from aioipsec.esp.ip import checksum, header_info, ipv6_header
 from aioipsec.events import ChildSaInstalled
 from aioipsec.netutil import udp_packet
 from aioipsec.selectors import parse_ts
@@ -261,6 +263,31 @@ async def test_ah_transport_mode_between_hosts(pair: Pair) -> None:
             assert checksum(got[:20]) == 0
     for ep in (p.a, p.b):
         assert ep.dataplane.stats.malformed == ep.dataplane.stats.no_sa == 0
+
+
+@pytest.mark.parametrize("pair", [{"mode": "transport", "net": V6}], indirect=True, ids=["v6"])
+async def test_ah_behind_a_destination_options_header_reaches_its_sa(pair: Pair) -> None:
+    """RFC 4302 §3.1.1: a peer may put a Destination Options header in front
+    of AH (alone, or after a Routing header); the data plane finds the SPI
+    behind it, and the SA verifies and delivers the packet with the header."""
+    p, n = pair, pair.addrs
+    pa, pb = await up(p)
+    codec = pa.sa_out.codec
+    payload = udp_packet(n.gw_a, n.gw_b, 40000, 9, b"behind-dstopts")[40:]
+    dstopts = bytes([51, 0, 0x1E, 4]) + b"\x11\x22\x33\x44"  # next header AH, one immutable option
+    via = ipaddress.IPv6Address("2001:db8:7::1").packed
+    routing = bytes([60, 2, 0, 0]) + bytes(4) + via  # type 0, no segment left, then the Destination Options
+    for seq, (first, chain) in enumerate(((60, dstopts), (43, routing + dstopts)), 1):
+        hdr = ipv6_header(n.gw_a, n.gw_b, first, len(chain) + codec.ah_len(6) + len(payload)) + chain
+        sealed = codec.seal(hdr, 6, 17, payload, seq, None)
+        assert sealed is not None and ah_spi(sealed) == pb.ev.spi_in
+        inject(p, sealed, n.gw_b)
+        await until(lambda seq=seq: len(p.host_b.received) == seq, what="delivered")  # type: ignore[misc]
+        # delivered with its extension headers, AH cut out: the Destination Options name UDP
+        kept = chain[:-8] + bytes([17]) + chain[-7:]
+        assert p.host_b.received[-1] == ipv6_header(n.gw_a, n.gw_b, first, len(kept) + len(payload)) + kept + payload
+    assert pb.sa_in.stats.packets_in == 2 and pb.sa_in.header_drops == {}
+    assert p.b.dataplane.stats.malformed == p.b.dataplane.stats.no_sa == 0
 
 
 # ---------------------------------------------------------------------------
