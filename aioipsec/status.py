@@ -75,6 +75,7 @@ change; removing a key or changing its type bumps ``schema``::
                                    # malformed, spi, dummy, policy, expired (zero reasons left out)
       "header_drops": {str: int}   # AH: the "malformed" drops for IP headers in front of AH (IPv6
                                    # extension headers, IPv4 options), by reason, both directions; ESP: {}
+                                   # (each SA keeps 32 reasons, later ones as "other reasons")
     }
 
     ENDPOINT = {"ike_in", "ike_out", "esp_in", "malformed", "unknown_spi", "cookies_sent",

@@ -1064,6 +1064,12 @@ def _outer_header(
 # --------------------------------------------------------------------------- AH
 
 
+MAX_HEADER_DROP_REASONS = 32
+"""Distinct reasons an :class:`AhSa` keeps in ``header_drops``."""
+HEADER_DROPS_OTHER = "other reasons"
+"""The ``header_drops`` key of the reasons past :data:`MAX_HEADER_DROP_REASONS`."""
+
+
 class AhSa(_SaBase):
     """One direction of an AH SA (RFC 4302).  AH authenticates the IP header,
     so its unit is the whole IP packet: :meth:`seal` returns the protected
@@ -1077,7 +1083,8 @@ class AhSa(_SaBase):
     and stay in the packet: transport mode delivers them with AH cut out and
     the header before it naming AH's next header.  Headers that cannot be
     there (a Fragment header, another routing type, a broken chain) drop the
-    packet as ``MALFORMED``; :attr:`header_drops` counts them by reason."""
+    packet as ``MALFORMED``; :attr:`header_drops` counts them by reason
+    (a bounded number of reasons: :data:`MAX_HEADER_DROP_REASONS`)."""
 
     def __init__(
         self,
@@ -1127,12 +1134,17 @@ class AhSa(_SaBase):
         self.outer_src, self.outer_dst = outer_src, outer_dst
         self.random = random
         self.header_drops: dict[str, int] = {}
-        """``MALFORMED`` drops for IP headers in front of AH, by reason."""
+        """``MALFORMED`` drops for IP headers in front of AH, by reason: at
+        most :data:`MAX_HEADER_DROP_REASONS` reasons, later new ones counted
+        as :data:`HEADER_DROPS_OTHER` (some reasons name a value from the
+        packet, which an unauthenticated sender chooses)."""
 
     def _refuse(self, why: str, pkt: bytes) -> OpenResult:
         """Count a packet whose IP headers in front of AH are refused (the
         ``MALFORMED`` drop itself is counted by the caller)."""
-        self.header_drops[why] = self.header_drops.get(why, 0) + 1
+        drops = self.header_drops
+        key = why if why in drops or len(drops) < MAX_HEADER_DROP_REASONS else HEADER_DROPS_OTHER
+        drops[key] = drops.get(key, 0) + 1
         if logger.isEnabledFor(logging.DEBUG):
             v = pkt[0] >> 4 if pkt else 0  # the peer: source inbound, destination outbound
             at, n = (8 if self.inbound else 24, 16) if v == 6 else (12 if self.inbound else 16, 4)

@@ -292,6 +292,31 @@ def test_malformed_ipv4_options_are_malformed_not_integrity(caplog: pytest.LogCa
     assert f"AH  spi=0x{SPI:08x} peer 192.0.2.1: malformed IPv4 options, dropped" in caplog.messages
 
 
+def test_header_drop_reasons_are_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    """Some reasons name a value from the packet (next header, routing type,
+    segments left), which the unauthenticated sender picks: the SA keeps
+    MAX_HEADER_DROP_REASONS of them and counts the rest as "other reasons";
+    every packet is still counted and logged with its own reason."""
+    from aioipsec.esp.sa import HEADER_DROPS_OTHER, MAX_HEADER_DROP_REASONS
+
+    caplog.set_level(logging.DEBUG, "aioipsec.esp")
+    _o, inb = sas()
+    nexts = [nh for nh in range(256) if nh not in (HBH, ROUTING, FRAGMENT, DSTOPTS, AH)]
+    for nh in nexts:  # "no AH (next header N after the IPv6 headers)"
+        assert inb.open_packet(packet(HBH, opts(nh, FIXED))).drop is DropReason.MALFORMED
+    for rtype in range(3, 256):  # "routing header type N not supported"
+        assert inb.open_packet(packet(ROUTING, bytes([AH, 2, rtype, 0]) + bytes(4) + a(HOA))).drop is DropReason.MALFORMED
+    total = len(nexts) + 253
+    assert len(inb.header_drops) == MAX_HEADER_DROP_REASONS + 1
+    assert sum(inb.header_drops.values()) == inb.stats.malformed == total
+    assert inb.header_drops[HEADER_DROPS_OTHER] == total - MAX_HEADER_DROP_REASONS
+    assert inb.header_drops["no AH (next header 1 after the IPv6 headers)"] == 1
+    # a reason kept before the limit is still counted under its own name
+    assert inb.open_packet(packet(HBH, opts(1, FIXED))).drop is DropReason.MALFORMED
+    assert inb.header_drops["no AH (next header 1 after the IPv6 headers)"] == 2
+    assert f"AH  spi=0x{SPI:08x} peer {SRC}: routing header type 255 not supported, dropped" in caplog.messages
+
+
 @pytest.mark.parametrize(("chain", "first", "why"), [
     (bytes([UDP, 0, 0, 1]) + bytes(4), FRAGMENT, "fragment header in front of AH (AH covers whole packets)"),
     (opts(ROUTING) + bytes([UDP, 2, 4, 1]) + bytes(4) + a(HOA), HBH, "routing header type 4 not supported"),
