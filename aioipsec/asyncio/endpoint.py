@@ -418,15 +418,26 @@ class Endpoint:
         return out
 
     local_addresses: tuple[str, ...] = ()
-    """This host's addresses (:meth:`set_local_addresses`): MOBIKE announces
-    them to the peers as our additional addresses (RFC 4555 §3.4)."""
+    """The addresses MOBIKE announces to the peers as our additional addresses
+    (RFC 4555 §3.4; :meth:`set_local_addresses`): the host's addresses when
+    the sockets are bound to the wildcard address, none otherwise."""
 
     def set_local_addresses(self, addresses: Iterable[str]) -> list[SessionProtocol]:
         """The host's addresses are now ``addresses`` (the daemon's rtnetlink
-        view).  New IKEv2 sessions announce them in IKE_AUTH; an established
-        MOBIKE IKE SA whose announced set changes sends an address update
-        (charon does on any address change).  Returns the sessions that did."""
-        self.local_addresses = tuple(sorted(set(addresses)))
+        view).  Only addresses we receive IKE on are announced: all of them
+        when the sockets are bound to the wildcard address, none when they
+        are bound to one address (a peer's path probes to another address
+        would get no answer; the IKE SAs send NO_ADDITIONAL_ADDRESSES).  New
+        IKEv2 sessions announce them in IKE_AUTH; an established MOBIKE IKE
+        SA whose announced set changes sends an address update (charon does
+        on any address change).  Returns the sessions that did."""
+        given = tuple(sorted(set(addresses)))
+        if not is_wildcard(self.local_ip):
+            if given and given != (self.local_ip,):
+                logger.debug("bound to %s: the host's other addresses are not announced (no IKE received there)",
+                             self.local_ip)
+            given = ()
+        self.local_addresses = given
         now = self.loop.time()
         out = []
         for proto in list(self.sessions):

@@ -213,3 +213,29 @@ async def test_wildcard_gateway_answers_a_path_probe_from_the_probed_address() -
     finally:
         await cl.close(timeout=1)
         await gw.close(timeout=1)
+
+
+async def test_a_gateway_bound_to_one_address_announces_no_other() -> None:
+    """A gateway whose sockets are bound to one address receives IKE nowhere
+    else: told the host has a second address, it must not announce it
+    (the client's path probes there would go unanswered), in IKE_AUTH
+    (NO_ADDITIONAL_ADDRESSES) nor in an address update later.  Bound to the
+    wildcard address it announces both (the test above)."""
+    net = MemoryNetwork()
+    first, second, third = "198.51.100.1", "198.51.100.2", "198.51.100.3"
+    ini, resp = _confs(first, 500)
+    gw = await Endpoint.create(first, configurations=[resp], network=net)
+    cl = await Endpoint.create("192.0.2.7", configurations=[ini], network=net)
+    gw.set_local_addresses([first, second])
+    try:
+        proto = cl.initiate("gw")
+        await asyncio.wait_for(proto.wait_child("net"), 5)
+        s = proto.session
+        assert s.sa.mobike and s.remote_addr[0] == first and list(s.sa.peer_addrs) == []
+        (rproto,) = gw.sessions
+        assert rproto.session.sa.my_addrs == () and gw.local_addresses == ()
+        assert gw.set_local_addresses([first, second, third]) == []  # no address update either
+        assert rproto.session.sa.my_addrs == () and not rproto.session.sa.tm.queued
+    finally:
+        await cl.close(timeout=1)
+        await gw.close(timeout=1)
