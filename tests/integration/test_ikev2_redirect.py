@@ -267,3 +267,20 @@ def test_redirect_not_followed_when_disabled_or_a_name() -> None:
     [fail] = p.events("i", NegotiationFailed)
     assert "gateway names are not resolved" in fail.reason and "gw2.example" in fail.reason
     assert p.i.is_closed
+
+
+def test_a_redirect_from_the_client_is_ignored_by_the_gateway() -> None:
+    """Only the gateway (the original responder) redirects (RFC 5685 §5): an
+    authenticated client's INFORMATIONAL with REDIRECT must not make the
+    gateway set the connection up toward an address of the client's choice
+    (nor stop rekeying the IKE SA); it is answered, counted and ignored."""
+    p = Pair(*configs())
+    p.initiate()
+    p.settle()
+    assert p.r is not None and p.r.is_established
+    rekey_at = p.r.sa.rekey_at
+    p.i.sa.tm.queue(_RawRedirect(p.i, p.i.sa, redirect_data(GW2[0])))
+    p.i._kick(p.now)
+    p.settle()
+    assert not p.events("r", IkeRedirected) and p.r.stats.redirects_invalid == 1
+    assert p.r.is_established and p.i.is_established and p.r.sa.rekey_at == rekey_at

@@ -205,7 +205,8 @@ class SessionStats:
     """Malformed Configuration Payload attributes dropped (:mod:`aioipsec.ike.cfgattr`)."""
     redirects_invalid: int = 0
     """REDIRECT notifies ignored: malformed data (GW identity type or length),
-    or an IKE_SA_INIT one whose nonce data is not our Ni (RFC 5685 §4.2)."""
+    an IKE_SA_INIT one whose nonce data is not our Ni (RFC 5685 §4.2), or one
+    sent to the gateway by its client (only the gateway redirects, §5)."""
     auth_pending: int = 0
     """IKE_AUTH messages held (dropped unanswered) while the peer certificate's
     revocation status was being fetched (:class:`~aioipsec.ike.auth.RevocationPending`)."""

@@ -19,12 +19,15 @@ Redirect data (§9.1/§9.2)::
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 
 from ...constants import ExchangeType, NotifyType
 from ..message import Message
 from .base import Task, TaskStatus
 from .common import notify
+
+logger = logging.getLogger("aioipsec.ike")
 
 MAX_REDIRECTS = 5
 """Redirects followed within :data:`REDIRECT_LOOP_PERIOD` (charon's ``MAX_REDIRECTS``)."""
@@ -115,9 +118,19 @@ class IkeRedirect(Task):
         return TaskStatus.SUCCESS
 
     def process_r(self, msg: Message) -> TaskStatus:
+        s = self.session
         n = msg.get_notify(NotifyType.REDIRECT)
-        if n is not None:
-            self.to = self.session.parse_redirect(n.data, "INFORMATIONAL")
+        if n is None:
+            return TaskStatus.SUCCESS
+        if not s.is_initiator:
+            # RFC 5685 §5: the gateway (the original responder) redirects its
+            # client, never the other way: a client must not make us set a
+            # connection up toward an address it chose
+            s.stats.redirects_invalid += 1
+            logger.warning("REDIRECT in INFORMATIONAL from %s ignored: only the gateway redirects, and we are it",
+                           s.peer_label())
+            return TaskStatus.SUCCESS
+        self.to = s.parse_redirect(n.data, "INFORMATIONAL")
         return TaskStatus.SUCCESS
 
     def build_r(self, msg: Message) -> TaskStatus:
