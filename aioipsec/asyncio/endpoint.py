@@ -1292,7 +1292,14 @@ class Endpoint:
             if r is None and not self._closed:
                 self._start_reauth(proto, ev)
         elif isinstance(ev, IkeRedirected):
-            new = None if self._closed else self._redirected(proto, ev)
+            busy = r is not None and r.old is proto
+            if busy and not self._closed:
+                # a reauthentication (or an earlier redirect) of this IKE SA is
+                # under way: a second replacement would duplicate its Child SAs
+                ike_logger.warning("%s: REDIRECT to %s by %s not followed: the IKE SA is being replaced already "
+                                   "(%s)", proto.name, ev.gateway, ev.peer,
+                                   f"redirected to {r.redirect}" if r and r.redirect else "reauthentication")
+            new = None if self._closed or busy else self._redirected(proto, ev)
             if new is not None and r is not None and r.new is proto and ev.exchange != "INFORMATIONAL":
                 # the new IKE SA of a reauthentication was redirected: the one it goes on with replaces it
                 self._reauths.pop(proto, None)

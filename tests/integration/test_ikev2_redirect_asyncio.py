@@ -152,3 +152,31 @@ async def test_redirect_init_only_for_clients_that_support_it() -> None:
     finally:
         for side in (cl, old, gw1, gw2):
             await side.close()
+
+
+async def test_a_redirect_during_a_reauthentication_starts_no_second_ike_sa() -> None:
+    """The gateway redirects the old IKE SA while the client's make-before-break
+    reauthentication of it is under way: the client must not set up a second
+    replacement beside the reauthentication's (two IKE SAs with the same
+    Child SAs, the bookkeeping of the first one lost); the redirect is not
+    followed, the reauthenticated IKE SA replaces the old one alone."""
+    net = MemoryNetwork()
+    gw1, gw2 = await gateway(net, GW1), await gateway(net, GW2)
+    cl = await client(net)
+    try:
+        cl.ep.initiate("home")
+        await until(lambda: cl.of(ChildSaInstalled), what="the first Child SA")
+        (old,) = cl.ep.sessions
+        (gw_proto,) = gw1.ep.sessions
+        done = cl.ep.reauthenticate(old)
+        gw_proto.session.redirect(GW2, gw1.ep.loop.time())
+        gw_proto.process()
+        new = await asyncio.wait_for(done, 5)
+        await until(lambda: old.session.is_closed, what="the old IKE SA deleted")
+        await asyncio.sleep(0.2)
+        assert cl.of(IkeRedirected) and not gw2.ep.sessions
+        assert [p for p in cl.ep.sessions if not p.session.is_closed] == [new]
+        await roundtrip(cl, gw1, b"after")
+    finally:
+        for side in (cl, gw1, gw2):
+            await side.close()
