@@ -232,3 +232,30 @@ def test_initiator_requires_ppk_without_ppk_id() -> None:
     assert not p.i.is_established
     fails = [e for e in p.events("i", NegotiationFailed) if e.exchange == "IKE_AUTH"]
     assert fails and "PPK required but no ppk_id configured" in fails[0].reason
+
+
+def test_unreadable_ppk_identity_not_required_falls_back_to_no_ppk_auth(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A PPK_IDENTITY the responder cannot read (PPK_ID_OPAQUE, which it does
+    not support) is no PPK, as an unknown PPK_ID: not required, it verifies
+    NO_PPK_AUTH (as charon whenever it has no PPK), not the AUTH computed
+    with the PPK.  Before, it checked that AUTH with its plain keys and
+    failed."""
+    from aioipsec.ike.v2.tasks import ppk
+
+    monkeypatch.setattr(ppk, "encode_ppk_id", lambda ppk_id: bytes((ppk.PPK_ID_OPAQUE,)) + ppk_id.encode())
+    i_cfg, r_cfg = configs({"ppk_id": "ppk-hq", "ppks": {"ppk-hq": PPK}}, {"ppks": {"ppk-hq": PPK}})
+    p = Pair(i_cfg, r_cfg)
+    p.initiate()
+    assert p.roundtrip() == (1, 1)
+    assert p.r is not None
+    plain = p.r.sa.keys
+    [auth_req] = p.out_i()
+    msg = decode_message(auth_req, p.r.sa.sk)
+    assert msg.get_notify(NotifyType.PPK_IDENTITY).data == b"\x01ppk-hq" and msg.has_notify(NotifyType.NO_PPK_AUTH)
+    p.to_r([auth_req])
+    p.settle()
+    assert not p.events("r", AuthFailed) and not p.events("i", AuthFailed)
+    assert p.i.is_established and p.r.is_established
+    assert p.i.sa.ppk_id is None and p.r.sa.ppk_id is None
+    assert p.i.sa.keys == plain == p.r.sa.keys
+    assert mirror(child_keys(p, "i"), child_keys(p, "r"))

@@ -215,7 +215,10 @@ def select_r(task: IkeAuth, cfg: ConnectionConfig, msg: Message,
         if cfg.ppk_required:
             how = "an unsupported PPK_IDENTITY" if n is not None else "no PPK_IDENTITY"
             raise AuthenticationFailed(f"PPK required but peer {_peer(task)} sent {how}")
-        return keys, auth
+        if n is not None:  # a PPK_ID we cannot read (OPAQUE, not UTF-8): no PPK, as an unknown one
+            logger.info("peer %s: unsupported PPK_IDENTITY, ignored because PPK is not required; using NO_PPK_AUTH",
+                        _peer(task))
+        return keys, _no_ppk_auth(msg, auth)
     if cfg.ppk_id is not None and ppk_id != cfg.ppk_id:
         raise AuthenticationFailed(f"peer {_peer(task)} sent PPK_ID '{ppk_id}', but '{cfg.ppk_id}' is required")
     secret = cfg.ppks.get(ppk_id)
@@ -224,10 +227,17 @@ def select_r(task: IkeAuth, cfg: ConnectionConfig, msg: Message,
             raise AuthenticationFailed(f"PPK required but no PPK for PPK_ID '{ppk_id}' of peer {_peer(task)}")
         logger.info("peer %s: no PPK for PPK_ID '%s', ignored because PPK is not required; using NO_PPK_AUTH",
                     _peer(task), ppk_id)
-        no_ppk = msg.get_notify(NotifyType.NO_PPK_AUTH)
-        return keys, (AuthPayload(auth.method, no_ppk.data) if no_ppk is not None else auth)
+        return keys, _no_ppk_auth(msg, auth)
     task.ppk = PpkKeys(ppk_id, keys, ikev2_ppk_keys(sa.prf_alg, secret, keys))
     return task.ppk.mixed, auth
+
+
+def _no_ppk_auth(msg: Message, auth: AuthPayload) -> AuthPayload:
+    """Both sides announced PPKs but we use none: the AUTH to verify is the
+    peer's N(NO_PPK_AUTH) data (same method) if it sent one, as charon's
+    authenticators do whenever they have no PPK; else its AUTH."""
+    no_ppk = msg.get_notify(NotifyType.NO_PPK_AUTH)
+    return AuthPayload(auth.method, no_ppk.data) if no_ppk is not None else auth
 
 
 def apply_r(task: IkeAuth, keys: IkeV2Keys) -> None:
