@@ -235,3 +235,47 @@ def test_third_round_is_refused(pki) -> None:
     assert "another authentication round after EAP" in fr.reason and "alice" in fr.reason
     assert p.r.is_closed and p.i.is_closed
     assert not p.events("r", ChildSaInstalled) and not p.events("r", IkeSaEstablished)
+
+
+def test_unsupported_remote2_configurations_are_refused(pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    """remote-2 combinations the loader refuses, built in code: after an EAP
+    first round (a client announcing the round with its first, AUTH-less
+    IKE_AUTH then finished after one EAP round, remote-2 never ran), and a
+    non-EAP remote-2 (the second round raised KeyError out of the session).
+    Both are now AUTHENTICATION_FAILED naming the connection, no IKE SA."""
+    from aioipsec.ike.v2.tasks.common import notify
+    from aioipsec.ike.v2.tasks.ike_auth import IkeAuth
+
+    # an EAP first round with remote-2
+    real = IkeAuth.build_i
+
+    def build_i(self, msg):  # the client's first IKE_AUTH (IDi, no AUTH) announces another round
+        st = real(self, msg)
+        if msg.get(AuthPayload) is None and msg.get(IdiPayload) is not None:
+            msg.add(notify(NotifyType.ANOTHER_AUTH_FOLLOWS))
+        return st
+
+    monkeypatch.setattr(IkeAuth, "build_i", build_i)
+    i, r = psk_pair_configs()
+    i.local = AuthConfig(auth="eap-md5", id="site-a.example", eap_id="alice")
+    r.remote = AuthConfig(auth="eap-md5", id="%any")
+    r.remote2 = AuthConfig(auth="eap-gtc")
+    i.eap_secrets = r.eap_secrets = {"alice": PASSWORD}
+    i.legacy = r.legacy = True
+    p = Pair(i, r)
+    p.initiate()
+    p.settle()
+    (fr,) = p.events("r", AuthFailed)
+    assert "remote-2 auth = eap-gtc after remote auth = eap-md5 is not supported" in fr.reason
+    assert r.name in fr.reason and "site-a.example" in fr.peer
+    assert not p.r.is_established and not p.i.is_established and not p.events("r", IkeSaEstablished)
+    monkeypatch.undo()
+    # an IKEv1-only remote-2 (XAUTH) on IKEv2
+    i, r = multi_configs(pki=pki)
+    r.remote2 = AuthConfig(auth="xauth")
+    p = Pair(i, r)
+    p.initiate()
+    p.settle()
+    (fr,) = p.events("r", AuthFailed)
+    assert "remote-2 auth = xauth after remote auth = pubkey is not supported" in fr.reason
+    assert p.r.is_closed and p.i.is_closed and not p.events("r", ChildSaInstalled)

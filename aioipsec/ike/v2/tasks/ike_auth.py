@@ -482,6 +482,13 @@ class IkeAuth(Task):
         if chosen is None:
             how = " for EAP (IKE_AUTH without AUTH)" if auth is None else ""
             raise AuthenticationFailed(f"no configuration matches peer identity '{peer_id}'{how}")
+        r2 = chosen.remote2
+        if r2 is not None and (chosen.remote.auth in AUTH_METHODS or r2.auth not in AUTH_METHODS):
+            # the loader refuses these; a configuration built in code must not
+            # let the peer finish after one round (or fail on the second)
+            raise AuthenticationFailed(
+                f"{chosen.name}: remote-2 auth = {r2.auth} after remote auth = {chosen.remote.auth} is not supported "
+                "(a second round is EAP-MD5/GTC after a psk/pubkey round)")
         before = s.config
         s.config = chosen
         keys, auth = ppk.select_r(self, chosen, msg, auth)  # RFC 8784
