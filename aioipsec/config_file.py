@@ -396,22 +396,8 @@ def _eap_connection(ctx: _Ctx, path: str, c: ConnectionConfig, eap: list[tuple[s
         raise ctx.err(f"{path}.{side}.auth", "EAP authentication is supported with IKEv2 only (version = 2)")
     if local and remote:
         raise ctx.err(f"{path}.remote.auth", "EAP on both sides: the gateway authenticates with psk or pubkey")
-    if c.local.auth == "eap-md5" or c.remote.auth == "eap-md5":
-        if not c.legacy:
-            raise ctx.err(f"{path}.{side}.auth", "EAP-MD5 is weak (MD5, no mutual authentication, "
-                          "no keys): it needs the connection's legacy = true")
-        _log.warning("%s.%s.auth: EAP-MD5 is weak (allowed by legacy = true)", path, side)
-    c.eap_secrets = {ids[0]: secret for _n, ids, secret in eap if ids}
-    if remote:
-        if not c.eap_secrets:
-            raise ctx.err(f"{path}.remote.auth", f'auth = "{c.remote.auth}" but no [secrets.eap*] entry '
-                          "(id = EAP identity, secret = password)")
-        if c.remote.eap_id is not None and c.remote.eap_id not in c.eap_secrets:
-            raise ctx.err(f"{path}.remote.eap_id", f"no [secrets.eap*] entry with id = {_show(c.remote.eap_id)}")
-        return
-    user = c.local.eap_id or c.local.id
-    if user is None or user not in c.eap_secrets:
-        raise ctx.err(f"{path}.local.eap_id", f"no [secrets.eap*] entry with id = {_show(user or '')} (the EAP password)")
+    a = c.local if local else c.remote
+    _eap_round(ctx, f"{path}.{side}", c, a, remote, (c.local.eap_id or c.local.id) if local else None, eap)
 
 
 def _eap_round2(ctx: _Ctx, path: str, c: ConnectionConfig, eap: list[tuple[str, list[str], bytes]]) -> None:
@@ -419,26 +405,34 @@ def _eap_round2(ctx: _Ctx, path: str, c: ConnectionConfig, eap: list[tuple[str, 
     MD5's ``legacy`` opt-in, as for a first EAP round."""
     if c.version != 2:
         return
-    for key, r2 in (("local-2", c.local2), ("remote-2", c.remote2)):
-        if r2 is None:
-            continue
-        if r2.auth == "eap-md5":
-            if not c.legacy:
-                raise ctx.err(f"{path}.{key}.auth", "EAP-MD5 is weak (MD5, no mutual authentication, "
-                              "no keys): it needs the connection's legacy = true")
-            _log.warning("%s.%s.auth: EAP-MD5 is weak (allowed by legacy = true)", path, key)
-        c.eap_secrets = {ids[0]: secret for _n, ids, secret in eap if ids}
-        if key == "remote-2":
-            if not c.eap_secrets:
-                raise ctx.err(f"{path}.remote-2.auth", f'auth = "{r2.auth}" but no [secrets.eap*] entry '
-                              "(id = EAP identity, secret = password)")
-            if r2.eap_id is not None and r2.eap_id not in c.eap_secrets:
-                raise ctx.err(f"{path}.remote-2.eap_id", f"no [secrets.eap*] entry with id = {_show(r2.eap_id)}")
-        else:
-            user = r2.eap_id or r2.id or c.local.id
-            if user is None or user not in c.eap_secrets:
-                raise ctx.err(f"{path}.local-2.eap_id",
-                              f"no [secrets.eap*] entry with id = {_show(user or '')} (the EAP password)")
+    if c.local2 is not None:
+        user = c.local2.eap_id or c.local2.id or c.local.id
+        _eap_round(ctx, f"{path}.local-2", c, c.local2, False, user, eap)
+    if c.remote2 is not None:
+        _eap_round(ctx, f"{path}.remote-2", c, c.remote2, True, None, eap)
+
+
+def _eap_round(ctx: _Ctx, path: str, c: ConnectionConfig, a: AuthConfig, remote: bool, user: str | None,
+               eap: list[tuple[str, list[str], bytes]]) -> None:
+    """One EAP round (``path``: the connection's ``local``, ``remote``,
+    ``local-2`` or ``remote-2``): MD5's ``legacy`` opt-in, the passwords
+    (``c.eap_secrets``), and a gateway's ``eap_id`` or a client's ``user``
+    among them."""
+    if a.auth == "eap-md5":
+        if not c.legacy:
+            raise ctx.err(f"{path}.auth", "EAP-MD5 is weak (MD5, no mutual authentication, "
+                          "no keys): it needs the connection's legacy = true")
+        _log.warning("%s.auth: EAP-MD5 is weak (allowed by legacy = true)", path)
+    c.eap_secrets = {ids[0]: secret for _n, ids, secret in eap if ids}
+    if remote:
+        if not c.eap_secrets:
+            raise ctx.err(f"{path}.auth", f'auth = "{a.auth}" but no [secrets.eap*] entry '
+                          "(id = EAP identity, secret = password)")
+        if a.eap_id is not None and a.eap_id not in c.eap_secrets:
+            raise ctx.err(f"{path}.eap_id", f"no [secrets.eap*] entry with id = {_show(a.eap_id)}")
+        return
+    if user is None or user not in c.eap_secrets:
+        raise ctx.err(f"{path}.eap_id", f"no [secrets.eap*] entry with id = {_show(user or '')} (the EAP password)")
 
 
 def _parse_secrets(ctx: _Ctx, raw: Any) -> list[tuple[str, list[str], bytes]]:
