@@ -129,7 +129,7 @@ async def connect(a: Daemon, h: Daemon) -> bool:
     """site-a initiates; True once hq has the IKE SA up, False when hq refused it."""
     up, refused = events(h, IkeSaEstablished), events(h, AuthFailed)
     a.up("hq")
-    await until(lambda: up or refused, 10, what="hq's verdict")
+    await until(lambda: up or refused, 20, what="hq's verdict")
     return bool(up) and not refused
 
 
@@ -137,7 +137,7 @@ async def disconnect(a: Daemon, h: Daemon) -> None:
     if a.endpoint.find_session("hq") is not None:
         await a.down("hq")
     await until(lambda: h.endpoint.find_session("site-a") is None and a.endpoint.find_session("hq") is None,
-                what="both sides closed")
+                what="both sides closed", timeout=20)
 
 
 async def test_reload_reads_a_new_crl_and_refuses_the_revoked_certificate(
@@ -159,7 +159,7 @@ async def test_reload_reads_a_new_crl_and_refuses_the_revoked_certificate(
     assert not await connect(a, h)
     lines = [r.getMessage() for r in caplog.records if "revoked" in r.getMessage() and "site-a.example" in r.getMessage()]
     assert lines, "the refusal names the peer's certificate as revoked"
-    await until(lambda: a.endpoint.find_session("hq") is None, what="site-a's refused SA gone")
+    await until(lambda: a.endpoint.find_session("hq") is None, what="site-a's refused SA gone", timeout=20)
 
 
 @pytest.mark.parametrize("broken", ["garbage", "missing"])
