@@ -126,10 +126,14 @@ def events(d: Daemon, kind: type) -> list[Any]:
 
 
 async def connect(a: Daemon, h: Daemon) -> bool:
-    """site-a initiates; True once hq has the IKE SA up, False when hq refused it."""
-    up, refused = events(h, IkeSaEstablished), events(h, AuthFailed)
+    """site-a initiates; True once both have the IKE SA up, False when hq refused it.
+
+    Both: hq is up when it sends its IKE_AUTH response, before site-a has read
+    it; a down() in between closes site-a's half-open IKE SA without a Delete
+    (as charon does outside ESTABLISHED), leaving hq's up until DPD."""
+    up, refused, a_up = events(h, IkeSaEstablished), events(h, AuthFailed), events(a, IkeSaEstablished)
     a.up("hq")
-    await until(lambda: up or refused, 20, what="hq's verdict")
+    await until(lambda: (up and a_up) or refused, 20, what="hq's verdict")
     return bool(up) and not refused
 
 
