@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..esp.ah import ipv6_ah_offset
-from ..esp.ip import PROTO_AH, PROTO_DSTOPTS, header_info
+from ..esp.ip import PROTO_AH, PROTO_DSTOPTS, header_info, pack_addr
 from ..esp.natt import transport_packet
 from ..esp.sa import AhSa
 from ..events import ChildSaDeleted, ChildSaExpired, ChildSaInstalled
@@ -117,6 +117,23 @@ def _rebuild_transport(pipe: ChildPipeline, payload: bytes, nh: int) -> bytes | 
         return transport_packet(payload, nh, pipe.remote[0], pipe.ev.local_addr[0])
     except Exception:
         return None
+
+
+def _ah_transport_own(pipe: ChildPipeline, packets: list[bytes]) -> list[bytes]:
+    """The opened AH transport-mode ``packets`` sent from the SA's remote to
+    its local address (the outer addresses are the SA's endpoints, RFC 4301
+    §5.2); the others are counted as policy drops."""
+    try:
+        pair = pack_addr(pipe.remote[0]) + pack_addr(pipe.ev.local_addr[0])
+    except ValueError:
+        pair = b""
+    if len(pair) == 8:
+        version, lo, hi = 4, 12, 20
+    else:
+        version, lo, hi = 6, 8, 40
+    own = [pkt for pkt in packets if pkt[0] >> 4 == version and pkt[lo:hi] == pair]
+    pipe.policy_dropped += len(packets) - len(own)
+    return own
 
 
 def ipv4_with_ident(pkt: bytes, ident: int) -> bytes:
@@ -638,18 +655,25 @@ class DataPlane:
         ev = pipe.ev
         tunnel = ev.mode == "tunnel"
         out: list[bytes] = []
-        if not tunnel:  # transport mode: the payload's protocol is needed
-            ah = ev.protocol == "ah"
+        dropped = pipe.policy_dropped
+        if ev.protocol == "ah" and not tunnel:
+            # AH hands back the whole packet as the peer sealed it (no NAT ever
+            # changed its addresses): it must come from the SA's remote to its
+            # local address (RFC 4301 §5.2), and its protocol and ports must lie
+            # inside the selectors, checked below as tunnel mode's inner packets
+            opened = [r.packet for r in pipe.sa_in.open_batch(dgs) if r.packet is not None]
+            inner: Sequence[bytes] = _ah_transport_own(pipe, opened)
+            self._after_sa(pipe, pipe.sa_in)
+        elif not tunnel:  # ESP transport mode: the payload's protocol is needed
             for r in pipe.sa_in.open_batch(dgs):
                 if r.packet is not None:
-                    # AH hands back the whole packet (no NAT ever changed its addresses)
-                    pkt = r.packet if ah else _rebuild_transport(pipe, r.packet, r.next_header)
+                    pkt = _rebuild_transport(pipe, r.packet, r.next_header)
                     if pkt is None:
                         pipe.policy_dropped += 1
                     else:
                         out.append(pkt)
             self._after_sa(pipe, pipe.sa_in)
-            inner: Sequence[bytes] = ()
+            inner = ()
         else:
             # tunnel mode: only the delivered inner packets (drops are counted by the SA)
             open_packets = getattr(pipe.sa_in, "open_packets", None)
@@ -680,6 +704,9 @@ class DataPlane:
                         ok.clear()
                     ok[key] = sel[3]
             out.append(pkt)
+        if pipe.policy_dropped != dropped:
+            logger.debug("%s: %d packet(s) from %s on SA %08x outside the SA's addresses or selectors, dropped",
+                         ev.name, pipe.policy_dropped - dropped, pipe.remote[0], ev.spi_in)
         if not out:
             return
         if pipe.switch_from is not None:  # the rekey initiator sends on the new SA

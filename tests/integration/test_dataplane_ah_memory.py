@@ -10,8 +10,10 @@ shows AH in protocol 51 packets between the gateways, the payload readable
 corrupted, a truncated and an unknown-SPI packet are dropped and counted,
 never raised; an IPv4 identification of 0 is never sent (the kernel would
 rewrite it after the ICV covered it); an IPv6 peer's Destination Options
-header in front of AH does not hide the SPI; AH over NAT, or without an AH socket,
-is refused at install with a clear error.
+header in front of AH does not hide the SPI; in transport mode, a correctly keyed
+packet with another source or destination than the SA's, or with a protocol or
+port outside the selectors, is a policy drop, never delivered (RFC 4301 §5.2);
+AH over NAT, or without an AH socket, is refused at install with a clear error.
 """
 
 from __future__ import annotations
@@ -55,8 +57,10 @@ V4 = Net("192.0.2.1", "192.0.2.2", "198.51.100.0/24", "203.0.113.0/24", "198.51.
 V6 = Net("2001:db8::1", "2001:db8::2", "2001:db8:a::/64", "2001:db8:b::/64", "2001:db8:a::10", "2001:db8:b::20")
 
 
-def ah_configs(net: Net, *, version: int = 2, mode: str = "tunnel") -> tuple[ConnectionConfig, ConnectionConfig]:
-    """(gateway A, gateway B) with one AH-only child (no ESP proposal)."""
+def ah_configs(net: Net, *, version: int = 2, mode: str = "tunnel",
+               narrow_b: str = "") -> tuple[ConnectionConfig, ConnectionConfig]:
+    """(gateway A, gateway B) with one AH-only child (no ESP proposal);
+    ``narrow_b`` (``[udp/9]``) narrows B's selector to a protocol and port."""
     extra: dict[str, Any] = {}
     ids = ("a.example", "b.example")
     if version == 1:
@@ -66,6 +70,7 @@ def ah_configs(net: Net, *, version: int = 2, mode: str = "tunnel") -> tuple[Con
         ts_a, ts_b = f"{net.gw_a}/{32 if ':' not in net.gw_a else 128}", f"{net.gw_b}/{32 if ':' not in net.gw_b else 128}"
     else:
         ts_a, ts_b = net.net_a, net.net_b
+    ts_b += narrow_b
     out = []
     for me, peer, my_id, peer_id, lts, rts, name in ((net.gw_a, net.gw_b, ids[0], ids[1], ts_a, ts_b, "to-b"),
                                                      (net.gw_b, net.gw_a, ids[1], ids[0], ts_b, ts_a, "to-a")):
@@ -288,6 +293,80 @@ async def test_ah_behind_a_destination_options_header_reaches_its_sa(pair: Pair)
         assert p.host_b.received[-1] == ipv6_header(n.gw_a, n.gw_b, first, len(kept) + len(payload)) + kept + payload
     assert pb.sa_in.stats.packets_in == 2 and pb.sa_in.header_drops == {}
     assert p.b.dataplane.stats.malformed == p.b.dataplane.stats.no_sa == 0
+
+
+def _other(addr: str) -> str:
+    """An address next to ``addr`` (same family, same network)."""
+    return str(ipaddress.ip_address(addr) + 0x40)
+
+
+def _sealed(pa: Any, pkt: bytes) -> bytes:
+    """``pkt`` sealed on A's outbound AH SA with the real key: its ICV verifies at B."""
+    sealed = pa.sa_out.seal_packet(pkt, **({"ident": 777} if pkt[0] >> 4 == 4 else {}))
+    assert sealed is not None
+    return sealed
+
+
+@pytest.mark.parametrize("pair", [{"mode": "transport"}, {"mode": "transport", "net": V6}], indirect=True,
+                         ids=["v4", "v6"])
+async def test_ah_transport_drops_forged_addresses(pair: Pair, caplog: pytest.LogCaptureFixture) -> None:
+    """RFC 4301 §5.2: a transport-mode AH packet is delivered only from the
+    SA's remote to its local address.  A peer holding the key that seals a
+    packet with another source or destination (the ICV verifies) has it
+    dropped and counted as a policy drop, never delivered."""
+    p, n = pair, pair.addrs
+    pa, pb = await up(p)
+    forged = [
+        udp_packet(_other(n.gw_a), n.gw_b, 40000, 9, b"forged-src"),
+        udp_packet(n.gw_a, _other(n.gw_b), 40000, 9, b"forged-dst"),
+        udp_packet(_other(n.gw_a), _other(n.gw_b), 40000, 9, b"forged-both"),
+    ]
+    with caplog.at_level(logging.DEBUG, logger="aioipsec.esp"):
+        for i, pkt in enumerate(forged, 1):
+            inject(p, _sealed(pa, pkt), n.gw_b)
+            await until(lambda i=i: pb.sa_in.stats.packets_in == i, what="verified")  # type: ignore[misc]
+    assert pb.policy_dropped == 3 and pb.sa_in.stats.integrity_failed == 0
+    assert p.b.dataplane.child_stats(pb.ev.spi_in)["policy_dropped"] == 3
+    assert any(n.gw_a in r.getMessage() and "dropped" in r.getMessage() for r in caplog.records)
+    # normal traffic still flows, and only it was delivered
+    p.host_a.end.send_batch(packets(2, n.gw_a, n.gw_b))
+    await until(lambda: len(p.host_b.received) == 2, what="A -> B")
+    p.host_b.end.send_batch(packets(1, n.gw_b, n.gw_a))
+    await until(lambda: len(p.host_a.received) == 1, what="B -> A")
+    assert p.host_b.payloads() == [b"ah-000000", b"ah-000001"]
+    assert pb.policy_dropped == 3 and pa.policy_dropped == 0
+
+
+@pytest.mark.parametrize("pair", [{"mode": "transport", "narrow_b": "[udp/9]"},
+                                  {"mode": "transport", "narrow_b": "[udp/9]", "net": V6}], indirect=True,
+                         ids=["v4", "v6"])
+async def test_ah_transport_drops_ports_outside_narrowed_selectors(pair: Pair) -> None:
+    """The delivered packet's protocol and ports must lie inside the Child
+    SA's selectors (B's side narrowed to UDP port 9): a correctly keyed
+    packet to another port, or of another protocol, is a policy drop."""
+    p, n = pair, pair.addrs
+    pa, pb = await up(p)
+    (ts,) = pb.ev.local_ts
+    assert (ts.proto, ts.start_port, ts.end_port) == (17, 9, 9)
+    wrong_port = udp_packet(n.gw_a, n.gw_b, 40000, 10, b"wrong-port")
+    wrong_proto = bytearray(udp_packet(n.gw_a, n.gw_b, 40000, 9, b"wrong-proto"))
+    if n.gw_a.count(":"):
+        wrong_proto[6] = 6  # TCP
+    else:
+        wrong_proto[9] = 6
+        wrong_proto[10:12] = b"\0\0"
+        wrong_proto[10:12] = checksum(bytes(wrong_proto[:20])).to_bytes(2, "big")
+    for i, pkt in enumerate((wrong_port, bytes(wrong_proto)), 1):
+        inject(p, _sealed(pa, pkt), n.gw_b)
+        await until(lambda i=i: pb.sa_in.stats.packets_in == i, what="verified")  # type: ignore[misc]
+    assert pb.policy_dropped == 2
+    # UDP to port 9 flows both ways
+    p.host_a.end.send_batch(packets(3, n.gw_a, n.gw_b))
+    await until(lambda: len(p.host_b.received) == 3, what="A -> B")
+    p.host_b.end.send_batch([udp_packet(n.gw_b, n.gw_a, 9, 40000, b"reply")])
+    await until(lambda: len(p.host_a.received) == 1, what="B -> A")
+    assert p.host_b.payloads() == [f"ah-{i:06d}".encode() for i in range(3)]
+    assert pb.policy_dropped == 2 and pa.policy_dropped == 0
 
 
 # ---------------------------------------------------------------------------
