@@ -941,6 +941,8 @@ class Endpoint:
         except (ValueError, KeyError, OSError, RuntimeError) as exc:
             ike_logger.error("%s: redirected to %s by %s, but the new IKE SA could not start: %s", proto.name,
                              ev.gateway, ev.peer, exc)
+            if ev.exchange == "INFORMATIONAL":  # the established IKE SA stays: it rekeys again
+                self._redirect_not_followed(proto, ev.gateway, f"the new IKE SA could not start: {exc}")
             return None
         ike_logger.info("%s: redirected to %s by %s (%s): new IKE SA %s_i with %s, %d Child SA(s)%s", proto.name,
                         ev.gateway, ev.peer, ev.exchange, new.session.spi_i.hex(), ev.gateway, len(children),
@@ -950,6 +952,14 @@ class Endpoint:
             r = _Reauth(proto, new, set(children), done, redirect=ev.gateway)
             self._reauths[new] = self._reauths[proto] = r
         return new
+
+    def _redirect_not_followed(self, proto: SessionProtocol, gateway: str, why: str) -> None:
+        """The REDIRECT of the established IKE SA ``proto`` to ``gateway`` is
+        not followed after all: it rekeys and reauthenticates again (its
+        timer re-armed)."""
+        undo = getattr(proto.session, "redirect_not_followed", None)
+        if undo is not None and undo(gateway, why, self.loop.time()):
+            proto.transmit()
 
     # ---------------------------------------------------------------- reauthentication
 
@@ -1105,6 +1115,7 @@ class Endpoint:
             ike_logger.warning("%s: the IKE SA with %s (redirected there by %s) failed (%s); the old IKE SA %s_i %s_r "
                                "stays", r.old.name, r.redirect, r.old.session.peer, why, r.old.session.spi_i.hex(),
                                r.old.session.spi_r.hex())
+            self._redirect_not_followed(r.old, r.redirect, f"the new IKE SA failed: {why}")
         else:
             ike_logger.warning("%s: reauthentication with %s failed (%s); the old IKE SA %s_i %s_r stays until it "
                                "expires", r.old.name, r.old.session.peer, why, r.old.session.spi_i.hex(),
@@ -1299,6 +1310,7 @@ class Endpoint:
                 ike_logger.warning("%s: REDIRECT to %s by %s not followed: the IKE SA is being replaced already "
                                    "(%s)", proto.name, ev.gateway, ev.peer,
                                    f"redirected to {r.redirect}" if r and r.redirect else "reauthentication")
+                self._redirect_not_followed(proto, ev.gateway, "the IKE SA is being replaced already")
             new = None if self._closed or busy else self._redirected(proto, ev)
             if new is not None and r is not None and r.new is proto and ev.exchange != "INFORMATIONAL":
                 # the new IKE SA of a reauthentication was redirected: the one it goes on with replaces it

@@ -284,3 +284,23 @@ def test_a_redirect_from_the_client_is_ignored_by_the_gateway() -> None:
     p.settle()
     assert not p.events("r", IkeRedirected) and p.r.stats.redirects_invalid == 1
     assert p.r.is_established and p.i.is_established and p.r.sa.rekey_at == rekey_at
+
+
+def test_redirect_not_followed_puts_the_rekey_times_back() -> None:
+    """An INFORMATIONAL REDIRECT suspends the client's rekey and
+    reauthentication times; when the owner does not follow it after all
+    (``redirect_not_followed``) they are back, and the timer with them."""
+    i, r = psk_pair_configs(i_kw={**NO_TIMERS, "rekey_time": 3600, "reauth_time": 7200}, r_kw=NO_TIMERS)
+    p = Pair(i, r)
+    p.initiate()
+    p.settle()
+    assert p.r is not None
+    sa = p.i.sa
+    times = (sa.rekey_at, sa.reauth_at)
+    p.r.redirect(GW2[0], p.now)
+    p.settle()
+    assert p.events("i", IkeRedirected) and sa.rekey_at == sa.reauth_at == float("inf")
+    assert p.i.redirect_not_followed(GW2[0], "the new IKE SA could not start", p.now)
+    assert (sa.rekey_at, sa.reauth_at) == times and p.i.get_timer() is not None and p.i.get_timer() <= times[0]
+    assert not p.i.redirect_not_followed(GW2[0], "again", p.now)  # nothing held any more
+    assert (sa.rekey_at, sa.reauth_at) == times

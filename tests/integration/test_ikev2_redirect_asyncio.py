@@ -180,3 +180,45 @@ async def test_a_redirect_during_a_reauthentication_starts_no_second_ike_sa() ->
     finally:
         for side in (cl, gw1, gw2):
             await side.close()
+
+
+async def test_a_redirect_that_cannot_be_followed_leaves_the_ike_sa_rekeying() -> None:
+    """Following an INFORMATIONAL REDIRECT suspends the old IKE SA's rekey and
+    reauthentication times (it is replaced soon).  When the new IKE SA cannot
+    start (here its start raises OSError, as an IPv6 gateway on an IPv4-only
+    socket does) or fails at the new gateway (one that accepts none of our
+    proposals), the old IKE SA stays: its times are put back and its timer
+    re-armed, else it would never rekey again and die at its hard lifetime."""
+    net = MemoryNetwork()
+    gw1 = await gateway(net, GW1)
+    gw2 = await gateway(net, GW2, proposals=["aes256gcm16-prfsha384-ecp384"])
+    cl = await client(net, rekey_time=3600, reauth_time=7200)
+    try:
+        cl.ep.initiate("home")
+        await until(lambda: cl.of(ChildSaInstalled), what="the first Child SA")
+        (old,) = cl.ep.sessions
+        (gw_proto,) = gw1.ep.sessions
+        sa = old.session.sa
+        times = (sa.rekey_at, sa.reauth_at)
+        assert max(times) < float("inf")
+
+        def refuse(*_a: Any, **_kw: Any) -> Any:
+            raise OSError(97, "Address family not supported by protocol")
+
+        cl.ep._start = refuse  # type: ignore[method-assign]
+        gw_proto.session.redirect(GW2, gw1.ep.loop.time())
+        gw_proto.process()
+        await until(lambda: cl.of(IkeRedirected), what="the redirect at the client")
+        assert (sa.rekey_at, sa.reauth_at) == times and old.session.get_timer() <= min(times)
+        assert old._timer_at == old.session.get_timer()
+        del cl.ep._start  # the gateway that refuses our proposals this time
+        gw_proto.session.redirect(GW2, gw1.ep.loop.time())
+        gw_proto.process()
+        await until(lambda: len(cl.of(IkeRedirected)) == 2, what="the second redirect at the client")
+        await until(lambda: [p for p in cl.ep.sessions if not p.session.is_closed] == [old],
+                    what="the IKE SA with the second gateway failed")
+        assert (sa.rekey_at, sa.reauth_at) == times and old._timer_at == old.session.get_timer()
+        await roundtrip(cl, gw1, b"still here")
+    finally:
+        for side in (cl, gw1, gw2):
+            await side.close()

@@ -253,6 +253,11 @@ class IkeSa:
     """Gateway: the client announced REDIRECT_SUPPORTED (or REDIRECTED_FROM)
     in IKE_SA_INIT (RFC 5685 §3): it may be sent REDIRECT.  A class default,
     set on the instance only when true (keeps every IKE SA's dict small)."""
+    redirect_held: tuple[float, float] | None = None
+    """Client: (``reauth_at``, ``rekey_at``) as they were when an INFORMATIONAL
+    REDIRECT suspended them (:meth:`IkeSessionV2.redirect_received`), put back
+    by :meth:`IkeSessionV2.redirect_not_followed`.  A class default, set on
+    the instance only while suspended."""
 
     def __init__(self, session: IkeSessionV2, *, initiator: bool, spi_i: bytes | None, spi_r: bytes = bytes(8)) -> None:
         self._session = weakref.ref(session)
@@ -837,7 +842,32 @@ class IkeSessionV2:
         if not sa.established:
             self._close(f"redirected to {gateway} by {by}", now)
         else:
-            sa.reauth_at = sa.rekey_at = _INF  # replaced soon: no rekeying meanwhile
+            # replaced soon: no rekeying meanwhile; the owner calls
+            # redirect_not_followed() if it does not follow after all
+            if sa.redirect_held is None:
+                sa.redirect_held = (sa.reauth_at, sa.rekey_at)
+            sa.reauth_at = sa.rekey_at = _INF
+        return True
+
+    def redirect_not_followed(self, gateway: str, why: str, now: float) -> bool:
+        """Client: the owner did not follow the REDIRECT of the established
+        IKE SA to ``gateway`` (:class:`IkeRedirected`, INFORMATIONAL) after
+        all, for the reason ``why`` (the new IKE SA could not start or
+        failed, a replacement is under way already): its reauthentication and
+        rekey times, suspended by :meth:`redirect_received`, are put back (one
+        already past is due at once), so the IKE SA does not run into its
+        hard lifetime.  True when something was put back."""
+        self.now = now
+        sa = self.sa
+        held = sa.redirect_held
+        if held is None:
+            return False
+        del sa.redirect_held  # back to the class default
+        if self.is_closed or not sa.established:
+            return False
+        sa.reauth_at, sa.rekey_at = held
+        logger.info("IKE_SA %s %s: REDIRECT to %s by %s not followed (%s): the IKE SA stays, rekeying and "
+                    "reauthenticating as before", self.config.name, sa.spis(), gateway, self.peer_label(), why)
         return True
 
     def roam(self, local_addr: Address, now: float) -> None:
