@@ -177,6 +177,9 @@ class _Reauth:
     redirect: str = ""
     """Not a reauthentication: the gateway redirected the established IKE SA
     ``old`` to this address (RFC 5685; ``new`` goes there)."""
+    redirect_next: IkeRedirected | None = field(default=None, repr=False)
+    """The gateway redirected ``new`` (INFORMATIONAL) before its Child SAs
+    were up: followed once ``new`` has replaced ``old``."""
 
 
 def _tries_text(k: _Keying) -> str:
@@ -1098,6 +1101,13 @@ class Endpoint:
             old.delete(self.loop.time())
             r.old.process()
         r.done.set_result(r.new)
+        ev, r.redirect_next = r.redirect_next, None
+        if ev is not None and not self._closed and not r.new.session.is_closed:
+            # the gateway redirected the new IKE SA meanwhile: follow now, with its Child SAs as they are
+            import dataclasses
+
+            children = tuple(dict.fromkeys(c.name for c in r.new.session.children.values() if c.is_active))
+            self._redirected(r.new, dataclasses.replace(ev, children=children))
 
     def _end_reauth(self, r: _Reauth, why: str) -> None:
         if r.new is not None:
@@ -1304,14 +1314,24 @@ class Endpoint:
                 self._start_reauth(proto, ev)
         elif isinstance(ev, IkeRedirected):
             busy = r is not None and r.old is proto
-            if busy and not self._closed:
+            later = r is not None and r.new is proto and ev.exchange == "INFORMATIONAL" and not busy
+            if later and not self._closed:
+                # the new IKE SA of a reauthentication (or of an earlier
+                # redirect), its Child SAs not all up yet: following now would
+                # drop that replacement (the old IKE SA never deleted)
+                assert r is not None
+                ike_logger.info("%s: REDIRECT to %s by %s: followed once this IKE SA has replaced %s_i (%s)",
+                                proto.name, ev.gateway, ev.peer, r.old.session.spi_i.hex(),
+                                f"redirected to {r.redirect}" if r.redirect else "reauthentication")
+                r.redirect_next = ev
+            elif busy and not self._closed:
                 # a reauthentication (or an earlier redirect) of this IKE SA is
                 # under way: a second replacement would duplicate its Child SAs
                 ike_logger.warning("%s: REDIRECT to %s by %s not followed: the IKE SA is being replaced already "
                                    "(%s)", proto.name, ev.gateway, ev.peer,
                                    f"redirected to {r.redirect}" if r and r.redirect else "reauthentication")
                 self._redirect_not_followed(proto, ev.gateway, "the IKE SA is being replaced already")
-            new = None if self._closed or busy else self._redirected(proto, ev)
+            new = None if self._closed or busy or later else self._redirected(proto, ev)
             if new is not None and r is not None and r.new is proto and ev.exchange != "INFORMATIONAL":
                 # the new IKE SA of a reauthentication was redirected: the one it goes on with replaces it
                 self._reauths.pop(proto, None)

@@ -30,6 +30,8 @@ from aioipsec.transports.memory import memory_pipe
 GW1, GW2, CLIENT = "192.0.2.2", "192.0.2.3", "192.0.2.10"
 NET = "203.0.113.0/24"
 SERVER = "203.0.113.20"
+NET2 = "198.18.0.0/24"
+CHILDREN = {NET: "net", NET2: "net2"}
 PSK = "redirect-asyncio-psk"
 
 
@@ -58,10 +60,10 @@ class Side:
         await asyncio.wait_for(self.ep.close(timeout=1.0), 5)
 
 
-async def gateway(net: MemoryNetwork, addr: str, **kw: Any) -> Side:
+async def gateway(net: MemoryNetwork, addr: str, nets: tuple[str, ...] = (NET,), **kw: Any) -> Side:
     gw_in, app = memory_pipe(queue_size=1024)
     cfg = connection("rw", psk=PSK, local_id="gw.example", remote_id="%any", local_addrs=[addr], dpd_delay=0,
-                     children=[child("net", local_ts=[NET])], **kw)
+                     children=[child(CHILDREN[n], local_ts=[n]) for n in nets], **kw)
     ep = await Endpoint.create(addr, configurations=[cfg], network=net, inner=gw_in)
     return Side(ep, app)
 
@@ -70,10 +72,11 @@ async def client(net: MemoryNetwork, **kw: Any) -> Side:
     return await client_at(net, CLIENT, **kw)
 
 
-async def client_at(net: MemoryNetwork, addr: str, **kw: Any) -> Side:
+async def client_at(net: MemoryNetwork, addr: str, nets: tuple[str, ...] = (NET,), **kw: Any) -> Side:
     c_in, app = memory_pipe(queue_size=1024)
     cfg = connection("home", psk=PSK, local_id="client.example", remote_id="gw.example", local_addrs=[addr],
-                     remote_addrs=[GW1], dpd_delay=0, children=[child("net", remote_ts=[NET])], **kw)
+                     remote_addrs=[GW1], dpd_delay=0, children=[child(CHILDREN[n], remote_ts=[n]) for n in nets],
+                     **kw)
     ep = await Endpoint.create(addr, configurations=[cfg], network=net, inner=c_in)
     return Side(ep, app)
 
@@ -219,6 +222,43 @@ async def test_a_redirect_that_cannot_be_followed_leaves_the_ike_sa_rekeying() -
                     what="the IKE SA with the second gateway failed")
         assert (sa.rekey_at, sa.reauth_at) == times and old._timer_at == old.session.get_timer()
         await roundtrip(cl, gw1, b"still here")
+    finally:
+        for side in (cl, gw1, gw2):
+            await side.close()
+
+
+async def test_a_redirect_of_the_reauthentications_new_ike_sa_is_followed_after_it() -> None:
+    """The gateway redirects the new IKE SA of a make-before-break
+    reauthentication once it is established but before its second Child SA
+    is up.  Following at once overwrote the reauthentication's bookkeeping:
+    the old IKE SA was never deleted and its future never resolved.  Now the
+    reauthentication finishes first (the old IKE SA deleted, the future
+    resolved), then the client follows the redirect with both Child SAs."""
+    net = MemoryNetwork()
+    gw1, gw2 = await gateway(net, GW1, nets=(NET, NET2)), await gateway(net, GW2, nets=(NET, NET2))
+    cl = await client(net, nets=(NET, NET2))
+    try:
+        cl.ep.initiate("home", more_children=["net2"])
+        await until(lambda: len(cl.of(ChildSaInstalled)) == 2, what="both Child SAs")
+        (old,) = cl.ep.sessions
+        (gw_old,) = gw1.ep.sessions
+
+        def redirect_the_new_one(proto: Any, ev: Any) -> None:
+            if isinstance(ev, IkeSaEstablished) and proto is not gw_old and not gw1.of(IkeRedirected):
+                # right after IKE_AUTH: the client's CREATE_CHILD_SA for net2 has not been answered yet
+                proto.session.redirect(GW2, gw1.ep.loop.time())
+
+        gw1.ep.event_listeners.append(redirect_the_new_one)
+        done = cl.ep.reauthenticate(old)
+        new = await asyncio.wait_for(done, 5)
+        (ev,) = cl.of(IkeRedirected)
+        assert ev.gateway == GW2 and new is not old
+        await until(lambda: old.session.is_closed, what="the old IKE SA deleted")
+        await until(lambda: len(gw2.of(ChildSaInstalled)) == 2, what="both Child SAs at the second gateway")
+        await until(lambda: new.session.is_closed, what="the reauthenticated IKE SA deleted after the redirect")
+        [sa] = endpoint_status(cl.ep)["ike_sas"]
+        assert sa["remote_addr"].startswith(GW2) and sa["redirected_from"] == GW1
+        await roundtrip(cl, gw2, b"after")
     finally:
         for side in (cl, gw1, gw2):
             await side.close()
