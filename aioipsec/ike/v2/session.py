@@ -84,7 +84,7 @@ from .message import (
 )
 from .payloads import DeletePayload, MalformedMessage, NotifyPayload, SaPayload, SkfPayload
 from .pools import AddressPool, lease_from
-from .task_manager import RetransmitPolicy, TaskManagerV2, random_fraction
+from .task_manager import ActiveExchange, RetransmitPolicy, TaskManagerV2, random_fraction
 from .tasks.base import ResponseDropped, Task, TaskStatus
 
 logger = logging.getLogger("aioipsec.ike")
@@ -2244,12 +2244,9 @@ class IkeSessionV2:
         at most :data:`PROBE_ROUNDS` times every :data:`PROBE_INTERVAL` s, as
         charon's path probing; the first path that answers is taken
         (:meth:`_probe_answered`).  Whether a round was sent."""
-        from .tasks import IkeDpd
-
         act = sa.tm.active
         if (act is None or sa is not self.sa or not sa.established or not sa.mobike or not self.is_initiator
-                or not sa.peer_addrs
-                or not any(isinstance(t, IkeDpd) or getattr(t, "liveness", False) for t in act.tasks)):
+                or not sa.peer_addrs or not _liveness_exchange(act)):
             return False
         if sa.probes >= PROBE_ROUNDS:
             logger.info("peer %s: no path answered after %d probe rounds", self.peer, sa.probes)
@@ -2285,15 +2282,13 @@ class IkeSessionV2:
         self.queue_roam(self.local_addr)
 
     def _exchange_timeout(self, sa: IkeSa, now: float) -> None:
-        from .tasks import IkeDpd
-
         act = sa.tm.abandon()
         if sa is not self.sa:
             self.retire_sa(sa, "retransmits exhausted")
             return
         exchange = _exchange_name(act.exchange_type) if act else "?"
         logger.info("giving up on %s with %s after %d retransmits", exchange, self.peer, self.retransmit_policy.tries)
-        if act is not None and any(isinstance(t, IkeDpd) or getattr(t, "liveness", False) for t in act.tasks):
+        if act is not None and _liveness_exchange(act):
             # a liveness check, or a MOBIKE update / NAT check of ours: the peer is gone
             self.emit(DpdTimeout(self.peer))
             self._close("dead peer", now)
@@ -2305,6 +2300,13 @@ class IkeSessionV2:
 
 class UnsupportedExchange(RemoteProtocolError):
     """An exchange type we do not implement (answered with INVALID_SYNTAX)."""
+
+
+def _liveness_exchange(act: ActiveExchange) -> bool:
+    """``act`` is a DPD or a liveness task (a MOBIKE update / NAT check of
+    ours): no answer to it means the path, or the peer, is dead."""
+    t = _TASKS or _load_tasks()
+    return any(isinstance(task, t.IkeDpd) or getattr(task, "liveness", False) for task in act.tasks)
 
 
 def _sa_bound(task: Task) -> bool:
