@@ -20,17 +20,16 @@ Initiator side (a roaming client):
   UPDATE_SA_ADDRESSES follows, because a MOBIKE responder no longer follows
   a mapping change by itself.
 
-Responder side:
+Responder side (a gateway): it agrees to MOBIKE, answers the initiator's
+requests and follows its moves, but never moves the IKE SA by itself (the
+initiator decides the address pair, §3.1).  In IKE_AUTH, an initiator that
+sent MOBIKE_SUPPORTED gets it back when the chosen connection has
+``mobike`` on (§3.3); the IKE SA then uses MOBIKE:
 
-
-
-In IKE_AUTH, an initiator that sent MOBIKE_SUPPORTED gets it back when the
-chosen connection has ``mobike`` on (§3.3); the IKE SA then uses MOBIKE:
-
-* Its INFORMATIONAL requests are answered where they came from, and the peer
-  address is *not* updated implicitly from them (strongSwan: "with MOBIKE,
-  we do no implicit updates"): the initiator decides the address pair
-  (§3.1) and probes paths with ordinary INFORMATIONAL requests first.
+* The initiator's INFORMATIONAL requests are answered where they came
+  from, and the peer address is *not* updated implicitly from them
+  (strongSwan: "with MOBIKE, we do no implicit updates"): the initiator
+  probes paths with ordinary INFORMATIONAL requests first.
 * An UPDATE_SA_ADDRESSES request moves the IKE SA and its Child SAs to the
   source of that (authenticated) request, even when we are behind a NAT
   ourselves: the peer asked for it explicitly (§3.5).  NAT detection is
