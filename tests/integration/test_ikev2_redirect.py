@@ -7,7 +7,7 @@ REDIRECTED_FROM announced only when ``follow_redirects`` is on; the loop limit
 from __future__ import annotations
 
 import pytest
-from ikev2_pair import R_ADDR, Pair, psk_pair_configs
+from ikev2_pair import I_ADDR, R_ADDR, Pair, psk_pair_configs
 
 from aioipsec.config import ConnectionConfig
 from aioipsec.errors import LocalProtocolError
@@ -304,3 +304,49 @@ def test_redirect_not_followed_puts_the_rekey_times_back() -> None:
     assert (sa.rekey_at, sa.reauth_at) == times and p.i.get_timer() is not None and p.i.get_timer() <= times[0]
     assert not p.i.redirect_not_followed(GW2[0], "again", p.now)  # nothing held any more
     assert (sa.rekey_at, sa.reauth_at) == times
+
+
+@pytest.mark.parametrize(
+    ("target", "why"),
+    [
+        ("0.0.0.0", "the unspecified address"),
+        ("::", "the unspecified address"),
+        ("127.0.0.1", "a loopback address"),
+        ("::1", "a loopback address"),
+        ("224.0.0.1", "a multicast address"),
+        ("ff02::1", "a multicast address"),
+        ("255.255.255.255", "the broadcast address"),
+        (I_ADDR[0], "our own address"),
+        ("192.0.2.77", "our own address"),  # an additional address of ours (MOBIKE)
+    ],
+)
+def test_redirect_to_an_impossible_gateway_is_refused(target: str, why: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A REDIRECT naming an address no gateway can have (following it could
+    only fail or loop back to us) is counted and not followed: on an
+    established IKE SA it stays as it is (rekeying as before); in IKE_SA_INIT
+    the negotiation fails with the reason, naming the peer and the target."""
+    p = Pair(*configs())
+    p.initiate()
+    p.settle()
+    assert p.r is not None and p.i.is_established
+    p.i.set_local_addresses([I_ADDR[0], "192.0.2.77"], p.now)
+    p.settle()
+    rekey_at = p.i.sa.rekey_at
+    caplog.set_level("WARNING", logger="aioipsec.ike")
+    p.r.sa.tm.queue(_RawRedirect(p.r, p.r.sa, redirect_data(target)))
+    p.r._kick(p.now)
+    p.settle()
+    assert not p.events("i", IkeRedirected) and p.i.stats.redirects_invalid == 1
+    assert p.i.is_established and p.i.sa.rekey_at == rekey_at
+    assert any(f"REDIRECT to {target} by {R_ADDR[0]}" in r.getMessage() and why in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
+    if target == "192.0.2.77":
+        return
+    p = Pair(*configs())
+    p.initiate()
+    p.to_r(p.out_i())
+    p.out_r()
+    p.to_i([init_redirect(p, redirect_data(target, p.i.sa.ni))])
+    [fail] = p.events("i", NegotiationFailed)
+    assert why in fail.reason and target in fail.reason and R_ADDR[0] in fail.reason, fail.reason
+    assert p.i.is_closed and not p.events("i", IkeRedirected) and p.i.stats.redirects_invalid == 1

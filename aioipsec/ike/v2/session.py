@@ -205,8 +205,10 @@ class SessionStats:
     """Malformed Configuration Payload attributes dropped (:mod:`aioipsec.ike.cfgattr`)."""
     redirects_invalid: int = 0
     """REDIRECT notifies ignored: malformed data (GW identity type or length),
-    an IKE_SA_INIT one whose nonce data is not our Ni (RFC 5685 §4.2), or one
-    sent to the gateway by its client (only the gateway redirects, §5)."""
+    an IKE_SA_INIT one whose nonce data is not our Ni (RFC 5685 §4.2), one
+    sent to the gateway by its client (only the gateway redirects, §5), or
+    one naming an unspecified, loopback, multicast or broadcast address or
+    our own address (not followed)."""
     auth_pending: int = 0
     """IKE_AUTH messages held (dropped unanswered) while the peer certificate's
     revocation status was being fetched (:class:`~aioipsec.ike.auth.RevocationPending`)."""
@@ -819,6 +821,10 @@ class IkeSessionV2:
         elif len(recent) >= MAX_REDIRECTS:
             why = (f"redirect loop: already redirected {len(recent)} times within {REDIRECT_LOOP_PERIOD:g} s "
                    f"(at most {MAX_REDIRECTS})")
+        else:
+            why = self._bad_redirect_target(sa, gateway)
+            if why:
+                self.stats.redirects_invalid += 1
         if why:
             if sa.established:
                 logger.warning("IKE_SA %s %s: REDIRECT to %s by %s not followed: %s", self.config.name, sa.spis(),
@@ -848,6 +854,28 @@ class IkeSessionV2:
                 sa.redirect_held = (sa.reauth_at, sa.rekey_at)
             sa.reauth_at = sa.rekey_at = _INF
         return True
+
+    def _bad_redirect_target(self, sa: IkeSa, gateway: str) -> str:
+        """Why ``gateway`` (an IP address) cannot be a gateway to go to, or
+        "": an unspecified, loopback, multicast or broadcast address, or one
+        of ours (following could only fail or loop back to us; charon does
+        not check)."""
+        try:
+            ip = ipaddress.ip_address(gateway)
+        except ValueError:
+            return "the target is not an IP address"
+        if ip.is_unspecified:
+            return "the target is the unspecified address"
+        if ip.is_loopback:
+            return "the target is a loopback address"
+        if ip.is_multicast:
+            return "the target is a multicast address"
+        if ip == ipaddress.IPv4Address("255.255.255.255"):
+            return "the target is the broadcast address"
+        ours = {self.local_addr[0].split("%", 1)[0], *sa.my_addrs}
+        if str(ip) in ours or (ip.version == 6 and ip.ipv4_mapped is not None and str(ip.ipv4_mapped) in ours):
+            return "the target is our own address"
+        return ""
 
     def redirect_not_followed(self, gateway: str, why: str, now: float) -> bool:
         """Client: the owner did not follow the REDIRECT of the established
