@@ -119,6 +119,35 @@ def _rebuild_transport(pipe: ChildPipeline, payload: bytes, nh: int) -> bytes | 
         return None
 
 
+def _host_selectors(tss: Sequence[TrafficSelector], addr: str) -> list[TrafficSelector]:
+    """``tss`` for a transport-mode SA whose address on that side is ``addr``:
+    unchanged when a selector contains ``addr``, else (the selectors name the
+    peer's pre-NAT address, RFC 3948 / RFC 7296 §2.23, or the SA followed its
+    peer to a new address) those of its family with their addresses replaced by
+    ``addr``: protocol and ports still apply."""
+    try:
+        packed = pack_addr(addr)
+    except ValueError:
+        return list(tss)
+    version, a = (4 if len(packed) == 4 else 6), int.from_bytes(packed, "big")
+    if any(ts.version == version and ts.start <= a <= ts.end for ts in tss):
+        return list(tss)
+    return [TrafficSelector(a, a, version, ts.proto, ts.start_port, ts.end_port) for ts in tss if ts.version == version]
+
+
+def _transport_selectors(pipe: ChildPipeline) -> tuple[list[TrafficSelector], list[TrafficSelector]]:
+    """The (remote, local) selectors an ESP transport-mode packet rebuilt from
+    ``pipe``'s addresses must match (cached until the peer's address or the
+    installed SA, with our address, changes: peer_moved, local_moved)."""
+    ev, remote = pipe.ev, pipe.remote[0]
+    cached = pipe.transport_ts
+    if cached is None or cached[0] is not ev or cached[1] != remote:
+        cached = pipe.transport_ts = (ev, remote, _host_selectors(ev.remote_ts, remote),
+                                      _host_selectors(ev.local_ts, ev.local_addr[0]))
+        pipe.inbound_ok.clear()
+    return cached[2], cached[3]
+
+
 def _ah_transport_own(pipe: ChildPipeline, packets: list[bytes]) -> list[bytes]:
     """The opened AH transport-mode ``packets`` sent from the SA's remote to
     its local address (the outer addresses are the SA's endpoints, RFC 4301
@@ -184,6 +213,10 @@ class ChildPipeline:
     switch_from: ChildPipeline | None = field(default=None, repr=False, compare=False)
     """Rekey responder: the old SA we keep sending on until the initiator
     deletes it or sends on this one (then this SA takes over outbound)."""
+    transport_ts: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
+    """ESP transport mode: ``(ev, remote address, remote_ts, local_ts)``,
+    the selectors the rebuilt inbound packets are checked against for these
+    SA addresses (see :func:`_transport_selectors`)."""
     ident: int = 0
     """AH over IPv4: the last identification sent.  Never 0: the kernel
     replaces an ID of 0 in an IP_HDRINCL packet, and the ID is covered by
@@ -656,6 +689,8 @@ class DataPlane:
         tunnel = ev.mode == "tunnel"
         out: list[bytes] = []
         dropped = pipe.policy_dropped
+        remote_ts: Sequence[TrafficSelector] = ev.remote_ts
+        local_ts: Sequence[TrafficSelector] = ev.local_ts
         if ev.protocol == "ah" and not tunnel:
             # AH hands back the whole packet as the peer sealed it (no NAT ever
             # changed its addresses): it must come from the SA's remote to its
@@ -664,16 +699,23 @@ class DataPlane:
             opened = [r.packet for r in pipe.sa_in.open_batch(dgs) if r.packet is not None]
             inner: Sequence[bytes] = _ah_transport_own(pipe, opened)
             self._after_sa(pipe, pipe.sa_in)
-        elif not tunnel:  # ESP transport mode: the payload's protocol is needed
+        elif not tunnel:
+            # ESP transport mode: the packet is rebuilt from the SA's addresses
+            # (the payload's protocol is needed); its protocol and ports must
+            # lie inside the selectors (RFC 4301 §5.2), checked below as tunnel
+            # mode's inner packets
+            rebuilt: list[bytes] = []
             for r in pipe.sa_in.open_batch(dgs):
                 if r.packet is not None:
                     pkt = _rebuild_transport(pipe, r.packet, r.next_header)
                     if pkt is None:
                         pipe.policy_dropped += 1
                     else:
-                        out.append(pkt)
+                        rebuilt.append(pkt)
             self._after_sa(pipe, pipe.sa_in)
-            inner = ()
+            inner = rebuilt
+            if rebuilt:
+                remote_ts, local_ts = _transport_selectors(pipe)
         else:
             # tunnel mode: only the delivered inner packets (drops are counted by the SA)
             open_packets = getattr(pipe.sa_in, "open_packets", None)
@@ -694,8 +736,8 @@ class DataPlane:
             if key is None or ok.get(key) != _proto(pkt):
                 sel = packet_selector(pkt)
                 if sel is None or not (
-                    _ts_match(ev.remote_ts, sel[0], sel[1], sel[3], sel[4])
-                    and _ts_match(ev.local_ts, sel[0], sel[2], sel[3], sel[5])
+                    _ts_match(remote_ts, sel[0], sel[1], sel[3], sel[4])
+                    and _ts_match(local_ts, sel[0], sel[2], sel[3], sel[5])
                 ):
                     pipe.policy_dropped += 1
                     continue
