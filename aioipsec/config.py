@@ -199,8 +199,9 @@ class ConnectionConfig:
     local: AuthConfig = field(default_factory=AuthConfig)
     remote: AuthConfig = field(default_factory=AuthConfig)
     children: dict[str, ChildConfig] = field(default_factory=dict)
-    psk: bytes | None = None
-    """Pre-shared key (swanctl ``secrets``), resolved by the loader."""
+    psk: bytes | None = field(default=None, repr=False)
+    """Pre-shared key (swanctl ``secrets``), resolved by the loader; never in
+    the repr (a logged or printed configuration must not show it)."""
     ppk_id: str | None = None
     """IKEv2 Postquantum Preshared Key (RFC 8784; swanctl ``ppk_id``): the
     PPK_ID we send as initiator (its PPK is ``ppks[ppk_id]``), and as

@@ -232,3 +232,23 @@ def test_example_configs_load(name: str) -> None:
     for conn in cfg.connections.values():
         assert conn.psk, f"{conn.name} found its secret"
         assert conn.children
+
+
+def test_the_psk_is_not_in_a_connection_repr() -> None:
+    """A logged or printed configuration must not show key material: the PSK,
+    like the PPKs and the EAP/XAUTH passwords, stays out of the repr."""
+    from aioipsec.config_file import loads_config
+
+    cfg = loads_config(textwrap.dedent("""
+        [connections.hq]
+        remote_addrs = ["192.0.2.2"]
+        local = { auth = "psk", id = "a.example" }
+        remote = { auth = "psk", id = "hq.example" }
+        [secrets.ike-hq]
+        id = ["a.example", "hq.example"]
+        secret = "0x73757065722d7365637265742d70736b"
+    """))
+    c = cfg.connections["hq"]
+    assert c.psk == b"super-secret-psk"
+    text = repr(c) + repr(cfg)
+    assert "super-secret-psk" not in text and "73757065722d" not in text and "psk=" not in text
