@@ -135,19 +135,15 @@ class ControlServer:
         if cmd == "rekey":
             _known(d, _required(name))
             child = _child(d, name, req.get("child"))
-            ike = req.get("ike", False)
-            if not isinstance(ike, bool):
-                raise ControlError("ike must be true or false")
-            reauth = req.get("reauth", False)
-            if not isinstance(reauth, bool):
-                raise ControlError("reauth must be true or false")
+            ike = _flag(req, "ike")
+            reauth = _flag(req, "reauth")
             if ike and child is not None:
                 raise ControlError("rekey either the IKE SA or a child, not both")
             if reauth and (ike or child is not None):
                 raise ControlError("reauth renews the IKE SA and every Child SA: not with ike or child")
             return await _operator(d.rekey(name, child, ike, _timeout(req, 30.0), reauth=reauth), name)
         if cmd == "list-pools":
-            return d.list_pools(bool(req.get("leases", False)))
+            return d.list_pools(_flag(req, "leases"))
         if cmd == "clear":
             if name is not None:
                 _known(d, name)
@@ -187,17 +183,16 @@ class ControlServer:
     async def _up(self, req: dict[str, Any]) -> str:
         d = self.daemon
         name = _required(req.get("name"))
-        child = req.get("child")
         conn = _known(d, name)
-        if child is not None:
-            d.require_child(name, child, ControlError)
+        child = _child(d, name, req.get("child"))
+        wait = _flag(req, "wait")
+        timeout = _timeout(req, 30.0)
         msg = d.up(name, child)
-        if not req.get("wait"):
+        if not wait:
             return str(msg)
         proto = d.endpoint.find_session(name)
         if proto is None:
             raise ControlError(f"{name}: no IKE SA was started")
-        timeout = float(req.get("timeout", 30.0))
         ike, proto = await _wait_established(d.endpoint, name, proto, timeout)
         lines = [f"{name}: IKE SA established, IKEv{ike.version} {ike.algorithms}, "
                  f"{ike.local_id} <-> {ike.remote_id}, SPIs {ike.spi_i.hex()}_i {ike.spi_r.hex()}_r"]
@@ -244,6 +239,13 @@ def _child(d: Any, name: str, child: Any) -> str | None:
         raise ControlError("child must be a name")
     d.require_child(name, child, ControlError)
     return child
+
+
+def _flag(req: dict[str, Any], key: str) -> bool:
+    v = req.get(key, False)
+    if not isinstance(v, bool):
+        raise ControlError(f"{key} must be true or false")
+    return v
 
 
 def _timeout(req: dict[str, Any], default: float) -> float:

@@ -255,6 +255,40 @@ async def test_errors_are_reported_not_fatal(gateways: Gateways) -> None:
     assert stat.S_IMODE(os.stat(g.ctl_a).st_mode) == 0o600
 
 
+async def test_arguments_of_the_wrong_type_are_refused(gateways: Gateways) -> None:
+    """Every argument of a control request is checked for its JSON type: a
+    list, number or string where another type belongs is answered with an
+    error naming the field (not a TypeError from deeper down), and nothing
+    is started."""
+    from aioipsec.control import request
+
+    g = gateways
+    bad = [
+        ({"cmd": "up", "name": "hq", "child": ["lan"]}, "child must be a name"),
+        ({"cmd": "up", "name": "hq", "child": 5}, "child must be a name"),
+        ({"cmd": "up", "name": "hq", "wait": "yes"}, "wait must be true or false"),
+        ({"cmd": "up", "name": "hq", "wait": True, "timeout": "soon"}, "timeout must be a number of seconds"),
+        ({"cmd": "up", "name": "hq", "timeout": [1]}, "timeout must be a number of seconds"),
+        ({"cmd": "up", "name": ["hq"]}, "name must be a string"),
+        ({"cmd": "down", "name": "hq", "child": {"a": 1}}, "child must be a name"),
+        ({"cmd": "rekey", "name": "hq", "child": ["lan"]}, "child must be a name"),
+        ({"cmd": "rekey", "name": "hq", "ike": 1}, "ike must be true or false"),
+        ({"cmd": "list-pools", "leases": "no"}, "leases must be true or false"),
+        ({"cmd": "clear", "name": 7}, "name must be a string"),
+        ({"cmd": "roam", "address": ["192.0.2.9"]}, "roam needs an address"),
+        ({"cmd": "redirect", "name": "hq", "gateway": ["192.0.2.9"]}, "redirect needs a gateway"),
+        ({"cmd": "redirect", "name": "hq", "gateway": "192.0.2.9", "peer": 1}, "peer must be a string"),
+        ({"cmd": "keys", "dir": ["/tmp"]}, "key export is not enabled"),
+        ({"cmd": "status", "name": {}}, "name must be a string"),
+    ]
+    for req, error in bad:
+        with pytest.raises(RuntimeError) as info:
+            await request(g.ctl_a, req)
+        assert str(info.value).startswith(error), (req, str(info.value))
+    assert g.a.endpoint.find_session("hq") is None, "no refused request started an IKE SA"
+    assert (await g.cli("status"))[1].strip() == "no SAs"
+
+
 async def test_reload_applies_to_new_sas(gateways: Gateways) -> None:
     g = gateways
     assert (await g.cli("up", "hq"))[0] == 0
