@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -510,14 +511,20 @@ def _addrs(ctx: _Ctx, path: str, raw: Any, *, any_ok: bool = True, expected: str
     return out
 
 
-def _redirect_gateway(ctx: _Ctx, path: str, raw: Any) -> str:
-    """``redirect_init``: an IP address, or "" (never)."""
+def _redirect_gateway(ctx: _Ctx, path: str, raw: Any, ours: Iterable[str] = ()) -> str:
+    """``redirect_init``: an IP address a gateway can have (not one of
+    ``ours``, the connection's ``local_addrs``), or "" (never)."""
+    from .ike.v2.tasks.ike_redirect import unusable_gateway
+
     text = ctx.string(path, raw)
     if text:
         try:
-            ipaddress.ip_address(text)
+            ip = ipaddress.ip_address(text)
         except ValueError:
             raise ctx.err(path, f'expected an IP address, got "{text}"') from None
+        why = unusable_gateway(ip, ours)
+        if why:
+            raise ctx.err(path, f'"{text}" cannot be a gateway to redirect to: {why}')
     return text
 
 
@@ -765,7 +772,7 @@ def _parse_connection(
     if "send_cert" in raw:
         c.send_cert = ctx.choice(f"{path}.send_cert", raw["send_cert"], ("always", "ifasked", "never"))
     if "redirect_init" in raw:
-        c.redirect_init = _redirect_gateway(ctx, f"{path}.redirect_init", raw["redirect_init"])
+        c.redirect_init = _redirect_gateway(ctx, f"{path}.redirect_init", raw["redirect_init"], c.local_addrs)
     if "unique" in raw:
         c.unique = ctx.choice(f"{path}.unique", raw["unique"], ("no", "never", "replace", "keep"))
     for key in ("dpd_delay", "dpd_timeout", "rekey_time", "reauth_time", "over_time", "rand_time",

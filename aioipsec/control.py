@@ -165,6 +165,7 @@ class ControlServer:
                 raise ControlError("redirect needs a gateway")
             if peer is not None and not isinstance(peer, str):
                 raise ControlError("peer must be a string")
+            _redirect_target(gateway)
             return await _operator(_call(d.redirect, name, gateway, peer), name)
         if cmd == "keys":
             from .keyexport import export_wireshark
@@ -246,6 +247,22 @@ def _flag(req: dict[str, Any], key: str) -> bool:
     if not isinstance(v, bool):
         raise ControlError(f"{key} must be true or false")
     return v
+
+
+def _redirect_target(gateway: str) -> None:
+    """Refuse a target no gateway can have (the client would refuse it);
+    each IKE SA's session refuses its own addresses too."""
+    import ipaddress
+
+    from .ike.v2.tasks.ike_redirect import unusable_gateway
+
+    try:
+        ip = ipaddress.ip_address(gateway)
+    except ValueError:
+        return  # a gateway name: checked by the session
+    why = unusable_gateway(ip)
+    if why:
+        raise ControlError(f"cannot redirect to '{gateway}': {why}")
 
 
 def _timeout(req: dict[str, Any], default: float) -> float:

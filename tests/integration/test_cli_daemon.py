@@ -365,6 +365,14 @@ async def test_redirect_command_moves_the_client(gateways: Gateways) -> None:
     assert rc == 1 and "nothing redirected to 192.0.2.9: no established IKEv2 IKE SA with 192.0.2.7" in err
     rc, out, err = await g.cli("redirect", "site-a", "--gateway", "not an address", ctl=g.ctl_h)
     assert rc == 1 and "cannot redirect to 'not an address'" in err
+    # targets no gateway can have: refused, whether an IKE SA is there or not
+    for target, why in (("0.0.0.0", "the unspecified address"), ("::1", "a loopback address"),
+                        ("224.0.0.1", "a multicast address"), ("255.255.255.255", "the broadcast address")):
+        for conn, ctl in (("site-a", g.ctl_h), ("hq", g.ctl_a)):
+            rc, out, err = await g.cli("redirect", conn, "--gateway", target, ctl=ctl)
+            assert (rc, err.strip()) == (1, f"error: cannot redirect to '{target}': the target is {why}"), err
+    rc, out, err = await g.cli("redirect", "site-a", "--gateway", "192.0.2.2", ctl=g.ctl_h)
+    assert rc == 1 and "cannot redirect to '192.0.2.2': the target is our own address" in err, err
     rc, out, err = await g.cli("redirect", "site-a", "--gateway", "192.0.2.9", "--peer", "site-a.example",
                                ctl=g.ctl_h)
     assert (rc, out.strip(), err) == (0, "site-a: redirecting 192.0.2.1[site-a.example] to 192.0.2.9", "")

@@ -350,3 +350,35 @@ def test_redirect_to_an_impossible_gateway_is_refused(target: str, why: str, cap
     [fail] = p.events("i", NegotiationFailed)
     assert why in fail.reason and target in fail.reason and R_ADDR[0] in fail.reason, fail.reason
     assert p.i.is_closed and not p.events("i", IkeRedirected) and p.i.stats.redirects_invalid == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "why"),
+    [
+        ("0.0.0.0", "the unspecified address"),
+        ("::", "the unspecified address"),
+        ("127.0.0.1", "a loopback address"),
+        ("::1", "a loopback address"),
+        ("224.0.0.1", "a multicast address"),
+        ("ff02::1", "a multicast address"),
+        ("255.255.255.255", "the broadcast address"),
+        (R_ADDR[0], "our own address"),
+        (f"::ffff:{R_ADDR[0]}", "our own address"),
+    ],
+)
+def test_the_gateway_does_not_redirect_to_an_impossible_gateway(target: str, why: str) -> None:
+    """The gateway side of the client's check: ``redirect`` refuses a target
+    the client would refuse (no REDIRECT is sent, the IKE SA stays); a
+    real address is still sent."""
+    p = Pair(*configs())
+    p.initiate()
+    p.settle()
+    assert p.r is not None and p.i.is_established
+    with pytest.raises(LocalProtocolError, match=f"cannot redirect to '{target}': the target is {why}"):
+        p.r.redirect(target, p.now)
+    p.settle()
+    assert not p.events("i", IkeRedirected) and p.i.stats.redirects_invalid == 0
+    assert p.i.is_established and p.r.is_established
+    p.r.redirect(GW2[0], p.now)
+    p.settle()
+    assert [ev.gateway for ev in p.events("i", IkeRedirected)] == [GW2[0]]

@@ -49,6 +49,28 @@ def test_redirect_init_is_an_address(tmp_path: Path) -> None:
         _load(tmp_path, 'redirect_init = "gw2"\n')
 
 
+@pytest.mark.parametrize(
+    ("target", "why"),
+    [
+        ("0.0.0.0", "the unspecified address"),
+        ("::", "the unspecified address"),
+        ("127.0.0.1", "a loopback address"),
+        ("224.0.0.5", "a multicast address"),
+        ("ff02::1", "a multicast address"),
+        ("255.255.255.255", "the broadcast address"),
+        ("192.0.2.1", "our own address"),
+    ],
+)
+def test_redirect_init_is_an_address_a_gateway_can_have(tmp_path: Path, target: str, why: str) -> None:
+    """A gateway redirecting in IKE_SA_INIT to an address no gateway can have
+    (the client refuses it) is a configuration error naming the field."""
+    extra = f'local_addrs = ["192.0.2.1"]\nredirect_init = "{target}"\n'
+    with pytest.raises(ConfigError, match=f'connections.hq.redirect_init: "{target}" cannot be a gateway to '
+                                          f"redirect to: the target is {why}"):
+        _load(tmp_path, extra)
+    assert _load(tmp_path, 'local_addrs = ["192.0.2.1"]\nredirect_init = "192.0.2.3"\n').redirect_init == "192.0.2.3"
+
+
 def test_redirect_data_round_trip() -> None:
     assert redirect_data("192.0.2.3") == bytes((1, 4, 192, 0, 2, 3))
     assert parse_redirect(redirect_data("192.0.2.3", b"N" * 16)) == (1, "192.0.2.3", b"N" * 16)

@@ -754,7 +754,7 @@ class IkeSessionV2:
         have announced REDIRECT_SUPPORTED.  It sets the connection up with
         ``gateway`` and deletes this IKE SA; if it has not after
         ``HALF_OPEN_TIMEOUT`` seconds once it answered, we delete it (charon)."""
-        from .tasks.ike_redirect import IkeRedirect, redirect_data
+        from .tasks.ike_redirect import IkeRedirect, redirect_data, unusable_gateway
 
         self.now = now
         if not self.is_established:
@@ -765,6 +765,14 @@ class IkeSessionV2:
             redirect_data(gateway)
         except (ValueError, UnicodeError) as exc:
             raise LocalProtocolError(f"cannot redirect to '{gateway}': {exc}") from None
+        try:
+            ip = ipaddress.ip_address(gateway)
+        except ValueError:
+            why = ""  # a gateway name
+        else:  # what the client would refuse (redirect_received)
+            why = unusable_gateway(ip, {self.local_addr[0].split("%", 1)[0], *self.sa.my_addrs})
+        if why:
+            raise LocalProtocolError(f"cannot redirect to '{gateway}': {why}")
         logger.info("IKE_SA %s %s: redirecting %s to %s", self.config.name, self.sa.spis(), self.peer_label(), gateway)
         self.sa.tm.queue(IkeRedirect(self, self.sa, True, gateway=gateway))
         self._kick(now)
@@ -860,22 +868,13 @@ class IkeSessionV2:
         "": an unspecified, loopback, multicast or broadcast address, or one
         of ours (following could only fail or loop back to us; charon does
         not check)."""
+        from .tasks.ike_redirect import unusable_gateway
+
         try:
             ip = ipaddress.ip_address(gateway)
         except ValueError:
             return "the target is not an IP address"
-        if ip.is_unspecified:
-            return "the target is the unspecified address"
-        if ip.is_loopback:
-            return "the target is a loopback address"
-        if ip.is_multicast:
-            return "the target is a multicast address"
-        if ip == ipaddress.IPv4Address("255.255.255.255"):
-            return "the target is the broadcast address"
-        ours = {self.local_addr[0].split("%", 1)[0], *sa.my_addrs}
-        if str(ip) in ours or (ip.version == 6 and ip.ipv4_mapped is not None and str(ip.ipv4_mapped) in ours):
-            return "the target is our own address"
-        return ""
+        return unusable_gateway(ip, {self.local_addr[0].split("%", 1)[0], *sa.my_addrs})
 
     def redirect_not_followed(self, gateway: str, why: str, now: float) -> bool:
         """Client: the owner did not follow the REDIRECT of the established

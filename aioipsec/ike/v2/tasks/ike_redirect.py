@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+from collections.abc import Iterable
 
 from ...constants import ExchangeType, NotifyType
 from ..message import Message
@@ -44,6 +45,30 @@ _FQDN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 
 class InvalidRedirect(ValueError):
     """Malformed REDIRECT / REDIRECTED_FROM data (the reason is the text)."""
+
+
+def unusable_gateway(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, ours: Iterable[str] = ()) -> str:
+    """Why ``ip`` cannot be the address of a gateway to redirect to, or "":
+    an unspecified, loopback, multicast or broadcast address, or one of
+    ``ours`` (following could only fail or loop back to us).  The client
+    refuses such a REDIRECT; the gateway neither sends nor configures one."""
+    if ip.is_unspecified:
+        return "the target is the unspecified address"
+    if ip.is_loopback:
+        return "the target is a loopback address"
+    if ip.is_multicast:
+        return "the target is a multicast address"
+    if ip == ipaddress.IPv4Address("255.255.255.255"):
+        return "the target is the broadcast address"
+    mine = set()
+    for a in ours:
+        try:
+            mine.add(ipaddress.ip_address(a.split("%", 1)[0]))
+        except ValueError:
+            continue  # %any, a range: no one address
+    if ip in mine or (ip.version == 6 and ip.ipv4_mapped is not None and ip.ipv4_mapped in mine):
+        return "the target is our own address"
+    return ""
 
 
 def redirect_data(gateway: str, nonce: bytes = b"") -> bytes:
