@@ -306,6 +306,35 @@ def test_redirect_not_followed_puts_the_rekey_times_back() -> None:
     assert (sa.rekey_at, sa.reauth_at) == times
 
 
+def test_an_ike_rekey_while_a_redirect_is_pending_keeps_the_held_times() -> None:
+    """The gateway rekeys the IKE SA after its INFORMATIONAL REDIRECT, before
+    the client followed it: the new IKE SA keeps rekeying and reauthentication
+    suspended (it does not inherit an infinite reauthentication time as its
+    own), and when the redirect is not followed after all the old SA's
+    reauthentication time and the new SA's own rekey time are back."""
+    i, r = psk_pair_configs(i_kw={**NO_TIMERS, "rekey_time": 3600, "reauth_time": 7200}, r_kw=NO_TIMERS)
+    p = Pair(i, r)
+    p.initiate()
+    p.settle()
+    assert p.r is not None
+    old = p.i.sa
+    reauth_at = old.reauth_at
+    p.r.redirect(GW2[0], p.now)
+    p.settle()
+    assert p.events("i", IkeRedirected) and old.rekey_at == old.reauth_at == float("inf")
+    p.now += 60
+    p.r.rekey_ike_sa(p.now)
+    p.settle()
+    new = p.i.sa
+    assert new is not old and new.established and new.spi_i != old.spi_i
+    assert new.rekey_at == new.reauth_at == float("inf"), "still suspended: the redirect is pending"
+    assert new.redirect_held is not None and new.redirect_held[0] == reauth_at
+    assert p.i.redirect_not_followed(GW2[0], "the new IKE SA could not start", p.now)
+    assert new.reauth_at == reauth_at, "the reauthentication time survives the rekey, as without a redirect"
+    assert p.now < new.rekey_at <= p.now + 3600, "the new IKE SA's own rekey time"
+    assert new.expire_at < float("inf") and p.i.get_timer() is not None and p.i.get_timer() <= new.rekey_at
+
+
 @pytest.mark.parametrize(
     ("target", "why"),
     [

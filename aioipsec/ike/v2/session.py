@@ -258,8 +258,10 @@ class IkeSa:
     redirect_held: tuple[float, float] | None = None
     """Client: (``reauth_at``, ``rekey_at``) as they were when an INFORMATIONAL
     REDIRECT suspended them (:meth:`IkeSessionV2.redirect_received`), put back
-    by :meth:`IkeSessionV2.redirect_not_followed`.  A class default, set on
-    the instance only while suspended."""
+    by :meth:`IkeSessionV2.redirect_not_followed`; an IKE rekey meanwhile
+    hands it on to the new IKE SA (its own rekey time, the old reauthentication
+    time), suspended too.  A class default, set on the instance only while
+    suspended."""
 
     def __init__(self, session: IkeSessionV2, *, initiator: bool, spi_i: bytes | None, spi_r: bytes = bytes(8)) -> None:
         self._session = weakref.ref(session)
@@ -1901,8 +1903,10 @@ class IkeSessionV2:
         cfg = self.config
         sa.rekey_at = now + cfg.rekey_time - self.jitter(cfg.jitter) if cfg.rekey_time > 0 else _INF
         old = next((o for o in self.old_sas if o.spi_i == rekeyed_from), None) if rekeyed_from else None
+        held = old.redirect_held if old is not None else None
         if old is not None:
-            sa.reauth_at = old.reauth_at  # charon: the reauthentication time survives an IKE rekey
+            # charon: the reauthentication time survives an IKE rekey (the held one while a redirect is pending)
+            sa.reauth_at = held[0] if held is not None else old.reauth_at
             sa.reauth_by = old.reauth_by
         elif cfg.reauth_time > 0 and self.is_initiator:
             # only the connection's initiator reauthenticates (a gateway has no address to start from)
@@ -1910,6 +1914,11 @@ class IkeSessionV2:
         # hard lifetime: over_time past the earlier of rekey and reauthentication (charon)
         soft = min(now + cfg.rekey_time if cfg.rekey_time > 0 else _INF, sa.reauth_at)
         sa.expire_at = min(soft + cfg.over if soft != _INF else _INF, sa.reauth_by)
+        if held is not None:
+            # the peer rekeyed while its REDIRECT is pending (redirect_received): still replaced
+            # soon, so suspended on the new IKE SA too, for redirect_not_followed to put back
+            sa.redirect_held = (sa.reauth_at, sa.rekey_at)
+            sa.reauth_at = sa.rekey_at = _INF
         sa.rekeyed_from = rekeyed_from
         self.emit(
             IkeSaEstablished(
