@@ -88,13 +88,11 @@ def _peer(task: IkeAuth) -> str:
 def mix_i(task: IkeAuth, cfg: ConnectionConfig) -> None:
     """Before our first AUTH: if both sides sent USE_PPK and we have a
     PPK_ID, the PPK goes into SK_d/SK_pi/SK_pr (kept on ``task.ppk``).
-    Raises AuthenticationFailed where ``ppk_required`` cannot be met."""
+    Raises AuthenticationFailed where ``ppk_required`` cannot be met.
+    Runs once per IKE_AUTH: only IKE_SA_INIT requests are rebuilt (COOKIE,
+    INVALID_KE_PAYLOAD retries), the first IKE_AUTH request never is."""
     sa = task.sa
     assert sa.keys is not None and sa.prf_alg is not None
-    if task.ppk is not None:  # built again: mix into the original keys once
-        if not _eap_i(cfg):
-            sa.keys = task.ppk.mixed
-        return
     if not cfg.ppk_id:
         if cfg.ppk_required:
             raise AuthenticationFailed("PPK required but no ppk_id configured")
