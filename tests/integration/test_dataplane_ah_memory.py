@@ -369,6 +369,30 @@ async def test_ah_transport_drops_ports_outside_narrowed_selectors(pair: Pair) -
     assert pb.policy_dropped == 2 and pa.policy_dropped == 0
 
 
+@pytest.mark.parametrize("pair", [{"mode": "transport", "narrow_b": "[udp/9]", "net": V6}], indirect=True, ids=["v6"])
+async def test_ah_transport_selectors_look_behind_destination_options(pair: Pair) -> None:
+    """RFC 4301 §4.4.1.1: the selector check takes the protocol and ports
+    behind the IPv6 extension headers.  A keyed packet with a Destination
+    Options header in front of its UDP header (kept on delivery) is delivered
+    to B's narrowed [udp/9], dropped to port 10 (it was dropped either way
+    when the check read the Destination Options' number as the protocol)."""
+    p, n = pair, pair.addrs
+    pa, pb = await up(p)
+    codec = pa.sa_out.codec
+    dstopts = bytes([17, 0, 0x1E, 4]) + b"\x11\x22\x33\x44"  # next header UDP, one immutable option
+    for seq, port in enumerate((9, 10), 1):
+        payload = udp_packet(n.gw_a, n.gw_b, 40000, port, f"dstopts-{port}".encode())[40:]
+        hdr = ipv6_header(n.gw_a, n.gw_b, 51, codec.ah_len(6) + len(dstopts) + len(payload))
+        sealed = codec.seal(hdr, 6, 60, dstopts + payload, seq, None)
+        assert sealed is not None and ah_spi(sealed) == pb.ev.spi_in
+        inject(p, sealed, n.gw_b)
+        await until(lambda seq=seq: pb.sa_in.stats.packets_in == seq, what="verified")  # type: ignore[misc]
+    await until(lambda: len(p.host_b.received) == 1, what="delivered")
+    good = udp_packet(n.gw_a, n.gw_b, 40000, 9, b"dstopts-9")[40:]
+    assert p.host_b.received == [ipv6_header(n.gw_a, n.gw_b, 60, len(dstopts) + len(good)) + dstopts + good]
+    assert pb.policy_dropped == 1 and pb.sa_in.header_drops == {}
+
+
 # ---------------------------------------------------------------------------
 # refused at install
 

@@ -44,3 +44,38 @@ def test_dynamic_selector_in_convenience_constructor() -> None:
     from aioipsec.config import child
 
     assert child("c", local_ts=["dynamic"]).local_ts == []
+
+
+def _v6_with(chain_first: int, chain: bytes, upper: bytes) -> bytes:
+    """The IPv6 UDP packet ``upper`` (a whole IPv6 packet) with ``chain``
+    (extension headers, the last naming UDP) between its header and UDP."""
+    hdr = bytearray(upper[:40])
+    hdr[6] = chain_first
+    hdr[4:6] = (len(chain) + len(upper) - 40).to_bytes(2, "big")
+    return bytes(hdr) + chain + upper[40:]
+
+
+def test_ipv6_protocol_and_ports_behind_extension_headers() -> None:
+    """RFC 4301 §4.4.1.1: over IPv6 the next layer protocol and its ports are
+    those behind Hop-by-Hop, Routing, Destination Options and Fragment
+    headers; a non-initial fragment has OPAQUE ports (None)."""
+    udp = udp_packet("2001:db8:a::1", "2001:db8:b::1", 1000, 53, b"x")
+    plain = packet_selector(udp)
+    assert plain is not None and plain[3:] == (17, 1000, 53)
+    hbh = bytes([60, 0, 1, 4]) + bytes(4)             # PadN, then Destination Options
+    dst = bytes([17, 1]) + bytes([1, 12]) + bytes(12)  # 16 bytes, then UDP
+    first_frag = bytes([17, 0, 0, 1]) + b"\x00\x00\x00\x07"   # offset 0, more fragments
+    later_frag = bytes([17, 0, 0, 0xB0]) + b"\x00\x00\x00\x07"  # offset 22 (x 8 bytes)
+    for first, chain in ((60, dst), (0, hbh + dst), (44, first_frag)):
+        assert packet_selector(_v6_with(first, chain, udp)) == plain
+    assert packet_selector(_v6_with(44, later_frag, udp)) == (*plain[:3], 17, None, None)
+    # a chain past the packet or longer than IPV6_EXT_MAX: the header's number, no ports
+    sel = packet_selector(_v6_with(60, bytes([17, 9]) + bytes(6), udp))
+    assert sel is not None and sel[3:] == (60, None, None)
+    sel = packet_selector(_v6_with(60, (bytes([60, 0]) + bytes(6)) * 9 + bytes([17, 0]) + bytes(6), udp))
+    assert sel is not None and sel[3:] == (60, None, None)
+    assert _ts_match([parse_ts("2001:db8:b::/64[udp/53]")], 6, sel[2], 17, 53)
+    behind = packet_selector(_v6_with(60, dst, udp))
+    assert behind is not None
+    assert _ts_match([parse_ts("2001:db8:b::/64[udp/53]")], 6, behind[2], behind[3], behind[5])
+    assert not _ts_match([parse_ts("2001:db8:b::/64[udp/54]")], 6, behind[2], behind[3], behind[5])
