@@ -42,7 +42,7 @@ import struct
 from ..crypto.cipher import GmacEncr, Integ
 from .ip import PROTO_AH, PROTO_DSTOPTS, PROTO_FRAGMENT, PROTO_HOPOPT, PROTO_ROUTING
 
-__all__ = ["AH_HEADER_LEN", "AhCodec", "ipv6_ah_offset", "mute_ipv4_header", "mute_ipv6", "mute_ipv6_headers"]
+__all__ = ["AH_HEADER_LEN", "AhCodec", "ipv6_ah_offset", "mute_ipv4_header", "mute_ipv6"]
 
 AH_HEADER_LEN = 12
 _AH = struct.Struct("!BBHII")
@@ -189,12 +189,6 @@ def mute_ipv6(hdr: bytes | bytearray) -> bytes | str:
             return "malformed options"
         nh, off = h[off], off + hlen
     return bytes(h)
-
-
-def mute_ipv6_headers(hdr: bytes | bytearray) -> bytes | None:
-    """:func:`mute_ipv6`, ``None`` instead of the reason."""
-    muted = mute_ipv6(hdr)
-    return muted if isinstance(muted, bytes) else None
 
 
 class AhCodec:
