@@ -23,8 +23,8 @@ high-order 32 bits of the sequence number.  Mutable fields:
   set (§3.3.3.1.2); a Routing header of type 0 or 2 (RFC 6275) and the
   destination address are taken as the final destination sees them (every
   segment left visited: addresses swapped, Segments Left 0).  Other routing
-  types, a Fragment header (AH covers whole packets) and any other header in
-  front of AH are refused with a reason (:func:`ipv6_ah_offset`,
+  types, a Fragment header (AH covers whole packets), any other header in
+  front of AH and a Jumbogram (RFC 2675) are refused with a reason (:func:`ipv6_ah_offset`,
   :func:`mute_ipv6`).
 
 Not handled: IPv4 source-routing options (LSRR/SSRR are zeroed as mutable,
@@ -127,12 +127,37 @@ def _pre_ah_header(h: bytes | bytearray, nh: int, off: int, end: int, seen: list
     return hlen
 
 
+_JUMBO_PAYLOAD = 0xC2
+"""The Jumbo Payload option type (RFC 2675)."""
+
+
+def _jumbogram(pkt: bytes | bytearray) -> bool:
+    """Whether ``pkt`` is an IPv6 Jumbogram (RFC 2675): payload length 0 and a
+    Jumbo Payload option in the Hop-by-Hop Options header."""
+    if pkt[4] or pkt[5] or pkt[6] != PROTO_HOPOPT or len(pkt) < 48:
+        return False
+    i, end = 42, min(len(pkt), 40 + (pkt[41] + 1) * 8)
+    while i < end:
+        t = pkt[i]
+        if t == _JUMBO_PAYLOAD:
+            return True
+        if t == 0:  # Pad1
+            i += 1
+        elif i + 1 < end:
+            i += 2 + pkt[i + 1]
+        else:
+            break
+    return False
+
+
 def ipv6_ah_offset(pkt: bytes | bytearray, total: int) -> tuple[int, int] | str:
     """``(ah_off, nh_off)``: where AH starts in the IPv6 packet ``pkt`` (its
     first ``total`` bytes) after the Hop-by-Hop, Routing and Destination
     Options headers that may precede it, and the offset of the byte naming
     AH; or why the chain is refused (a Fragment header, another header,
-    lengths past ``total``, repeats)."""
+    lengths past ``total``, repeats, a Jumbogram)."""
+    if total == 40 and _jumbogram(pkt):
+        return "jumbogram not supported"
     nh, nh_off, off = pkt[6], 6, 40
     seen = [0, 0]
     while nh != PROTO_AH:

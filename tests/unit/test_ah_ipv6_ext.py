@@ -250,6 +250,17 @@ def test_icv_by_hand() -> None:
 # ----------------------------------------------------------------- refused chains
 
 
+def jumbo(pkt: bytes, at: int | None) -> bytes:
+    """``pkt`` with its payload length 0 and (``at``: the Jumbo Payload
+    option's offset in the Hop-by-Hop header) its length in that option."""
+    p = bytearray(pkt)
+    p[4:6] = b"\0\0"
+    if at is not None:
+        assert p[40 + at : 40 + at + 2] == b"\xc2\x04"
+        p[40 + at + 2 : 40 + at + 6] = (len(p) - 40).to_bytes(4, "big")
+    return bytes(p)
+
+
 REFUSED = [
     ("fragment", packet(FRAGMENT, bytes([AH, 0, 0, 1]) + bytes(4)), "fragment header in front of AH (AH covers whole packets)"),
     ("rt-type-4", packet(ROUTING, bytes([AH, 2, 4, 1]) + bytes(4) + a(HOA)), "routing header type 4 not supported"),
@@ -265,6 +276,11 @@ REFUSED = [
     ("truncated", packet(HBH, bytes([AH, 0, 1, 0]), tail=b""), "extension header truncated"),
     ("bad-options", packet(HBH, bytes([AH, 0, 0x3E, 9, 0, 0, 0, 0])), "malformed options"),
     ("short", packet(HBH, b"")[:30], "IPv6 header truncated"),
+    # RFC 2675: payload length 0, the length in a Jumbo Payload option
+    ("jumbogram", jumbo(packet(HBH, opts(AH, bytes([0xC2, 4]) + bytes(4))), 2), "jumbogram not supported"),
+    ("jumbogram-padded", jumbo(packet(HBH, opts(AH, b"\x00", FIXED, bytes([0xC2, 4]) + bytes(4))), 9),
+     "jumbogram not supported"),
+    ("length-0-no-jumbo", jumbo(packet(HBH, opts(AH, FIXED)), None), "extension header truncated"),
     ("length-past", packet(HBH, opts(AH))[:-3], "IPv6 payload length past the packet"),
 ]
 
