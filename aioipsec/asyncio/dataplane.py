@@ -18,15 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..esp.ah import ipv6_ah_offset
-from ..esp.ip import (
-    PROTO_AH,
-    PROTO_DSTOPTS,
-    PROTO_FRAGMENT,
-    PROTO_HOPOPT,
-    PROTO_ROUTING,
-    header_info,
-    pack_addr,
-)
+from ..esp.ip import IPV6_EXT_HEADERS, PROTO_AH, PROTO_DSTOPTS, header_info, ipv6_upper_layer, pack_addr
 from ..esp.natt import transport_packet
 from ..esp.sa import AhSa
 from ..events import ChildSaDeleted, ChildSaExpired, ChildSaInstalled
@@ -54,43 +46,10 @@ new one.  A safety net: a failure or a closed IKE SA normally ends it at once
 (IKEv2's retransmissions give up after about 90 s by default)."""
 
 
-_IPV6_SKIPPED = frozenset((PROTO_HOPOPT, PROTO_ROUTING, PROTO_DSTOPTS, PROTO_FRAGMENT))
-"""IPv6 extension headers skipped to find a packet's next layer protocol
-(RFC 4301 §4.4.1.1); AH and ESP are next layer protocols themselves."""
-
-IPV6_EXT_MAX = 8
-"""Extension headers walked at most before the next layer protocol."""
-
-
-def _ipv6_upper_layer(pkt: bytes) -> tuple[int, int]:
-    """(protocol, offset of its header) of the IPv6 packet ``pkt`` behind its
-    Hop-by-Hop, Routing, Destination Options and Fragment headers (RFC 4301
-    §4.4.1.1).  The offset is -1 when the ports are OPAQUE: a non-initial
-    fragment (its protocol from the Fragment header, as an IPv4 non-first
-    fragment's), or a chain longer than IPV6_EXT_MAX or truncated (the
-    protocol is then the extension header's number, as before the walk)."""
-    nh, off, end = pkt[6], 40, len(pkt)
-    for _ in range(IPV6_EXT_MAX):
-        if nh not in _IPV6_SKIPPED:
-            return nh, off
-        if off + 8 > end:
-            return nh, -1
-        if nh == PROTO_FRAGMENT:
-            if int.from_bytes(pkt[off + 2 : off + 4], "big") & 0xFFF8:  # fragment offset
-                return pkt[off], -1
-            hlen = 8
-        else:
-            hlen = (pkt[off + 1] + 1) * 8
-            if off + hlen > end:
-                return nh, -1
-        nh, off = pkt[off], off + hlen
-    return (nh, off) if nh not in _IPV6_SKIPPED else (nh, -1)
-
-
 def packet_selector(pkt: bytes) -> tuple[int, int, int, int, int | None, int | None] | None:
     """(version, src, dst, proto, sport, dport) of an IP packet, or None if
     malformed.  Over IPv6 the protocol and ports are those behind the
-    extension headers (:func:`_ipv6_upper_layer`); ports are None where
+    extension headers (:func:`~aioipsec.esp.ip.ipv6_upper_layer`); ports are None where
     the packet has none or they are OPAQUE (non-initial fragments)."""
     if len(pkt) < 20:
         return None
@@ -111,8 +70,8 @@ def packet_selector(pkt: bytes) -> tuple[int, int, int, int, int | None, int | N
         src = int.from_bytes(pkt[8:24], "big")
         dst = int.from_bytes(pkt[24:40], "big")
         off = 40
-        if proto in _IPV6_SKIPPED:
-            proto, off = _ipv6_upper_layer(pkt)
+        if proto in IPV6_EXT_HEADERS:
+            proto, off = ipv6_upper_layer(pkt)
             if off < 0:
                 return (6, src, dst, proto, None, None)
     else:

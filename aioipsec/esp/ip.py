@@ -12,6 +12,8 @@ import ipaddress
 import struct
 
 __all__ = [
+    "IPV6_EXT_HEADERS",
+    "ipv6_upper_layer",
     "PROTO_ICMP",
     "PROTO_IPV4",
     "PROTO_TCP",
@@ -160,6 +162,41 @@ class HeaderInfo:
         )
 
 
+IPV6_EXT_HEADERS = frozenset((PROTO_HOPOPT, PROTO_ROUTING, PROTO_DSTOPTS, PROTO_FRAGMENT))
+"""The IPv6 extension headers walked by :func:`header_info` (those that stay in
+front of ESP/AH) and skipped by :func:`ipv6_upper_layer` to find a packet's
+next layer protocol (RFC 4301 §4.4.1.1); AH and ESP are next layer protocols
+themselves."""
+
+IPV6_EXT_MAX = 8
+"""Extension headers walked at most before the next layer protocol."""
+
+
+def ipv6_upper_layer(pkt: bytes) -> tuple[int, int]:
+    """(protocol, offset of its header) of the IPv6 packet ``pkt`` behind its
+    Hop-by-Hop, Routing, Destination Options and Fragment headers (RFC 4301
+    §4.4.1.1).  The offset is -1 when the ports are OPAQUE: a non-initial
+    fragment (its protocol from the Fragment header, as an IPv4 non-first
+    fragment's), or a chain longer than IPV6_EXT_MAX or truncated (the
+    protocol is then the extension header's number, as before the walk)."""
+    nh, off, end = pkt[6], 40, len(pkt)
+    for _ in range(IPV6_EXT_MAX):
+        if nh not in IPV6_EXT_HEADERS:
+            return nh, off
+        if off + 8 > end:
+            return nh, -1
+        if nh == PROTO_FRAGMENT:
+            if int.from_bytes(pkt[off + 2 : off + 4], "big") & 0xFFF8:  # fragment offset
+                return pkt[off], -1
+            hlen = 8
+        else:
+            hlen = (pkt[off + 1] + 1) * 8
+            if off + hlen > end:
+                return nh, -1
+        nh, off = pkt[off], off + hlen
+    return (nh, off) if nh not in IPV6_EXT_HEADERS else (nh, -1)
+
+
 def header_info(packet: bytes | bytearray | memoryview) -> HeaderInfo | None:
     """Parse the IP header(s) of ``packet``; ``None`` if malformed."""
     n = len(packet)
@@ -182,7 +219,7 @@ def header_info(packet: bytes | bytearray | memoryview) -> HeaderInfo | None:
             return None
         nh, nh_off, off = packet[6], 6, 40
         # walk the headers that must stay in front of ESP/AH
-        while nh in (PROTO_HOPOPT, PROTO_ROUTING, PROTO_FRAGMENT, PROTO_DSTOPTS):
+        while nh in IPV6_EXT_HEADERS:
             if off + 8 > total:
                 return None
             if nh == PROTO_DSTOPTS:
