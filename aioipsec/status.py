@@ -108,25 +108,25 @@ def _left(at: float | None, now: float) -> int | None:
     return max(0, round(at - now))
 
 
-def _drops(pipe: Any) -> dict[str, int]:
+def _by_reason(*counters: Any) -> dict[str, int]:
+    """Counters by reason (mappings, None for none) summed, zeros left out, sorted."""
     out: dict[str, int] = {}
-    for sa in (pipe.sa_in, pipe.sa_out):
-        for reason, n in getattr(getattr(sa, "stats", None), "drops", {}).items():
+    for c in counters:
+        for reason, n in (c or {}).items():
             if n:
                 key = str(reason)
                 out[key] = out.get(key, 0) + n
-    if pipe.policy_dropped:
-        out["policy"] = out.get("policy", 0) + pipe.policy_dropped
     return dict(sorted(out.items()))
+
+
+def _drops(pipe: Any) -> dict[str, int]:
+    policy = {"policy": pipe.policy_dropped}
+    return _by_reason(*(getattr(getattr(sa, "stats", None), "drops", None) for sa in (pipe.sa_in, pipe.sa_out)), policy)
 
 
 def _header_drops(pipe: Any) -> dict[str, int]:
     """AH SAs' ``header_drops`` of both directions, summed by reason."""
-    out: dict[str, int] = {}
-    for sa in (pipe.sa_in, pipe.sa_out):
-        for why, n in (getattr(sa, "header_drops", None) or {}).items():
-            out[why] = out.get(why, 0) + n
-    return dict(sorted(out.items()))
+    return _by_reason(*(getattr(sa, "header_drops", None) for sa in (pipe.sa_in, pipe.sa_out)))
 
 
 def _child_times(pipe: Any, now: float) -> tuple[int | None, int | None]:
