@@ -223,10 +223,7 @@ class Message:
         return None
 
     def has_notify(self, notify_type: int) -> bool:
-        for p in self.payloads:
-            if type(p) is NotifyPayload and p.notify_type == notify_type:  # type: ignore[union-attr]
-                return True
-        return False
+        return self.get_notify(notify_type) is not None
 
     def error_notify(self) -> NotifyPayload | None:
         """The first error notify (type < 16384), or None."""
