@@ -772,7 +772,7 @@ class IkeSessionV2:
         except ValueError:
             why = ""  # a gateway name
         else:  # what the client would refuse (redirect_received)
-            why = unusable_gateway(ip, {self.local_addr[0].split("%", 1)[0], *self.sa.my_addrs})
+            why = unusable_gateway(ip, self._own_addresses(self.sa))
         if why:
             raise LocalProtocolError(f"cannot redirect to '{gateway}': {why}")
         logger.info("IKE_SA %s %s: redirecting %s to %s", self.config.name, self.sa.spis(), self.peer_label(), gateway)
@@ -876,7 +876,12 @@ class IkeSessionV2:
             ip = ipaddress.ip_address(gateway)
         except ValueError:
             return "the target is not an IP address"
-        return unusable_gateway(ip, {self.local_addr[0].split("%", 1)[0], *sa.my_addrs})
+        return unusable_gateway(ip, self._own_addresses(sa))
+
+    def _own_addresses(self, sa: IkeSa) -> set[str]:
+        """Our addresses a REDIRECT must not point to: the IKE SA's (without
+        its zone) and those MOBIKE announces for ``sa``."""
+        return {self.local_addr[0].split("%", 1)[0], *sa.my_addrs}
 
     def redirect_not_followed(self, gateway: str, why: str, now: float) -> bool:
         """Client: the owner did not follow the REDIRECT of the established
