@@ -387,6 +387,13 @@ class IkeSa:
     def spis(self) -> str:
         return f"{(self.spi_i or bytes(8)).hex()}_i {self.spi_r.hex()}_r"
 
+    def hold_for_redirect(self) -> None:
+        """Suspend ``reauth_at`` and ``rekey_at`` while a REDIRECT is
+        pending, keeping the first values in :attr:`redirect_held`."""
+        if self.redirect_held is None:
+            self.redirect_held = (self.reauth_at, self.rekey_at)
+        self.reauth_at = self.rekey_at = _INF
+
     def __repr__(self) -> str:
         return f"<IkeSa {self.spis()} {self.state.value} {'initiator' if self.initiator else 'responder'}>"
 
@@ -860,9 +867,7 @@ class IkeSessionV2:
         else:
             # replaced soon: no rekeying meanwhile; the owner calls
             # redirect_not_followed() if it does not follow after all
-            if sa.redirect_held is None:
-                sa.redirect_held = (sa.reauth_at, sa.rekey_at)
-            sa.reauth_at = sa.rekey_at = _INF
+            sa.hold_for_redirect()
         return True
 
     def _bad_redirect_target(self, sa: IkeSa, gateway: str) -> str:
@@ -1922,8 +1927,7 @@ class IkeSessionV2:
         if held is not None:
             # the peer rekeyed while its REDIRECT is pending (redirect_received): still replaced
             # soon, so suspended on the new IKE SA too, for redirect_not_followed to put back
-            sa.redirect_held = (sa.reauth_at, sa.rekey_at)
-            sa.reauth_at = sa.rekey_at = _INF
+            sa.hold_for_redirect()
         sa.rekeyed_from = rekeyed_from
         self.emit(
             IkeSaEstablished(
