@@ -14,7 +14,7 @@ import itertools
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..config import ConnectionConfig, GlobalConfig
@@ -998,12 +998,10 @@ class Endpoint:
         same Child SAs and virtual IPs; the old one goes when they are up.
         With ``GlobalConfig.make_before_break = False`` break-before-make
         instead (:meth:`_break_before_make`)."""
-        import dataclasses
-
         old = proto.session
         conn = self.configurations.get(proto.name) or old.config
         vips = list(ev.local_vips) if conn.vips and ev.local_vips else list(conn.vips)
-        cfg = dataclasses.replace(conn, initial_contact=False, vips=vips)
+        cfg = replace(conn, initial_contact=False, vips=vips)
         children = [c for c in ev.children if c in cfg.children]
         remote = (old.remote_addr[0], cfg.remote_port)
         done: asyncio.Future[SessionProtocol] = self.loop.create_future()
@@ -1104,10 +1102,8 @@ class Endpoint:
         ev, r.redirect_next = r.redirect_next, None
         if ev is not None and not self._closed and not r.new.session.is_closed:
             # the gateway redirected the new IKE SA meanwhile: follow now, with its Child SAs as they are
-            import dataclasses
-
             children = tuple(dict.fromkeys(c.name for c in r.new.session.children.values() if c.is_active))
-            self._redirected(r.new, dataclasses.replace(ev, children=children))
+            self._redirected(r.new, replace(ev, children=children))
 
     def _end_reauth(self, r: _Reauth, why: str) -> None:
         if r.new is not None:
