@@ -190,6 +190,12 @@ class IkeMobike(Task):
         """An initiator INFORMATIONAL of ours: no answer means a dead peer."""
         return self.initiator and not self.auth
 
+    @property
+    def list_only(self) -> bool:
+        """An initiator address list update alone (no move, no NAT-D check):
+        no NAT-D is sent and the response needs no processing."""
+        return self.addresses and self.roam_to is None and not self.check
+
     # ------------------------------------------------------------------ initiator
 
     def build_i(self, msg: Message) -> TaskStatus:
@@ -208,7 +214,7 @@ class IkeMobike(Task):
             msg.add(notify(NotifyType.UPDATE_SA_ADDRESSES))
         if self.addresses:
             add_address_list(s, sa, msg, local[0])
-        if self.addresses and self.roam_to is None and not self.check:
+        if self.list_only:
             s.step("MOBIKE address update", sa, addresses=str(len(sa.my_addrs)))
             return TaskStatus.SUCCESS
         add_natd(s, msg, spi_i, spi_r, s.remote_addr, local)
@@ -234,7 +240,7 @@ class IkeMobike(Task):
             # rejected (logged by the session); the IKE SA stays where it is
             s.stats.malformed += 1
             raise
-        if self.addresses and self.roam_to is None and not self.check:
+        if self.list_only:
             return TaskStatus.SUCCESS
         if self.roam_to is None:
             # liveness check with NAT-D: did the NAT's mapping of us change?
