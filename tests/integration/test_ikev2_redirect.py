@@ -411,3 +411,23 @@ def test_the_gateway_does_not_redirect_to_an_impossible_gateway(target: str, why
     p.r.redirect(GW2[0], p.now)
     p.settle()
     assert [ev.gateway for ev in p.events("i", IkeRedirected)] == [GW2[0]]
+
+
+def test_the_gateway_can_redirect_a_client_after_an_ike_rekey() -> None:
+    """REDIRECT_SUPPORTED was announced in the first IKE_SA_INIT only: an IKE
+    rekey must carry it to the new IKE SA, or the gateway refuses to redirect
+    the client afterwards."""
+    i, r = psk_pair_configs(i_kw=NO_TIMERS, r_kw=NO_TIMERS)
+    p = Pair(i, r)
+    p.initiate()
+    p.settle()
+    assert p.r is not None
+    first = p.r.sa
+    assert first.redirect_supported
+    p.now += 60
+    p.r.rekey_ike_sa(p.now)
+    p.settle()
+    assert p.r.sa is not first and p.r.sa.established and p.r.sa.redirect_supported
+    p.r.redirect(GW2[0], p.now)
+    p.settle()
+    assert p.events("i", IkeRedirected)

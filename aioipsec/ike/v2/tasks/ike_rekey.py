@@ -59,7 +59,7 @@ class IkeRekey(Task):
         # ppk_id: the new keys come from the old, PPK-mixed SK_d (RFC 8784 §3), so the new SA has the PPK too
         for attr in ("local_id", "remote_id", "local_eap_id", "remote_eap_id", "frag_local", "frag_peer",
                      "peer_hashes", "natd_supported", "nat_local", "nat_remote", "nat_forced", "mobike",
-                     "peer_addrs", "my_addrs", "ppk_id"):
+                     "peer_addrs", "my_addrs", "ppk_id", "redirect_supported"):
             setattr(new, attr, getattr(old, attr))
         new.created_at = s.now
         return new
