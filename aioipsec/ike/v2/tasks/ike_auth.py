@@ -112,6 +112,16 @@ def _peer_methods(auth: str, legacy: bool) -> tuple[int, ...]:
     return (EapType.GTC, EapType.MD5) if legacy else (EapType.GTC,)
 
 
+def _eap_peer(cfg: ConnectionConfig, auth: str, name: str, which: str) -> EapPeer:
+    """Our EAP peer (client) as ``name`` with its secret, for the first
+    round (``auth``: ``local``'s) or the second (``local-2``'s; ``which``
+    ends the error text).  Raises AuthenticationFailed without a secret."""
+    secret = cfg.eap_secrets.get(name)
+    if secret is None:
+        raise AuthenticationFailed(f"no EAP secret for EAP identity '{name}'{which}")
+    return EapPeer(name.encode(), secret, _peer_methods(auth, cfg.legacy))
+
+
 class IkeAuth(Task):
     exchange_type = ExchangeType.IKE_AUTH
     combinable = True
@@ -338,10 +348,7 @@ class IkeAuth(Task):
 
     def _eap_start_i(self, cfg: ConnectionConfig, ident: Identity) -> None:
         name = cfg.local.eap_id or cfg.local.id or str(ident)
-        secret = cfg.eap_secrets.get(name)
-        if secret is None:
-            raise AuthenticationFailed(f"no EAP secret for EAP identity '{name}'")
-        self.sa.eap = EapRounds(self, peer=EapPeer(name.encode(), secret, _peer_methods(cfg.local.auth, cfg.legacy)))
+        self.sa.eap = EapRounds(self, peer=_eap_peer(cfg, cfg.local.auth, name, ""))
 
     def _round2_plan_i(self, cfg: ConnectionConfig, ident: Identity, msg: Message) -> None:
         """``local-2`` (RFC 4739): our first IKE_AUTH, which carries our AUTH,
@@ -353,13 +360,10 @@ class IkeAuth(Task):
             raise AuthenticationFailed(f"local-2 (auth = {r2.auth}) needs a second authentication round, but the peer "
                                        "did not send MULTIPLE_AUTH_SUPPORTED in IKE_SA_INIT (RFC 4739)")
         name = r2.eap_id or r2.id or cfg.local.id or str(ident)
-        secret = cfg.eap_secrets.get(name)
-        if secret is None:
-            raise AuthenticationFailed(f"no EAP secret for EAP identity '{name}' (local-2)")
+        peer = _eap_peer(cfg, r2.auth, name, " (local-2)")
         idi = Identity.from_string(r2.id or r2.eap_id) if (r2.id or r2.eap_id) else ident
         msg.add(notify(NotifyType.MULTIPLE_AUTH_SUPPORTED))
         msg.add(notify(NotifyType.ANOTHER_AUTH_FOLLOWS))
-        peer = EapPeer(name.encode(), secret, _peer_methods(r2.auth, cfg.legacy))
         self.sa.eap = EapRounds(self, peer=peer, round2=True, round2_id=idi, idi_due=True)
 
     def _eap_build_i(self, msg: Message) -> TaskStatus:
