@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ....config import ConnectionConfig
+from ....config import AuthConfig, ConnectionConfig
 from ....crypto.kdf import IkeV2Keys
 from ....errors import AuthenticationFailed
 from ....events import NegotiationFailed
@@ -558,11 +558,16 @@ class IkeAuth(Task):
 
     # ------------------------------------------------------------------ EAP, responder (gateway)
 
+    def _eap_server(self, cfg: ConnectionConfig, a: AuthConfig) -> EapServer:
+        """Our EAP authenticator for the peer's round ``a`` (``remote`` or
+        ``remote-2``): its method, the connection's users, its ``eap_id``."""
+        return EapServer(AUTH_METHODS[a.auth], cfg.eap_secrets, self.session.random, allowed_id=a.eap_id)
+
     def _eap_start_r(self, cfg: ConnectionConfig, msg: Message) -> TaskStatus:
         """IKE_AUTH without AUTH: the peer authenticates with EAP.  We answer
         with IDr, our AUTH and EAP Request/Identity; the other tasks wait."""
         s = self.session
-        server = EapServer(AUTH_METHODS[cfg.remote.auth], cfg.eap_secrets, s.random, allowed_id=cfg.remote.eap_id)
+        server = self._eap_server(cfg, cfg.remote)
         eap = self.sa.eap = EapRounds(self, server=server, out=server.start())
         self.peer_certreq = bool(msg.get_all(CertReqPayload))
         self.initial_contact = msg.has_notify(NotifyType.INITIAL_CONTACT)
@@ -629,7 +634,7 @@ class IkeAuth(Task):
                                        f"remote-2 requires auth = {r2.auth} (IDi without AUTH)")
         if not A.identity_matches_config(ident, r2.id):
             raise AuthenticationFailed(f"second-round identity '{ident}' does not match remote-2 id '{r2.id}'")
-        server = EapServer(AUTH_METHODS[r2.auth], cfg.eap_secrets, s.random, allowed_id=r2.eap_id)
+        server = self._eap_server(cfg, r2)
         eap.server, eap.round2_id, eap.out = server, ident, server.start()
         s.step("IKE_AUTH round 2 EAP started", sa, peer_id=str(sa.remote_id), round2_id=str(ident),
                method=eap.method_name)
