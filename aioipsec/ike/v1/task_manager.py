@@ -362,6 +362,13 @@ class TaskManagerV1:
         msg.src = addr
         return msg, last
 
+    def _hold(self, task: Task, data: bytes, addr: Address, pending: RevocationPending) -> None:
+        """A Phase 1 message held for the certificates of ``pending``:
+        counted in ``stats["auth_pending"]`` and kept on ``task.held`` for
+        :meth:`retry_held` (a later copy replaces it)."""
+        self.session.stats["auth_pending"] += 1
+        task.held = (data, addr, pending.keys)
+
     def _response(self, task: Task, data: bytes, header: IsakmpHeader, addr: Address, now: float) -> None:
         decoded = None
         try:
@@ -378,8 +385,7 @@ class TaskManagerV1:
             # MM6/AM2 held while the responder's certificate status is fetched:
             # ignored unaccepted (IV chain untouched), processed again by the
             # session's retry_held once fetched, or our retransmission brings it again
-            self.session.stats["auth_pending"] += 1
-            task.held = (data, addr, exc.keys)
+            self._hold(task, data, addr, exc)
             return
         except Ikev1Error as exc:
             if self._tolerate(task, exc, header):
@@ -435,8 +441,7 @@ class TaskManagerV1:
             # dropped unanswered and unaccepted (IV chain untouched), processed
             # again by the session's retry_held once fetched, or decided on the
             # peer's retransmission (MM5) or the AM3 our AM2 retransmission brings
-            self.session.stats["auth_pending"] += 1
-            task.held = (data, addr, exc.keys)
+            self._hold(task, data, addr, exc)
             return
         except Ikev1Error as exc:
             if self._tolerate(task, exc, header):
