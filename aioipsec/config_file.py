@@ -542,17 +542,15 @@ def _load_crl(ctx: _Ctx, path: str, raw: Any) -> Any:
     """A CRL file, PEM or DER (swanctl ``x509crl/``)."""
     from cryptography import x509
 
+    from .ike.auth import decode_crl_fields
+
     data = ctx.read(path, raw)
     try:
         crl = x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data)
     except (ValueError, x509.InvalidVersion) as exc:
         raise ctx.err(path, f"not a certificate revocation list (PEM or DER): {exc}") from None
     try:
-        # cryptography parses extensions and entries on first use: a broken
-        # one fails here, not in the revocation check of every IKE_AUTH
-        crl.extensions  # noqa: B018
-        for entry in crl:
-            entry.extensions  # noqa: B018
+        decode_crl_fields(crl)  # a broken field fails here, not in the check of every IKE_AUTH
     except ValueError as exc:
         raise ctx.err(path, f"malformed certificate revocation list: {exc}") from None
     return crl

@@ -1174,6 +1174,17 @@ def verify_ocsp_response(
     raise ValueError(f"OCSP response has no status for serial {cert.serial_number:#x}")
 
 
+def decode_crl_fields(crl: x509.CertificateRevocationList) -> None:
+    """Decode what ``cryptography`` parses on first use (the issuer name, the
+    extensions, every entry's extensions), so that a malformed CRL fails where
+    it is loaded or fetched, not in every later revocation check; raises
+    ValueError."""
+    list(crl.issuer)
+    crl.extensions  # noqa: B018
+    for entry in crl:
+        entry.extensions  # noqa: B018
+
+
 def parse_crl(data: bytes) -> x509.CertificateRevocationList:
     """A CRL, PEM or DER, with its extensions and entries decoded up front
     (a malformed one fails here, not in every later check); raises ValueError."""
@@ -1181,9 +1192,7 @@ def parse_crl(data: bytes) -> x509.CertificateRevocationList:
 
     try:
         crl = x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data)
-        crl.extensions  # noqa: B018
-        for entry in crl:
-            entry.extensions  # noqa: B018
+        decode_crl_fields(crl)
     except (ValueError, TypeError, x509.InvalidVersion, UnsupportedAlgorithm) as exc:
         # InvalidVersion: one flipped bit in the version field (hypothesis)
         raise ValueError(f"not a certificate revocation list (PEM or DER): {exc}") from None
