@@ -18,7 +18,15 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..esp.ah import ipv6_ah_offset
-from ..esp.ip import IPV6_EXT_HEADERS, PROTO_AH, PROTO_DSTOPTS, header_info, ipv6_upper_layer, pack_addr
+from ..esp.ip import (
+    IPV6_EXT_HEADERS,
+    NON_INITIAL_FRAGMENT,
+    PROTO_AH,
+    PROTO_DSTOPTS,
+    header_info,
+    ipv6_upper_layer,
+    pack_addr,
+)
 from ..esp.natt import transport_packet
 from ..esp.sa import AhSa
 from ..events import ChildSaDeleted, ChildSaExpired, ChildSaInstalled
@@ -46,11 +54,19 @@ new one.  A safety net: a failure or a closed IKE SA normally ends it at once
 (IKEv2's retransmissions give up after about 90 s by default)."""
 
 
+OPAQUE = -1
+"""The ports :func:`packet_selector` gives a non-initial fragment (IPv4
+fragment offset not 0, or an IPv6 Fragment header with one): they are not in
+the packet, OPAQUE, and match only selectors whose ports are ANY (RFC 4301
+§4.4.1, §7)."""
+
+
 def packet_selector(pkt: bytes) -> tuple[int, int, int, int, int | None, int | None] | None:
     """(version, src, dst, proto, sport, dport) of an IP packet, or None if
     malformed.  Over IPv6 the protocol and ports are those behind the
-    extension headers (:func:`~aioipsec.esp.ip.ipv6_upper_layer`); ports are None where
-    the packet has none or they are OPAQUE (non-initial fragments)."""
+    extension headers (:func:`~aioipsec.esp.ip.ipv6_upper_layer`); ports are
+    OPAQUE for a non-initial fragment, None where the packet has none (or an
+    IPv6 extension header chain is too long or truncated)."""
     if len(pkt) < 20:
         return None
     v = pkt[0] >> 4
@@ -62,7 +78,7 @@ def packet_selector(pkt: bytes) -> tuple[int, int, int, int, int | None, int | N
         off = ihl
         frag = int.from_bytes(pkt[6:8], "big") & 0x1FFF
         if frag:
-            return (4, src, dst, proto, None, None)
+            return (4, src, dst, proto, OPAQUE, OPAQUE)
     elif v == 6:
         if len(pkt) < 40:
             return None
@@ -73,7 +89,8 @@ def packet_selector(pkt: bytes) -> tuple[int, int, int, int, int | None, int | N
         if proto in IPV6_EXT_HEADERS:
             proto, off = ipv6_upper_layer(pkt)
             if off < 0:
-                return (6, src, dst, proto, None, None)
+                port = OPAQUE if off == NON_INITIAL_FRAGMENT else None
+                return (6, src, dst, proto, port, port)
     else:
         return None
     if proto in (6, 17, 132) and len(pkt) >= off + 4:
@@ -108,10 +125,14 @@ def _proto(pkt: bytes) -> int:
 
 
 def _ts_match(tss: Sequence[TrafficSelector], version: int, addr: int, proto: int, port: int | None) -> bool:
+    """A packet's address, protocol and port (None: the packet has none;
+    OPAQUE: a non-initial fragment, inside only ports ANY) inside one of ``tss``."""
     for ts in tss:
         # addresses are integers: an IPv4 address also lies numerically inside ::/0
         if ts.version == version and ts.start <= addr <= ts.end and (not ts.proto or ts.proto == proto):
             if port is None or ts.proto in (1, 58) or ts.start_port <= port <= ts.end_port:
+                return True
+            if port == OPAQUE and ts.start_port == 0 and ts.end_port == 65535:
                 return True
     return False
 

@@ -14,6 +14,7 @@ import struct
 __all__ = [
     "IPV6_EXT_HEADERS",
     "ipv6_upper_layer",
+    "NON_INITIAL_FRAGMENT",
     "PROTO_ICMP",
     "PROTO_IPV4",
     "PROTO_TCP",
@@ -172,13 +173,18 @@ IPV6_EXT_MAX = 8
 """Extension headers walked at most before the next layer protocol."""
 
 
+NON_INITIAL_FRAGMENT = -2
+"""The offset :func:`ipv6_upper_layer` gives for a non-initial fragment."""
+
+
 def ipv6_upper_layer(pkt: bytes) -> tuple[int, int]:
     """(protocol, offset of its header) of the IPv6 packet ``pkt`` behind its
     Hop-by-Hop, Routing, Destination Options and Fragment headers (RFC 4301
-    §4.4.1.1).  The offset is -1 when the ports are OPAQUE: a non-initial
-    fragment (its protocol from the Fragment header, as an IPv4 non-first
-    fragment's), or a chain longer than IPV6_EXT_MAX or truncated (the
-    protocol is then the extension header's number, as before the walk)."""
+    §4.4.1.1).  No offset when there are no ports to read: NON_INITIAL_FRAGMENT
+    for a non-initial fragment (its protocol from the Fragment header, as an
+    IPv4 non-first fragment's; its ports are OPAQUE, RFC 4301 §7), -1 for a
+    chain longer than IPV6_EXT_MAX or truncated (the protocol is then the
+    extension header's number, as before the walk)."""
     nh, off, end = pkt[6], 40, len(pkt)
     for _ in range(IPV6_EXT_MAX):
         if nh not in IPV6_EXT_HEADERS:
@@ -187,7 +193,7 @@ def ipv6_upper_layer(pkt: bytes) -> tuple[int, int]:
             return nh, -1
         if nh == PROTO_FRAGMENT:
             if int.from_bytes(pkt[off + 2 : off + 4], "big") & 0xFFF8:  # fragment offset
-                return pkt[off], -1
+                return pkt[off], NON_INITIAL_FRAGMENT
             hlen = 8
         else:
             hlen = (pkt[off + 1] + 1) * 8
