@@ -5,6 +5,7 @@ NO_PPK_AUTH fallback, and an IKE rekey of a PPK-keyed SA."""
 
 from __future__ import annotations
 
+import pytest
 from cryptography.hazmat.primitives import hashes, hmac
 from ikev2_pair import Pair, mirror, psk_pair_configs
 
@@ -14,7 +15,8 @@ from aioipsec.events import (
     IkeSaEstablished,
     NegotiationFailed,
 )
-from aioipsec.ike.constants import NotifyType
+from aioipsec.ike.auth import Identity
+from aioipsec.ike.constants import IdType, NotifyType
 from aioipsec.ike.v2.message import decode_message
 
 PPK = bytes(range(32))
@@ -259,3 +261,71 @@ def test_unreadable_ppk_identity_not_required_falls_back_to_no_ppk_auth(monkeypa
     assert p.i.sa.ppk_id is None and p.r.sa.ppk_id is None
     assert p.i.sa.keys == plain == p.r.sa.keys
     assert mirror(child_keys(p, "i"), child_keys(p, "r"))
+
+
+def _printable_dn(c: str, o: str, cn: str) -> bytes:
+    """C=.., O=.., CN=.. as DER with PrintableStrings only (as another
+    implementation may encode it; ours has UTF8String for O and CN)."""
+    def rdn(oid: bytes, value: str) -> bytes:
+        v = value.encode()
+        atv = b"\x06\x03" + oid + bytes((0x13, len(v))) + v
+        seq = b"\x30" + bytes((len(atv),)) + atv
+        return b"\x31" + bytes((len(seq),)) + seq
+    body = rdn(b"\x55\x04\x06", c) + rdn(b"\x55\x04\x0a", o) + rdn(b"\x55\x04\x03", cn)
+    return b"\x30" + bytes((len(body),)) + body
+
+
+@pytest.mark.parametrize(("i_id", "r_id", "wire"), [
+    ("192.0.2.7", "192.0.2.7", bytes((192, 0, 2, 7))),
+    ("2001:db8::7", "2001:0db8:0:0::7", bytes.fromhex("20010db8000000000000000000000007")),
+    ("C=CH, O=x, CN=ppk", "C=CH,O=x,CN=ppk", None),
+    ("ppk-hq", "ppk-hq", b"ppk-hq"),  # unchanged
+])
+def test_ip_and_dn_ppk_ids_sent_encoded_and_matched(i_id: str, r_id: str, wire: bytes | None) -> None:
+    """A PPK_ID that is an IP address or a DN goes on the wire as the
+    identity's encoding (4/16 octets, DER), as charon sends it, and the
+    responder matches it by encoding, whichever way each end spells it;
+    both require the PPK, it is used, and each end names it as configured."""
+    i_cfg, r_cfg = configs({"ppk_id": i_id, "ppks": {i_id: PPK}, "ppk_required": True},
+                           {"ppk_id": r_id, "ppks": {r_id: PPK}, "ppk_required": True})
+    p = Pair(i_cfg, r_cfg)
+    p.initiate()
+    assert p.roundtrip() == (1, 1)
+    assert p.r is not None
+    plain = p.r.sa.keys
+    [auth_req] = p.out_i()
+    sent = decode_message(auth_req, p.r.sa.sk).get_notify(NotifyType.PPK_IDENTITY).data
+    if wire is None:  # the DN: DER, the attributes of the configured string
+        assert sent[:1] == b"\x02" and sent[1:2] == b"\x30"
+        assert Identity(IdType.DER_ASN1_DN, sent[1:]).dn_attrs() == Identity.from_string(i_id).dn_attrs()
+    else:
+        assert sent == b"\x02" + wire
+    p.to_r([auth_req])
+    p.settle()
+    assert p.i.is_established and p.r.is_established
+    assert p.i.sa.ppk_id == i_id and p.r.sa.ppk_id == r_id
+    assert p.i.sa.keys == p.r.sa.keys
+    assert p.i.sa.keys.sk_d == prf_plus(PPK, plain.sk_d, len(plain.sk_d)) != plain.sk_d
+    assert mirror(child_keys(p, "i"), child_keys(p, "r"))
+
+
+def test_dn_ppk_id_in_another_der_encoding_matches(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A DN PPK_ID whose DER has other string types than ours (PrintableString
+    for O and CN, as another implementation may encode it) is the same
+    PPK_ID: the responder, with or without a ppk_id of its own, uses the PPK;
+    another CN is not it."""
+    from aioipsec.ike.v2.tasks import ppk
+
+    monkeypatch.setattr(ppk, "encode_ppk_id", lambda ppk_id: b"\x02" + _printable_dn("CH", "x", ppk_id[-3:]))
+    for r_kw in ({"ppk_id": "C=CH, O=x, CN=ppk"}, {}):
+        i_cfg, r_cfg = configs({"ppk_id": "C=CH, O=x, CN=ppk", "ppks": {"C=CH, O=x, CN=ppk": PPK}},
+                               {**r_kw, "ppks": {"C=CH, O=x, CN=ppk": PPK}, "ppk_required": True})
+        p, _ = run(i_cfg, r_cfg)
+        assert p.r is not None and p.i.is_established and p.r.is_established
+        assert p.i.sa.ppk_id == p.r.sa.ppk_id == "C=CH, O=x, CN=ppk"
+    i_cfg, r_cfg = configs({"ppk_id": "C=CH, O=x, CN=pp2", "ppks": {"C=CH, O=x, CN=pp2": PPK}},
+                           {"ppks": {"C=CH, O=x, CN=ppk": PPK}, "ppk_required": True})
+    p, _ = run(i_cfg, r_cfg)
+    assert p.r is not None and not p.r.is_established
+    [fail_r] = p.events("r", AuthFailed)
+    assert "no PPK for PPK_ID 'C=CH, O=x, CN=pp2'" in fail_r.reason

@@ -16,7 +16,13 @@ from aioipsec.crypto.kdf import IkeV2Keys, ikev2_ppk_keys
 from aioipsec.crypto.transforms import PRF, PrfAlg
 from aioipsec.errors import ConfigError
 from aioipsec.ike.constants import NotifyType
-from aioipsec.ike.v2.tasks.ppk import decode_ppk_id, encode_ppk_id
+from aioipsec.ike.v2.tasks.ppk import (
+    decode_ppk_id,
+    encode_ppk_id,
+    find_ppk,
+    ppk_id_matches,
+    ppk_id_text,
+)
 
 # --------------------------------------------------------------------------- key mixing
 
@@ -74,6 +80,66 @@ def test_ppk_identity_encoding() -> None:
     assert decode_ppk_id(b"\x02\xff\xfe") is None
 
 
+# the DN C=CH, O=strongSwan, CN=ppk in DER, written out: SEQUENCE of SETs of (OID, string)
+def _rdn(oid: bytes, tag: int, value: bytes) -> bytes:
+    atv = b"\x06" + bytes((len(oid),)) + oid + bytes((tag, len(value))) + value
+    seq = b"\x30" + bytes((len(atv),)) + atv
+    return b"\x31" + bytes((len(seq),)) + seq
+
+
+def _dn(*rdns: bytes) -> bytes:
+    body = b"".join(rdns)
+    return b"\x30" + bytes((len(body),)) + body
+
+
+C, O, CN = b"\x55\x04\x06", b"\x55\x04\x0a", b"\x55\x04\x03"  # 2.5.4.6 / .10 / .3
+PRINTABLE, UTF8 = 0x13, 0x0C
+DN_UTF8 = _dn(_rdn(C, PRINTABLE, b"CH"), _rdn(O, UTF8, b"strongSwan"), _rdn(CN, UTF8, b"ppk"))
+DN_PRINTABLE = _dn(_rdn(C, PRINTABLE, b"CH"), _rdn(O, PRINTABLE, b"strongSwan"), _rdn(CN, PRINTABLE, b"ppk"))
+
+
+@pytest.mark.parametrize(("ppk_id", "wire"), [
+    ("ppk-hq", b"ppk-hq"),  # a plain string / FQDN: its bytes, as before
+    ("site-a.example", b"site-a.example"),
+    ("alice@example.org", b"alice@example.org"),  # RFC822: its bytes
+    ("192.0.2.7", bytes((192, 0, 2, 7))),  # IPv4: the 4 octets
+    ("2001:db8::7", bytes.fromhex("20010db8000000000000000000000007")),  # IPv6: the 16 octets
+    ("C=CH, O=strongSwan, CN=ppk", DN_UTF8),  # a DN: its DER (C PrintableString, the rest UTF8String)
+    ("@#c0ffee", bytes.fromhex("c0ffee")),  # KEY_ID in hex
+])
+def test_ppk_identity_encoding_as_charon(ppk_id: str, wire: bytes) -> None:
+    """PPK_IDENTITY carries PPK_ID_FIXED and the encoding of the identity the
+    configured string denotes, as charon's identification_create_from_string
+    + get_encoding; a received PPK_ID with that encoding matches the string."""
+    assert encode_ppk_id(ppk_id) == b"\x02" + wire
+    assert ppk_id_matches(ppk_id, wire)
+    assert find_ppk({"other": b"x", ppk_id: b"k"}, wire) == (ppk_id, b"k")
+
+
+def test_ppk_id_matching_by_encoding() -> None:
+    # the same identity spelled otherwise: the same encoding
+    assert ppk_id_matches("2001:0db8:0:0::7", bytes.fromhex("20010db8000000000000000000000007"))
+    assert ppk_id_matches("C=CH,O=strongSwan,CN=ppk", DN_UTF8)
+    assert ppk_id_matches("@ppk-hq", b"ppk-hq")  # charon: "@fqdn" is the FQDN fqdn
+    # a DN as charon may encode it (PrintableString throughout): the same attributes match
+    assert DN_PRINTABLE != DN_UTF8 and ppk_id_matches("C=CH, O=strongSwan, CN=ppk", DN_PRINTABLE)
+    # not: an IP address as text, another DN, the DN text, another string, case of a plain string
+    assert not ppk_id_matches("192.0.2.7", b"192.0.2.7")
+    assert not ppk_id_matches("C=CH, O=strongSwan, CN=other", DN_PRINTABLE)
+    assert not ppk_id_matches("C=CH, O=strongSwan, CN=ppk", b"C=CH, O=strongSwan, CN=ppk")
+    assert not ppk_id_matches("ppk-hq", b"ppk-hq2") and not ppk_id_matches("ppk-hq", b"PPK-HQ")
+    assert not ppk_id_matches("ppk-hq", bytes(6))
+    assert find_ppk({"ppk-hq": b"k"}, b"\x30\x03\x31\x01") is None  # malformed DER: no match, no error
+    # a string that is no valid identity stands for its bytes (charon: a KEY_ID)
+    assert encode_ppk_id("x=y") == b"\x02x=y" and encode_ppk_id("@#zz") == b"\x02@#zz"
+
+
+def test_ppk_id_text_for_logs() -> None:
+    assert ppk_id_text(b"ppk-hq") == "ppk-hq"
+    assert ppk_id_text(DN_PRINTABLE) == "C=CH, O=strongSwan, CN=ppk"
+    assert ppk_id_text(bytes((192, 0, 2, 7))) == "@#c0000207"
+
+
 # --------------------------------------------------------------------------- loader
 
 PPK_HEX = "0x" + "5a" * 32
@@ -114,6 +180,18 @@ def test_loader_ppk_settings() -> None:
     assert "5a5a" not in repr(c) and "ZZZZ" not in repr(c)
     plain = load("", secrets="").connections["hq"]
     assert plain.ppk_id is None and not plain.ppk_required and plain.ppks == {}
+
+
+def test_loader_ppk_id_matches_a_secret_id_by_encoding() -> None:
+    """ppk_id and the secret's id name the same PPK_ID if they encode alike
+    (as charon looks the PPK up by the identity)."""
+    secrets = PPK_SECRET.replace('["ppk-hq", "ppk-hq-2"]', '["2001:db8::7", "C=CH, O=strongSwan, CN=ppk"]')
+    c = load('ppk_id = "2001:0db8::0:7"', secrets).connections["hq"]
+    assert c.ppk_id == "2001:0db8::0:7"
+    assert load('ppk_id = "C=CH,O=strongSwan,CN=ppk"', secrets).connections["hq"].ppk_id == "C=CH,O=strongSwan,CN=ppk"
+    assert load('ppk_id = "@ppk-hq"').connections["hq"].ppk_id == "@ppk-hq"
+    with pytest.raises(ConfigError, match="no \\[secrets.ppk\\*\\] entry"):
+        load('ppk_id = "2001:db8::8"', secrets)
 
 
 def test_loader_gateway_required_without_ppk_id() -> None:

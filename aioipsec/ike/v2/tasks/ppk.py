@@ -20,8 +20,16 @@ the first (psk/pubkey) round's AUTH as without EAP, and the second round
 uses the keys that round settled, with no PPK notifies (charon: "only use
 a PPK in the first round").
 
+A configured PPK_ID (``ppk_id``, the ``id`` of ``[secrets.ppk*]``) is a
+string in strongSwan identity syntax, and like charon (``add_ppk_identity``:
+the type, then the identity's ``get_encoding``) we send the encoding of the
+identity it denotes: an FQDN, e-mail address or plain string as its bytes,
+an IPv4/IPv6 address as its 4/16 octets, a DN (``C=CH, O=x, CN=ppk``) as
+its DER.  A received PPK_ID matches a configured one with the same encoding
+(a DN: the same attributes, string types aside, as charon's DN comparison).
+
 Called from a few lines of :class:`~.ike_auth.IkeAuth`; PPKs are never
-logged, PPK_IDs are (they are identities)."""
+logged, PPK_IDs are (they are identities), in their configured string form."""
 
 from __future__ import annotations
 
@@ -33,7 +41,7 @@ from ....crypto.kdf import IkeV2Keys, ikev2_ppk_keys
 from ....errors import AuthenticationFailed
 from ... import auth as A
 from ...auth import Identity
-from ...constants import NotifyType
+from ...constants import IdType, NotifyType
 from ..message import Message
 from ..payloads import AuthPayload
 from .common import notify
@@ -62,18 +70,77 @@ class PpkKeys:
         return f"PpkKeys(ppk_id={self.ppk_id!r})"
 
 
+def _ppk_identity(ppk_id: str) -> Identity:
+    """The identity a configured PPK_ID string denotes (strongSwan syntax,
+    :meth:`Identity.from_string`); a string that does not parse as the
+    identity it looks like (a DN with an unknown attribute, ``@#`` and not
+    hex) stands for its UTF-8 bytes, as charon makes such a string a KEY_ID."""
+    try:
+        return Identity.from_string(ppk_id)
+    except ValueError:
+        return Identity(IdType.KEY_ID, ppk_id.encode())
+
+
+def ppk_id_encoding(ppk_id: str) -> bytes:
+    """The PPK_ID octets we send for a configured PPK_ID string: the
+    encoding of its identity (charon: ``id->get_encoding``)."""
+    return _ppk_identity(ppk_id).data
+
+
+def ppk_id_matches(ppk_id: str, received: bytes) -> bool:
+    """Is ``received`` (the octets of a PPK_ID_FIXED) the configured
+    ``ppk_id``?  The same encoding; for a DN the same attributes in the same
+    order (PrintableString or UTF8String does not matter: charon encodes
+    its DNs with its own string types)."""
+    want = _ppk_identity(ppk_id)
+    if want.data == received:
+        return True
+    return want.id_type == IdType.DER_ASN1_DN and Identity(IdType.DER_ASN1_DN, received).matches(want)
+
+
+def find_ppk(ppks: dict[str, bytes], received: bytes) -> tuple[str, bytes] | None:
+    """The configured PPK_ID (its string) and PPK for the PPK_ID octets
+    ``received``; None if there is none."""
+    for ppk_id, secret in ppks.items():
+        if ppk_id_matches(ppk_id, received):
+            return ppk_id, secret
+    return None
+
+
+def ppk_id_text(received: bytes) -> str:
+    """A received PPK_ID we have no string for, for logs: a DN as text, UTF-8
+    as itself, anything else as ``@#hex`` (strongSwan's KEY_ID syntax)."""
+    if Identity(IdType.DER_ASN1_DN, received).dn_attrs() is not None:
+        return str(Identity(IdType.DER_ASN1_DN, received))
+    try:
+        text = received.decode()
+    except UnicodeDecodeError:
+        text = ""
+    return text if text and text.isprintable() else "@#" + received.hex()
+
+
 def encode_ppk_id(ppk_id: str) -> bytes:
-    """PPK_IDENTITY notification data: the PPK_ID type, then the PPK_ID."""
-    return bytes((PPK_ID_FIXED,)) + ppk_id.encode()
+    """PPK_IDENTITY notification data: the PPK_ID type, then the PPK_ID
+    (:func:`ppk_id_encoding`)."""
+    return bytes((PPK_ID_FIXED,)) + ppk_id_encoding(ppk_id)
+
+
+def ppk_id_data(data: bytes) -> bytes | None:
+    """The PPK_ID octets of a PPK_IDENTITY notification; None if it is not
+    a PPK_ID_FIXED one with a PPK_ID (as charon's ``parse_ppk_identity``)."""
+    if len(data) < 2 or data[0] != PPK_ID_FIXED:
+        return None
+    return data[1:]
 
 
 def decode_ppk_id(data: bytes) -> str | None:
-    """The PPK_ID of a PPK_IDENTITY notification; None if it is not a
-    (UTF-8) PPK_ID_FIXED one."""
-    if len(data) < 2 or data[0] != PPK_ID_FIXED:
+    """The PPK_ID of a PPK_IDENTITY notification as text; None if it is not
+    a (UTF-8) PPK_ID_FIXED one."""
+    raw = ppk_id_data(data)
+    if raw is None:
         return None
     try:
-        return data[1:].decode()
+        return raw.decode()
     except UnicodeDecodeError:
         return None
 
@@ -103,6 +170,9 @@ def mix_i(task: IkeAuth, cfg: ConnectionConfig) -> None:
                                        "(no USE_PPK in its IKE_SA_INIT response)")
         return
     secret = cfg.ppks.get(cfg.ppk_id)
+    if secret is None:  # a [secrets.ppk*] id with the same encoding ("@ppk" for "ppk", a DN spelled otherwise)
+        found = find_ppk(cfg.ppks, ppk_id_encoding(cfg.ppk_id))
+        secret = found[1] if found is not None else None
     if secret is None:
         if cfg.ppk_required:
             raise AuthenticationFailed(f"PPK required but no PPK for PPK_ID '{cfg.ppk_id}'")
@@ -208,24 +278,29 @@ def select_r(task: IkeAuth, cfg: ConnectionConfig, msg: Message,
     if auth is None:  # EAP follows: the PPK goes in at the peer's AUTH after EAP
         return keys, auth
     n = msg.get_notify(NotifyType.PPK_IDENTITY)
-    ppk_id = decode_ppk_id(n.data) if n is not None else None
-    if ppk_id is None:
+    raw = ppk_id_data(n.data) if n is not None else None
+    if raw is None:
         if cfg.ppk_required:
             how = "an unsupported PPK_IDENTITY" if n is not None else "no PPK_IDENTITY"
             raise AuthenticationFailed(f"PPK required but peer {_peer(task)} sent {how}")
-        if n is not None:  # a PPK_ID we cannot read (OPAQUE, not UTF-8): no PPK, as an unknown one
+        if n is not None:  # a PPK_ID we cannot read (OPAQUE, empty): no PPK, as an unknown one
             logger.info("peer %s: unsupported PPK_IDENTITY, ignored because PPK is not required; using NO_PPK_AUTH",
                         _peer(task))
         return keys, _no_ppk_auth(msg, auth)
-    if cfg.ppk_id is not None and ppk_id != cfg.ppk_id:
-        raise AuthenticationFailed(f"peer {_peer(task)} sent PPK_ID '{ppk_id}', but '{cfg.ppk_id}' is required")
-    secret = cfg.ppks.get(ppk_id)
-    if secret is None:
+    if cfg.ppk_id is not None and not ppk_id_matches(cfg.ppk_id, raw):
+        raise AuthenticationFailed(f"peer {_peer(task)} sent PPK_ID '{ppk_id_text(raw)}', "
+                                   f"but '{cfg.ppk_id}' is required")
+    found = find_ppk(cfg.ppks, raw)
+    if found is None:
+        ppk_id = cfg.ppk_id if cfg.ppk_id is not None else ppk_id_text(raw)
         if cfg.ppk_required:
             raise AuthenticationFailed(f"PPK required but no PPK for PPK_ID '{ppk_id}' of peer {_peer(task)}")
         logger.info("peer %s: no PPK for PPK_ID '%s', ignored because PPK is not required; using NO_PPK_AUTH",
                     _peer(task), ppk_id)
         return keys, _no_ppk_auth(msg, auth)
+    ppk_id, secret = found
+    if cfg.ppk_id is not None:  # status and logs name it as configured
+        ppk_id = cfg.ppk_id
     task.ppk = PpkKeys(ppk_id, keys, ikev2_ppk_keys(sa.prf_alg, secret, keys))
     return task.ppk.mixed, auth
 
