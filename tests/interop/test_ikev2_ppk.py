@@ -50,6 +50,41 @@ def test_ppk_tunnel(aioipsec, strongswan, direct_topology: Topology, initiator: 
     assert_clean_log(aio)
 
 
+# PPK_IDs that are identities other than a string: charon sends the identity's
+# encoding (DER for a DN, the 4 octets of an IPv4 address), and so do we
+DN_PPK_ID = "C=CH, O=strongSwan, CN=ppk"
+IP_PPK_ID = "192.0.2.77"
+
+
+@pytest.mark.parametrize(("ppk_id", "initiator"), [
+    (DN_PPK_ID, "aioipsec"), (DN_PPK_ID, "strongswan"),
+    # charon's responder reads a received PPK_ID back as a DN or as a string
+    # (identification_create_from_data), so an IP address PPK_ID it sends
+    # works only in this direction, even between two charons
+    (IP_PPK_ID, "strongswan"),
+])
+def test_ppk_id_dn_and_ip(aioipsec, strongswan, direct_topology: Topology, ppk_id: str, initiator: str) -> None:
+    """A DN or IP address ppk_id, the same string on both ends, both
+    requiring the PPK: the PPK_IDs match (charon "using PPK for PPK_ID", our
+    "PPK used" and status ppk_id in the configured string form), the Child
+    SA keys agree (the pings pass).  Before, we compared the string with
+    the PPK_ID charon sends (the DER, the 4 octets): both charon-initiated
+    cases failed.  Our DER goes to charon (it read our string as a DN too)."""
+    topo = direct_topology
+    conn = Connection.named("ikev2-psk-gcm", ppk_secrets={ppk_id: PPK},
+                            ike_options={"ppk_id": ppk_id, "ppk_required": "yes"})
+    aio, ss = start_pair(aioipsec, strongswan, topo, conn)
+    establish(aio, ss, initiator)
+    ss.wait_log(rf"using PPK for PPK_ID '{re.escape(ppk_id)}'", timeout=5)
+    aio.wait_log(rf"PPK used .*ppk_id={re.escape(ppk_id)}", timeout=5)
+    [sa] = aio.status()["ike_sas"]
+    assert sa["ppk_id"] == ppk_id
+    ping_both_ways(topo, "left")
+    assert_counters_agree(aio, ss, 2 * 3)
+    aio.stop()
+    assert_clean_log(aio)
+
+
 @pytest.mark.parametrize("initiator", INITIATORS)
 def test_ppk_mismatch_refused(aioipsec, strongswan, direct_topology: Topology, initiator: str) -> None:
     """The same PPK_ID, different PPKs: the responder cannot verify the AUTH
