@@ -17,9 +17,9 @@ from aioipsec.crypto.transforms import PRF, PrfAlg
 from aioipsec.errors import ConfigError
 from aioipsec.ike.constants import NotifyType
 from aioipsec.ike.v2.tasks.ppk import (
-    decode_ppk_id,
     encode_ppk_id,
     find_ppk,
+    ppk_id_data,
     ppk_id_matches,
     ppk_id_text,
 )
@@ -74,10 +74,10 @@ def test_notify_types() -> None:
 
 def test_ppk_identity_encoding() -> None:
     assert encode_ppk_id("ppk-hq") == b"\x02ppk-hq"  # PPK_ID_FIXED
-    assert decode_ppk_id(b"\x02ppk-hq") == "ppk-hq"
-    assert decode_ppk_id(b"\x01opaque") is None  # PPK_ID_OPAQUE: not supported (as charon)
-    assert decode_ppk_id(b"\x02") is None and decode_ppk_id(b"") is None
-    assert decode_ppk_id(b"\x02\xff\xfe") is None
+    assert ppk_id_data(b"\x02ppk-hq") == b"ppk-hq"
+    assert ppk_id_data(b"\x01opaque") is None  # PPK_ID_OPAQUE: not supported (as charon)
+    assert ppk_id_data(b"\x02") is None and ppk_id_data(b"") is None
+    assert ppk_id_data(b"\x02\xff\xfe") == b"\xff\xfe"  # matched by its octets, not as UTF-8
 
 
 # the DN C=CH, O=strongSwan, CN=ppk in DER, written out: SEQUENCE of SETs of (OID, string)

@@ -133,18 +133,6 @@ def ppk_id_data(data: bytes) -> bytes | None:
     return data[1:]
 
 
-def decode_ppk_id(data: bytes) -> str | None:
-    """The PPK_ID of a PPK_IDENTITY notification as text; None if it is not
-    a (UTF-8) PPK_ID_FIXED one."""
-    raw = ppk_id_data(data)
-    if raw is None:
-        return None
-    try:
-        return raw.decode()
-    except UnicodeDecodeError:
-        return None
-
-
 def _peer(task: IkeAuth) -> str:
     return task.session.peer_label(task.sa.remote_id)
 
