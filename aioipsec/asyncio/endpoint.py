@@ -48,6 +48,13 @@ IKE_HEADER_LEN = 28
 KEEPALIVE_INTERVAL = 20.0
 RATE_TABLE_MAX = 4096
 """Addresses tracked by the per-peer IKE_SA_INIT rate limit."""
+_RESTART_ERRORS = (ValueError, KeyError, OSError, RuntimeError)
+"""What starting a new initiator IKE SA (``_start`` / ``_attempt``) from an
+event handler -- following a REDIRECT, make-before-break reauthentication,
+break-before-make reestablishing -- may raise: logged and that restart given
+up, instead of escaping into the event loop (there is no caller to raise to).
+``_retry`` and ``_dpd_restart`` catch ``(ValueError, KeyError, OSError)``
+only, without ``RuntimeError``."""
 
 
 def _utc_now() -> datetime.datetime:
@@ -941,7 +948,7 @@ class Endpoint:
             k.remote = remote
         try:
             new = self._start(conf, proto.name, remote, children, k, redirected=ev)
-        except (ValueError, KeyError, OSError, RuntimeError) as exc:
+        except _RESTART_ERRORS as exc:
             ike_logger.error("%s: redirected to %s by %s, but the new IKE SA could not start: %s", proto.name,
                              ev.gateway, ev.peer, exc)
             if ev.exchange == "INFORMATIONAL":  # the established IKE SA stays: it rekeys again
@@ -1010,7 +1017,7 @@ class Endpoint:
             return
         try:
             new = self._start(cfg, proto.name, remote, children)
-        except (ValueError, KeyError, OSError, RuntimeError) as exc:
+        except _RESTART_ERRORS as exc:
             ike_logger.error("%s: reauthentication with %s could not start: %s", proto.name, remote[0], exc)
             return
         r = _Reauth(proto, new, set(children), done)
@@ -1057,7 +1064,7 @@ class Endpoint:
         k = _Keying(name, list(children), remote, cfg.keyingtries, config=cfg)
         try:
             new = self._attempt(k, cfg)
-        except (ValueError, KeyError, OSError, RuntimeError) as exc:
+        except _RESTART_ERRORS as exc:
             self._end_reauth(r, f"could not start: {exc}")
             return
         self._keying[name] = k
