@@ -150,7 +150,7 @@ class RevocationFetcher:
             if pinned is not None:
                 issuer = next((c for c in remote.cacerts if c.subject == pinned.issuer), None)
                 if issuer is not None:
-                    self._cert_due.setdefault(A._cert_key(pinned), (pinned, issuer, now))
+                    self._cert_due.setdefault(A.cert_key(pinned), (pinned, issuer, now))
         self.cache.ca_ocsp_uris = {k: v for k, v in ca_ocsp.items() if v}
         self.cache.ca_crl_uris = {k: v for k, v in ca_crl.items() if v}
         self._kick()

@@ -931,8 +931,16 @@ def cert_ocsp_uris(cert: x509.Certificate) -> list[str]:
     return _uris(d.access_location for d in aia if d.access_method == AuthorityInformationAccessOID.OCSP)
 
 
-def _cert_key(cert: x509.Certificate) -> tuple[bytes, int]:
+def cert_key(cert: x509.Certificate) -> tuple[bytes, int]:
+    """What identifies ``cert`` for its revocation status: its issuer's name
+    (DER) and its serial number, as OCSP and CRLs name a certificate.  The
+    key of :attr:`RevocationCache.ocsp`, ``wanted``, ``pending`` and
+    ``settled``, of :attr:`RevocationPending.keys`, and of the fetcher's
+    schedule (:mod:`aioipsec.asyncio.revocation_fetch`)."""
     return cert.issuer.public_bytes(), cert.serial_number
+
+
+_cert_key = cert_key  # the former private name, used by tests/integration/test_revocation_fetch.py
 
 
 HOLD_LIMIT = 11.0
@@ -1000,7 +1008,7 @@ class RevocationCache:
         return list(dict.fromkeys([*cert_crl_uris(cert), *self.ca_crl_uris.get(cert.issuer.public_bytes(), ())]))
 
     def ocsp_for(self, cert: x509.Certificate) -> OcspStatus | None:
-        return self.ocsp.get(_cert_key(cert))
+        return self.ocsp.get(cert_key(cert))
 
     def may_hold(self, held_since: float | None, now: float, *, peer: str, sa: str) -> bool:
         """May a handshake first held at ``held_since`` (session time; None:
@@ -1015,7 +1023,7 @@ class RevocationCache:
         return False
 
     def want(self, cert: x509.Certificate, issuer: x509.Certificate) -> None:
-        key = _cert_key(cert)
+        key = cert_key(cert)
         if self.on_want is not None and key not in self.settled:
             self.pending.add(key)
         if key in self.wanted:
@@ -1380,7 +1388,7 @@ def check_revocation(
             _log.warning("revocation check peer=%s: %s", peer, exc)
             raise
         out.append(st)
-        if hold and fetched is not None and st.status == "failed" and _cert_key(cert) in fetched.pending:
+        if hold and fetched is not None and st.status == "failed" and cert_key(cert) in fetched.pending:
             held.append(cert)
             continue
         kind = "OCSP" if st.source == "OCSP" else "CRL"
@@ -1417,7 +1425,7 @@ def check_revocation(
         assert fetched is not None
         uris = [u for c in held for u in (*fetched.ocsp_uris(c), *fetched.crl_uris(c))]
         raise RevocationPending(peer, [_dn_text(_name_attrs(c.subject)) for c in held], list(dict.fromkeys(uris)),
-                                frozenset(_cert_key(c) for c in held))
+                                frozenset(cert_key(c) for c in held))
     return out
 
 
