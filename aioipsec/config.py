@@ -286,6 +286,19 @@ class ConnectionConfig:
         """We answer the peer's XAUTH (``local-2 = { auth = "xauth" }``)."""
         return self.local2 is not None and self.local2.auth == "xauth"
 
+    def eap_user(self, round2: bool = False) -> str | None:
+        """The EAP identity we send as a client, whose ``eap`` secret is our
+        password: in our first round ``local.eap_id``, else ``local.id``; in
+        the second (``round2``, ``local-2``) ``local2.eap_id``, else
+        ``local2.id``, else ``local.id``.  None when none is set: the loader
+        refuses that (no secret to find), and a session built in code sends
+        the IKE identity it uses instead."""
+        if not round2:
+            return self.local.eap_id or self.local.id
+        if self.local2 is None:
+            raise ValueError("no local-2 round")
+        return self.local2.eap_id or self.local2.id or self.local.id
+
     @property
     def over(self) -> float:
         """over_time, or its default: 10 % of the longer of rekey_time and reauth_time."""

@@ -400,7 +400,7 @@ def _eap_connection(ctx: _Ctx, path: str, c: ConnectionConfig, eap: list[tuple[s
     if local and remote:
         raise ctx.err(f"{path}.remote.auth", "EAP on both sides: the gateway authenticates with psk or pubkey")
     a = c.local if local else c.remote
-    _eap_round(ctx, f"{path}.{side}", c, a, remote, (c.local.eap_id or c.local.id) if local else None, eap)
+    _eap_round(ctx, f"{path}.{side}", c, a, remote, c.eap_user() if local else None, eap)
 
 
 def _eap_round2(ctx: _Ctx, path: str, c: ConnectionConfig, eap: list[tuple[str, list[str], bytes]]) -> None:
@@ -409,7 +409,7 @@ def _eap_round2(ctx: _Ctx, path: str, c: ConnectionConfig, eap: list[tuple[str, 
     if c.version != 2:
         return
     if c.local2 is not None:
-        user = c.local2.eap_id or c.local2.id or c.local.id
+        user = c.eap_user(round2=True)
         _eap_round(ctx, f"{path}.local-2", c, c.local2, False, user, eap)
     if c.remote2 is not None:
         _eap_round(ctx, f"{path}.remote-2", c, c.remote2, True, None, eap)

@@ -347,7 +347,7 @@ class IkeAuth(Task):
     # ------------------------------------------------------------------ EAP, initiator (client)
 
     def _eap_start_i(self, cfg: ConnectionConfig, ident: Identity) -> None:
-        name = cfg.local.eap_id or cfg.local.id or str(ident)
+        name = cfg.eap_user() or str(ident)
         self.sa.eap = EapRounds(self, peer=_eap_peer(cfg, cfg.local.auth, name, ""))
 
     def _round2_plan_i(self, cfg: ConnectionConfig, ident: Identity, msg: Message) -> None:
@@ -359,7 +359,7 @@ class IkeAuth(Task):
         if not self.sa.multiple_auth:
             raise AuthenticationFailed(f"local-2 (auth = {r2.auth}) needs a second authentication round, but the peer "
                                        "did not send MULTIPLE_AUTH_SUPPORTED in IKE_SA_INIT (RFC 4739)")
-        name = r2.eap_id or r2.id or cfg.local.id or str(ident)
+        name = cfg.eap_user(round2=True) or str(ident)
         peer = _eap_peer(cfg, r2.auth, name, " (local-2)")
         idi = Identity.from_string(r2.id or r2.eap_id) if (r2.id or r2.eap_id) else ident
         msg.add(notify(NotifyType.MULTIPLE_AUTH_SUPPORTED))
