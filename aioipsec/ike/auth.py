@@ -940,7 +940,6 @@ def cert_key(cert: x509.Certificate) -> tuple[bytes, int]:
     return cert.issuer.public_bytes(), cert.serial_number
 
 
-_cert_key = cert_key  # the former private name, used by tests/integration/test_revocation_fetch.py
 
 
 HOLD_LIMIT = 11.0

@@ -504,13 +504,13 @@ async def test_an_unreachable_responder_holds_only_until_the_fetch_failed(pki: P
     seen: list[bool] = []
 
     def fetch(*args: Any) -> bytes:
-        seen.append(auth._cert_key(pki.certs["dead"]) in f.cache.pending)
+        seen.append(auth.cert_key(pki.certs["dead"]) in f.cache.pending)
         raise OSError("still down")
 
     f._fetch = fetch  # type: ignore[method-assign]
     f._clock = lambda: NOW + datetime.timedelta(seconds=f.retry + 1)  # type: ignore[method-assign]
     await f.refresh()
-    assert seen == [True] and auth._cert_key(pki.certs["dead"]) not in f.cache.pending
+    assert seen == [True] and auth.cert_key(pki.certs["dead"]) not in f.cache.pending
 
 
 async def test_on_settled_names_each_finished_certificate(pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
@@ -522,11 +522,11 @@ async def test_on_settled_names_each_finished_certificate(pki: Pki, caplog: pyte
     f = _fetcher(pki)
     calls: list[tuple[set[Any], bool]] = []
     f.on_settled = lambda keys: calls.append((set(keys), any(k in f.cache.pending for k in keys)))
-    good, dead = auth._cert_key(pki.certs["ocsp-only"]), auth._cert_key(pki.certs["dead"])
+    good, dead = auth.cert_key(pki.certs["ocsp-only"]), auth.cert_key(pki.certs["dead"])
     for name in ("ocsp-only", "dead"):
         with pytest.raises(auth.RevocationPending) as ei:
             auth.check_revocation([pki.certs[name], pki.ca], [], "relaxed", NOW, fetched=f.cache, hold=True)
-        assert ei.value.keys == {auth._cert_key(pki.certs[name])}
+        assert ei.value.keys == {auth.cert_key(pki.certs[name])}
     await f.refresh()
     assert sorted(calls) == sorted([({good}, False), ({dead}, False)])
     calls.clear()
