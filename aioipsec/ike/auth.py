@@ -940,8 +940,6 @@ def cert_key(cert: x509.Certificate) -> tuple[bytes, int]:
     return cert.issuer.public_bytes(), cert.serial_number
 
 
-
-
 HOLD_LIMIT = 11.0
 """Default :attr:`RevocationCache.hold_limit` (the fetcher sets twice its
 timeout plus one second: an OCSP request, then a CRL download)."""
