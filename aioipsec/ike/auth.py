@@ -747,12 +747,17 @@ def verify_chain(
     Uses ``cryptography.x509.verification`` with a permissive end-entity
     policy (IKE certificates carry no TLS EKU and may have no SAN) and a CA
     policy that only insists on basicConstraints.  Without that API (old
-    ``cryptography``), checks signatures and validity periods along the
-    issuer chain by hand.  Raises :class:`AuthenticationFailed`."""
+    ``cryptography``), or when an Ed25519/Ed448 CA may have issued a certificate
+    of the chain (that verifier's Web PKI profile refuses EdDSA keys in CA
+    certificates: "Forbidden public key algorithm"), checks signatures,
+    validity periods and the intermediates' CA flag along the issuer chain by
+    hand.  Raises :class:`AuthenticationFailed`."""
     from cryptography import x509
 
     if not anchors:
         raise AuthenticationFailed("no trust anchors configured")
+    if _eddsa_issuer(leaf, intermediates, anchors):
+        return _verify_chain_manually(leaf, intermediates, anchors, at)
     try:
         from cryptography.x509.verification import (
             Criticality,
@@ -775,6 +780,18 @@ def verify_chain(
     except VerificationError as exc:
         raise AuthenticationFailed(f"certificate chain not trusted: {exc}") from None
     return list(verified.chain)
+
+
+def _eddsa_issuer(
+    leaf: x509.Certificate, intermediates: Sequence[x509.Certificate], anchors: Sequence[x509.Certificate]
+) -> bool:
+    """Whether a CA certificate named as the issuer of ``leaf`` or of one of
+    ``intermediates`` (among those and ``anchors``) has an Ed25519/Ed448 key."""
+    issuers = {leaf.issuer, *(c.issuer for c in intermediates)}
+    return any(
+        c.subject in issuers and isinstance(c.public_key(), ed25519.Ed25519PublicKey | ed448.Ed448PublicKey)
+        for c in (*intermediates, *anchors)
+    )
 
 
 @functools.lru_cache(maxsize=64)

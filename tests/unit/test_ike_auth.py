@@ -265,6 +265,34 @@ def test_manual_chain_fallback(pki) -> None:
         auth._verify_chain_manually(leaf, [inter], [ca], NOW - datetime.timedelta(days=5))
 
 
+def test_chain_with_eddsa_issuers() -> None:
+    """An Ed25519 CA (RFC 8410) and an Ed25519 intermediate: cryptography's verifier
+    refuses EdDSA keys in CA certificates ("Forbidden public key algorithm"), so such
+    chains were never trusted (found against strongSwan with an Ed25519 PKI); they are
+    checked by the chain walk, which still refuses what it must."""
+    ca_key = ed25519.Ed25519PrivateKey.generate()
+    ca = _cert(ca_key, _name("Ed CA"), ca_key, _name("Ed CA"), ca=True)
+    inter_key = ed25519.Ed25519PrivateKey.generate()
+    inter = _cert(inter_key, _name("Ed Sub CA"), ca_key, _name("Ed CA"), ca=True)
+    leaf = _cert(ec.generate_private_key(ec.SECP256R1()), _name("host.example"), inter_key,
+                 _name("Ed Sub CA"), ca=False)
+    chain = auth.verify_chain(leaf, [inter], [ca], NOW)
+    assert [c.subject for c in chain] == [leaf.subject, inter.subject, ca.subject]
+    direct = _cert(ed25519.Ed25519PrivateKey.generate(), _name("host.example"), ca_key, _name("Ed CA"), ca=False)
+    assert len(auth.verify_chain(direct, [], [ca], NOW)) == 2
+    with pytest.raises(AuthenticationFailed):
+        auth.verify_chain(leaf, [], [ca], NOW)  # intermediate missing
+    with pytest.raises(AuthenticationFailed):
+        auth.verify_chain(leaf, [inter], [ca], NOW + datetime.timedelta(days=60))  # expired
+    other_key = ed25519.Ed25519PrivateKey.generate()
+    other_ca = _cert(other_key, _name("Ed CA"), other_key, _name("Ed CA"), ca=True)
+    with pytest.raises(AuthenticationFailed):
+        auth.verify_chain(leaf, [inter], [other_ca], NOW)  # same name, other key
+    not_ca = _cert(inter_key, _name("Ed Sub CA"), ca_key, _name("Ed CA"), ca=False)
+    with pytest.raises(AuthenticationFailed):
+        auth.verify_chain(leaf, [not_ca], [ca], NOW)  # the intermediate is no CA
+
+
 def test_cert_identity_matching(pki) -> None:
     _, _, _, leaf = pki
     assert auth.cert_matches_identity(leaf, Identity.from_string("host.example"))
