@@ -79,11 +79,13 @@ def render_aioipsec_config(conn: Connection, topology: Topology, side: str, *,
     :func:`~.strongswan.render_swanctl` for ``conn``.  ``files`` names the PEM files of
     pubkey profiles (``cert``, ``key``, ``cacert``).  ``extra`` sets aioipsec-only keys
     as they are spelt in its TOML, overriding the rendered ones: ``{"global":
-    {"cookie_threshold": 0}, "ike": {"retransmit_tries": 2}, "child": {...}}``."""
+    {"cookie_threshold": 0}, "ike": {"retransmit_tries": 2}, "child": {...}}``;
+    ``local`` / ``remote`` go into the connection's auth tables (``{"local":
+    {"rsa_pss": True}}``)."""
     extra = extra or {}
-    unknown = set(extra) - {"global", "ike", "child"}
+    unknown = set(extra) - {"global", "ike", "child", "local", "remote"}
     if unknown:
-        raise PeerError(f"extra sections {sorted(unknown)}: only global, ike, child")
+        raise PeerError(f"extra sections {sorted(unknown)}: only global, ike, child, local, remote")
     me, peer = topology.side(side), topology.other(side)
     prof = conn.profile
     if conn.family == 6:
@@ -133,6 +135,8 @@ def render_aioipsec_config(conn: Connection, topology: Topology, side: str, *,
     else:
         local = {"auth": "psk", "id": local_id}
         remote = {"auth": "psk", "id": remote_id}
+    local.update(extra.get("local", {}))
+    remote.update(extra.get("remote", {}))
 
     ike.update(extra.get("ike", {}))
     child: dict[str, Any] = {

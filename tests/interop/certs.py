@@ -1,7 +1,7 @@
 """A test PKI for certificate-authenticated interop profiles, made with ``cryptography``.
 
-For each kind (``ecdsa``: P-256, ``ecdsa384``: P-384, ``rsa``: RSA-3072) one self-signed
-CA and two host certificates, ``left`` and ``right``, whose subjectAltName carries the IKE
+For each kind (``ecdsa``: P-256, ``ecdsa384``: P-384, ``ecdsa521``: P-521, ``ed25519``,
+``ed448``, ``rsa``: RSA-3072) one self-signed CA and two host certificates, ``left`` and ``right``, whose subjectAltName carries the IKE
 identity (``left.interop.example`` / ``right.interop.example``, as dNSName) and the side's
 outer IPv4 address of the direct topology.  Files (PEM; keys as unencrypted PKCS#8)::
 
@@ -26,14 +26,15 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-KINDS = ("ecdsa", "ecdsa384", "rsa")
+KINDS = ("ecdsa", "ecdsa384", "ecdsa521", "ed25519", "ed448", "rsa")
 SIDES = {"left": ("left.interop.example", "192.0.2.1"),
          "right": ("right.interop.example", "192.0.2.2")}
 
-PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+PrivateKey = (ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+              | ed448.Ed448PrivateKey)
 
 
 def _new_key(kind: str) -> PrivateKey:
@@ -41,9 +42,20 @@ def _new_key(kind: str) -> PrivateKey:
         return ec.generate_private_key(ec.SECP256R1())
     if kind == "ecdsa384":
         return ec.generate_private_key(ec.SECP384R1())
+    if kind == "ecdsa521":
+        return ec.generate_private_key(ec.SECP521R1())
+    if kind == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    if kind == "ed448":
+        return ed448.Ed448PrivateKey.generate()
     if kind == "rsa":
         return rsa.generate_private_key(public_exponent=65537, key_size=3072)
     raise ValueError(f"unknown key kind {kind!r} (one of {KINDS})")
+
+
+def _sig_hash(key: PrivateKey) -> hashes.SHA256 | None:
+    """The hash a CA signs with: SHA-256, none for EdDSA (it hashes internally)."""
+    return None if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey) else hashes.SHA256()
 
 
 def _name(common_name: str) -> x509.Name:
@@ -115,7 +127,7 @@ def generate_pki(directory: Path, kinds: tuple[str, ...] = KINDS) -> TestPki:
                 data_encipherment=False, key_agreement=False, key_cert_sign=True,
                 crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
             .add_extension(ca_ski, critical=False)
-            .sign(ca_key, hashes.SHA256())
+            .sign(ca_key, _sig_hash(ca_key))
         )
         _write(directory / f"ca-{kind}.crt.pem", ca_cert.public_bytes(serialization.Encoding.PEM))
         _write(directory / f"ca-{kind}.key.pem", _key_pem(ca_key), secret=True)
@@ -154,7 +166,7 @@ def _host_cert(kind: str, side: str, ca_key: PrivateKey, ca_name: x509.Name,
                        critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
             ca_ski), critical=False)
-        .sign(ca_key, hashes.SHA256())
+        .sign(ca_key, _sig_hash(ca_key))
     )
     return cert, key
 
@@ -162,7 +174,8 @@ def _host_cert(kind: str, side: str, ca_key: PrivateKey, ca_name: x509.Name,
 def _load_ca(pki: TestPki, kind: str) -> tuple[x509.Certificate, PrivateKey]:
     ca = x509.load_pem_x509_certificate(pki.ca_cert(kind).read_bytes())
     key = serialization.load_pem_private_key(pki.ca_key(kind).read_bytes(), password=None)
-    assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+    assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+                      | ed448.Ed448PrivateKey)
     return ca, key
 
 
@@ -204,7 +217,7 @@ def write_crl(pki: TestPki, kind: str, path: Path, revoked: dict[int, x509.Reaso
         if reason is not None:
             entry = entry.add_extension(x509.CRLReason(reason), critical=False)
         builder = builder.add_revoked_certificate(entry.build())
-    crl = builder.sign(ca_key, hashes.SHA256())
+    crl = builder.sign(ca_key, _sig_hash(ca_key))
     path.parent.mkdir(parents=True, exist_ok=True)
     _write(path, crl.public_bytes(serialization.Encoding.DER if der else serialization.Encoding.PEM))
     return path

@@ -14,7 +14,7 @@ Fixtures:
   session if a test failed or ``AIOIPSEC_INTEROP_KEEP=1``.
 * ``direct_topology`` / ``nat_topology`` (session): shared test beds; each test starts
   its own peers in them and the ``strongswan`` fixture stops those afterwards.
-* ``interop_pki`` (session): CA + left/right certificates (ECDSA P-256 and P-384, RSA-3072).
+* ``interop_pki`` (session): CA + left/right certificates (ECDSA P-256/P-384/P-521, Ed25519, Ed448, RSA-3072).
 * ``strongswan`` (function): a factory ``strongswan(topology, side, connection,
   log_keys=False)`` that configures and starts a charon; all are stopped (by PID) at
   the end of the test, and on failure their log tails are printed.

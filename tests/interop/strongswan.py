@@ -87,7 +87,7 @@ class Profile:
     proposals: str
     esp_proposals: str
     auth: str = "psk"                # "psk" or "pubkey"
-    cert_kind: str | None = None     # "ecdsa" / "rsa" for pubkey
+    cert_kind: str | None = None     # pubkey: a certs.KINDS entry ("ecdsa", "rsa", "ed25519" ...)
     aggressive: bool = False
     id_kind: str = "fqdn"            # "fqdn" (left/right.interop.example) or "ip" (outer)
     mode: str = "tunnel"
@@ -158,6 +158,12 @@ class Connection:
     # RFC 8784 Postquantum Preshared Keys by PPK_ID (``secrets.ppk-<n>``); a
     # connection uses one with ike_options={"ppk_id": ..., "ppk_required": "yes"}
     ppk_secrets: Mapping[str, str] = field(default_factory=dict)
+    # charon only: the ``auth`` of its local / remote section instead of the profile's
+    # (RFC 7427 signature constraints), e.g. "ike:rsa/pss-sha256": local signs with
+    # RSASSA-PSS, remote accepts only that in IKE_AUTH (without "ike:" the certificate
+    # chain's signatures would have to match too)
+    local_auth: str | None = None
+    remote_auth: str | None = None
 
     @classmethod
     def named(cls, profile: str, **kwargs: Any) -> Connection:
@@ -222,6 +228,8 @@ def render_swanctl(conn: Connection, topology: Topology, side: str) -> str:
         if keys:
             rounds += f"        {name} {{\n{_option_lines(keys, 12)}\n        }}\n"
     values = {
+        "LOCAL_AUTH": conn.local_auth or prof.auth,
+        "REMOTE_AUTH": conn.remote_auth or prof.auth,
         "PROFILE": prof.name,
         "VERSION": str(prof.version),
         "AGGRESSIVE": "yes" if prof.aggressive else "no",
@@ -229,7 +237,7 @@ def render_swanctl(conn: Connection, topology: Topology, side: str) -> str:
         "PROPOSALS": prof.proposals, "ESP_PROPOSALS": prof.esp_proposals,
         "FRAGMENTATION": conn.fragmentation, "DPD_DELAY": conn.dpd_delay,
         "IKE_OPTIONS": _option_lines(ike_options, 8),
-        "AUTH": prof.auth, "LOCAL_ID": local_id, "REMOTE_ID": remote_id,
+        "LOCAL_ID": local_id, "REMOTE_ID": remote_id,
         "LOCAL_EXTRA": local_extra, "REMOTE_EXTRA": remote_extra,
         "MODE": prof.mode, "LOCAL_TS": local_ts, "REMOTE_TS": remote_ts,
         "START_ACTION": conn.start_action,

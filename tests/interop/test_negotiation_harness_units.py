@@ -13,6 +13,7 @@ import pytest
 from aioipsec.config_file import load_config
 
 from .aioipsec_peer import render_aioipsec_config
+from .certs import generate_pki
 from .peer import PeerError
 from .strongswan import Connection, render_strongswan_conf, render_swanctl
 from .test_harness_units import make_topology, setting
@@ -81,3 +82,37 @@ def test_aioipsec_extra(tmp_path: Path) -> None:
     assert cfg.connections["ih"].retransmit_tries == 3
     with pytest.raises(PeerError, match="only global, ike, child"):
         render_aioipsec_config(BASE, topo, "left", extra={"tun": {"mtu": 1300}})
+
+
+def test_charon_auth_overrides_and_aioipsec_auth_extra(tmp_path: Path) -> None:
+    """test_ikev2_algorithms.py's options: charon's local/remote ``auth`` (RFC 7427
+    signature schemes) and aioipsec's auth tables (``rsa_pss``)."""
+    pki = generate_pki(tmp_path / "pki", kinds=("ecdsa",))    # the loader only reads the PEM files
+    topo = make_topology("direct")
+    conn = Connection.named("ikev2-cert-rsa")
+    plain = render_swanctl(conn, topo, "right")
+    assert setting(plain, "auth") == ["pubkey", "pubkey"]
+    pss = render_swanctl(replace(conn, local_auth="ike:rsa/pss-sha256", remote_auth="ike:rsa/pss-sha384"),
+                         topo, "right")
+    assert setting(pss, "auth") == ["ike:rsa/pss-sha256", "ike:rsa/pss-sha384"]
+    files = {"cert": pki.cert("left", "ecdsa"), "key": pki.key("left", "ecdsa"), "cacert": pki.ca_cert("ecdsa")}
+    cfg = _load(tmp_path, render_aioipsec_config(conn, topo, "left", files=files,
+                                                 extra={"local": {"rsa_pss": True}}))
+    ih = cfg.connections["ih"]
+    assert ih.local.rsa_pss is True and ih.local.auth == "pubkey" and ih.remote.auth == "pubkey"
+    assert _load(tmp_path, render_aioipsec_config(conn, topo, "left", files=files)
+                 ).connections["ih"].local.rsa_pss is False
+
+
+def test_pki_eddsa_and_p521(tmp_path: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
+
+    pki = generate_pki(tmp_path, kinds=("ecdsa521", "ed25519", "ed448"))
+    for kind, key_type in (("ecdsa521", ec.EllipticCurvePublicKey), ("ed25519", ed25519.Ed25519PublicKey),
+                           ("ed448", ed448.Ed448PublicKey)):
+        ca = x509.load_pem_x509_certificate(pki.ca_cert(kind).read_bytes())
+        for side in ("left", "right"):
+            cert = x509.load_pem_x509_certificate(pki.cert(side, kind).read_bytes())
+            assert isinstance(cert.public_key(), key_type) and isinstance(ca.public_key(), key_type)
+            cert.verify_directly_issued_by(ca)
