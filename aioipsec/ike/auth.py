@@ -750,8 +750,9 @@ def verify_chain(
     ``cryptography``), or when an Ed25519/Ed448 CA may have issued a certificate
     of the chain (that verifier's Web PKI profile refuses EdDSA keys in CA
     certificates: "Forbidden public key algorithm"), checks signatures,
-    validity periods and the intermediates' CA flag along the issuer chain by
-    hand.  Raises :class:`AuthenticationFailed`."""
+    validity periods, the intermediates' CA flag and every CA's path length
+    and key usage (keyCertSign) along the issuer chain by hand (no name
+    constraints).  Raises :class:`AuthenticationFailed`."""
     from cryptography import x509
 
     if not anchors:
@@ -820,6 +821,25 @@ def _verify_chain_manually(
 ) -> list[x509.Certificate]:
     from cryptography import x509
 
+    def may_issue(ca: x509.Certificate, below: int, what: str) -> None:
+        # RFC 5280 §4.2.1.9/§4.2.1.3: a CA's path length limits the CA
+        # certificates below it; a key usage, if present, must allow keyCertSign
+        try:
+            bc = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
+        except x509.ExtensionNotFound:
+            bc = None
+        if what == "intermediate" and (bc is None or not bc.ca):
+            raise AuthenticationFailed("intermediate is not a CA")
+        if bc is not None and bc.path_length is not None and below > bc.path_length:
+            raise AuthenticationFailed(f"{what} {ca.subject.rfc4514_string()}: path length {bc.path_length} "
+                                       f"exceeded ({below} CA certificates below it)")
+        try:
+            ku = ca.extensions.get_extension_for_class(x509.KeyUsage).value
+        except x509.ExtensionNotFound:
+            return
+        if not ku.key_cert_sign:
+            raise AuthenticationFailed(f"{what} {ca.subject.rfc4514_string()}: key usage without keyCertSign")
+
     chain = [leaf]
     current = leaf
     pool = list(intermediates)
@@ -830,15 +850,11 @@ def _verify_chain_manually(
             if anchor.subject == current.issuer and _verify_issued(current, anchor):
                 if not (anchor.not_valid_before_utc <= at <= anchor.not_valid_after_utc):
                     raise AuthenticationFailed("trust anchor not valid now")
+                may_issue(anchor, len(chain) - 1, "trust anchor")
                 return chain + [anchor]
         for inter in pool:
             if inter.subject == current.issuer and _verify_issued(current, inter):
-                try:
-                    bc = inter.extensions.get_extension_for_class(x509.BasicConstraints).value
-                except x509.ExtensionNotFound:
-                    bc = None
-                if bc is None or not bc.ca:
-                    raise AuthenticationFailed("intermediate is not a CA")
+                may_issue(inter, len(chain) - 1, "intermediate")
                 chain.append(inter)
                 pool.remove(inter)
                 current = inter

@@ -20,7 +20,7 @@ from aioipsec.ike import auth
 from aioipsec.ike.auth import AuthMethod, HashAlgorithm, Identity, IdType
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
-NOW = datetime.datetime(2025, 6, 1, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2025, 6, 1, tzinfo=datetime.UTC)
 
 
 def hmac_sha1(key: bytes, data: bytes) -> bytes:
@@ -291,6 +291,41 @@ def test_chain_with_eddsa_issuers() -> None:
     not_ca = _cert(inter_key, _name("Ed Sub CA"), ca_key, _name("Ed CA"), ca=False)
     with pytest.raises(AuthenticationFailed):
         auth.verify_chain(leaf, [not_ca], [ca], NOW)  # the intermediate is no CA
+
+
+def test_eddsa_chain_walk_path_length_and_key_usage() -> None:
+    """The chain walk that checks EdDSA-issued chains enforces each CA's
+    pathLenConstraint and, where a CA has a key usage, keyCertSign (RFC 5280
+    §4.2.1.9, §4.2.1.3), as cryptography's verifier does for other chains."""
+
+    def ca_cert(key, subject, issuer_key, issuer, *, path_length=None, cert_sign=True):
+        b = (
+            x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - datetime.timedelta(days=1)).not_valid_after(NOW + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=cert_sign,
+                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+        )
+        return b.sign(issuer_key, None)
+
+    root_key, sub_key = ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate()
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    for root_len, sub_len, sign, ok in ((None, None, True, True), (1, None, True, True), (0, None, True, False),
+                                        (None, 0, True, True), (None, None, False, False)):
+        root = ca_cert(root_key, "Ed Root", root_key, "Ed Root", path_length=root_len)
+        sub = ca_cert(sub_key, "Ed Sub", root_key, "Ed Root", path_length=sub_len, cert_sign=sign)
+        leaf = _cert(leaf_key, _name("host.example"), sub_key, _name("Ed Sub"), ca=False)
+        if ok:
+            assert len(auth.verify_chain(leaf, [sub], [root], NOW)) == 3
+        else:
+            with pytest.raises(AuthenticationFailed, match="path length 0 exceeded|without keyCertSign"):
+                auth.verify_chain(leaf, [sub], [root], NOW)
+    # a root with path length 0 still issues end-entity certificates directly
+    root = ca_cert(root_key, "Ed Root", root_key, "Ed Root", path_length=0)
+    direct = _cert(leaf_key, _name("host.example"), root_key, _name("Ed Root"), ca=False)
+    assert len(auth.verify_chain(direct, [], [root], NOW)) == 2
 
 
 def test_cert_identity_matching(pki) -> None:
