@@ -537,12 +537,13 @@ class Endpoint:
             self.dataplane.inbound_datagrams(esp)
 
     def _on_esp_socket(self, batch: list[tuple[bytes, Address]]) -> None:
+        # item[0]: a socket bound to the wildcard address adds the destination
         self.stats.esp_in += len(batch)
-        self.dataplane.inbound_datagrams([d for d, _ in batch])
+        self.dataplane.inbound_datagrams([item[0] for item in batch])
 
     def _on_ah_socket(self, batch: list[tuple[bytes, Address]]) -> None:
         self.stats.ah_in += len(batch)
-        self.dataplane.inbound_ah([d for d, _ in batch])
+        self.dataplane.inbound_ah([item[0] for item in batch])
 
     def _ike_received(self, data: bytes, addr: Address, on_4500: bool, dst: str | None = None) -> None:
         """An IKE message from ``addr``; ``dst``: the address it was sent to

@@ -88,12 +88,17 @@ class SessionProtocol:
         right away (its answer) leaves from there, as charon answers a request
         from its destination: a MOBIKE path probe to another address of ours
         is answered from the address probed, not from the IKE SA's (whose
-        path may be the one that broke)."""
+        path may be the one that broke).  An IKEv2 session is told ``dst`` too:
+        a MOBIKE peer's UPDATE_SA_ADDRESSES sent there moves our side of the
+        IKE SA to it (RFC 4555 §3.5; IKEv1 has no MOBIKE)."""
         first = not self._had_input
         self._had_input = True
         before = getattr(self.session, "remote_addr", None)
         try:
-            self.session.receive_datagram(data, addr, self._loop.time())
+            if dst is not None and getattr(self.session, "version", 2) != 1:
+                self.session.receive_datagram(data, addr, self._loop.time(), dst=dst)
+            else:
+                self.session.receive_datagram(data, addr, self._loop.time())
         except Exception:  # a session must never raise on peer input; contain it anyway
             logger.exception("session %s failed on input from %s", self.name, addr)
         # IKE floats to 4500 with the peer's first message, or once the session

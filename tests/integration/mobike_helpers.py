@@ -48,11 +48,14 @@ class MobikeInformational(Task):
     name = "test_mobike_informational"
 
     def __init__(self, session: Any, *, update: bool = True, natd_source: Address | None = None,
-                 cookie2: bytes | None = None, extra: list[tuple[int, bytes]] | None = None) -> None:
+                 cookie2: bytes | None = None, extra: list[tuple[int, bytes]] | None = None,
+                 natd_dest: Address | None = None) -> None:
         super().__init__(session, session.sa, True)
         self.update = update
         self.natd_source = natd_source
         """Our address as we see it (hashed into NAT_DETECTION_SOURCE_IP); None: no NAT-D."""
+        self.natd_dest = natd_dest
+        """The peer's address we sent to (NAT_DETECTION_DESTINATION_IP); None: the session's remote address."""
         self.cookie2 = cookie2
         self.extra = extra or []
         self.response: Message | None = None
@@ -63,7 +66,7 @@ class MobikeInformational(Task):
             msg.add(notify(NotifyType.UPDATE_SA_ADDRESSES))
         if self.natd_source is not None:
             msg.add(notify(NotifyType.NAT_DETECTION_SOURCE_IP, natd_hash(sa.spi_i, sa.spi_r, self.natd_source)))
-            msg.add(notify(NotifyType.NAT_DETECTION_DESTINATION_IP, natd_hash(sa.spi_i, sa.spi_r, s.remote_addr)))
+            msg.add(notify(NotifyType.NAT_DETECTION_DESTINATION_IP, natd_hash(sa.spi_i, sa.spi_r, self.natd_dest or s.remote_addr)))
         if self.cookie2 is not None:
             msg.add(notify(NotifyType.COOKIE2, self.cookie2))
         for ntype, data in self.extra:

@@ -16,7 +16,7 @@ import pytest
 from ikev2_pair import Pair, psk_pair_configs
 from mobike_helpers import announce, send_informational
 
-from aioipsec.events import PeerAddressChanged
+from aioipsec.events import LocalAddressChanged, PeerAddressChanged
 from aioipsec.ike.constants import NotifyType
 from aioipsec.ike.natd import natd_hash
 from aioipsec.ike.v2.message import decode_message
@@ -146,6 +146,92 @@ def test_probe_without_update_is_answered_at_its_source_without_moving() -> None
     r.receive_datagram(req, NAT, p.now)
     [(_, dst)] = r.datagrams_to_send(p.now)
     assert dst == NAT and r.remote_addr == OLD and not _moves(p)
+
+
+SECOND = "192.0.2.4"  # the responder's second address (ikev2_pair.R_ADDR is its first)
+
+
+def _local_moves(p: Pair) -> list[LocalAddressChanged]:
+    return [e for e in p.events("r", LocalAddressChanged) if isinstance(e, LocalAddressChanged)]
+
+
+def test_update_sent_to_our_second_address_moves_both_sides() -> None:
+    """RFC 4555 §3.5: "the responder updates the IP addresses of the IKE SA
+    with the values from the IP header" -- both of them.  A multi-homed
+    gateway the client reached at its second address (the first path broke)
+    moves its own side there too, so ESP leaves from it (as charon)."""
+    p, _ = _pair()
+    r = p.r
+    assert r is not None and r.local_addr == ("192.0.2.2", 500)
+    [child] = r.child_sas
+    t, req = send_informational(p.i, p.now, natd_source=NEW, natd_dest=(SECOND, 4500), cookie2=COOKIE2)
+    r.receive_datagram(req, NEW, p.now, dst=SECOND)
+    assert r.local_addr == (SECOND, 4500) and r.remote_addr == NEW
+    # our side first, then the peer's: both events, no NAT on the new path
+    moves = [e for e in p.events("r", (LocalAddressChanged, PeerAddressChanged))]
+    assert [type(e) for e in moves] == [LocalAddressChanged, PeerAddressChanged]
+    local, peer = moves
+    assert (local.old_addr, local.new_addr, local.encap) == (("192.0.2.2", 500), (SECOND, 4500), False)
+    assert (peer.old_addr, peer.new_addr, peer.encap) == (OLD, NEW, False)
+    assert not r.sa.nat_local and not r.sa.nat_remote and child.encap is False
+    # the answer's NAT-D hashes the new local address
+    [(resp, dst)] = r.datagrams_to_send(p.now)
+    assert dst == NEW
+    p.i.receive_datagram(resp, (SECOND, 4500), p.now)
+    assert t.response is not None
+    spi_i, spi_r = p.i.sa.spi_i, p.i.sa.spi_r
+    assert _notify(t.response, NotifyType.NAT_DETECTION_SOURCE_IP) == natd_hash(spi_i, spi_r, (SECOND, 4500))
+    assert _notify(t.response, NotifyType.NAT_DETECTION_DESTINATION_IP) == natd_hash(spi_i, spi_r, NEW)
+    assert _notify(t.response, NotifyType.COOKIE2) == COOKIE2
+    assert r.child_sas == [child] and not r.is_closed
+
+
+def test_update_to_our_second_address_from_the_same_peer_address() -> None:
+    """The client stays where it is and only switches to our second address:
+    only our side moves (LocalAddressChanged alone).  Without a destination,
+    or with the one we are at, nothing local changes."""
+    p, _ = _pair()
+    r = p.r
+    assert r is not None
+    here = (OLD[0], 4500)
+    # without dst (the caller does not know it): the peer's port floats, we stay
+    _, req = send_informational(p.i, p.now, natd_source=here)
+    r.receive_datagram(req, here, p.now)
+    [(resp, _)] = r.datagrams_to_send(p.now)
+    p.i.receive_datagram(resp, r.local_addr, p.now)
+    assert r.local_addr == ("192.0.2.2", 4500) and r.remote_addr == here and not _local_moves(p)
+    p.clear_events()
+    # dst is where we are: nothing changes
+    _, req = send_informational(p.i, p.now, natd_source=here)
+    r.receive_datagram(req, here, p.now, dst="192.0.2.2")
+    [(resp, _)] = r.datagrams_to_send(p.now)
+    p.i.receive_datagram(resp, r.local_addr, p.now)
+    assert r.local_addr == ("192.0.2.2", 4500) and not p.events("r", (LocalAddressChanged, PeerAddressChanged))
+    # sent to our second address: only our side moves
+    _, req = send_informational(p.i, p.now, natd_source=here, natd_dest=(SECOND, 4500))
+    r.receive_datagram(req, here, p.now, dst=SECOND)
+    [(resp, _)] = r.datagrams_to_send(p.now)
+    p.i.receive_datagram(resp, r.local_addr, p.now)
+    assert r.local_addr == (SECOND, 4500) and r.remote_addr == here
+    [ev] = p.events("r", (LocalAddressChanged, PeerAddressChanged))
+    assert isinstance(ev, LocalAddressChanged)
+    assert (ev.old_addr, ev.new_addr, ev.encap) == (("192.0.2.2", 4500), (SECOND, 4500), False)
+
+
+def test_probe_to_our_second_address_moves_nothing() -> None:
+    """A path probe (no UPDATE_SA_ADDRESSES) sent to our second address is
+    answered with NAT-D for that path, but only an update moves us."""
+    p, _ = _pair()
+    r = p.r
+    assert r is not None
+    t, req = send_informational(p.i, p.now, update=False, natd_source=NEW, natd_dest=(SECOND, 500))
+    r.receive_datagram(req, NEW, p.now, dst=SECOND)
+    [(resp, dst)] = r.datagrams_to_send(p.now)
+    assert dst == NEW and r.local_addr == ("192.0.2.2", 500) and r.remote_addr == OLD
+    assert not p.events("r", (LocalAddressChanged, PeerAddressChanged))
+    p.i.receive_datagram(resp, (SECOND, 500), p.now)
+    assert t.response is not None
+    assert _notify(t.response, NotifyType.NAT_DETECTION_SOURCE_IP) == natd_hash(p.i.sa.spi_i, p.i.sa.spi_r, (SECOND, 500))
 
 
 def test_forged_or_replayed_update_changes_nothing() -> None:

@@ -239,3 +239,48 @@ async def test_a_gateway_bound_to_one_address_announces_no_other() -> None:
     finally:
         await cl.close(timeout=1)
         await gw.close(timeout=1)
+
+
+async def test_wildcard_gateway_moves_its_side_to_the_probed_address() -> None:
+    """The probe above, then the client's UPDATE_SA_ADDRESSES sent to the
+    gateway's second address: the gateway moves its own side of the IKE SA
+    there too (RFC 4555 §3.5, as charon), so its ESP leaves from the second
+    address.  Here the first address is cut off both ways: ESP from it (what
+    the gateway sent before) never reaches the client."""
+    from aioipsec.netutil import parse_udp, udp_packet
+    from aioipsec.transports.memory import memory_pipe
+
+    net = MemoryNetwork()
+    first, second = "198.51.100.1", "198.51.100.2"
+    ini, resp = _confs(first, 500)
+    ini.dpd_delay, ini.retransmit_timeout, ini.retransmit_base, ini.retransmit_tries = 1.0, 0.2, 1.0, 1
+    gw_in, gw_app = memory_pipe()
+    cl_in, cl_app = memory_pipe()
+    gw = await Endpoint.create("0.0.0.0", configurations=[resp], network=net, inner=gw_in)
+    cl = await Endpoint.create("192.0.2.7", configurations=[ini], network=net, inner=cl_in)
+    gw.set_local_addresses([first, second])
+    try:
+        proto = cl.initiate("gw")
+        await asyncio.wait_for(proto.wait_child("net"), 5)
+        s = proto.session
+        (rproto,) = gw.sessions
+        await asyncio.wait_for(rproto.wait_child("net"), 5)
+        rs = rproto.session
+        assert rs.local_addr == (first, 4500)
+        spis = (s.sa.spi_i, s.sa.spi_r)
+        net.mangle = lambda src, data, dst: None if first in (src[0], dst[0]) else data
+        for _ in range(100):
+            if s.remote_addr == (second, 4500) and not s.sa.tm.active:
+                break
+            await asyncio.sleep(0.1)
+        assert s.remote_addr == (second, 4500) and not s.sa.tm.active, "the client did not move"
+        assert rs.local_addr == (second, 4500) and not rs.is_closed and (rs.sa.spi_i, rs.sa.spi_r) == spis
+        # ESP both ways over the new path, the gateway's from its second address
+        cl_app.send_batch([udp_packet("10.1.0.1", "10.2.0.1", 1, 2, b"ping")])
+        (got,) = await asyncio.wait_for(gw_app.recv_batch(), 5)
+        gw_app.send_batch([udp_packet("10.2.0.1", "10.1.0.1", 2, 1, b"pong")])
+        (back,) = await asyncio.wait_for(cl_app.recv_batch(), 5)
+        assert parse_udp(got)[4] == b"ping" and parse_udp(back)[4] == b"pong"  # type: ignore[index]
+    finally:
+        await cl.close(timeout=1)
+        await gw.close(timeout=1)

@@ -262,6 +262,11 @@ class IkeSa:
     hands it on to the new IKE SA (its own rekey time, the old reauthentication
     time), suspended too.  A class default, set on the instance only while
     suspended."""
+    request_dst: str | None = None
+    """Our address the request being processed was sent to, when the caller
+    knew it (``receive_datagram(dst=)``): a MOBIKE responder moves there with
+    UPDATE_SA_ADDRESSES (RFC 4555 §3.5).  A class default, set on the
+    instance only while such a request is processed."""
 
     def __init__(self, session: IkeSessionV2, *, initiator: bool, spi_i: bytes | None, spi_r: bytes = bytes(8)) -> None:
         self._session = weakref.ref(session)
@@ -992,11 +997,14 @@ class IkeSessionV2:
         else:
             sa.tm.queue(task, first=True)
 
-    def local_moved(self, sa: IkeSa, addr: Address, natd: bool) -> None:
+    def local_moved(self, sa: IkeSa, addr: Address, natd: bool, *, responder: bool = False) -> None:
         """The peer answered our UPDATE_SA_ADDRESSES (RFC 4555 §3.5): we are
         at ``addr`` now.  ``natd``: NAT detection was redone for the new path
-        and UDP encapsulation of the Child SAs follows it.
+        and UDP encapsulation of the Child SAs follows it.  ``responder``: the
+        peer's UPDATE_SA_ADDRESSES was sent to ``addr``, another address of
+        ours (a multi-homed gateway takes it from the IP header, §3.5).
         :class:`LocalAddressChanged` tells the data plane."""
+        why = f"MOBIKE update from {self.peer} sent there" if responder else f"MOBIKE update answered by {self.peer}"
         old = self.local_addr
         encap: bool | None = (sa.nat_local or sa.nat_remote) if natd else None
         self.local_addr = addr
@@ -1005,11 +1013,10 @@ class IkeSessionV2:
         addr = self.local_addr
         switched = self._set_children_encap(encap)
         if addr == old and not switched:
-            logger.info("MOBIKE update to %s answered by %s: address and UDP encapsulation unchanged",
-                        _peer_str(addr), self.peer)
+            logger.info("%s: address %s and UDP encapsulation unchanged", why, _peer_str(addr))
             return
-        logger.info("IKE_SA %s %s now at %s (was %s; MOBIKE update answered by %s; UDP encapsulation %s)",
-                    self.config.name, sa.spis(), _peer_str(addr), _peer_str(old), self.peer,
+        logger.info("IKE_SA %s %s now at %s (was %s; %s; UDP encapsulation %s)",
+                    self.config.name, sa.spis(), _peer_str(addr), _peer_str(old), why,
                     "unchanged" if encap is None else ("on" if encap else "off"))
         self.emit(LocalAddressChanged(self.peer, old, addr, encap))
 
@@ -1122,15 +1129,19 @@ class IkeSessionV2:
             logger.exception("IKE session %s: internal error in timer handling", self.config.name)
         self._kick(now)
 
-    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
-        """Process one IKE datagram (without non-ESP marker).  Never raises."""
+    def receive_datagram(self, data: bytes, addr: Address, now: float, *, dst: str | None = None) -> None:
+        """Process one IKE datagram (without non-ESP marker).  ``dst``: our
+        address it was sent to, when the caller knows it (a socket bound to
+        the wildcard address): an UPDATE_SA_ADDRESSES sent to another address
+        of ours moves our side of a MOBIKE IKE SA there (RFC 4555 §3.5: the
+        responder takes both addresses from the IP header).  Never raises."""
         if self.is_closed:
             self.stats.dropped_closed += 1
             return
         self.stats.received += 1
         self.now = now
         try:
-            self._receive(bytes(data), (addr[0], addr[1]), now)
+            self._receive(bytes(data), (addr[0], addr[1]), now, dst)
         except Exception:  # pragma: no cover - defensive
             self.stats.internal_errors += 1
             logger.exception("IKE session %s: internal error on input from %s", self.config.name, _peer_str(addr))
@@ -1477,7 +1488,7 @@ class IkeSessionV2:
                     return sa
         return None
 
-    def _receive(self, data: bytes, addr: Address, now: float) -> None:
+    def _receive(self, data: bytes, addr: Address, now: float, dst: str | None = None) -> None:
         try:
             hdr = peek_header(data)
         except ParseError:
@@ -1498,7 +1509,7 @@ class IkeSessionV2:
         if hdr.response:
             self._on_response(sa, hdr, data, addr, now)
         else:
-            self._on_request(sa, hdr, data, addr, now)
+            self._on_request(sa, hdr, data, addr, now, dst)
 
     def _decode(self, sa: IkeSa, data: bytes, hdr: Any, *, fragment_mid_ok: bool) -> Message | None:
         """Decode (verify, decrypt, reassemble).  Returns None when the datagram
@@ -1550,7 +1561,7 @@ class IkeSessionV2:
             return False
         return skf.fragment_number == 1
 
-    def _on_request(self, sa: IkeSa, hdr: Any, data: bytes, addr: Address, now: float) -> None:
+    def _on_request(self, sa: IkeSa, hdr: Any, data: bytes, addr: Address, now: float, dst: str | None = None) -> None:
         kind = sa.tm.classify_request(hdr.message_id)
         if hdr.exchange_type == ExchangeType.IKE_SA_INIT:
             if sa.keys is not None or kind != "new":
@@ -1593,10 +1604,14 @@ class IkeSessionV2:
             sa.last_init_request = data
             sa.init_request = data
         sa.request_addr = addr
+        if dst is not None:
+            sa.request_dst = dst
         try:
             self._process_request(sa, msg, now, reply_to)
         finally:
             sa.request_addr = None
+            if dst is not None:
+                del sa.request_dst  # back to the class default
 
     def _peer_moved(self, sa: IkeSa, addr: Address) -> None:
         """An authenticated message of ``sa`` came from ``addr``.  While the IKE

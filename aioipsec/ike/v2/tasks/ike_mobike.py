@@ -70,7 +70,7 @@ import logging
 
 from ....errors import InvalidSyntax
 from ....selectors import Address
-from ...constants import ExchangeType, NotifyType
+from ...constants import NATT_PORT, ExchangeType, NotifyType
 from ...natd import check_natd
 from ..message import Message
 from .base import Task, TaskStatus
@@ -171,6 +171,8 @@ class IkeMobike(Task):
         self.cookie2: bytes | None = None
         self.natd: tuple[list[bytes], list[bytes]] | None = None
         self.source = sa.request_addr
+        self.dst = sa.request_dst
+        """Responder: our address the request was sent to (None: not known)."""
         self.auth = auth
         if auth:
             # shares the IKE_AUTH request with IkeAuth (instance attributes:
@@ -298,15 +300,30 @@ class IkeMobike(Task):
             self._update()
         return TaskStatus.SUCCESS
 
+    def _local(self) -> Address:
+        """Our end of the path the request came on: the address it was sent
+        to (when known) on the IKE SA's port."""
+        local = self.session.local_addr
+        return local if self.dst is None else (self.dst, local[1])
+
     def _update(self) -> None:
-        """UPDATE_SA_ADDRESSES (RFC 4555 §3.5): follow the peer to the
-        request's source and redo NAT detection for the new path."""
+        """UPDATE_SA_ADDRESSES (RFC 4555 §3.5): "the responder updates the IP
+        addresses of the IKE SA with the values from the IP header": follow
+        the peer to the request's source and, when it was sent to another
+        address of ours (a multi-homed gateway the peer reached there), move
+        our side to that address too; redo NAT detection for the new path."""
         s, sa = self.session, self.sa
         new = self.source or s.remote_addr
+        local = s.local_addr
+        if self.dst is not None and self.dst != local[0]:
+            # MOBIKE runs on 4500 (§3.3): so did this request if it came from there
+            local = (self.dst, NATT_PORT if new[1] == NATT_PORT else local[1])
         if self.natd is not None:
             src, dst = self.natd
-            res = check_natd(sa.spi_i or bytes(8), sa.spi_r, src, dst, s.local_addr, new)
+            res = check_natd(sa.spi_i or bytes(8), sa.spi_r, src, dst, local, new)
             apply_natd(sa, res, s.config.encap)
+        if local[0] != s.local_addr[0]:
+            s.local_moved(sa, local, natd=self.natd is not None, responder=True)
         s.mobike_moved(sa, new, natd=self.natd is not None)
 
     def build_r(self, msg: Message) -> TaskStatus:
@@ -319,7 +336,8 @@ class IkeMobike(Task):
                 s.step("MOBIKE enabled", sa)
             return TaskStatus.SUCCESS
         if self.natd is not None:
-            add_natd(s, msg, sa.spi_i or bytes(8), sa.spi_r, self.source or s.remote_addr)
+            # our NAT-D for the path the request came on (after an update: where we are now)
+            add_natd(s, msg, sa.spi_i or bytes(8), sa.spi_r, self.source or s.remote_addr, self._local())
         if self.cookie2 is not None:
             msg.add(notify(NotifyType.COOKIE2, self.cookie2))
         return TaskStatus.SUCCESS
