@@ -878,40 +878,52 @@ class Daemon:
     def _roam_events(self) -> None:
         """Start or stop following our own address changes (``[daemon]
         roam_events``, charon's ``charon.roam_events``) as the configuration
-        says.  Only for a daemon bound to one address it chose itself: not
-        on the wildcard (a gateway answers at every address), not with
-        ``[daemon] address`` (told where to be), not on an in-memory network."""
+        says.  A daemon bound to one address it chose itself follows it
+        (roams); one bound to the wildcard address never moves (it answers at
+        every address) but announces the host's addresses to its MOBIKE
+        peers, and an address update when they change (as charon does), so a
+        client can move to another address of ours when its path breaks.
+        Not with ``[daemon] address`` (told where to be), not on an in-memory
+        network."""
         from .asyncio.netwatch import NetlinkWatcher, RoamWatch
 
         ep = self.endpoint
+        wildcard = ep is not None and ipaddress.ip_address(ep.local_ip).is_unspecified
         why = None
         if not self.config.daemon.roam_events:
             why = "roam_events = false"
         elif self.network is not None:
             why = "not on a kernel network"
-        elif self.config.daemon.address:
+        elif self.config.daemon.address and not wildcard:
             why = f"bound to daemon.address {self.config.daemon.address}"
-        elif ep is None or ipaddress.ip_address(ep.local_ip).is_unspecified:
-            why = "bound to every address"
+        elif ep is None:
+            why = "not started"
         if why is not None:
             if self.netwatch is not None:
                 logger.info("no longer following address changes: %s", why)
                 self._stop_roam_events()
             return
+        if self.roamwatch is not None and (self.roamwatch.roam is None) != wildcard:
+            self._stop_roam_events()  # the binding changed: the other mode starts below
         if self.netwatch is not None:
             return
+        assert ep is not None
         loop = asyncio.get_running_loop()
         rw = RoamWatch(loop, current=lambda: self.endpoint.local_ip, peers=self._roam_peers,
-                       roam=self._auto_roam, pinned=self._pinned_addrs, delay=self.roam_delay,
-                       on_addresses=self._local_addresses)
+                       roam=None if wildcard else self._auto_roam, pinned=self._pinned_addrs,
+                       delay=self.roam_delay, on_addresses=self._local_addresses)
         nw = NetlinkWatcher(loop, rw.events, ignore_index=self._own_interface)
         try:
             nw.start()
         except OSError as exc:
-            logger.warning("cannot follow address changes (rtnetlink: %s); use the roam command", exc)
+            logger.warning("cannot follow address changes (rtnetlink: %s)%s", exc,
+                           "" if wildcard else "; use the roam command")
             return
         self.netwatch, self.roamwatch = nw, rw
-        logger.info("following address changes at %s (roam_events)", ep.local_ip)
+        if wildcard:
+            logger.info("bound to every address: announcing the host's addresses to MOBIKE peers (roam_events)")
+        else:
+            logger.info("following address changes at %s (roam_events)", ep.local_ip)
         loop.call_soon(rw.announce)  # MOBIKE's first address list, once the loop runs
 
     def _local_addresses(self, present: Iterable[str]) -> None:

@@ -231,10 +231,14 @@ class RoamWatch:
     addresses of interfaces that are up) and ``route_source(peer)`` default
     to rtnetlink dumps and a connected UDP socket; ``pinned()``: the
     ``local_addrs`` configured; ``on_addresses(present)``: told the usable
-    addresses at every check (MOBIKE announces them), before any move."""
+    addresses at every check (MOBIKE announces them), before any move.
+    ``roam`` None: announce only (a daemon bound to the wildcard address
+    answers at every address and never moves; its peers learn the
+    addresses), so ``current``, ``peers``, ``route_source`` and ``pinned``
+    are not asked."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, current: Callable[[], str],
-                 peers: Callable[[], list[str]], roam: Callable[[str, str], Any],
+                 peers: Callable[[], list[str]], roam: Callable[[str, str], Any] | None,
                  pinned: Callable[[], Iterable[str]] = tuple,
                  addresses: Callable[[], Iterable[str]] | None = None,
                  route_source: Callable[[str], str | None] | None = None,
@@ -292,8 +296,18 @@ class RoamWatch:
                              "" if len(burst) == 1 else "s")
 
     def check(self, burst: Sequence[NetEvent] = ()) -> str | None:
-        """Decide now; returns the address moved to, or None."""
+        """Decide now; returns the address moved to, or None (always when
+        announcing only)."""
         self.checks += 1
+        if self.roam is None:
+            try:
+                present = set(self.addresses())
+            except (OSError, NetlinkError) as exc:
+                logger.warning("address check: cannot list the local addresses (%s)", exc)
+                return None
+            if self.on_addresses is not None:
+                self.on_addresses(present)
+            return None
         current = self.current()
         family = socket.AF_INET6 if ":" in current else socket.AF_INET
         peers = [p for p in self.peers() if (":" in p) == (family == socket.AF_INET6)]

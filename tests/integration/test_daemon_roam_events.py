@@ -118,7 +118,47 @@ async def test_not_for_a_daemon_bound_where_it_was_told(gateways: Gateways,  # n
     g.a.config.daemon.address = "192.0.2.1"
     g.a._roam_events()
     assert g.a.netwatch is None and FakeWatcher.made == []
-    g.a.config.daemon.address = None
+
+
+async def test_a_daemon_on_the_wildcard_announces_its_addresses_and_never_roams(
+        gateways: Gateways, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    """Bound to the wildcard address the daemon answers at every address:
+    its watcher only announces the host's addresses (MOBIKE: the peer learns
+    them, and an address update follows a change), as charon does, so a
+    client whose path breaks can move to another one of ours."""
+    caplog.set_level(logging.INFO)
+    g = gateways
+    rc, _, err = await g.cli("up", "hq")
+    assert rc == 0, err
+    [gw] = list(g.h.endpoint.sessions)
+    assert gw.session.sa.peer_addrs == []
+    FakeWatcher.made.clear()
+    monkeypatch.setattr(netwatch, "NetlinkWatcher", FakeWatcher)
+    monkeypatch.setattr(g.a, "network", None)
+    monkeypatch.setattr(g.a, "roam_delay", 0.05)
     monkeypatch.setattr(g.a.endpoint, "local_ip", "0.0.0.0")
+    present = {"192.0.2.1", NEW}
+    monkeypatch.setattr(netwatch, "usable_addresses", lambda: set(present))
     g.a._roam_events()
-    assert g.a.netwatch is None and FakeWatcher.made == []
+    [nw] = FakeWatcher.made
+    rw = g.a.roamwatch
+    assert nw.started and g.a.netwatch is nw and rw.roam is None
+    assert "bound to every address: announcing the host's addresses to MOBIKE peers (roam_events)" in caplog.text
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while gw.session.sa.peer_addrs != [NEW]:  # the first look: an address update tells the peer
+        assert loop.time() < deadline, "the peer never learned our second address"
+        await asyncio.sleep(0.02)
+    assert g.a.endpoint.local_addresses == ("192.0.2.1", NEW)
+    # our address in use goes: no move (a wildcard daemon never roams), only a new list
+    present.discard("192.0.2.1")
+    third = "192.0.2.78"
+    present.add(third)
+    nw.callback([NetEvent("addr", False, 3, "192.0.2.1/24"), NetEvent("addr", True, 3, f"{third}/24")])
+    while g.a.endpoint.local_addresses != tuple(sorted((NEW, third))):
+        assert loop.time() < deadline, "the new addresses were never announced"
+        await asyncio.sleep(0.02)
+    assert rw.checks == 1 and rw.roams == 0
+    s = g.a.endpoint.find_session("hq").session
+    assert s.local_addr[0] == "192.0.2.1" and "roaming" not in caplog.text
+    g.a._stop_roam_events()

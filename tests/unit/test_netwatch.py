@@ -355,6 +355,31 @@ def test_check_considers_only_peers_of_our_family_and_logs_the_reason(caplog: py
             ) in caplog.text
 
 
+async def test_announce_only_tells_the_addresses_and_never_roams() -> None:
+    """roam=None (a daemon bound to the wildcard address): the first look
+    and every burst only tell ``on_addresses``; even with the address the
+    endpoint had gone and the kernel routing from another, nothing moves,
+    and neither the peers nor the routes are asked."""
+    f = Fake()
+    told: list[set[str]] = []
+
+    def ask() -> list[str]:
+        raise AssertionError("an announce-only watcher asked for the peers")
+
+    rw = RoamWatch(asyncio.get_running_loop(), current=lambda: "0.0.0.0", peers=ask, roam=None,
+                   addresses=f.addresses, route_source=lambda p: "192.0.2.3", delay=0.02,
+                   on_addresses=told.append)
+    f.present = {"192.0.2.1", "192.0.2.4"}
+    rw.announce()
+    assert told == [{"192.0.2.1", "192.0.2.4"}]
+    f.present = {"192.0.2.3"}
+    rw.events([EV, NetEvent("addr", True, 3, "192.0.2.3/24")])
+    await asyncio.sleep(0.08)
+    assert rw.checks == 1 and rw.roams == 0 and f.roamed == []
+    assert told == [{"192.0.2.1", "192.0.2.4"}, {"192.0.2.3"}]
+    assert rw.check([EV]) is None and told[-1] == {"192.0.2.3"}
+
+
 # ---------------------------------------------------------------- the key
 
 def test_roam_events_key() -> None:
