@@ -929,7 +929,11 @@ class Daemon:
     def _local_addresses(self, present: Iterable[str]) -> None:
         """The host's usable addresses now: MOBIKE announces them to the peers
         as our additional addresses (charon sends an address update on any
-        address change)."""
+        address change).  Not those of a loopback interface, which no peer
+        can reach (as charon)."""
+        from .asyncio.netwatch import loopback_addresses
+
+        present = set(present) - loopback_addresses()
         sent = self.endpoint.set_local_addresses(present)
         if sent:
             logger.info("local addresses now %s; MOBIKE address update sent to %s",

@@ -108,6 +108,7 @@ _IFLA_IFNAME = 3
 IFA_F_TENTATIVE, IFA_F_DADFAILED = 0x40, 0x08
 """Address flags of an address that cannot be used (bound) yet or at all."""
 IFF_UP = 0x1
+IFF_LOOPBACK = 0x8
 
 
 class NetlinkError(ValueError):
@@ -204,6 +205,10 @@ class IfLink:
     @property
     def up(self) -> bool:
         return bool(self.flags & IFF_UP)
+
+    @property
+    def loopback(self) -> bool:
+        return bool(self.flags & IFF_LOOPBACK)
 
 
 def parse_ifaddr(body: bytes) -> IfAddr:

@@ -344,3 +344,17 @@ def usable_addresses() -> set[str]:
         if a.ip is not None and a.usable and (lk is None or lk.up):
             out.add(a.ip)
     return out
+
+
+def loopback_addresses() -> set[str]:
+    """The addresses on this host's loopback interfaces (``lo``: 127.0.0.1,
+    ::1, and whatever else is put there, e.g. a router ID or an inner
+    address).  MOBIKE does not announce them: a peer could never reach us
+    there (charon leaves out every address of a loopback interface).  Empty
+    when rtnetlink cannot tell."""
+    try:
+        links = netutil.links()
+        return {a.ip for a in netutil.local_addresses()
+                if a.ip is not None and (lk := links.get(a.index)) is not None and lk.loopback}
+    except (OSError, NetlinkError):
+        return set()

@@ -137,8 +137,10 @@ async def test_a_daemon_on_the_wildcard_announces_its_addresses_and_never_roams(
     monkeypatch.setattr(g.a, "network", None)
     monkeypatch.setattr(g.a, "roam_delay", 0.05)
     monkeypatch.setattr(g.a.endpoint, "local_ip", "0.0.0.0")
-    present = {"192.0.2.1", NEW}
+    present = {"192.0.2.1", NEW, "203.0.113.129"}
     monkeypatch.setattr(netwatch, "usable_addresses", lambda: set(present))
+    # an address on lo (a router ID, an inner address) is never announced: no peer reaches it
+    monkeypatch.setattr(netwatch, "loopback_addresses", lambda: {"127.0.0.1", "203.0.113.129"})
     g.a._roam_events()
     [nw] = FakeWatcher.made
     rw = g.a.roamwatch

@@ -131,6 +131,9 @@ def test_local_addresses_and_links_of_this_host() -> None:
     lo = socket.if_nametoindex("lo")
     assert netutil.links()[lo].up and netutil.links()[lo].name == "lo"
     assert "127.0.0.1" in netwatch.usable_addresses()
+    on_lo = netwatch.loopback_addresses()
+    assert "127.0.0.1" in on_lo
+    assert all(socket.if_indextoname(a.index) == "lo" for a in addrs if a.ip in on_lo)
     assert netutil.route_source("127.0.0.1") == "127.0.0.1"
     assert netutil.route_source("not-an-address") is None
 
