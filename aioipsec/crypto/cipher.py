@@ -357,6 +357,26 @@ class XcbcInteg(Integ):
         return self._mac.mac(data)[: self.icv_len]
 
 
+class CmacInteg(Integ):
+    """AES-CMAC-96 (RFC 4494) on ``cryptography``'s CMAC
+    (:mod:`aioipsec.crypto.cmac`)."""
+
+    __slots__ = ("_mac",)
+
+    def __init__(self, alg: IntegAlg, key: bytes) -> None:
+        super().__init__(alg)
+        from .cmac import AesCmac
+
+        self._mac = AesCmac(key)
+
+    def sign(self, data: bytes) -> bytes:
+        return self._mac.mac(data)[: self.icv_len]
+
+    def sign_parts(self, *parts: bytes) -> bytes:
+        """ICV of the concatenation of ``parts`` without joining them."""
+        return self._mac.mac_parts(*parts)[: self.icv_len]
+
+
 def make_integ(alg: IntegAlg, key: bytes) -> Integ:
     """Build the integrity object for ``alg`` keyed with ``key``
     (``alg.key_len`` bytes)."""
@@ -364,6 +384,8 @@ def make_integ(alg: IntegAlg, key: bytes) -> Integ:
         raise LocalProtocolError(f"{alg.name}: key must be {alg.key_len} bytes, not {len(key)}")
     if alg.id == IntegId.AES_XCBC_96:
         return XcbcInteg(alg, bytes(key))
+    if alg.id == IntegId.AES_CMAC_96:
+        return CmacInteg(alg, bytes(key))
     if alg.hash_name:
         return HmacInteg(alg, bytes(key))
     raise AlgorithmError("", f"integrity algorithm {alg.name} is not implemented")

@@ -12,9 +12,12 @@ Wire formats:
   value must have exactly that length and satisfy ``1 < y < p - 1``
   (RFC 6989 §2.1; all these primes are safe primes, so the range check is
   the whole check).
-- ECP (RFC 5903 groups 19/20/21): ``x || y`` with each coordinate padded to
-  the field length, no ``0x04`` prefix; g^ir is the x coordinate only.
-  ``cryptography`` rejects points that are not on the curve.
+- ECP (RFC 5903 groups 19/20/21, and the Brainpool groups 28/29/30 of
+  RFC 6954, which takes RFC 5903's formats): ``x || y`` with each coordinate
+  padded to the field length, no ``0x04`` prefix; g^ir is the x coordinate
+  only.  ``cryptography`` rejects points that are not on the curve (RFC 6989
+  §2.3; the Brainpool curves have cofactor 1, so that is the whole check).
+  Group 27 (brainpoolP224r1) is not offered: ``cryptography`` lacks it.
 - X25519 / X448 (RFC 8031): raw 32 / 56 bytes; an all-zero shared secret is
   rejected (RFC 8031 §2).
 - ML-KEM (FIPS 203, IKEv2 via RFC 9370 / draft-ietf-ipsecme-ikev2-mlkem):
@@ -361,17 +364,20 @@ class ModpKeyExchange(KeyExchange):
         return secret
 
 
-# --------------------------------------------------------------------------- ECP (RFC 5903)
+# --------------------------------------------------------------------------- ECP (RFC 5903, RFC 6954)
 
 _CURVES: dict[KeId, type[ec.EllipticCurve]] = {
     KeId.ECP_256: ec.SECP256R1,
     KeId.ECP_384: ec.SECP384R1,
     KeId.ECP_521: ec.SECP521R1,
+    KeId.ECP_256_BP: ec.BrainpoolP256R1,
+    KeId.ECP_384_BP: ec.BrainpoolP384R1,
+    KeId.ECP_512_BP: ec.BrainpoolP512R1,
 }
 
 
 class EcpKeyExchange(KeyExchange):
-    """ECDH over a NIST prime curve with RFC 5903 encodings."""
+    """ECDH over a NIST or Brainpool prime curve with RFC 5903 encodings."""
 
     def __init__(self, alg: KeAlg, private: bytes | None = None) -> None:
         super().__init__(alg)

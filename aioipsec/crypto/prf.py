@@ -3,7 +3,8 @@
 ``Prf(alg, key)`` is keyed once and called many times: for HMAC PRFs the
 keyed ``cryptography`` HMAC context is built once and copied per call; for
 AES-XCBC-PRF-128 the RFC 4434 key adjustment and the K1/K2/K3 subkeys are
-computed once.
+computed once; for AES-CMAC-PRF-128 the RFC 4615 key adjustment is done once
+and the keyed ``cryptography`` CMAC context copied per call.
 
 ``prf_plus`` is RFC 7296 §2.13::
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 from cryptography.hazmat.primitives import hashes, hmac
 
 from ..errors import AlgorithmError
+from .cmac import AesCmac, prf128_cmac_key
 from .transforms import PrfAlg, PrfId
 from .xcbc import AesXcbc, prf128_key
 
@@ -57,14 +59,15 @@ class Prf:
 
     HMAC PRFs take keys of any length (RFC 2104 hashes long keys);
     AES-XCBC-PRF-128 adjusts the key per RFC 4434 (zero-pad short keys,
-    XCBC-MAC(0^128, K) for long ones).  Like :class:`~.xcbc.AesXcbc`, an
-    instance is for one thread at a time."""
+    XCBC-MAC(0^128, K) for long ones), AES-CMAC-PRF-128 per RFC 4615
+    (CMAC(0^128, K) for every key that is not 16 bytes).  Like
+    :class:`~.xcbc.AesXcbc`, an instance is for one thread at a time."""
 
     __slots__ = ("alg", "_hmac", "_xcbc")
 
     def __init__(self, alg: PrfAlg, key: bytes) -> None:
         self.alg = alg
-        self._xcbc: AesXcbc | None = None
+        self._xcbc: AesXcbc | AesCmac | None = None
         if alg.hash_name is not None:
             self._hmac: hmac.HMAC | None = hmac.HMAC(
                 key if type(key) is bytes else bytes(key), hash_algorithm(alg.hash_name)
@@ -73,6 +76,8 @@ class Prf:
         self._hmac = None
         if alg.id == PrfId.AES128_XCBC:
             self._xcbc = AesXcbc(prf128_key(bytes(key)))
+        elif alg.id == PrfId.AES128_CMAC:
+            self._xcbc = AesCmac(prf128_cmac_key(bytes(key)))
         else:
             raise AlgorithmError("", f"PRF '{alg.name}' is not implemented")
 

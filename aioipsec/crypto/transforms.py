@@ -82,6 +82,10 @@ class KeId(enum.IntEnum):
     ECP_256 = 19
     ECP_384 = 20
     ECP_521 = 21
+    ECP_224_BP = 27
+    ECP_256_BP = 28
+    ECP_384_BP = 29
+    ECP_512_BP = 30
     CURVE25519 = 31
     CURVE448 = 32
     ML_KEM_512 = 35
@@ -135,7 +139,7 @@ class IntegAlg:
     key_len: int
     icv_len: int
     hash_name: str | None
-    """``hashlib`` / ``cryptography`` name for HMAC; ``None`` for AES-XCBC / NONE."""
+    """``hashlib`` / ``cryptography`` name for HMAC; ``None`` for AES-XCBC / AES-CMAC / NONE."""
     legacy: bool = False
 
     __hash__ = _hash_by_name
@@ -226,6 +230,7 @@ for _ia in (
     IntegAlg("md5", IntegId.HMAC_MD5_96, 16, 12, "md5", legacy=True),
     IntegAlg("sha1", IntegId.HMAC_SHA1_96, 20, 12, "sha1"),
     IntegAlg("aesxcbc", IntegId.AES_XCBC_96, 16, 12, None),
+    IntegAlg("aescmac", IntegId.AES_CMAC_96, 16, 12, None),
     IntegAlg("sha256", IntegId.HMAC_SHA2_256_128, 32, 16, "sha256"),
     IntegAlg("sha384", IntegId.HMAC_SHA2_384_192, 48, 24, "sha384"),
     IntegAlg("sha512", IntegId.HMAC_SHA2_512_256, 64, 32, "sha512"),
@@ -237,6 +242,7 @@ for _pa in (
     PrfAlg("prfmd5", PrfId.HMAC_MD5, 16, 16, "md5", legacy=True),
     PrfAlg("prfsha1", PrfId.HMAC_SHA1, 20, 20, "sha1"),
     PrfAlg("prfaesxcbc", PrfId.AES128_XCBC, 16, 16, None),
+    PrfAlg("prfaescmac", PrfId.AES128_CMAC, 16, 16, None),
     PrfAlg("prfsha256", PrfId.HMAC_SHA2_256, 32, 32, "sha256"),
     PrfAlg("prfsha384", PrfId.HMAC_SHA2_384, 48, 48, "sha384"),
     PrfAlg("prfsha512", PrfId.HMAC_SHA2_512, 64, 64, "sha512"),
@@ -255,6 +261,11 @@ for _ka in (
     KeAlg("ecp256", KeId.ECP_256, "ecp", 64),
     KeAlg("ecp384", KeId.ECP_384, "ecp", 96),
     KeAlg("ecp521", KeId.ECP_521, "ecp", 132),
+    # Brainpool (RFC 6954); ecp224bp (27) is left out, like NIST P-224 (26):
+    # cryptography has no brainpoolP224r1, and RFC 8247 wants no 224-bit group
+    KeAlg("ecp256bp", KeId.ECP_256_BP, "ecp", 64),
+    KeAlg("ecp384bp", KeId.ECP_384_BP, "ecp", 96),
+    KeAlg("ecp512bp", KeId.ECP_512_BP, "ecp", 128),
     KeAlg("x25519", KeId.CURVE25519, "ecx", 32),
     KeAlg("x448", KeId.CURVE448, "ecx", 56),
     KeAlg("mlkem512", KeId.ML_KEM_512, "mlkem", 800),
@@ -350,8 +361,9 @@ def ke(name: str, *, allow_legacy: bool = False) -> KeAlg:
 
 def prf_for_integ(alg: IntegAlg) -> PrfAlg:
     """strongSwan derives the PRF from the integrity algorithm when a proposal
-    names none (``aes128-sha256-modp2048`` -> ``prfsha256``)."""
-    name = "prfaesxcbc" if alg.name == "aesxcbc" else "prf" + alg.name
+    names none (``aes128-sha256-modp2048`` -> ``prfsha256``, ``aesxcbc`` ->
+    ``prfaesxcbc``, ``aescmac`` -> ``prfaescmac``)."""
+    name = "prf" + alg.name
     return PRF[name]
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from aioipsec.crypto import transforms as T
+from aioipsec.crypto.cmac import aes_cmac_prf128
 from aioipsec.crypto.kdf import (
     IkeV2Keys,
     ikev1_encryption_key,
@@ -246,6 +247,17 @@ def test_ikev2_skeyseed_xcbc_takes_half_of_each_nonce() -> None:
     # HMAC PRFs use the whole Ni | Nr
     sha = T.PRF["prfsha256"]
     assert ikev2_skeyseed(sha, ni, nr, gir) == hmac.new(ni + nr, gir, hashlib.sha256).digest()
+
+
+def test_ikev2_skeyseed_cmac_takes_half_of_each_nonce() -> None:
+    """RFC 7296 §2.14 keys AES-CMAC-PRF-128 like XCBC with 128 bits,
+    Ni[:8] | Nr[:8], although RFC 4615 allows any key length (charon does
+    the same: keying it with the full Ni | Nr fails IKE_AUTH against it)."""
+    alg = T.PRF["prfaescmac"]
+    ni, nr, gir = bytes(range(32)), bytes(range(100, 132)), b"\x42" * 256
+    out = ikev2_skeyseed(alg, ni, nr, gir)
+    assert out == aes_cmac_prf128(ni[:8] + nr[:8], gir)
+    assert out != aes_cmac_prf128(ni + nr, gir)
 
 
 def test_ikev2_child_keymat_with_and_without_pfs() -> None:

@@ -191,7 +191,26 @@ def test_ecp_rfc5114(rec: dict) -> None:
     assert r.shared_secret.hex() == rec["shared"]
 
 
-@pytest.mark.parametrize("group", [19, 20, 21])
+BRAINPOOL = records("dh_ecp_brainpool_rfc6954_strongswan.json")
+
+
+@pytest.mark.parametrize("rec", params(BRAINPOOL))
+def test_ecp_brainpool_vectors(rec: dict) -> None:
+    """RFC 6954 groups 28/29/30 on RFC 7027's keys: KE data x || y, g^ir = x."""
+    if rec["group"] == 27:
+        # brainpoolP224r1: cryptography has no such curve, and RFC 8247 wants no 224-bit group
+        with pytest.raises(AlgorithmError):
+            create_key_exchange(rec["group"], private=H(rec["priv_i"]))
+        pytest.skip("group 27 (brainpoolP224r1) deliberately not supported")
+    i, r = pair(rec["group"], H(rec["priv_i"]), H(rec["priv_r"]))
+    assert i.public_value.hex() == rec["pub_i"]
+    assert r.public_value.hex() == rec["pub_r"]
+    assert len(i.public_value) == 2 * rec["coordinate_octets"] == i.alg.public_len
+    assert i.shared_secret.hex() == rec["shared"] == r.shared_secret.hex()
+    assert len(i.shared_secret) == rec["coordinate_octets"]
+
+
+@pytest.mark.parametrize("group", [19, 20, 21, 28, 29, 30])
 def test_ecp_random_roundtrip(group: int) -> None:
     i, r = pair(group)
     assert i.shared_secret == r.shared_secret
@@ -199,7 +218,7 @@ def test_ecp_random_roundtrip(group: int) -> None:
     assert len(i.public_value) == i.alg.public_len
 
 
-@pytest.mark.parametrize("group", [19, 20, 21])
+@pytest.mark.parametrize("group", [19, 20, 21, 28, 29, 30])
 def test_ecp_rejects_bad_points(group: int) -> None:
     good = create_key_exchange(group).public_value
     half = len(good) // 2
@@ -306,7 +325,7 @@ def test_mlkem_responder_cannot_be_pinned() -> None:
 # --------------------------------------------------------------------------- factory and misuse
 
 
-@pytest.mark.parametrize("group", [0, 3, 4, 22, 25, 26, 30, 33, 99, 65535])
+@pytest.mark.parametrize("group", [0, 3, 4, 22, 25, 26, 27, 33, 99, 65535])
 def test_unknown_groups(group: int) -> None:
     with pytest.raises(AlgorithmError):
         create_key_exchange(group)
@@ -337,6 +356,7 @@ def test_repr_hides_secrets() -> None:
 def test_supported_list() -> None:
     names = {k.name for k in kex.supported_key_exchanges()}
     assert {"modp2048", "ecp256", "ecp521", "x25519", "x448", "mlkem768", "mlkem1024"} <= names
+    assert {"ecp256bp", "ecp384bp", "ecp512bp"} <= names
     for alg in kex.supported_key_exchanges():
         if alg.kind != "modp":  # (MODP groups are instantiated by the tests above)
             assert create_key_exchange(alg).alg is alg

@@ -1,5 +1,6 @@
-"""PRFs, prf+ and AES-XCBC against published vectors (RFC 4868, RFC 3566,
-RFC 4434, strongSwan's prf+/SKEYSEED vectors)."""
+"""PRFs, prf+, AES-XCBC and AES-CMAC against published vectors (RFC 4868,
+RFC 3566, RFC 4434, RFC 4493, RFC 4494, RFC 4615, strongSwan's prf+/SKEYSEED
+vectors)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aioipsec.crypto import transforms as T
+from aioipsec.crypto.cipher import make_integ
+from aioipsec.crypto.cmac import AesCmac, aes_cmac, aes_cmac_prf128, prf128_cmac_key
 from aioipsec.crypto.prf import Prf, hash_algorithm, prf, prf_plus
 from aioipsec.crypto.xcbc import AesXcbc, aes_xcbc_mac, aes_xcbc_prf128, prf128_key
 from aioipsec.errors import AlgorithmError
@@ -236,9 +239,11 @@ def test_prf_repr_hides_key() -> None:
 
 
 def test_unimplemented_prf_raises_algorithm_error() -> None:
-    cmac = T.PrfAlg("prfaescmac", T.PrfId.AES128_CMAC, 16, 16, None)
+    # (AES-CMAC-PRF-128 is implemented now: a PRF entry with neither a hash
+    # nor an AES-MAC id stands for one that is not)
+    unknown = T.PrfAlg("prfunknown", T.PrfId.HMAC_MD5, 16, 16, None)
     with pytest.raises(AlgorithmError):
-        Prf(cmac, bytes(16))
+        Prf(unknown, bytes(16))
 
 
 def test_hash_algorithm_names() -> None:
@@ -247,3 +252,59 @@ def test_hash_algorithm_names() -> None:
     assert hash_algorithm("sha1").digest_size == 20
     with pytest.raises(AlgorithmError):
         hash_algorithm("sha3-256")
+
+
+# --------------------------------------------------------------------------- AES-CMAC (RFC 4493/4494/4615)
+
+CMAC = records("prf_integ_aes_cmac_rfc4493_rfc4494_rfc4615.json")
+
+
+@pytest.mark.parametrize("rec", by_id([r for r in CMAC if r["algorithm"] == "AES_CMAC"]))
+def test_rfc4493_aes_cmac(rec: dict) -> None:
+    key, data = H(rec["key"]), H(rec["data"])
+    assert aes_cmac(key, data).hex() == rec["expected"]
+    mac = AesCmac(key)
+    assert mac.mac(data).hex() == rec["expected"]
+    assert mac.mac(memoryview(data)).hex() == rec["expected"]  # reusable, bytes-like input
+    half = len(data) // 2
+    assert mac.mac_parts(data[:half], bytearray(data[half:])).hex() == rec["expected"]
+
+
+@pytest.mark.parametrize("rec", by_id([r for r in CMAC if r["algorithm"] == "AUTH_AES_CMAC_96"]))
+def test_rfc4494_aes_cmac_96(rec: dict) -> None:
+    key, data = H(rec["key"]), H(rec["data"])
+    alg = T.INTEG["aescmac"]
+    assert (alg.id, alg.key_len, alg.icv_len) == (T.IntegId.AES_CMAC_96, 16, 12)
+    integ = make_integ(alg, key)
+    assert integ.sign(data).hex() == rec["expected"]
+    assert integ.sign_parts(data[:5], data[5:]).hex() == rec["expected"]
+    assert integ.verify(data, H(rec["expected"]))
+    assert not integ.verify(data + b"x", H(rec["expected"]))
+    assert key.hex() not in repr(integ)
+
+
+@pytest.mark.parametrize("rec", by_id([r for r in CMAC if r["algorithm"] == "PRF_AES128_CMAC"]))
+def test_rfc4615_aes_cmac_prf128(rec: dict) -> None:
+    key, data = H(rec["key"]), H(rec["data"])
+    assert len(key) == rec["key_len"]
+    assert aes_cmac_prf128(key, data).hex() == rec["expected"]
+    alg = T.PRF["prfaescmac"]
+    assert (alg.id, alg.key_len, alg.out_len) == (T.PrfId.AES128_CMAC, 16, 16)
+    assert prf(alg, key, data).hex() == rec["expected"]
+    assert Prf(alg, key)(data).hex() == rec["expected"]
+
+
+def test_rfc4615_key_adjustment_differs_from_xcbc() -> None:
+    """RFC 4615 §3 runs short keys through CMAC(0^128, K) too; RFC 4434
+    (XCBC) zero-pads them."""
+    k = bytes(range(10))
+    assert prf128_cmac_key(k) == aes_cmac(bytes(16), k)
+    assert prf128_cmac_key(k) != k + bytes(6)
+    assert prf128_cmac_key(bytes(range(16))) == bytes(range(16))
+    assert prf128_cmac_key(bytes(range(18))) == aes_cmac(bytes(16), bytes(range(18)))
+
+
+def test_cmac_rejects_bad_mac_key_length() -> None:
+    for n in (0, 15, 17, 32):
+        with pytest.raises(ValueError):
+            AesCmac(bytes(n))

@@ -36,6 +36,7 @@ SUITES = {
     "aes128-sha256": dict(encr=T.ENCR["aes128"], encr_key=keymat(16), integ=T.INTEG["sha256"], integ_key=keymat(32)),
     "aes256ctr-sha1": dict(encr=T.ENCR["aes256ctr"], encr_key=keymat(36), integ=T.INTEG["sha1"], integ_key=keymat(20)),
     "aes128-aesxcbc": dict(encr=T.ENCR["aes128"], encr_key=keymat(16), integ=T.INTEG["aesxcbc"], integ_key=keymat(16)),
+    "aes128-aescmac": dict(encr=T.ENCR["aes128"], encr_key=keymat(16), integ=T.INTEG["aescmac"], integ_key=keymat(16)),
 }
 MAIN = ["aes128gcm16", "chacha20poly1305", "aes128-sha256"]
 
@@ -131,7 +132,7 @@ def test_transport_payload_api(suite: str) -> None:
 # ----------------------------------------------------------------- AH round trips
 
 
-@pytest.mark.parametrize("integ", ["sha256", "sha1", "sha512", "aesxcbc", "aes128gmac"])
+@pytest.mark.parametrize("integ", ["sha256", "sha1", "sha512", "aesxcbc", "aescmac", "aes128gmac"])
 @pytest.mark.parametrize("mode", ["tunnel", "transport"])
 @pytest.mark.parametrize("maker", [v4, v6], ids=["ipv4", "ipv6"])
 def test_ah_round_trip(integ: str, mode: str, maker) -> None:

@@ -50,7 +50,8 @@ def test_encr_metadata(name: str, key_len: int, salt: int, iv: int, block: int, 
 
 @pytest.mark.parametrize(
     "name,key_len,icv",
-    [("sha1", 20, 12), ("aesxcbc", 16, 12), ("sha256", 32, 16), ("sha384", 48, 24), ("sha512", 64, 32), ("md5", 16, 12)],
+    [("sha1", 20, 12), ("aesxcbc", 16, 12), ("aescmac", 16, 12), ("sha256", 32, 16), ("sha384", 48, 24),
+     ("sha512", 64, 32), ("md5", 16, 12)],
 )
 def test_integ_metadata(name: str, key_len: int, icv: int) -> None:
     a = T.INTEG[name]
@@ -59,7 +60,7 @@ def test_integ_metadata(name: str, key_len: int, icv: int) -> None:
 
 def test_prf_and_ke_metadata() -> None:
     assert [(p.name, p.key_len, p.out_len) for p in T.PRF.values()] == [
-        ("prfmd5", 16, 16), ("prfsha1", 20, 20), ("prfaesxcbc", 16, 16),
+        ("prfmd5", 16, 16), ("prfsha1", 20, 20), ("prfaesxcbc", 16, 16), ("prfaescmac", 16, 16),
         ("prfsha256", 32, 32), ("prfsha384", 48, 48), ("prfsha512", 64, 64),
     ]
     lens = {k.name: k.public_len for k in T.KE.values()}
@@ -140,6 +141,7 @@ def test_prf_for_integ() -> None:
     assert T.prf_for_integ(T.INTEG["sha256"]) is T.PRF["prfsha256"]
     assert T.prf_for_integ(T.INTEG["aesxcbc"]) is T.PRF["prfaesxcbc"]
     assert T.prf_for_integ(T.INTEG["sha1"]) is T.PRF["prfsha1"]
+    assert T.prf_for_integ(T.INTEG["aescmac"]) is T.PRF["prfaescmac"]
 
 
 # --------------------------------------------------------------------------- legacy gating
@@ -191,6 +193,36 @@ def test_ike_proposal_with_integrity_derives_prf() -> None:
     assert p.prf == (T.PRF["prfsha256"],) and p.ke == (T.KE["modp2048"],) and p.esn == ()
     assert not p.aead
     assert str(p) == "aes256-sha256-modp2048"
+
+
+def test_aes_cmac_and_brainpool_ids() -> None:
+    """IANA: integrity 8 = AUTH_AES_CMAC_96 (RFC 4494), PRF 8 =
+    PRF_AES128_CMAC (RFC 4615), groups 28-30 = brainpoolP256r1/384r1/512r1
+    (RFC 6954); group 27 (brainpoolP224r1) is deliberately not offered."""
+    assert by_id(TT.INTEG, 8) is T.INTEG["aescmac"]
+    assert by_id(TT.PRF, 8) is T.PRF["prfaescmac"]
+    assert [by_id(TT.KE, g).name for g in (28, 29, 30)] == ["ecp256bp", "ecp384bp", "ecp512bp"]  # type: ignore[union-attr]
+    assert [T.KE[n].public_len for n in ("ecp256bp", "ecp384bp", "ecp512bp")] == [64, 96, 128]
+    assert by_id(TT.KE, 27) is None
+    with pytest.raises(AlgorithmError, match="unknown KE algorithm 'ecp224bp'"):
+        T.ke("ecp224bp")
+
+
+def test_aes_cmac_and_brainpool_proposals() -> None:
+    p = parse_proposal("aes128-aescmac-prfaescmac-ecp256bp")
+    assert p.integ == (T.INTEG["aescmac"],) and p.prf == (T.PRF["prfaescmac"],) and p.ke == (T.KE["ecp256bp"],)
+    # like strongSwan, an IKE proposal without a PRF takes the one of its integrity algorithm
+    p = parse_proposal("aes256-aescmac-ecp384bp-ecp512bp")
+    assert p.prf == (T.PRF["prfaescmac"],) and [k.name for k in p.ke] == ["ecp384bp", "ecp512bp"]
+    p = parse_proposal("aes128gcm16-prfaescmac-ecp512bp")
+    assert p.aead and p.prf == (T.PRF["prfaescmac"],)
+    p = parse_proposal("aes128-aescmac-ecp256bp", "esp")
+    assert p.integ == (T.INTEG["aescmac"],) and p.ke == (T.KE["ecp256bp"],)
+    assert parse_proposal("aescmac", "ah").integ == (T.INTEG["aescmac"],)
+    with pytest.raises(AlgorithmError, match="PRF is an IKE transform"):
+        parse_proposal("aes128-aescmac-prfaescmac", "esp")
+    with pytest.raises(AlgorithmError, match="unknown algorithm 'ecp224bp'"):
+        parse_proposal("aes128-aescmac-ecp224bp")
 
 
 def test_ike_aead_proposal() -> None:
