@@ -45,6 +45,7 @@ _WS_INTEG = {
     "sha512": "HMAC-SHA-512-256 [RFC4868]",
     "md5": "HMAC-MD5-96 [RFC2403]",
     "aesxcbc": "ANY 96 bit authentication [no checking]",
+    "aescmac": "ANY 96 bit authentication [no checking]",
 }
 _WS_IKE_ENCR = {
     "aes128": "AES-CBC-128 [RFC3602]",
