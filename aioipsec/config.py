@@ -202,6 +202,10 @@ class ConnectionConfig:
     psk: bytes | None = field(default=None, repr=False)
     """Pre-shared key (swanctl ``secrets``), resolved by the loader; never in
     the repr (a logged or printed configuration must not show it)."""
+    psk2: bytes | None = field(default=None, repr=False)
+    """The pre-shared key of a second authentication round with ``auth =
+    "psk"`` (``local-2`` / ``remote-2``, RFC 4739), resolved by the loader
+    as :attr:`psk` but by the round-2 identities; never in the repr."""
     ppk_id: str | None = None
     """IKEv2 Postquantum Preshared Key (RFC 8784; swanctl ``ppk_id``): the
     PPK_ID we send as initiator (its PPK is ``ppks[ppk_id]``), and as
@@ -260,14 +264,20 @@ class ConnectionConfig:
     (RFC 4739) ``auth = "eap-md5" | "eap-gtc" | "eap"``: when we initiate,
     after our ``psk``/``pubkey`` round we announce ANOTHER_AUTH_FOLLOWS and
     authenticate again with EAP as IDi ``id`` (default ``eap_id``, else our
-    first identity), EAP identity ``eap_id`` (default ``id``)."""
+    first identity), EAP identity ``eap_id`` (default ``id``).  ``auth =
+    "pubkey"`` (``cert``, ``private_key``, ``intermediates``; IDi ``id``,
+    default the certificate's subject DN) or ``"psk"`` (:attr:`psk2`; IDi
+    ``id``, default our first identity): the round's IDi, CERT and AUTH
+    (signed as the first round's, over the new IDi)."""
     remote2: AuthConfig | None = None
     """Second authentication round of the peer (swanctl ``remote-2``).  IKEv1
     ``auth = "xauth"``: as gateway we ask the peer for a user name and
     password (draft-beaulieu-ike-xauth) after Phase 1.  IKEv2 (RFC 4739)
     ``auth = "eap-md5" | "eap-gtc"``: after its ``psk``/``pubkey`` round the
     peer must authenticate again with EAP (IDi matching ``id``, EAP identity
-    ``eap_id`` or any with a secret) before the Child SA is set up."""
+    ``eap_id`` or any with a secret) before the Child SA is set up; ``auth =
+    "pubkey"`` (a certificate of ``cacerts`` confirming the IDi, ``id``) or
+    ``"psk"`` (:attr:`psk2`): an IDi and AUTH verified as a first round's."""
     xauth_secrets: dict[str, bytes] = field(default_factory=dict, repr=False)
     """XAUTH passwords by user name (swanctl ``secrets.xauth<suffix>``),
     resolved by the loader: the users a gateway accepts, or a client's own."""

@@ -285,6 +285,8 @@ def parse_config(data: dict[str, Any], *, file: str | None = None, base: Path | 
                 known = ", ".join(sorted(cfg.pools)) or "none"
                 raise ctx.err(f"connections.{name}.pools[{i}]", f'no pool named "{pool}" (defined: {known})')
         cfg.connections[name].remote.crls = cfg.crls
+        if cfg.connections[name].remote2 is not None:
+            cfg.connections[name].remote2.crls = cfg.crls
     return cfg
 
 
@@ -408,10 +410,10 @@ def _eap_round2(ctx: _Ctx, path: str, c: ConnectionConfig, eap: list[tuple[str, 
     MD5's ``legacy`` opt-in, as for a first EAP round."""
     if c.version != 2:
         return
-    if c.local2 is not None:
+    if c.local2 is not None and c.local2.auth.startswith("eap"):
         user = c.eap_user(round2=True)
         _eap_round(ctx, f"{path}.local-2", c, c.local2, False, user, eap)
-    if c.remote2 is not None:
+    if c.remote2 is not None and c.remote2.auth.startswith("eap"):
         _eap_round(ctx, f"{path}.remote-2", c, c.remote2, True, None, eap)
 
 
@@ -698,23 +700,28 @@ def _updown(ctx: _Ctx, path: str, raw: Any) -> str:
 
 def _parse_round2_v2(ctx: _Ctx, path: str, raw: Any, local: bool, first: AuthConfig) -> AuthConfig:
     """IKEv2 ``local-2`` / ``remote-2``: a second authentication round (RFC
-    4739) with EAP after a ``psk``/``pubkey`` first round: ``auth``, ``id``
+    4739) after a ``psk``/``pubkey`` first round.  EAP: ``auth``, ``id``
     (the round's IDi; local default ``eap_id``, else the first round's
     identity) and ``eap_id`` (local: sent, default ``id``; remote: the only
-    one accepted, default ``%any``)."""
+    one accepted, default ``%any``).  ``pubkey`` / ``psk``: the keys of a
+    first round (``id``, ``certs``, ``key`` locally; ``id``, ``cacerts``
+    and the revocation settings remotely), checked as there."""
     raw = ctx.table(path, raw)
-    ctx.check_keys(path, raw, _ROUND2_V2_KEYS)
+    if raw.get("auth") in ("psk", "pubkey"):
+        ctx.check_keys(path, raw, _AUTH_KEYS - {"eap_id"})
+    else:
+        ctx.check_keys(path, raw, _ROUND2_V2_KEYS)
     if raw.get("auth") == "xauth":
         raise ctx.err(path, "a second authentication round (XAUTH) is supported with IKEv1 only (version = 1); "
-                      'IKEv2 second rounds are EAP: auth = "eap-md5" or "eap-gtc"')
-    if raw.get("auth") in ("psk", "pubkey"):
-        raise ctx.err(f"{path}.auth", f"a second round with {_show(raw['auth'])} is not supported: "
-                      'IKEv2 second rounds are EAP ("eap-md5" or "eap-gtc")')
-    a = AuthConfig(auth=ctx.choice(f"{path}.auth", raw.get("auth"), _EAP_LOCAL if local else _EAP_REMOTE))
+                      'IKEv2 second rounds are "pubkey", "psk" or EAP ("eap-md5", "eap-gtc")')
     if first.auth.startswith("eap"):
         side = "local" if local else "remote"
         raise ctx.err(f"{path}.auth", f"a second round after an EAP first round ({side}.auth = {_show(first.auth)}) "
                       'is not supported: the first round is "psk" or "pubkey"')
+    if raw.get("auth") in ("psk", "pubkey"):
+        return _parse_auth(ctx, path, raw, local)
+    a = AuthConfig(auth=ctx.choice(f"{path}.auth", raw.get("auth"),
+                                   ("pubkey", "psk", *(_EAP_LOCAL if local else _EAP_REMOTE))))
     for key in ("id", "eap_id"):
         if key in raw:
             value = ctx.string(f"{path}.{key}", raw[key]).strip()
@@ -848,14 +855,25 @@ def _parse_connection(
         c.psk = _find_psk(c, secrets)
         if c.psk is None:
             raise ctx.err(f"{path}", "uses auth = \"psk\" but no [secrets.*] entry matches its IDs or addresses")
+    l2 = c.local2 if c.local2 is not None and c.local2.auth == "psk" else None
+    r2 = c.remote2 if c.remote2 is not None and c.remote2.auth == "psk" else None
+    if l2 is not None or r2 is not None:
+        # as round 1, by the identities of this round (ours or the peer's round-2 IDi)
+        c.psk2 = _find_psk(c, secrets, local=(l2 or c.local).id, remote=(r2 or c.remote).id)
+        if c.psk2 is None:
+            which = "local-2" if l2 is not None else "remote-2"
+            raise ctx.err(f"{path}.{which}", "uses auth = \"psk\" but no [secrets.*] entry matches its IDs or addresses")
     return c
 
 
-def _find_psk(c: ConnectionConfig, secrets: list[tuple[str, list[str], bytes]]) -> bytes | None:
+def _find_psk(c: ConnectionConfig, secrets: list[tuple[str, list[str], bytes]], *,
+              local: str | None = None, remote: str | None = None) -> bytes | None:
     """swanctl semantics: the secret whose ``id`` list matches our and/or the
-    peer's identity best; a secret with no ids matches any connection."""
-    ours = {x for x in (c.local.id, *c.local_addrs) if x}
-    theirs = {x for x in (c.remote.id, *c.remote_addrs) if x}
+    peer's identity best; a secret with no ids matches any connection.
+    ``local`` / ``remote``: the identities of a second round (default the
+    first round's)."""
+    ours = {x for x in (local or c.local.id, *c.local_addrs) if x}
+    theirs = {x for x in (remote or c.remote.id, *c.remote_addrs) if x}
     best: tuple[int, bytes] | None = None
     for _name, ids, secret in secrets:
         if not ids:

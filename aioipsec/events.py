@@ -62,6 +62,12 @@ class IkeSaEstablished(IpsecEvent):
     """IKEv2 EAP gateway: the EAP identity the peer authenticated with, which
     strongSwan uses instead of its IDi (uniqueness, pool leases, ``PLUTO_XAUTH_ID``,
     swanctl's ``remote-eap-id``); None without EAP.  Never a password."""
+    local_round2_id: str | None = None
+    """IKEv2 client with a second certificate or PSK round (RFC 4739,
+    ``local-2 auth = pubkey | psk``): the IDi of that round; else None."""
+    remote_round2_id: str | None = None
+    """IKEv2 gateway: the peer's IDi of its second certificate or PSK round
+    (``remote-2 auth = pubkey | psk``); else None."""
     local_xauth_id: str | None = None
     """IKEv1 XAUTH client: the user name we passed XAUTH with (swanctl's
     ``local-xauth-id``); None without XAUTH."""

@@ -22,6 +22,8 @@ change; removing a key or changing its type bumps ``schema``::
       "remote_id": str | null,
       "local_eap_id": str | null,  # IKEv2 EAP: the identity we authenticated with (a client)
       "remote_eap_id": str | null, #   and the peer's (a gateway; swanctl's remote-eap-id); else null
+      "local_round2_id": str | null,  # IKEv2 RFC 4739 second certificate/PSK round: our IDi of it (a
+      "remote_round2_id": str | null, #   client) and the peer's (a gateway); else null
       "local_xauth_id": str | null,  # IKEv1 XAUTH: the user we passed XAUTH as (a client)
       "remote_xauth_id": str | null, #   and the peer's user (a gateway; swanctl's remote-xauth-id); else null
       "ppk_id": str | null,        # IKEv2 RFC 8784: the PPK_ID whose PPK is mixed into the keys (kept
@@ -239,6 +241,8 @@ def ike_row(proto: Any, now: float, children: list[dict[str, Any]]) -> dict[str,
         "remote_id": info.remote_id if info else None,
         "local_eap_id": getattr(info, "local_eap_id", None),
         "remote_eap_id": getattr(info, "remote_eap_id", None),
+        "local_round2_id": getattr(info, "local_round2_id", None),
+        "remote_round2_id": getattr(info, "remote_round2_id", None),
         "local_xauth_id": getattr(info, "local_xauth_id", None),
         "remote_xauth_id": getattr(info, "remote_xauth_id", None),
         # the session's current IKE SA (IKEv2 IkeSa.ppk_id; IKEv1 has none)
@@ -359,6 +363,9 @@ def format_status(st: dict[str, Any]) -> str:
         # and, as swanctl, the EAP identity after the address: "EAP: 'alice'"
         le = f" EAP: '{sa['local_eap_id']}'" if sa.get("local_eap_id") is not None else ""
         re_ = f" EAP: '{sa['remote_eap_id']}'" if sa.get("remote_eap_id") is not None else ""
+        # a second certificate/PSK round's identity likewise: "round 2: 'CN=alice'"
+        le += f" round 2: '{sa['local_round2_id']}'" if sa.get("local_round2_id") is not None else ""
+        re_ += f" round 2: '{sa['remote_round2_id']}'" if sa.get("remote_round2_id") is not None else ""
         # the IKEv1 XAUTH user likewise: "XAuth: 'alice'"
         le += f" XAuth: '{sa['local_xauth_id']}'" if sa.get("local_xauth_id") is not None else ""
         re_ += f" XAuth: '{sa['remote_xauth_id']}'" if sa.get("remote_xauth_id") is not None else ""

@@ -7,6 +7,7 @@ the gateway requires; a client announcing a round the gateway has no
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -279,3 +280,218 @@ def test_unsupported_remote2_configurations_are_refused(pki, monkeypatch: pytest
     (fr,) = p.events("r", AuthFailed)
     assert "remote-2 auth = xauth after remote auth = pubkey is not supported" in fr.reason
     assert p.r.is_closed and p.i.is_closed and not p.events("r", ChildSaInstalled)
+
+
+# ---------------------------------------------------------------------- a certificate or PSK second round
+
+
+def user_cert(pki, email: str = "alice@example"):  # type: ignore[no-untyped-def]
+    """A user certificate (CN and RFC822 SAN ``email``) of ``pki``'s CA: the
+    second round's identity, as a machine-then-user certificate setup."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    from ikev2_pair import WALL
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, email)]))
+        .issuer_name(pki.ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(WALL - datetime.timedelta(days=1))
+        .not_valid_after(WALL + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)
+        .sign(pki.ca_key, hashes.SHA256())
+    )
+    return cert, key
+
+
+ROUND2_PSK = b"round-2 user secret"
+
+
+def round2_configs(pki, method: str, *, first: str = "pubkey", user_pki=None, client_psk: bytes = ROUND2_PSK,
+                   local2: bool = True):
+    """Round 1 with ``first`` (the hosts' certificates or the PSK), round 2
+    with a user certificate of ``user_pki`` (default: the trusted CA) or a
+    second PSK, as ``alice@example``."""
+    i, r = cert_pair_configs(pki, "p256") if first == "pubkey" else psk_pair_configs()
+    if method == "pubkey":
+        cert, key = user_cert(user_pki or pki)
+        if local2:
+            i.local2 = AuthConfig(auth="pubkey", id="alice@example", cert=cert, private_key=key)
+        r.remote2 = AuthConfig(auth="pubkey", id="%any", cacerts=[pki.ca])
+    else:
+        if local2:
+            i.local2 = AuthConfig(auth="psk", id="alice@example")
+        i.psk2 = client_psk
+        r.remote2 = AuthConfig(auth="psk", id="alice@example")
+        r.psk2 = ROUND2_PSK
+    return i, r
+
+
+@pytest.mark.parametrize("method,first", [("pubkey", "pubkey"), ("pubkey", "psk"), ("psk", "pubkey")])
+def test_certificate_or_psk_second_round(pki, method: str, first: str, caplog: pytest.LogCaptureFixture) -> None:
+    """RFC 4739 with charon's sequence: round 1 (IDi, AUTH, SA/TS,
+    ANOTHER_AUTH_FOLLOWS) answered by IDr and AUTH alone; round 2 is IDi
+    (the user), CERT and AUTH over the new IDi, answered without AUTH but
+    with the Child SA of the first request."""
+    from aioipsec.ike import auth as A
+    from aioipsec.ike.v2.payloads import CertPayload
+
+    caplog.set_level(logging.DEBUG)
+    i, r = round2_configs(pki, method, first=first)
+    p = Pair(i, r)
+    p.initiate()
+    p.roundtrip()  # IKE_SA_INIT
+    a = p.out_i()
+    req = decode_message(a[0], p.r.sa.sk)
+    assert req.get(AuthPayload) is not None and has_notify(req, NotifyType.ANOTHER_AUTH_FOLLOWS)
+    p.to_r(a)
+    b = p.out_r()
+    resp = decode_message(b[0], p.i.sa.sk)
+    assert resp.get(IdrPayload) is not None and resp.get(AuthPayload) is not None and resp.get(SaPayload) is None
+    assert p.r.state is not IkeState.ESTABLISHED
+    p.to_i(b)
+    assert p.i.state is not IkeState.ESTABLISHED and not p.events("i", ChildSaInstalled)
+    a = p.out_i()
+    req = decode_message(a[0], p.r.sa.sk)
+    idi, auth = req.get(IdiPayload), req.get(AuthPayload)
+    assert req.message_id == 2 and idi.data == b"alice@example" and auth is not None
+    assert req.get(SaPayload) is None and not has_notify(req, NotifyType.ANOTHER_AUTH_FOLLOWS)
+    # the AUTH covers the IKE_SA_INIT request, Nr and prf(SK_pi, the round-2 IDi), as in round 1
+    sa = p.r.sa
+    octets = A.signed_octets(sa.init_request, sa.nr, bytes([idi.id_type, 0, 0, 0]) + idi.data, sa.prf, sa.keys.sk_pi)
+    if method == "pubkey":
+        (cert,) = [A.load_der_certificate(c.data) for c in req.get_all(CertPayload)]
+        assert cert == i.local2.cert
+        A.verify_signature(cert.public_key(), auth.method, auth.data, octets)
+    else:
+        assert req.get(CertPayload) is None and A.verify_psk(sa.prf, ROUND2_PSK, octets, auth.data)
+    p.to_r(a)
+    b = p.out_r()
+    resp = decode_message(b[0], p.i.sa.sk)
+    assert resp.get(AuthPayload) is None and resp.get(IdrPayload) is None
+    assert resp.get(SaPayload) is not None and resp.get(TsiPayload) is not None
+    p.to_i(b)
+    assert p.i.state is IkeState.ESTABLISHED and p.r.state is IkeState.ESTABLISHED
+    ci, cr = p.events("i", ChildSaInstalled), p.events("r", ChildSaInstalled)
+    assert len(ci) == len(cr) == 1 and mirror(ci[0], cr[0])
+    (er,), (ei,) = p.events("r", IkeSaEstablished), p.events("i", IkeSaEstablished)
+    assert er.remote_id == "site-a.example" and er.remote_round2_id == "alice@example" and er.remote_eap_id is None
+    assert ei.local_id == "site-a.example" and ei.local_round2_id == "alice@example" and ei.remote_id == "hq.example"
+    assert p.i.sa.eap is None and p.r.sa.eap is None
+    assert not p.events("i", AuthFailed) and not p.events("r", AuthFailed)
+    assert not any(ROUND2_PSK.decode() in rec.getMessage() for rec in caplog.records)
+
+
+def test_round2_certificate_of_an_untrusted_ca_is_refused(pki) -> None:
+    i, r = round2_configs(pki, "pubkey", user_pki=make_pki(("p256",)))
+    p = Pair(i, r)
+    p.initiate()
+    p.settle()
+    (fr,), (fi,) = p.events("r", AuthFailed), p.events("i", AuthFailed)
+    assert "second round" in fr.reason and "remote-2 auth = pubkey" in fr.reason and "site-a.example" in fr.peer
+    assert "alice@example" in fi.reason and "hq.example" in fi.peer
+    assert p.r.is_closed and p.i.is_closed
+    assert not p.events("r", ChildSaInstalled) and not p.events("i", ChildSaInstalled)
+    assert not p.events("r", IkeSaEstablished) and not p.events("i", IkeSaEstablished)
+
+
+def test_wrong_round2_psk_is_refused(pki) -> None:
+    i, r = round2_configs(pki, "psk", client_psk=b"not the user secret")
+    p = Pair(i, r)
+    p.initiate()
+    p.settle()
+    (fr,) = p.events("r", AuthFailed)
+    assert "pre-shared key AUTH mismatch" in fr.reason and "second round" in fr.reason and "site-a.example" in fr.peer
+    assert p.r.is_closed and p.i.is_closed and not p.events("r", ChildSaInstalled)
+    assert not p.events("r", IkeSaEstablished)
+
+
+@pytest.mark.parametrize("method", ["pubkey", "psk"])
+def test_client_skipping_a_certificate_or_psk_round_is_refused(pki, method: str) -> None:
+    """remote-2 pubkey/psk, the client authenticates once: AUTHENTICATION_FAILED
+    naming the peer and the round the connection requires."""
+    i, r = round2_configs(pki, method, local2=False)
+    p = Pair(i, r)
+    p.initiate()
+    p.settle()
+    (fr,) = p.events("r", AuthFailed)
+    assert "site-a.example" in fr.peer and "ANOTHER_AUTH_FOLLOWS" in fr.reason
+    assert f"remote-2 auth = {method}" in fr.reason
+    assert p.r.is_closed and p.i.is_closed
+    assert not p.events("r", ChildSaInstalled) and not p.events("i", ChildSaInstalled)
+
+
+def test_round2_without_auth_is_refused_by_a_certificate_gateway(pki) -> None:
+    """The gateway wants a certificate in round 2, the client runs EAP (IDi
+    without AUTH): refused, no Child SA."""
+    i, _r = multi_configs("eap-gtc", pki=pki)
+    _i, r = round2_configs(pki, "pubkey")
+    p = Pair(i, r)
+    p.initiate()
+    p.settle()
+    (fr,) = p.events("r", AuthFailed)
+    assert "'alice' without AUTH" in fr.reason and "remote-2 auth = pubkey" in fr.reason
+    assert p.r.is_closed and not p.events("r", ChildSaInstalled) and not p.events("r", IkeSaEstablished)
+
+
+def test_round2_certificate_must_confirm_the_round2_identity(pki) -> None:
+    i, r = round2_configs(pki, "pubkey")
+    i.local2.id = "mallory@example"  # the certificate is alice's
+    p = Pair(i, r)
+    p.initiate()
+    p.settle()
+    (fr,) = p.events("r", AuthFailed)
+    assert "'mallory@example' is not confirmed by the certificate" in fr.reason and "second round" in fr.reason
+    assert not p.events("r", ChildSaInstalled)
+
+
+async def test_status_shows_the_round2_identity() -> None:
+    """Endpoints (PSK, then a second PSK round as alice@example): status
+    JSON ``remote_round2_id`` / ``local_round2_id`` and the swanctl-style
+    text ``round 2: 'alice@example'`` after the first identity; never the PSKs."""
+    from asyncwait import until
+
+    from aioipsec.asyncio.endpoint import Endpoint
+    from aioipsec.asyncio.sockets import MemoryNetwork
+    from aioipsec.config import child, connection
+    from aioipsec.status import endpoint_status, format_status
+    from aioipsec.transports.memory import memory_pipe
+
+    net = MemoryNetwork()
+    gw_in, _a = memory_pipe(queue_size=64)
+    c_in, _b = memory_pipe(queue_size=64)
+    gw_cfg = connection("rw", psk="round-1 psk", local_id="gw.example", remote_id="%any", local_addrs=["192.0.2.2"],
+                        dpd_delay=0, children=[child("net", local_ts=["203.0.113.0/24"])],
+                        remote2=AuthConfig(auth="psk", id="alice@example"), psk2=ROUND2_PSK)
+    c_cfg = connection("home", psk="round-1 psk", local_id="rw.example", remote_id="gw.example",
+                       local_addrs=["192.0.2.10"], remote_addrs=["192.0.2.2"], dpd_delay=0,
+                       children=[child("net", remote_ts=["203.0.113.0/24"])],
+                       local2=AuthConfig(auth="psk", id="alice@example"), psk2=ROUND2_PSK)
+    gw = await Endpoint.create("192.0.2.2", configurations=[gw_cfg], network=net, inner=gw_in)
+    cl = await Endpoint.create("192.0.2.10", configurations=[c_cfg], network=net, inner=c_in)
+    installed: list = []
+    cl.event_listeners.append(lambda _p, ev: installed.append(ev) if isinstance(ev, ChildSaInstalled) else None)
+    try:
+        cl.initiate("home")
+        await until(lambda: installed, what="the Child SA after both rounds")
+        await until(lambda: endpoint_status(gw)["ike_sas"] and endpoint_status(gw)["ike_sas"][0]["state"] == "ESTABLISHED",
+                    what="the gateway's IKE SA")
+        (g,) = endpoint_status(gw)["ike_sas"]
+        (c,) = endpoint_status(cl)["ike_sas"]
+        assert (g["remote_id"], g["remote_round2_id"], g["local_round2_id"]) == ("rw.example", "alice@example", None)
+        assert (c["local_id"], c["local_round2_id"], c["remote_round2_id"]) == ("rw.example", "alice@example", None)
+        text = format_status(endpoint_status(gw))
+        assert "remote 'rw.example' @ 192.0.2.10[4500] round 2: 'alice@example'" in text, text
+        assert "local  'rw.example' @ 192.0.2.10[4500] round 2: 'alice@example'" in format_status(endpoint_status(cl))
+        for st in (endpoint_status(gw), endpoint_status(cl)):
+            assert ROUND2_PSK.decode() not in repr(st) and "round-1 psk" not in repr(st)
+    finally:
+        for ep in (cl, gw):
+            await asyncio.wait_for(ep.close(delete=True, timeout=1.0), 5)

@@ -28,6 +28,7 @@ IKE_SA = {
     "remote_addr": OPT_STR, "local_id": OPT_STR, "remote_id": OPT_STR, "local_vips": list, "remote_vips": list,
     "remote_additional_addrs": list,
     "local_eap_id": OPT_STR, "remote_eap_id": OPT_STR, "local_xauth_id": OPT_STR, "remote_xauth_id": OPT_STR,
+    "local_round2_id": OPT_STR, "remote_round2_id": OPT_STR,
     "ppk_id": OPT_STR, "spi_i": str, "spi_r": str,
     "proposal": OPT_STR, "nat_local": OPT_BOOL, "nat_remote": OPT_BOOL, "established": OPT_NUM,
     "rekey_in": OPT_INT, "reauth_in": OPT_INT, "expire_in": OPT_INT, "children": list, "attempt": OPT_INT,

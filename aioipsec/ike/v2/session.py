@@ -334,6 +334,10 @@ class IkeSa:
         ``get_other_eap_id``: uniqueness, ``PLUTO_XAUTH_ID``, ``remote-eap-id``)."""
         self.local_eap_id: str | None = None
         """Client: the EAP identity we authenticated with (never the password)."""
+        self.local_round2_id: str | None = None
+        """Client: our IDi of a second certificate or PSK round (RFC 4739, ``local-2``)."""
+        self.remote_round2_id: str | None = None
+        """Gateway: the peer's IDi of its second certificate or PSK round (``remote-2``)."""
         self.auth_held_at: float | None = None
         """When an IKE_AUTH message of this SA was first held for a peer
         certificate's revocation status being fetched (bounds the hold)."""
@@ -471,7 +475,8 @@ class IkeSessionV2:
         """True when we initiated the (first) IKE SA of this session."""
         self.random = random
         self.global_config = global_config or GlobalConfig()
-        if wall_clock is None and any(c.remote.auth == "pubkey" for c in self.candidates):
+        if wall_clock is None and any(a is not None and a.auth == "pubkey"
+                                      for c in self.candidates for a in (c.remote, c.remote2)):
             raise LocalProtocolError("wall_clock is required to verify peer certificates")
         self.wall_clock = wall_clock
         if remote_addr is None:
@@ -1965,6 +1970,8 @@ class IkeSessionV2:
                 remote_subnets=tuple(self.remote_subnets),
                 local_eap_id=sa.local_eap_id,
                 remote_eap_id=sa.remote_eap_id,
+                local_round2_id=sa.local_round2_id,
+                remote_round2_id=sa.remote_round2_id,
             )
         )
         if logger.isEnabledFor(logging.INFO):  # spis() formats both SPIs

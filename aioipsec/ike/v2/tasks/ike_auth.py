@@ -1,6 +1,7 @@
 """IKE_AUTH: identities, certificates, CERTREQ, AUTH (PSK and signatures),
 configuration selection by identity (RFC 7296 §1.2, §2.15, §3.5-3.8;
-RFC 7427), EAP (§2.16) and a second, EAP, authentication round (RFC 4739).
+RFC 7427), EAP (§2.16) and a second authentication round (RFC 4739): EAP,
+or a certificate or PSK as a first round's.
 Models: strongSwan ``ike_auth.c``, ``ike_cert_pre/post.c``."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ...constants import (
     CertEncoding,
     EapCode,
     ExchangeType,
+    IdType,
     NotifyType,
     notify_name,
 )
@@ -93,9 +95,16 @@ class EapRounds:
     """The initiator's IDi of the second round (what its AUTH after EAP covers)."""
     idi_due: bool = False
     """Initiator: the second round's IDi (no AUTH: EAP follows) is still to send."""
+    auth: str = ""
+    """A second round with ``pubkey`` or ``psk`` (no EAP; ``""``: EAP): the
+    initiator sends IDi, CERT and AUTH as in a first round (signed over the
+    IKE_SA_INIT request, Nr and the new IDi, keyed with SK_pi); the
+    responder verifies it and answers without AUTH (charon's sequence)."""
 
     @property
     def identity(self) -> str:
+        if self.auth and self.round2_id is not None:
+            return str(self.round2_id)
         if self.peer is not None:
             return self.peer.identity.decode(errors="replace")
         return (self.server.identity if self.server is not None else None) or "?"
@@ -145,32 +154,42 @@ class IkeAuth(Task):
 
     # ------------------------------------------------------------------ shared
 
-    def _certs_to_send(self, cfg: ConnectionConfig, peer_asked: bool) -> list[CertPayload]:
-        if cfg.local.auth != "pubkey" or cfg.local.cert is None or cfg.send_cert == "never":
+    def _certs_to_send(self, cfg: ConnectionConfig, peer_asked: bool, a: AuthConfig | None = None) -> list[CertPayload]:
+        a = a or cfg.local  # local-2 for a second certificate round
+        if a.auth != "pubkey" or a.cert is None or cfg.send_cert == "never":
             return []
         if cfg.send_cert == "ifasked" and not peer_asked:
             return []
-        certs = [cfg.local.cert, *cfg.local.intermediates]
+        certs = [a.cert, *a.intermediates]
         return [CertPayload(CertEncoding.X509_SIGNATURE, A.cert_der(c)) for c in certs]
 
-    def _auth_payload(self, cfg: ConnectionConfig, octets: bytes) -> AuthPayload:
-        if cfg.local.auth == "psk":
-            if cfg.psk is None:
-                raise AuthenticationFailed("no pre-shared key configured")
-            return AuthPayload(AuthMethod.PSK, A.psk_auth_data(self.sa.prf, cfg.psk, octets))
-        if cfg.local.private_key is None:
-            raise AuthenticationFailed("no private key configured")
-        method, data = A.sign(cfg.local.private_key, octets, peer_hashes=self.sa.peer_hashes, rsa_pss=cfg.local.rsa_pss)
+    def _auth_payload(self, cfg: ConnectionConfig, octets: bytes, round2: bool = False) -> AuthPayload:
+        """Our AUTH of the first round (``local``) or, ``round2``, of a
+        ``local-2`` certificate or PSK round (its key, :attr:`psk2`)."""
+        a, psk = (cfg.local2, cfg.psk2) if round2 else (cfg.local, cfg.psk)
+        assert a is not None
+        if a.auth == "psk":
+            if psk is None:
+                raise AuthenticationFailed("no pre-shared key configured" + (" (local-2)" if round2 else ""))
+            return AuthPayload(AuthMethod.PSK, A.psk_auth_data(self.sa.prf, psk, octets))
+        if a.private_key is None:
+            raise AuthenticationFailed("no private key configured" + (" (local-2)" if round2 else ""))
+        method, data = A.sign(a.private_key, octets, peer_hashes=self.sa.peer_hashes, rsa_pss=a.rsa_pss)
         return AuthPayload(method, data)
 
-    def _verify(self, cfg: ConnectionConfig, msg: Message, peer_id: Identity, auth: AuthPayload, octets: bytes) -> str:
-        """Verify the peer's AUTH; returns a description, raises AuthenticationFailed."""
-        if cfg.remote.auth == "psk":
+    def _verify(self, cfg: ConnectionConfig, msg: Message, peer_id: Identity, auth: AuthPayload, octets: bytes,
+                round2: bool = False) -> str:
+        """Verify the peer's AUTH (``round2``: of its ``remote-2``
+        certificate or PSK round); returns a description, raises
+        AuthenticationFailed."""
+        a, psk = (cfg.remote2, cfg.psk2) if round2 else (cfg.remote, cfg.psk)
+        assert a is not None
+        if a.auth == "psk":
             if auth.method != AuthMethod.PSK:
                 raise AuthenticationFailed(f"peer used auth method {auth.method}, PSK expected")
-            if cfg.psk is None:
+            if psk is None:
                 raise AuthenticationFailed("no pre-shared key configured")
-            if not A.verify_psk(self.sa.prf, cfg.psk, octets, auth.data):
+            if not A.verify_psk(self.sa.prf, psk, octets, auth.data):
                 raise AuthenticationFailed("pre-shared key AUTH mismatch")
             return "pre-shared key"
         if auth.method == AuthMethod.PSK:
@@ -180,7 +199,7 @@ class IkeAuth(Task):
             for c in msg.get_all(CertPayload)
             if c.encoding == CertEncoding.X509_SIGNATURE
         ]
-        pinned: x509.Certificate | None = cfg.remote.cert
+        pinned: x509.Certificate | None = a.cert
         if not certs:
             if pinned is None:
                 raise AuthenticationFailed("peer sent no certificate")
@@ -192,9 +211,9 @@ class IkeAuth(Task):
         else:
             assert self.session.wall_clock is not None  # required by the session for non-PSK remote auth
             at = self.session.wall_clock()
-            chain = A.verify_chain(leaf, inters, cfg.remote.cacerts, at)
-            pending = A.check_remote_revocation(chain, cfg.remote, at, peer=self.session.peer_label(peer_id),
-                                                hold=self._may_hold(cfg.remote.revocation_cache))
+            chain = A.verify_chain(leaf, inters, a.cacerts, at)
+            pending = A.check_remote_revocation(chain, a, at, peer=self.session.peer_label(peer_id),
+                                                hold=self._may_hold(a.revocation_cache))
         if not A.cert_matches_identity(leaf, peer_id):
             raise AuthenticationFailed(f"identity '{peer_id}' is not confirmed by the certificate")
         scheme = A.verify_signature(leaf.public_key(), auth.method, auth.data, octets)
@@ -264,6 +283,8 @@ class IkeAuth(Task):
         eap = self.eap
         if msg.has_notify(NotifyType.AUTHENTICATION_FAILED):
             extra = f" ({eap.method_name} of EAP identity '{eap.identity}')" if eap is not None else ""
+            if eap is not None and eap.auth:
+                extra = f" (second round, local-2 auth = {eap.auth} as '{eap.identity}')" if eap.final else ""
             s.auth_failed(sa, "IKE_AUTH", f"peer answered AUTHENTICATION_FAILED{extra}")
             self.failure_reason = "authentication failed"
             return TaskStatus.FAILED
@@ -359,6 +380,19 @@ class IkeAuth(Task):
         if not self.sa.multiple_auth:
             raise AuthenticationFailed(f"local-2 (auth = {r2.auth}) needs a second authentication round, but the peer "
                                        "did not send MULTIPLE_AUTH_SUPPORTED in IKE_SA_INIT (RFC 4739)")
+        if r2.auth in ("pubkey", "psk"):
+            # RFC 4739 §3: the round's IDi, CERT and AUTH, as a first round's, in the next IKE_AUTH
+            if r2.auth == "psk" and cfg.psk2 is None:
+                raise AuthenticationFailed("no pre-shared key configured for local-2 (auth = psk)")
+            if r2.auth == "pubkey" and (r2.private_key is None or r2.cert is None):
+                raise AuthenticationFailed("no certificate and private key configured for local-2 (auth = pubkey)")
+            idi = _configured_id(r2.id)
+            if idi is None:  # swanctl: a certificate's subject, else the first round's identity
+                idi = Identity(IdType.DER_ASN1_DN, r2.cert.subject.public_bytes()) if r2.auth == "pubkey" else ident
+            msg.add(notify(NotifyType.MULTIPLE_AUTH_SUPPORTED))
+            msg.add(notify(NotifyType.ANOTHER_AUTH_FOLLOWS))
+            self.sa.eap = EapRounds(self, round2=True, round2_id=idi, idi_due=True, auth=r2.auth)
+            return
         name = cfg.eap_user(round2=True) or str(ident)
         peer = _eap_peer(cfg, r2.auth, name, " (local-2)")
         idi = Identity.from_string(r2.id or r2.eap_id) if (r2.id or r2.eap_id) else ident
@@ -371,6 +405,8 @@ class IkeAuth(Task):
         our AUTH keyed with SK_pi: EAP-MD5/GTC make no MSK (RFC 7296 §2.16)."""
         sa, eap = self.sa, self.eap
         assert eap is not None and sa.keys is not None and sa.local_id is not None
+        if eap.idi_due and eap.auth:  # RFC 4739 second round with a certificate or PSK
+            return self._round2_auth_i(msg)
         if eap.idi_due:  # RFC 4739 second round: IDi without AUTH, EAP follows
             assert eap.round2_id is not None
             eap.idi_due = False
@@ -385,6 +421,27 @@ class IkeAuth(Task):
         msg.add(self._eap_auth())
         ppk.add_eap_notifies_i(self, msg, self.session.config)
         eap.final = True
+        return TaskStatus.SUCCESS
+
+    def _round2_auth_i(self, msg: Message) -> TaskStatus:
+        """``local-2`` with ``pubkey`` / ``psk`` (RFC 4739): IDi (the round's
+        identity), our CERT (as the first round: if asked for, or always) and
+        AUTH computed as in the first round (the IKE_SA_INIT request, Nr,
+        prf(SK_pi, the new IDi)).  The answer has no AUTH (the gateway
+        authenticated itself in the first round) and the Child SA."""
+        s, sa, cfg, eap = self.session, self.sa, self.session.config, self.eap
+        assert eap is not None and eap.round2_id is not None and sa.keys is not None
+        r2 = cfg.local2
+        assert r2 is not None
+        idi = eap.round2_id
+        eap.idi_due = False
+        msg.add(IdiPayload(idi.id_type, idi.data))
+        for c in self._certs_to_send(cfg, sa.peer_certreq is not None, r2):
+            msg.add(c)
+        octets = A.signed_octets(sa.init_request, sa.nr, idi.body(), sa.prf, sa.keys.sk_pi)
+        msg.add(self._auth_payload(cfg, octets, round2=True))
+        eap.final = True
+        s.step("IKE_AUTH round 2 started", sa, round2_id=str(idi), method=r2.auth)
         return TaskStatus.SUCCESS
 
     def _eap_process_i(self, msg: Message) -> TaskStatus:
@@ -418,6 +475,10 @@ class IkeAuth(Task):
         """The gateway's AUTH keyed with SK_pr, then SA/TS (Child SA)."""
         sa, eap = self.sa, self.eap
         assert eap is not None and sa.keys is not None and sa.remote_id is not None
+        if eap.auth:  # a certificate/PSK second round: the gateway's AUTH came in the first round
+            sa.eap = None
+            sa.local_round2_id = eap.identity  # the IkeSaEstablished event and status carry it
+            return self._established_i(msg)
         auth = msg.get(AuthPayload)
         if auth is None:
             raise AuthenticationFailed("no AUTH in the final IKE_AUTH response after EAP")
@@ -487,12 +548,12 @@ class IkeAuth(Task):
             how = " for EAP (IKE_AUTH without AUTH)" if auth is None else ""
             raise AuthenticationFailed(f"no configuration matches peer identity '{peer_id}'{how}")
         r2 = chosen.remote2
-        if r2 is not None and (chosen.remote.auth in AUTH_METHODS or r2.auth not in AUTH_METHODS):
+        if r2 is not None and (chosen.remote.auth in AUTH_METHODS or r2.auth not in (*AUTH_METHODS, "pubkey", "psk")):
             # the loader refuses these; a configuration built in code must not
             # let the peer finish after one round (or fail on the second)
             raise AuthenticationFailed(
                 f"{chosen.name}: remote-2 auth = {r2.auth} after remote auth = {chosen.remote.auth} is not supported "
-                "(a second round is EAP-MD5/GTC after a psk/pubkey round)")
+                "(a second round is pubkey, psk or EAP-MD5/GTC after a psk/pubkey round)")
         before = s.config
         s.config = chosen
         keys, auth = ppk.select_r(self, chosen, msg, auth)  # RFC 8784
@@ -510,8 +571,9 @@ class IkeAuth(Task):
         self.peer_certreq = bool(msg.get_all(CertReqPayload))
         self.initial_contact = msg.has_notify(NotifyType.INITIAL_CONTACT)
         s.step("IKE_AUTH authenticated", sa, peer_id=str(peer_id), method=how)
-        if another:  # RFC 4739: the remote-2 round (EAP) comes first; the other tasks wait
-            sa.eap = EapRounds(self, round2=True)
+        if another:  # RFC 4739: the remote-2 round comes first; the other tasks wait
+            assert r2 is not None
+            sa.eap = EapRounds(self, round2=True, auth=r2.auth if r2.auth in ("pubkey", "psk") else "")
             return TaskStatus.NEED_MORE
         return TaskStatus.SUCCESS
 
@@ -625,6 +687,11 @@ class IkeAuth(Task):
         s, sa, cfg, eap = self.session, self.sa, self.session.config, self.eap
         r2 = cfg.remote2
         assert eap is not None and r2 is not None
+        if eap.auth:
+            try:
+                return self._round2_verify_r(msg)
+            except AuthenticationFailed as exc:
+                raise AuthenticationFailed(f"{exc} (second round, remote-2 auth = {r2.auth})") from None
         idi = msg.get(IdiPayload)
         if idi is None:
             raise AuthenticationFailed(f"second authentication round (remote-2 auth = {r2.auth}) without IDi")
@@ -640,13 +707,44 @@ class IkeAuth(Task):
                method=eap.method_name)
         return TaskStatus.NEED_MORE
 
+    def _round2_verify_r(self, msg: Message) -> TaskStatus:
+        """RFC 4739: the peer's ``remote-2`` round with a certificate or PSK:
+        IDi, CERT, AUTH, verified as a first round's (over the IKE_SA_INIT
+        request, Nr and the new IDi; keyed with SK_pi).  Then the waiting
+        tasks process the first request and we answer without AUTH, as
+        charon.  Nothing is changed before the AUTH verified (a certificate
+        status being fetched holds the message: it is processed afresh)."""
+        s, sa, cfg, eap = self.session, self.sa, self.session.config, self.eap
+        r2 = cfg.remote2
+        assert eap is not None and r2 is not None and sa.keys is not None
+        idi = msg.get(IdiPayload)
+        if idi is None:
+            raise AuthenticationFailed("second authentication round without IDi")
+        ident = Identity(idi.id_type, idi.data)
+        auth = msg.get(AuthPayload)
+        if auth is None:
+            raise AuthenticationFailed(f"second authentication round of '{ident}' without AUTH")
+        if not A.identity_matches_config(ident, r2.id):
+            raise AuthenticationFailed(f"second-round identity '{ident}' does not match remote-2 id '{r2.id}'")
+        octets = A.signed_octets(sa.init_request, sa.nr, ident.body(), sa.prf, sa.keys.sk_pi)
+        how = self._verify(cfg, msg, ident, auth, octets, round2=True)
+        if msg.has_notify(NotifyType.ANOTHER_AUTH_FOLLOWS):
+            raise AuthenticationFailed(f"peer announced another authentication round after its second ('{ident}'; "
+                                       "ANOTHER_AUTH_FOLLOWS): not supported")
+        eap.round2_id, eap.final = ident, True
+        sa.remote_round2_id = str(ident)
+        s.step("IKE_AUTH authenticated", sa, peer_id=str(sa.remote_id), round2_id=str(ident),
+               method=f"{how} (second round)")
+        return TaskStatus.SUCCESS
+
     def _eap_build_r(self, msg: Message) -> TaskStatus:
         s, sa, cfg, eap = self.session, self.sa, self.session.config, self.eap
         assert eap is not None and sa.keys is not None
         if eap.final:  # the peer's AUTH verified: ours, keyed with SK_pr (no MSK, RFC 7296 §2.16)
             self._unique(cfg)
             sa.eap = None
-            msg.add(self._eap_auth())
+            if not eap.auth:  # after a certificate/PSK second round we answer without AUTH (charon)
+                msg.add(self._eap_auth())
             if not eap.round2:
                 ppk.add_notify_r(self, msg)
             add_auth_lifetime(s, sa, msg)

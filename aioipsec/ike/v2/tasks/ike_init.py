@@ -218,8 +218,10 @@ class IkeInit(Task):
             msg.add(notify(NotifyType.MULTIPLE_AUTH_SUPPORTED))
         if sa.use_ppk:
             msg.add(notify(NotifyType.USE_PPK))
-        if cfg.remote.auth == "pubkey" and cfg.send_certreq and cfg.remote.cacerts:
-            msg.add(CertReqPayload(CertEncoding.X509_SIGNATURE, certreq_data(cfg.remote.cacerts)))
+        # the trust anchors of the peer's certificate rounds (remote, RFC 4739 remote-2)
+        cas = [ca for a in (cfg.remote, cfg.remote2) if a is not None and a.auth == "pubkey" for ca in a.cacerts]
+        if cfg.send_certreq and cas:
+            msg.add(CertReqPayload(CertEncoding.X509_SIGNATURE, certreq_data(list(dict.fromkeys(cas)))))
         keys = initial_ike_keys(sel, ke.shared_secret, sa.ni, sa.nr, sa.spi_i, sa.spi_r)
         sa.set_keys(sel, keys)
         self.ke = None

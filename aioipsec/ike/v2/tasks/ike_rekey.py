@@ -57,7 +57,8 @@ class IkeRekey(Task):
         skeyseed = ikev2_rekey_skeyseed(old.prf_alg, old.keys.sk_d, shared, self.ni, self.nr)
         new.set_keys(sel, derive_ike_keys(sel.prf, sel, skeyseed, self.ni, self.nr, spi_i, spi_r))
         # ppk_id: the new keys come from the old, PPK-mixed SK_d (RFC 8784 §3), so the new SA has the PPK too
-        for attr in ("local_id", "remote_id", "local_eap_id", "remote_eap_id", "frag_local", "frag_peer",
+        for attr in ("local_id", "remote_id", "local_eap_id", "remote_eap_id", "local_round2_id",
+                     "remote_round2_id", "frag_local", "frag_peer",
                      "peer_hashes", "natd_supported", "nat_local", "nat_remote", "nat_forced", "mobike",
                      "peer_addrs", "my_addrs", "ppk_id", "redirect_supported"):
             setattr(new, attr, getattr(old, attr))
