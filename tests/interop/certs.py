@@ -195,6 +195,32 @@ def reissue_host_cert(pki: TestPki, directory: Path, side: str, kind: str) -> Te
     return TestPki(directory)
 
 
+def issue_user_cert(pki: TestPki, directory: Path, kind: str, email: str) -> tuple[Path, Path]:
+    """A user certificate (CN and RFC822 SAN ``email``) from ``pki``'s ``kind`` CA,
+    e.g. for a second authentication round (RFC 4739: machine, then user);
+    returns its certificate and key files in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = _load_ca(pki, kind)
+    now = datetime.datetime.now(datetime.UTC)
+    ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    key = _new_key(kind)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(email)).issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        .sign(ca_key, _sig_hash(ca_key))
+    )
+    cert_path, key_path = directory / f"user-{kind}.crt.pem", directory / f"user-{kind}.key.pem"
+    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    _write(key_path, _key_pem(key), secret=True)
+    return cert_path, key_path
+
+
 def write_crl(pki: TestPki, kind: str, path: Path, revoked: dict[int, x509.ReasonFlags | None], *,
               number: int = 1, next_update: datetime.timedelta = datetime.timedelta(days=7),
               der: bool = False) -> Path:

@@ -9,7 +9,13 @@ eap-alice { ... } }``), as swanctl configures it with ``local-2`` / ``remote-2``
 * aioipsec client (``local-2 = { auth = "eap-md5", id = "alice" }``) -> charon
   gateway (``remote-2 { auth = eap-md5, eap_id = %any }``);
 * a wrong round-2 password both ways, and a charon client without ``local-2``
-  against our gateway requiring it: no SA, AUTHENTICATION_FAILED naming the peer.
+  against our gateway requiring it: no SA, AUTHENTICATION_FAILED naming the peer;
+* a certificate second round (machine, then user certificate; RFC 4739 as
+  charon sequences it: IDi, CERT, AUTH, answered without AUTH) both ways: charon
+  client ``local-2 { auth = pubkey, certs = <user>, id = alice@interop.example }``
+  -> our ``remote-2 = { auth = "pubkey", cacerts = [...] }``, and our ``local-2``
+  -> charon ``remote-2 { auth = pubkey }``; the user certificate is issued by
+  the ECDSA test CA (``certs.issue_user_cert``).
 
 Peers are started by ``test_ikev2_eap``'s ``eap_peers`` fixture (the EAP plugins
 loaded), which rewrites the rendered configurations before they start."""
@@ -17,11 +23,13 @@ loaded), which rewrites the rendered configurations before they start."""
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable
 
 import pytest
 
 from .aioipsec_peer import AioipsecPeer
+from .certs import TestPki, issue_user_cert
 from .netns import Topology
 from .strongswan import StrongSwanPeer
 from .test_ikev2_eap import (
@@ -157,5 +165,87 @@ def test_charon_client_without_round2_is_refused(eap_peers, direct_topology: Top
                  r"did not announce a second authentication round .*remote-2", timeout=5)
     ss.wait_log(r"received AUTHENTICATION_FAILED", timeout=5)
     assert ss.installed_children() == [] and aio.installed_children() == []
+    aio.stop()
+    assert_clean_log(aio)
+
+
+# ---------------------------------------------------------------------------
+# a certificate second round (RFC 4739: machine certificate, then user certificate)
+
+USER = "alice@interop.example"
+
+
+def _user_cert(topo: Topology, pki: TestPki) -> tuple[str, str]:
+    cert, key = issue_user_cert(pki, topo.run_dir / "user-cert", "ecdsa", USER)
+    return str(cert), str(key)
+
+
+def _install_user_key(ss: StrongSwanPeer, key: str) -> None:
+    """charon finds private keys in swanctl/private only: copy it there, reload."""
+    dst = ss.swanctl_dir / "private" / "user-ecdsa.key.pem"
+    shutil.copyfile(key, dst)
+    dst.chmod(0o600)
+    ss.load()
+
+
+def test_charon_certificate_round2_client_against_our_gateway(eap_peers, direct_topology: Topology,  # noqa: F811
+                                                              interop_pki: TestPki) -> None:
+    topo = direct_topology
+    cert, key = _user_cert(topo, interop_pki)
+
+    def gateway(text: str) -> str:
+        cacerts = re.search(r"(?m)^remote = .*(cacerts = \[[^\]]*\])", text)
+        assert cacerts is not None, text
+        return re.sub(r"(?m)^(remote = .*)$", r'\1\nremote-2 = { auth = "pubkey", id = "%any", '
+                      + cacerts.group(1).replace("\\", "\\\\") + " }", text, count=1)
+
+    def client(text: str) -> str:
+        return _swanctl_round2(text, f"        local-2 {{\n            auth = pubkey\n            certs = {cert}\n"
+                               f"            id = {USER}\n        }}\n")
+
+    aio: AioipsecPeer = eap_peers["ours"](topo, "right", gateway)
+    ss: StrongSwanPeer = eap_peers["charon"](topo, "left", client)
+    _install_user_key(ss, key)
+    ss.initiate(timeout=20)
+    assert_crossed(aio, ss)
+    logs = ss.logs()
+    # charon signed round 1 as the host and round 2 as the user, and verified our round-1 AUTH
+    assert re.search(rf"authentication of '{re.escape(USER)}' \(myself\) with \S+ successful", logs), logs[-3000:]
+    assert re.search(r"authentication of '[^']*right\.interop\.example[^']*' with \S+ successful", logs)
+    alog = aio.logs()
+    assert re.search(rf"IKE_AUTH authenticated .*round2_id={re.escape(USER)}", alog), alog[-3000:]
+    (sa,) = aio.status()["ike_sas"]
+    assert sa["remote_id"] == topo.left.fqdn and sa["remote_round2_id"] == USER and sa["remote_eap_id"] is None, sa
+    assert re.search(rf"remote '[^']*left\.interop\.example[^']*' @ \S+ round 2: '{re.escape(USER)}'",
+                     aio.cli("status"))
+    ping_both_ways(topo, "right")
+    aio.stop()
+    assert_clean_log(aio)
+
+
+def test_our_certificate_round2_client_against_charon_gateway(eap_peers, direct_topology: Topology,  # noqa: F811
+                                                              interop_pki: TestPki) -> None:
+    topo = direct_topology
+    cert, key = _user_cert(topo, interop_pki)
+
+    def gateway(text: str) -> str:
+        return _swanctl_round2(text, "        remote-2 {\n            auth = pubkey\n            id = %any\n"
+                               "            cacerts = ca-ecdsa.crt.pem\n        }\n")
+
+    def client(text: str) -> str:
+        return re.sub(r"(?m)^(remote = .*)$", rf'\1\nlocal-2 = {{ auth = "pubkey", id = "{USER}", '
+                      rf'certs = ["{cert}"], key = "{key}" }}', text, count=1)
+
+    ss: StrongSwanPeer = eap_peers["charon"](topo, "right", gateway)
+    aio: AioipsecPeer = eap_peers["ours"](topo, "left", client)
+    aio.initiate(timeout=20)
+    assert_crossed(aio, ss)
+    logs = ss.logs()
+    # charon checked our host certificate in round 1, then our user certificate as alice
+    assert re.search(r"authentication of '[^']*left\.interop\.example[^']*' with \S+ successful", logs)
+    assert re.search(rf"authentication of '{re.escape(USER)}' with \S+ successful", logs), logs[-3000:]
+    (sa,) = aio.status()["ike_sas"]
+    assert sa["local_id"] == topo.left.fqdn and sa["local_round2_id"] == USER, sa
+    ping_both_ways(topo, "left")
     aio.stop()
     assert_clean_log(aio)
