@@ -72,6 +72,11 @@ class WireProposal(NamedTuple):
 
 
 _TRANSFORM_TYPES = tuple(TransformType)
+# the transform types _match reads for every offer, as module constants: in
+# CPython 3.11 ``Enum.MEMBER`` goes through the hook of EnumType.__getattr__
+# (~60 ns against a few ns for a global).  Same objects.
+_ENCR, _PRF, _INTEG, _KE, _ESN = (
+    TransformType.ENCR, TransformType.PRF, TransformType.INTEG, TransformType.KE, TransformType.ESN)
 
 
 @functools.lru_cache(maxsize=512)
@@ -210,34 +215,34 @@ def _pick(
 def _match(prop: Proposal, offer: WireProposal, *, strip_ke: bool) -> Selected | None:
     encr = integ = prf = ke = esn = None
     if prop.encr:
-        encr = _pick(prop.encr, offer.of_type(TransformType.ENCR), TransformType.ENCR)
+        encr = _pick(prop.encr, offer.of_type(_ENCR), _ENCR)
         if encr is None:
             return None
-    elif offer.of_type(TransformType.ENCR):
+    elif offer.of_type(_ENCR):
         return None
-    offered_integ = offer.of_type(TransformType.INTEG)
+    offered_integ = offer.of_type(_INTEG)
     if prop.integ:
-        integ = _pick(prop.integ, offered_integ, TransformType.INTEG)
+        integ = _pick(prop.integ, offered_integ, _INTEG)
         if integ is None:
             return None
     elif offered_integ and not any(t.id == IntegId.NONE for t in offered_integ):
         return None
     if prop.protocol == "ike":
-        prf = _pick(prop.prf, offer.of_type(TransformType.PRF), TransformType.PRF)
+        prf = _pick(prop.prf, offer.of_type(_PRF), _PRF)
         if prf is None:
             return None
-    offered_ke = offer.of_type(TransformType.KE)
+    offered_ke = offer.of_type(_KE)
     if not strip_ke:
         if prop.ke:
-            ke = _pick(prop.ke, offered_ke, TransformType.KE)
+            ke = _pick(prop.ke, offered_ke, _KE)
             if ke is None:
                 return None
         elif offered_ke and not any(t.id == KeId.NONE for t in offered_ke):
             return None
     if prop.protocol != "ike":
-        offered_esn = offer.of_type(TransformType.ESN)
+        offered_esn = offer.of_type(_ESN)
         if offered_esn:
-            esn = _pick(prop.esn, offered_esn, TransformType.ESN)
+            esn = _pick(prop.esn, offered_esn, _ESN)
             if esn is None:
                 return None
         else:

@@ -17,6 +17,10 @@ from .common import notify
 NATD_LEN = 20
 """A NAT_DETECTION_*_IP notify carries a SHA-1 hash (RFC 7296 §3.10.1)."""
 
+# read for every notify of IKE_SA_INIT, as module constants: in CPython 3.11
+# ``Enum.MEMBER`` goes through the hook of EnumType.__getattr__ (~60 ns).
+_NATD_SRC, _NATD_DST = NotifyType.NAT_DETECTION_SOURCE_IP, NotifyType.NAT_DETECTION_DESTINATION_IP
+
 
 def natd_hashes(msg: Message) -> tuple[list[bytes], list[bytes]]:
     """The hashes of ``msg``'s NAT_DETECTION_SOURCE_IP and
@@ -28,9 +32,9 @@ def natd_hashes(msg: Message) -> tuple[list[bytes], list[bytes]]:
     dst: list[bytes] = []
     for n in msg.notifies:
         t = n.notify_type
-        if t == NotifyType.NAT_DETECTION_SOURCE_IP:
+        if t == _NATD_SRC:
             src.append(n.data)
-        elif t == NotifyType.NAT_DETECTION_DESTINATION_IP:
+        elif t == _NATD_DST:
             dst.append(n.data)
         else:
             continue
@@ -45,8 +49,8 @@ def add_natd(session, msg: Message, spi_i: bytes, spi_r: bytes, remote: Address,
     session's; faked with ``encap``) and N(NAT_DETECTION_DESTINATION_IP) for
     ``remote`` (IKE_SA_INIT; MOBIKE)."""
     src = fake_natd(session.random) if session.config.encap else natd_hash(spi_i, spi_r, local or session.local_addr)
-    msg.add(notify(NotifyType.NAT_DETECTION_SOURCE_IP, src))
-    msg.add(notify(NotifyType.NAT_DETECTION_DESTINATION_IP, natd_hash(spi_i, spi_r, remote)))
+    msg.add(notify(_NATD_SRC, src))
+    msg.add(notify(_NATD_DST, natd_hash(spi_i, spi_r, remote)))
 
 
 def apply_natd(sa, res: NatdResult, encap: bool) -> None:  # type: ignore[no-untyped-def]
