@@ -214,13 +214,18 @@ def _pick(
 
 def _match(prop: Proposal, offer: WireProposal, *, strip_ke: bool) -> Selected | None:
     encr = integ = prf = ke = esn = None
+    # the offer's transforms by type, in order: one pass, not one scan per type
+    by_type: dict[int, list[WireTransform]] = {}
+    for t in offer.transforms:
+        by_type.setdefault(t.type, []).append(t)
+    offered = by_type.get
     if prop.encr:
-        encr = _pick(prop.encr, offer.of_type(_ENCR), _ENCR)
+        encr = _pick(prop.encr, offered(_ENCR, ()), _ENCR)
         if encr is None:
             return None
-    elif offer.of_type(_ENCR):
+    elif _ENCR in by_type:
         return None
-    offered_integ = offer.of_type(_INTEG)
+    offered_integ = offered(_INTEG, ())
     if prop.integ:
         integ = _pick(prop.integ, offered_integ, _INTEG)
         if integ is None:
@@ -228,10 +233,10 @@ def _match(prop: Proposal, offer: WireProposal, *, strip_ke: bool) -> Selected |
     elif offered_integ and not any(t.id == IntegId.NONE for t in offered_integ):
         return None
     if prop.protocol == "ike":
-        prf = _pick(prop.prf, offer.of_type(_PRF), _PRF)
+        prf = _pick(prop.prf, offered(_PRF, ()), _PRF)
         if prf is None:
             return None
-    offered_ke = offer.of_type(_KE)
+    offered_ke = offered(_KE, ())
     if not strip_ke:
         if prop.ke:
             ke = _pick(prop.ke, offered_ke, _KE)
@@ -240,7 +245,7 @@ def _match(prop: Proposal, offer: WireProposal, *, strip_ke: bool) -> Selected |
         elif offered_ke and not any(t.id == KeId.NONE for t in offered_ke):
             return None
     if prop.protocol != "ike":
-        offered_esn = offer.of_type(_ESN)
+        offered_esn = offered(_ESN, ())
         if offered_esn:
             esn = _pick(prop.esn, offered_esn, _ESN)
             if esn is None:
