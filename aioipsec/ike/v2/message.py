@@ -223,7 +223,10 @@ class Message:
         return None
 
     def has_notify(self, notify_type: int) -> bool:
-        return self.get_notify(notify_type) is not None
+        for p in self.payloads:  # get_notify's loop: ~10 calls per handshake
+            if type(p) is NotifyPayload and p.notify_type == notify_type:  # type: ignore[union-attr]
+                return True
+        return False
 
     def error_notify(self) -> NotifyPayload | None:
         """The first error notify (type < 16384), or None."""
@@ -454,13 +457,15 @@ def encode_message(msg: Message, sk: SkContext | None = None) -> bytes:
     return prefix + sk.seal(prefix, inner)
 
 
-def decode_message(data: bytes, sk: SkContext | None = None) -> Message:
+def decode_message(data: bytes, sk: SkContext | None = None, *, hdr: Header | None = None) -> Message:
     """Parse (and with ``sk``, verify and decrypt) one IKEv2 message.
 
     See the module docstring for the exceptions.  An SKF (fragment) message
     comes back undecrypted as a single :class:`SkfPayload`: fragments go to
-    :class:`~aioipsec.ike.v2.fragment.Reassembler`."""
-    hdr = peek_header(data)
+    :class:`~aioipsec.ike.v2.fragment.Reassembler`.  ``hdr``: the caller's
+    :func:`peek_header` of ``data``, not parsed again."""
+    if hdr is None:
+        hdr = peek_header(data)
     if hdr.major_version != IKEV2_MAJOR_VERSION:
         raise InvalidMajorVersion(f"major version {hdr.major_version}")
     if hdr.length != len(data):

@@ -668,7 +668,8 @@ class IkeSessionV2:
 
     @property
     def peer(self) -> str:
-        return _peer_str(self.remote_addr)
+        addr = self.remote_addr  # _peer_str inlined: read for every message and step
+        return f"{addr[0]}[{addr[1]}]" if addr is not None else "?"
 
     # ================================================================== public API
 
@@ -1376,7 +1377,8 @@ class IkeSessionV2:
         """:meth:`step` for one message sent or received, without its keyword
         plumbing (twice per exchange and side): same log line, same event.
         The event's details are built when first read (:class:`_StepDetails`)."""
-        text = f"{_exchange_name(msg.exchange_type)} {direction}"
+        ex = msg.exchange_type
+        text = f"{_EXCHANGE_NAMES.get(ex) or f'EXCHANGE({ex})'} {direction}"  # _exchange_name inlined
         peer = self.peer
         details = _StepDetails(msg, packets)
         if logger.isEnabledFor(logging.INFO):
@@ -1532,7 +1534,7 @@ class IkeSessionV2:
         authenticated request that deserves an error answer."""
         try:
             if hdr.exchange_type == _IKE_SA_INIT:
-                return decode_message(data)
+                return decode_message(data, hdr=hdr)
             if sa.sk is None:
                 self.stats.malformed += 1
                 return None
@@ -1542,7 +1544,7 @@ class IkeSessionV2:
                     return None
                 assert sa.reassembler is not None
                 return sa.reassembler.add(data)
-            return decode_message(data, sa.sk)
+            return decode_message(data, sa.sk, hdr=hdr)
         except IntegrityError:
             self.stats.integrity_failed += 1
             logger.debug("integrity check failed on message from %s; dropped", self.peer)
