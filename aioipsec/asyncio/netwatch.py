@@ -271,14 +271,20 @@ class RoamWatch:
     def announce(self) -> None:
         """List the usable addresses and tell ``on_addresses`` (the first
         look, before any event)."""
-        if self.on_addresses is None:
-            return
+        if self.on_addresses is not None:
+            self._listed("")
+
+    def _listed(self, what: str) -> set[str] | None:
+        """The usable addresses now, told to ``on_addresses``; None (and a
+        warning starting with ``what``) when they cannot be listed."""
         try:
             present = set(self.addresses())
         except (OSError, NetlinkError) as exc:
-            logger.warning("cannot list the local addresses (%s)", exc)
-            return
-        self.on_addresses(present)
+            logger.warning("%scannot list the local addresses (%s)", what, exc)
+            return None
+        if self.on_addresses is not None:
+            self.on_addresses(present)
+        return present
 
     def cancel(self) -> None:
         if self._timer is not None:
@@ -292,32 +298,22 @@ class RoamWatch:
         try:
             self.check(burst)
         except Exception:
-            logger.exception("roaming check after %d address/route event%s failed", len(burst),
-                             "" if len(burst) == 1 else "s")
+            logger.exception("%s check after %d address/route event%s failed", "address" if self.roam is None
+                             else "roaming", len(burst), "" if len(burst) == 1 else "s")
 
     def check(self, burst: Sequence[NetEvent] = ()) -> str | None:
         """Decide now; returns the address moved to, or None (always when
         announcing only)."""
         self.checks += 1
         if self.roam is None:
-            try:
-                present = set(self.addresses())
-            except (OSError, NetlinkError) as exc:
-                logger.warning("address check: cannot list the local addresses (%s)", exc)
-                return None
-            if self.on_addresses is not None:
-                self.on_addresses(present)
+            self._listed("address check: ")
             return None
         current = self.current()
         family = socket.AF_INET6 if ":" in current else socket.AF_INET
         peers = [p for p in self.peers() if (":" in p) == (family == socket.AF_INET6)]
-        try:
-            present = set(self.addresses())
-        except (OSError, NetlinkError) as exc:
-            logger.warning("roaming check: cannot list the local addresses (%s)", exc)
+        present = self._listed("roaming check: ")
+        if present is None:
             return None
-        if self.on_addresses is not None:
-            self.on_addresses(present)
         sources = [(p, self.route_source(p)) for p in dict.fromkeys(peers)]
         new, reason = decide_roam(current, present, sources, self.pinned())
         what = ", ".join(str(ev) for ev in burst[:4]) + (f" and {len(burst) - 4} more" if len(burst) > 4 else "")
