@@ -572,12 +572,16 @@ class DataPlane:
             return
         if pipe.ev.mode == "transport":
             sealed = self._seal_transport(pipe, batch)
-        else:
-            sealed = [d for d in pipe.sa_out.seal_batch(batch) if d]
+            self._after_sa(pipe, pipe.sa_out)
+            if sealed:
+                # the source: honoured by send_esp only where the socket is bound to the wildcard address
+                self.endpoint.send_esp(sealed, pipe.remote, pipe.encap, pipe.ev.local_addr[0])
+            return
+        # tunnel mode: headers and ciphertexts apart, sent gathered (no copy joins them)
+        heads, bodies = pipe.sa_out.seal_batch_parts(batch)
         self._after_sa(pipe, pipe.sa_out)
-        if sealed:
-            # the source: honoured by send_esp only where the socket is bound to the wildcard address
-            self.endpoint.send_esp(sealed, pipe.remote, pipe.encap, pipe.ev.local_addr[0])
+        if bodies:
+            self.endpoint.send_esp_parts(heads, bodies, pipe.remote, pipe.encap, pipe.ev.local_addr[0])
 
     def _seal_transport(self, pipe: ChildPipeline, batch: Sequence[bytes]) -> list[bytes]:
         """Transport mode: ESP carries the IP payload; the outer header is the

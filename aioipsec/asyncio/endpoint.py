@@ -12,6 +12,7 @@ import asyncio
 import datetime
 import itertools
 import logging
+import operator
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -807,17 +808,42 @@ class Endpoint:
         """``src``: the Child SA's local address, the source of the ESP when
         the socket that carries it (NAT-T or raw ESP) is bound to the wildcard
         address."""
+        to = self._esp_route(remote, encap, src, len(datagrams))
+        if to is not None:
+            sock, dst, src = to
+            if src:
+                sock.send_batch(datagrams, dst, src)
+            else:
+                sock.send_batch(datagrams, dst)
+
+    def send_esp_parts(self, heads: Sequence[bytes], bodies: Sequence[bytes], remote: Address, encap: bool,
+                       src: str | None = None) -> None:
+        """:meth:`send_esp` of the packets ``heads[i] + bodies[i]``
+        (:meth:`~aioipsec.esp.EspSa.seal_batch_parts`): a socket that can
+        send them gathered (``send_parts``) gets them so, others joined."""
+        to = self._esp_route(remote, encap, src, len(bodies))
+        if to is None:
+            return
+        sock, dst, src = to
+        send_parts = getattr(sock, "send_parts", None)
+        if send_parts is None:
+            sock.send_batch(list(map(operator.add, heads, bodies)), dst, *((src,) if src else ()))
+        elif src:
+            send_parts(heads, bodies, dst, src)
+        else:
+            send_parts(heads, bodies, dst)
+
+    def _esp_route(self, remote: Address, encap: bool, src: str | None, n: int) -> tuple[Any, Address, str | None] | None:
+        """(socket, destination, source or None) for ``n`` ESP packets to
+        ``remote``; None (counted as ``no_transport``) when no socket carries them."""
         if encap and self.natt_socket is not None:
             sock, dst = self.natt_socket, remote
         elif self.esp_socket is not None:
             sock, dst = self.esp_socket, (remote[0], 0)
         else:
-            self.dataplane.stats.no_transport += len(datagrams)
-            return
-        if src and getattr(sock, "pktinfo", False) and not is_wildcard(src):
-            sock.send_batch(datagrams, dst, src)
-        else:
-            sock.send_batch(datagrams, dst)
+            self.dataplane.stats.no_transport += n
+            return None
+        return sock, dst, src if src and getattr(sock, "pktinfo", False) and not is_wildcard(src) else None
 
     def send_ah(self, packets: Sequence[bytes], remote: Address) -> None:
         """Whole AH-protected IP packets (never encapsulated)."""

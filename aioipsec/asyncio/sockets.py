@@ -31,10 +31,18 @@ import socket
 import struct
 import sys
 from collections.abc import Callable, Sequence
+from operator import add
 from typing import Any
 
 from ..selectors import Address
-from ..transports._batch import MAX_BATCH, Receiver, deliver, drain, recvfrom_batch, send_each
+from ..transports._batch import (
+    MAX_BATCH,
+    Receiver,
+    deliver,
+    drain,
+    recvfrom_batch,
+    send_each,
+)
 
 logger = logging.getLogger("aioipsec.net")
 
@@ -110,6 +118,12 @@ class DatagramSocket:
     def send_batch(self, datagrams: Sequence[bytes], addr: Address, src: str | None = None) -> None:
         for d in datagrams:
             self.sendto(d, addr, src)
+
+    def send_parts(self, heads: Sequence[bytes], bodies: Sequence[bytes], addr: Address, src: str | None = None) -> None:
+        """Send the datagrams ``heads[i] + bodies[i]`` (a sealed ESP batch,
+        :meth:`~aioipsec.esp.EspSa.seal_batch_parts`); here joined, then
+        :meth:`send_batch`."""
+        self.send_batch(list(map(add, heads, bodies)), addr, src)
 
     def close(self) -> None:
         raise NotImplementedError
@@ -271,37 +285,58 @@ class UdpSocket(DatagramSocket):
         if not (src and self.pktinfo):
             src = None
         if self.gso and len(datagrams) > 1:
-            self._send_gso(datagrams, addr, src)
+            self._send_gso(datagrams, list(map(len, datagrams)), 1, addr, src)
             return
         n, errors = send_each(self._sendto_of(src), datagrams, addr)
         self.sent += n
         self.send_errors += errors
+
+    def send_parts(self, heads: Sequence[bytes], bodies: Sequence[bytes], addr: Address, src: str | None = None) -> None:
+        """Send the datagrams ``heads[i] + bodies[i]`` without joining them:
+        with UDP GSO each run goes out as one ``sendmsg`` whose buffers are
+        head, body, head, body, ... (the kernel gathers them, so the 1.4 KB
+        copy that joining costs per ESP packet is not made); without it each
+        datagram is joined and sent alone."""
+        if not (src and self.pktinfo):
+            src = None
+        n = len(bodies)
+        if not (self.gso and n > 1):
+            self.send_batch(list(map(add, heads, bodies)), addr, src)
+            return
+        bufs: list[bytes] = [b""] * (2 * n)
+        bufs[0::2] = heads
+        bufs[1::2] = bodies
+        self._send_gso(bufs, list(map(add, map(len, heads), map(len, bodies))), 2, addr, src)
 
     def _sendto_of(self, src: str | None) -> Callable[[bytes, Any], Any]:
         if src is None:
             return self._sock.sendto
         return lambda data, addr: self._sendmsg_from(data, addr, src)
 
-    def _send_gso(self, datagrams: Sequence[bytes], addr: Address, src: str | None = None) -> None:
+    def _send_gso(self, bufs: Sequence[bytes], sizes: Sequence[int], per: int, addr: Address,
+                  src: str | None = None) -> None:
         """Runs of equal-sized datagrams (the last of a run may be shorter) go
         out in one ``sendmsg`` each, segmented by the kernel (UDP GSO): a full
         batch of ESP for TCP traffic costs a few system calls, not one per
-        packet.  Other datagrams are sent one by one."""
+        packet.  Other datagrams are sent one by one.  Datagram k is the
+        ``per`` buffers ``bufs[per * k : per * k + per]`` (1: whole datagrams;
+        2: head and body, :meth:`send_parts`), ``sizes[k]`` bytes long."""
         sendmsg, sendto = self._sock.sendmsg, self._sendto_of(src)
         extra = [pktinfo_cmsg(src)] if src else []
-        n_all = len(datagrams)
+        n_all = len(sizes)
         i = sent = 0
         while i < n_all:
-            size = len(datagrams[i])
+            size = sizes[i]
             limit = min(n_all, i + GSO_MAX_SEGMENTS, i + max(1, GSO_MAX_BYTES // max(size, 1)))
             j = i + 1
-            while j < limit and len(datagrams[j]) == size:
+            while j < limit and sizes[j] == size:
                 j += 1
-            if j < limit and len(datagrams[j]) < size:
+            if j < limit and sizes[j] < size:
                 j += 1  # a shorter datagram may end a run
             if j - i >= 2 and self.gso:
                 try:
-                    sendmsg(datagrams[i:j], [(socket.SOL_UDP, UDP_SEGMENT, struct.pack("=H", size)), *extra], 0, addr)
+                    sendmsg(bufs[per * i : per * j], [(socket.SOL_UDP, UDP_SEGMENT, struct.pack("=H", size)), *extra],
+                            0, addr)
                     sent += j - i
                     self.gso_sends += 1
                     i = j
@@ -314,7 +349,9 @@ class UdpSocket(DatagramSocket):
                     if exc.errno != errno.EMSGSIZE:  # larger than the path MTU: just this run
                         self.gso = False
                         logger.info("UDP GSO unavailable on %s (%s): one sendto per datagram", self.local_addr, exc)
-            n, errors = send_each(sendto, datagrams[i:j], addr)
+            run = bufs[per * i : per * j]
+            n, errors = send_each(sendto, run if per == 1 else [b"".join(run[k : k + per]) for k in range(0, len(run), per)],
+                                  addr)
             sent += n
             self.send_errors += errors
             i = j

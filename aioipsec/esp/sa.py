@@ -34,7 +34,7 @@ import logging
 import os
 import struct
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import add as _concat
 from operator import itemgetter
@@ -432,6 +432,34 @@ class EspSa(_SaBase):
         res = self.seal_batch([packet], next_header)
         return res[0] if res else None
 
+    def seal_batch_parts(self, packets: Sequence[bytes]) -> tuple[Sequence[bytes], Sequence[bytes]]:
+        """Tunnel mode: :meth:`seal_batch` with each ESP packet in two parts,
+        ``(heads, bodies)``: packet i is ``heads[i] + bodies[i]``, for a
+        gather send (``sendmsg`` with both as buffers; see
+        :meth:`~aioipsec.asyncio.sockets.UdpSocket.send_parts`) that needs no
+        copy to join them.  On the lean path (AEAD, no ESN, TFC or lifetime
+        limits near, a batch of 8 or more IP packets) a head is the 16-byte
+        SPI | seq | IV and a body the ciphertext and ICV; otherwise the heads
+        are empty and the bodies whole packets.  Same packets, sequence
+        numbers and counters as :meth:`seal_batch`."""
+        n = len(packets)
+        if self._lean and n >= _SEAL_RUN_MIN and not self.inbound:
+            s = self.seq
+            if s + n < self._seq_soft and not self.expired:
+                try:
+                    heads, lazy = self._seal_parts(packets, None)
+                    bodies = list(lazy)
+                except (IndexError, TypeError):
+                    pass  # a packet that is not IP: the general path below
+                else:
+                    self.seq = s + n
+                    st = self.stats
+                    st.packets_out += n
+                    st.bytes_out += sum(map(len, packets))
+                    return heads, bodies
+        out = self.seal_batch(packets)
+        return (b"",) * len(out), out
+
     def seal_batch(self, packets: Sequence[bytes], next_header: int | None = None) -> list[bytes]:
         """Seal a batch; returns the ESP packets (SPI .. ICV) of those that
         could be sent, in order.  Tunnel mode: each packet is an IP packet
@@ -481,24 +509,14 @@ class EspSa(_SaBase):
         return out
 
     def _seal_fast(self, batch: Sequence[bytes], nh: int | None) -> list[bytes]:
+        if len(batch) >= _SEAL_RUN_MIN:
+            heads, bodies = self._seal_parts(batch, nh)
+            return list(map(_concat, heads, bodies))
         enc = self.codec.encr.aead_obj.encrypt  # type: ignore[attr-defined]
         spi, hdr, aad = self.spi, _HDR16.pack, _AAD8.pack
         nonce, salt = self._nonce_pack, self._nonce_salt
         m = self.codec.block - 1
         s0 = self.seq + 1
-        n = len(batch)
-        if n >= _SEAL_RUN_MIN:
-            # header, nonce, header, nonce, ...: the padded plaintexts in one
-            # comprehension, then encrypt and prepend the headers in one map
-            # chain (no bytecode per packet)
-            fields, aads = self._seal_fields(n, s0)
-            if nh is None:
-                tt = self.codec.tunnel_trailers()
-                pts = [p + tt[p[0]][len(p) & m] for p in batch]  # type: ignore[index]
-            else:
-                tr = self.codec.trailer_table(nh)
-                pts = [p + tr[len(p) & m] for p in batch]
-            return list(map(_concat, fields[0::2], map(enc, fields[1::2], pts, aads)))
         if nh is None:
             tt = self.codec.tunnel_trailers()
             return [
@@ -507,6 +525,24 @@ class EspSa(_SaBase):
             ]
         tr = self.codec.trailer_table(nh)
         return [hdr(spi, s, s) + enc(nonce(salt, s), p + tr[len(p) & m], aad(spi, s)) for s, p in enumerate(batch, s0)]
+
+    def _seal_parts(self, batch: Sequence[bytes], nh: int | None) -> tuple[Sequence[bytes], Iterator[bytes]]:
+        """A batch of ``_SEAL_RUN_MIN`` or more, sealed from sequence number
+        ``self.seq + 1`` on (the caller advances it): the 16-byte ESP headers
+        (SPI | seq | IV) and, lazily, the bodies (ciphertext | ICV).  Header,
+        nonce, header, nonce, ... come from one blob (:meth:`_seal_fields`),
+        the padded plaintexts from one comprehension, the bodies from one map
+        (no bytecode per packet)."""
+        enc = self.codec.encr.aead_obj.encrypt  # type: ignore[attr-defined]
+        m = self.codec.block - 1
+        fields, aads = self._seal_fields(len(batch), self.seq + 1)
+        if nh is None:
+            tt = self.codec.tunnel_trailers()
+            pts = [p + tt[p[0]][len(p) & m] for p in batch]  # type: ignore[index]
+        else:
+            tr = self.codec.trailer_table(nh)
+            pts = [p + tr[len(p) & m] for p in batch]
+        return fields[0::2], map(enc, fields[1::2], pts, aads)
 
     def _seal_fields(self, n: int, s0: int) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
         """For sequence numbers s0 .. s0+n-1: (header, nonce, header, nonce,

@@ -141,8 +141,11 @@ async def test_rawesp_between_endpoints_plain_esp() -> None:
 # ---------------------------------------------------------------------------
 # UDP GSO (send) and GRO (receive) on the endpoint's sockets
 
+@pytest.mark.parametrize("parts", [False, True], ids=["whole", "parts"])
 @pytest.mark.parametrize("gso", [True, False], ids=["gso", "no-gso"])
-async def test_udp_socket_batches_keep_every_datagram_in_order(gso: bool) -> None:
+async def test_udp_socket_batches_keep_every_datagram_in_order(gso: bool, parts: bool) -> None:
+    """send_batch, and send_parts (head + body of each datagram, as a sealed
+    ESP batch: gathered by the kernel under GSO, joined without)."""
     from aioipsec.asyncio.sockets import UdpSocket
 
     loop = asyncio.get_running_loop()
@@ -156,7 +159,12 @@ async def test_udp_socket_batches_keep_every_datagram_in_order(gso: bool) -> Non
         # singles, and more than GSO_MAX_SEGMENTS in one run
         datagrams = [bytes([i % 251]) * 1400 for i in range(100)] + [b"short"] + [b"x" * 700, b"y" * 900]
         datagrams += [bytes([i]) * 64 for i in range(50)] + [b"\xff"]
-        a.send_batch(datagrams, b.local_addr)
+        if parts:
+            # 16-byte heads, and some empty heads (whole datagrams in the body)
+            heads = [b"" if i % 3 == 0 else d[:16] for i, d in enumerate(datagrams)]
+            a.send_parts(heads, [d[len(h):] for h, d in zip(heads, datagrams)], b.local_addr)
+        else:
+            a.send_batch(datagrams, b.local_addr)
         for _ in range(400):
             if len(got) >= len(datagrams):
                 break

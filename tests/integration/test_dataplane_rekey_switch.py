@@ -28,6 +28,10 @@ class FakeEndpoint:
     def send_esp(self, datagrams: list[bytes], remote: Any, encap: bool, src: str | None = None) -> None:
         self.sent += [(d, remote) for d in datagrams]
 
+    def send_esp_parts(self, heads: list[bytes], bodies: list[bytes], remote: Any, encap: bool,
+                       src: str | None = None) -> None:
+        self.send_esp([h + b for h, b in zip(heads, bodies, strict=True)], remote, encap, src)
+
 
 class Inner:
     def __init__(self) -> None:

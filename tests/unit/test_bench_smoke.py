@@ -24,8 +24,9 @@ def test_esp_bench_schema() -> None:
     out = run("esp.py", "--json", "--alg", "aes128gcm16", "--alg", "aes128-sha256", "--size", "64", "--budget", "0.4")
     rows = out["results"]
     assert [(r["alg"], r["op"]) for r in rows] == [
-        ("aes128gcm16", "seal"), ("aes128gcm16", "open"), ("aes128gcm16", "open_results"),
-        ("aes128-sha256", "seal"), ("aes128-sha256", "open"), ("aes128-sha256", "open_results"),
+        ("aes128gcm16", "seal"), ("aes128gcm16", "seal_bytes"), ("aes128gcm16", "open"), ("aes128gcm16", "open_results"),
+        ("aes128-sha256", "seal"), ("aes128-sha256", "seal_bytes"), ("aes128-sha256", "open"),
+        ("aes128-sha256", "open_results"),
     ]
     for r in rows:
         assert set(r) == {"alg", "size", "op", "pps", "aead_pps", "ratio"} and r["size"] == 64

@@ -76,3 +76,39 @@ def test_exhaustion_is_the_same_on_both_paths() -> None:
     assert slow.seal(pkts[0], iv=bytes(8)) is None
     assert fast.expired and slow.expired
     assert fast.next_event() == slow.next_event()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    alg=st.sampled_from(ALGS),
+    start=st.one_of(st.integers(0, 1000), st.integers(0xFFFF_FF00, 0xFFFF_FFFF - 70)),
+    pkts=st.lists(inner(), min_size=0, max_size=40),
+    junk_at=st.one_of(st.none(), st.integers(0, 39)),
+)
+def test_seal_batch_parts_joined_are_the_seal_batch_packets(alg: str, start: int, pkts: list[bytes],
+                                                             junk_at: int | None) -> None:
+    """seal_batch_parts (the data plane's tunnel-mode call, sent gathered) gives
+    the packets of seal_batch in two parts, with the same sequence numbers and
+    counters: 16-byte heads on the lean path (8 or more IP packets), empty heads
+    and whole packets otherwise (fewer packets, a packet that is not IP, the
+    sequence numbers near their end)."""
+    if junk_at is not None and pkts:
+        pkts = pkts[:junk_at] + [b"\x00not IP"] + pkts[junk_at:]
+    parts, whole = sa(alg, "tunnel", start), sa(alg, "tunnel", start)
+    heads, bodies = parts.seal_batch_parts(pkts)
+    ref = whole.seal_batch(pkts)
+    assert len(heads) == len(bodies) == len(ref)
+    assert [h + b for h, b in zip(heads, bodies)] == ref
+    lean = parts._lean and len(pkts) >= 8 and junk_at is None and start + len(pkts) < parts._seq_soft
+    assert all(len(h) == (16 if lean else 0) for h in heads)
+    assert parts.seq == whole.seq
+    assert parts.stats.as_dict() == whole.stats.as_dict()
+
+
+def test_seal_batch_parts_splits_on_the_lean_path() -> None:
+    pkts = [ipv4_header("198.51.100.1", "203.0.113.9", 17, 1400) + bytes(1400)] * 10
+    parts, whole = sa("aes128gcm16", "tunnel", 41), sa("aes128gcm16", "tunnel", 41)
+    heads, bodies = parts.seal_batch_parts(pkts)
+    assert [len(h) for h in heads] == [16] * 10  # SPI | seq | IV
+    assert [int.from_bytes(h[4:8], "big") for h in heads] == list(range(42, 52))
+    assert [h + b for h, b in zip(heads, bodies)] == whole.seal_batch(pkts)
