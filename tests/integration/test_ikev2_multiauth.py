@@ -452,6 +452,25 @@ def test_round2_certificate_must_confirm_the_round2_identity(pki) -> None:
     assert not p.events("r", ChildSaInstalled)
 
 
+@pytest.mark.parametrize("method", ["pubkey", "psk"])
+def test_client_takes_its_virtual_ip_from_the_response_without_auth(pki, method: str) -> None:
+    """The gateway answers a certificate/PSK second round without AUTH (as
+    charon), the CFG_REPLY in it: the client's virtual IP is the lease, in
+    its session and its IkeSaEstablished."""
+    from aioipsec.ike.v2.pools import AddressPool
+
+    i, r = round2_configs(pki, method)
+    i.vips, r.pools = ["0.0.0.0"], ["rw"]
+    pools = {"rw": AddressPool("rw", "10.3.0.0/28", dns=["10.3.0.53"])}
+    p = Pair(i, r, pools=pools)
+    p.initiate()
+    p.settle()
+    (ei,), (er,) = p.events("i", IkeSaEstablished), p.events("r", IkeSaEstablished)
+    assert er.remote_vips == ("10.3.0.1",)
+    assert ei.local_vips == ("10.3.0.1",) and ei.dns == ("10.3.0.53",) and p.i.local_vips == ["10.3.0.1"]
+    assert len(p.events("i", ChildSaInstalled)) == 1 and not p.events("i", NegotiationFailed)
+
+
 async def test_status_shows_the_round2_identity() -> None:
     """Endpoints (PSK, then a second PSK round as alice@example): status
     JSON ``remote_round2_id`` / ``local_round2_id`` and the swanctl-style

@@ -86,9 +86,14 @@ class IkeConfig(Task):
 
     def process_i(self, msg: Message) -> TaskStatus:
         s = self.session
-        if msg.get(AuthPayload) is None:
+        eap = self.sa.eap
+        if msg.get(AuthPayload) is None and not (
+            eap is not None and eap.auth and eap.final and msg.error_notify() is None
+        ):
             # IKE_AUTH refused: IkeAuth reports it (the final response after
-            # EAP carries AUTH and the CFG_REPLY without IDr, RFC 7296 §2.16)
+            # EAP carries AUTH and the CFG_REPLY without IDr, RFC 7296 §2.16;
+            # after a certificate/PSK second round, RFC 4739, it has no AUTH
+            # at all, as charon answers: its CFG_REPLY counts all the same)
             return TaskStatus.SUCCESS
         cp = next((c for c in msg.get_all(CpPayload) if c.cfg_type == CfgType.CFG_REPLY), None)
         got = cfgattr.decode(cp.attributes if cp is not None else (), 2)
