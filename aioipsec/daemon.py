@@ -518,7 +518,8 @@ class Daemon:
             rec.interface = interface_of(str(local[0]))
             # PLUTO_XAUTH_ID: on the gateway, the IKEv2 EAP identity or the IKEv1 XAUTH user the peer
             # passed (charon's COND_EAP_AUTHENTICATED / COND_XAUTH_AUTHENTICATED), as the session put
-            # them in its IkeSaEstablished (each None on a client or without EAP/XAUTH)
+            # them in its IkeSaEstablished (each None on a client or without EAP/XAUTH); not the IDi of a
+            # second certificate/PSK round (RFC 4739): charon sets it only under those two conditions
             eap_id = getattr(info, "remote_eap_id", None)
             rec.xauth_id = eap_id if eap_id is not None else getattr(info, "remote_xauth_id", None)
         try:

@@ -347,7 +347,10 @@ class IkeSa:
         self.local_round2_id: str | None = None
         """Client: our IDi of a second certificate or PSK round (RFC 4739, ``local-2``)."""
         self.remote_round2_id: str | None = None
-        """Gateway: the peer's IDi of its second certificate or PSK round (``remote-2``)."""
+        """Gateway: the peer's IDi of its second certificate or PSK round
+        (``remote-2``); the identity of its last round, as charon's
+        ``get_other_eap_id``: uniqueness and the pool lease use it
+        (:meth:`peer_auth_id`)."""
         self.auth_held_at: float | None = None
         """When an IKE_AUTH message of this SA was first held for a peer
         certificate's revocation status being fetched (bounds the hold)."""
@@ -405,6 +408,17 @@ class IkeSa:
 
     def spis(self) -> str:
         return f"{(self.spi_i or bytes(8)).hex()}_i {self.spi_r.hex()}_r"
+
+    def peer_auth_id(self) -> str | None:
+        """The identity the peer authenticated with last, as charon's
+        ``get_other_eap_id``: the EAP identity of an EAP round, else the IDi
+        of a second certificate/PSK round (RFC 4739), else its IDi (None
+        before it is known)."""
+        if self.remote_eap_id is not None:
+            return self.remote_eap_id
+        if self.remote_round2_id is not None:
+            return self.remote_round2_id
+        return None if self.remote_id is None else str(self.remote_id)
 
     def hold_for_redirect(self) -> None:
         """Suspend ``reauth_at`` and ``rekey_at`` while a REDIRECT is
@@ -1290,11 +1304,12 @@ class IkeSessionV2:
         """Responder: lease an address of IP ``version`` to the peer's
         identity from the chosen connection's pools (in order); recorded in
         :attr:`remote_vips` and released when the session closes.  After EAP
-        the identity is the EAP one, as charon's ``get_other_eap_id`` (road
-        warriors sharing one IDi get an address each)."""
-        sa = self.sa
-        ident = sa.remote_eap_id if sa.remote_eap_id is not None else (
-            str(sa.remote_id) if sa.remote_id is not None else self.remote_addr[0])
+        the identity is the EAP one, after a second certificate/PSK round
+        that round's IDi, as charon's ``get_other_eap_id`` (road warriors
+        sharing one IDi get an address each)."""
+        ident = self.sa.peer_auth_id()
+        if ident is None:
+            ident = self.remote_addr[0]
         got = lease_from(self.pools, self.config.pools, ident, version, requested, f"IKE_SA {self.config.name}",
                          self.peer_label())
         if got is None:
@@ -2001,15 +2016,18 @@ class IkeSessionV2:
     def unique_id(self) -> tuple[str, str, str] | None:
         """(connection, our identity, the peer's) of the IKE SA, what the
         uniqueness policy compares (strongSwan: my ID and the other's EAP
-        identity): the EAP identity the peer authenticated with on a gateway
-        (``eap:alice``: road warriors sharing one IDi are not duplicates, one
-        EAP user from two IKE identities is), else its IDi/IDr.  None before
-        the peer's identity is known or once closed."""
+        identity, ``get_other_eap_id``): the EAP identity the peer
+        authenticated with on a gateway (``eap:alice``: road warriors sharing
+        one IDi are not duplicates, one EAP user from two IKE identities is),
+        else the IDi of its second certificate/PSK round (RFC 4739: the same
+        machine certificate with two users' certificates is two peers), else
+        its IDi/IDr.  None before the peer's identity is known or once closed."""
         sa = self.sa
         if sa.remote_id is None or self.is_closed:
             return None
         local = sa.local_id if sa.local_id is not None else self.local_identity()
-        remote = f"eap:{sa.remote_eap_id}" if sa.remote_eap_id is not None else str(sa.remote_id)
+        remote = f"eap:{sa.remote_eap_id}" if sa.remote_eap_id is not None else (
+            sa.remote_round2_id if sa.remote_round2_id is not None else str(sa.remote_id))
         return self.config.name, str(local), remote
 
     def unique_duplicates(self, others: Iterable[Any], initial_contact: bool) -> tuple[bool, list[IkeSessionV2]]:
@@ -2048,7 +2066,8 @@ class IkeSessionV2:
         why = "INITIAL_CONTACT" if initial_contact else f"unique = {new.config.unique}"
         logger.info("IKE_SA %s %s with %s and its %d Child SA(s) replaced: peer '%s' established IKE SA %s from %s "
                     "(%s)", self.config.name, sa.spis(), self.peer, len(self.child_sas),
-                    sa.remote_id if sa.remote_eap_id is None else f"{sa.remote_id}' EAP '{sa.remote_eap_id}",
+                    f"{sa.remote_id}' EAP '{sa.remote_eap_id}" if sa.remote_eap_id is not None else
+                    sa.remote_id if sa.remote_round2_id is None else f"{sa.remote_id}' round 2 '{sa.remote_round2_id}",
                     new.sa.spis(), new.peer, why)
         if sa.established and sa.sk is not None:
             self.send_ike_delete(sa)

@@ -610,7 +610,8 @@ class IkeAuth(Task):
         if s.unique_check is not None and s.unique_check(s, self.initial_contact):
             raise AuthenticationFailed(
                 f"cancelling IKE_SA setup due to uniqueness policy (unique = keep): peer '{sa.remote_id}'"
-                f"{'' if sa.remote_eap_id is None else f' (EAP identity {sa.remote_eap_id!r})'} "
+                f"{'' if sa.remote_eap_id is None else f' (EAP identity {sa.remote_eap_id!r})'}"
+                f"{'' if sa.remote_round2_id is None else f' (round 2 {sa.remote_round2_id!r})'} "
                 f"already has an IKE SA of {cfg.name}")
 
     def after_response_sent(self, now: float) -> None:
