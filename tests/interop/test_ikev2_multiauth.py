@@ -249,3 +249,41 @@ def test_our_certificate_round2_client_against_charon_gateway(eap_peers, direct_
     ping_both_ways(topo, "left")
     aio.stop()
     assert_clean_log(aio)
+
+
+# ---------------------------------------------------------------------------
+# a PSK second round (machine certificate, then the user's pre-shared key)
+
+USER_PSK = "a user pre-shared key for the round-2 interop test"
+
+
+def test_our_psk_round2_client_against_charon_gateway(eap_peers, direct_topology: Topology) -> None:  # noqa: F811
+    """Our ``local-2 = { auth = "psk", id = USER }`` (its secret the
+    ``[secrets.*]`` entry naming USER) against charon's ``remote-2 { auth =
+    psk }``: charon finds the key by the round-2 identity, verifies our AUTH
+    over the new IDi and answers without AUTH; the Child SA carries traffic."""
+    topo = direct_topology
+
+    def gateway(text: str) -> str:
+        text = _swanctl_round2(text, f"        remote-2 {{\n            auth = psk\n            id = {USER}\n        }}\n")
+        return text.replace("secrets {\n", f'secrets {{\n    ike-user {{\n        id-1 = {USER}\n'
+                            f'        secret = "{USER_PSK}"\n    }}\n', 1)
+
+    def client(text: str) -> str:
+        text = re.sub(r"(?m)^(remote = .*)$", rf'\1\nlocal-2 = {{ auth = "psk", id = "{USER}" }}', text, count=1)
+        return text + f'\n[secrets.ike-user]\nid = ["{USER}"]\nsecret = "{USER_PSK}"\n'
+
+    ss: StrongSwanPeer = eap_peers["charon"](topo, "right", gateway)
+    aio: AioipsecPeer = eap_peers["ours"](topo, "left", client)
+    aio.initiate(timeout=20)
+    assert_crossed(aio, ss)
+    logs = ss.logs()
+    # charon checked our host certificate in round 1, then our PSK round as the user
+    assert re.search(r"authentication of '[^']*left\.interop\.example[^']*' with \S+ successful", logs)
+    assert re.search(rf"authentication of '{re.escape(USER)}' with pre-shared key successful", logs), logs[-3000:]
+    (sa,) = aio.status()["ike_sas"]
+    assert sa["local_id"] == topo.left.fqdn and sa["local_round2_id"] == USER, sa
+    ping_both_ways(topo, "left")
+    assert USER_PSK not in aio.logs()
+    aio.stop()
+    assert_clean_log(aio)
