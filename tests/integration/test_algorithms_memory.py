@@ -13,13 +13,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from asyncwait import Host, until
+from asyncwait import until
+from memory_gateways import Gateways, memory_gateways
 
-from aioipsec.asyncio.endpoint import Endpoint
 from aioipsec.asyncio.sockets import MemoryNetwork
 from aioipsec.config import child, connection
 from aioipsec.netutil import udp_packet
-from aioipsec.transports.memory import memory_pipe
 
 GW_A, GW_B = "192.0.2.1", "192.0.2.2"
 NET_A, NET_B = "198.51.100.0/24", "203.0.113.0/24"
@@ -46,18 +45,12 @@ CASES = [
 ]
 
 
-@dataclass
-class Pair:
-    a: Endpoint
-    b: Endpoint
-    host_a: Host
-    host_b: Host
+Pair = Gateways
 
 
 @pytest.fixture
 async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
     case: Case = request.param
-    net = MemoryNetwork()
     common = {"psk": PSK, "dpd_delay": 0, "proposals": [case.ike]}
     ca = connection("to-b", local_id="a.example", remote_id="b.example", local_addrs=[GW_A],
                     remote_addrs=[GW_B], children=[child("lan", local_ts=[NET_A], remote_ts=[NET_B],
@@ -65,20 +58,8 @@ async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
     cb = connection("to-a", local_id="b.example", remote_id="a.example", local_addrs=[GW_B],
                     remote_addrs=[GW_A], children=[child("lan", local_ts=[NET_B], remote_ts=[NET_A],
                                                          esp_proposals=[case.esp])], **common)
-    a_gw, a_app = memory_pipe(queue_size=256)
-    b_gw, b_app = memory_pipe(queue_size=256)
-    a = await Endpoint.create(GW_A, configurations=[ca], network=net, inner=a_gw)
-    b = await Endpoint.create(GW_B, configurations=[cb], network=net, inner=b_gw)
-    p = Pair(a, b, Host(a_app), Host(b_app))
-    p.host_a.start()
-    p.host_b.start()
-    try:
+    async with memory_gateways(MemoryNetwork(), (GW_A, ca), (GW_B, cb), queue_size=256) as p:
         yield p
-    finally:
-        await p.host_a.stop()
-        await p.host_b.stop()
-        await asyncio.wait_for(a.close(timeout=1.0), 5)
-        await asyncio.wait_for(b.close(timeout=1.0), 5)
 
 
 @pytest.mark.parametrize("pair", [pytest.param(c, id=c.ike) for c in CASES], indirect=True)

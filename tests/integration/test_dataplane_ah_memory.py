@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 from asyncwait import Host, until
+from memory_gateways import memory_gateways
 
 from aioipsec.asyncio.dataplane import DataPlane, ah_spi, ipv4_with_ident
 from aioipsec.asyncio.endpoint import AH_MEMORY_PORT, Endpoint
@@ -38,7 +39,6 @@ from aioipsec.esp.ip import checksum, header_info, ipv6_header
 from aioipsec.events import ChildSaInstalled
 from aioipsec.netutil import udp_packet
 from aioipsec.selectors import parse_ts
-from aioipsec.transports.memory import memory_pipe
 
 PSK = "memory-ah-test-psk"
 
@@ -105,20 +105,8 @@ async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
     wire: list[tuple[Any, bytes, Any]] = []
     net.tap = lambda src, data, dst: wire.append((src, data, dst))
     ca, cb = ah_configs(addrs, **params)
-    a_gw, a_app = memory_pipe(queue_size=4096)
-    b_gw, b_app = memory_pipe(queue_size=4096)
-    a = await Endpoint.create(addrs.gw_a, configurations=[ca], network=net, inner=a_gw)
-    b = await Endpoint.create(addrs.gw_b, configurations=[cb], network=net, inner=b_gw)
-    p = Pair(net, a, b, Host(a_app), Host(b_app), wire, addrs)
-    p.host_a.start()
-    p.host_b.start()
-    try:
-        yield p
-    finally:
-        await p.host_a.stop()
-        await p.host_b.stop()
-        await asyncio.wait_for(a.close(timeout=1.0), 5)
-        await asyncio.wait_for(b.close(timeout=1.0), 5)
+    async with memory_gateways(net, (addrs.gw_a, ca), (addrs.gw_b, cb), queue_size=4096) as g:
+        yield Pair(net, g.a, g.b, g.host_a, g.host_b, wire, addrs)
 
 
 async def up(p: Pair) -> tuple[Any, Any]:

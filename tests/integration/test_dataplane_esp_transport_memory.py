@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from asyncwait import Host, until
+from memory_gateways import memory_gateways
 
 from aioipsec.asyncio.dataplane import _host_selectors
 from aioipsec.asyncio.endpoint import Endpoint
@@ -25,7 +26,6 @@ from aioipsec.asyncio.sockets import MemoryNetwork
 from aioipsec.config import child, connection
 from aioipsec.netutil import udp_packet
 from aioipsec.selectors import Address, TrafficSelector, parse_ts
-from aioipsec.transports.memory import memory_pipe
 
 PSK = "memory-esp-transport-psk"
 NAT_PUBLIC = "198.51.100.99"
@@ -90,20 +90,8 @@ async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
     if addrs is V4_NAT:
         net.nat = _nat
     ca, cb = configs(addrs, version)
-    a_gw, a_app = memory_pipe(queue_size=4096)
-    b_gw, b_app = memory_pipe(queue_size=4096)
-    a = await Endpoint.create(addrs.gw_a, configurations=[ca], network=net, inner=a_gw)
-    b = await Endpoint.create(addrs.gw_b, configurations=[cb], network=net, inner=b_gw)
-    p = Pair(net, a, b, Host(a_app), Host(b_app), addrs)
-    p.host_a.start()
-    p.host_b.start()
-    try:
-        yield p
-    finally:
-        await p.host_a.stop()
-        await p.host_b.stop()
-        await asyncio.wait_for(a.close(timeout=1.0), 5)
-        await asyncio.wait_for(b.close(timeout=1.0), 5)
+    async with memory_gateways(net, (addrs.gw_a, ca), (addrs.gw_b, cb), queue_size=4096) as g:
+        yield Pair(net, g.a, g.b, g.host_a, g.host_b, addrs)
 
 
 PAIRS = [(V4, 2), (V6, 2), (V4_NAT, 1)]

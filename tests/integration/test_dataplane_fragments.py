@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
-from asyncwait import Host, until
+from asyncwait import until
+from memory_gateways import Gateways, memory_gateways
 
-from aioipsec.asyncio.endpoint import Endpoint
 from aioipsec.asyncio.sockets import MemoryNetwork
 from aioipsec.config import child, connection
 from aioipsec.esp.ip import checksum
 from aioipsec.netutil import udp_packet
-from aioipsec.transports.memory import memory_pipe
 
 GW_A, GW_B = "192.0.2.1", "192.0.2.2"
 NET_A, NET_B = "198.51.100.0/24", "203.0.113.0/24"
@@ -28,12 +26,7 @@ HOST_A, HOST_B = "198.51.100.10", "203.0.113.20"
 PSK = "memory-dataplane-fragments-psk"
 
 
-@dataclass
-class Pair:
-    a: Endpoint
-    b: Endpoint
-    host_a: Host
-    host_b: Host
+Pair = Gateways
 
 
 @pytest.fixture
@@ -41,30 +34,17 @@ async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
     """A protects NET_A <-> NET_B with B's side narrowed to ``request.param``
     (a selector suffix: ``[udp/53]`` or ``[udp]``); B the mirror."""
     narrow = request.param
-    net = MemoryNetwork()
     a_cfg = connection("to-b", psk=PSK, local_id="a.example", remote_id="b.example", local_addrs=[GW_A],
                        remote_addrs=[GW_B], dpd_delay=0,
                        children=[child("lan", local_ts=[NET_A], remote_ts=[NET_B + narrow])])
     b_cfg = connection("to-a", psk=PSK, local_id="b.example", remote_id="a.example", local_addrs=[GW_B],
                        remote_addrs=[GW_A], dpd_delay=0,
                        children=[child("lan", local_ts=[NET_B + narrow], remote_ts=[NET_A])])
-    a_gw, a_app = memory_pipe()
-    b_gw, b_app = memory_pipe()
-    a = await Endpoint.create(GW_A, configurations=[a_cfg], network=net, inner=a_gw)
-    b = await Endpoint.create(GW_B, configurations=[b_cfg], network=net, inner=b_gw)
-    p = Pair(a, b, Host(a_app), Host(b_app))
-    p.host_a.start()
-    p.host_b.start()
-    try:
+    async with memory_gateways(MemoryNetwork(), (GW_A, a_cfg), (GW_B, b_cfg)) as p:
         proto = p.a.initiate("to-b")
         await asyncio.wait_for(proto.wait_child("lan"), 5)
         await until(lambda: p.b.dataplane.sad_in, what="responder SA")
         yield p
-    finally:
-        await p.host_a.stop()
-        await p.host_b.stop()
-        await asyncio.wait_for(a.close(timeout=1.0), 5)
-        await asyncio.wait_for(b.close(timeout=1.0), 5)
 
 
 def fragment(pkt: bytes, offset8: int, more: bool) -> bytes:

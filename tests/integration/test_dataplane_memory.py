@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from asyncwait import Host, until
+from memory_gateways import memory_gateways
 
 from aioipsec.asyncio.dataplane import HOLD_QUEUE
 from aioipsec.asyncio.endpoint import Endpoint
@@ -26,7 +27,6 @@ from aioipsec.asyncio.sockets import MemoryNetwork
 from aioipsec.config import ConnectionConfig, child, connection
 from aioipsec.events import ChildSaDeleted, ChildSaInstalled
 from aioipsec.netutil import udp_packet
-from aioipsec.transports.memory import memory_pipe
 
 GW_A, GW_B = "192.0.2.1", "192.0.2.2"
 NET_A, NET_B = "198.51.100.0/24", "203.0.113.0/24"
@@ -78,20 +78,8 @@ async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
     wire: list[tuple[Any, bytes, Any]] = []
     net.tap = lambda src, data, dst: wire.append((src, data, dst))
     ca, cb = configs(**params)
-    a_gw, a_app = memory_pipe(queue_size=4096)
-    b_gw, b_app = memory_pipe(queue_size=4096)
-    a = await Endpoint.create(GW_A, configurations=[ca], network=net, inner=a_gw)
-    b = await Endpoint.create(GW_B, configurations=[cb], network=net, inner=b_gw)
-    p = Pair(net, a, b, Host(a_app), Host(b_app), wire)
-    p.host_a.start()
-    p.host_b.start()
-    try:
-        yield p
-    finally:
-        await p.host_a.stop()
-        await p.host_b.stop()
-        await asyncio.wait_for(a.close(timeout=1.0), 5)
-        await asyncio.wait_for(b.close(timeout=1.0), 5)
+    async with memory_gateways(net, (GW_A, ca), (GW_B, cb), queue_size=4096) as g:
+        yield Pair(net, g.a, g.b, g.host_a, g.host_b, wire)
 
 
 def packets(n: int, start: int = 0, src: str = HOST_A, dst: str = HOST_B) -> list[bytes]:
@@ -333,20 +321,8 @@ async def v6pair() -> AsyncIterator[Pair]:
     b_cfg = connection("to-a", psk=PSK, local_id="b.example", remote_id="a.example", local_addrs=[GW_B],
                        remote_addrs=[GW_A], dpd_delay=0,
                        children=[child("lan", local_ts=["2001:db8:b::/64[udp]"], remote_ts=["2001:db8:a::/64"])])
-    a_gw, a_app = memory_pipe()
-    b_gw, b_app = memory_pipe()
-    a = await Endpoint.create(GW_A, configurations=[a_cfg], network=net, inner=a_gw)
-    b = await Endpoint.create(GW_B, configurations=[b_cfg], network=net, inner=b_gw)
-    p = Pair(net, a, b, Host(a_app), Host(b_app), wire)
-    p.host_a.start()
-    p.host_b.start()
-    try:
-        yield p
-    finally:
-        await p.host_a.stop()
-        await p.host_b.stop()
-        await asyncio.wait_for(a.close(timeout=1.0), 5)
-        await asyncio.wait_for(b.close(timeout=1.0), 5)
+    async with memory_gateways(net, (GW_A, a_cfg), (GW_B, b_cfg)) as g:
+        yield Pair(net, g.a, g.b, g.host_a, g.host_b, wire)
 
 
 async def test_ipv6_flows_and_protocol_selectors_with_the_cache(v6pair: Pair) -> None:
