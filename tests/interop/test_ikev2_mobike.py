@@ -20,19 +20,14 @@ import time
 
 import pytest
 
+from .mobike_checks import installed_children_agree, ping_ok, pings_resume, same_ike_sa
 from .netns import NetnsError, Topology
 from .strongswan import Connection
-from .test_harness_smoke import ping
 from .test_ikev2_strongswan import establish
 
 pytestmark = pytest.mark.interop
 
 NEW_ADDR = "192.0.2.3"  # the client's address on its "new network" (same documentation subnet)
-
-
-def _ping_ok(topo: Topology, src: str, count: int = 3) -> bool:
-    sent, received = ping(topo, src, count=count)
-    return sent == count and received == count
 
 
 def test_strongswan_client_roams_and_the_aioipsec_gateway_follows(aioipsec, strongswan,
@@ -44,7 +39,7 @@ def test_strongswan_client_roams_and_the_aioipsec_gateway_follows(aioipsec, stro
     aio = aioipsec(topo, "right", gateway)
     _, ss_child = establish(aio, ss, "strongswan")
     assert re.search(r"peer supports MOBIKE", ss.logs()), "charon did not see MOBIKE_SUPPORTED"
-    assert _ping_ok(topo, "left")
+    assert ping_ok(topo, "left")
     [before] = ss.list_sas()
     old = topo.left.outer4
 
@@ -65,26 +60,17 @@ def test_strongswan_client_roams_and_the_aioipsec_gateway_follows(aioipsec, stro
                     timeout=5)
         assert re.search(r"checking path 192\.0\.2\.3\[4500\] - 192\.0\.2\.2\[4500\]", ss.logs())
 
-        deadline = time.monotonic() + 10
-        while not _ping_ok(topo, "left", count=2):
-            assert time.monotonic() < deadline, "no traffic over the new address"
-        assert _ping_ok(topo, "right")
-        [after] = ss.list_sas()
-        assert (after.spi_i, after.spi_r) == (before.spi_i, before.spi_r), "a new IKE SA was made"
+        pings_resume(topo, time.monotonic() + 10, "no traffic over the new address")
+        after, aio_sa = same_ike_sa(aio, ss, before)
         assert after.raw.get("local-host") == NEW_ADDR, after.raw
-        [aio_sa] = aio.list_sas()
-        assert (aio_sa.spi_i, aio_sa.spi_r) == (before.spi_i, before.spi_r)
         # kernel-libipsec cannot move an SA to new addresses in place (its update_sa is
         # "not supported"), so charon rekeys the Child SA right after the update
         # (CREATE_CHILD_SA on the same IKE SA); with an updatable kernel it keeps it
-        [ss_now] = [c for c in after.children if c.state == "INSTALLED"]
-        [aio_now] = [c for c in aio_sa.children if c.state == "INSTALLED"]
-        assert (aio_now.spi_in, aio_now.spi_out) == (ss_now.spi_out, ss_now.spi_in)
+        ss_now, _ = installed_children_agree(after, aio_sa)
         if (ss_now.spi_in, ss_now.spi_out) != (ss_child.spi_in, ss_child.spi_out):
             assert re.search(r"CHILD_SA ih\{1\} state change: UPDATING => INSTALLED\s.*queueing CHILD_REKEY task",
                              ss.logs(), re.S)
         assert ss_now.packets_in >= 2 and ss_now.packets_out >= 2, ss_now
-        assert aio_now.packets_in >= 2 and aio_now.packets_out >= 2, aio_now
     finally:
         try:
             topo.left.ns.ip("addr", "del", f"{NEW_ADDR}/24", "dev", "eth0")
@@ -103,7 +89,7 @@ def test_aioipsec_client_roams_and_the_strongswan_gateway_follows(aioipsec, stro
     establish(aio, ss, "aioipsec")
     assert re.search(r"peer supports MOBIKE", ss.logs()), "charon did not see our MOBIKE_SUPPORTED"
     aio.wait_log(r"MOBIKE enabled 192\.0\.2\.2\[4500\]", timeout=5)  # charon answered it: IKE on 4500
-    assert _ping_ok(topo, "left")
+    assert ping_ok(topo, "left")
     [before] = ss.list_sas()
     assert before.raw.get("remote-host") == topo.left.outer4, before.raw
     old = topo.left.outer4
@@ -124,22 +110,13 @@ def test_aioipsec_client_roams_and_the_strongswan_gateway_follows(aioipsec, stro
         aio.wait_log(rf"IKE_SA ih .* now at {re.escape(NEW_ADDR)}\[4500\] \(was {re.escape(old)}\[4500\]; "
                      r"MOBIKE update answered", timeout=10)
 
-        deadline = time.monotonic() + 15
-        while not _ping_ok(topo, "left", count=2):
-            assert time.monotonic() < deadline, "no traffic over the new address"
-        assert _ping_ok(topo, "right")
-        [after] = ss.list_sas()
-        assert (after.spi_i, after.spi_r) == (before.spi_i, before.spi_r), "a new IKE SA was made"
+        pings_resume(topo, time.monotonic() + 15, "no traffic over the new address")
+        after, aio_sa = same_ike_sa(aio, ss, before)
         assert after.raw.get("remote-host") == NEW_ADDR, after.raw
-        [aio_sa] = aio.list_sas()
-        assert (aio_sa.spi_i, aio_sa.spi_r) == (before.spi_i, before.spi_r)
         assert aio_sa.raw["local_addr"] == f"{NEW_ADDR}[4500]", aio_sa.raw
         # kernel-libipsec cannot move its SAs in place: charon may rekey the Child SA
         # after the update (on the same IKE SA); whichever is installed carries the pings
-        [ss_now] = [c for c in after.children if c.state == "INSTALLED"]
-        [aio_now] = [c for c in aio_sa.children if c.state == "INSTALLED"]
-        assert (aio_now.spi_in, aio_now.spi_out) == (ss_now.spi_out, ss_now.spi_in)
-        assert aio_now.packets_in >= 2 and aio_now.packets_out >= 2, aio_now
+        installed_children_agree(after, aio_sa)
     finally:
         try:
             topo.left.ns.ip("addr", "del", f"{NEW_ADDR}/24", "dev", "eth0")
@@ -160,7 +137,7 @@ def test_aioipsec_client_follows_its_address_change_by_itself(aioipsec, strongsw
     aio.wait_log(rf"following address changes at {re.escape(old)} \(roam_events\)", timeout=5)
     establish(aio, ss, "aioipsec")
     aio.wait_log(r"MOBIKE enabled 192\.0\.2\.2\[4500\]", timeout=5)
-    assert _ping_ok(topo, "left")
+    assert ping_ok(topo, "left")
     [before] = ss.list_sas()
 
     # the direct topology is shared by the whole interop session: whatever
@@ -176,9 +153,7 @@ def test_aioipsec_client_follows_its_address_change_by_itself(aioipsec, strongsw
                     r"N\(COOKIE2\) \]", timeout=10)
         aio.wait_log(rf"IKE_SA ih .* now at {re.escape(NEW_ADDR)}\[4500\] \(was {re.escape(old)}\[4500\]; "
                      r"MOBIKE update answered", timeout=10)
-        while not _ping_ok(topo, "left", count=2):
-            assert time.monotonic() - mark < 15, "no traffic over the new address within 15 s"
-        assert _ping_ok(topo, "right")
+        pings_resume(topo, mark + 15, "no traffic over the new address within 15 s")
         [after] = ss.list_sas()
         assert (after.spi_i, after.spi_r) == (before.spi_i, before.spi_r), "a new IKE SA was made"
         assert after.raw.get("remote-host") == NEW_ADDR, after.raw

@@ -37,9 +37,9 @@ import time
 
 import pytest
 
+from .mobike_checks import installed_children_agree, ping_ok, pings_resume, same_ike_sa
 from .netns import NetnsError, Topology
 from .strongswan import Connection
-from .test_harness_smoke import ping
 from .test_ikev2_strongswan import establish
 
 pytestmark = pytest.mark.interop
@@ -48,11 +48,6 @@ SECOND = "192.0.2.4"  # our gateway's second address (documentation range)
 RESUME_WITHIN = 25.0
 SUBNET = "192.0.2.0/24"  # the direct topology's link (charon's connected route)
 WILDCARD = {"ike": {"local_addrs": ["%any"], "remote_addrs": ["%any"]}}
-
-
-def _ping_ok(topo: Topology, src: str, count: int = 3) -> bool:
-    sent, received = ping(topo, src, count=count)
-    return sent == count and received == count
 
 
 def _drop_rule(action: str, direction: str, addr: str) -> list[str]:
@@ -80,7 +75,7 @@ def test_strongswan_client_moves_to_the_aioipsec_gateways_second_address(
         assert f"got additional MOBIKE peer address: {SECOND}" in ss.logs()
         [ike] = aio.status()["ike_sas"]
         assert ike["local_addr"].startswith(f"{first}["), ike
-        assert _ping_ok(topo, "left")
+        assert ping_ok(topo, "left")
         [before] = ss.list_sas()
         assert before.raw.get("remote-host") == first, before.raw
 
@@ -97,20 +92,12 @@ def test_strongswan_client_moves_to_the_aioipsec_gateways_second_address(
         ss.wait_log(r"generating INFORMATIONAL request \d+ \[ N\(UPD_SA_ADDR\)", timeout=RESUME_WITHIN)
         aio.wait_log(rf"now at {re.escape(SECOND)}\[4500\] \(was {re.escape(first)}\[4500\]; "
                      r"MOBIKE update from .* sent there", timeout=RESUME_WITHIN)
-        while not _ping_ok(topo, "left", count=2):
-            assert time.monotonic() - mark < RESUME_WITHIN, "no traffic over the second path"
-        assert _ping_ok(topo, "right")
+        pings_resume(topo, mark + RESUME_WITHIN, "no traffic over the second path")
 
-        [after] = ss.list_sas()
-        assert (after.spi_i, after.spi_r) == (before.spi_i, before.spi_r), "a new IKE SA was made"
+        after, aio_sa = same_ike_sa(aio, ss, before)
         assert after.raw.get("remote-host") == SECOND, after.raw
-        [aio_sa] = aio.list_sas()
-        assert (aio_sa.spi_i, aio_sa.spi_r) == (before.spi_i, before.spi_r)
         assert aio_sa.raw["local_addr"] == f"{SECOND}[4500]", aio_sa.raw
-        [ss_now] = [c for c in after.children if c.state == "INSTALLED"]
-        [aio_now] = [c for c in aio_sa.children if c.state == "INSTALLED"]
-        assert (aio_now.spi_in, aio_now.spi_out) == (ss_now.spi_out, ss_now.spi_in)
-        assert aio_now.packets_in >= 2 and aio_now.packets_out >= 2, aio_now
+        installed_children_agree(after, aio_sa)
     finally:
         if dropping:
             for ns, rule in ((gw_ns, _drop_rule("-D", "-d", first)), (cl_ns, _drop_rule("-D", "-s", first))):

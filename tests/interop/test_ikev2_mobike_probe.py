@@ -24,9 +24,9 @@ import time
 
 import pytest
 
+from .mobike_checks import installed_children_agree, ping_ok, pings_resume, same_ike_sa
 from .netns import NetnsError, Topology
 from .strongswan import Connection
-from .test_harness_smoke import ping
 from .test_ikev2_strongswan import establish
 
 pytestmark = pytest.mark.interop
@@ -35,11 +35,6 @@ SECOND = "192.0.2.4"  # charon's second address (documentation range)
 RESUME_WITHIN = 25.0
 # a quick DPD and give-up: 1 s idle, 0.5 s + 0.7 s retransmits, then probing
 CLIENT_IKE = {"retransmit_timeout": "0.5s", "retransmit_base": 1.4, "retransmit_tries": 2}
-
-
-def _ping_ok(topo: Topology, src: str, count: int = 3) -> bool:
-    sent, received = ping(topo, src, count=count)
-    return sent == count and received == count
 
 
 def _drop_rule(action: str, addr: str) -> list[str]:
@@ -66,7 +61,7 @@ def test_aioipsec_client_probes_and_moves_to_the_strongswan_gateways_second_addr
             "charon announced no additional address"
         [ike] = aio.status()["ike_sas"]
         assert SECOND in ike["remote_additional_addrs"], ike
-        assert _ping_ok(topo, "left")
+        assert ping_ok(topo, "left")
         [before] = ss.list_sas()
         assert before.raw.get("local-host") == first, before.raw
 
@@ -80,26 +75,18 @@ def test_aioipsec_client_probes_and_moves_to_the_strongswan_gateways_second_addr
         # our UPDATE_SA_ADDRESSES (NAT-D, COOKIE2) reached charon at its second address
         ss.wait_log(r"parsed INFORMATIONAL request \d+ \[ N\(UPD_SA_ADDR\) N\(NATD_S_IP\) N\(NATD_D_IP\) "
                     r"N\(COOKIE2\) \]", timeout=10)
-        while not _ping_ok(topo, "left", count=2):
-            assert time.monotonic() - mark < RESUME_WITHIN, "no traffic over the second path"
-        assert _ping_ok(topo, "right")
+        pings_resume(topo, mark + RESUME_WITHIN, "no traffic over the second path")
         # charon saw no address change and did not move first: the move is ours
         assert not re.search(r"old path is not available|MOBIKE update deferred|"
                              r"sending address list update", ss.logs())
 
-        [after] = ss.list_sas()
-        assert (after.spi_i, after.spi_r) == (before.spi_i, before.spi_r), "a new IKE SA was made"
+        after, aio_sa = same_ike_sa(aio, ss, before)
         assert after.raw.get("local-host") == SECOND, after.raw
         assert after.raw.get("remote-host") == topo.left.outer4, after.raw
-        [aio_sa] = aio.list_sas()
-        assert (aio_sa.spi_i, aio_sa.spi_r) == (before.spi_i, before.spi_r)
         assert aio_sa.raw["remote_addr"] == f"{SECOND}[4500]", aio_sa.raw
         # kernel-libipsec cannot move its SAs in place: charon may rekey the Child
         # SA after the update; whichever is installed carries the pings
-        [ss_now] = [c for c in after.children if c.state == "INSTALLED"]
-        [aio_now] = [c for c in aio_sa.children if c.state == "INSTALLED"]
-        assert (aio_now.spi_in, aio_now.spi_out) == (ss_now.spi_out, ss_now.spi_in)
-        assert aio_now.packets_in >= 2 and aio_now.packets_out >= 2, aio_now
+        installed_children_agree(after, aio_sa)
     finally:
         if dropping:
             gw_ns.run(_drop_rule("-D", first))
