@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -28,6 +30,21 @@ from .test_ikev2_strongswan import establish
 pytestmark = pytest.mark.interop
 
 NEW_ADDR = "192.0.2.3"  # the client's address on its "new network" (same documentation subnet)
+
+
+@contextmanager
+def _old_address_back(topo: Topology, old: str) -> Iterator[None]:
+    """The direct topology is shared by the whole interop session: whatever
+    happens inside, the client leaves NEW_ADDR and gets ``old`` back for the
+    tests after this one."""
+    try:
+        yield
+    finally:
+        try:
+            topo.left.ns.ip("addr", "del", f"{NEW_ADDR}/24", "dev", "eth0")
+        except NetnsError:
+            pass  # the test failed before adding it
+        topo.left.ns.ip("addr", "replace", f"{old}/24", "dev", "eth0")
 
 
 def test_strongswan_client_roams_and_the_aioipsec_gateway_follows(aioipsec, strongswan,
@@ -43,9 +60,7 @@ def test_strongswan_client_roams_and_the_aioipsec_gateway_follows(aioipsec, stro
     [before] = ss.list_sas()
     old = topo.left.outer4
 
-    # the direct topology is shared by the whole interop session: whatever
-    # happens here, the client gets its address back for the tests after this one
-    try:
+    with _old_address_back(topo, old):
         # the client moves to a new network: its address goes away, a new one comes
         # (in this order: deleting a subnet's primary address takes its secondaries along)
         topo.left.ns.ip("addr", "del", f"{old}/24", "dev", "eth0")
@@ -71,12 +86,6 @@ def test_strongswan_client_roams_and_the_aioipsec_gateway_follows(aioipsec, stro
             assert re.search(r"CHILD_SA ih\{1\} state change: UPDATING => INSTALLED\s.*queueing CHILD_REKEY task",
                              ss.logs(), re.S)
         assert ss_now.packets_in >= 2 and ss_now.packets_out >= 2, ss_now
-    finally:
-        try:
-            topo.left.ns.ip("addr", "del", f"{NEW_ADDR}/24", "dev", "eth0")
-        except NetnsError:
-            pass  # the test failed before adding it
-        topo.left.ns.ip("addr", "replace", f"{old}/24", "dev", "eth0")
 
 
 def test_aioipsec_client_roams_and_the_strongswan_gateway_follows(aioipsec, strongswan,
@@ -94,9 +103,7 @@ def test_aioipsec_client_roams_and_the_strongswan_gateway_follows(aioipsec, stro
     assert before.raw.get("remote-host") == topo.left.outer4, before.raw
     old = topo.left.outer4
 
-    # the direct topology is shared by the whole interop session: whatever
-    # happens here, the client gets its address back for the tests after this one
-    try:
+    with _old_address_back(topo, old):
         # the client moves to a new network (the old address goes first: deleting a
         # subnet's primary address takes its secondaries along) and is told so
         topo.left.ns.ip("addr", "del", f"{old}/24", "dev", "eth0")
@@ -117,12 +124,6 @@ def test_aioipsec_client_roams_and_the_strongswan_gateway_follows(aioipsec, stro
         # kernel-libipsec cannot move its SAs in place: charon may rekey the Child SA
         # after the update (on the same IKE SA); whichever is installed carries the pings
         installed_children_agree(after, aio_sa)
-    finally:
-        try:
-            topo.left.ns.ip("addr", "del", f"{NEW_ADDR}/24", "dev", "eth0")
-        except NetnsError:
-            pass  # the test failed before adding it
-        topo.left.ns.ip("addr", "replace", f"{old}/24", "dev", "eth0")
 
 
 def test_aioipsec_client_follows_its_address_change_by_itself(aioipsec, strongswan,
@@ -140,9 +141,7 @@ def test_aioipsec_client_follows_its_address_change_by_itself(aioipsec, strongsw
     assert ping_ok(topo, "left")
     [before] = ss.list_sas()
 
-    # the direct topology is shared by the whole interop session: whatever
-    # happens here, the client gets its address back for the tests after this one
-    try:
+    with _old_address_back(topo, old):
         mark = time.monotonic()
         topo.left.ns.ip("addr", "del", f"{old}/24", "dev", "eth0")
         topo.left.ns.ip("addr", "add", f"{NEW_ADDR}/24", "dev", "eth0")
@@ -159,9 +158,3 @@ def test_aioipsec_client_follows_its_address_change_by_itself(aioipsec, strongsw
         assert after.raw.get("remote-host") == NEW_ADDR, after.raw
         [aio_sa] = aio.list_sas()
         assert aio_sa.raw["local_addr"] == f"{NEW_ADDR}[4500]", aio_sa.raw
-    finally:
-        try:
-            topo.left.ns.ip("addr", "del", f"{NEW_ADDR}/24", "dev", "eth0")
-        except NetnsError:
-            pass  # the test failed before adding it
-        topo.left.ns.ip("addr", "replace", f"{old}/24", "dev", "eth0")
