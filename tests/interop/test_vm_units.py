@@ -166,3 +166,26 @@ def test_guest_scripts_parse() -> None:
     sh = shutil.which("dash") or shutil.which("sh")
     assert sh is not None
     subprocess.run([sh, "-n"], input=INITRAMFS_INIT, text=True, check=True, timeout=10)
+
+
+def test_kernel_refusal_quotes_charons_lines() -> None:
+    """test_kernel_xfrm_algorithms skips on the guest kernel's refusal, quoting charon's
+    netlink error and SAD line; a plain netlink error alone is no refusal."""
+    from .test_kernel_xfrm_algorithms import _refusal
+
+    class Log:
+        def __init__(self, text: str) -> None:
+            self.text = text
+
+        def logs(self) -> str:
+            return self.text
+
+    log = ("12[KNL] received netlink error: Function not implemented (38)\n"
+           "12[KNL] unable to add SAD entry with SPI c1a2b3c4 (FAILED)\n"
+           "12[IKE] CHILD_SA ih{1} established\n")
+    assert _refusal(Log(log)) == ("12[KNL] received netlink error: Function not implemented (38)"
+                                  " | 12[KNL] unable to add SAD entry with SPI c1a2b3c4 (FAILED)")
+    assert _refusal(Log("09[KNL] algorithm NULL_AES_GMAC not supported by kernel!\n")) == (
+        "09[KNL] algorithm NULL_AES_GMAC not supported by kernel!")
+    assert _refusal(Log("05[KNL] received netlink error: File exists (17)\n")) is None
+    assert _refusal(Log("")) is None
