@@ -287,3 +287,60 @@ def test_our_psk_round2_client_against_charon_gateway(eap_peers, direct_topology
     assert USER_PSK not in aio.logs()
     aio.stop()
     assert_clean_log(aio)
+
+
+def _psk_round2_pair(eap_peers, topo: Topology, client_psk: str) -> tuple[AioipsecPeer, StrongSwanPeer]:  # noqa: F811
+    """Our gateway with ``remote-2 = { auth = "psk", id = USER }`` (its secret
+    the ``[secrets.*]`` entry naming USER), a charon client with ``local-2 {
+    auth = psk, id = USER }`` whose secret for USER is ``client_psk``."""
+
+    def gateway(text: str) -> str:
+        text = re.sub(r"(?m)^(remote = .*)$", rf'\1\nremote-2 = {{ auth = "psk", id = "{USER}" }}', text, count=1)
+        return text + f'\n[secrets.ike-user]\nid = ["{USER}"]\nsecret = "{USER_PSK}"\n'
+
+    def client(text: str) -> str:
+        text = _swanctl_round2(text, f"        local-2 {{\n            auth = psk\n            id = {USER}\n        }}\n")
+        return text.replace("secrets {\n", f'secrets {{\n    ike-user {{\n        id-1 = {USER}\n'
+                            f'        secret = "{client_psk}"\n    }}\n', 1)
+
+    aio: AioipsecPeer = eap_peers["ours"](topo, "right", gateway)
+    ss: StrongSwanPeer = eap_peers["charon"](topo, "left", client)
+    return aio, ss
+
+
+def test_charon_psk_round2_client_against_our_gateway(eap_peers, direct_topology: Topology) -> None:  # noqa: F811
+    """charon's ``local-2 { auth = psk }`` against our ``remote-2 = { auth =
+    "psk" }``: we find the key by the round-2 identity, verify charon's AUTH
+    over the new IDi and answer without AUTH; status names the round-2
+    identity and the Child SA carries traffic."""
+    topo = direct_topology
+    aio, ss = _psk_round2_pair(eap_peers, topo, USER_PSK)
+    ss.initiate(timeout=20)
+    assert_crossed(aio, ss)
+    logs = ss.logs()
+    # charon authenticated as the host in round 1 and as the user with the PSK in round 2
+    assert re.search(rf"authentication of '{re.escape(USER)}' \(myself\) with pre-shared key", logs), logs[-3000:]
+    assert re.search(r"authentication of '[^']*right\.interop\.example[^']*' with \S+ successful", logs)
+    alog = aio.logs()
+    assert re.search(rf"IKE_AUTH authenticated .*round2_id={re.escape(USER)}", alog), alog[-3000:]
+    (sa,) = aio.status()["ike_sas"]
+    assert sa["remote_id"] == topo.left.fqdn and sa["remote_round2_id"] == USER and sa["remote_eap_id"] is None, sa
+    ping_both_ways(topo, "right")
+    assert USER_PSK not in alog
+    aio.stop()
+    assert_clean_log(aio)
+
+
+def test_charon_psk_round2_client_with_the_wrong_key_is_refused(eap_peers, direct_topology: Topology) -> None:  # noqa: F811
+    topo = direct_topology
+    aio, ss = _psk_round2_pair(eap_peers, topo, "not-the-user-psk")
+    with pytest.raises(Exception, match="(?i)initiate|auth|fail"):
+        ss.initiate(timeout=15)
+    peer_ip = topo.left.outer4
+    aio.wait_log(rf"AUTHENTICATION_FAILED IKE_AUTH peer={re.escape(peer_ip)}\S*.*second round, remote-2 auth = psk",
+                 timeout=5)
+    ss.wait_log(r"received AUTHENTICATION_FAILED", timeout=5)
+    assert ss.installed_children() == [] and aio.installed_children() == []
+    assert "not-the-user-psk" not in aio.logs() and USER_PSK not in aio.logs()
+    aio.stop()
+    assert_clean_log(aio)
