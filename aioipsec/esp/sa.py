@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import add as _concat
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cryptography.exceptions import InvalidTag
 
@@ -117,6 +117,17 @@ _CT_OF = itemgetter(slice(16, None))
 # salt) and n, and are cached on the SA.
 _SEAL_RUN_MIN = 8  # smaller batches pack per packet (see bench/README.md)
 _SEAL_RUN_SIZES = 8  # batch sizes cached per SA
+_T = TypeVar("_T")
+
+
+def _join(heads: Sequence[bytes], bodies: Iterator[bytes]) -> list[bytes]:
+    """Whole ESP packets from the parts of a lean batch (``seal_batch``)."""
+    return list(map(_concat, heads, bodies))
+
+
+def _split(heads: Sequence[bytes], bodies: Iterator[bytes]) -> tuple[Sequence[bytes], list[bytes]]:
+    """The parts of a lean batch kept apart (``seal_batch_parts``)."""
+    return heads, list(bodies)
 
 
 SOFT_FRACTION = 0.9
@@ -442,21 +453,9 @@ class EspSa(_SaBase):
         SPI | seq | IV and a body the ciphertext and ICV; otherwise the heads
         are empty and the bodies whole packets.  Same packets, sequence
         numbers and counters as :meth:`seal_batch`."""
-        n = len(packets)
-        if self._lean and n >= _SEAL_RUN_MIN and not self.inbound:
-            s = self.seq
-            if s + n < self._seq_soft and not self.expired:
-                try:
-                    heads, lazy = self._seal_parts(packets, None)
-                    bodies = list(lazy)
-                except (IndexError, TypeError):
-                    pass  # a packet that is not IP: the general path below
-                else:
-                    self.seq = s + n
-                    st = self.stats
-                    st.packets_out += n
-                    st.bytes_out += sum(map(len, packets))
-                    return heads, bodies
+        parts = self._seal_lean(packets, _split)
+        if parts is not None:
+            return parts
         out = self.seal_batch(packets)
         return (b"",) * len(out), out
 
@@ -468,20 +467,11 @@ class EspSa(_SaBase):
         it they are whole IP packets whose payload is protected (fragments
         and malformed packets are dropped as MALFORMED); the receiver gets
         payload and protocol back (see :func:`aioipsec.esp.natt.transport_packet`)."""
+        if next_header is None:
+            out = self._seal_lean(packets, _join)
+            if out is not None:
+                return out
         n = len(packets)
-        if self._lean and n >= _SEAL_RUN_MIN and next_header is None and not self.inbound:
-            s = self.seq
-            if s + n < self._seq_soft and not self.expired:
-                try:
-                    out = self._seal_fast(packets, None)
-                except (IndexError, TypeError):
-                    pass  # a packet that is not IP: the general path below
-                else:
-                    self.seq = s + n
-                    st = self.stats
-                    st.packets_out += n
-                    st.bytes_out += sum(map(len, packets))
-                    return out
         self._need(False)
         if not n:
             return []
@@ -506,6 +496,30 @@ class EspSa(_SaBase):
         self._check_lifetime()
         if room < n:
             self._exhausted(n - room)
+        return out
+
+    def _seal_lean(self, packets: Sequence[bytes], finish: Callable[[Sequence[bytes], Iterator[bytes]], _T]) -> _T | None:
+        """The lean path of a tunnel-mode batch (AEAD, no ESN, TFC or
+        lifetime limits near, 8 or more packets, an outbound SA): the heads
+        and lazy bodies of :meth:`_seal_parts` made into the result by
+        ``finish``, then the sequence number and counters advanced.  None
+        (nothing done) when the path does not apply or a packet is not IP:
+        the general path then takes the batch."""
+        n = len(packets)
+        if not (self._lean and n >= _SEAL_RUN_MIN and not self.inbound):
+            return None
+        s = self.seq
+        if s + n >= self._seq_soft or self.expired:
+            return None
+        try:
+            heads, lazy = self._seal_parts(packets, None)
+            out = finish(heads, lazy)
+        except (IndexError, TypeError):
+            return None  # a packet that is not IP
+        self.seq = s + n
+        st = self.stats
+        st.packets_out += n
+        st.bytes_out += sum(map(len, packets))
         return out
 
     def _seal_fast(self, batch: Sequence[bytes], nh: int | None) -> list[bytes]:
