@@ -2026,8 +2026,9 @@ class IkeSessionV2:
         if sa.remote_id is None or self.is_closed:
             return None
         local = sa.local_id if sa.local_id is not None else self.local_identity()
-        remote = f"eap:{sa.remote_eap_id}" if sa.remote_eap_id is not None else (
-            sa.remote_round2_id if sa.remote_round2_id is not None else str(sa.remote_id))
+        # peer_auth_id's order (EAP identity, round-2 IDi, IDi); an EAP one marked as such
+        remote = f"eap:{sa.remote_eap_id}" if sa.remote_eap_id is not None else sa.peer_auth_id()
+        assert remote is not None  # remote_id is known here
         return self.config.name, str(local), remote
 
     def unique_duplicates(self, others: Iterable[Any], initial_contact: bool) -> tuple[bool, list[IkeSessionV2]]:
