@@ -23,7 +23,7 @@ from .config import AuthConfig, ChildConfig, ConnectionConfig, GlobalConfig, Poo
 from .crypto.transforms import Proposal, parse_proposal
 from .errors import AlgorithmError, ConfigError
 from .ike.auth import REVOCATION_POLICIES
-from .ike.v2.tasks.ppk import find_ppk, ppk_id_encoding
+from .ike.v2.tasks.ppk import ppk_for
 from .selectors import TrafficSelector, parse_ts
 
 
@@ -376,7 +376,7 @@ def _ppk_connection(ctx: _Ctx, path: str, c: ConnectionConfig, raw: dict[str, An
     if c.version != 2:
         raise ctx.err(f"{path}.{key}", "PPKs (RFC 8784) are supported with IKEv2 only (version = 2)")
     # the same PPK_ID if its encoding is the same ("@ppk-hq" and "ppk-hq"; a DN spelled otherwise), as charon
-    if c.ppk_id is not None and c.ppk_id not in c.ppks and find_ppk(c.ppks, ppk_id_encoding(c.ppk_id)) is None:
+    if c.ppk_id is not None and ppk_for(c.ppks, c.ppk_id) is None:
         raise ctx.err(f"{path}.ppk_id", f"no [secrets.ppk*] entry with id = {_show(c.ppk_id)}")
     if not c.ppks:
         raise ctx.err(f"{path}.ppk_required", "ppk_required = true but no [secrets.ppk*] entry (id = PPK_ID, secret = PPK)")

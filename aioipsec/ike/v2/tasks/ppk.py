@@ -107,6 +107,17 @@ def find_ppk(ppks: dict[str, bytes], received: bytes) -> tuple[str, bytes] | Non
     return None
 
 
+def ppk_for(ppks: dict[str, bytes], ppk_id: str) -> bytes | None:
+    """The PPK of a configured PPK_ID: its own ``[secrets.ppk*]`` entry, else
+    one whose id has the same encoding (``@ppk`` for ``ppk``, a DN spelled
+    otherwise); None if there is none."""
+    secret = ppks.get(ppk_id)
+    if secret is None:
+        found = find_ppk(ppks, ppk_id_encoding(ppk_id))
+        secret = found[1] if found is not None else None
+    return secret
+
+
 def ppk_id_text(received: bytes) -> str:
     """A received PPK_ID we have no string for, for logs: a DN as text, UTF-8
     as itself, anything else as ``@#hex`` (strongSwan's KEY_ID syntax)."""
@@ -157,10 +168,7 @@ def mix_i(task: IkeAuth, cfg: ConnectionConfig) -> None:
             raise AuthenticationFailed(f"PPK required but peer {_peer(task)} does not support PPKs "
                                        "(no USE_PPK in its IKE_SA_INIT response)")
         return
-    secret = cfg.ppks.get(cfg.ppk_id)
-    if secret is None:  # a [secrets.ppk*] id with the same encoding ("@ppk" for "ppk", a DN spelled otherwise)
-        found = find_ppk(cfg.ppks, ppk_id_encoding(cfg.ppk_id))
-        secret = found[1] if found is not None else None
+    secret = ppk_for(cfg.ppks, cfg.ppk_id)
     if secret is None:
         if cfg.ppk_required:
             raise AuthenticationFailed(f"PPK required but no PPK for PPK_ID '{cfg.ppk_id}'")
