@@ -153,6 +153,12 @@ class Selected:
 
     def to_wire(self, *, spi: bytes | None = None, number: int | None = None) -> WireProposal:
         """The single-transform-per-type answer (responder) for this proposal."""
+        algs = (self.encr, self.prf, self.integ, self.ke, self.esn)
+        key = tuple(map(id, algs))
+        hit = _ANSWERS.get(key)
+        if hit is not None:  # the algorithms are kept in the entry: the ids are theirs
+            return WireProposal(
+                self.number if number is None else number, self.protocol, self.spi if spi is None else spi, hit[1])
         transforms: list[WireTransform] = []
         if self.encr is not None:
             transforms.append(_wire(TransformType.ENCR, self.encr))
@@ -164,11 +170,15 @@ class Selected:
             transforms.append(_wire(TransformType.KE, self.ke))
         if self.esn is not None:
             transforms.append(_wire(TransformType.ESN, self.esn))
+        found = tuple(transforms)
+        if len(_ANSWERS) >= 512:
+            _ANSWERS.clear()
+        _ANSWERS[key] = (algs, found)
         return WireProposal(
             self.number if number is None else number,
             self.protocol,
             self.spi if spi is None else spi,
-            tuple(transforms),
+            found,
         )
 
     @property
@@ -181,6 +191,13 @@ class Selected:
         if self.esn is not None and self.esn.name == "esn":
             names.append("esn")
         return "-".join(names)
+
+
+_ANSWERS: dict[tuple[int, ...], tuple[tuple[Alg | None, ...], tuple[WireTransform, ...]]] = {}
+""":meth:`Selected.to_wire`'s transforms per (encr, prf, integ, ke, esn),
+keyed by their ids and kept beside them (so no id is reused while cached):
+one tuple per answer, which the SA payload encoder then finds encoded
+(``tasks.common.to_sa``, ``payloads.SaProposal``)."""
 
 
 def describe_offers(offers: Sequence[WireProposal]) -> str:
@@ -213,10 +230,38 @@ def _pick(
 
 
 def _match(prop: Proposal, offer: WireProposal, *, strip_ke: bool) -> Selected | None:
+    ts = offer.transforms
+    key = (id(prop), id(ts), strip_ke)
+    hit = _MATCHED.get(key)
+    if hit is not None and hit[0] is prop and hit[1] is ts:
+        algs = hit[2]
+    else:
+        algs = _match_algs(prop, ts, strip_ke)
+        if len(_MATCHED) >= 512:
+            _MATCHED.clear()
+        _MATCHED[key] = (prop, ts, algs)
+    if algs is None:
+        return None
+    return Selected(offer.number, offer.protocol, offer.spi, *algs)
+
+
+_MATCHED: dict[tuple[int, int, bool], tuple[Proposal, tuple[WireTransform, ...], tuple[Alg | None, ...] | None]] = {}
+""":func:`_match`'s outcome per configured proposal and offered transforms
+(keyed by identity, both kept beside it so that no id is reused while
+cached): received proposals share their transform tuples
+(``tasks.common.from_sa``), and a gateway sees the same few offers in every
+handshake.  The outcome depends on nothing else."""
+
+
+def _match_algs(
+    prop: Proposal, transforms: tuple[WireTransform, ...], strip_ke: bool
+) -> tuple[Alg | None, ...] | None:
+    """The algorithms (encr, integ, prf, ke, esn) ``prop`` takes from an
+    offer of ``transforms``, or ``None`` when it takes none."""
     encr = integ = prf = ke = esn = None
     # the offer's transforms by type, in order: one pass, not one scan per type
     by_type: dict[int, list[WireTransform]] = {}
-    for t in offer.transforms:
+    for t in transforms:
         by_type.setdefault(t.type, []).append(t)
     offered = by_type.get
     if prop.encr:
@@ -255,16 +300,7 @@ def _match(prop: Proposal, offer: WireProposal, *, strip_ke: bool) -> Selected |
             esn = next((e for e in prop.esn if e.name == "noesn"), None)
             if esn is None:
                 return None
-    return Selected(
-        offer.number,
-        offer.protocol,
-        offer.spi,
-        encr,  # type: ignore[arg-type]
-        integ,  # type: ignore[arg-type]
-        prf,  # type: ignore[arg-type]
-        ke,  # type: ignore[arg-type]
-        esn,  # type: ignore[arg-type]
-    )
+    return (encr, integ, prf, ke, esn)
 
 
 def select(

@@ -129,3 +129,71 @@ def test_truncated_notify_and_out_of_range_fields() -> None:
             pass
         else:
             raise AssertionError(f"encoded an out-of-range field: {p}")
+
+
+def test_sa_parse_transform_cache_keeps_spis_counts_and_bounds() -> None:
+    """SaProposal._parse caches the transforms by their bytes (after the SPI):
+    proposals that differ only in SPI share them, a transform count that does
+    not match is still refused, and the cache stays bounded."""
+    from aioipsec.ike.v2 import payloads as P
+
+    ts = (Transform(1, 20, (TransformAttribute(14, 128),)), Transform(3, 0), Transform(5, 0))
+    a = SaPayload._parse(encode_payloads([SaPayload((SaProposal(1, 3, b"\x01\x02\x03\x04", ts),))])[1][4:])
+    b = SaPayload._parse(encode_payloads([SaPayload((SaProposal(2, 3, b"\x05\x06\x07\x08", ts),))])[1][4:])
+    assert a.proposals[0] == SaProposal(1, 3, b"\x01\x02\x03\x04", ts)
+    assert b.proposals[0] == SaProposal(2, 3, b"\x05\x06\x07\x08", ts)
+    assert a.proposals[0].transforms is b.proposals[0].transforms  # the second came from the cache
+    # the same transform bytes under a proposal header that counts 2 of them: refused, as uncached
+    body = encode_payloads([SaPayload((SaProposal(1, 3, b"\x01\x02\x03\x04", ts),))])[1][4:]
+    wrong = body[:7] + b"\x02" + body[8:]
+    assert _outcome(SaPayload._parse, wrong) == _outcome(_via_buffer(SaPayload), wrong) == ("error", True)
+    # bounded: many distinct proposals, and one too long to keep
+    for i in range(600):
+        SaPayload._parse(encode_payloads([SaPayload((SaProposal(1, 3, b"", (Transform(1, i),)),))])[1][4:])
+    assert 0 < len(P._PARSED_TRANSFORMS) <= P._TRANSFORM_CACHE_SIZE
+    many = tuple(Transform(1, i) for i in range(80))  # 640 octets of transforms
+    P._PARSED_TRANSFORMS.clear()
+    big = SaPayload._parse(encode_payloads([SaPayload((SaProposal(1, 3, b"", many),))])[1][4:])
+    assert big.proposals[0].transforms == many and not P._PARSED_TRANSFORMS
+
+
+def test_sa_encode_transform_cache_follows_each_tuple() -> None:
+    """SaProposal._bytes caches the encoded transforms per tuple (by identity,
+    the tuple kept): a new tuple, even of equal-looking transforms with other
+    values, is encoded anew."""
+    for i in range(300):  # more than the cache holds, tuples freed as they go
+        ts = (Transform(1, i), Transform(3, i + 1))
+        sa = SaPayload((SaProposal(1, 3, b"", ts),))
+        _, wire = encode_payloads([sa])
+        assert SaPayload._parse(wire[4:]) == sa
+        assert encode_payloads([sa])[1] == wire
+
+
+def test_shared_payload_cache_is_bounded_and_equal_to_a_fresh_parse() -> None:
+    """decode_payloads shares one decoded object per body for notifies, IDs
+    and traffic selectors: equal to a fresh parse, the same object the second
+    time, bounded in count and body size, and never holding a failed parse."""
+    from aioipsec.ike.v2 import payloads as P
+
+    ts = TsiPayload((TrafficSelector.from_cidr("198.51.100.0/24"),))
+    chain = [NotifyPayload(16430), NotifyPayload(16388, bytes(20)), ts]
+    first, wire = encode_payloads(chain)
+    a, b = decode_payloads(first, wire), decode_payloads(first, wire)
+    assert a == b == chain
+    assert all(x is y for x, y in zip(a, b))
+    for i in range(700):  # distinct notify bodies: the cache empties itself when full
+        f, w = encode_payloads([NotifyPayload(16388, i.to_bytes(20, "big"))])
+        assert decode_payloads(f, w) == [NotifyPayload(16388, i.to_bytes(20, "big"))]
+    assert 0 < len(P._SHARED[41]) <= P._SHARED_SIZE
+    P._SHARED[41].clear()
+    f, w = encode_payloads([NotifyPayload(16388, bytes(P._SHARED_MAX))])  # body of 4 + 64 octets
+    assert decode_payloads(f, w) == [NotifyPayload(16388, bytes(P._SHARED_MAX))] and not P._SHARED[41]
+    f, w = encode_payloads([NotifyPayload(16430)])
+    bad = w[:5] + bytes([9]) + w[6:]  # an SPI size past the body
+    try:
+        decode_payloads(f, bad)
+    except MalformedMessage:
+        pass
+    else:
+        raise AssertionError("accepted a notify whose SPI runs past its body")
+    assert not P._SHARED[41]

@@ -211,3 +211,34 @@ def test_algorithms_hash_by_name_consistently_with_equality() -> None:
     b = parse_proposal("aes128gcm16-prfsha256-x25519", "ike").encr[0]
     assert a == b and hash(a) == hash(b) == hash("aes128gcm16")
     assert {a: 1}[b] == 1
+
+
+def test_match_and_answer_caches_agree_with_fresh_results() -> None:
+    """_match caches its outcome per (proposal, offered transforms) and
+    Selected.to_wire its transforms per algorithm set, by identity with the
+    objects kept: results equal those computed with the caches emptied, also
+    for proposals built and dropped one after another (their ids would be
+    reused if the caches did not hold them)."""
+    texts = ["aes128gcm16-prfsha256-x25519", "aes256gcm16-prfsha384-ecp384", "aes128-sha256-prfsha256-modp2048",
+             "chacha20poly1305-prfsha256-x25519", "aes256-sha384-prfsha384-ecp256"]
+    offers = [P.to_wire(ike(t)) for t in texts]
+    for _round in range(3):
+        for ours in texts:
+            for offer in offers:
+                prop = parse_proposal(ours, "ike")  # a new object each time
+                got = P._match(prop, offer[0], strip_ke=False)
+                answer = got.to_wire() if got is not None else None
+                P._MATCHED.clear()
+                P._ANSWERS.clear()
+                fresh = P._match(prop, offer[0], strip_ke=False)
+                assert got == fresh
+                assert answer == (fresh.to_wire() if fresh is not None else None)
+                assert (got is not None) == (str(offer[0].transforms) == str(P.to_wire(ike(ours))[0].transforms))
+    # spi and number come from the offer, not from the cached entry
+    sel = P.select([WireProposal(2, ProtocolId.ESP, b"\x00\x00\x00\x07", offers[0][0].transforms)],
+                   [parse_proposal("aes128gcm16-x25519", "esp")], strip_ke=True)
+    again = P.select([WireProposal(3, ProtocolId.ESP, b"\x00\x00\x00\x09", offers[0][0].transforms)],
+                     [parse_proposal("aes128gcm16-x25519", "esp")], strip_ke=True)
+    assert (sel.number, sel.spi, again.number, again.spi) == (2, b"\x00\x00\x00\x07", 3, b"\x00\x00\x00\x09")
+    assert sel.to_wire(spi=b"\x00\x00\x00\x01").spi == b"\x00\x00\x00\x01"
+    assert again.to_wire(number=5).number == 5

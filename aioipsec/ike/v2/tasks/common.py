@@ -22,12 +22,27 @@ MAX_KE_RETRIES = 3
 
 def from_sa(p: SaProposal) -> WireProposal:
     """A codec proposal as a :class:`WireProposal` (for selection)."""
-    return WireProposal(
-        p.num,
-        p.protocol,
-        p.spi,
-        tuple(WireTransform(t.transform_type, t.transform_id, t.key_length) for t in p.transforms),
-    )
+    ts = p.transforms
+    hit = _WIRE_OF.get(id(ts))
+    if hit is not None and hit[0] is ts:
+        wire = hit[1]
+    else:
+        wire = tuple(WireTransform(t.transform_type, t.transform_id, t.key_length) for t in ts)
+        if len(_WIRE_OF) >= _CACHE_SIZE:
+            _WIRE_OF.clear()
+        _WIRE_OF[id(ts)] = (ts, wire)
+    return WireProposal(p.num, p.protocol, p.spi, wire)
+
+
+_CACHE_SIZE = 256
+_WIRE_OF: dict[int, tuple[tuple[Transform, ...], tuple[WireTransform, ...]]] = {}
+"""id(codec transforms) -> (them, as WireTransforms).  Received proposals
+share their transform tuples (the payload parser caches them by their bytes),
+so each offer's wire form, and the selection on it, is looked up by identity;
+the tuple is kept beside it so that no id is reused while cached."""
+_SA_OF: dict[int, tuple[tuple[WireTransform, ...], tuple[Transform, ...]]] = {}
+"""The other way, for :func:`to_sa` (our configured proposals' wire
+transforms come from ``proposals.to_wire``'s cache)."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -40,7 +55,16 @@ def _sa_transform(t: WireTransform) -> Transform:
 
 
 def to_sa(w: WireProposal) -> SaProposal:
-    return SaProposal(w.number, w.protocol, w.spi, tuple(map(_sa_transform, w.transforms)))
+    ws = w.transforms
+    hit = _SA_OF.get(id(ws))
+    if hit is not None and hit[0] is ws:
+        ts = hit[1]
+    else:
+        ts = tuple(map(_sa_transform, ws))
+        if len(_SA_OF) >= _CACHE_SIZE:
+            _SA_OF.clear()
+        _SA_OF[id(ws)] = (ws, ts)
+    return SaProposal(w.number, w.protocol, w.spi, ts)
 
 
 def sa_payload(proposals: Iterable[WireProposal]) -> SaPayload:
