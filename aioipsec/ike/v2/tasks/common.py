@@ -106,7 +106,18 @@ def select_with_ke(offers: Sequence[WireProposal], configured: Sequence[Proposal
 
 
 def notify(ntype: int, data: bytes = b"", protocol: int = 0, spi: bytes = b"") -> NotifyPayload:
-    return NotifyPayload(int(ntype), data, protocol, spi)
+    if data or protocol or spi:
+        return NotifyPayload(int(ntype), data, protocol, spi)
+    bare = _BARE_NOTIFIES.get(ntype)
+    if bare is None:
+        bare = NotifyPayload(int(ntype))
+        if len(_BARE_NOTIFIES) < 256:  # the types come from our code: a few dozen
+            _BARE_NOTIFIES[ntype] = bare
+    return bare
+
+
+_BARE_NOTIFIES: dict[int, NotifyPayload] = {}
+"""One (frozen) status notify without data per type: a handshake sends ~8."""
 
 
 def notify_group(n: NotifyPayload) -> int:
