@@ -659,6 +659,24 @@ def check_rules(msg: Message) -> None:
     rule = MESSAGE_RULES.get((msg.exchange_type, not msg.response))
     if rule is None:
         return
+    # the outcome depends only on the rule, whether the message was encrypted,
+    # and its payload classes with the notify types: the same few shapes pass
+    # in every handshake, so those that passed are remembered
+    shape = (id(rule), msg.encrypted, *[p.notify_type if type(p) is NotifyPayload else type(p) for p in msg.payloads])  # type: ignore[union-attr]
+    if shape in _PASSED:
+        return
+    _check_rule(msg, rule)
+    if len(_PASSED) >= 256:  # shapes come from the wire: bounded
+        _PASSED.clear()
+    _PASSED.add(shape)
+
+
+_PASSED: set[tuple[Any, ...]] = set()
+"""Message shapes (rule id, encrypted, payload classes / notify types) that
+:func:`_check_rule` passed; the rules are module constants (ids stable)."""
+
+
+def _check_rule(msg: Message, rule: MessageRule) -> None:
     counts: dict[int, int] = {}
     for p in msg.payloads:
         tp = type(p)
