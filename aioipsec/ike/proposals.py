@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from .._cache import BoundedCache
 from .._frozen import fast_init
 from ..crypto.transforms import (
     Alg,
@@ -104,23 +105,16 @@ def to_wire(
     out = []
     for number, prop in enumerate(proposals, start=1):
         key = (id(prop), strip_ke, id(ke_first))
-        hit = _TRANSFORMS.get(key)
-        if hit is not None and hit[0] is prop and hit[1] is ke_first:
-            transforms = hit[2]
-        else:
-            transforms = _transforms(prop, strip_ke, ke_first)
-            if len(_TRANSFORMS) >= 512:
-                _TRANSFORMS.clear()
-            _TRANSFORMS[key] = (prop, ke_first, transforms)
-        out.append(WireProposal(number, PROTOCOL_BY_NAME[prop.protocol], spi, transforms))
+        hit = _TRANSFORMS.get(key) or _TRANSFORMS.remember(key, (prop, ke_first, _transforms(prop, strip_ke, ke_first)))
+        out.append(WireProposal(number, PROTOCOL_BY_NAME[prop.protocol], spi, hit[-1]))
     return out
 
 
-_TRANSFORMS: dict[tuple[int, bool, int], tuple[Proposal, KeAlg | None, tuple[WireTransform, ...]]] = {}
-"""to_wire's transforms per configured proposal and ``ke_first`` (keyed by
-identity, both kept beside them so that no id is reused while cached):
-configurations send the same few proposals in every handshake, and building
-the transforms costs ~4 us (bench/ike.py: two calls per handshake)."""
+_TRANSFORMS = BoundedCache(512)
+"""to_wire's transforms per configured proposal and ``ke_first`` (by
+identity, both kept in the entry): configurations send the same few
+proposals in every handshake, and building the transforms costs ~4 us
+(bench/ike.py: two calls per handshake)."""
 
 
 def _transforms(prop: Proposal, strip_ke: bool, ke_first: KeAlg | None) -> tuple[WireTransform, ...]:
@@ -155,10 +149,11 @@ class Selected:
         """The single-transform-per-type answer (responder) for this proposal."""
         algs = (self.encr, self.prf, self.integ, self.ke, self.esn)
         key = tuple(map(id, algs))
-        hit = _ANSWERS.get(key)
-        if hit is not None:  # the algorithms are kept in the entry: the ids are theirs
-            return WireProposal(
-                self.number if number is None else number, self.protocol, self.spi if spi is None else spi, hit[1])
+        hit = _ANSWERS.get(key) or _ANSWERS.remember(key, (algs, self._transforms()))
+        return WireProposal(
+            self.number if number is None else number, self.protocol, self.spi if spi is None else spi, hit[-1])
+
+    def _transforms(self) -> tuple[WireTransform, ...]:
         transforms: list[WireTransform] = []
         if self.encr is not None:
             transforms.append(_wire(TransformType.ENCR, self.encr))
@@ -170,16 +165,7 @@ class Selected:
             transforms.append(_wire(TransformType.KE, self.ke))
         if self.esn is not None:
             transforms.append(_wire(TransformType.ESN, self.esn))
-        found = tuple(transforms)
-        if len(_ANSWERS) >= 512:
-            _ANSWERS.clear()
-        _ANSWERS[key] = (algs, found)
-        return WireProposal(
-            self.number if number is None else number,
-            self.protocol,
-            self.spi if spi is None else spi,
-            found,
-        )
+        return tuple(transforms)
 
     @property
     def esn_enabled(self) -> bool:
@@ -193,11 +179,11 @@ class Selected:
         return "-".join(names)
 
 
-_ANSWERS: dict[tuple[int, ...], tuple[tuple[Alg | None, ...], tuple[WireTransform, ...]]] = {}
-""":meth:`Selected.to_wire`'s transforms per (encr, prf, integ, ke, esn),
-keyed by their ids and kept beside them (so no id is reused while cached):
-one tuple per answer, which the SA payload encoder then finds encoded
-(``tasks.common.to_sa``, ``payloads.SaProposal``)."""
+_ANSWERS = BoundedCache(512)
+""":meth:`Selected.to_wire`'s transforms per (encr, prf, integ, ke, esn), by
+identity, the algorithms kept in the entry: one tuple per answer, which the
+SA payload encoder then finds encoded (``tasks.common.to_sa``,
+``payloads.SaProposal``)."""
 
 
 def describe_offers(offers: Sequence[WireProposal]) -> str:
@@ -232,25 +218,17 @@ def _pick(
 def _match(prop: Proposal, offer: WireProposal, *, strip_ke: bool) -> Selected | None:
     ts = offer.transforms
     key = (id(prop), id(ts), strip_ke)
-    hit = _MATCHED.get(key)
-    if hit is not None and hit[0] is prop and hit[1] is ts:
-        algs = hit[2]
-    else:
-        algs = _match_algs(prop, ts, strip_ke)
-        if len(_MATCHED) >= 512:
-            _MATCHED.clear()
-        _MATCHED[key] = (prop, ts, algs)
+    algs = (_MATCHED.get(key) or _MATCHED.remember(key, (prop, ts, _match_algs(prop, ts, strip_ke))))[-1]
     if algs is None:
         return None
     return Selected(offer.number, offer.protocol, offer.spi, *algs)
 
 
-_MATCHED: dict[tuple[int, int, bool], tuple[Proposal, tuple[WireTransform, ...], tuple[Alg | None, ...] | None]] = {}
-""":func:`_match`'s outcome per configured proposal and offered transforms
-(keyed by identity, both kept beside it so that no id is reused while
-cached): received proposals share their transform tuples
-(``tasks.common.from_sa``), and a gateway sees the same few offers in every
-handshake.  The outcome depends on nothing else."""
+_MATCHED = BoundedCache(512)
+""":func:`_match`'s outcome per configured proposal and offered transforms,
+by identity, both kept in the entry: received proposals share their
+transform tuples (``tasks.common.from_sa``), and a gateway sees the same few
+offers in every handshake.  The outcome depends on nothing else."""
 
 
 def _match_algs(

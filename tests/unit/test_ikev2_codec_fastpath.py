@@ -150,7 +150,7 @@ def test_sa_parse_transform_cache_keeps_spis_counts_and_bounds() -> None:
     # bounded: many distinct proposals, and one too long to keep
     for i in range(600):
         SaPayload._parse(encode_payloads([SaPayload((SaProposal(1, 3, b"", (Transform(1, i),)),))])[1][4:])
-    assert 0 < len(P._PARSED_TRANSFORMS) <= P._TRANSFORM_CACHE_SIZE
+    assert 0 < len(P._PARSED_TRANSFORMS) <= P._PARSED_TRANSFORMS.size
     many = tuple(Transform(1, i) for i in range(80))  # 640 octets of transforms
     P._PARSED_TRANSFORMS.clear()
     big = SaPayload._parse(encode_payloads([SaPayload((SaProposal(1, 3, b"", many),))])[1][4:])

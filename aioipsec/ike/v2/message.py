@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
+from ..._cache import BoundedCache
 from ..._frozen import fast_init
 from ...crypto.cipher import make_encr, make_integ
 from ...crypto.transforms import EncrAlg, EncrId, IntegAlg
@@ -663,15 +664,12 @@ def check_rules(msg: Message) -> None:
     # and its payload classes with the notify types: the same few shapes pass
     # in every handshake, so those that passed are remembered
     shape = (id(rule), msg.encrypted, *[p.notify_type if type(p) is NotifyPayload else type(p) for p in msg.payloads])  # type: ignore[union-attr]
-    if shape in _PASSED:
-        return
-    _check_rule(msg, rule)
-    if len(_PASSED) >= 256:  # shapes come from the wire: bounded
-        _PASSED.clear()
-    _PASSED.add(shape)
+    if shape not in _PASSED:
+        _check_rule(msg, rule)
+        _PASSED.remember(shape, True)
 
 
-_PASSED: set[tuple[Any, ...]] = set()
+_PASSED = BoundedCache(256)
 """Message shapes (rule id, encrypted, payload classes / notify types) that
 :func:`_check_rule` passed; the rules are module constants (ids stable)."""
 

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, TypeVar
 
+from ..._cache import BoundedCache
 from ..._frozen import fast_init
 from ...buffer import Buffer, BufferReadError, BufferWriteError
 from ...crypto.transforms import (
@@ -261,14 +262,9 @@ class SaProposal:
     def _bytes(self, last: bool) -> bytes:
         ts = self.transforms
         n = len(ts)
-        hit = _ENCODED_TRANSFORMS.get(id(ts))
-        if hit is not None and hit[0] is ts:
-            body = hit[1]
-        else:
-            body = b"".join([t._bytes(i == n - 1) for i, t in enumerate(ts)])
-            if len(_ENCODED_TRANSFORMS) >= _TRANSFORM_CACHE_SIZE:
-                _ENCODED_TRANSFORMS.clear()
-            _ENCODED_TRANSFORMS[id(ts)] = (ts, body)
+        hit = _ENCODED_TRANSFORMS.get(id(ts)) or _ENCODED_TRANSFORMS.remember(
+            id(ts), (ts, b"".join([t._bytes(i == n - 1) for i, t in enumerate(ts)])))
+        body = hit[-1]
         spi = self.spi
         head = _PROPOSAL.pack(
             _LAST if last else _MORE_PROPOSALS, 0, 8 + len(spi) + len(body), self.num, self.protocol, len(spi), n
@@ -348,26 +344,21 @@ class SaProposal:
             raise _bad(f"proposal says {count} transforms, found {len(transforms)}")
         found_ts = tuple(transforms)
         if len(key) <= _CACHED_TRANSFORMS_MAX:
-            if len(_PARSED_TRANSFORMS) >= _TRANSFORM_CACHE_SIZE:
-                _PARSED_TRANSFORMS.clear()
-            _PARSED_TRANSFORMS[key] = found_ts
+            _PARSED_TRANSFORMS.remember(key, found_ts)
         return cls(num, protocol, spi, found_ts)
 
 
-_TRANSFORM_CACHE_SIZE = 256
 _CACHED_TRANSFORMS_MAX = 512
-_PARSED_TRANSFORMS: dict[bytes, tuple[Transform, ...]] = {}
+_PARSED_TRANSFORMS = BoundedCache(256)
 """A proposal's transform substructures (the bytes after its SPI) -> the
 parsed transforms (immutable).  Peers offer the same few proposals in every
 handshake; only their SPIs change.  A hit is the same parse: same bytes, and
-its count must equal the proposal's transform count as after a parse.  Bytes
-come from the wire, so the cache is bounded: entries of at most
-``_CACHED_TRANSFORMS_MAX`` octets (~40 transforms; at most 128 KiB in all),
-emptied when full (not filled for good by one peer)."""
-_ENCODED_TRANSFORMS: dict[int, tuple[tuple[Transform, ...], bytes]] = {}
+its count must equal the proposal's transform count as after a parse.
+Entries of at most ``_CACHED_TRANSFORMS_MAX`` octets (~40 transforms; at
+most 128 KiB in all)."""
+_ENCODED_TRANSFORMS = BoundedCache(256)
 """id(transforms tuple) -> (that tuple, its encoding): the proposals we send
-reuse the same tuples (``tasks.common.to_sa``); the tuple is kept beside its
-bytes so that no id is reused while cached."""
+reuse the same tuples (``tasks.common.to_sa``)."""
 
 
 @fast_init
@@ -1147,13 +1138,7 @@ def decode_payloads(first_type: int, data: bytes, *, inner: bool = False) -> lis
             if parse is not None:
                 shared = _SHARED.get(ptype)
                 if shared is not None and len(body) <= _SHARED_MAX:
-                    p = shared.get(body)
-                    if p is None:
-                        p = parse(body)
-                        if len(shared) >= _SHARED_SIZE:
-                            shared.clear()
-                        shared[body] = p
-                    out.append(p)
+                    out.append(shared.get(body) or shared.remember(body, parse(body)))
                 else:
                     out.append(parse(body))
             elif ptype in _ENCRYPTED_TYPES:
@@ -1189,14 +1174,14 @@ _PARSERS: dict[int, Callable[[bytes], AnyPayload]] = {
 """Payload types whose decoders parse bytes directly (the others get a Buffer)."""
 
 _SHARED_SIZE, _SHARED_MAX = 256, 64
-_SHARED: dict[int, dict[bytes, AnyPayload]] = {
-    PayloadType.NOTIFY: {}, PayloadType.IDi: {}, PayloadType.IDr: {}, PayloadType.TSi: {}, PayloadType.TSr: {}}
+_SHARED: dict[int, BoundedCache] = {
+    t: BoundedCache(_SHARED_SIZE)
+    for t in (PayloadType.NOTIFY, PayloadType.IDi, PayloadType.IDr, PayloadType.TSi, PayloadType.TSr)}
 """Body -> decoded payload, per payload type, for the types whose bodies
 repeat from one handshake to the next (status notifies, a peer's identities,
 its traffic selectors): a hit is the same frozen object a parse of the same
-bytes would equal.  Bodies come from the wire, so each cache is bounded:
-bodies of at most ``_SHARED_MAX`` octets, emptied when it holds
-``_SHARED_SIZE`` (the NAT-D hashes change every time and pass through)."""
+bytes would equal.  Bodies of at most ``_SHARED_MAX`` octets; the NAT-D
+hashes change every time and pass through."""
 
 
 # =========================================================================== proposals <-> registry

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Sequence
 
+from ...._cache import BoundedCache
 from ....crypto.kdf import IkeV2Keys, ikev2_child_keymat, ikev2_derive_keys, ikev2_skeyseed
 from ....crypto.kex import InvalidKeyExchangeData, KeyExchange
 from ....crypto.transforms import PrfAlg, Proposal
@@ -23,24 +24,16 @@ MAX_KE_RETRIES = 3
 def from_sa(p: SaProposal) -> WireProposal:
     """A codec proposal as a :class:`WireProposal` (for selection)."""
     ts = p.transforms
-    hit = _WIRE_OF.get(id(ts))
-    if hit is not None and hit[0] is ts:
-        wire = hit[1]
-    else:
-        wire = tuple(WireTransform(t.transform_type, t.transform_id, t.key_length) for t in ts)
-        if len(_WIRE_OF) >= _CACHE_SIZE:
-            _WIRE_OF.clear()
-        _WIRE_OF[id(ts)] = (ts, wire)
-    return WireProposal(p.num, p.protocol, p.spi, wire)
+    hit = _WIRE_OF.get(id(ts)) or _WIRE_OF.remember(
+        id(ts), (ts, tuple(WireTransform(t.transform_type, t.transform_id, t.key_length) for t in ts)))
+    return WireProposal(p.num, p.protocol, p.spi, hit[-1])
 
 
-_CACHE_SIZE = 256
-_WIRE_OF: dict[int, tuple[tuple[Transform, ...], tuple[WireTransform, ...]]] = {}
+_WIRE_OF = BoundedCache(256)
 """id(codec transforms) -> (them, as WireTransforms).  Received proposals
 share their transform tuples (the payload parser caches them by their bytes),
-so each offer's wire form, and the selection on it, is looked up by identity;
-the tuple is kept beside it so that no id is reused while cached."""
-_SA_OF: dict[int, tuple[tuple[WireTransform, ...], tuple[Transform, ...]]] = {}
+so each offer's wire form, and the selection on it, is found by identity."""
+_SA_OF = BoundedCache(256)
 """The other way, for :func:`to_sa` (our configured proposals' wire
 transforms come from ``proposals.to_wire``'s cache)."""
 
@@ -56,15 +49,8 @@ def _sa_transform(t: WireTransform) -> Transform:
 
 def to_sa(w: WireProposal) -> SaProposal:
     ws = w.transforms
-    hit = _SA_OF.get(id(ws))
-    if hit is not None and hit[0] is ws:
-        ts = hit[1]
-    else:
-        ts = tuple(map(_sa_transform, ws))
-        if len(_SA_OF) >= _CACHE_SIZE:
-            _SA_OF.clear()
-        _SA_OF[id(ws)] = (ws, ts)
-    return SaProposal(w.number, w.protocol, w.spi, ts)
+    hit = _SA_OF.get(id(ws)) or _SA_OF.remember(id(ws), (ws, tuple(map(_sa_transform, ws))))
+    return SaProposal(w.number, w.protocol, w.spi, hit[-1])
 
 
 def sa_payload(proposals: Iterable[WireProposal]) -> SaPayload:
@@ -108,15 +94,10 @@ def select_with_ke(offers: Sequence[WireProposal], configured: Sequence[Proposal
 def notify(ntype: int, data: bytes = b"", protocol: int = 0, spi: bytes = b"") -> NotifyPayload:
     if data or protocol or spi:
         return NotifyPayload(int(ntype), data, protocol, spi)
-    bare = _BARE_NOTIFIES.get(ntype)
-    if bare is None:
-        bare = NotifyPayload(int(ntype))
-        if len(_BARE_NOTIFIES) < 256:  # the types come from our code: a few dozen
-            _BARE_NOTIFIES[ntype] = bare
-    return bare
+    return _BARE_NOTIFIES.get(ntype) or _BARE_NOTIFIES.remember(ntype, NotifyPayload(int(ntype)))
 
 
-_BARE_NOTIFIES: dict[int, NotifyPayload] = {}
+_BARE_NOTIFIES = BoundedCache(256)
 """One (frozen) status notify without data per type: a handshake sends ~8."""
 
 
