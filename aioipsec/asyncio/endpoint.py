@@ -1288,7 +1288,7 @@ class Endpoint:
         self._emit(old, KeyingRetry(k.conn, k.remote[0], k.attempt, k.tries))
         try:
             k.resolve(self._attempt(k, conn))
-        except (ValueError, KeyError, OSError) as exc:
+        except _RESTART_ERRORS as exc:
             self._end_keying(k)
             ike_logger.error("%s: attempt %d toward %s could not start: %s", k.conn, k.attempt, k.remote[0], exc)
             self._emit(old, KeyingFailed(k.conn, k.remote[0], k.attempt, k.tries, f"could not start: {exc}"))

@@ -330,3 +330,22 @@ async def test_every_attempt_asks_for_every_child(version: int) -> None:
                                     for p in left.established()), timeout=5, what="both Child SAs")
         finally:
             await right.close(delete=False)
+
+
+async def test_an_attempt_that_cannot_start_ends_the_keying(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A later attempt whose start raises (here a RuntimeError, as the other
+    restart paths already catch) ends the attempts with KeyingFailed naming
+    the reason, instead of escaping into the event loop's timer callback."""
+    async with left_endpoint(2, keyingtries=3) as left:
+        first = left.ep.initiate(CONNECTION)
+        assert left.ep.keying_attempt(first) == (1, 3)
+
+        def broken(*_a: Any, **_k: Any) -> Any:
+            raise RuntimeError("no socket for this family")
+
+        monkeypatch.setattr(left.ep, "_attempt", broken)
+        await until(lambda: left.of(KeyingFailed), timeout=5, what="the keying to end")
+        [failed] = left.of(KeyingFailed)
+        assert (failed.attempts, failed.tries) == (2, 3)
+        assert failed.reason == "could not start: no socket for this family"
+        assert left.ep.keying_attempt(first) is None
