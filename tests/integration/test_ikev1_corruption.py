@@ -238,14 +238,14 @@ def test_corrupted_mm5_then_silence_ends_the_half_open_sa_as_an_authentication_f
     assert p.r.is_closed and p.of("r", IkeSaDeleted)[0].reason == "half-open timeout"
 
 
-@pytest.mark.xfail(strict=True, reason="open: the first MM2 binds the responder cookie (as in strongSwan and Libreswan)")
 def test_forged_mm2_before_the_real_one_does_not_stall_main_mode() -> None:
     """An on-path attacker answers MM1 first with a copy of MM2 under its own
-    responder cookie: the initiator adopts that cookie, sends MM3 under it
-    (the real responder drops it: unknown cookies) and drops the real MM2 as
-    a message for unknown cookies, so the negotiation stalls until its
-    retransmissions run out.  Kept as a strict xfail: it shows the defect
-    and turns red once it is fixed."""
+    responder cookie: the initiator adopts that cookie and sends MM3 under it
+    (the real responder drops it: unknown cookies).  It used to drop the real
+    MM2 as a message for unknown cookies and stall until its retransmissions
+    ran out (as strongSwan and Libreswan do); now it keeps the real MM2 as an
+    alternative and, when MM3 is due for a retransmission, sends MM3 under
+    the real responder's cookie instead (see test_ikev1_forged_mm2.py)."""
     p = Pair(*psk_configs(dpd_delay=0))
     original = p.deliver
     forged: list[Datagram] = []

@@ -255,8 +255,17 @@ class IkeSessionV1:
     def cookie_pairs(self) -> list[bytes]:
         """CKY-I + CKY-R (16 bytes) of every live ISAKMP SA, CKY-R zero while
         our Main/Aggressive Mode awaits it: what the endpoint routes IKEv1
-        messages by (hosts behind one NAT share an address, never cookies)."""
-        return [s.spi_i + s.spi_r for s in self.sas if s.state is not State.DELETED]
+        messages by (hosts behind one NAT share an address, never cookies).
+        While our Main Mode waits for MM4, CKY-I + zero as well: an MM2 of
+        another responder cookie is still taken (``MainModeTask.other_mm2``)."""
+        out = []
+        for s in self.sas:
+            if s.state is State.DELETED:
+                continue
+            out.append(s.spi_i + s.spi_r)
+            if s.spi_r != bytes(8) and s.tm.takes_other_mm2():
+                out.append(s.spi_i + bytes(8))
+        return out
 
     @property
     def is_established(self) -> bool:
@@ -647,6 +656,8 @@ class IkeSessionV1:
             return
         sa = self._find_sa(header)
         if sa is None:
+            if self._other_mm2(data, header, addr, now):
+                return
             sa = self._maybe_new_responder(header, addr, now)
             if sa is None:
                 self.stats["unknown_spi"] += 1
@@ -662,6 +673,17 @@ class IkeSessionV1:
                 self._dropped(sa, "?", ParseError("reassembled message of another SA"))
                 return
         sa.tm.handle(data, header, addr, now)
+
+    def _other_mm2(self, data: bytes, header: IsakmpHeader, addr: Address, now: float) -> bool:
+        """Main Mode under the CKY-I of a Phase 1 we initiated but another
+        CKY-R: maybe another responder's MM2 (see
+        :meth:`TaskManagerV1.other_mm2`).  False: not taken, unknown cookies."""
+        if header.exchange != ExchangeType.IDENTITY_PROTECTION or header.spi_r == bytes(8):
+            return False
+        for sa in self.sas:
+            if sa.initiator and sa.state is State.CONNECTING and sa.spi_i == header.spi_i:
+                return sa.tm.other_mm2(data, header, addr, now)
+        return False
 
     def _maybe_new_responder(self, header: IsakmpHeader, addr: Address, now: float) -> IsakmpSa | None:
         """A Phase 1 request with new cookies: the first message to a

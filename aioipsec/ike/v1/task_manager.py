@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, ClassVar
 from ...errors import IntegrityError, ParseError, RemoteProtocolError
 from ...selectors import Address
 from ..auth import RevocationPending
-from .constants import ExchangeType, Flag, Ike1Auth
+from .constants import ExchangeType, Flag, Ike1Auth, PayloadType
 from .errors import Ikev1Error, UnverifiedMessage
 from .message import Message, check_rules, decode_message
 from .payloads import IsakmpHeader
@@ -94,6 +94,17 @@ class Task:
     def unverified_dropped(self) -> None:
         """The copy that raised was dropped: undo whatever processing it
         left behind, so that the next copy starts afresh."""
+
+    def other_mm2(self, msg: Message) -> None:
+        """Main Mode initiator waiting for MM4: another MM2, under another
+        responder cookie (see ``MainModeTask.other_mm2``)."""
+        raise ParseError(f"no MM2 expected by {self.name}")
+
+    def switch(self, now: float) -> Message | None:
+        """A retransmission of our request is due: a message to send
+        instead (Main Mode: MM3 to another responder, see
+        ``MainModeTask.switch``), or None to resend the request."""
+        return None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} mid={self.mid:#x} step={self.step} done={self.done}>"
@@ -276,6 +287,12 @@ class TaskManagerV1:
             return
         f.tries += 1
         f.next_at = now + self._timeout(f.tries)
+        instead = f.task.switch(now) if request and f.task is not None else None
+        if instead is not None:
+            # MM3 to another responder: it takes the place of this retransmission
+            f.packets = self.session._send(self.sa, instead, now, f.task.step_sent)  # type: ignore[union-attr]
+            f.addr = self.session.remote_addr
+            return
         logger.debug("%s retransmit %d to %s (cookies %s)", f.step, f.tries, f.addr, self.sa.cookies)
         self.session._resend(f.packets, now)
 
@@ -317,6 +334,37 @@ class TaskManagerV1:
             self.session.stats["dropped"] += 1
             return
         self._request(task, data, header, addr, now)
+
+    def takes_other_mm2(self) -> bool:
+        """Our Main Mode sent MM3 and waits for MM4: an MM2 under another
+        responder cookie is still of interest (:meth:`other_mm2`)."""
+        act = self.active
+        return (
+            act is not None and act.initiator and act.exchange == ExchangeType.IDENTITY_PROTECTION
+            and act.step == "MM4"
+        )
+
+    def other_mm2(self, data: bytes, header: IsakmpHeader, addr: Address, now: float) -> bool:
+        """A Main Mode message under our CKY-I and a responder cookie that is
+        not this SA's.  While we wait for MM4 it may be another responder's
+        MM2 (the first one may have been forged): checked against the rules
+        of MM2 and handed to the task, which keeps it if acceptable; one
+        that is not is dropped and counted.  Returns False when no such MM2
+        is expected (the caller drops it as a message for unknown cookies)."""
+        act = self.active
+        if (
+            act is None or not self.takes_other_mm2() or header.message_id != 0
+            or header.flags & Flag.ENCRYPTION or header.next_payload == PayloadType.FRAGMENT
+        ):
+            return False
+        try:
+            msg, _last = decode_message(data, header=header)
+            check_rules("MM2", msg.payloads)
+            msg.src = addr
+            act.other_mm2(msg)
+        except (ParseError, Ikev1Error) as exc:
+            self.session._dropped(self.sa, "MM2", exc)
+        return True
 
     def retry_held(self, settled: set[tuple[bytes, int]] | None, now: float) -> bool:
         """Feed each Phase 1 message held for a certificate in ``settled``
