@@ -51,7 +51,7 @@ async def test_forged_mm2_ahead_of_the_real_one_through_the_endpoint() -> None:
     retransmission goes to the real responder's cookie instead, and the
     connection comes up."""
     net = MemoryNetwork()
-    fast = dict(dpd_delay=0, retransmit_timeout=0.2, retransmit_base=1.0, retransmit_tries=3)
+    fast = {"dpd_delay": 0, "retransmit_timeout": 0.2, "retransmit_base": 1.0, "retransmit_tries": 3}
     ci, cr = psk_configs(**fast)
     ci.local_addrs, ci.remote_addrs = ["192.0.2.1"], ["198.51.100.2"]
     cr.local_addrs, cr.remote_addrs = ["198.51.100.2"], ["192.0.2.1"]
