@@ -19,6 +19,15 @@ from __future__ import annotations
 
 from typing import Any
 
+ALL_CACHES: list[BoundedCache] = []
+"""Every cache made (module-level ones: a handful), for :func:`clear_all`."""
+
+
+def clear_all() -> None:
+    """Empty every cache (tests compare results with and without them)."""
+    for cache in ALL_CACHES:
+        cache.clear()
+
 
 class BoundedCache(dict[Any, Any]):
     """A ``dict`` whose :meth:`remember` empties it when it holds ``size``
@@ -29,6 +38,7 @@ class BoundedCache(dict[Any, Any]):
     def __init__(self, size: int) -> None:
         super().__init__()
         self.size = size
+        ALL_CACHES.append(self)
 
     def remember(self, key: Any, value: Any) -> Any:
         """Store ``value`` under ``key`` and return it."""
