@@ -255,6 +255,40 @@ def test_chain_verification(pki) -> None:
         auth.verify_chain(leaf, [inter], [], NOW)
 
 
+def test_verified_chains_are_kept_for_their_validity_span(pki, monkeypatch) -> None:
+    """verify_chain keeps a chain that verified, with the span in which all
+    its certificates are valid: the same leaf, intermediates and anchors
+    inside that span come from there (also as freshly parsed copies); a
+    time outside it, other anchors or other intermediates are verified
+    afresh, and a chain that failed is not kept."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    ca, _, inter, leaf = pki
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    other_ca = _cert(other_key, _name("Test CA"), other_key, _name("Test CA"), ca=True)
+    calls: list[datetime.datetime] = []
+    real = auth._verify_chain
+
+    def counted(leaf, inters, anchors, at):  # type: ignore[no-untyped-def]
+        calls.append(at)
+        return real(leaf, inters, anchors, at)
+
+    monkeypatch.setattr(auth, "_verify_chain", counted)
+    auth.forget_verified_chains()
+    first = auth.verify_chain(leaf, [inter], [ca], NOW)
+    copy = x509.load_der_x509_certificate(leaf.public_bytes(Encoding.DER))
+    assert auth.verify_chain(copy, [inter], [ca], NOW + datetime.timedelta(hours=5)) == first
+    assert len(calls) == 1 and len(auth._VERIFIED) == 1
+    for when in (NOW + datetime.timedelta(days=60), NOW - datetime.timedelta(days=5)):  # after / before the span
+        with pytest.raises(AuthenticationFailed):
+            auth.verify_chain(leaf, [inter], [ca], when)
+    with pytest.raises(AuthenticationFailed):
+        auth.verify_chain(leaf, [inter], [other_ca], NOW)  # other anchors
+    with pytest.raises(AuthenticationFailed):
+        auth.verify_chain(leaf, [], [ca], NOW)  # other intermediates
+    assert len(calls) == 5 and len(auth._VERIFIED) == 1  # each verified afresh, none of the failures kept
+
+
 def test_manual_chain_fallback(pki) -> None:
     ca, _, inter, leaf = pki
     chain = auth._verify_chain_manually(leaf, [inter], [ca], NOW)
