@@ -1,5 +1,6 @@
-"""Helpers of the asyncio integration tests: bounded waiting, and the host
-behind a gateway's in-memory pipe."""
+"""Helpers of the asyncio integration tests: bounded waiting, the host
+behind a gateway's in-memory pipe, and an endpoint with its events and
+inner pipe (:class:`Side`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aioipsec.netutil import parse_udp
+from aioipsec.netutil import parse_udp, udp_packet
 from aioipsec.transports.memory import MemoryInnerTransport
 
 
@@ -50,3 +51,46 @@ class Host:
     def payloads(self) -> list[bytes]:
         """UDP payloads of the IP packets received, in order."""
         return [u[4] for u in map(parse_udp, self.received) if u is not None]
+
+
+class Side:
+    """An endpoint under test: its events in order and the application end
+    ``app`` of its inner pipe, drained by a task into ``received``.  With
+    ``echo_from`` the hosts behind it answer every UDP packet from that
+    address (port 7, payload ``b"re: "`` + the request's)."""
+
+    def __init__(self, ep: Any, app: Any, *, echo_from: str | None = None) -> None:
+        self.ep = ep
+        self.app = app
+        self.echo_from = echo_from
+        self.received: list[bytes] = []
+        self.events: list[Any] = []
+        ep.event_listeners.append(lambda _p, ev: self.events.append(ev))
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self.app.recv_batch()
+            self.received.extend(batch)
+            if self.echo_from is not None:
+                replies = []
+                for pkt in batch:
+                    u = parse_udp(pkt)
+                    if u is not None:
+                        replies.append(udp_packet(self.echo_from, u[0], 7, u[1], b"re: " + u[4]))
+                self.app.send_batch(replies)
+
+    def of(self, kind: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def index(self, pred: Callable[[Any], Any]) -> int:
+        """Position of the first event for which ``pred`` is true."""
+        return next(i for i, e in enumerate(self.events) if pred(e))
+
+    async def close(self, delete: bool = True) -> None:
+        self.task.cancel()
+        try:
+            await self.task
+        except asyncio.CancelledError:
+            pass
+        await asyncio.wait_for(self.ep.close(delete=delete, timeout=1.0), 5)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from asyncwait import until
+from asyncwait import Side, until
 
 from aioipsec.asyncio.endpoint import Endpoint
 from aioipsec.asyncio.sockets import MemoryNetwork
@@ -39,50 +39,13 @@ ALICE = "192.0.2.10"
 IKE_SA_INIT, INFORMATIONAL = 34, 37
 
 
-class Side:
-    def __init__(self, ep: Endpoint, app: Any, *, echo: bool = False) -> None:
-        self.ep = ep
-        self.app = app
-        self.echo = echo
-        self.received: list[bytes] = []
-        self.events: list[Any] = []
-        ep.event_listeners.append(lambda _p, ev: self.events.append(ev))
-        self.task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            batch = await self.app.recv_batch()
-            self.received.extend(batch)
-            if self.echo:  # the server behind the gateway answers every packet
-                replies = []
-                for pkt in batch:
-                    u = parse_udp(pkt)
-                    if u is not None:
-                        replies.append(udp_packet(SERVER, u[0], 7, u[1], b"re: " + u[4]))
-                self.app.send_batch(replies)
-
-    def of(self, kind: type) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind)]
-
-    def index(self, pred: Any) -> int:
-        return next(i for i, e in enumerate(self.events) if pred(e))
-
-    async def close(self) -> None:
-        self.task.cancel()
-        try:
-            await self.task
-        except asyncio.CancelledError:
-            pass
-        await asyncio.wait_for(self.ep.close(timeout=1.0), 5)
-
-
 async def gateway(net: MemoryNetwork) -> Side:
     gw_in, app = memory_pipe(queue_size=4096)
     cfg = connection("rw", psk=PSK, local_id="gw.example", remote_id="%any", local_addrs=[GW], dpd_delay=0,
                      pools=["rw"], children=[child("net", local_ts=[NET])])
     ep = await Endpoint.create(GW, configurations=[cfg], network=net, inner=gw_in,
                                pools=[PoolConfig("rw", "10.3.0.0/28")])
-    return Side(ep, app, echo=True)
+    return Side(ep, app, echo_from=SERVER)
 
 
 async def client(net: MemoryNetwork, **kw: Any) -> Side:

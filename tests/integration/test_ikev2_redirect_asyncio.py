@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from asyncwait import until
+from asyncwait import Side, until
 
 from aioipsec.asyncio.endpoint import Endpoint
 from aioipsec.asyncio.sockets import MemoryNetwork
@@ -33,31 +33,6 @@ SERVER = "203.0.113.20"
 NET2 = "198.18.0.0/24"
 CHILDREN = {NET: "net", NET2: "net2"}
 PSK = "redirect-asyncio-psk"
-
-
-class Side:
-    def __init__(self, ep: Endpoint, app: Any) -> None:
-        self.ep = ep
-        self.app = app
-        self.received: list[bytes] = []
-        self.events: list[Any] = []
-        ep.event_listeners.append(lambda _p, ev: self.events.append(ev))
-        self.task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            self.received.extend(await self.app.recv_batch())
-
-    def of(self, kind: type) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind)]
-
-    async def close(self) -> None:
-        self.task.cancel()
-        try:
-            await self.task
-        except asyncio.CancelledError:
-            pass
-        await asyncio.wait_for(self.ep.close(timeout=1.0), 5)
 
 
 async def gateway(net: MemoryNetwork, addr: str, nets: tuple[str, ...] = (NET,), **kw: Any) -> Side:

@@ -11,16 +11,21 @@ INITIAL_CONTACT, as charon); another identity's IKE SA is never touched."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
-from asyncwait import until
+from asyncwait import Side, until
 
 from aioipsec.asyncio.endpoint import Endpoint
 from aioipsec.asyncio.sockets import MemoryNetwork
 from aioipsec.config import PoolConfig, child, connection
-from aioipsec.events import AuthFailed, ChildSaDeleted, ChildSaInstalled, IkeSaDeleted, IkeSaEstablished
+from aioipsec.events import (
+    AuthFailed,
+    ChildSaDeleted,
+    ChildSaInstalled,
+    IkeSaDeleted,
+    IkeSaEstablished,
+)
 from aioipsec.netutil import parse_udp, udp_packet
 from aioipsec.status import endpoint_status
 from aioipsec.transports.memory import memory_pipe
@@ -30,31 +35,6 @@ NET = "203.0.113.0/24"
 SERVER = "203.0.113.20"
 PSK = "unique-asyncio-psk"
 ALICE, BOB = "192.0.2.10", "192.0.2.11"
-
-
-class Side:
-    def __init__(self, ep: Endpoint, app: Any) -> None:
-        self.ep = ep
-        self.app = app
-        self.received: list[bytes] = []
-        self.events: list[Any] = []
-        ep.event_listeners.append(lambda _p, ev: self.events.append(ev))
-        self.task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            self.received.extend(await self.app.recv_batch())
-
-    def of(self, kind: type) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind)]
-
-    async def close(self, delete: bool = True) -> None:
-        self.task.cancel()
-        try:
-            await self.task
-        except asyncio.CancelledError:
-            pass
-        await asyncio.wait_for(self.ep.close(delete=delete, timeout=1.0), 5)
 
 
 async def gateway(net: MemoryNetwork, unique: str | None) -> Side:
