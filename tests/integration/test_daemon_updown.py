@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from asyncwait import until
+from updown_daemons import RECORD, runs, rw_and_gw, write_script
 
 from aioipsec.asyncio.sockets import MemoryNetwork
 from aioipsec.daemon import Daemon
@@ -75,11 +76,6 @@ V2 = {"version": 2, "ike": "aes128gcm16-prfsha256-x25519", "esp": "aes128gcm16",
       "id_h": "hq.example"}
 V1 = {"version": 1, "ike": "aes256-sha256-modp2048", "esp": "aes256-sha256", "id_a": "192.0.2.1", "id_h": "192.0.2.2"}
 
-RECORD = """\
-#!/bin/sh
-# appends its whole environment, one block per run
-{ echo "--- $PLUTO_VERB"; env | sort; echo "==="; } >> "$1"
-"""
 SECRET_ENV = "AIOIPSEC_UPDOWN_TEST_NOT_INHERITED"
 
 
@@ -111,24 +107,6 @@ class Pair:
 async def until_session(d: Daemon, name: str) -> Any:
     await until(lambda: d.endpoint.find_session(name) is not None, what=f"session {name}")
     return d.endpoint.find_session(name)
-
-
-def runs(log: Path) -> list[dict[str, str]]:
-    """The environments the script recorded, in order."""
-    if not log.exists():
-        return []
-    out = []
-    for block in log.read_text().split("===\n"):
-        lines = [ln for ln in block.splitlines() if ln and not ln.startswith("--- ")]
-        if lines:
-            out.append(dict(ln.split("=", 1) for ln in lines))
-    return out
-
-
-def write_script(path: Path, text: str) -> Path:
-    path.write_text(text)
-    path.chmod(0o755)
-    return path
 
 
 @pytest.fixture
@@ -395,18 +373,7 @@ secret = "a long pre-shared key for the updown test"
 
 
 async def test_virtual_ips_and_dns(short_dir: Path) -> None:
-    rec = write_script(short_dir / "record.sh", RECORD)
-    pa, ph = short_dir / "rw.toml", short_dir / "gw.toml"
-    pa.write_text(textwrap.dedent(RW.format(script=f"{rec} {short_dir / 'a.log'}")))
-    ph.write_text(textwrap.dedent(GW.format(script=f"{rec} {short_dir / 'h.log'}")))
-    net = MemoryNetwork()
-    a_gw, _a_app = memory_pipe()
-    h_gw, _h_app = memory_pipe()
-    a = Daemon(str(pa), network=net, inner=a_gw)
-    h = Daemon(str(ph), network=net, inner=h_gw)
-    await h.start()
-    await a.start()
-    try:
+    async with rw_and_gw(short_dir, RW, GW) as (a, h):
         a.up("gw")
         proto = await until_session(a, "gw")
         await asyncio.wait_for(proto.wait_child("net"), 10)
@@ -423,9 +390,6 @@ async def test_virtual_ips_and_dns(short_dir: Path) -> None:
         assert (rh["PLUTO_PEER_CLIENT"], rh["PLUTO_PEER_SOURCEIP"], rh["PLUTO_CONNECTION"]) == (
             "10.3.0.1/32", "10.3.0.1", "net")
         assert "PLUTO_MY_SOURCEIP" not in rh
-    finally:
-        await a.shutdown()
-        await h.shutdown()
     assert [r["PLUTO_VERB"] for r in runs(short_dir / "a.log")] == ["up-client", "down-client"], "shutdown runs down"
     assert [r["PLUTO_VERB"] for r in runs(short_dir / "h.log")] == ["up-client", "down-client"]
 
@@ -525,18 +489,7 @@ secret = "alice's password"
 
 
 async def test_ikev1_xauth_id_and_mode_config_address(short_dir: Path) -> None:
-    rec = write_script(short_dir / "record.sh", RECORD)
-    pa, ph = short_dir / "rw.toml", short_dir / "gw.toml"
-    pa.write_text(textwrap.dedent(XAUTH_RW.format(script=f"{rec} {short_dir / 'a.log'}")))
-    ph.write_text(textwrap.dedent(XAUTH_GW.format(script=f"{rec} {short_dir / 'h.log'}")))
-    net = MemoryNetwork()
-    a_gw, _a_app = memory_pipe()
-    h_gw, _h_app = memory_pipe()
-    a = Daemon(str(pa), network=net, inner=a_gw)
-    h = Daemon(str(ph), network=net, inner=h_gw)
-    await h.start()
-    await a.start()
-    try:
+    async with rw_and_gw(short_dir, XAUTH_RW, XAUTH_GW) as (a, h):
         a.up("gw")
         proto = await until_session(a, "gw")
         await until(lambda: len(proto.children) == 1, 10, what="the client's Child SA")
@@ -553,8 +506,5 @@ async def test_ikev1_xauth_id_and_mode_config_address(short_dir: Path) -> None:
         # the client authenticated itself: charon sets no XAUTH condition there
         assert "PLUTO_XAUTH_ID" not in ra
         assert (ra["PLUTO_MY_CLIENT"], ra["PLUTO_MY_SOURCEIP"]) == ("10.3.0.1/32", "10.3.0.1")
-    finally:
-        await a.shutdown()
-        await h.shutdown()
     down = runs(short_dir / "h.log")[1:]
     assert [(r["PLUTO_VERB"], r.get("PLUTO_XAUTH_ID")) for r in down] == [("down-client", "alice")]

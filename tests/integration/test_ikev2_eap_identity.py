@@ -11,17 +11,16 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-import textwrap
 from pathlib import Path
 from typing import Any
 
 from asyncwait import until
 from ikev2_pair import Pair, psk_pair_configs
+from updown_daemons import runs, rw_and_gw
 
 from aioipsec.asyncio.endpoint import Endpoint
 from aioipsec.asyncio.sockets import MemoryNetwork
 from aioipsec.config import AuthConfig, PoolConfig, child, connection
-from aioipsec.daemon import Daemon
 from aioipsec.events import ChildSaInstalled, IkeSaDeleted, IkeSaEstablished
 from aioipsec.status import endpoint_status, format_status
 from aioipsec.transports.memory import memory_pipe
@@ -159,12 +158,6 @@ async def test_uniqueness_status_and_leases_follow_the_eap_identity() -> None:
 
 # ---------------------------------------------------------------------------- updown (two daemons)
 
-RECORD = """\
-#!/bin/sh
-# appends its whole environment, one block per run
-{ echo "--- $PLUTO_VERB"; env | sort; echo "==="; } >> "$1"
-"""
-
 EAP_RW = """
 [connections.gw]
 local_addrs  = ["192.0.2.1"]
@@ -202,35 +195,10 @@ secret = "alice-pw-never-logged"
 """
 
 
-def runs(log: Path) -> list[dict[str, str]]:
-    """The environments the script recorded, in order."""
-    if not log.exists():
-        return []
-    out = []
-    for block in log.read_text().split("===\n"):
-        lines = [ln for ln in block.splitlines() if ln and not ln.startswith("--- ")]
-        if lines:
-            out.append(dict(ln.split("=", 1) for ln in lines))
-    return out
-
-
 async def test_updown_exports_the_eap_identity_on_the_gateway() -> None:
     d = Path(tempfile.mkdtemp(prefix="aioipsec-eapid-"))
     try:
-        rec = d / "record.sh"
-        rec.write_text(RECORD)
-        rec.chmod(0o755)
-        pa, ph = d / "rw.toml", d / "gw.toml"
-        pa.write_text(textwrap.dedent(EAP_RW.format(script=f"{rec} {d / 'a.log'}")))
-        ph.write_text(textwrap.dedent(EAP_GW.format(script=f"{rec} {d / 'h.log'}")))
-        net = MemoryNetwork()
-        a_gw, _a_app = memory_pipe()
-        h_gw, _h_app = memory_pipe()
-        a = Daemon(str(pa), network=net, inner=a_gw)
-        h = Daemon(str(ph), network=net, inner=h_gw)
-        await h.start()
-        await a.start()
-        try:
+        async with rw_and_gw(d, EAP_RW, EAP_GW) as (a, h):
             a.up("gw")
             await until(lambda: a.endpoint.find_session("gw") is not None
                         and len(a.endpoint.find_session("gw").children) == 1, 10, what="the client's Child SA")
@@ -248,9 +216,6 @@ async def test_updown_exports_the_eap_identity_on_the_gateway() -> None:
             # its virtual IP came with the final IKE_AUTH response (AUTH without IDr after EAP)
             assert (ra["PLUTO_MY_CLIENT"], ra["PLUTO_MY_SOURCEIP"]) == ("10.3.0.1/32", "10.3.0.1")
             assert not any("alice-pw" in v for env in (ra, rh) for v in env.values())
-        finally:
-            await a.shutdown()
-            await h.shutdown()
         down = runs(d / "h.log")[1:]
         assert [(r["PLUTO_VERB"], r.get("PLUTO_XAUTH_ID")) for r in down] == [("down-client", "alice")]
     finally:

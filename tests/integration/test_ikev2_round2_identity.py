@@ -11,20 +11,18 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 from asyncwait import until
 from ikev2_pair import Pair, cert_pair_configs, make_pki
-from test_ikev2_eap_identity import RECORD, runs
 from test_ikev2_multiauth import user_cert
+from updown_daemons import runs, rw_and_gw
 
 from aioipsec.asyncio.endpoint import Endpoint
 from aioipsec.asyncio.sockets import MemoryNetwork
 from aioipsec.config import AuthConfig, PoolConfig, child, connection
-from aioipsec.daemon import Daemon
 from aioipsec.events import AuthFailed, ChildSaInstalled, IkeSaDeleted, IkeSaEstablished
 from aioipsec.ike.v2.pools import AddressPool
 from aioipsec.status import endpoint_status, format_status
@@ -245,20 +243,7 @@ async def test_updown_after_a_psk_second_round() -> None:
     has no PLUTO_XAUTH_ID after a PSK round."""
     d = Path(tempfile.mkdtemp(prefix="aioipsec-r2id-"))
     try:
-        rec = d / "record.sh"
-        rec.write_text(RECORD)
-        rec.chmod(0o755)
-        pa, ph = d / "rw.toml", d / "gw.toml"
-        pa.write_text(textwrap.dedent(R2_RW.format(script=f"{rec} {d / 'a.log'}")))
-        ph.write_text(textwrap.dedent(R2_GW.format(script=f"{rec} {d / 'h.log'}")))
-        net = MemoryNetwork()
-        a_gw, _a_app = memory_pipe()
-        h_gw, _h_app = memory_pipe()
-        a = Daemon(str(pa), network=net, inner=a_gw)
-        h = Daemon(str(ph), network=net, inner=h_gw)
-        await h.start()
-        await a.start()
-        try:
+        async with rw_and_gw(d, R2_RW, R2_GW) as (a, h):
             a.up("gw")
             await until(lambda: a.endpoint.find_session("gw") is not None
                         and len(a.endpoint.find_session("gw").children) == 1, 10, what="the client's Child SA")
@@ -274,8 +259,5 @@ async def test_updown_after_a_psk_second_round() -> None:
             (ra,) = runs(d / "a.log")
             assert "PLUTO_XAUTH_ID" not in ra and ra["PLUTO_MY_SOURCEIP"] == "10.3.0.1"
             assert not any("never logged" in v for env in (ra, rh) for v in env.values())
-        finally:
-            await a.shutdown()
-            await h.shutdown()
     finally:
         shutil.rmtree(d, ignore_errors=True)
