@@ -15,23 +15,20 @@ with, or a cache no fetcher fills, is decided by policy at once."""
 
 from __future__ import annotations
 
-import datetime
 import logging
 
 import pytest
 from ikev1_pair import Datagram, Pair
 from ikev2_pair import WALL, Pki, make_pki
+from revocation_fake import OCSP_URI, FakeFetcher
 
 from aioipsec.config import AuthConfig, ConnectionConfig, child, connection
 from aioipsec.events import AuthFailed, ChildSaInstalled, IkeSaEstablished
-from aioipsec.ike import auth
 from aioipsec.ike.v1 import IkeSessionV1
 from aioipsec.ike.v1.constants import ExchangeType, Flag
 from aioipsec.ike.v1.message import peek_header
 
 MM, AM, QM = ExchangeType.IDENTITY_PROTECTION, ExchangeType.AGGRESSIVE, ExchangeType.QUICK_MODE
-OCSP_URI = "http://ocsp.test.example/"
-HOUR = datetime.timedelta(hours=1)
 SUBJECT_A = "C=CH, O=aioipsec test, CN=site-a.example"
 SUBJECT_B = "C=CH, O=aioipsec test, CN=hq.example"
 
@@ -39,32 +36,6 @@ SUBJECT_B = "C=CH, O=aioipsec test, CN=hq.example"
 @pytest.fixture(scope="module")
 def pki() -> Pki:
     return make_pki(("p256",))
-
-
-class FakeFetcher:
-    """What :class:`~aioipsec.asyncio.revocation_fetch.RevocationFetcher`
-    does to the cache, by hand: attached (``on_want``), then done with a
-    certificate, with an OCSP answer or without one."""
-
-    def __init__(self, pki: Pki) -> None:
-        self.cache = auth.RevocationCache()
-        self.cache.ca_ocsp_uris[pki.ca.subject.public_bytes()] = [OCSP_URI]  # type: ignore[attr-defined]
-        self.woken = 0
-        self.cache.on_want = self._wake
-
-    def _wake(self) -> None:
-        self.woken += 1
-
-    def done(self, cert: object, status: str | None) -> None:
-        key = (cert.issuer.public_bytes(), cert.serial_number)  # type: ignore[attr-defined]
-        self.cache.wanted.pop(key, None)
-        if status is not None:
-            self.cache.ocsp[key] = auth.OcspStatus(
-                status, WALL - HOUR, WALL + 24 * HOUR, "the issuing CA", uri=OCSP_URI,
-                revoked_at=WALL - 24 * HOUR if status == "revoked" else None,
-                reason="keyCompromise" if status == "revoked" else None)
-        self.cache.pending.discard(key)
-        self.cache.settled.add(key)
 
 
 def _configs(pki: Pki, *, aggressive: bool = False) -> tuple[ConnectionConfig, ConnectionConfig]:
