@@ -55,18 +55,18 @@ class Host:
 
 class Side:
     """An endpoint under test: its events in order and the application end
-    ``app`` of its inner pipe, drained by a task into ``received``.  With
+    ``app`` of its inner pipe (if given), drained by a task into ``received``.  With
     ``echo_from`` the hosts behind it answer every UDP packet from that
     address (port 7, payload ``b"re: "`` + the request's)."""
 
-    def __init__(self, ep: Any, app: Any, *, echo_from: str | None = None) -> None:
+    def __init__(self, ep: Any, app: Any = None, *, echo_from: str | None = None) -> None:
         self.ep = ep
         self.app = app
         self.echo_from = echo_from
         self.received: list[bytes] = []
         self.events: list[Any] = []
         ep.event_listeners.append(lambda _p, ev: self.events.append(ev))
-        self.task = asyncio.get_running_loop().create_task(self._run())
+        self.task = None if app is None else asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
         while True:
@@ -88,9 +88,10 @@ class Side:
         return next(i for i, e in enumerate(self.events) if pred(e))
 
     async def close(self, delete: bool = True) -> None:
-        self.task.cancel()
-        try:
-            await self.task
-        except asyncio.CancelledError:
-            pass
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass
         await asyncio.wait_for(self.ep.close(delete=delete, timeout=1.0), 5)

@@ -8,13 +8,12 @@ the password."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from asyncwait import until
+from asyncwait import Side, until
 from ikev2_pair import Pair, psk_pair_configs
 from updown_daemons import runs, rw_and_gw
 
@@ -70,19 +69,6 @@ def test_without_eap_there_is_no_eap_identity() -> None:
 GW = "192.0.2.2"
 NET = "203.0.113.0/24"
 PSK = "eap-identity-gateway-psk"
-
-
-class Side:
-    def __init__(self, ep: Endpoint) -> None:
-        self.ep = ep
-        self.events: list[Any] = []
-        ep.event_listeners.append(lambda _p, ev: self.events.append(ev))
-
-    def of(self, kind: type) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind)]
-
-    async def close(self) -> None:
-        await asyncio.wait_for(self.ep.close(delete=True, timeout=1.0), 5)
 
 
 async def gateway(net: MemoryNetwork) -> Side:

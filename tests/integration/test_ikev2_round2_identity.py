@@ -8,14 +8,13 @@ IKE identity (``remote_id``, ``PLUTO_PEER_ID``) stays the first round's, and
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncwait import until
+from asyncwait import Side, until
 from ikev2_pair import Pair, cert_pair_configs, make_pki
 from test_ikev2_multiauth import user_cert
 from updown_daemons import runs, rw_and_gw
@@ -96,19 +95,6 @@ GW = "192.0.2.2"
 NET = "203.0.113.0/24"
 PSK = "round-1 shared group key"
 USER_PSK = b"round-2 user key, never logged"
-
-
-class Side:
-    def __init__(self, ep: Endpoint) -> None:
-        self.ep = ep
-        self.events: list[Any] = []
-        ep.event_listeners.append(lambda _p, ev: self.events.append(ev))
-
-    def of(self, kind: type) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind)]
-
-    async def close(self) -> None:
-        await asyncio.wait_for(self.ep.close(delete=True, timeout=1.0), 5)
 
 
 async def gateway(net: MemoryNetwork, unique: str) -> Side:
