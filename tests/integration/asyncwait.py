@@ -1,6 +1,7 @@
 """Helpers of the asyncio integration tests: bounded waiting, the host
 behind a gateway's in-memory pipe, and an endpoint with its events and
-inner pipe (:class:`Side`)."""
+inner pipe (:class:`Side`), and a stream of numbered packets from it
+(:class:`Pump`)."""
 
 from __future__ import annotations
 
@@ -95,3 +96,26 @@ class Side:
             except asyncio.CancelledError:
                 pass
         await asyncio.wait_for(self.ep.close(delete=delete, timeout=1.0), 5)
+
+
+class Pump:
+    """Sends a numbered UDP packet (``b"n0"``, ``b"n1"``, ...) from ``vip``
+    to port 7 of ``server`` through ``side``'s inner pipe every few ms until
+    stopped."""
+
+    def __init__(self, side: Side, vip: str, server: str) -> None:
+        self.side, self.vip, self.server, self.sent = side, vip, server, 0
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            self.side.app.send_batch([udp_packet(self.vip, self.server, 40000, 7, b"n%d" % self.sent)])
+            self.sent += 1
+            await asyncio.sleep(0.005)
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        try:
+            await self.task
+        except asyncio.CancelledError:
+            pass

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from asyncwait import Side, until
+from asyncwait import Pump, Side, until
 
 from aioipsec.asyncio.endpoint import Endpoint
 from aioipsec.asyncio.sockets import MemoryNetwork
@@ -23,7 +23,7 @@ from aioipsec.events import (
     IkeSaEstablished,
     ReauthRequired,
 )
-from aioipsec.netutil import parse_udp, udp_packet
+from aioipsec.netutil import parse_udp
 from aioipsec.status import endpoint_status
 from aioipsec.transports.memory import memory_pipe
 
@@ -52,28 +52,6 @@ async def client(net: MemoryNetwork, **kw: Any) -> Side:
     return Side(ep, app)
 
 
-class Pump:
-    """Sends a numbered packet from the client's virtual IP every few ms
-    (the gateway's server answers each) until stopped."""
-
-    def __init__(self, cl: Side, vip: str) -> None:
-        self.cl, self.vip, self.sent = cl, vip, 0
-        self.task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            self.cl.app.send_batch([udp_packet(self.vip, SERVER, 40000, 7, b"n%d" % self.sent)])
-            self.sent += 1
-            await asyncio.sleep(0.005)
-
-    async def stop(self) -> None:
-        self.task.cancel()
-        try:
-            await self.task
-        except asyncio.CancelledError:
-            pass
-
-
 def sas(side: Side) -> list[dict[str, Any]]:
     return endpoint_status(side.ep)["ike_sas"]  # type: ignore[no-any-return]
 
@@ -83,7 +61,7 @@ async def reauth_without_loss(gw: Side, cl: Side, start: Any) -> None:
     (vip,) = first.local_vips
     (old_child,) = cl.of(ChildSaInstalled)
     (gw_old_child,) = gw.of(ChildSaInstalled)
-    pump = Pump(cl, vip)
+    pump = Pump(cl, vip, SERVER)
     await until(lambda: pump.sent > 20, what="traffic before the reauthentication")
     await start()
     old = (first.spi_i, first.spi_r)

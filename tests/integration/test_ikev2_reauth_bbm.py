@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from asyncwait import Side, until
+from asyncwait import Pump, Side, until
 
 from aioipsec.asyncio.endpoint import Endpoint
 from aioipsec.asyncio.sockets import MemoryNetwork
@@ -27,7 +27,7 @@ from aioipsec.events import (
     IkeSaEstablished,
     ReauthRequired,
 )
-from aioipsec.netutil import parse_udp, udp_packet
+from aioipsec.netutil import parse_udp
 from aioipsec.status import endpoint_status
 from aioipsec.transports.memory import memory_pipe
 
@@ -83,27 +83,6 @@ class Wire:
         return [i for i, (s, x, r, _spi) in enumerate(self.log) if (s, x, r) == (ALICE, IKE_SA_INIT, False)]
 
 
-class Pump:
-    """A numbered packet from the client's virtual IP every few ms."""
-
-    def __init__(self, cl: Side, vip: str) -> None:
-        self.cl, self.vip, self.sent = cl, vip, 0
-        self.task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            self.cl.app.send_batch([udp_packet(self.vip, SERVER, 40000, 7, b"n%d" % self.sent)])
-            self.sent += 1
-            await asyncio.sleep(0.005)
-
-    async def stop(self) -> None:
-        self.task.cancel()
-        try:
-            await self.task
-        except asyncio.CancelledError:
-            pass
-
-
 def drop_informational(spi_i: bytes) -> Any:
     """A ``MemoryNetwork.mangle`` that drops the INFORMATIONAL exchanges of
     the IKE SA ``spi_i`` (port 500, or 4500 behind the non-ESP marker)."""
@@ -135,7 +114,7 @@ async def test_reauth_time_break_before_make() -> None:
         (first,) = cl.of(IkeSaEstablished)
         (vip,) = first.local_vips
         (old_child,) = cl.of(ChildSaInstalled)
-        pump = Pump(cl, vip)
+        pump = Pump(cl, vip, SERVER)
 
         def mark(_p: Any, ev: Any) -> None:  # packets sent once the new Child SA is in (client side)
             if isinstance(ev, ChildSaInstalled) and ev.spi_in != old_child.spi_in:
