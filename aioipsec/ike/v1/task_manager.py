@@ -358,10 +358,9 @@ class TaskManagerV1:
         ):
             return False
         try:
-            msg, _last = decode_message(data, header=header)
-            check_rules("MM2", msg.payloads)
-            msg.src = addr
-            act.other_mm2(msg)
+            decoded = self._decode(act, data, header, addr, step="MM2")
+            assert decoded is not None
+            act.other_mm2(decoded[0])
         except (ParseError, Ikev1Error) as exc:
             self.session._dropped(self.sa, "MM2", exc)
         return True
@@ -381,9 +380,12 @@ class TaskManagerV1:
             done = True
         return done
 
-    def _decode(self, task: Task, data: bytes, header: IsakmpHeader, addr: Address) -> tuple[Message, bytes] | None:
+    def _decode(
+        self, task: Task, data: bytes, header: IsakmpHeader, addr: Address, *, step: str | None = None
+    ) -> tuple[Message, bytes] | None:
         """Decrypt and check against the payload rules of the step the task
-        expects.  A message that does not fit is dropped like a malformed
+        expects (``step``: another one, e.g. an MM2 while MM4 is awaited,
+        :meth:`other_mm2`).  A message that does not fit is dropped like a malformed
         one (ParseError), so a stray or corrupted copy of an earlier message
         cannot abort the exchange; garbage after decrypting MM5/MM6/AM3 is
         the symptom of different keys, i.e. a pre-shared key mismatch."""
@@ -396,7 +398,7 @@ class TaskManagerV1:
                 msg, last = decode_message(data, keys.encr, keys.iv.get_iv(header.message_id), header)
             else:
                 msg, last = decode_message(data, header=header)
-            check_rules(task.step, msg.payloads)
+            check_rules(step or task.step, msg.payloads)
         except (ParseError, Ikev1Error) as exc:
             if encrypted and task.phase1 and keys is not None:
                 logger.debug("%s: %s", task.step, exc)
@@ -405,7 +407,7 @@ class TaskManagerV1:
                     "pre-shared key mismatch?"
                 ) from None
             if isinstance(exc, Ikev1Error):
-                raise ParseError(f"not a valid {task.step}: {exc}") from None
+                raise ParseError(f"not a valid {step or task.step}: {exc}") from None
             raise
         msg.src = addr
         return msg, last
