@@ -62,16 +62,22 @@ one that drops our packets can anyway)."""
 
 @dataclass(eq=False, slots=True)
 class Mm2Choice:
-    """One responder's MM2: its cookie, the suite it chose from our offer,
-    where it came from, and the MM3 built for it (sent again as the same
-    bytes when this responder's turn comes round again)."""
+    """One responder's MM2 (its cookie, vendor IDs, CERTREQs and source
+    address), the suite it chose from our offer, and the MM3 built for it
+    (sent again as the same bytes when this responder's turn comes round
+    again)."""
 
-    spi_r: bytes
-    suite: Phase1Suite
     msg: Message
-    """For the vendor IDs and CERTREQs it brought."""
-    addr: Address | None
+    suite: Phase1Suite
     mm3: Message | None = None
+
+    @property
+    def spi_r(self) -> bytes:
+        return self.msg.spi_r
+
+    @property
+    def addr(self) -> Address | None:
+        return self.msg.src
 
 
 class MainModeTask(Phase1Task):
@@ -127,7 +133,7 @@ class MainModeTask(Phase1Task):
         suite = accept_reply(self.suites, reply)
         if msg.spi_r == bytes(8):
             raise NoProposalChosen("MM2 without a responder cookie")
-        return Mm2Choice(msg.spi_r, suite, msg, msg.src)
+        return Mm2Choice(msg, suite)
 
     def _adopt(self, choice: Mm2Choice) -> Message:
         """Go on with the responder of ``choice``: its cookie, its suite, what
