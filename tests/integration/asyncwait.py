@@ -42,12 +42,7 @@ class Host:
         self.task = asyncio.get_running_loop().create_task(run())
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except asyncio.CancelledError:
-                pass
+        await _cancel(self.task)
 
     def payloads(self) -> list[bytes]:
         """UDP payloads of the IP packets received, in order."""
@@ -89,12 +84,7 @@ class Side:
         return next(i for i, e in enumerate(self.events) if pred(e))
 
     async def close(self, delete: bool = True) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except asyncio.CancelledError:
-                pass
+        await _cancel(self.task)
         await asyncio.wait_for(self.ep.close(delete=delete, timeout=1.0), 5)
 
 
@@ -117,5 +107,15 @@ class Pump:
         self.task.cancel()
         try:
             await self.task
+        except asyncio.CancelledError:
+            pass
+
+
+async def _cancel(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a draining task and wait until it has ended."""
+    if task is not None:
+        task.cancel()
+        try:
+            await task
         except asyncio.CancelledError:
             pass
